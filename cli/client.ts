@@ -1,0 +1,74 @@
+import type { z } from 'zod';
+import { errorResponse } from '../protocol/api.ts';
+import { parseWith } from '../protocol/parse.ts';
+
+/** A failure to show the user as one line; `code` is the server's error code when there is one. */
+export type RequestBody = NonNullable<RequestInit['body']>;
+
+export class CliError extends Error {
+  override readonly name = 'CliError';
+  constructor(
+    message: string,
+    readonly code?: string,
+    readonly status?: number,
+  ) {
+    super(message);
+  }
+}
+
+export interface ApiClient {
+  readonly baseUrl: string;
+  request<S extends z.ZodType>(method: string, path: string, options: { json?: unknown; body?: RequestBody; headers?: Record<string, string>; schema: S }): Promise<z.output<S>>;
+  /** For calls whose answer has no body (204). */
+  send(method: string, path: string): Promise<void>;
+}
+
+export function createApiClient(env: NodeJS.ProcessEnv): ApiClient {
+  const baseUrl = (env.CONVOY_URL || 'http://127.0.0.1:8080').replace(/\/+$/, '');
+  const token = env.CONVOY_TOKEN;
+  if (!/^https?:\/\//.test(baseUrl)) throw new CliError(`CONVOY_URL must be an http:// or https:// URL, got "${baseUrl}"`);
+
+  async function call(method: string, path: string, options: { json?: unknown; body?: RequestBody; headers?: Record<string, string> }): Promise<Response> {
+    if (!token) throw new CliError('CONVOY_TOKEN is not set: export the access token the server printed at first start');
+    const headers: Record<string, string> = { authorization: `Bearer ${token}`, ...options.headers };
+    let body = options.body;
+    if (options.json !== undefined) {
+      headers['content-type'] = 'application/json';
+      body = JSON.stringify(options.json);
+    }
+    let response: Response;
+    try {
+      response = await fetch(`${baseUrl}${path}`, { method, headers, body: body ?? null, ...(body && typeof body !== 'string' ? { duplex: 'half' } : {}) } as RequestInit);
+    } catch (error) {
+      throw new CliError(`cannot reach ${baseUrl}: ${(error as Error & { cause?: Error }).cause?.message ?? (error as Error).message}`);
+    }
+    if (!response.ok) {
+      const text = await response.text();
+      let parsed: { error: { code: string; message: string } } | undefined;
+      try {
+        parsed = parseWith(errorResponse, JSON.parse(text), 'error');
+      } catch {
+        parsed = undefined;
+      }
+      throw parsed
+        ? new CliError(parsed.error.message, parsed.error.code, response.status)
+        : new CliError(`${method} ${path} answered ${response.status}`, undefined, response.status);
+    }
+    return response;
+  }
+
+  return {
+    baseUrl,
+    async request(method, path, options) {
+      const response = await call(method, path, options);
+      try {
+        return parseWith(options.schema, await response.json(), `answer from ${method} ${path}`);
+      } catch (error) {
+        throw new CliError(`the server's answer was not understood: ${(error as Error).message}`);
+      }
+    },
+    async send(method, path) {
+      await call(method, path, {});
+    },
+  };
+}

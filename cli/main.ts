@@ -1,0 +1,246 @@
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { parseArgs } from 'node:util';
+import { z } from 'zod';
+import { artifact, blobReceipt, bundle, bundleVersion, deployment, device, deviceRegistration, listOf } from '../protocol/api.ts';
+import { deviceConfigSchemaId, type DeviceConfigInput } from '../protocol/device-config.ts';
+import { artifactName, artifactType, bundleName, deviceId, groupName, parseRelease, version as versionSchema } from '../protocol/names.ts';
+import { writeFileAtomic } from '../lib/files.ts';
+import { CliError, createApiClient, type ApiClient, type RequestBody } from './client.ts';
+import { printJsonOr, printList } from './output.ts';
+
+/*
+ * `convoy`, the operator's command line over the REST API. Each command validates its arguments
+ * with the same schemas the server uses, so most mistakes are caught before a request is sent.
+ */
+
+type Flags = Record<string, string | boolean | undefined>;
+interface Command {
+  usage: string;
+  options: Record<string, { type: 'string' | 'boolean' }>;
+  run(args: { positionals: string[]; flags: Flags; api: () => ApiClient }): Promise<void>;
+}
+
+const json = { json: { type: 'boolean' } } as const;
+
+function need<S extends z.ZodType>(schema: S, value: unknown, what: string): z.output<S> {
+  const result = schema.safeParse(value);
+  if (!result.success) throw new CliError(`${what}: ${value === undefined ? 'missing' : result.error.issues[0]?.message ?? 'invalid'}`);
+  return result.data;
+}
+
+function release(text: string | undefined): { bundle: string; version: string } {
+  const parsed = text ? parseRelease(text) : undefined;
+  if (!parsed) throw new CliError(`expected NAME@VERSION such as pos-app@1.2.0, got "${text ?? ''}"`);
+  return parsed;
+}
+
+const enc = encodeURIComponent;
+const versionPath = (r: { bundle: string; version: string }) => `/api/v1/bundles/${enc(r.bundle)}/versions/${enc(r.version)}`;
+
+async function sha256File(file: string): Promise<{ digest: string; size: number }> {
+  const hash = createHash('sha256');
+  let size = 0;
+  for await (const chunk of createReadStream(file)) {
+    hash.update(chunk as Buffer);
+    size += (chunk as Buffer).length;
+  }
+  return { digest: `sha256:${hash.digest('hex')}`, size };
+}
+
+const commands: Record<string, Command> = {
+  'bundle create': {
+    usage: 'convoy bundle create NAME [--description TEXT] [--json]',
+    options: { description: { type: 'string' }, ...json },
+    async run({ positionals, flags, api }) {
+      const name = need(bundleName, positionals[0], 'bundle name');
+      const created = await api().request('POST', '/api/v1/bundles', { json: { name, ...(flags.description ? { description: flags.description } : {}) }, schema: bundle });
+      printJsonOr(created, flags.json === true, `created bundle ${created.name}`);
+    },
+  },
+  'bundle list': {
+    usage: 'convoy bundle list [--json]',
+    options: json,
+    async run({ flags, api }) {
+      const rows = await api().request('GET', '/api/v1/bundles', { schema: listOf(bundle) });
+      printList(rows, [{ header: 'NAME', value: (r) => r.name }, { header: 'CREATED', value: (r) => r.createdAt }, { header: 'DESCRIPTION', value: (r) => r.description }], flags.json === true);
+    },
+  },
+  'bundle show': {
+    usage: 'convoy bundle show NAME [--json]   (lists its versions)',
+    options: json,
+    async run({ positionals, flags, api }) {
+      const name = need(bundleName, positionals[0], 'bundle name');
+      const rows = await api().request('GET', `/api/v1/bundles/${enc(name)}/versions`, { schema: listOf(bundleVersion) });
+      printList(rows, [
+        { header: 'VERSION', value: (r) => r.version },
+        { header: 'STATUS', value: (r) => r.status },
+        { header: 'APPROVED', value: (r) => r.approvedAt ?? '-' },
+        { header: 'MANIFEST', value: (r) => r.manifestDigest ?? '-' },
+      ], flags.json === true);
+    },
+  },
+  'bundle approve': {
+    usage: 'convoy bundle approve NAME@VERSION [--json]',
+    options: json,
+    async run({ positionals, flags, api }) {
+      const r = release(positionals[0]);
+      const approved = await api().request('POST', `${versionPath(r)}/approve`, { schema: bundleVersion });
+      printJsonOr(approved, flags.json === true, `approved ${r.bundle}@${r.version} (manifest ${approved.manifestDigest})`);
+    },
+  },
+  'artifact push': {
+    usage: 'convoy artifact push FILE --bundle NAME --version V --name N --type image|package|file [--json]',
+    options: { bundle: { type: 'string' }, version: { type: 'string' }, name: { type: 'string' }, type: { type: 'string' }, ...json },
+    async run({ positionals, flags, api }) {
+      const file = positionals[0];
+      if (!file) throw new CliError('missing FILE to push');
+      const r = { bundle: need(bundleName, flags.bundle, '--bundle'), version: need(versionSchema, flags.version, '--version') };
+      const name = need(artifactName, flags.name ?? path.basename(file), '--name');
+      const type = need(artifactType, flags.type ?? 'file', '--type');
+      const stat = await fs.stat(file).catch(() => undefined);
+      if (!stat?.isFile()) throw new CliError(`${file} is not a readable file`);
+      const client = api();
+      const { digest, size } = await sha256File(file);
+      process.stderr.write(`uploading ${file} (${size} bytes, ${digest})\n`);
+      await client.request('PUT', `/api/v1/blobs/${digest}`, {
+        body: Readable.toWeb(createReadStream(file)) as unknown as RequestBody,
+        headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) },
+        schema: blobReceipt,
+      });
+      try {
+        await client.request('POST', `/api/v1/bundles/${enc(r.bundle)}/versions`, { json: { version: r.version }, schema: bundleVersion });
+      } catch (error) {
+        if (!(error instanceof CliError && error.code === 'already_exists')) throw error;
+      }
+      const added = await client.request('PUT', `${versionPath(r)}/artifacts/${enc(name)}`, { json: { type, digest, size }, schema: artifact });
+      printJsonOr(added, flags.json === true, `added ${type} ${name} to ${r.bundle}@${r.version}`);
+    },
+  },
+  'artifact list': {
+    usage: 'convoy artifact list NAME@VERSION [--json]',
+    options: json,
+    async run({ positionals, flags, api }) {
+      const r = release(positionals[0]);
+      const rows = await api().request('GET', `${versionPath(r)}/artifacts`, { schema: listOf(artifact) });
+      printList(rows, [
+        { header: 'NAME', value: (a) => a.name },
+        { header: 'TYPE', value: (a) => a.type },
+        { header: 'SIZE', value: (a) => String(a.size) },
+        { header: 'DIGEST', value: (a) => a.digest },
+      ], flags.json === true);
+    },
+  },
+  deploy: {
+    usage: 'convoy deploy NAME@VERSION --group GROUP [--json]',
+    options: { group: { type: 'string' }, ...json },
+    async run({ positionals, flags, api }) {
+      const r = release(positionals[0]);
+      const group = need(groupName, flags.group, '--group');
+      const created = await api().request('POST', '/api/v1/deployments', { json: { ...r, group }, schema: deployment });
+      printJsonOr(created, flags.json === true, `deployed ${r.bundle}@${r.version} to group ${group} (deployment ${created.id})`);
+    },
+  },
+  'deployment list': {
+    usage: 'convoy deployment list [--json]',
+    options: json,
+    async run({ flags, api }) {
+      const rows = await api().request('GET', '/api/v1/deployments', { schema: listOf(deployment) });
+      printList(rows, [
+        { header: 'ID', value: (d) => String(d.id) },
+        { header: 'RELEASE', value: (d) => `${d.bundle}@${d.version}` },
+        { header: 'GROUP', value: (d) => d.group },
+        { header: 'BY', value: (d) => d.createdBy },
+        { header: 'AT', value: (d) => d.createdAt },
+      ], flags.json === true);
+    },
+  },
+  'device add': {
+    usage: 'convoy device add --id ID --group GROUP --out DIR [--mqtt-url mqtt://HOST:PORT] [--json]',
+    options: { id: { type: 'string' }, group: { type: 'string' }, out: { type: 'string' }, 'mqtt-url': { type: 'string' }, ...json },
+    async run({ flags, api }) {
+      const id = need(deviceId, flags.id, '--id');
+      const group = need(groupName, flags.group, '--group');
+      if (typeof flags.out !== 'string') throw new CliError('--out DIR is required: where to write the device configuration');
+      const out = path.resolve(flags.out);
+      const client = api();
+      const registration = await client.request('POST', '/api/v1/devices', { json: { id, group }, schema: deviceRegistration });
+      const mqttUrl = typeof flags['mqtt-url'] === 'string' ? flags['mqtt-url'] : `mqtt://${new URL(client.baseUrl).hostname}:${registration.mqtt.port}`;
+      const config: DeviceConfigInput = { schema: deviceConfigSchemaId, id, group, serverUrl: client.baseUrl, mqttUrl, tokenFile: 'device.token', rootFile: 'root.json', dataDir: '.' };
+      await fs.mkdir(out, { recursive: true });
+      await writeFileAtomic(path.join(out, 'device.token'), registration.token + '\n', 0o600);
+      await writeFileAtomic(path.join(out, 'root.json'), JSON.stringify(registration.root, null, 2) + '\n');
+      await writeFileAtomic(path.join(out, 'device.json'), JSON.stringify(config, null, 2) + '\n');
+      printJsonOr(registration.device, flags.json === true, `registered device ${id} in group ${group}; start it with: convoyd --config ${path.join(out, 'device.json')}`);
+    },
+  },
+  'device list': {
+    usage: 'convoy device list [--group GROUP] [--json]',
+    options: { group: { type: 'string' }, ...json },
+    async run({ flags, api }) {
+      const query = typeof flags.group === 'string' ? `?group=${enc(need(groupName, flags.group, '--group'))}` : '';
+      const rows = await api().request('GET', `/api/v1/devices${query}`, { schema: listOf(device) });
+      printList(rows, [
+        { header: 'ID', value: (d) => d.id },
+        { header: 'GROUP', value: (d) => d.group },
+        { header: 'STATE', value: (d) => d.state ?? 'never seen' },
+        { header: 'INSTALLED', value: (d) => (d.installed ? `${d.installed.bundle}@${d.installed.version}` : '-') },
+        { header: 'ERROR', value: (d) => (d.error ? `${d.error.code}: ${d.error.message}` : '') },
+      ], flags.json === true);
+    },
+  },
+  serve: {
+    usage: 'convoy serve   (configured by CONVOY_* environment variables; see the README)',
+    options: {},
+    async run() {
+      const { serve } = await import('../server/main.ts');
+      await serve();
+    },
+  },
+};
+
+function help(): string {
+  return ['usage: convoy <command> [arguments]', '', 'commands:', ...Object.values(commands).map((c) => `  ${c.usage}`), '',
+    'environment: CONVOY_URL (default http://127.0.0.1:8080), CONVOY_TOKEN (an access token)'].join('\n');
+}
+
+export async function main(argv: string[]): Promise<number> {
+  if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
+    process.stdout.write(help() + '\n');
+    return argv.length === 0 ? 2 : 0;
+  }
+  const twoWords = `${argv[0]} ${argv[1] ?? ''}`;
+  const [key, rest] = commands[twoWords] ? [twoWords, argv.slice(2)] : [argv[0]!, argv.slice(1)];
+  const command = commands[key];
+  if (!command) {
+    process.stderr.write(`convoy: unknown command "${twoWords.trim()}"\n\n${help()}\n`);
+    return 2;
+  }
+  try {
+    const { values, positionals } = parseArgs({ args: rest, options: { ...command.options, help: { type: 'boolean' } }, allowPositionals: true, strict: true });
+    if (values.help) {
+      process.stdout.write(`usage: ${command.usage}\n`);
+      return 0;
+    }
+    let client: ApiClient | undefined;
+    await command.run({ positionals, flags: values as Flags, api: () => (client ??= createApiClient(process.env)) });
+    return 0;
+  } catch (error) {
+    if (error instanceof CliError) {
+      process.stderr.write(`convoy: ${error.message}${error.code ? ` (${error.code})` : ''}\n`);
+      return 1;
+    }
+    if ((error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`convoy: ${(error as Error).message}\nusage: ${command.usage}\n`);
+      return 2;
+    }
+    throw error;
+  }
+}
+
+const code = await main(process.argv.slice(2));
+// `serve` keeps running; every other command ends here.
+if (!(process.argv[2] === 'serve' && code === 0)) process.exit(code);

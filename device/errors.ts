@@ -1,0 +1,18 @@
+import type { ErrorCode } from '../protocol/errors.ts';
+
+/**
+ * An update step that failed, with the code the device reports. `transient` failures (network,
+ * server outage) are worth retrying as they are; the others (bad signature, wrong hash) will fail
+ * the same way until the server side changes.
+ */
+export class UpdateError extends Error {
+  override readonly name = 'UpdateError';
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly transient: boolean,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}

@@ -1,0 +1,65 @@
+import { z } from 'zod';
+import { errorCodes } from './errors.ts';
+import { bundleName, deviceId, groupName, version } from './names.ts';
+
+/*
+ * MQTT topics (MQTT 3.1.1 §4.7: a topic level must not contain "+", "#" or "/", which the id and
+ * group patterns exclude) and the payloads that travel on them. Every payload is JSON, validated
+ * by the receiver; an invalid one is logged and dropped.
+ */
+export const topicPrefix = 'convoy/v1';
+
+/** Retained notice of the release deployed to a group. MQTT is only a hint: TUF is the truth. */
+export function groupReleaseTopic(group: string): string {
+  return `${topicPrefix}/groups/${group}/release`;
+}
+
+/** A device's reports about itself. */
+export function deviceStatusTopic(id: string): string {
+  return `${topicPrefix}/devices/${id}/status`;
+}
+
+export const deviceStatusWildcard = `${topicPrefix}/devices/+/status`;
+
+/** Extracts the device id from a status topic, or undefined if the topic is not one. */
+export function deviceIdFromStatusTopic(topic: string): string | undefined {
+  const parts = topic.split('/');
+  if (parts.length !== 5 || `${parts[0]}/${parts[1]}` !== topicPrefix || parts[2] !== 'devices' || parts[4] !== 'status') {
+    return undefined;
+  }
+  const id = parts[3]!;
+  return deviceId.safeParse(id).success ? id : undefined;
+}
+
+/** Upper bound on any MQTT payload Convoy sends or accepts. */
+export const maxMessageBytes = 16 * 1024;
+
+export const releaseNotice = z.strictObject({
+  type: z.literal('release'),
+  deploymentId: z.number().int().positive(),
+  group: groupName,
+  bundle: bundleName,
+  version,
+  issuedAt: z.iso.datetime(),
+});
+export type ReleaseNotice = z.infer<typeof releaseNotice>;
+
+/** What a device is doing, as it reports it. Stable strings: dashboards and scripts key on them. */
+export const deviceStates = ['idle', 'updating', 'installed', 'failed'] as const;
+export const deviceState = z.enum(deviceStates);
+export type DeviceState = z.infer<typeof deviceState>;
+
+const release = z.strictObject({ bundle: bundleName, version });
+
+export const deviceStatus = z.strictObject({
+  type: z.literal('status'),
+  deviceId,
+  state: deviceState,
+  /** What runs now (the `current` slot), if anything. */
+  installed: release.nullable(),
+  /** What the device is moving to or failed to move to. */
+  target: release.nullable(),
+  error: z.strictObject({ code: z.enum(errorCodes), message: z.string().max(1000) }).nullable(),
+  reportedAt: z.iso.datetime(),
+});
+export type DeviceStatus = z.infer<typeof deviceStatus>;

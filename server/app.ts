@@ -1,0 +1,132 @@
+import fs from 'node:fs/promises';
+import http from 'node:http';
+import path from 'node:path';
+import type { AddressInfo } from 'node:net';
+import Koa from 'koa';
+import { createLogger, type Logger } from '../protocol/log.ts';
+import { createAuthService } from './auth/service.ts';
+import { createAuthStore } from './auth/store.ts';
+import { blobRoutes } from './blobs/routes.ts';
+import { BlobStore } from './blobs/store.ts';
+import { startBroker, type Broker } from './broker/broker.ts';
+import { bundleRoutes } from './bundles/routes.ts';
+import { createBundleService } from './bundles/service.ts';
+import { createBundleStore } from './bundles/store.ts';
+import { listApprovedTargets, resolveTargetUrl } from './bundles/targets.ts';
+import type { ServerConfig } from './config.ts';
+import { openDatabase } from './db/knex.ts';
+import { deploymentRoutes } from './deployments/routes.ts';
+import { createDeploymentService } from './deployments/service.ts';
+import { deviceRoutes } from './devices/routes.ts';
+import { createDeviceService } from './devices/service.ts';
+import { createDeviceStore } from './devices/store.ts';
+import { errorMiddleware } from './http/errors.ts';
+import { buildRouter } from './http/routes.ts';
+import { openTrustService } from './trust/service.ts';
+import { trustRoutes } from './trust/routes.ts';
+
+export interface RunningServer {
+  /** Base URL of the HTTP API, e.g. http://127.0.0.1:8080 */
+  url: string;
+  httpPort: number;
+  mqttPort: number;
+  /** The admin token generated at first start, if one was (shown once, never stored). */
+  generatedAdminToken: string | undefined;
+  close(): Promise<void>;
+}
+
+export interface ServerDeps {
+  now?: () => Date;
+  log?: Logger;
+}
+
+/** How often the trust service checks whether metadata needs re-signing before it expires. */
+const resignCheckIntervalMs = 10 * 60 * 1000;
+
+/** The composition root: config → db → blobs → trust → broker → http. */
+export async function startServer(config: ServerConfig, deps: ServerDeps = {}): Promise<RunningServer> {
+  const now = deps.now ?? (() => new Date());
+  const log = deps.log ?? createLogger({ namespace: 'server', level: config.logLevel, write: (line) => process.stderr.write(line) });
+  await fs.mkdir(config.dataDir, { recursive: true });
+
+  const db = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+  const cleanups: (() => Promise<void>)[] = [() => db.destroy()];
+  const close = async () => {
+    for (const cleanup of cleanups.reverse()) await cleanup().catch((error: unknown) => log.error('shutdown step failed', { error }));
+  };
+  try {
+    const blobs = await BlobStore.open(path.join(config.dataDir, 'blobs'));
+    const authStore = createAuthStore(db);
+    const auth = createAuthService({ store: authStore, now, log: log.child('auth') });
+    const generatedAdminToken = await auth.ensureAdmin(config.adminToken);
+
+    const bundleStore = createBundleStore(db);
+    const trust = await openTrustService({ dataDir: config.dataDir, listTargets: () => listApprovedTargets(bundleStore), now, log: log.child('trust') });
+    await trust.reconcile();
+    const resignTimer = setInterval(() => trust.reconcile().catch((error: unknown) => log.error('re-signing failed', { error })), resignCheckIntervalMs);
+    resignTimer.unref();
+    cleanups.push(async () => clearInterval(resignTimer));
+
+    const bundles = createBundleService({ store: bundleStore, blobs, trust, now, log: log.child('bundles') });
+    let broker: Broker | undefined;
+    const devices = createDeviceService({
+      store: createDeviceStore(db),
+      auth: authStore,
+      rootMetadata: () => trust.currentRoot(),
+      mqttPort: () => broker!.port,
+      now,
+      log: log.child('devices'),
+    });
+    broker = await startBroker({
+      host: config.host,
+      port: config.mqttPort,
+      authenticate: (token) => auth.authenticate(token),
+      onMessage: (topic, payload, principal) => void devices.receiveStatus(topic, payload, principal),
+      log: log.child('mqtt'),
+    });
+    const startedBroker = broker;
+    cleanups.push(() => startedBroker.close());
+    const deployments = createDeploymentService({ db, bundles, broker: () => startedBroker, now, log: log.child('deployments') });
+    await deployments.announceLatest();
+
+    const app = new Koa();
+    app.proxy = false;
+    app.silent = true; // errors are logged by errorMiddleware, once
+    app.use(errorMiddleware(log.child('http')));
+    const router = buildRouter(
+      [
+        ...blobRoutes(blobs, config.maxBlobBytes),
+        ...bundleRoutes(bundles),
+        ...deploymentRoutes(deployments),
+        ...deviceRoutes(devices),
+        ...trustRoutes({ trust, blobs, resolveTarget: (p) => resolveTargetUrl(bundleStore, p), anonymous: config.anonymousTufRead }),
+      ],
+      { auth, maxJsonBytes: config.maxJsonBytes },
+    );
+    app.use(router.routes());
+    app.use(router.allowedMethods());
+
+    const server = http.createServer(app.callback());
+    // Bound header size and idle time: a slow or oversized client must not pin the server.
+    server.headersTimeout = 30_000;
+    server.requestTimeout = 0; // large uploads may take long; idle sockets are cut by keepAliveTimeout
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(config.httpPort, config.host, () => resolve());
+    });
+    cleanups.push(
+      () =>
+        new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          server.closeAllConnections();
+        }),
+    );
+    const httpPort = (server.address() as AddressInfo).port;
+    const shownHost = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
+    log.info('serving', { http: httpPort, mqtt: broker.port, dataDir: config.dataDir, database: config.databaseUrl ? 'postgresql' : 'sqlite' });
+    return { url: `http://${shownHost}:${httpPort}`, httpPort, mqttPort: broker.port, generatedAdminToken, close };
+  } catch (error) {
+    await close();
+    throw error;
+  }
+}

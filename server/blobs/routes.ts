@@ -1,0 +1,92 @@
+import type Koa from 'koa';
+import { digest as digestSchema } from '../../protocol/names.ts';
+import { parseWith } from '../../protocol/parse.ts';
+import { ApiError } from '../http/errors.ts';
+import { route, type Route } from '../http/routes.ts';
+import type { BlobStore } from './store.ts';
+
+/**
+ * Serves a stored blob with HTTP range support (RFC 9110 §14): a single `bytes=` range answers
+ * 206 with Content-Range; If-Range with a stale validator answers the whole blob (200). The ETag
+ * is the digest itself: the strongest validator there is, since the bytes can never change.
+ */
+export async function sendBlob(ctx: Koa.Context, blobs: BlobStore, digest: string, size: number): Promise<void> {
+  const etag = `"${digest}"`;
+  ctx.set('ETag', etag);
+  ctx.set('Accept-Ranges', 'bytes');
+  ctx.set('Cache-Control', 'private, max-age=31536000, immutable');
+  ctx.type = 'application/octet-stream';
+  if (ctx.get('if-none-match') === etag) {
+    ctx.status = 304;
+    return;
+  }
+  const rangeHeader = ctx.get('range');
+  const ifRange = ctx.get('if-range');
+  const range = rangeHeader && (!ifRange || ifRange === etag) ? parseRange(rangeHeader, size) : undefined;
+  if (range === 'unsatisfiable') {
+    ctx.status = 416;
+    ctx.set('Content-Range', `bytes */${size}`);
+    ctx.body = { error: { code: 'invalid_request', message: `range not satisfiable for a blob of ${size} bytes` } };
+    return;
+  }
+  if (range) {
+    ctx.status = 206;
+    ctx.set('Content-Range', `bytes ${range.start}-${range.end}/${size}`);
+    ctx.length = range.end - range.start + 1;
+    ctx.body = ctx.method === 'HEAD' ? null : blobs.openRead(digest, range);
+    return;
+  }
+  ctx.status = 200;
+  ctx.length = size;
+  ctx.body = ctx.method === 'HEAD' ? null : blobs.openRead(digest);
+}
+
+/** One `bytes=start-end`, `bytes=start-` or `bytes=-suffix` range; anything else is ignored (200). */
+export function parseRange(header: string, size: number): { start: number; end: number } | 'unsatisfiable' | undefined {
+  const match = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
+  if (!match || (match[1] === '' && match[2] === '')) return undefined;
+  let start: number;
+  let end: number;
+  if (match[1] === '') {
+    const suffix = Number(match[2]);
+    if (suffix === 0) return 'unsatisfiable';
+    start = Math.max(0, size - suffix);
+    end = size - 1;
+  } else {
+    start = Number(match[1]);
+    end = match[2] === '' ? size - 1 : Math.min(Number(match[2]), size - 1);
+    if (match[2] !== '' && Number(match[2]) < start) return undefined;
+  }
+  if (start >= size || !Number.isSafeInteger(start)) return 'unsatisfiable';
+  return { start, end };
+}
+
+export function blobRoutes(blobs: BlobStore, maxBlobBytes: number): Route[] {
+  const digestParam = (params: Record<string, string>) => parseWith(digestSchema, params.digest, 'digest in the URL', 'invalid_digest');
+  return [
+    route({
+      method: 'PUT', path: '/api/v1/blobs/:digest', action: 'blob:write', summary: 'Upload a blob (streamed, digest verified)',
+      async handler({ koa, params }) {
+        const expected = digestParam(params);
+        const declared = koa.get('content-length');
+        const expectedSize = declared ? Number(declared) : undefined;
+        if (expectedSize !== undefined && expectedSize > maxBlobBytes) throw new ApiError('payload_too_large', `blob exceeds the limit of ${maxBlobBytes} bytes`);
+        const existing = await blobs.stat(expected);
+        const stored = await blobs.put(koa.req, { expected, maxBytes: maxBlobBytes, ...(expectedSize !== undefined ? { expectedSize } : {}) });
+        koa.status = existing ? 200 : 201;
+        koa.body = stored;
+      },
+    }),
+    ...(['GET', 'HEAD'] as const).map((method) =>
+      route({
+        method, path: '/api/v1/blobs/:digest', action: 'blob:read', summary: 'Download a blob (Range supported)',
+        async handler({ koa, params }) {
+          const digest = digestParam(params);
+          const stat = await blobs.stat(digest);
+          if (!stat) throw new ApiError('not_found', `blob ${digest} is not stored`);
+          await sendBlob(koa, blobs, digest, stat.size);
+        },
+      }),
+    ),
+  ];
+}

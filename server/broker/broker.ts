@@ -1,0 +1,92 @@
+import net from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { Aedes, type AuthenticateError, type Client } from 'aedes';
+import type { Logger } from '../../protocol/log.ts';
+import { deviceStatusTopic, groupReleaseTopic, maxMessageBytes } from '../../protocol/messages.ts';
+import type { Principal } from '../auth/policy.ts';
+
+/**
+ * The embedded MQTT broker (aedes) with Convoy's policy as hooks: clients sign in with a user
+ * name and an access token as the password; a device may subscribe only to its group's release
+ * notices and publish only its own status. The server's own publications bypass the hooks.
+ */
+export interface Broker {
+  readonly port: number;
+  /** Publishes with QoS 1; `retain` keeps the last message for late subscribers (MQTT §3.3.1.3). */
+  publish(topic: string, payload: string, retain: boolean): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface BrokerDeps {
+  host: string;
+  port: number;
+  authenticate: (token: string) => Promise<Principal | undefined>;
+  /** Called for every message a client publishes that passed authorisation. */
+  onMessage: (topic: string, payload: Buffer, principal: Principal) => void;
+  log: Logger;
+}
+
+export async function startBroker(deps: BrokerDeps): Promise<Broker> {
+  const principals = new WeakMap<Client, Principal>();
+  const aedes = await Aedes.createBroker({
+    authenticate(client, username, password, done) {
+      const refuse = () => {
+        const error = new Error('bad user name or password') as AuthenticateError;
+        error.returnCode = 4; // MQTT 3.1.1 §3.2.2.3: bad user name or password
+        done(error, false);
+      };
+      if (!username || !password) return refuse();
+      deps.authenticate(password.toString('utf8')).then(
+        (principal) => {
+          const claimed = principal?.type === 'device' ? principal.deviceId : principal?.name;
+          if (!principal || claimed !== username) return refuse();
+          principals.set(client, principal);
+          done(null, true);
+        },
+        (error: unknown) => {
+          deps.log.error('MQTT authentication failed', { error });
+          refuse();
+        },
+      );
+    },
+    authorizePublish(client, packet, callback) {
+      const principal = client ? principals.get(client) : undefined;
+      const allowed =
+        principal?.type === 'device' && packet.topic === deviceStatusTopic(principal.deviceId) && packet.payload.length <= maxMessageBytes;
+      callback(allowed ? null : new Error('not authorised to publish here'));
+    },
+    authorizeSubscribe(client, subscription, callback) {
+      const principal = principals.get(client);
+      const allowed =
+        (principal?.type === 'device' && subscription.topic === groupReleaseTopic(principal.group)) ||
+        (principal?.type === 'user' && principal.isAdmin);
+      // A null subscription answers SUBACK 0x80 (failure) without dropping the connection.
+      callback(null, allowed ? subscription : null);
+    },
+  });
+  aedes.on('publish', (packet, client) => {
+    const principal = client ? principals.get(client) : undefined;
+    if (!principal) return; // the server's own publications and $SYS traffic
+    deps.onMessage(packet.topic, Buffer.from(packet.payload), principal);
+  });
+  aedes.on('clientError', (client, error) => deps.log.debug('MQTT client error', { client: client.id, error }));
+
+  const server = net.createServer(aedes.handle);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(deps.port, deps.host, () => resolve());
+  });
+  const port = (server.address() as AddressInfo).port;
+
+  return {
+    port,
+    publish: (topic, payload, retain) =>
+      new Promise((resolve, reject) =>
+        aedes.publish({ cmd: 'publish', topic, payload: Buffer.from(payload), qos: 1, retain, dup: false }, (error) => (error ? reject(error) : resolve())),
+      ),
+    close: async () => {
+      await new Promise<void>((resolve) => aedes.close(() => resolve()));
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}

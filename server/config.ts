@@ -1,0 +1,91 @@
+import path from 'node:path';
+import { parseLogLevel, type LogLevel } from '../protocol/log.ts';
+
+/** Everything the origin server reads from its environment, validated once at start. */
+export interface ServerConfig {
+  /** Holds the SQLite file, the blob store, TUF keys and metadata. */
+  dataDir: string;
+  /** HTTP listen port; 0 picks a free one (tests). */
+  httpPort: number;
+  /** Embedded MQTT broker listen port; 0 picks a free one (tests). */
+  mqttPort: number;
+  /** Interface both listeners bind to. */
+  host: string;
+  /** Unset: SQLite in dataDir. `postgres://…`: PostgreSQL. */
+  databaseUrl: string | undefined;
+  /** Sets the first admin's token at first start; ignored once an admin exists. */
+  adminToken: string | undefined;
+  /** Largest blob accepted by one upload, in bytes. */
+  maxBlobBytes: number;
+  /** Largest JSON request body, in bytes. */
+  maxJsonBytes: number;
+  /** Lets anyone read /tuf/ (metadata and targets) without a token, for stock TUF clients. */
+  anonymousTufRead: boolean;
+  logLevel: LogLevel;
+}
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+export const defaultServerConfig: Omit<ServerConfig, 'dataDir'> = {
+  httpPort: 8080,
+  mqttPort: 1883,
+  host: '0.0.0.0',
+  databaseUrl: undefined,
+  adminToken: undefined,
+  maxBlobBytes: 64 * 1024 ** 3, // 64 GiB: OS images are large; disk space is the real limit
+  maxJsonBytes: 1024 * 1024, // 1 MiB
+  anonymousTufRead: false,
+  logLevel: 'info',
+};
+
+function port(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!/^\d+$/.test(raw) || value > 65535) throw new ConfigError(`${name} must be a port number from 0 to 65535, got "${raw}"`);
+  return value;
+}
+
+function bool(env: NodeJS.ProcessEnv, name: string, fallback: boolean): boolean {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  if (raw === 'true' || raw === '1') return true;
+  if (raw === 'false' || raw === '0') return false;
+  throw new ConfigError(`${name} must be true or false, got "${raw}"`);
+}
+
+function positive(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!/^\d+$/.test(raw) || value <= 0 || !Number.isSafeInteger(value)) throw new ConfigError(`${name} must be a positive whole number, got "${raw}"`);
+  return value;
+}
+
+export function loadServerConfig(env: NodeJS.ProcessEnv, cwd = process.cwd()): ServerConfig {
+  const databaseUrl = env.CONVOY_DATABASE_URL || undefined;
+  if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
+    throw new ConfigError('CONVOY_DATABASE_URL must be a postgres:// URL (leave it unset for SQLite in the data dir)');
+  }
+  const adminToken = env.CONVOY_ADMIN_TOKEN || undefined;
+  if (adminToken !== undefined && adminToken.length < 16) {
+    throw new ConfigError('CONVOY_ADMIN_TOKEN must be at least 16 characters');
+  }
+  const logLevelRaw = env.CONVOY_LOG_LEVEL || 'info';
+  const logLevel = parseLogLevel(logLevelRaw);
+  if (!logLevel) throw new ConfigError(`CONVOY_LOG_LEVEL must be debug, info, warn or error, got "${logLevelRaw}"`);
+  return {
+    dataDir: path.resolve(cwd, env.CONVOY_DATA_DIR || './data'),
+    httpPort: port(env, 'CONVOY_HTTP_PORT', defaultServerConfig.httpPort),
+    mqttPort: port(env, 'CONVOY_MQTT_PORT', defaultServerConfig.mqttPort),
+    host: env.CONVOY_HOST || defaultServerConfig.host,
+    databaseUrl,
+    adminToken,
+    maxBlobBytes: positive(env, 'CONVOY_MAX_BLOB_BYTES', defaultServerConfig.maxBlobBytes),
+    maxJsonBytes: defaultServerConfig.maxJsonBytes,
+    anonymousTufRead: bool(env, 'CONVOY_ANONYMOUS_TUF_READ', defaultServerConfig.anonymousTufRead),
+    logLevel,
+  };
+}

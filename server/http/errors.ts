@@ -1,0 +1,77 @@
+import type Koa from 'koa';
+import { ProtocolError, type ErrorCode } from '../../protocol/errors.ts';
+import type { Logger } from '../../protocol/log.ts';
+
+/** An error meant for the API caller: a stable code and a message safe to show. */
+export class ApiError extends Error {
+  override readonly name = 'ApiError';
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+const statusOf: Record<ErrorCode, number> = {
+  invalid_request: 400,
+  invalid_name: 400,
+  invalid_version: 400,
+  invalid_digest: 400,
+  digest_mismatch: 400,
+  size_mismatch: 400,
+  payload_too_large: 413,
+  unsupported_media_type: 415,
+  unauthenticated: 401,
+  forbidden: 403,
+  not_found: 404,
+  already_exists: 409,
+  version_immutable: 409,
+  version_not_approved: 409,
+  version_empty: 409,
+  untrusted_metadata: 500,
+  target_missing: 500,
+  download_failed: 500,
+  install_failed: 500,
+  internal: 500,
+};
+
+export function httpStatusOf(code: ErrorCode): number {
+  return statusOf[code];
+}
+
+/**
+ * The one place errors become responses: `{ "error": { "code", "message" } }`. Anything that is
+ * not an ApiError or ProtocolError is a bug: logged with its stack, answered as a bare 500.
+ */
+export function errorMiddleware(log: Logger): Koa.Middleware {
+  return async (ctx, next) => {
+    try {
+      await next();
+      if (ctx.status === 404 && ctx.body === undefined) {
+        throw new ApiError('not_found', `no route for ${ctx.method} ${ctx.path}`);
+      }
+    } catch (error) {
+      let code: ErrorCode = 'internal';
+      let message = 'internal server error';
+      if (error instanceof ApiError || error instanceof ProtocolError) {
+        code = error.code;
+        message = error.message;
+      } else if (isClientHttpError(error)) {
+        code = error.status === 413 ? 'payload_too_large' : error.status === 415 ? 'unsupported_media_type' : 'invalid_request';
+        message = error.message;
+      } else {
+        log.error('request failed', { method: ctx.method, path: ctx.path, error: error instanceof Error ? error.stack : String(error) });
+      }
+      ctx.status = httpStatusOf(code);
+      if (code === 'unauthenticated') ctx.set('WWW-Authenticate', 'Bearer realm="convoy"');
+      ctx.body = { error: { code, message } };
+    }
+  };
+}
+
+function isClientHttpError(error: unknown): error is { status: number; message: string } {
+  const status = (error as { status?: unknown } | null)?.status;
+  return typeof status === 'number' && status >= 400 && status < 500 && (error as { expose?: unknown }).expose === true;
+}
