@@ -1,0 +1,69 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { deviceConfigSchemaId } from '../../protocol/device-config.ts';
+import { makeTempDir, type TestServer } from './server.ts';
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const convoydBin = path.join(repoRoot, 'bin/convoyd.js');
+export const convoyBin = path.join(repoRoot, 'bin/convoy.js');
+
+export interface TestDevice {
+  id: string;
+  dir: string;
+  process: ChildProcess;
+  logs: string[];
+  stop(): Promise<void>;
+}
+
+/** Writes a device directory as `convoy device add` does, pointing at the given URLs. */
+export async function provisionDevice(server: TestServer, id: string, group: string, options: { mqttUrl?: string } = {}): Promise<string> {
+  const registered = await server.api('POST', '/api/v1/devices', { json: { id, group } });
+  if (registered.status !== 201) throw new Error(`device registration answered ${registered.status}: ${registered.raw}`);
+  const dir = await makeTempDir(`convoy-device-${id}-`);
+  await fs.writeFile(path.join(dir, 'device.token'), registered.body.token + '\n', { mode: 0o600 });
+  await fs.writeFile(path.join(dir, 'root.json'), JSON.stringify(registered.body.root));
+  await fs.writeFile(
+    path.join(dir, 'device.json'),
+    JSON.stringify({ schema: deviceConfigSchemaId, id, group, serverUrl: server.url, mqttUrl: options.mqttUrl ?? `mqtt://127.0.0.1:${server.mqttPort}` }),
+  );
+  return dir;
+}
+
+/** Runs a real `convoyd` process on a provisioned directory. */
+export function runDaemon(id: string, dir: string): TestDevice {
+  const child = spawn(process.execPath, [convoydBin, '--config', path.join(dir, 'device.json')], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, CONVOY_LOG_LEVEL: 'debug' },
+  });
+  const logs: string[] = [];
+  child.stdout!.on('data', (chunk: Buffer) => logs.push(chunk.toString('utf8')));
+  child.stderr!.on('data', (chunk: Buffer) => logs.push(chunk.toString('utf8')));
+  return {
+    id,
+    dir,
+    process: child,
+    logs,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+export async function startDevice(server: TestServer, id: string, group: string): Promise<TestDevice> {
+  return runDaemon(id, await provisionDevice(server, id, group));
+}
+
+/** Every file in the device's `current/` slot, by name, with its bytes. */
+export async function readCurrent(dir: string): Promise<Map<string, Buffer>> {
+  const current = path.join(dir, 'current');
+  const files = new Map<string, Buffer>();
+  for (const name of (await fs.readdir(current)).sort()) files.set(name, await fs.readFile(path.join(current, name)));
+  return files;
+}

@@ -1,0 +1,159 @@
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import type { ExecutionContext } from 'ava';
+import pg from 'pg';
+import { startServer, type RunningServer } from '../../server/app.ts';
+import { defaultServerConfig, type ServerConfig } from '../../server/config.ts';
+import { createLogger, type Logger } from '../../protocol/log.ts';
+
+export const adminToken = 'test-admin-token-0123456789abcdef';
+
+export interface TestServer extends RunningServer {
+  dataDir: string;
+  /** Log lines the server wrote, for assertions on what it reported. */
+  logs: string[];
+  api(method: string, urlPath: string, options?: { json?: unknown; body?: Buffer | string; token?: string | null; headers?: Record<string, string> }): Promise<{ status: number; body: any; headers: Headers; raw: Buffer }>;
+  /** Restarts on the same data dir and database, as after a crash or an upgrade. */
+  restart(): Promise<void>;
+}
+
+export async function makeTempDir(prefix = 'convoy-test-'): Promise<string> {
+  return fs.mkdtemp(path.join(os.tmpdir(), prefix));
+}
+
+/**
+ * With CONVOY_DATABASE_URL set (as `.ci/run` does on its second pass), every test server gets a
+ * database of its own on that PostgreSQL server, dropped afterwards; otherwise SQLite in its
+ * temp data dir.
+ */
+async function createTestDatabase(): Promise<{ url: string; drop: () => Promise<void> } | undefined> {
+  const base = process.env.CONVOY_DATABASE_URL;
+  if (!base) return undefined;
+  const name = `convoy_test_${randomBytes(6).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: base });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${name}`);
+  await admin.end();
+  const url = new URL(base);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    drop: async () => {
+      const client = new pg.Client({ connectionString: base });
+      await client.connect();
+      await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await client.end();
+    },
+  };
+}
+
+export async function startTestServer(overrides: Partial<ServerConfig> = {}): Promise<TestServer & { dispose(): Promise<void> }> {
+  const dataDir = await makeTempDir();
+  const database = await createTestDatabase();
+  const logs: string[] = [];
+  const log: Logger = createLogger({ namespace: 'server', level: 'debug', write: (line) => logs.push(line) });
+  const config: ServerConfig = {
+    ...defaultServerConfig,
+    dataDir,
+    host: '127.0.0.1',
+    httpPort: 0,
+    mqttPort: 0,
+    adminToken,
+    databaseUrl: database?.url,
+    ...overrides,
+  };
+  let running = await startServer(config, { log });
+  const server = {
+    dataDir,
+    logs,
+    get url() {
+      return running.url;
+    },
+    get httpPort() {
+      return running.httpPort;
+    },
+    get mqttPort() {
+      return running.mqttPort;
+    },
+    generatedAdminToken: running.generatedAdminToken,
+    close: () => running.close(),
+    async restart() {
+      await running.close();
+      // Same ports, so devices configured with them reconnect on their own.
+      running = await startServer({ ...config, httpPort: running.httpPort, mqttPort: running.mqttPort }, { log });
+    },
+    async api(method: string, urlPath: string, options: { json?: unknown; body?: Buffer | string; token?: string | null; headers?: Record<string, string> } = {}) {
+      const headers: Record<string, string> = { ...options.headers };
+      const token = options.token === undefined ? adminToken : options.token;
+      if (token !== null) headers.authorization = `Bearer ${token}`;
+      let body: Buffer | string | undefined = options.body;
+      if (options.json !== undefined) {
+        headers['content-type'] ??= 'application/json';
+        body = typeof options.json === 'string' ? options.json : JSON.stringify(options.json);
+      }
+      const response = await fetch(`${running.url}${urlPath}`, { method, headers, body: body ?? null });
+      const raw = Buffer.from(await response.arrayBuffer());
+      let parsed: unknown = undefined;
+      if ((response.headers.get('content-type') ?? '').includes('json') && raw.length > 0) parsed = JSON.parse(raw.toString('utf8'));
+      return { status: response.status, body: parsed as any, headers: response.headers, raw };
+    },
+    async dispose() {
+      await running.close();
+      await database?.drop();
+      await fs.rm(dataDir, { recursive: true, force: true });
+    },
+  };
+  return server;
+}
+
+/** ava helper: a live server for the test, always closed in `finally`. */
+export async function withServer(t: ExecutionContext, run: (server: TestServer) => Promise<void>, overrides: Partial<ServerConfig> = {}): Promise<void> {
+  const server = await startTestServer(overrides);
+  try {
+    await run(server);
+  } catch (error) {
+    t.log(server.logs.slice(-30).join(''));
+    throw error;
+  } finally {
+    await server.dispose();
+  }
+}
+
+export function sha256Digest(bytes: Buffer): string {
+  return `sha256:${createHashHex(bytes)}`;
+}
+
+import { createHash } from 'node:crypto';
+function createHashHex(bytes: Buffer): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+/** Uploads bytes and adds them to a draft (created on demand), as a CI job would. */
+export async function pushArtifact(server: TestServer, bundle: string, version: string, name: string, bytes: Buffer, type = 'file'): Promise<string> {
+  const digest = sha256Digest(bytes);
+  const blob = await server.api('PUT', `/api/v1/blobs/${digest}`, { body: bytes, headers: { 'content-type': 'application/octet-stream' } });
+  if (blob.status !== 201 && blob.status !== 200) throw new Error(`blob upload answered ${blob.status}: ${blob.raw}`);
+  const created = await server.api('POST', `/api/v1/bundles/${bundle}/versions`, { json: { version } });
+  if (created.status !== 201 && created.status !== 409) throw new Error(`version create answered ${created.status}: ${created.raw}`);
+  const added = await server.api('PUT', `/api/v1/bundles/${bundle}/versions/${version}/artifacts/${name}`, { json: { type, digest, size: bytes.length } });
+  if (added.status !== 201 && added.status !== 200) throw new Error(`artifact put answered ${added.status}: ${added.raw}`);
+  return digest;
+}
+
+/** Polls until `check` returns a value other than undefined, or fails after `timeoutMs`. */
+export async function waitFor<T>(what: string, check: () => Promise<T | undefined> | T | undefined, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value !== undefined) return value;
+    } catch (error) {
+      last = error;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
