@@ -25,10 +25,15 @@ export const deviceId = z.string().regex(idPattern, 'must be 1-64 letters, digit
 export const groupName = deviceId;
 export const digest = z.string().regex(digestPattern, 'must be "sha256:" followed by 64 lowercase hex digits');
 
-/** A strict semantic version (semver 2.0.0, no leading "v", no loose forms), at most 128 chars. */
+/**
+ * A strict semantic version (semver 2.0.0, no leading "v", no loose forms), at most 128 chars.
+ * Build metadata (`+…`) is refused: semver §10 gives 1.0.0+a and 1.0.0+b the same precedence, so
+ * they could not be told apart as "the newer release".
+ */
 export const version = z
   .string()
   .max(128, 'must be at most 128 characters')
+  .refine((value) => !value.includes('+'), 'must not carry build metadata ("+…"): versions differing only in it are equal in semver precedence')
   .refine((value) => semver.valid(value) === value, 'must be a semantic version such as 1.2.3 or 2.0.0-rc.1');
 
 export const artifactTypes = ['image', 'package', 'file'] as const;
