@@ -15,13 +15,113 @@ export const createBundleRequest = z.strictObject({
   description: z.string().max(1000).optional(),
 });
 
-export const createVersionRequest = z.strictObject({ version });
+/** With `copyFrom`, the new draft starts with every artifact of that version of the same bundle. */
+export const createVersionRequest = z.strictObject({ version, copyFrom: version.optional() });
+
+/*
+ * Packages are artifacts of type `package` with a format. Where the format defines where its
+ * metadata lives (a .deb's control file, an npm tarball's package.json, an RPM header) the server
+ * reads it from the bytes; fields given by the user must agree with it. Otherwise (generic) the
+ * user gives them.
+ */
+export const packageFormats = ['deb', 'rpm', 'npm', 'generic'] as const;
+export const packageFormat = z.enum(packageFormats);
+export type PackageFormat = z.infer<typeof packageFormat>;
+/** Debian, RPM and npm package names (npm scopes included); no spaces or control characters. */
+export const packageName = z.string().regex(/^[A-Za-z0-9@_][A-Za-z0-9@/._+~-]{0,213}$/, 'must be 1-214 letters, digits or one of @ / . _ + ~ -');
+/** Debian (epoch:upstream-revision), RPM and semver versions. */
+export const packageVersion = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9.+~:_-]{0,127}$/, 'must be 1-128 letters, digits or one of . + ~ : _ -, starting with a letter or digit');
+export const architecture = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$/, 'must be 1-32 letters, digits, ".", "_" or "-" (amd64, x86_64, noarch, all…)');
+
+export const packageInfo = z.strictObject({ format: packageFormat, name: packageName, version: packageVersion, architecture });
+export type PackageInfo = z.infer<typeof packageInfo>;
+/** What a user may say about a package: the format, and the fields the file does not hold. */
+export const packageInput = z.strictObject({
+  format: packageFormat,
+  name: packageName.optional(),
+  version: packageVersion.optional(),
+  architecture: architecture.optional(),
+});
+export type PackageInput = z.infer<typeof packageInput>;
+
+const size = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
 
 /** The artifact's name comes from the URL; the bytes must already be in the blob store. */
 export const putArtifactRequest = z.strictObject({
   type: artifactType,
   digest,
-  size: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
+  size,
+  /** Only for type `package` (and required there). */
+  package: packageInput.optional(),
+});
+
+/** Adds (or replaces) many artifacts in one request: all of them or none. */
+export const addArtifactsRequest = z.strictObject({
+  artifacts: z
+    .array(z.strictObject({ name: artifactName, type: artifactType, digest, size, package: packageInput.optional() }))
+    .min(1)
+    .max(1000)
+    .refine((list) => new Set(list.map((a) => a.name)).size === list.length, 'artifact names must be unique within one request'),
+});
+
+/** New metadata for an artifact of a draft (new bytes go through PUT). */
+export const patchArtifactRequest = z
+  .strictObject({ type: artifactType.optional(), package: packageInput.nullable().optional() })
+  .refine((patch) => patch.type !== undefined || patch.package !== undefined, 'give at least one of type, package');
+
+/*
+ * Query strings. Pagination is GitLab's: `page` from 1, `per_page` default 20, values above 100
+ * count as 100.
+ */
+export const defaultPerPage = 20;
+export const maxPerPage = 100;
+const wholeNumber = z.string().regex(/^[1-9]\d{0,8}$/, 'must be a whole number from 1');
+export const pageQueryFields = {
+  page: wholeNumber.transform(Number).optional(),
+  per_page: wholeNumber.transform((value) => Math.min(Number(value), maxPerPage)).optional(),
+};
+export const pageQuery = z.strictObject(pageQueryFields);
+
+export const bundleListQuery = z.strictObject({ ...pageQueryFields, search: z.string().max(64).regex(/^[a-z0-9._-]*$/, 'must be lowercase letters, digits, ".", "_" or "-"').optional() });
+export const versionListQuery = z.strictObject({ ...pageQueryFields, status: z.enum(['draft', 'approved']).optional() });
+export const artifactListQuery = z.strictObject({
+  ...pageQueryFields,
+  type: artifactType.optional(),
+  /** Exact artifact name. */
+  name: artifactName.optional(),
+  /** Part of the artifact name. */
+  search: z.string().max(128).regex(/^[A-Za-z0-9._-]*$/, 'must be letters, digits, ".", "_" or "-"').optional(),
+  format: packageFormat.optional(),
+  architecture: architecture.optional(),
+  package_name: packageName.optional(),
+  package_version: packageVersion.optional(),
+});
+export type ArtifactFilter = Omit<z.output<typeof artifactListQuery>, 'page' | 'per_page'>;
+
+export const bumpKinds = ['major', 'minor', 'patch', 'prerelease'] as const;
+export const nextVersionQuery = z.strictObject({
+  bump: z.enum(bumpKinds),
+  /** Pre-release identifier, e.g. `rc` → 1.3.0-rc.0 (semver §9: alphanumerics and hyphens). */
+  preid: z.string().regex(/^[0-9A-Za-z-]{1,32}$/, 'must be 1-32 letters, digits or "-"').optional(),
+});
+export const nextVersion = z.strictObject({
+  bundle: bundleName,
+  /** The highest existing version (drafts included), or null for a bundle without versions. */
+  previous: version.nullable(),
+  version,
+  bump: z.enum(bumpKinds),
+});
+export type NextVersion = z.infer<typeof nextVersion>;
+
+/** `PUT …/files/:file?type=package&format=deb` for `curl --upload-file`. */
+export const uploadFileQuery = z.strictObject({
+  type: artifactType.optional(),
+  format: packageFormat.optional(),
+  package_name: packageName.optional(),
+  package_version: packageVersion.optional(),
+  architecture: architecture.optional(),
+  /** When given, the bytes must hash to it (else 400 digest_mismatch, nothing stored). */
+  digest: digest.optional(),
 });
 
 export const createDeploymentRequest = z.strictObject({ bundle: bundleName, version, group: groupName });
@@ -53,6 +153,8 @@ export const artifact = z.strictObject({
   type: artifactType,
   digest,
   size: z.number().int().nonnegative(),
+  /** Set for packages: what the package says it is. */
+  package: packageInfo.nullable(),
   updatedAt: timestamp,
 });
 export type Artifact = z.infer<typeof artifact>;

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { packageInfo } from './api.ts';
 import { artifactName, artifactType, bundleName, digest, version } from './names.ts';
 
 /**
@@ -13,6 +14,8 @@ export const manifestArtifact = z.strictObject({
   type: artifactType,
   digest,
   size: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
+  /** For packages: signed with the rest, so a consumer can trust what a package claims to be. */
+  package: packageInfo.optional(),
 });
 export type ManifestArtifact = z.infer<typeof manifestArtifact>;
 

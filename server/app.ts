@@ -3,9 +3,11 @@ import http from 'node:http';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import Koa from 'koa';
+import { z } from 'zod';
 import { createLogger, type Logger } from '../protocol/log.ts';
 import { createAuthService } from './auth/service.ts';
 import { createAuthStore } from './auth/store.ts';
+import { collectGarbage, type GcReport, type ReferenceSource } from './blobs/gc.ts';
 import { blobRoutes } from './blobs/routes.ts';
 import { BlobStore } from './blobs/store.ts';
 import { startBroker, type Broker } from './broker/broker.ts';
@@ -21,7 +23,8 @@ import { deviceRoutes } from './devices/routes.ts';
 import { createDeviceService } from './devices/service.ts';
 import { createDeviceStore } from './devices/store.ts';
 import { errorMiddleware } from './http/errors.ts';
-import { buildRouter } from './http/routes.ts';
+import { buildOpenApiDocument } from './http/openapi.ts';
+import { buildRouter, route, type Route } from './http/routes.ts';
 import { openTrustService } from './trust/service.ts';
 import { trustRoutes } from './trust/routes.ts';
 
@@ -32,16 +35,25 @@ export interface RunningServer {
   mqttPort: number;
   /** The admin token generated at first start, if one was (shown once, never stored). */
   generatedAdminToken: string | undefined;
+  /** Runs the blob garbage collector now (it also runs every hour). */
+  collectGarbage(options?: { graceMs?: number }): Promise<GcReport>;
   close(): Promise<void>;
 }
 
 export interface ServerDeps {
   now?: () => Date;
   log?: Logger;
+  /** Sees every answer a route handler gave (tests check them against the declared schemas). */
+  onResponse?: (spec: Route, ctx: Koa.Context) => void;
 }
 
 /** How often the trust service checks whether metadata needs re-signing before it expires. */
 const resignCheckIntervalMs = 10 * 60 * 1000;
+/** How often unreferenced blobs are collected, and how new a blob must be to be spared. */
+const gcIntervalMs = 60 * 60 * 1000;
+const gcGraceMs = 60 * 60 * 1000;
+/** Upload temp files untouched this long are left over from a crash or an abandoned client. */
+const abandonedUploadMs = 24 * 60 * 60 * 1000;
 
 /** The composition root: config → db → blobs → trust → broker → http. */
 export async function startServer(config: ServerConfig, deps: ServerDeps = {}): Promise<RunningServer> {
@@ -68,6 +80,13 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     cleanups.push(async () => clearInterval(resignTimer));
 
     const bundles = createBundleService({ store: bundleStore, blobs, trust, now, log: log.child('bundles') });
+    // Every table that names blobs contributes its digests; the collector deletes only the rest.
+    const blobReferences: ReferenceSource[] = [() => bundleStore.referencedDigests()];
+    const runGc = (graceMs = gcGraceMs) =>
+      collectGarbage({ blobs, sources: blobReferences, now, graceMs, abandonedUploadMs, log: log.child('gc') });
+    const gcTimer = setInterval(() => runGc().catch((error: unknown) => log.error('garbage collection failed', { error })), gcIntervalMs);
+    gcTimer.unref();
+    cleanups.push(async () => clearInterval(gcTimer));
     let broker: Broker | undefined;
     const devices = createDeviceService({
       store: createDeviceStore(db),
@@ -93,16 +112,23 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     app.proxy = false;
     app.silent = true; // errors are logged by errorMiddleware, once
     app.use(errorMiddleware(log.child('http')));
-    const router = buildRouter(
-      [
-        ...blobRoutes(blobs, config.maxBlobBytes),
-        ...bundleRoutes(bundles),
-        ...deploymentRoutes(deployments),
-        ...deviceRoutes(devices),
-        ...trustRoutes({ trust, blobs, resolveTarget: (p) => resolveTargetUrl(bundleStore, p), anonymous: config.anonymousTufRead }),
-      ],
-      { auth, maxJsonBytes: config.maxJsonBytes },
+    const routes: Route[] = [
+      ...blobRoutes(blobs, config.maxBlobBytes),
+      ...bundleRoutes(bundles, { maxBlobBytes: config.maxBlobBytes }),
+      ...deploymentRoutes(deployments),
+      ...deviceRoutes(devices),
+      ...trustRoutes({ trust, blobs, resolveTarget: (p) => resolveTargetUrl(bundleStore, p), anonymous: config.anonymousTufRead }),
+    ];
+    routes.push(
+      route({
+        method: 'GET', path: '/api/v1/openapi.json', action: 'bundle:read', anonymous: true, summary: 'This API as an OpenAPI 3.1 document',
+        responses: { 200: z.record(z.string(), z.unknown()) },
+        async handler({ koa }) {
+          koa.body = buildOpenApiDocument(routes, { title: 'Convoy', version: '1' });
+        },
+      }),
     );
+    const router = buildRouter(routes, { auth, maxJsonBytes: config.maxJsonBytes, ...(deps.onResponse ? { onResponse: deps.onResponse } : {}) });
     app.use(router.routes());
     app.use(router.allowedMethods());
 
@@ -124,7 +150,14 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     const httpPort = (server.address() as AddressInfo).port;
     const shownHost = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
     log.info('serving', { http: httpPort, mqtt: broker.port, dataDir: config.dataDir, database: config.databaseUrl ? 'postgresql' : 'sqlite' });
-    return { url: `http://${shownHost}:${httpPort}`, httpPort, mqttPort: broker.port, generatedAdminToken, close };
+    return {
+      url: `http://${shownHost}:${httpPort}`,
+      httpPort,
+      mqttPort: broker.port,
+      generatedAdminToken,
+      collectGarbage: (options = {}) => runGc(options.graceMs),
+      close,
+    };
   } catch (error) {
     await close();
     throw error;

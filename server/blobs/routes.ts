@@ -1,4 +1,5 @@
 import type Koa from 'koa';
+import { blobReceipt } from '../../protocol/api.ts';
 import { digest as digestSchema } from '../../protocol/names.ts';
 import { parseWith } from '../../protocol/parse.ts';
 import { ApiError } from '../http/errors.ts';
@@ -65,7 +66,7 @@ export function blobRoutes(blobs: BlobStore, maxBlobBytes: number): Route[] {
   const digestParam = (params: Record<string, string>) => parseWith(digestSchema, params.digest, 'digest in the URL', 'invalid_digest');
   return [
     route({
-      method: 'PUT', path: '/api/v1/blobs/:digest', action: 'blob:write', summary: 'Upload a blob (streamed, digest verified)',
+      method: 'PUT', path: '/api/v1/blobs/:digest', action: 'blob:write', summary: 'Upload a blob (streamed, digest verified)', rawBody: 'application/octet-stream', responses: { 200: blobReceipt, 201: blobReceipt },
       async handler({ koa, params }) {
         const expected = digestParam(params);
         const declared = koa.get('content-length');
@@ -79,7 +80,7 @@ export function blobRoutes(blobs: BlobStore, maxBlobBytes: number): Route[] {
     }),
     ...(['GET', 'HEAD'] as const).map((method) =>
       route({
-        method, path: '/api/v1/blobs/:digest', action: 'blob:read', summary: 'Download a blob (Range supported)',
+        method, path: '/api/v1/blobs/:digest', action: 'blob:read', summary: 'Download a blob (Range supported)', responses: { 200: 'binary', 206: 'binary', 304: 'empty' },
         async handler({ koa, params }) {
           const digest = digestParam(params);
           const stat = await blobs.stat(digest);

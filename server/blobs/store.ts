@@ -18,6 +18,7 @@ import { ApiError } from '../http/errors.ts';
  */
 export class BlobStore {
   readonly #root: string;
+  readonly #references = new ReferenceLock();
 
   private constructor(root: string) {
     this.#root = root;
@@ -107,5 +108,98 @@ export class BlobStore {
 
   async readBytes(digest: string): Promise<Buffer> {
     return fs.readFile(this.pathOf(digest));
+  }
+
+  /**
+   * Runs `work` (which checks that blobs exist and then records references to them) while the
+   * garbage collector cannot delete anything: a reference is never recorded to a blob that is
+   * being collected. Many may run at once; the collector waits for them and they for it.
+   */
+  referencing<T>(work: () => Promise<T>): Promise<T> {
+    return this.#references.shared(work);
+  }
+
+  /** Runs the collector's sweep alone: no `referencing` work runs meanwhile. */
+  sweeping<T>(work: () => Promise<T>): Promise<T> {
+    return this.#references.exclusive(work);
+  }
+
+  /** Every stored blob with its size and last write time. */
+  async list(): Promise<{ digest: string; size: number; mtimeMs: number }[]> {
+    const result: { digest: string; size: number; mtimeMs: number }[] = [];
+    const base = path.join(this.#root, 'sha256');
+    for (const prefix of await fs.readdir(base)) {
+      if (!/^[0-9a-f]{2}$/.test(prefix)) continue;
+      for (const name of await fs.readdir(path.join(base, prefix))) {
+        const digest = `sha256:${name}`;
+        if (!digestPattern.test(digest) || !name.startsWith(prefix)) continue;
+        const stat = await fs.stat(path.join(base, prefix, name)).catch(() => undefined);
+        if (stat?.isFile()) result.push({ digest, size: stat.size, mtimeMs: stat.mtimeMs });
+      }
+    }
+    return result;
+  }
+
+  /** Temp files of uploads (in flight or abandoned by a crash) with their last write time. */
+  async listUploads(): Promise<{ name: string; mtimeMs: number }[]> {
+    const dir = path.join(this.#root, 'uploads');
+    const result: { name: string; mtimeMs: number }[] = [];
+    for (const name of await fs.readdir(dir)) {
+      const stat = await fs.stat(path.join(dir, name)).catch(() => undefined);
+      if (stat) result.push({ name, mtimeMs: stat.mtimeMs });
+    }
+    return result;
+  }
+
+  async removeUpload(name: string): Promise<void> {
+    if (!/^[0-9]+-[0-9a-f]{16}$/.test(name)) return;
+    await fs.rm(path.join(this.#root, 'uploads', name), { force: true });
+  }
+
+  /** Deletes a blob. Only the garbage collector calls this, inside `sweeping`. */
+  async remove(digest: string): Promise<void> {
+    const file = this.pathOf(digest);
+    await fs.rm(file, { force: true });
+    await syncDirectory(path.dirname(file));
+  }
+
+  /** Refreshes a blob's write time, so a collector sweep treats it as new (in its grace period). */
+  async touch(digest: string): Promise<void> {
+    const now = new Date();
+    await fs.utimes(this.pathOf(digest), now, now).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== 'ENOENT') throw error;
+    });
+  }
+}
+
+/** A readers-writer lock: many `shared` holders, or one `exclusive` holder. */
+class ReferenceLock {
+  #readers = 0;
+  #writer: Promise<void> | undefined;
+  #drained: (() => void) | undefined;
+
+  async shared<T>(work: () => Promise<T>): Promise<T> {
+    while (this.#writer) await this.#writer;
+    this.#readers++;
+    try {
+      return await work();
+    } finally {
+      this.#readers--;
+      if (this.#readers === 0) this.#drained?.();
+    }
+  }
+
+  async exclusive<T>(work: () => Promise<T>): Promise<T> {
+    while (this.#writer) await this.#writer;
+    let release!: () => void;
+    this.#writer = new Promise((resolve) => (release = resolve));
+    try {
+      while (this.#readers > 0) await new Promise<void>((resolve) => (this.#drained = resolve));
+      return await work();
+    } finally {
+      this.#drained = undefined;
+      this.#writer = undefined;
+      release();
+    }
   }
 }

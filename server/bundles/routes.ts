@@ -1,6 +1,24 @@
 import { artifactName, bundleName, version as versionSchema } from '../../protocol/names.ts';
-import { createBundleRequest, createVersionRequest, putArtifactRequest } from '../../protocol/api.ts';
+import {
+  addArtifactsRequest,
+  artifact,
+  artifactListQuery,
+  bundle,
+  bundleListQuery,
+  bundleVersion,
+  createBundleRequest,
+  createVersionRequest,
+  listOf,
+  nextVersion,
+  nextVersionQuery,
+  patchArtifactRequest,
+  putArtifactRequest,
+  uploadFileQuery,
+  versionListQuery,
+} from '../../protocol/api.ts';
 import { parseWith } from '../../protocol/parse.ts';
+import { ApiError } from '../http/errors.ts';
+import { pageOf, sendPage } from '../http/pagination.ts';
 import { route, type Route } from '../http/routes.ts';
 import type { BundleService } from './service.ts';
 
@@ -11,79 +29,104 @@ function nameParam(params: Record<string, string>): string {
 function versionParam(params: Record<string, string>): string {
   return parseWith(versionSchema, params.version, 'version in the URL', 'invalid_version');
 }
-function artifactParam(params: Record<string, string>): string {
-  return parseWith(artifactName, params.artifact, 'artifact name in the URL', 'invalid_name');
+function artifactParam(params: Record<string, string>, key = 'artifact'): string {
+  return parseWith(artifactName, params[key], 'artifact name in the URL', 'invalid_name');
 }
 
-export function bundleRoutes(service: BundleService): Route[] {
+export function bundleRoutes(service: BundleService, limits: { maxBlobBytes: number }): Route[] {
   const base = '/api/v1/bundles/:name/versions/:version';
   return [
     route({
-      method: 'POST', path: '/api/v1/bundles', action: 'bundle:write', summary: 'Create a bundle', body: createBundleRequest,
+      method: 'POST', path: '/api/v1/bundles', action: 'bundle:write', summary: 'Create a bundle', body: createBundleRequest, responses: { 201: bundle },
       async handler({ koa, body }) {
         koa.status = 201;
         koa.body = await service.createBundle(body.name, body.description);
       },
     }),
     route({
-      method: 'GET', path: '/api/v1/bundles', action: 'bundle:read', summary: 'List bundles',
-      async handler({ koa }) {
-        koa.body = await service.listBundles();
+      method: 'GET', path: '/api/v1/bundles', action: 'bundle:read', summary: 'List bundles (paginated; ?search= part of the name)',
+      query: bundleListQuery, responses: { 200: listOf(bundle) },
+      async handler({ koa, query }) {
+        const page = pageOf(query);
+        sendPage(koa, page, await service.listBundles({ search: query.search }, { offset: page.offset, limit: page.perPage }));
       },
     }),
     route({
-      method: 'GET', path: '/api/v1/bundles/:name', action: 'bundle:read', summary: 'Show a bundle',
+      method: 'GET', path: '/api/v1/bundles/:name', action: 'bundle:read', summary: 'Show a bundle', responses: { 200: bundle },
       async handler({ koa, params }) {
         koa.body = await service.getBundle(nameParam(params));
       },
     }),
     route({
-      method: 'DELETE', path: '/api/v1/bundles/:name', action: 'bundle:write', summary: 'Delete a bundle that has no approved version',
+      method: 'DELETE', path: '/api/v1/bundles/:name', action: 'bundle:write', summary: 'Delete a bundle that has no approved version', responses: { 204: 'empty' },
       async handler({ koa, params }) {
         await service.deleteBundle(nameParam(params));
         koa.status = 204;
       },
     }),
     route({
-      method: 'POST', path: '/api/v1/bundles/:name/versions', action: 'bundle:write', summary: 'Create a draft version', body: createVersionRequest,
+      method: 'POST', path: '/api/v1/bundles/:name/versions', action: 'bundle:write', summary: 'Create a draft version (copyFrom: start with the artifacts of another version)',
+      body: createVersionRequest, responses: { 201: bundleVersion },
       async handler({ koa, params, body }) {
         koa.status = 201;
-        koa.body = await service.createVersion(nameParam(params), body.version);
+        koa.body = await service.createVersion(nameParam(params), body.version, body.copyFrom);
+      },
+    }),
+    // Declared before `…/versions/:version`: the router tries routes in order, and "next" is not a version.
+    route({
+      method: 'GET', path: '/api/v1/bundles/:name/versions/next', action: 'bundle:read', summary: 'Compute the next version (?bump=major|minor|patch|prerelease&preid=rc)',
+      query: nextVersionQuery, responses: { 200: nextVersion },
+      async handler({ koa, params, query }) {
+        koa.body = await service.nextVersion(nameParam(params), query.bump, query.preid);
       },
     }),
     route({
-      method: 'GET', path: '/api/v1/bundles/:name/versions', action: 'bundle:read', summary: 'List versions',
-      async handler({ koa, params }) {
-        koa.body = await service.listVersions(nameParam(params));
+      method: 'GET', path: '/api/v1/bundles/:name/versions', action: 'bundle:read', summary: 'List versions, oldest first (paginated; ?status=draft|approved)',
+      query: versionListQuery, responses: { 200: listOf(bundleVersion) },
+      async handler({ koa, params, query }) {
+        const page = pageOf(query);
+        sendPage(koa, page, await service.listVersions(nameParam(params), { status: query.status }, { offset: page.offset, limit: page.perPage }));
       },
     }),
     route({
-      method: 'GET', path: base, action: 'bundle:read', summary: 'Show a version',
+      method: 'GET', path: base, action: 'bundle:read', summary: 'Show a version', responses: { 200: bundleVersion },
       async handler({ koa, params }) {
         koa.body = await service.getVersion(nameParam(params), versionParam(params));
       },
     }),
     route({
-      method: 'DELETE', path: base, action: 'bundle:write', summary: 'Delete a draft version',
+      method: 'DELETE', path: base, action: 'bundle:write', summary: 'Delete a draft version', responses: { 204: 'empty' },
       async handler({ koa, params }) {
         await service.deleteVersion(nameParam(params), versionParam(params));
         koa.status = 204;
       },
     }),
     route({
-      method: 'GET', path: `${base}/artifacts`, action: 'bundle:read', summary: 'List the artifacts of a version',
-      async handler({ koa, params }) {
-        koa.body = await service.listArtifacts(nameParam(params), versionParam(params));
+      method: 'GET', path: `${base}/artifacts`, action: 'bundle:read', summary: 'List the artifacts of a version (paginated; filters: type, name, search, format, architecture, package_name, package_version)',
+      query: artifactListQuery, responses: { 200: listOf(artifact) },
+      async handler({ koa, params, query }) {
+        const page = pageOf(query);
+        const { page: _page, per_page: _perPage, ...filter } = query;
+        sendPage(koa, page, await service.listArtifacts(nameParam(params), versionParam(params), filter, { offset: page.offset, limit: page.perPage }));
       },
     }),
     route({
-      method: 'GET', path: `${base}/artifacts/:artifact`, action: 'bundle:read', summary: 'Show an artifact',
+      method: 'POST', path: `${base}/artifacts`, action: 'bundle:write', summary: 'Add or replace many artifacts in one request (all or none), creating the draft if needed',
+      body: addArtifactsRequest, responses: { 201: listOf(artifact) },
+      async handler({ koa, params, body }) {
+        koa.status = 201;
+        koa.body = await service.addArtifacts(nameParam(params), versionParam(params), body.artifacts);
+      },
+    }),
+    route({
+      method: 'GET', path: `${base}/artifacts/:artifact`, action: 'bundle:read', summary: 'Show an artifact', responses: { 200: artifact },
       async handler({ koa, params }) {
         koa.body = await service.getArtifact(nameParam(params), versionParam(params), artifactParam(params));
       },
     }),
     route({
-      method: 'PUT', path: `${base}/artifacts/:artifact`, action: 'bundle:write', summary: 'Add or replace an artifact in a draft', body: putArtifactRequest,
+      method: 'PUT', path: `${base}/artifacts/:artifact`, action: 'bundle:write', summary: 'Add or replace an artifact in a draft (the blob must be uploaded)',
+      body: putArtifactRequest, responses: { 200: artifact, 201: artifact },
       async handler({ koa, params, body }) {
         const result = await service.putArtifact(nameParam(params), versionParam(params), { name: artifactParam(params), ...body });
         koa.status = result.created ? 201 : 200;
@@ -91,17 +134,52 @@ export function bundleRoutes(service: BundleService): Route[] {
       },
     }),
     route({
-      method: 'DELETE', path: `${base}/artifacts/:artifact`, action: 'bundle:write', summary: 'Remove an artifact from a draft',
+      method: 'PATCH', path: `${base}/artifacts/:artifact`, action: 'bundle:write', summary: 'Change the metadata (type, package) of an artifact in a draft',
+      body: patchArtifactRequest, responses: { 200: artifact },
+      async handler({ koa, params, body }) {
+        koa.body = await service.patchArtifact(nameParam(params), versionParam(params), artifactParam(params), body);
+      },
+    }),
+    route({
+      method: 'PUT', path: `${base}/files/:file`, action: 'bundle:write', rawBody: 'application/octet-stream',
+      summary: 'Upload a file in one request (curl --upload-file; streamed) and add or replace it as an artifact, creating the draft if needed',
+      query: uploadFileQuery, responses: { 200: artifact, 201: artifact },
+      async handler({ koa, params, query }) {
+        const [name, ver, file] = [nameParam(params), versionParam(params), artifactParam(params, 'file')];
+        const declared = koa.get('content-length');
+        if (!declared && koa.get('transfer-encoding') === '') throw new ApiError('invalid_request', 'the request has no body: send the file (curl --upload-file FILE)');
+        const expectedSize = declared ? Number(declared) : undefined;
+        if (expectedSize !== undefined && expectedSize > limits.maxBlobBytes) throw new ApiError('payload_too_large', `file exceeds the limit of ${limits.maxBlobBytes} bytes`);
+        const type = query.type ?? (query.format ? 'package' : 'file');
+        const pkg = query.format
+          ? { format: query.format, name: query.package_name, version: query.package_version, architecture: query.architecture }
+          : undefined;
+        if (!query.format && (query.package_name || query.package_version || query.architecture)) {
+          throw new ApiError('invalid_request', 'package_name, package_version and architecture need format=deb|rpm|npm|generic');
+        }
+        const result = await service.uploadFile(name, ver, { name: file, type, package: pkg && stripUndefined(pkg), expectedDigest: query.digest, expectedSize, maxBytes: limits.maxBlobBytes }, koa.req);
+        koa.status = result.created ? 201 : 200;
+        koa.body = result.artifact;
+      },
+    }),
+    route({
+      method: 'DELETE', path: `${base}/artifacts/:artifact`, action: 'bundle:write', summary: 'Remove an artifact from a draft', responses: { 204: 'empty' },
       async handler({ koa, params }) {
         await service.deleteArtifact(nameParam(params), versionParam(params), artifactParam(params));
         koa.status = 204;
       },
     }),
     route({
-      method: 'POST', path: `${base}/approve`, action: 'version:approve', summary: 'Approve a draft: freeze and sign it',
+      method: 'POST', path: `${base}/approve`, action: 'version:approve', summary: 'Approve a draft: freeze and sign it', responses: { 200: bundleVersion },
       async handler({ koa, params }) {
         koa.body = await service.approve(nameParam(params), versionParam(params));
       },
     }),
   ];
 }
+
+function stripUndefined<T extends Record<string, unknown>>(value: T): { [K in keyof T]: Exclude<T[K], undefined> } {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as never;
+}
+
+

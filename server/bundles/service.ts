@@ -1,4 +1,5 @@
-import type { Artifact, Bundle, BundleVersion } from '../../protocol/api.ts';
+import type { Readable } from 'node:stream';
+import type { Artifact, ArtifactFilter, Bundle, BundleVersion, NextVersion, PackageInfo, PackageInput } from '../../protocol/api.ts';
 import { manifestSchemaId, type BundleManifest } from '../../protocol/manifest.ts';
 import type { ArtifactType } from '../../protocol/names.ts';
 import type { Logger } from '../../protocol/log.ts';
@@ -6,7 +7,18 @@ import type { BlobStore } from '../blobs/store.ts';
 import type { Db } from '../db/knex.ts';
 import { ApiError } from '../http/errors.ts';
 import type { TrustService } from '../trust/service.ts';
-import { isUniqueViolation, toVersion, type BundleStore, type VersionRow } from './store.ts';
+import { computeNextVersion, type Bump } from './next-version.ts';
+import { readPackageFields, resolvePackage } from './packages.ts';
+import { isUniqueViolation, toVersion, type BundleStore, type VersionRow, type Window } from './store.ts';
+
+/** An artifact as a request describes it: the bytes by digest, package metadata as given. */
+export interface ArtifactInput {
+  name: string;
+  type: ArtifactType;
+  digest: string;
+  size: number;
+  package?: PackageInput | undefined;
+}
 
 /**
  * Bundles and their versions. The one rule that matters most lives here: a version is a draft
@@ -39,13 +51,50 @@ export function createBundleService(deps: { store: BundleStore; blobs: BlobStore
     }
   }
 
+  /**
+   * Checks that the blob is stored with the claimed size and reads the package metadata from
+   * it. Runs inside `blobs.referencing`, so the blob cannot be collected before it is referenced.
+   */
+  async function describeArtifact(input: ArtifactInput): Promise<Omit<Artifact, 'updatedAt'>> {
+    const stored = await deps.blobs.stat(input.digest);
+    if (!stored) throw new ApiError('invalid_request', `blob ${input.digest} is not in the store; upload it first (PUT /api/v1/blobs/${input.digest})`);
+    if (stored.size !== input.size) throw new ApiError('size_mismatch', `blob ${input.digest} is ${stored.size} bytes, not ${input.size}`);
+    // A blob about to be referenced must not look old to a collector sweep that starts now.
+    await deps.blobs.touch(input.digest);
+    return { name: input.name, type: input.type, digest: input.digest, size: input.size, package: await packageOf(input.type, input.package, input.digest) };
+  }
+
+  async function packageOf(type: ArtifactType, input: PackageInput | undefined | null, digest: string): Promise<PackageInfo | null> {
+    if (type !== 'package') {
+      if (input) throw new ApiError('invalid_request', `only artifacts of type "package" carry package metadata; this one is "${type}"`);
+      return null;
+    }
+    if (!input) throw new ApiError('invalid_request', 'an artifact of type "package" needs package metadata: at least {"format": "deb"|"rpm"|"npm"|"generic"}');
+    return resolvePackage(input, await readPackageFields(input.format, deps.blobs.pathOf(digest)));
+  }
+
   /** Runs an edit of a draft in one transaction, with the version locked. */
-  async function editDraft<T>(bundle: string, version: string, edit: (row: VersionRow, trx: Db) => Promise<T>): Promise<T> {
-    return store.db.transaction(async (trx) => {
-      const row = await requireVersion(bundle, version, trx, true);
-      requireDraft(row);
-      return edit(row, trx);
-    });
+  async function editDraft<T>(bundle: string, version: string, edit: (row: VersionRow, trx: Db) => Promise<T>, options: { create?: boolean } = {}): Promise<T> {
+    const attempt = () =>
+      store.db.transaction(async (trx) => {
+        let row = await store.findVersionRow(bundle, version, trx, true);
+        if (!row && options.create) {
+          // Created in the same transaction as the edit: if the edit fails, no empty draft stays.
+          await requireBundle(bundle, trx);
+          await store.insertVersion(bundle, version, now(), trx);
+          row = await store.findVersionRow(bundle, version, trx, true);
+        }
+        if (!row) row = await requireVersion(bundle, version, trx, true);
+        requireDraft(row);
+        return edit(row, trx);
+      });
+    try {
+      return await attempt();
+    } catch (error) {
+      // Another request created the draft at the same moment: edit the one it created.
+      if (options.create && isUniqueViolation(error)) return attempt();
+      throw error;
+    }
   }
 
   return {
@@ -59,7 +108,7 @@ export function createBundleService(deps: { store: BundleStore; blobs: BlobStore
       return requireBundle(name);
     },
 
-    listBundles: () => store.listBundles(),
+    listBundles: (filter: { search?: string | undefined } = {}, window?: Window) => store.listBundles(filter, window),
     getBundle: (name: string) => requireBundle(name),
 
     async deleteBundle(name: string): Promise<void> {
@@ -73,15 +122,33 @@ export function createBundleService(deps: { store: BundleStore; blobs: BlobStore
       });
     },
 
-    async createVersion(bundle: string, version: string): Promise<BundleVersion> {
+    /** Creates a draft; with `copyFrom`, holding every artifact of that version (blobs shared). */
+    async createVersion(bundle: string, version: string, copyFrom?: string): Promise<BundleVersion> {
       await requireBundle(bundle);
       try {
-        await store.insertVersion(bundle, version, now());
+        const create = () =>
+          store.db.transaction(async (trx) => {
+            const source = copyFrom === undefined ? undefined : await requireVersion(bundle, copyFrom, trx);
+            await store.insertVersion(bundle, version, now(), trx);
+            if (source) {
+              const created = (await store.findVersionRow(bundle, version, trx))!;
+              await store.copyArtifacts(source.id, created.id, now(), trx);
+            }
+          });
+        // A copy records new references to existing blobs: the collector must not sweep meanwhile.
+        // (Not nested in another `referencing`: a waiting sweep would block the inner one.)
+        await (copyFrom === undefined ? create() : deps.blobs.referencing(create));
       } catch (error) {
         if (isUniqueViolation(error)) throw new ApiError('already_exists', `version ${bundle}@${version} already exists`);
         throw error;
       }
       return toVersion((await store.findVersionRow(bundle, version))!);
+    },
+
+    async nextVersion(bundle: string, bump: Bump, preid?: string): Promise<NextVersion> {
+      await requireBundle(bundle);
+      const { previous, version } = computeNextVersion(await store.versionStrings(bundle), bump, preid);
+      return { bundle, previous, version, bump };
     },
 
     /** Creates the draft if it does not exist yet; returns it either way. */
@@ -97,9 +164,9 @@ export function createBundleService(deps: { store: BundleStore; blobs: BlobStore
       }
     },
 
-    async listVersions(bundle: string): Promise<BundleVersion[]> {
+    async listVersions(bundle: string, filter: { status?: 'draft' | 'approved' | undefined } = {}, window?: Window): Promise<{ items: BundleVersion[]; total: number }> {
       await requireBundle(bundle);
-      return store.listVersions(bundle);
+      return store.listVersions(bundle, filter, window);
     },
 
     async getVersion(bundle: string, version: string): Promise<BundleVersion> {
@@ -110,9 +177,9 @@ export function createBundleService(deps: { store: BundleStore; blobs: BlobStore
       await editDraft(bundle, version, (row, trx) => store.deleteVersion(row.id, trx));
     },
 
-    async listArtifacts(bundle: string, version: string): Promise<Artifact[]> {
+    async listArtifacts(bundle: string, version: string, filter: ArtifactFilter = {}, window: Window = { offset: 0, limit: Number.MAX_SAFE_INTEGER }): Promise<{ items: Artifact[]; total: number }> {
       const row = await requireVersion(bundle, version);
-      return store.listArtifacts(row.id);
+      return store.findArtifacts(row.id, filter, window);
     },
 
     async getArtifact(bundle: string, version: string, name: string): Promise<Artifact> {
@@ -123,12 +190,74 @@ export function createBundleService(deps: { store: BundleStore; blobs: BlobStore
     },
 
     /** Adds or replaces an artifact in a draft. Its bytes must already be in the blob store. */
-    async putArtifact(bundle: string, version: string, artifact: { name: string; type: ArtifactType; digest: string; size: number }): Promise<{ artifact: Artifact; created: boolean }> {
-      const stored = await deps.blobs.stat(artifact.digest);
-      if (!stored) throw new ApiError('invalid_request', `blob ${artifact.digest} is not in the store; upload it first (PUT /api/v1/blobs/${artifact.digest})`);
-      if (stored.size !== artifact.size) throw new ApiError('size_mismatch', `blob ${artifact.digest} is ${stored.size} bytes, not ${artifact.size}`);
-      const outcome = await editDraft(bundle, version, (row, trx) => store.upsertArtifact(row.id, artifact, now(), trx));
-      return { artifact: await this.getArtifact(bundle, version, artifact.name), created: outcome === 'created' };
+    async putArtifact(bundle: string, version: string, input: ArtifactInput, options: { createDraft?: boolean } = {}): Promise<{ artifact: Artifact; created: boolean }> {
+      return deps.blobs.referencing(async () => {
+        const artifact = await describeArtifact(input);
+        return editDraft(bundle, version, async (row, trx) => {
+          const outcome = await store.upsertArtifact(row.id, artifact, now(), trx);
+          return { artifact: (await store.findArtifact(row.id, artifact.name, trx))!, created: outcome === 'created' };
+        }, { create: options.createDraft === true });
+      });
+    },
+
+    /**
+     * Adds or replaces many artifacts in one transaction, creating the draft if needed: all of
+     * them land, or (on any error) none.
+     */
+    async addArtifacts(bundle: string, version: string, inputs: readonly ArtifactInput[]): Promise<Artifact[]> {
+      await requireBundle(bundle);
+      return deps.blobs.referencing(async () => {
+        const artifacts: Omit<Artifact, 'updatedAt'>[] = [];
+        for (const input of inputs) artifacts.push(await describeArtifact(input));
+        return editDraft(bundle, version, async (row, trx) => {
+          for (const artifact of artifacts) await store.upsertArtifact(row.id, artifact, now(), trx);
+          const result: Artifact[] = [];
+          for (const artifact of artifacts) result.push((await store.findArtifact(row.id, artifact.name, trx))!);
+          return result;
+        }, { create: true });
+      });
+    },
+
+    /** New metadata (type, package fields) for an artifact of a draft; its bytes stay. */
+    async patchArtifact(bundle: string, version: string, name: string, patch: { type?: ArtifactType | undefined; package?: PackageInput | null | undefined }): Promise<Artifact> {
+      return editDraft(bundle, version, async (row, trx) => {
+        const existing = await store.findArtifact(row.id, name, trx);
+        if (!existing) throw new ApiError('not_found', `artifact "${name}" is not in ${bundle}@${version}`);
+        const type = patch.type ?? existing.type;
+        let pkg: PackageInfo | null;
+        if (patch.package === undefined) {
+          if (type === 'package' && !existing.package) throw new ApiError('invalid_request', 'changing the type to "package" needs package metadata too');
+          pkg = type === 'package' ? existing.package : null;
+        } else {
+          pkg = await packageOf(type, patch.package, existing.digest);
+        }
+        await store.updateArtifactMetadata(row.id, name, { type, package: pkg }, now(), trx);
+        return (await store.findArtifact(row.id, name, trx))!;
+      });
+    },
+
+    /**
+     * The one-request upload (`curl --upload-file`): streams the bytes into the blob store, then
+     * adds or replaces the artifact in the draft, creating the draft if needed. An approved
+     * version is refused before a byte is read, and again atomically when the artifact is added.
+     */
+    async uploadFile(
+      bundle: string,
+      version: string,
+      input: { name: string; type: ArtifactType; package?: PackageInput | undefined; expectedDigest?: string | undefined; expectedSize?: number | undefined; maxBytes: number },
+      source: Readable,
+    ): Promise<{ artifact: Artifact; created: boolean }> {
+      await requireBundle(bundle);
+      const existing = await store.findVersionRow(bundle, version);
+      if (existing) requireDraft(existing);
+      if (input.type !== 'package' && input.package) throw new ApiError('invalid_request', `only artifacts of type "package" carry package metadata; this one is "${input.type}"`);
+      if (input.type === 'package' && !input.package) throw new ApiError('invalid_request', 'an artifact of type "package" needs ?format=deb|rpm|npm|generic');
+      const stored = await deps.blobs.put(source, {
+        maxBytes: input.maxBytes,
+        ...(input.expectedDigest ? { expected: input.expectedDigest } : {}),
+        ...(input.expectedSize !== undefined ? { expectedSize: input.expectedSize } : {}),
+      });
+      return this.putArtifact(bundle, version, { name: input.name, type: input.type, digest: stored.digest, size: stored.size, package: input.package }, { createDraft: true });
     },
 
     async deleteArtifact(bundle: string, version: string, name: string): Promise<void> {
@@ -152,7 +281,7 @@ export function createBundleService(deps: { store: BundleStore; blobs: BlobStore
           bundle,
           version,
           approvedAt,
-          artifacts: artifacts.map(({ name, type, digest, size }) => ({ name, type, digest, size })),
+          artifacts: artifacts.map(({ name, type, digest, size, package: pkg }) => ({ name, type, digest, size, ...(pkg ? { package: pkg } : {}) })),
         };
         const stored = await deps.blobs.putBytes(Buffer.from(JSON.stringify(manifest, null, 2) + '\n'));
         await store.markApproved(row.id, approvedAt, stored, trx);

@@ -1,4 +1,4 @@
-import type { Artifact, Bundle, BundleVersion } from '../../protocol/api.ts';
+import type { Artifact, ArtifactFilter, Bundle, BundleVersion, PackageInfo } from '../../protocol/api.ts';
 import type { ArtifactType } from '../../protocol/names.ts';
 import type { Db } from '../db/knex.ts';
 
@@ -22,6 +22,16 @@ interface ArtifactRow {
   digest: string;
   size: number | string; // PostgreSQL returns bigint as a string
   updated_at: string;
+  package_format: PackageInfo['format'] | null;
+  package_name: string | null;
+  package_version: string | null;
+  package_arch: string | null;
+}
+
+/** What one listing asks for: a window (offset, limit) of the filtered rows. */
+export interface Window {
+  offset: number;
+  limit: number;
 }
 
 export function toBundle(row: { name: string; description: string; created_at: string }): Bundle {
@@ -40,7 +50,29 @@ export function toVersion(row: VersionRow): BundleVersion {
 }
 
 export function toArtifact(row: ArtifactRow): Artifact {
-  return { name: row.name, type: row.type, digest: row.digest, size: Number(row.size), updatedAt: row.updated_at };
+  const pkg: PackageInfo | null = row.package_format
+    ? { format: row.package_format, name: row.package_name!, version: row.package_version!, architecture: row.package_arch! }
+    : null;
+  return { name: row.name, type: row.type, digest: row.digest, size: Number(row.size), package: pkg, updatedAt: row.updated_at };
+}
+
+function packageColumns(pkg: PackageInfo | null | undefined) {
+  return {
+    package_format: pkg?.format ?? null,
+    package_name: pkg?.name ?? null,
+    package_version: pkg?.version ?? null,
+    package_arch: pkg?.architecture ?? null,
+  };
+}
+
+/** Escapes LIKE wildcards so a search for "a_b" matches only that text. */
+function likeContaining(text: string): string {
+  return `%${text.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+}
+
+async function countOf(query: { clone(): any }): Promise<number> {
+  const row = await query.clone().clearSelect().clearOrder().count({ n: '*' }).first();
+  return Number(row?.n ?? 0);
 }
 
 export function isUniqueViolation(error: unknown): boolean {
@@ -54,8 +86,12 @@ export function createBundleStore(db: Db) {
     async insertBundle(name: string, description: string, now: string): Promise<void> {
       await db('bundles').insert({ name, description, created_at: now });
     },
-    async listBundles(): Promise<Bundle[]> {
-      return (await db('bundles').orderBy('name')).map(toBundle);
+    async listBundles(filter: { search?: string | undefined } = {}, window?: Window): Promise<{ items: Bundle[]; total: number }> {
+      const query = db('bundles');
+      if (filter.search) query.whereRaw("name like ? escape '\\'", [likeContaining(filter.search)]);
+      const total = await countOf(query);
+      const rows = await query.orderBy('name').offset(window?.offset ?? 0).limit(window?.limit ?? Number.MAX_SAFE_INTEGER);
+      return { items: rows.map(toBundle), total };
     },
     async findBundle(name: string, trx: Db = db): Promise<Bundle | undefined> {
       const row = await trx('bundles').where({ name }).first();
@@ -68,12 +104,19 @@ export function createBundleStore(db: Db) {
       const row = await trx('versions').where({ bundle, status: 'approved' }).count<{ n: number | string }[]>({ n: '*' }).first();
       return Number(row?.n ?? 0);
     },
-    async insertVersion(bundle: string, version: string, now: string): Promise<void> {
-      await db('versions').insert({ bundle, version, status: 'draft', created_at: now });
+    async insertVersion(bundle: string, version: string, now: string, trx: Db = db): Promise<void> {
+      await trx('versions').insert({ bundle, version, status: 'draft', created_at: now });
     },
-    async listVersions(bundle: string): Promise<BundleVersion[]> {
-      const rows = await db<VersionRow>('versions').where({ bundle }).orderBy('id');
-      return rows.map(toVersion);
+    async listVersions(bundle: string, filter: { status?: 'draft' | 'approved' | undefined } = {}, window?: Window): Promise<{ items: BundleVersion[]; total: number }> {
+      const query = db<VersionRow>('versions').where({ bundle });
+      if (filter.status) query.where({ status: filter.status });
+      const total = await countOf(query);
+      const rows = await query.orderBy('id').offset(window?.offset ?? 0).limit(window?.limit ?? Number.MAX_SAFE_INTEGER);
+      return { items: rows.map(toVersion), total };
+    },
+    /** Every version string of a bundle, for computing the next one. */
+    async versionStrings(bundle: string): Promise<string[]> {
+      return (await db('versions').where({ bundle }).select('version')).map((row: { version: string }) => row.version);
     },
     /** With `lock`, the row stays locked until the transaction ends (PostgreSQL; SQLite locks the whole database). */
     async findVersionRow(bundle: string, version: string, trx: Db = db, lock = false): Promise<VersionRow | undefined> {
@@ -89,13 +132,41 @@ export function createBundleStore(db: Db) {
     async listArtifacts(versionId: number, trx: Db = db): Promise<Artifact[]> {
       return (await trx<ArtifactRow>('artifacts').where({ version_id: versionId }).orderBy('name')).map(toArtifact);
     },
-    async findArtifact(versionId: number, name: string): Promise<Artifact | undefined> {
-      const row = await db<ArtifactRow>('artifacts').where({ version_id: versionId, name }).first();
+    async findArtifacts(versionId: number, filter: ArtifactFilter, window: Window): Promise<{ items: Artifact[]; total: number }> {
+      const query = db<ArtifactRow>('artifacts').where({ version_id: versionId });
+      if (filter.type) query.where({ type: filter.type });
+      if (filter.name) query.where({ name: filter.name });
+      if (filter.search) query.whereRaw("name like ? escape '\\'", [likeContaining(filter.search)]);
+      if (filter.format) query.where({ package_format: filter.format });
+      if (filter.architecture) query.where({ package_arch: filter.architecture });
+      if (filter.package_name) query.where({ package_name: filter.package_name });
+      if (filter.package_version) query.where({ package_version: filter.package_version });
+      const total = await countOf(query);
+      const rows = await query.orderBy('name').offset(window.offset).limit(window.limit);
+      return { items: rows.map(toArtifact), total };
+    },
+    async findArtifact(versionId: number, name: string, trx: Db = db): Promise<Artifact | undefined> {
+      const row = await trx<ArtifactRow>('artifacts').where({ version_id: versionId, name }).first();
       return row ? toArtifact(row) : undefined;
+    },
+    async updateArtifactMetadata(versionId: number, name: string, meta: { type: Artifact['type']; package: PackageInfo | null }, now: string, trx: Db): Promise<void> {
+      await trx('artifacts').where({ version_id: versionId, name }).update({ type: meta.type, ...packageColumns(meta.package), updated_at: now });
+    },
+    /** Copies every artifact row of one version into another (the blobs are shared, not copied). */
+    async copyArtifacts(fromVersionId: number, toVersionId: number, now: string, trx: Db): Promise<void> {
+      const rows = await trx<ArtifactRow>('artifacts').where({ version_id: fromVersionId });
+      if (rows.length === 0) return;
+      await trx('artifacts').insert(rows.map((row) => ({ ...row, version_id: toVersionId, updated_at: now })));
+    },
+    /** Every digest the bundle tables reference: artifacts and approved manifests. */
+    async referencedDigests(): Promise<string[]> {
+      const artifacts = await db('artifacts').distinct('digest');
+      const manifests = await db('versions').whereNotNull('manifest_digest').distinct('manifest_digest');
+      return [...artifacts.map((r: { digest: string }) => r.digest), ...manifests.map((r: { manifest_digest: string }) => r.manifest_digest)];
     },
     async upsertArtifact(versionId: number, artifact: Omit<Artifact, 'updatedAt'>, now: string, trx: Db): Promise<'created' | 'replaced'> {
       const existing = await trx('artifacts').where({ version_id: versionId, name: artifact.name }).first();
-      const row = { type: artifact.type, digest: artifact.digest, size: artifact.size, updated_at: now };
+      const row = { type: artifact.type, digest: artifact.digest, size: artifact.size, ...packageColumns(artifact.package), updated_at: now };
       if (existing) {
         await trx('artifacts').where({ version_id: versionId, name: artifact.name }).update(row);
         return 'replaced';

@@ -85,7 +85,27 @@ const initial: Migration = {
   },
 };
 
-export const migrations: readonly Migration[] = [initial];
+/** Packages as first-class artifacts: what the package says it is, filterable. */
+const bundles: Migration = {
+  name: '0005_bundles',
+  async up(db) {
+    await db.schema.alterTable('artifacts', (t) => {
+      t.string('package_format', 16);
+      t.string('package_name', 214);
+      t.string('package_version', 128);
+      t.string('package_arch', 32);
+      t.index(['package_name']);
+    });
+  },
+  async down(db) {
+    await db.schema.alterTable('artifacts', (t) => {
+      t.dropIndex(['package_name']);
+      t.dropColumns('package_format', 'package_name', 'package_version', 'package_arch');
+    });
+  },
+};
+
+export const migrations: readonly Migration[] = [initial, bundles];
 
 export const migrationSource: Knex.MigrationSource<Migration> = {
   getMigrations: async () => [...migrations],

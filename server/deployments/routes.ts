@@ -1,4 +1,4 @@
-import { createDeploymentRequest } from '../../protocol/api.ts';
+import { createDeploymentRequest, deployment, listOf } from '../../protocol/api.ts';
 import { principalName } from '../auth/policy.ts';
 import { route, type Route } from '../http/routes.ts';
 import type { DeploymentService } from './service.ts';
@@ -6,14 +6,14 @@ import type { DeploymentService } from './service.ts';
 export function deploymentRoutes(service: DeploymentService): Route[] {
   return [
     route({
-      method: 'POST', path: '/api/v1/deployments', action: 'deployment:create', summary: 'Deploy an approved version to a device group', body: createDeploymentRequest,
+      method: 'POST', path: '/api/v1/deployments', action: 'deployment:create', summary: 'Deploy an approved version to a device group', body: createDeploymentRequest, responses: { 201: deployment },
       async handler({ koa, body, principal }) {
         koa.status = 201;
         koa.body = await service.create(body, principalName(principal!));
       },
     }),
     route({
-      method: 'GET', path: '/api/v1/deployments', action: 'deployment:read', summary: 'List deployments, newest first',
+      method: 'GET', path: '/api/v1/deployments', action: 'deployment:read', summary: 'List deployments, newest first', responses: { 200: listOf(deployment) },
       async handler({ koa }) {
         koa.body = await service.list();
       },

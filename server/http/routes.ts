@@ -11,15 +11,24 @@ import { ApiError } from './errors.ts';
  * handler. The router and the permission check are derived from these declarations (and the
  * OpenAPI document will be), so they cannot drift from what the server does.
  */
-export interface RouteContext<Body> {
+export interface RouteContext<Body, Query = undefined> {
   koa: Koa.Context;
   params: Record<string, string>;
   principal: Principal | undefined;
   body: Body;
+  /** The query string, parsed by the route's `query` schema (unknown parameters are refused). */
+  query: Query;
 }
 
-export interface Route<S extends z.ZodType | undefined = z.ZodType | undefined> {
-  method: 'GET' | 'HEAD' | 'POST' | 'PUT' | 'DELETE';
+/**
+ * What a route answers, by status: a JSON schema, `'binary'` for raw bytes or `'empty'` for no
+ * body. Error answers (4xx/5xx) all share `errorResponse` and are not listed. The OpenAPI
+ * document is generated from these, and tests check every answer against them.
+ */
+export type RouteResponses = Partial<Record<number, z.ZodType | 'binary' | 'empty'>>;
+
+export interface Route<S extends z.ZodType | undefined = z.ZodType | undefined, Q extends z.ZodType | undefined = z.ZodType | undefined> {
+  method: 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
   path: string;
   summary: string;
   action: Action;
@@ -27,27 +36,57 @@ export interface Route<S extends z.ZodType | undefined = z.ZodType | undefined> 
   anonymous?: boolean;
   /** JSON body schema. Routes that stream their body (blob uploads) leave it out. */
   body?: S;
-  handler(ctx: RouteContext<S extends z.ZodType ? z.output<S> : undefined>): Promise<void>;
+  /** Query string schema (an object of strings); without it, the route takes no parameters. */
+  query?: Q;
+  /** Answers by status, for the OpenAPI document and response checks. */
+  responses?: RouteResponses;
+  /** A raw (non-JSON) request body, described in the OpenAPI document by its media type. */
+  rawBody?: string;
+  handler(ctx: RouteContext<S extends z.ZodType ? z.output<S> : undefined, Q extends z.ZodType ? z.output<Q> : undefined>): Promise<void>;
 }
 
 /** Keeps the schema and the handler's body type tied together at the declaration site. */
-export function route<S extends z.ZodType | undefined = undefined>(spec: Route<S>): Route<S> {
+export function route<S extends z.ZodType | undefined = undefined, Q extends z.ZodType | undefined = undefined>(spec: Route<S, Q>): Route<S, Q> {
   return spec;
 }
 
-export function buildRouter(routes: readonly Route[], deps: { auth: AuthService; maxJsonBytes: number }): Router {
+export interface RouterDeps {
+  auth: AuthService;
+  maxJsonBytes: number;
+  /** Called after each handler with what it answered (tests use it to check response shapes). */
+  onResponse?: (spec: Route, ctx: Koa.Context) => void;
+}
+
+export function buildRouter(routes: readonly Route[], deps: RouterDeps): Router {
   const router = new Router();
   for (const spec of routes) {
     const handle: Koa.Middleware = async (ctx) => {
       const principal = await authenticate(ctx, deps.auth);
       if (!principal && !spec.anonymous) throw new ApiError('unauthenticated', 'a valid access token is required (Authorization: Bearer <token>)');
       if (principal && !isAllowed(principal, spec.action)) throw new ApiError('forbidden', `not allowed to ${spec.action}`);
+      const query = parseQuery(spec, ctx);
       const body = spec.body ? parseWith(spec.body, await readJson(ctx, deps.maxJsonBytes), 'request body') : undefined;
-      await spec.handler({ koa: ctx, params: ctx.params as Record<string, string>, principal, body } as RouteContext<never>);
+      await spec.handler({ koa: ctx, params: ctx.params as Record<string, string>, principal, body, query } as RouteContext<never, never>);
+      deps.onResponse?.(spec, ctx);
     };
     router.register(spec.path, [spec.method], handle);
   }
   return router;
+}
+
+/**
+ * Query parameters are input like any other: a route with a query schema (a strict object)
+ * refuses unknown parameters, and a parameter given twice rather than silently reducing it to
+ * one of its values. Routes without one (protocols with their own rules, such as OCI's) read
+ * `koa.query` themselves.
+ */
+function parseQuery(spec: Route, ctx: Koa.Context): unknown {
+  const raw = ctx.query;
+  if (!spec.query) return undefined;
+  for (const [name, value] of Object.entries(raw)) {
+    if (Array.isArray(value)) throw new ApiError('invalid_request', `query parameter "${name}" is given more than once`);
+  }
+  return parseWith(spec.query, { ...raw }, 'query string');
 }
 
 async function authenticate(ctx: Koa.Context, auth: AuthService): Promise<Principal | undefined> {

@@ -16,7 +16,7 @@ export function trustRoutes(deps: {
 }): Route[] {
   return [
     route({
-      method: 'GET', path: '/tuf/targets/*path', action: 'tuf:read', anonymous: deps.anonymous, summary: 'Download a signed target',
+      method: 'GET', path: '/tuf/targets/*path', action: 'tuf:read', anonymous: deps.anonymous, summary: 'Download a signed target', responses: { 200: 'binary', 206: 'binary', 304: 'empty' },
       async handler({ koa, params }) {
         const found = await deps.resolveTarget(params.path ?? '');
         if (!found) throw new ApiError('not_found', 'no such target');
@@ -24,7 +24,7 @@ export function trustRoutes(deps: {
       },
     }),
     route({
-      method: 'GET', path: '/tuf/:file', action: 'tuf:read', anonymous: deps.anonymous, summary: 'Download TUF metadata',
+      method: 'GET', path: '/tuf/:file', action: 'tuf:read', anonymous: deps.anonymous, summary: 'Download TUF metadata', responses: { 200: 'binary' },
       async handler({ koa, params }) {
         const bytes = await deps.trust.readMetadata(params.file ?? '');
         if (!bytes) throw new ApiError('not_found', `no metadata named "${params.file}"`);

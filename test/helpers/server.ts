@@ -7,6 +7,9 @@ import pg from 'pg';
 import { startServer, type RunningServer } from '../../server/app.ts';
 import { defaultServerConfig, type ServerConfig } from '../../server/config.ts';
 import { createLogger, type Logger } from '../../protocol/log.ts';
+import { checkResponse } from '../../server/http/openapi.ts';
+import type { Route } from '../../server/http/routes.ts';
+import type Koa from 'koa';
 
 export const adminToken = 'test-admin-token-0123456789abcdef';
 
@@ -14,6 +17,8 @@ export interface TestServer extends RunningServer {
   dataDir: string;
   /** Log lines the server wrote, for assertions on what it reported. */
   logs: string[];
+  /** Answers that did not match their route's declared responses (checked after every test). */
+  responseViolations: string[];
   api(method: string, urlPath: string, options?: { json?: unknown; body?: Buffer | string; token?: string | null; headers?: Record<string, string> }): Promise<{ status: number; body: any; headers: Headers; raw: Buffer }>;
   /** Restarts on the same data dir and database, as after a crash or an upgrade. */
   restart(): Promise<void>;
@@ -64,10 +69,16 @@ export async function startTestServer(overrides: Partial<ServerConfig> = {}): Pr
     databaseUrl: database?.url,
     ...overrides,
   };
-  let running = await startServer(config, { log });
+  const responseViolations: string[] = [];
+  const onResponse = (spec: Route, ctx: Koa.Context) => {
+    const violation = checkResponse(spec, ctx);
+    if (violation) responseViolations.push(violation);
+  };
+  let running = await startServer(config, { log, onResponse });
   const server = {
     dataDir,
     logs,
+    responseViolations,
     get url() {
       return running.url;
     },
@@ -78,11 +89,12 @@ export async function startTestServer(overrides: Partial<ServerConfig> = {}): Pr
       return running.mqttPort;
     },
     generatedAdminToken: running.generatedAdminToken,
+    collectGarbage: (options?: { graceMs?: number }) => running.collectGarbage(options),
     close: () => running.close(),
     async restart() {
       await running.close();
       // Same ports, so devices configured with them reconnect on their own.
-      running = await startServer({ ...config, httpPort: running.httpPort, mqttPort: running.mqttPort }, { log });
+      running = await startServer({ ...config, httpPort: running.httpPort, mqttPort: running.mqttPort }, { log, onResponse });
     },
     async api(method: string, urlPath: string, options: { json?: unknown; body?: Buffer | string; token?: string | null; headers?: Record<string, string> } = {}) {
       const headers: Record<string, string> = { ...options.headers };
@@ -113,6 +125,8 @@ export async function withServer(t: ExecutionContext, run: (server: TestServer) 
   const server = await startTestServer(overrides);
   try {
     await run(server);
+    // Every answer of every test is checked against the route's declared responses (OpenAPI).
+    t.deepEqual(server.responseViolations, [], 'answers the OpenAPI document does not describe');
   } catch (error) {
     t.log(server.logs.slice(-30).join(''));
     throw error;
