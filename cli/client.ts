@@ -1,4 +1,4 @@
-import type { z } from 'zod';
+import { z } from 'zod';
 import { errorResponse } from '../protocol/api.ts';
 import { parseWith } from '../protocol/parse.ts';
 
@@ -21,6 +21,8 @@ export interface ApiClient {
   request<S extends z.ZodType>(method: string, path: string, options: { json?: unknown; body?: RequestBody; headers?: Record<string, string>; schema: S }): Promise<z.output<S>>;
   /** For calls whose answer has no body (204). */
   send(method: string, path: string): Promise<void>;
+  /** Every item of a paginated listing, following X-Next-Page (100 per request). */
+  requestAll<S extends z.ZodType>(path: string, item: S): Promise<z.output<S>[]>;
 }
 
 export function createApiClient(env: NodeJS.ProcessEnv): ApiClient {
@@ -69,6 +71,25 @@ export function createApiClient(env: NodeJS.ProcessEnv): ApiClient {
     },
     async send(method, path) {
       await call(method, path, {});
+    },
+    async requestAll(path, item) {
+      const items: z.output<typeof item>[] = [];
+      const list = z.array(item);
+      for (let page = 1; ; ) {
+        const url = `${path}${path.includes('?') ? '&' : '?'}page=${page}&per_page=100`;
+        const response = await call('GET', url, {});
+        let parsed: z.output<typeof list>;
+        try {
+          parsed = parseWith(list, await response.json(), `answer from GET ${path}`);
+        } catch (error) {
+          throw new CliError(`the server's answer was not understood: ${(error as Error).message}`);
+        }
+        items.push(...parsed);
+        const next = Number(response.headers.get('x-next-page') || 0);
+        // A next page must move forward: a server answering otherwise would loop us forever.
+        if (!next || next <= page) return items;
+        page = next;
+      }
     },
   };
 }

@@ -5,12 +5,14 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
-import { artifact, blobReceipt, bundle, bundleVersion, deployment, device, deviceRegistration, listOf } from '../protocol/api.ts';
+import { artifact, bundle, bundleVersion, deployment, device, deviceRegistration, listOf } from '../protocol/api.ts';
 import { deviceConfigSchemaId, type DeviceConfigInput } from '../protocol/device-config.ts';
-import { artifactName, artifactType, bundleName, deviceId, groupName, parseRelease, version as versionSchema } from '../protocol/names.ts';
+import { artifactName, artifactType, bundleName, deviceId, groupName } from '../protocol/names.ts';
 import { writeFileAtomic } from '../lib/files.ts';
 import { CliError, createApiClient, type ApiClient, type RequestBody } from './client.ts';
+import { bundleCommands, packageQuery } from './bundle-commands.ts';
 import { printJsonOr, printList } from './output.ts';
+import { parseReleaseArg, versionFlag } from './release.ts';
 
 /*
  * `convoy`, the operator's command line over the REST API. Each command validates its arguments
@@ -25,6 +27,7 @@ interface Command {
 }
 
 const json = { json: { type: 'boolean' } } as const;
+const packageOptions = { format: { type: 'string' }, 'package-name': { type: 'string' }, 'package-version': { type: 'string' }, arch: { type: 'string' } } as const;
 
 function need<S extends z.ZodType>(schema: S, value: unknown, what: string): z.output<S> {
   const result = schema.safeParse(value);
@@ -32,11 +35,7 @@ function need<S extends z.ZodType>(schema: S, value: unknown, what: string): z.o
   return result.data;
 }
 
-function release(text: string | undefined): { bundle: string; version: string } {
-  const parsed = text ? parseRelease(text) : undefined;
-  if (!parsed) throw new CliError(`expected NAME@VERSION such as pos-app@1.2.0, got "${text ?? ''}"`);
-  return parsed;
-}
+const release = (text: string | undefined) => parseReleaseArg(text);
 
 const enc = encodeURIComponent;
 const versionPath = (r: { bundle: string; version: string }) => `/api/v1/bundles/${enc(r.bundle)}/versions/${enc(r.version)}`;
@@ -65,7 +64,7 @@ const commands: Record<string, Command> = {
     usage: 'convoy bundle list [--json]',
     options: json,
     async run({ flags, api }) {
-      const rows = await api().request('GET', '/api/v1/bundles', { schema: listOf(bundle) });
+      const rows = await api().requestAll('/api/v1/bundles', bundle);
       printList(rows, [{ header: 'NAME', value: (r) => r.name }, { header: 'CREATED', value: (r) => r.createdAt }, { header: 'DESCRIPTION', value: (r) => r.description }], flags.json === true);
     },
   },
@@ -74,7 +73,7 @@ const commands: Record<string, Command> = {
     options: json,
     async run({ positionals, flags, api }) {
       const name = need(bundleName, positionals[0], 'bundle name');
-      const rows = await api().request('GET', `/api/v1/bundles/${enc(name)}/versions`, { schema: listOf(bundleVersion) });
+      const rows = await api().requestAll(`/api/v1/bundles/${enc(name)}/versions`, bundleVersion);
       printList(rows, [
         { header: 'VERSION', value: (r) => r.version },
         { header: 'STATUS', value: (r) => r.status },
@@ -84,7 +83,7 @@ const commands: Record<string, Command> = {
     },
   },
   'bundle approve': {
-    usage: 'convoy bundle approve NAME@VERSION [--json]',
+    usage: 'convoy bundle approve NAME@VERSION [--json]   (NAME alone: the version is $CONVOY_RELEASE_VERSION)',
     options: json,
     async run({ positionals, flags, api }) {
       const r = release(positionals[0]);
@@ -93,47 +92,50 @@ const commands: Record<string, Command> = {
     },
   },
   'artifact push': {
-    usage: 'convoy artifact push FILE --bundle NAME --version V --name N --type image|package|file [--json]',
-    options: { bundle: { type: 'string' }, version: { type: 'string' }, name: { type: 'string' }, type: { type: 'string' }, ...json },
+    usage: 'convoy artifact push FILE --bundle NAME [--version V] [--name N] [--type image|package|file] [--format deb|rpm|npm|generic [--package-name N] [--package-version V] [--arch A]] [--json]',
+    options: { bundle: { type: 'string' }, version: { type: 'string' }, name: { type: 'string' }, type: { type: 'string' }, ...packageOptions, ...json },
     async run({ positionals, flags, api }) {
       const file = positionals[0];
       if (!file) throw new CliError('missing FILE to push');
-      const r = { bundle: need(bundleName, flags.bundle, '--bundle'), version: need(versionSchema, flags.version, '--version') };
+      const r = { bundle: need(bundleName, flags.bundle, '--bundle'), version: versionFlag(flags.version) };
       const name = need(artifactName, flags.name ?? path.basename(file), '--name');
-      const type = need(artifactType, flags.type ?? 'file', '--type');
+      const type = need(artifactType, flags.type ?? (flags.format ? 'package' : 'file'), '--type');
       const stat = await fs.stat(file).catch(() => undefined);
       if (!stat?.isFile()) throw new CliError(`${file} is not a readable file`);
       const client = api();
       const { digest, size } = await sha256File(file);
       process.stderr.write(`uploading ${file} (${size} bytes, ${digest})\n`);
-      await client.request('PUT', `/api/v1/blobs/${digest}`, {
+      // One request: the server streams the bytes, checks them against the digest computed here,
+      // and adds or replaces the artifact in the draft (creating it if needed).
+      const query = new URLSearchParams({ type, digest, ...packageQuery(flags) });
+      const added = await client.request('PUT', `${versionPath(r)}/files/${enc(name)}?${query}`, {
         body: Readable.toWeb(createReadStream(file)) as unknown as RequestBody,
         headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) },
-        schema: blobReceipt,
+        schema: artifact,
       });
-      try {
-        await client.request('POST', `/api/v1/bundles/${enc(r.bundle)}/versions`, { json: { version: r.version }, schema: bundleVersion });
-      } catch (error) {
-        if (!(error instanceof CliError && error.code === 'already_exists')) throw error;
-      }
-      const added = await client.request('PUT', `${versionPath(r)}/artifacts/${enc(name)}`, { json: { type, digest, size }, schema: artifact });
-      printJsonOr(added, flags.json === true, `added ${type} ${name} to ${r.bundle}@${r.version}`);
+      printJsonOr(added, flags.json === true, `added ${type} ${name} to ${r.bundle}@${r.version}${added.package ? ` (${added.package.format} ${added.package.name} ${added.package.version} ${added.package.architecture})` : ''}`);
     },
   },
   'artifact list': {
-    usage: 'convoy artifact list NAME@VERSION [--json]',
-    options: json,
+    usage: 'convoy artifact list NAME@VERSION [--type T] [--name N] [--search TEXT] [--format F] [--arch A] [--package-name N] [--json]',
+    options: { type: { type: 'string' }, name: { type: 'string' }, search: { type: 'string' }, format: { type: 'string' }, arch: { type: 'string' }, 'package-name': { type: 'string' }, ...json },
     async run({ positionals, flags, api }) {
       const r = release(positionals[0]);
-      const rows = await api().request('GET', `${versionPath(r)}/artifacts`, { schema: listOf(artifact) });
+      const filters = new URLSearchParams();
+      for (const [flag, param] of [['type', 'type'], ['name', 'name'], ['search', 'search'], ['format', 'format'], ['arch', 'architecture'], ['package-name', 'package_name']] as const) {
+        if (typeof flags[flag] === 'string') filters.set(param, flags[flag]);
+      }
+      const rows = await api().requestAll(`${versionPath(r)}/artifacts${filters.size ? `?${filters}` : ''}`, artifact);
       printList(rows, [
         { header: 'NAME', value: (a) => a.name },
         { header: 'TYPE', value: (a) => a.type },
+        { header: 'PACKAGE', value: (a) => (a.package ? `${a.package.format} ${a.package.name} ${a.package.version} ${a.package.architecture}` : '-') },
         { header: 'SIZE', value: (a) => String(a.size) },
         { header: 'DIGEST', value: (a) => a.digest },
       ], flags.json === true);
     },
   },
+  ...bundleCommands,
   deploy: {
     usage: 'convoy deploy NAME@VERSION --group GROUP [--json]',
     options: { group: { type: 'string' }, ...json },
