@@ -73,6 +73,24 @@ export function createBundleService(deps: { store: BundleStore; blobs: BlobStore
     return resolvePackage(input, await readPackageFields(input.format, deps.blobs.pathOf(digest)));
   }
 
+  /** Adds or replaces one artifact; the caller holds `blobs.referencing`. */
+  async function upsertReferenced(bundle: string, version: string, input: ArtifactInput, create: boolean): Promise<{ artifact: Artifact; created: boolean }> {
+    const artifact = await describeArtifact(input);
+    return editDraft(bundle, version, async (row, trx) => {
+      const outcome = await store.upsertArtifact(row.id, artifact, now(), trx);
+      return { artifact: (await store.findArtifact(row.id, artifact.name, trx))!, created: outcome === 'created' };
+    }, { create });
+  }
+
+  /**
+   * A cheap early answer for edits of an approved version (409 before any blob is checked or
+   * read). Not the guard itself: `editDraft` checks again, atomically, inside its transaction.
+   */
+  async function refuseIfApproved(bundle: string, version: string): Promise<void> {
+    const row = await store.findVersionRow(bundle, version);
+    if (row) requireDraft(row);
+  }
+
   /** Runs an edit of a draft in one transaction, with the version locked. */
   async function editDraft<T>(bundle: string, version: string, edit: (row: VersionRow, trx: Db) => Promise<T>, options: { create?: boolean } = {}): Promise<T> {
     const attempt = () =>
@@ -191,13 +209,8 @@ export function createBundleService(deps: { store: BundleStore; blobs: BlobStore
 
     /** Adds or replaces an artifact in a draft. Its bytes must already be in the blob store. */
     async putArtifact(bundle: string, version: string, input: ArtifactInput, options: { createDraft?: boolean } = {}): Promise<{ artifact: Artifact; created: boolean }> {
-      return deps.blobs.referencing(async () => {
-        const artifact = await describeArtifact(input);
-        return editDraft(bundle, version, async (row, trx) => {
-          const outcome = await store.upsertArtifact(row.id, artifact, now(), trx);
-          return { artifact: (await store.findArtifact(row.id, artifact.name, trx))!, created: outcome === 'created' };
-        }, { create: options.createDraft === true });
-      });
+      await refuseIfApproved(bundle, version);
+      return deps.blobs.referencing(() => upsertReferenced(bundle, version, input, options.createDraft === true));
     },
 
     /**
@@ -206,6 +219,7 @@ export function createBundleService(deps: { store: BundleStore; blobs: BlobStore
      */
     async addArtifacts(bundle: string, version: string, inputs: readonly ArtifactInput[]): Promise<Artifact[]> {
       await requireBundle(bundle);
+      await refuseIfApproved(bundle, version);
       return deps.blobs.referencing(async () => {
         const artifacts: Omit<Artifact, 'updatedAt'>[] = [];
         for (const input of inputs) artifacts.push(await describeArtifact(input));
@@ -248,16 +262,18 @@ export function createBundleService(deps: { store: BundleStore; blobs: BlobStore
       source: Readable,
     ): Promise<{ artifact: Artifact; created: boolean }> {
       await requireBundle(bundle);
-      const existing = await store.findVersionRow(bundle, version);
-      if (existing) requireDraft(existing);
+      await refuseIfApproved(bundle, version);
       if (input.type !== 'package' && input.package) throw new ApiError('invalid_request', `only artifacts of type "package" carry package metadata; this one is "${input.type}"`);
       if (input.type === 'package' && !input.package) throw new ApiError('invalid_request', 'an artifact of type "package" needs ?format=deb|rpm|npm|generic');
-      const stored = await deps.blobs.put(source, {
-        maxBytes: input.maxBytes,
-        ...(input.expectedDigest ? { expected: input.expectedDigest } : {}),
-        ...(input.expectedSize !== undefined ? { expectedSize: input.expectedSize } : {}),
+      // The collector waits for this upload: its blob cannot be swept between write and reference.
+      return deps.blobs.referencing(async () => {
+        const stored = await deps.blobs.put(source, {
+          maxBytes: input.maxBytes,
+          ...(input.expectedDigest ? { expected: input.expectedDigest } : {}),
+          ...(input.expectedSize !== undefined ? { expectedSize: input.expectedSize } : {}),
+        });
+        return upsertReferenced(bundle, version, { name: input.name, type: input.type, digest: stored.digest, size: stored.size, package: input.package }, true);
       });
-      return this.putArtifact(bundle, version, { name: input.name, type: input.type, digest: stored.digest, size: stored.size, package: input.package }, { createDraft: true });
     },
 
     async deleteArtifact(bundle: string, version: string, name: string): Promise<void> {

@@ -50,7 +50,7 @@ export function pageHeaders(page: PageRequest, total: number, url: URL): Record<
 export function sendPage<T>(ctx: Koa.Context, page: PageRequest, result: { items: T[]; total: number }): void {
   let url: URL;
   try {
-    url = new URL(ctx.originalUrl, ctx.origin);
+    url = new URL(ctx.originalUrl, `${ctx.protocol}://${ctx.host}`);
   } catch {
     // A Host header that is not a host: the links still name the right path and query.
     url = new URL(ctx.originalUrl, 'http://localhost');
