@@ -35,6 +35,8 @@ export interface RunningServer {
   mqttPort: number;
   /** The admin token generated at first start, if one was (shown once, never stored). */
   generatedAdminToken: string | undefined;
+  /** Every route declaration served (the OpenAPI document is generated from them). */
+  routes: readonly Route[];
   /** Runs the blob garbage collector now (it also runs every hour). */
   collectGarbage(options?: { graceMs?: number }): Promise<GcReport>;
   close(): Promise<void>;
@@ -155,6 +157,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       httpPort,
       mqttPort: broker.port,
       generatedAdminToken,
+      routes,
       collectGarbage: (options = {}) => runGc(options.graceMs),
       close,
     };

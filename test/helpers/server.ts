@@ -19,6 +19,8 @@ export interface TestServer extends RunningServer {
   logs: string[];
   /** Answers that did not match their route's declared responses (checked after every test). */
   responseViolations: string[];
+  /** `METHOD path` of every route that gave a successful answer, checked against its schema. */
+  answeredRoutes: Set<string>;
   api(method: string, urlPath: string, options?: { json?: unknown; body?: Buffer | string; token?: string | null; headers?: Record<string, string> }): Promise<{ status: number; body: any; headers: Headers; raw: Buffer }>;
   /** Restarts on the same data dir and database, as after a crash or an upgrade. */
   restart(): Promise<void>;
@@ -70,7 +72,9 @@ export async function startTestServer(overrides: Partial<ServerConfig> = {}): Pr
     ...overrides,
   };
   const responseViolations: string[] = [];
+  const answeredRoutes = new Set<string>();
   const onResponse = (spec: Route, ctx: Koa.Context) => {
+    if (ctx.status < 400) answeredRoutes.add(`${spec.method} ${spec.path}`);
     const violation = checkResponse(spec, ctx);
     if (violation) responseViolations.push(violation);
   };
@@ -79,6 +83,10 @@ export async function startTestServer(overrides: Partial<ServerConfig> = {}): Pr
     dataDir,
     logs,
     responseViolations,
+    answeredRoutes,
+    get routes() {
+      return running.routes;
+    },
     get url() {
       return running.url;
     },

@@ -1,0 +1,98 @@
+import { randomBytes } from 'node:crypto';
+import test from 'ava';
+import { z } from 'zod';
+import { artifact } from '../../protocol/api.ts';
+import { checkResponse, openApiPath } from '../../server/http/openapi.ts';
+import { route } from '../../server/http/routes.ts';
+import { pushArtifact, sha256Digest, withServer } from '../helpers/server.ts';
+
+test('the OpenAPI document lists every route with its request and response schemas, and nothing else', async (t) => {
+  await withServer(t, async (server) => {
+    const answer = await server.api('GET', '/api/v1/openapi.json', { token: null });
+    t.is(answer.status, 200);
+    const doc = answer.body as { openapi: string; paths: Record<string, Record<string, any>>; components: any };
+    t.is(doc.openapi, '3.1.0');
+    const missing: string[] = [];
+    const undescribed: string[] = [];
+    const documented = new Set<string>();
+    for (const spec of server.routes) {
+      const { path } = openApiPath(spec.path);
+      const operation = doc.paths[path]?.[spec.method.toLowerCase()];
+      if (!operation) missing.push(`${spec.method} ${spec.path}`);
+      else documented.add(`${spec.method.toLowerCase()} ${path}`);
+      if (!spec.responses || Object.keys(spec.responses).length === 0) undescribed.push(`${spec.method} ${spec.path}`);
+      if (operation && spec.body) t.truthy(operation.requestBody?.content?.['application/json']?.schema, `${spec.method} ${spec.path} request body`);
+      if (operation) t.truthy(operation.responses.default, `${spec.method} ${spec.path} error response`);
+    }
+    t.deepEqual(missing, [], 'routes missing from the OpenAPI document');
+    t.deepEqual(undescribed, [], 'routes that declare no response schema');
+    const extra = Object.entries(doc.paths).flatMap(([path, ops]) => Object.keys(ops).map((m) => `${m} ${path}`)).filter((key) => !documented.has(key));
+    t.deepEqual(extra, [], 'operations in the document without a route');
+
+    // Spot checks that the schemas are the ones the routes validate with.
+    const put = doc.paths['/api/v1/bundles/{name}/versions/{version}/artifacts/{artifact}']!.put;
+    t.deepEqual(put.requestBody.content['application/json'].schema.required, ['type', 'digest', 'size']);
+    t.is(put.requestBody.content['application/json'].schema.additionalProperties, false, 'unknown fields are refused, and the document says so');
+    const list = doc.paths['/api/v1/bundles/{name}/versions/{version}/artifacts']!.get;
+    t.deepEqual(list.parameters.filter((p: { in: string }) => p.in === 'query').map((p: { name: string }) => p.name).sort(), ['architecture', 'format', 'name', 'package_name', 'package_version', 'page', 'per_page', 'search', 'type']);
+    t.deepEqual(list.responses['200'].content['application/json'].schema.items.required.sort(), ['digest', 'name', 'package', 'size', 'type', 'updatedAt']);
+    t.deepEqual(doc.components.schemas.Error.required, ['error']);
+  });
+});
+
+test('every route answers with the shape it declares (a walk through the whole API)', async (t) => {
+  await withServer(t, async (server) => {
+    const ok = async (method: string, url: string, options: Parameters<typeof server.api>[2] = {}) => {
+      const answer = await server.api(method, url, options);
+      t.true(answer.status < 300, `${method} ${url}: ${answer.status} ${answer.raw.toString('utf8').slice(0, 200)}`);
+      return answer;
+    };
+    await ok('GET', '/api/v1/openapi.json');
+    await ok('POST', '/api/v1/bundles', { json: { name: 'pos', description: 'tills' } });
+    await ok('POST', '/api/v1/bundles', { json: { name: 'gone' } });
+    await ok('GET', '/api/v1/bundles');
+    await ok('GET', '/api/v1/bundles/pos');
+    await ok('DELETE', '/api/v1/bundles/gone');
+    const bytes = randomBytes(1000);
+    const digest = sha256Digest(bytes);
+    await ok('PUT', `/api/v1/blobs/${digest}`, { body: bytes });
+    await ok('GET', `/api/v1/blobs/${digest}`);
+    await ok('HEAD', `/api/v1/blobs/${digest}`);
+    await ok('POST', '/api/v1/bundles/pos/versions', { json: { version: '0.1.0' } });
+    await ok('DELETE', '/api/v1/bundles/pos/versions/0.1.0');
+    await ok('GET', '/api/v1/bundles/pos/versions/next?bump=minor');
+    await ok('PUT', '/api/v1/bundles/pos/versions/1.0.0/files/app.bin', { body: bytes });
+    await ok('POST', '/api/v1/bundles/pos/versions/1.0.0/artifacts', { json: { artifacts: [{ name: 'more', type: 'file', digest, size: 1000 }] } });
+    await ok('PUT', '/api/v1/bundles/pos/versions/1.0.0/artifacts/conf', { json: { type: 'file', digest, size: 1000 } });
+    await ok('PATCH', '/api/v1/bundles/pos/versions/1.0.0/artifacts/conf', { json: { type: 'image' } });
+    await ok('DELETE', '/api/v1/bundles/pos/versions/1.0.0/artifacts/more');
+    await ok('GET', '/api/v1/bundles/pos/versions/1.0.0/artifacts');
+    await ok('GET', '/api/v1/bundles/pos/versions/1.0.0/artifacts/conf');
+    await ok('GET', '/api/v1/bundles/pos/versions');
+    await ok('GET', '/api/v1/bundles/pos/versions/1.0.0');
+    await ok('POST', '/api/v1/bundles/pos/versions/1.0.0/approve');
+    await ok('POST', '/api/v1/devices', { json: { id: 'till-1', group: 'shop' } });
+    await ok('GET', '/api/v1/devices');
+    await ok('POST', '/api/v1/deployments', { json: { bundle: 'pos', version: '1.0.0', group: 'shop' } });
+    await ok('GET', '/api/v1/deployments');
+    await ok('GET', '/tuf/timestamp.json');
+    await ok('GET', `/tuf/targets/pos/1.0.0/artifacts/${digest.slice(7)}.conf`);
+    await pushArtifact(server, 'pos', '1.1.0', 'x', Buffer.from('x'));
+    // @koa/router answers HEAD with the GET route declared before it: a HEAD twin counts as reached with it.
+    const reached = (key: string) => server.answeredRoutes.has(key) || (key.startsWith('HEAD ') && server.answeredRoutes.has(key.replace(/^HEAD/, 'GET')));
+    const never = server.routes.map((r) => `${r.method} ${r.path}`).filter((key) => !reached(key));
+    t.deepEqual(never, [], 'routes this walk did not reach: add them here');
+    // withServer then fails the test if any of these answers did not match its declaration.
+  });
+});
+
+test('a route answering with a shape or status it does not declare is caught', (t) => {
+  const spec = route({ method: 'GET', path: '/x', action: 'bundle:read', summary: 'x', responses: { 200: artifact, 204: 'empty' }, async handler() {} });
+  t.is(checkResponse(spec, { status: 200, method: 'GET', body: { name: 'a', type: 'file', digest: `sha256:${'0'.repeat(64)}`, size: 1, package: null, updatedAt: new Date().toISOString() } }), undefined);
+  t.regex(checkResponse(spec, { status: 200, method: 'GET', body: { name: 'a' } })!, /does not describe: type/);
+  t.regex(checkResponse(spec, { status: 201, method: 'GET', body: {} })!, /does not list/);
+  t.regex(checkResponse(spec, { status: 204, method: 'GET', body: { surprise: true } })!, /declared empty/);
+  t.is(checkResponse(spec, { status: 404, method: 'GET', body: { error: { code: 'not_found', message: 'no' } } }), undefined);
+  t.regex(checkResponse(spec, { status: 404, method: 'GET', body: 'oops' })!, /error shape/);
+  t.is(checkResponse({ ...spec, responses: { 200: z.array(z.string()) } }, { status: 200, method: 'GET', body: ['a'] }), undefined);
+});
