@@ -12,7 +12,7 @@ import type { Route } from './routes.ts';
  */
 
 /** Path parameters by name: the schemas the handlers parse them with. */
-const pathParameters: Record<string, z.ZodType> = {
+export const pathParameters: Record<string, z.ZodType> = {
   name: bundleName,
   version,
   artifact: artifactName,

@@ -1,0 +1,171 @@
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import test from 'ava';
+import fc from 'fast-check';
+import { pathParameters } from '../../server/http/openapi.ts';
+import type { Route } from '../../server/http/routes.ts';
+import { adminToken, pushArtifact, sha256Digest, withServer, type TestServer } from '../helpers/server.ts';
+
+/*
+ * Property: whatever malformed request reaches any route, the answer is a clear 4xx (never a 5xx,
+ * a crash or a hang) and the store is unchanged. Each generated request carries at least one
+ * defect that the route must refuse: a bad path parameter, body, query string, token, header or
+ * digest.
+ */
+
+const encode = (segment: string) => encodeURIComponent(segment);
+/** Segments a client normalises away before sending (WHATWG URL dot segments): the server never sees them. */
+const isDotSegment = (segment: string) => /^(?:\.|%2e){1,2}$/i.test(segment);
+
+const nastyParams = [
+  '../etc/passwd', '..%2F..%2Fetc', '..\\..\\windows', 'a\u0000b', 'line\nbreak', 'tab\there', '\u202Eevil', 'x'.repeat(300), 'Pos',
+  'v1.0.0', '1.0', '01.0.0', '1.0.0+build.1', '1.0.0-', ' ', '', '.hidden', 'a/b', 'caf\u00e9', '$(reboot)', '<script>', 'sha256:XYZ', `sha256:${'g'.repeat(64)}`,
+];
+
+function malformedParam(param: string): fc.Arbitrary<string> {
+  const schema = pathParameters[param];
+  const candidates = fc.oneof(fc.constantFrom(...nastyParams), fc.string({ maxLength: 80 }), fc.string({ unit: 'binary', maxLength: 40 }));
+  return candidates.filter((value) => !isDotSegment(value) && value !== '' && (schema ? !schema.safeParse(value).success : true));
+}
+
+const validParams: Record<string, string[]> = {
+  name: ['pos', 'nope'],
+  version: ['1.0.0', '1.1.0', '2.0.0'],
+  artifact: ['app', 'conf', 'fresh'],
+  file: ['fresh.bin', 'conf'],
+  digest: [],
+  path: ['pos/1.0.0/manifest.json'],
+};
+
+type Defect = 'path' | 'body' | 'query' | 'token' | 'header' | 'digest';
+
+interface Malformed {
+  route: Route;
+  defect: Defect;
+  params: Record<string, string>;
+  body?: { text: string | Buffer; type?: string };
+  query?: string;
+  token?: string | null;
+  headers?: Record<string, string>;
+}
+
+function defectsOf(route: Route): Defect[] {
+  const defects: Defect[] = ['token', 'header'];
+  if (/[:*]/.test(route.path) && !route.path.startsWith('/tuf/')) defects.push('path');
+  if (route.body) defects.push('body');
+  if (route.query) defects.push('query');
+  if (route.rawBody && route.method === 'PUT') defects.push('digest');
+  return defects;
+}
+
+const badBodies: fc.Arbitrary<{ text: string | Buffer; type?: string }> = fc.oneof(
+  fc.jsonValue().map((value) => ({ text: JSON.stringify(typeof value === 'object' && value !== null && !Array.isArray(value) ? { ...value, __unknown_field: 1 } : value) ?? 'null', type: 'application/json' })),
+  fc.record({ version: fc.constant('1.2.0'), name: fc.constant('ok-name'), type: fc.constant('file'), extra: fc.string() }).map((value) => ({ text: JSON.stringify(value), type: 'application/json' })),
+  fc.string({ maxLength: 200 }).map((text) => ({ text: `{${text}`, type: 'application/json' })),
+  fc.constantFrom('text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', 'application/xml').map((type) => ({ text: 'name=pos&version=9.0.0', type })),
+  fc.constant({ text: '' }),
+  fc.constant({ text: JSON.stringify({ name: 'big', description: 'x'.repeat(1_100_000) }), type: 'application/json' }),
+);
+
+function malformedRequest(routes: readonly Route[], existingDigest: string): fc.Arbitrary<Malformed> {
+  return fc.constantFrom(...routes).chain((route) =>
+    fc.constantFrom(...defectsOf(route)).chain((defect) => {
+      const names = [...route.path.matchAll(/[:*]([A-Za-z_]+)/g)].map((m) => m[1]!);
+      const validFor = (param: string) => fc.constantFrom(...(param === 'digest' ? [existingDigest, sha256Digest(randomBytes(8))] : validParams[param] ?? ['x']));
+      const params = fc.tuple(...names.map((param) => validFor(param))).map((values) => Object.fromEntries(names.map((n, i) => [n, values[i]!])));
+      const withBadParam = names.length === 0 ? params : fc.tuple(params, fc.constantFrom(...names)).chain(([ok, which]) => malformedParam(which).map((bad) => ({ ...ok, [which]: bad })));
+      const validBody = route.body ? fc.constant({ text: '{"__unknown_field": true}', type: 'application/json' }) : fc.constant(undefined);
+      switch (defect) {
+        case 'path':
+          return fc.record({ params: withBadParam, body: validBody }).map((r) => ({ route, defect, params: r.params, ...(r.body ? { body: r.body } : {}) }));
+        case 'body':
+          return fc.record({ params, body: badBodies }).map((r) => ({ route, defect, ...r }));
+        case 'query':
+          return fc.record({ params, query: fc.constantFrom('page=0', 'per_page=abc', 'page=-1', 'unknown=1', 'page=1&page=2', 'bump=sideways', 'type=../x', 'per_page=1e3', `search=${encodeURIComponent("%' OR 1=1 --")}`) }).map((r) => ({ route, defect, ...r }));
+        case 'token':
+          // No token at all is no defect on an anonymous route (the OpenAPI document).
+          return fc.record({ params, token: route.anonymous ? fc.constantFrom('wrong-token', `${adminToken}x`) : fc.constantFrom(null, 'wrong-token', 'Bearer', `${adminToken}x`, '') }).map((r) => ({ route, defect, ...r }));
+        case 'header':
+          return params.map((p) => ({ route, defect, params: p, headers: { 'x-padding': 'y'.repeat(70_000) } }));
+        case 'digest':
+          return params.map((p) => ({ route, defect, params: p, body: { text: randomBytes(64) }, ...(route.path.includes('/files/') ? { query: `digest=${sha256Digest(Buffer.from('not these bytes'))}` } : { params: { ...p, digest: sha256Digest(Buffer.from('not these bytes')) } }) }));
+      }
+    }),
+  );
+}
+
+function urlOf(request: Malformed): string {
+  const pathPart = request.route.path.replace(/[:*]([A-Za-z_]+)/g, (_, name: string) => {
+    const value = request.params[name] ?? 'x';
+    return name === 'path' ? value : encode(value);
+  });
+  return `${pathPart}${request.query ? `?${request.query}` : ''}`;
+}
+
+async function snapshot(server: TestServer): Promise<string> {
+  const state: unknown[] = [];
+  const bundles = (await server.api('GET', '/api/v1/bundles?per_page=100')).body as { name: string }[];
+  for (const b of bundles) {
+    const versions = (await server.api('GET', `/api/v1/bundles/${b.name}/versions?per_page=100`)).body as { version: string }[];
+    state.push(b, versions);
+    for (const v of versions) state.push((await server.api('GET', `/api/v1/bundles/${b.name}/versions/${v.version}/artifacts?per_page=100`)).body);
+  }
+  state.push((await server.api('GET', '/api/v1/devices')).body, (await server.api('GET', '/api/v1/deployments')).body);
+  const files: string[] = [];
+  const walk = async (dir: string) => {
+    for (const entry of await fs.readdir(dir, { withFileTypes: true })) {
+      const full = path.join(dir, entry.name);
+      if (entry.isDirectory()) await walk(full);
+      else files.push(path.relative(server.dataDir, full));
+    }
+  };
+  await walk(path.join(server.dataDir, 'blobs'));
+  await walk(path.join(server.dataDir, 'tuf'));
+  state.push(files.sort());
+  return JSON.stringify(state);
+}
+
+test('a few thousand malformed requests across every route: each gets a clear 4xx and the store is unchanged', async (t) => {
+  t.timeout(170_000);
+  await withServer(t, async (server) => {
+    await server.api('POST', '/api/v1/bundles', { json: { name: 'pos' } });
+    const existing = await pushArtifact(server, 'pos', '1.0.0', 'app', Buffer.from('approved bytes'));
+    await server.api('POST', '/api/v1/bundles/pos/versions/1.0.0/approve');
+    await pushArtifact(server, 'pos', '1.1.0', 'conf', Buffer.from('draft bytes'));
+    await server.api('POST', '/api/v1/devices', { json: { id: 'till-1', group: 'shop' } });
+    const before = await snapshot(server);
+    const routes = server.routes;
+    let sent = 0;
+    const seen = new Map<string, Set<number>>();
+
+    await fc.assert(
+      fc.asyncProperty(malformedRequest(routes, existing), async (request) => {
+        const headers: Record<string, string> = { ...request.headers };
+        const token = request.token === undefined ? adminToken : request.token;
+        if (token !== null) headers.authorization = token.startsWith('Bearer') ? token : `Bearer ${token}`;
+        if (request.body?.type) headers['content-type'] = request.body.type;
+        const withBody = request.body !== undefined && request.route.method !== 'GET' && request.route.method !== 'HEAD';
+        const response = await fetch(`${server.url}${urlOf(request)}`, { method: request.route.method, headers, body: withBody ? request.body!.text : null, signal: AbortSignal.timeout(10_000) });
+        const raw = await response.text();
+        sent++;
+        const key = `${request.route.method} ${request.route.path} ${request.defect}`;
+        (seen.get(key) ?? seen.set(key, new Set()).get(key)!).add(response.status);
+        const where = `${request.defect}: ${request.route.method} ${urlOf(request).slice(0, 160)} → ${response.status} ${raw.slice(0, 200)}`;
+        if (response.status < 400 || response.status >= 500) throw new Error(`expected a 4xx for ${where}`);
+        if ((response.headers.get('content-type') ?? '').includes('json') && request.route.method !== 'HEAD') {
+          const body = JSON.parse(raw) as { error?: { code?: unknown; message?: unknown } };
+          if (typeof body.error?.code !== 'string' || typeof body.error.message !== 'string' || body.error.message === '') throw new Error(`no error code and message for ${where}`);
+        }
+      }),
+      { numRuns: 2500, seed: Number(process.env.FUZZ_SEED ?? Date.now() % 2 ** 31), endOnFailure: true },
+    );
+
+    t.true(sent >= 2500);
+    t.is(await snapshot(server), before, 'the store is unchanged');
+    t.false(server.logs.some((line) => line.includes('"level":"error"')), 'no request failed as a server fault');
+    // Every route was hit with every defect it can carry.
+    const missing = routes.flatMap((r) => defectsOf(r).map((d) => `${r.method} ${r.path} ${d}`)).filter((k) => !seen.has(k));
+    t.deepEqual(missing, []);
+  });
+});
