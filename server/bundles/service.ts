@@ -237,7 +237,8 @@ export function createBundleService(deps: { store: BundleStore; blobs: BlobStore
       return editDraft(bundle, version, async (row, trx) => {
         const existing = await store.findArtifact(row.id, name, trx);
         if (!existing) throw new ApiError('not_found', `artifact "${name}" is not in ${bundle}@${version}`);
-        const type = patch.type ?? existing.type;
+        // Package metadata without a type makes the artifact a package: there is no other reading.
+        const type = patch.type ?? (patch.package ? 'package' : existing.type);
         let pkg: PackageInfo | null;
         if (patch.package === undefined) {
           if (type === 'package' && !existing.package) throw new ApiError('invalid_request', 'changing the type to "package" needs package metadata too');

@@ -70,7 +70,7 @@ const badBodies: fc.Arbitrary<{ text: string | Buffer; type?: string }> = fc.one
 
 function malformedRequest(routes: readonly Route[], existingDigest: string): fc.Arbitrary<Malformed> {
   return fc.constantFrom(...routes).chain((route) =>
-    fc.constantFrom(...defectsOf(route)).chain((defect) => {
+    fc.constantFrom(...defectsOf(route)).chain((defect): fc.Arbitrary<Malformed> => {
       const names = [...route.path.matchAll(/[:*]([A-Za-z_]+)/g)].map((m) => m[1]!);
       const validFor = (param: string) => fc.constantFrom(...(param === 'digest' ? [existingDigest, sha256Digest(randomBytes(8))] : validParams[param] ?? ['x']));
       const params = fc.tuple(...names.map((param) => validFor(param))).map((values) => Object.fromEntries(names.map((n, i) => [n, values[i]!])));
