@@ -66,16 +66,23 @@ export class BlobStore {
         callback(null, chunk);
       },
     });
-    const handle = await fs.open(tempPath, 'wx', 0o644);
+    // The stream owns its file descriptor (autoClose), so a client that drops the connection
+    // mid-upload cannot leave a descriptor or a pending write behind; fsync then goes through a
+    // second descriptor (fsync flushes the file, whichever descriptor asks).
+    const out = createWriteStream(tempPath, { flags: 'wx', mode: 0o644 });
     try {
-      await pipeline(source, meter, createWriteStream('', { fd: handle.fd, autoClose: false }));
-      await handle.sync();
+      await pipeline(source, meter, out);
+      const handle = await fs.open(tempPath, 'r');
+      try {
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
     } catch (error) {
-      await handle.close();
+      if (!out.closed) await new Promise<void>((resolve) => out.once('close', () => resolve()));
       await fs.rm(tempPath, { force: true });
       throw error;
     }
-    await handle.close();
     const digest = `sha256:${hash.digest('hex')}`;
     try {
       if (options.expectedSize !== undefined && options.expectedSize !== size) {

@@ -9,14 +9,14 @@ import { ApiError } from './errors.ts';
 /**
  * One declaration per route: method, path, the action it needs, its request schema and its
  * handler. The router and the permission check are derived from these declarations (and the
- * OpenAPI document will be), so they cannot drift from what the server does.
+ * OpenAPI document, server/http/openapi.ts), so they cannot drift from what the server does.
  */
 export interface RouteContext<Body, Query = undefined> {
   koa: Koa.Context;
   params: Record<string, string>;
   principal: Principal | undefined;
   body: Body;
-  /** The query string, parsed by the route's `query` schema (unknown parameters are refused). */
+  /** The query string, parsed by the route's `query` schema (undefined for routes without one). */
   query: Query;
 }
 
@@ -36,7 +36,7 @@ export interface Route<S extends z.ZodType | undefined = z.ZodType | undefined, 
   anonymous?: boolean;
   /** JSON body schema. Routes that stream their body (blob uploads) leave it out. */
   body?: S;
-  /** Query string schema (an object of strings); without it, the route takes no parameters. */
+  /** Query string schema (a strict object of strings); without it, the handler reads `koa.query` itself. */
   query?: Q;
   /** Answers by status, for the OpenAPI document and response checks. */
   responses?: RouteResponses;

@@ -20,7 +20,7 @@ test('truncated uploads store nothing: no blob, no artifact, no draft, no temp f
     await truncatedPut(server, '/api/v1/bundles/pos/versions/3.0.0/files/app.bin', 1_000_000, 300_000);
     await truncatedPut(server, `/api/v1/blobs/${sha256Digest(Buffer.alloc(1_000_000, 7))}`, 1_000_000, 300_000);
     const uploads = path.join(server.dataDir, 'blobs', 'uploads');
-    await waitFor('temp files to be removed', async () => ((await fs.readdir(uploads)).length === 0 ? true : undefined), 10_000);
+    await waitFor('temp files to be removed', async () => ((await fs.readdir(uploads)).length === 0 ? true : undefined), 20_000);
     t.is((await server.api('GET', '/api/v1/bundles/pos/versions/3.0.0')).status, 404);
     t.deepEqual(await fs.readdir(path.join(server.dataDir, 'blobs', 'sha256')), []);
     const answer = await server.api('PUT', '/api/v1/bundles/pos/versions/3.0.0/files/app.bin', { body: Buffer.from('complete') });

@@ -66,7 +66,9 @@ test('CLI errors are one clear line and a non-zero exit', async (t) => {
   await withServer(t, async (server) => {
     const badRelease = await convoy(server.url, ['bundle', 'approve', 'pos-app']);
     t.is(badRelease.code, 1);
-    t.is(badRelease.stderr, 'convoy: expected NAME@VERSION such as pos-app@1.2.0, got "pos-app"\n');
+    t.is(badRelease.stderr, 'convoy: no version for pos-app: write pos-app@VERSION or set CONVOY_RELEASE_VERSION\n');
+    const malformed = await convoy(server.url, ['bundle', 'approve', 'pos-app@1.2']);
+    t.is(malformed.stderr, 'convoy: expected NAME@VERSION such as pos-app@1.2.0 (or NAME with CONVOY_RELEASE_VERSION set), got "pos-app@1.2"\n');
     const noToken = await convoy(server.url, ['bundle', 'list'], null);
     t.is(noToken.code, 1);
     t.regex(noToken.stderr, /CONVOY_TOKEN is not set/);
