@@ -31,6 +31,13 @@ test('the one-request upload creates the draft, adds or replaces, and answers 40
     const late = await upload(server, '/api/v1/bundles/pos/versions/1.0.0/files/app.bin', Buffer.from('four'));
     t.is(late.status, 409);
     t.is(late.body.error.code, 'version_immutable');
+    for (const edit of [
+      await server.api('PATCH', '/api/v1/bundles/pos/versions/1.0.0/artifacts/app.bin', { json: { type: 'image' } }),
+      await server.api('POST', '/api/v1/bundles/pos/versions/1.0.0/artifacts', { json: { artifacts: [{ name: 'b', type: 'file', digest: first.body.digest, size: 3 }] } }),
+    ]) {
+      t.is(edit.status, 409);
+      t.is(edit.body.error.code, 'version_immutable');
+    }
     t.is((await upload(server, '/api/v1/bundles/pos/versions/1.0.0/files/..%2Fescape', Buffer.from('x'))).body.error.code, 'invalid_name');
   });
 });
