@@ -89,7 +89,7 @@ export const artifactListQuery = z.strictObject({
   type: artifactType.optional(),
   /** Exact artifact name. */
   name: artifactName.optional(),
-  /** Part of the artifact name. */
+  /** Part of the artifact name, case-insensitive (the same on SQLite and PostgreSQL). */
   search: z.string().max(128).regex(/^[A-Za-z0-9._-]*$/, 'must be letters, digits, ".", "_" or "-"').optional(),
   format: packageFormat.optional(),
   architecture: architecture.optional(),

@@ -88,7 +88,7 @@ export function createBundleStore(db: Db) {
     },
     async listBundles(filter: { search?: string | undefined } = {}, window?: Window): Promise<{ items: Bundle[]; total: number }> {
       const query = db('bundles');
-      if (filter.search) query.whereRaw("name like ? escape '\\'", [likeContaining(filter.search)]);
+      if (filter.search) query.whereRaw("lower(name) like lower(?) escape '\\'", [likeContaining(filter.search)]);
       const total = await countOf(query);
       const rows = await query.orderBy('name').offset(window?.offset ?? 0).limit(window?.limit ?? Number.MAX_SAFE_INTEGER);
       return { items: rows.map(toBundle), total };
@@ -136,7 +136,7 @@ export function createBundleStore(db: Db) {
       const query = db<ArtifactRow>('artifacts').where({ version_id: versionId });
       if (filter.type) query.where({ type: filter.type });
       if (filter.name) query.where({ name: filter.name });
-      if (filter.search) query.whereRaw("name like ? escape '\\'", [likeContaining(filter.search)]);
+      if (filter.search) query.whereRaw("lower(name) like lower(?) escape '\\'", [likeContaining(filter.search)]);
       if (filter.format) query.where({ package_format: filter.format });
       if (filter.architecture) query.where({ package_arch: filter.architecture });
       if (filter.package_name) query.where({ package_name: filter.package_name });
