@@ -47,9 +47,17 @@ function operationId(route: Route): string {
   return `${route.method.toLowerCase()}-${words}`.replace(/[^A-Za-z0-9]+(.)?/g, (_, c: string | undefined) => (c ? c.toUpperCase() : ''));
 }
 
+/**
+ * Routes of other protocols are described by their own specifications, not by this document:
+ * the OCI distribution API (`/v2/…`, with its own error shape) is one.
+ */
+export function isDocumented(route: Pick<Route, 'path'>): boolean {
+  return !/^\/v2(?:\/|$)/.test(route.path);
+}
+
 export function buildOpenApiDocument(routes: readonly Route[], info: { title: string; version: string }): Record<string, unknown> {
   const paths: Record<string, Record<string, unknown>> = {};
-  for (const route of routes) {
+  for (const route of routes.filter(isDocumented)) {
     const { path, params } = openApiPath(route.path);
     const parameters: unknown[] = params.map((param) => ({
       name: param,
