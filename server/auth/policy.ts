@@ -74,7 +74,9 @@ export interface Rule {
 
 export const policy: { readonly [A in Action]?: Rule } = {
   'bundle:list': { on: 'instance', role: 'user', scope: 'read', what: 'List the bundles one is a member of (admins: all)' },
-  'bundle:create': { on: 'instance', role: 'user', scope: 'write', what: 'Create a bundle; its creator becomes its Owner' },
+  // Admins only: an Owner holds the "any bundle" actions (device list, blob reads), so letting
+  // anyone create a bundle would let anyone grant themselves those.
+  'bundle:create': { on: 'instance', role: 'admin', scope: 'write', what: 'Create a bundle (its creator becomes an Owner; admins then add the team)' },
   'bundle:read': { on: 'bundle', role: 'guest', scope: 'read', what: 'See a bundle, its versions and their contents; subscribe to its release notices' },
   'bundle:write': { on: 'bundle', role: 'developer', scope: 'write', what: 'Create, edit and delete draft versions and their contents' },
   'bundle:delete': { on: 'bundle', role: 'owner', scope: 'write', what: 'Delete a bundle that has no approved version' },
