@@ -75,7 +75,8 @@ export function createAuthService(deps: { store: AuthStore; now: () => Date; log
         throw error;
       }
       deps.log.info('created a user', { user: name, admin });
-      return (await store.findUser(name))!;
+      const { id: _id, ...created } = (await store.findUser(name))!;
+      return created;
     },
 
     listUsers: () => store.listUsers(),
