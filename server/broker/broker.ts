@@ -11,7 +11,7 @@ import { actsAsAdmin, isAllowed, type Principal } from '../auth/policy.ts';
  * notices and publish only its own status; a user may subscribe to the release notices of the
  * bundles they may read (`bundle:read` in the policy table), an admin to anything. The server's
  * own publications bypass the hooks. A user's roles are read when they connect: a membership
- * change takes effect at their next connection, a revoked token ends its connections at once.
+ * change takes effect at their next connection; a revoked or expired token ends its connections.
  */
 export interface Broker {
   readonly port: number;
@@ -45,6 +45,17 @@ function userMaySubscribe(principal: Extract<Principal, { type: 'user' }>, topic
 export async function startBroker(deps: BrokerDeps): Promise<Broker> {
   const principals = new WeakMap<Client, Principal>();
   const clients = new Set<Client>();
+  const expiryTimers = new Map<Client, NodeJS.Timeout>();
+
+  /** A connection lives no longer than its token: it is closed when the token expires. */
+  function closeAtExpiry(client: Client, expiresAt: string): void {
+    const delay = Date.parse(expiresAt) - Date.now();
+    if (delay <= 0) return void client.close();
+    // setTimeout holds at most ~24.8 days; longer waits re-arm until the token's time comes.
+    const timer = setTimeout(() => closeAtExpiry(client, expiresAt), Math.min(delay, 2 ** 31 - 1));
+    timer.unref();
+    expiryTimers.set(client, timer);
+  }
   const aedes = await Aedes.createBroker({
     authenticate(client, username, password, done) {
       const refuse = () => {
@@ -59,6 +70,7 @@ export async function startBroker(deps: BrokerDeps): Promise<Broker> {
           if (!principal || claimed !== username) return refuse();
           principals.set(client, principal);
           clients.add(client);
+          if (principal.type === 'user' && principal.tokenExpiresAt) closeAtExpiry(client, principal.tokenExpiresAt);
           done(null, true);
         },
         (error: unknown) => {
@@ -90,7 +102,11 @@ export async function startBroker(deps: BrokerDeps): Promise<Broker> {
       return bundle !== undefined && isAllowed(principal, 'bundle:read', { bundle }) ? packet : null;
     },
   });
-  aedes.on('clientDisconnect', (client) => clients.delete(client));
+  aedes.on('clientDisconnect', (client) => {
+    clients.delete(client);
+    clearTimeout(expiryTimers.get(client));
+    expiryTimers.delete(client);
+  });
   aedes.on('publish', (packet, client) => {
     const principal = client ? principals.get(client) : undefined;
     if (!principal) return; // the server's own publications and $SYS traffic
@@ -118,6 +134,7 @@ export async function startBroker(deps: BrokerDeps): Promise<Broker> {
       }
     },
     close: async () => {
+      for (const timer of expiryTimers.values()) clearTimeout(timer);
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },

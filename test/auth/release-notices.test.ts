@@ -96,6 +96,18 @@ test('approving publishes a retained notice that mosquitto_sub hears, only for u
   });
 });
 
+test('a connection ends when its token expires', async (t) => {
+  await withServer(t, async (server) => {
+    await server.api('POST', '/api/v1/users', { json: { name: 'short' } });
+    const expiresAt = new Date(Date.now() + 2000).toISOString();
+    const token = (await server.api('POST', '/api/v1/tokens', { json: { name: 'brief', scopes: ['read'], user: 'short', expiresAt } })).body.token;
+    const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${server.mqttPort}`, { username: 'short', password: token, reconnectPeriod: 0 });
+    await new Promise<void>((resolve) => client.once('close', () => resolve()));
+    t.true(Date.now() >= Date.parse(expiresAt) - 50, 'closed at expiry, not before');
+    await client.endAsync(true);
+  });
+});
+
 test('notices survive a restart (announced again) and a revoked token is disconnected', async (t) => {
   await withServer(t, async (server) => {
     await server.api('POST', '/api/v1/bundles', { json: { name: 'pos-app' } });
