@@ -15,6 +15,8 @@ export interface TestServer extends RunningServer {
   /** Log lines the server wrote, for assertions on what it reported. */
   logs: string[];
   api(method: string, urlPath: string, options?: { json?: unknown; body?: Buffer | string; token?: string | null; headers?: Record<string, string> }): Promise<{ status: number; body: any; headers: Headers; raw: Buffer }>;
+  /** The PostgreSQL database of this server, or undefined on SQLite (the file is in dataDir). */
+  databaseUrl: string | undefined;
   /** Restarts on the same data dir and database, as after a crash or an upgrade. */
   restart(): Promise<void>;
 }
@@ -68,6 +70,7 @@ export async function startTestServer(overrides: Partial<ServerConfig> = {}): Pr
   const server = {
     dataDir,
     logs,
+    databaseUrl: database?.url,
     get url() {
       return running.url;
     },
@@ -78,6 +81,9 @@ export async function startTestServer(overrides: Partial<ServerConfig> = {}): Pr
       return running.mqttPort;
     },
     generatedAdminToken: running.generatedAdminToken,
+    get routes() {
+      return running.routes;
+    },
     close: () => running.close(),
     async restart() {
       await running.close();
