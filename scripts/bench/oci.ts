@@ -26,8 +26,8 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 const token = `bench-${randomBytes(16).toString('hex')}`;
 const say = (line: string) => process.stdout.write(`${line}\n`);
 
-function parseArgs(argv: string[]): { size: number; layers: number; runs: number; keep: boolean } {
-  const options = { size: 1024 ** 3, layers: 4, runs: 1, keep: false };
+function parseArgs(argv: string[]): { size: number; layers: number; runs: number; keep: boolean; nodeOptions: string } {
+  const options = { size: 1024 ** 3, layers: 4, runs: 1, keep: false, nodeOptions: '' };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const value = () => {
@@ -39,7 +39,8 @@ function parseArgs(argv: string[]): { size: number; layers: number; runs: number
     else if (arg === '--layers') options.layers = Number(value());
     else if (arg === '--runs') options.runs = Number(value());
     else if (arg === '--keep') options.keep = true;
-    else throw new Error(`unknown option ${arg} (usage: --size 1G --layers 4 --runs 1 [--keep])`);
+    else if (arg === '--node-options') options.nodeOptions = value();
+    else throw new Error(`unknown option ${arg} (usage: --size 1G --layers 4 --runs 1 [--node-options "--max-semi-space-size=1"] [--keep])`);
   }
   if (!Number.isInteger(options.layers) || options.layers < 1) throw new Error('--layers must be a positive whole number');
   if (!Number.isInteger(options.runs) || options.runs < 1) throw new Error('--runs must be a positive whole number');
@@ -140,6 +141,17 @@ async function peakRss(pid: number): Promise<number> {
   return Number(match[1]) * 1024;
 }
 
+/** Peak RSS summed over a process's children (Convoy runs TypeScript through tsx, which keeps an esbuild service). */
+async function childrenRss(pid: number): Promise<number> {
+  let total = 0;
+  for (const entry of await fs.readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const status = await fs.readFile(`/proc/${entry}/status`, 'utf8').catch(() => '');
+    if (new RegExp(`^PPid:\\s+${pid}$`, 'm').test(status)) total += await peakRss(Number(entry)).catch(() => 0);
+  }
+  return total;
+}
+
 interface Registry {
   name: string;
   host: string;
@@ -166,11 +178,12 @@ async function stopChild(child: ChildProcess): Promise<void> {
   clearTimeout(timer);
 }
 
-async function startConvoy(dataDir: string): Promise<Registry> {
+async function startConvoy(dataDir: string, nodeOptions: string): Promise<Registry> {
   const httpPort = await freePort();
   const mqttPort = await freePort();
   const { child, logs } = spawnLogged(process.execPath, [path.join(root, 'bin/convoy.js'), 'serve'], {
     ...process.env,
+    NODE_OPTIONS: nodeOptions,
     CONVOY_DATA_DIR: dataDir,
     CONVOY_HTTP_PORT: String(httpPort),
     CONVOY_MQTT_PORT: String(mqttPort),
@@ -229,6 +242,12 @@ async function pull(registry: Registry, destination: string): Promise<number> {
   return seconds;
 }
 
+async function execText(command: string, args: string[]): Promise<string> {
+  const { child, logs } = spawnLogged(command, args, process.env);
+  await new Promise((resolve) => child.once('exit', resolve));
+  return logs.join('');
+}
+
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 const mib = (bytes: number) => `${(bytes / 1024 ** 2).toFixed(1)} MiB`;
 
@@ -236,6 +255,7 @@ async function main(): Promise<void> {
   const options = parseArgs(process.argv.slice(2));
   const work = await fs.mkdtemp(path.join(os.tmpdir(), 'convoy-bench-oci-'));
   say(`OCI benchmark: ${mib(options.size)} image in ${options.layers} layers, ${options.runs} run(s), work dir ${work}`);
+  say(`convoy runs as \`node bin/convoy.js serve\`${options.nodeOptions ? ` with NODE_OPTIONS="${options.nodeOptions}"` : ' (default Node options)'}; skopeo ${(await execText('skopeo', ['--version'])).trim()}`);
   try {
     const layout = path.join(work, 'image');
     const started = Date.now();
@@ -248,12 +268,14 @@ async function main(): Promise<void> {
     };
     for (let run = 1; run <= options.runs; run++) {
       // Fresh servers and data dirs each run: nothing is already stored, nothing can be mounted.
-      const convoy = await startConvoy(path.join(work, `convoy-${run}`));
+      const convoy = await startConvoy(path.join(work, `convoy-${run}`), options.nodeOptions);
       const reference = await startReference(path.join(work, `reference-${run}`));
       try {
         // Alternate who goes first so page-cache warmth does not favour one side.
         const order: [keyof typeof results, Registry][] = run % 2 === 1 ? [['reference', reference], ['convoy', convoy]] : [['convoy', convoy], ['reference', reference]];
+        const idle = await peakRss(convoy.pid);
         for (const [key, registry] of order) results[key].push.push(await push(registry, layout));
+        const afterPush = await peakRss(convoy.pid);
         for (const [key, registry] of order) {
           const destination = path.join(work, `pulled-${key}-${run}`);
           results[key].pull.push(await pull(registry, destination));
@@ -262,6 +284,7 @@ async function main(): Promise<void> {
           await fs.rm(destination, { recursive: true, force: true });
         }
         results.convoy.rss.push(await peakRss(convoy.pid));
+        say(`run ${run}: convoy peak RSS at start ${mib(idle)}, after the pushes ${mib(afterPush)}, after the pulls ${mib(results.convoy.rss.at(-1)!)}; its esbuild child (tsx) ${mib(await childrenRss(convoy.pid))}`);
         results.reference.rss.push(await peakRss(reference.pid));
         say(
           `run ${run}: push convoy ${results.convoy.push.at(-1)!.toFixed(2)} s, reference ${results.reference.push.at(-1)!.toFixed(2)} s; ` +

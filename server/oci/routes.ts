@@ -2,10 +2,11 @@ import type Koa from 'koa';
 import type { Logger } from '../../protocol/log.ts';
 import { isAllowed, principalName, type Action, type Principal } from '../auth/policy.ts';
 import type { AuthService } from '../auth/service.ts';
-import { parseRange, sendBlob } from '../blobs/routes.ts';
+import { parseRange } from '../blobs/routes.ts';
 import type { BlobStore } from '../blobs/store.ts';
 import { OciError, ociErrorMiddleware } from './errors.ts';
 import { maxManifestBytes, mediaTypes, parseContentRange, parseDigest, parseReference, parseRepository, type Repository } from './media.ts';
+import { sendFileRange } from './send.ts';
 import type { OciService } from './service.ts';
 
 /**
@@ -99,20 +100,29 @@ export function ociRoutes(service: OciService, blobs: BlobStore): OciRoute[] {
     async handler({ koa, repo, param }) {
       const digest = parseDigest(param);
       const { size } = await service.statBlob(repo, digest);
-      const rangeHeader = koa.get('range');
-      if (rangeHeader && parseRange(rangeHeader, size) === 'unsatisfiable') {
-        koa.set('Content-Range', `bytes */${size}`);
-        throw new OciError('RANGE_INVALID', `range not satisfiable for a blob of ${size} bytes`, { size }, { status: 416 });
-      }
+      // RFC 9110 §14: one range answers 206; If-Range with a stale validator gets the whole blob.
+      const etag = `"${digest}"`;
       koa.set('Docker-Content-Digest', digest);
+      koa.set('ETag', etag);
+      koa.set('Accept-Ranges', 'bytes');
+      koa.set('Cache-Control', 'private, max-age=31536000, immutable');
+      koa.type = 'application/octet-stream';
       if (method === 'HEAD') {
-        koa.set('ETag', `"${digest}"`);
-        koa.set('Accept-Ranges', 'bytes');
-        koa.type = 'application/octet-stream';
         endHead(koa, size);
         return;
       }
-      await sendBlob(koa, blobs, digest, size);
+      const rangeHeader = koa.get('range');
+      const ifRange = koa.get('if-range');
+      const range = rangeHeader && (!ifRange || ifRange === etag) ? parseRange(rangeHeader, size) : undefined;
+      if (range === 'unsatisfiable') {
+        koa.set('Content-Range', `bytes */${size}`);
+        throw new OciError('RANGE_INVALID', `range not satisfiable for a blob of ${size} bytes`, { size }, { status: 416 });
+      }
+      const { start, end } = range ?? { start: 0, end: size - 1 };
+      koa.status = range ? 206 : 200;
+      if (range) koa.set('Content-Range', `bytes ${start}-${end}/${size}`);
+      koa.length = end - start + 1;
+      await sendFileRange(koa, blobs.pathOf(digest), start, end);
     },
   });
   const manifestRead = (method: 'GET' | 'HEAD'): OciRoute => ({
