@@ -97,3 +97,23 @@ export async function skopeo(args: readonly string[]): Promise<{ stdout: string;
 export function randomPayload(size: number): Buffer {
   return randomBytes(size);
 }
+
+/** Writes an OCI layout whose `tag` names an image index of one image per architecture. */
+export async function writeMultiArchLayout(dir: string, tag: string, architectures: readonly string[], layerSize: number): Promise<Layout & { children: string[] }> {
+  await fs.mkdir(path.join(dir, 'blobs', 'sha256'), { recursive: true });
+  const blobs = new Map<string, Buffer>();
+  const children = [];
+  for (const architecture of architectures) {
+    const image = makeImage([layerSize]);
+    for (const bytes of [image.config, ...image.layers, image.manifest]) blobs.set(await writeBlob(dir, bytes), bytes);
+    children.push({ mediaType: ociManifestType, digest: sha256(image.manifest), size: image.manifest.length, platform: { architecture, os: 'linux' } });
+  }
+  const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: ociIndexType, manifests: children }));
+  const manifestDigest = await writeBlob(dir, manifest);
+  await fs.writeFile(path.join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+  await fs.writeFile(
+    path.join(dir, 'index.json'),
+    JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: ociIndexType, digest: manifestDigest, size: manifest.length, annotations: { 'org.opencontainers.image.ref.name': tag } }] }),
+  );
+  return { dir, manifestDigest, manifest, blobs, children: children.map((c) => c.digest) };
+}

@@ -3,7 +3,7 @@ import path from 'node:path';
 import test from 'ava';
 import { provisionDevice, runDaemon } from '../helpers/device.ts';
 import { adminToken, makeTempDir, sha256Digest, waitFor, withServer, type TestServer } from '../helpers/server.ts';
-import { layoutDigest, readLayoutBlob, skopeo, writeLayout } from './layout.ts';
+import { layoutDigest, readLayoutBlob, skopeo, writeLayout, writeMultiArchLayout } from './layout.ts';
 
 /*
  * Debian's skopeo against Convoy's /v2: what a CI job does (push with the release version as the
@@ -83,13 +83,21 @@ test('skopeo pushes an image into a release draft and pulls it back bit-identica
   }
 });
 
-test('a device installs an approved image as an OCI layout, every blob verified', async (t) => {
+async function deviceRecord(server: TestServer, id: string) {
+  const list = await server.api('GET', '/api/v1/devices');
+  return (list.body as any[]).find((d) => d.id === id);
+}
+
+test('a device installs approved images as OCI layouts, every blob verified; a tampered layer is refused', async (t) => {
   const work = await makeTempDir('convoy-oci-device-');
   try {
     await withServer(t, async (server) => {
       t.is((await server.api('POST', '/api/v1/bundles', { json: { name: 'shop' } })).status, 201);
       const image = await writeLayout(path.join(work, 'src'), 'build', [300 * 1024, 2048]);
       await push(server, `oci:${image.dir}:build`, 'shop/pos-app', '2.0.0');
+      // A multi-architecture image: skopeo --all pushes each child by digest, then the index by tag.
+      const multi = await writeMultiArchLayout(path.join(work, 'multi'), 'build', ['amd64', 'arm64'], 64 * 1024);
+      await push(server, `oci:${multi.dir}:build`, 'shop/agent', '2.0.0', ['--all']);
       // A plain file beside the image in the same release.
       const config = Buffer.from('{"currency":"EUR"}\n');
       const put = await server.api('PUT', `/api/v1/blobs/${sha256Digest(config)}`, { body: config });
@@ -114,6 +122,30 @@ test('a device installs an approved image as an OCI layout, every blob verified'
         // The layout is one that standard tools read as it is.
         const inspected = JSON.parse((await skopeo(['inspect', `oci:${installed}:2.0.0`])).stdout);
         t.is(inspected.Digest, image.manifestDigest);
+        // The index and both architectures' manifests and blobs, byte for byte.
+        const agent = path.join(dir, 'current', 'agent');
+        t.is(await layoutDigest(agent, '2.0.0'), multi.manifestDigest);
+        await sameBlobs(t, multi.dir, agent, [multi.manifestDigest, ...multi.blobs.keys()]);
+        t.deepEqual((await fs.readdir(path.join(agent, 'blobs', 'sha256'))).length, multi.blobs.size + 1);
+
+        // 2.1.0: a new layer, altered on the server's disk after approval. The manifest is signed
+        // and names the layer's digest, so the device refuses it and keeps 2.0.0.
+        const next = await writeLayout(path.join(work, 'next'), 'build', [200 * 1024]);
+        await push(server, `oci:${next.dir}:build`, 'shop/pos-app', '2.1.0');
+        t.is((await server.api('POST', '/api/v1/bundles/shop/versions/2.1.0/approve')).status, 200);
+        const layer = [...next.blobs.entries()].find(([, bytes]) => bytes.length > 100 * 1024)!;
+        const blobFile = path.join(server.dataDir, 'blobs', 'sha256', layer[0].slice(7, 9), layer[0].slice(7));
+        const tampered = Buffer.from(layer[1]);
+        tampered[5000] = tampered[5000]! ^ 0xff;
+        await fs.writeFile(blobFile, tampered);
+        t.is((await server.api('POST', '/api/v1/deployments', { json: { bundle: 'shop', version: '2.1.0', group: 'shop' } })).status, 201);
+        const failed = await waitFor('till-1 to refuse 2.1.0', async () => {
+          const record = await deviceRecord(server, 'till-1');
+          return record?.state === 'failed' ? record : undefined;
+        });
+        t.is(failed.error.code, 'digest_mismatch');
+        t.deepEqual(failed.installed, { bundle: 'shop', version: '2.0.0' });
+        t.is(await layoutDigest(path.join(dir, 'current', 'pos-app'), '2.0.0'), image.manifestDigest);
       } catch (error) {
         t.log(device.logs.join('').slice(-4000));
         throw error;
