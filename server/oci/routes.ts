@@ -304,14 +304,14 @@ async function authenticate(koa: Koa.Context, auth: AuthService): Promise<Princi
   return principal;
 }
 
-/** Splits `/v2/<name>/<rest>`: the name is everything before the first route suffix that matches. */
+/** Splits `/v2/<name>/<rest>`: the first suffix that matches wins, the name is the longest prefix before it. */
 const suffixes: readonly { suffix: RegExp; path: string }[] = [
-  { suffix: /^(.+?)\/blobs\/uploads\/$/, path: 'blobs/uploads/' },
-  { suffix: /^(.+?)\/blobs\/uploads\/([^/]+)$/, path: 'blobs/uploads/*' },
-  { suffix: /^(.+?)\/blobs\/([^/]+)$/, path: 'blobs/*' },
-  { suffix: /^(.+?)\/manifests\/([^/]+)$/, path: 'manifests/*' },
-  { suffix: /^(.+?)\/tags\/list$/, path: 'tags/list' },
-  { suffix: /^(.+?)\/referrers\/([^/]+)$/, path: 'referrers/*' },
+  { suffix: /^(.+)\/blobs\/uploads\/?$/, path: 'blobs/uploads/' },
+  { suffix: /^(.+)\/blobs\/uploads\/([^/]+)$/, path: 'blobs/uploads/*' },
+  { suffix: /^(.+)\/blobs\/([^/]+)$/, path: 'blobs/*' },
+  { suffix: /^(.+)\/manifests\/([^/]+)$/, path: 'manifests/*' },
+  { suffix: /^(.+)\/tags\/list$/, path: 'tags/list' },
+  { suffix: /^(.+)\/referrers\/([^/]+)$/, path: 'referrers/*' },
 ];
 
 export function ociMiddleware(deps: { service: OciService; blobs: BlobStore; auth: AuthService; log: Logger }): Koa.Middleware {
