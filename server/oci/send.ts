@@ -17,9 +17,14 @@ export async function sendFileRange(koa: Koa.Context, file: string, start: numbe
   const res = koa.res;
   res.statusCode = koa.status;
   let failed = false;
-  const onClose = () => {
-    failed = true;
-  };
+  // A client that goes away may leave a write callback uncalled: 'close' ends the wait too.
+  let onClose = () => {};
+  const closed = new Promise<void>((resolve) => {
+    onClose = () => {
+      failed = true;
+      resolve();
+    };
+  });
   res.once('close', onClose);
   const buffers = [Buffer.allocUnsafeSlow(Math.min(bufferBytes, end - start + 1)), Buffer.allocUnsafeSlow(Math.min(bufferBytes, end - start + 1))];
   const write = (chunk: Buffer) =>
@@ -36,12 +41,12 @@ export async function sendFileRange(koa: Koa.Context, file: string, start: numbe
       const buffer = buffers[turn % 2]!;
       const { bytesRead } = await handle.read(buffer, 0, Math.min(buffer.length, end - position + 1), position);
       if (bytesRead === 0) break; // the file is shorter than its size said: end the response short
-      await pending;
+      await Promise.race([pending, closed]);
       if (failed) break;
       pending = write(buffer.subarray(0, bytesRead));
       position += bytesRead;
     }
-    await pending;
+    await Promise.race([pending, closed]);
     if (failed || position <= end) res.destroy();
     else res.end();
   } catch (error) {

@@ -295,3 +295,19 @@ test('referrers: an empty index when none, then the manifests whose subject is t
     t.is(errorCode(await v2(server, 'GET', '/v2/shop/app/referrers/latest')), 'DIGEST_INVALID');
   });
 });
+
+test('a pull the client abandons half-way does not disturb the next one', async (t) => {
+  await withBundle(t, async (server) => {
+    const bytes = randomBytes(8 * 1024 * 1024);
+    const digest = await uploadBlob(server, 'shop/app', bytes);
+    const controller = new AbortController();
+    const response = await fetch(`${server.url}/v2/shop/app/blobs/${digest}`, { headers: { authorization: basic }, signal: controller.signal });
+    const reader = response.body!.getReader();
+    await reader.read();
+    controller.abort();
+    await reader.read().catch(() => undefined);
+    const again = await v2(server, 'GET', `/v2/shop/app/blobs/${digest}`);
+    t.is(again.status, 200);
+    t.true(again.raw.equals(bytes));
+  });
+});
