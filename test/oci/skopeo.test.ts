@@ -73,6 +73,12 @@ test('skopeo pushes an image into a release draft and pulls it back bit-identica
       t.regex(refused.message, /approved and can no longer change/);
       t.is((await server.api('GET', '/api/v1/bundles/shop/versions/1.0.0/artifacts/pos-app')).body.digest, other.manifestDigest);
 
+      // Mistakes a CI job makes get the reason in skopeo's own error output.
+      const noBundle = await t.throwsAsync(push(server, `oci:${image.dir}:build`, 'nobundle/pos-app', '1.0.0'));
+      t.regex(noBundle.message, /name unknown: bundle \\?"nobundle\\?" does not exist; create it first/);
+      const latest = await t.throwsAsync(push(server, `oci:${image.dir}:build`, 'shop/pos-app', 'latest'));
+      t.regex(latest.message, /not a release version/);
+
       // No token, a wrong token, or a user name that is not the token's: refused.
       const denied = await t.throwsAsync(skopeo(['inspect', '--tls-verify=false', '--creds', 'admin:wrong-token-0123456789', `docker://${registry(server)}/shop/pos-app:1.0.0`]));
       t.regex(denied.message, /unauthorized|authentication required|invalid/i);
