@@ -8,6 +8,7 @@ import { parseJson, parseWith } from '../protocol/parse.ts';
 import { artifactTargetPath, manifestTargetPath } from '../protocol/targets.ts';
 import { UpdateError } from './errors.ts';
 import { downloadVerified } from './fetch.ts';
+import { fetchImage, installImages, type StagedImage } from './image.ts';
 import { createSlot, pruneSlots, switchCurrent } from './install.ts';
 import { readJournal, writeJournal, type SlotRecord } from './journal.ts';
 import type { TrustClient } from './trust.ts';
@@ -42,6 +43,7 @@ export async function applyRelease(deps: UpdaterDeps, release: Release): Promise
   log.info('manifest verified', { bundle: release.bundle, version: release.version, artifacts: manifest.artifacts.length });
 
   const files = [];
+  const images: StagedImage[] = [];
   for (const artifact of manifest.artifacts) {
     const info = await requireTarget(deps.trust, artifactTargetPath(release.bundle, release.version, artifact.name));
     // The manifest and the targets metadata are both signed; a disagreement means one of them
@@ -51,10 +53,15 @@ export async function applyRelease(deps: UpdaterDeps, release: Release): Promise
     }
     const source = await download(deps, info);
     log.info('artifact verified', { name: artifact.name, bytes: artifact.size });
-    files.push({ name: artifact.name, source });
+    // An image artifact is an OCI manifest: its blobs are fetched and verified, then installed
+    // as an OCI layout directory (device/image.ts) instead of a file.
+    const image = await fetchImage(deps, artifact, source, release.version);
+    if (image) images.push(image);
+    else files.push({ name: artifact.name, source });
   }
 
   const slot = await createSlot(deps.dataDir, release, files);
+  await installImages(path.join(deps.dataDir, 'slots', slot), images);
   const journalFile = path.join(deps.dataDir, 'journal.json');
   const journal = await readJournal(journalFile);
   await switchCurrent(deps.dataDir, slot);

@@ -27,6 +27,10 @@ import { createDeviceService } from './devices/service.ts';
 import { createDeviceStore } from './devices/store.ts';
 import { errorMiddleware } from './http/errors.ts';
 import { buildRouter, type Route } from './http/routes.ts';
+import { ociMiddleware } from './oci/routes.ts';
+import { createOciService } from './oci/service.ts';
+import { createOciStore } from './oci/store.ts';
+import { UploadFiles } from './oci/uploads.ts';
 import { openTrustService } from './trust/service.ts';
 import { trustRoutes } from './trust/routes.ts';
 
@@ -46,6 +50,9 @@ export interface ServerDeps {
   now?: () => Date;
   log?: Logger;
 }
+
+/** Upload sessions on /v2 left unfinished this long are removed (a day: slow links resume). */
+const ociUploadTtlMs = 24 * 60 * 60 * 1000;
 
 /** How often the trust service checks whether metadata needs re-signing before it expires. */
 const resignCheckIntervalMs = 10 * 60 * 1000;
@@ -103,6 +110,18 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     app.proxy = false;
     app.silent = true; // errors are logged by errorMiddleware, once
     app.use(errorMiddleware(log.child('http')));
+    // The OCI registry under /v2 (repositories `<bundle>/<image>`), with its own error shape.
+    const oci = createOciService({
+      store: createOciStore(db),
+      uploads: await UploadFiles.open(path.join(config.dataDir, 'oci-uploads')),
+      blobs,
+      bundles,
+      maxBlobBytes: config.maxBlobBytes,
+      uploadTtlMs: ociUploadTtlMs,
+      now,
+      log: log.child('oci'),
+    });
+    app.use(ociMiddleware({ service: oci, blobs, auth, log: log.child('oci') }));
     const routes: Route[] = [
         ...blobRoutes(blobs, config.maxBlobBytes),
         ...bundleRoutes(bundles, {

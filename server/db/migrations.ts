@@ -142,7 +142,55 @@ const access: Migration = {
   },
 };
 
-export const migrations: readonly Migration[] = [initial, access];
+/*
+ * OCI distribution (server/oci/): manifests pushed per repository `<bundle>/<image>`, what each
+ * manifest references (for pulls, referrers and the blob garbage collector), which blobs a
+ * repository holds (so a pull or a mount never reveals another bundle's blobs) and upload
+ * sessions in flight. Manifest and blob bytes live in the blob store.
+ */
+const oci: Migration = {
+  name: '0004_oci',
+  async up(db) {
+    await db.schema.createTable('oci_manifests', (t) => {
+      t.string('repository', 200).notNullable();
+      t.string('digest', 71).notNullable().index();
+      t.string('media_type', 255).notNullable();
+      t.bigInteger('size').notNullable();
+      t.string('subject', 71).index();
+      t.string('artifact_type', 255);
+      t.text('annotations');
+      t.string('created_at', 32).notNullable();
+      t.primary(['repository', 'digest']);
+    });
+    // Content-addressed, so keyed by the manifest digest alone: the same bytes reference the
+    // same things in every repository.
+    await db.schema.createTable('oci_manifest_refs', (t) => {
+      t.string('manifest', 71).notNullable();
+      t.string('ref', 71).notNullable().index();
+      t.string('kind', 16).notNullable(); // 'blob' (config, layer) or 'manifest' (index child)
+      t.primary(['manifest', 'ref']);
+    });
+    await db.schema.createTable('oci_repository_blobs', (t) => {
+      t.string('repository', 200).notNullable();
+      t.string('digest', 71).notNullable().index();
+      t.string('created_at', 32).notNullable();
+      t.primary(['repository', 'digest']);
+    });
+    await db.schema.createTable('oci_uploads', (t) => {
+      t.string('id', 36).primary();
+      t.string('repository', 200).notNullable();
+      t.string('created_by', 64).notNullable();
+      t.string('created_at', 32).notNullable().index();
+    });
+  },
+  async down(db) {
+    for (const table of ['oci_uploads', 'oci_repository_blobs', 'oci_manifest_refs', 'oci_manifests']) {
+      await db.schema.dropTableIfExists(table);
+    }
+  },
+};
+
+export const migrations: readonly Migration[] = [initial, access, oci];
 
 export const migrationSource: Knex.MigrationSource<Migration> = {
   getMigrations: async () => [...migrations],
