@@ -311,3 +311,30 @@ test('a pull the client abandons half-way does not disturb the next one', async 
     t.true(again.raw.equals(bytes));
   });
 });
+
+test('the bundle role ladder decides who may pull and push images', async (t) => {
+  await withBundle(t, async (server) => {
+    const { digest } = await pushImage(server, 'shop/pos', '1.0.0');
+    const tokens: Record<string, string> = {};
+    for (const [user, role] of [['rita', 'reporter'], ['dev', 'developer']] as const) {
+      await server.api('POST', '/api/v1/users', { json: { name: user } });
+      t.is((await server.api('POST', '/api/v1/bundles/shop/members', { json: { user, role } })).status, 201);
+      tokens[user] = (await server.api('POST', '/api/v1/tokens', { json: { name: `${user} ci`, scopes: ['read', 'write'], user } })).body.token;
+    }
+    await server.api('POST', '/api/v1/users', { json: { name: 'stranger' } });
+    tokens.stranger = (await server.api('POST', '/api/v1/tokens', { json: { name: 'stranger', scopes: ['read', 'write'], user: 'stranger' } })).body.token;
+    const as = (user: string) => `Basic ${Buffer.from(`${user}:${tokens[user]}`).toString('base64')}`;
+
+    const reporterPull = await v2(server, 'GET', `/v2/shop/pos/manifests/${digest}`, { auth: as('rita'), headers: { accept: ociManifestType } });
+    t.is(reporterPull.status, 200, 'a reporter may pull');
+    const reporterPush = await v2(server, 'POST', '/v2/shop/pos/blobs/uploads/', { auth: as('rita') });
+    t.is(reporterPush.status, 403, 'a reporter may not push');
+    t.is(errorCode(reporterPush), 'DENIED');
+    const developerPush = await v2(server, 'POST', '/v2/shop/pos/blobs/uploads/', { auth: as('dev') });
+    t.is(developerPush.status, 202, 'a developer may start an upload');
+    const strangerPull = await v2(server, 'GET', `/v2/shop/pos/manifests/${digest}`, { auth: as('stranger'), headers: { accept: ociManifestType } });
+    t.true([403, 404].includes(strangerPull.status), 'a non-member cannot pull');
+    const impostor = await v2(server, 'GET', '/v2/', { auth: `Basic ${Buffer.from(`admin:${tokens.rita}`).toString('base64')}` });
+    t.is(impostor.status, 401, "a token does not sign in under another user's name");
+  });
+});
