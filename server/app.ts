@@ -12,7 +12,7 @@ import { startBroker, type Broker } from './broker/broker.ts';
 import { bundleRoutes } from './bundles/routes.ts';
 import { createBundleService } from './bundles/service.ts';
 import { createBundleStore } from './bundles/store.ts';
-import { listApprovedTargets, resolveTargetUrl } from './bundles/targets.ts';
+import { resolveTargetUrl } from './bundles/targets.ts';
 import type { ServerConfig } from './config.ts';
 import { openDatabase } from './db/knex.ts';
 import { deploymentRoutes } from './deployments/routes.ts';
@@ -22,6 +22,7 @@ import { createDeviceService } from './devices/service.ts';
 import { createDeviceStore } from './devices/store.ts';
 import { errorMiddleware } from './http/errors.ts';
 import { buildRouter } from './http/routes.ts';
+import { createApprovalService, listSignedTargets } from './trust/approvals.ts';
 import { openTrustService } from './trust/service.ts';
 import { trustRoutes } from './trust/routes.ts';
 
@@ -61,13 +62,20 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     const generatedAdminToken = await auth.ensureAdmin(config.adminToken);
 
     const bundleStore = createBundleStore(db);
-    const trust = await openTrustService({ dataDir: config.dataDir, listTargets: () => listApprovedTargets(bundleStore), now, log: log.child('trust') });
+    const trust = await openTrustService({
+      dataDir: config.dataDir,
+      listTargets: () => listSignedTargets(db, bundleStore),
+      now,
+      log: log.child('trust'),
+      ...(config.tufExpiry ? { expiry: config.tufExpiry } : {}),
+    });
     await trust.reconcile();
-    const resignTimer = setInterval(() => trust.reconcile().catch((error: unknown) => log.error('re-signing failed', { error })), resignCheckIntervalMs);
+    const resignTimer = setInterval(() => trust.reconcile().catch((error: unknown) => log.error('re-signing failed', { error })), config.tufResignCheckMs ?? resignCheckIntervalMs);
     resignTimer.unref();
     cleanups.push(async () => clearInterval(resignTimer));
 
     const bundles = createBundleService({ store: bundleStore, blobs, trust, now, log: log.child('bundles') });
+    const approvals = createApprovalService({ db, store: bundleStore, bundles, blobs, trust, now, log: log.child('trust') });
     let broker: Broker | undefined;
     const devices = createDeviceService({
       store: createDeviceStore(db),
@@ -99,7 +107,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
         ...bundleRoutes(bundles),
         ...deploymentRoutes(deployments),
         ...deviceRoutes(devices),
-        ...trustRoutes({ trust, blobs, resolveTarget: (p) => resolveTargetUrl(bundleStore, p), anonymous: config.anonymousTufRead }),
+        ...trustRoutes({ trust, approvals, blobs, resolveTarget: (p) => resolveTargetUrl(bundleStore, p), anonymous: config.anonymousTufRead }),
       ],
       { auth, maxJsonBytes: config.maxJsonBytes },
     );

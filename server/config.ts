@@ -22,6 +22,10 @@ export interface ServerConfig {
   /** Lets anyone read /tuf/ (metadata and targets) without a token, for stock TUF clients. */
   anonymousTufRead: boolean;
   logLevel: LogLevel;
+  /** Lifetime of each TUF role's metadata, in seconds (tests shorten it; unset: 1 day timestamp, 30 days snapshot, 1 year targets and root). */
+  tufExpiry?: { root: number; targets: number; snapshot: number; timestamp: number };
+  /** How often the server checks whether metadata needs re-signing, in milliseconds (unset: 10 minutes). */
+  tufResignCheckMs?: number;
 }
 
 export class ConfigError extends Error {

@@ -14,6 +14,10 @@ export const actions = [
   'device:read',
   'device:create',
   'tuf:read',
+  'version:revoke',
+  'version:sign',
+  'keys:read',
+  'keys:admin',
 ] as const;
 export type Action = (typeof actions)[number];
 

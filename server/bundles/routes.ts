@@ -97,11 +97,6 @@ export function bundleRoutes(service: BundleService): Route[] {
         koa.status = 204;
       },
     }),
-    route({
-      method: 'POST', path: `${base}/approve`, action: 'version:approve', summary: 'Approve a draft: freeze and sign it',
-      async handler({ koa, params }) {
-        koa.body = await service.approve(nameParam(params), versionParam(params));
-      },
-    }),
+    // Approving is a trust decision: its route lives in server/trust/routes.ts.
   ];
 }
