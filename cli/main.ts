@@ -90,7 +90,10 @@ const commands: Record<string, Command> = {
     async run({ positionals, flags, api }) {
       const r = release(positionals[0]);
       const approved = await api().request('POST', `${versionPath(r)}/approve`, { schema: bundleVersion });
-      printJsonOr(approved, flags.json === true, `approved ${r.bundle}@${r.version} (manifest ${approved.manifestDigest})`);
+      const by = approved.approvals ? ` (${approved.approvals.by.length} of ${approved.approvals.required} approvals: ${approved.approvals.by.map((a) => a.principal).join(', ')})` : '';
+      printJsonOr(approved, flags.json === true, approved.status === 'approved'
+        ? `approved ${r.bundle}@${r.version} (manifest ${approved.manifestDigest})${by}`
+        : `recorded your approval of ${r.bundle}@${r.version}${by}; it is signed once enough distinct users approve`);
     },
   },
   'artifact push': {

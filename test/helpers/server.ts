@@ -12,6 +12,8 @@ export const adminToken = 'test-admin-token-0123456789abcdef';
 
 export interface TestServer extends RunningServer {
   dataDir: string;
+  /** The PostgreSQL database of this server, when tests run on PostgreSQL. */
+  databaseUrl: string | undefined;
   /** Log lines the server wrote, for assertions on what it reported. */
   logs: string[];
   api(method: string, urlPath: string, options?: { json?: unknown; body?: Buffer | string; token?: string | null; headers?: Record<string, string> }): Promise<{ status: number; body: any; headers: Headers; raw: Buffer }>;
@@ -66,7 +68,8 @@ export async function startTestServer(overrides: Partial<ServerConfig> = {}): Pr
   };
   let running = await startServer(config, { log });
   const server = {
-    dataDir,
+    dataDir: config.dataDir,
+    databaseUrl: config.databaseUrl,
     logs,
     get url() {
       return running.url;
