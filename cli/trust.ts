@@ -1,3 +1,4 @@
+import { createPrivateKey, sign } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { Metadata, MetadataKind, type Root } from '@tufjs/models';
@@ -11,7 +12,6 @@ import { createdKey, rootAccepted, signatureReceipt, signingProposal, trustPolic
 import { signedBytes, toBytes } from '../server/trust/repository.ts';
 import { CliError, type ApiClient } from './client.ts';
 import { printJsonOr, printList } from './output.ts';
-import { sign } from 'node:crypto';
 
 /*
  * `convoy keys …` (the key ceremony, run on the operator's offline machine where it says so) and
@@ -176,6 +176,23 @@ export const trustCommands: Record<string, Command> = {
       printJsonOr(accepted, flags.json === true, `root version ${accepted.version} is live: ${role.data} keys rotated; devices follow on their next refresh`);
     },
   },
+  'keys renew': {
+    usage: 'convoy keys renew --root-key FILE... [--json]   (root N+1 with the same keys and a fresh expiry; do it before root expires)',
+    options: { 'root-key': { type: 'string', multiple: true }, ...json },
+    async run({ flags, api }) {
+      const signers = await Promise.all(list(flags['root-key']).map(readKey));
+      const client = api();
+      const current = await fetchRoot(client);
+      let next;
+      try {
+        next = rotateRole({ current, role: 'root', signers, now: new Date() });
+      } catch (error) {
+        throw new CliError(`the renewed root would not be trusted by devices: ${(error as Error).message} (pass more --root-key files)`);
+      }
+      const accepted = await client.request('POST', '/api/v1/trust/root', { json: JSON.parse(toBytes(next).toString('utf8')), schema: rootAccepted });
+      printJsonOr(accepted, flags.json === true, `root version ${accepted.version} is live, expires ${next.signed.expires}`);
+    },
+  },
   'bundle policy': {
     usage: 'convoy bundle policy NAME --approvals M   (distinct users who must approve each version)',
     options: { approvals: { type: 'string' }, ...json },
@@ -214,7 +231,7 @@ export const trustCommands: Record<string, Command> = {
       for (const p of proposal.removed) process.stderr.write(`  - ${p}\n`);
       const unrelated = proposal.added.filter((p) => !p.startsWith(`${r.bundle}/${r.version}/`));
       if (unrelated.length > 0) throw new CliError(`refusing to sign: the proposal adds targets outside ${r.bundle}@${r.version}: ${unrelated.join(', ')}`);
-      const sig = sign(null, signedBytes(metadata), (await import('node:crypto')).createPrivateKey(key.privateKeyPem)).toString('hex');
+      const sig = sign(null, signedBytes(metadata), createPrivateKey(key.privateKeyPem)).toString('hex');
       const receipt = await client.request('POST', `${versionPath(r)}/signatures`, { json: { proposalId: proposal.proposalId, keyid: key.keyId, sig }, schema: signatureReceipt });
       printJsonOr(receipt, flags.json === true, receipt.published
         ? `signed ${r.bundle}@${r.version}: ${receipt.signatures.length} of ${receipt.threshold} signatures, published to devices`

@@ -111,6 +111,8 @@ export async function openTrustService(deps: {
   for (const role of ['snapshot', 'timestamp'] as const) {
     if (!canSign(role)) throw new Error(`the data dir holds ${signingKeys(role).length} ${role} key(s) named in root.json; ${root.signed.roles[role]!.threshold} needed (copy the server/ folder from \`convoy keys init\`)`);
   }
+  const rootDaysLeft = (Date.parse(root.signed.expires) - deps.now().getTime()) / 86_400_000;
+  if (rootDaysLeft < 30) deps.log.warn('TUF root expires soon: devices refuse an expired root; run `convoy keys renew`', { expires: root.signed.expires });
   if (canSign('root')) deps.log.warn('this server holds the TUF root key: development mode, not for production');
 
   // Serialises signing: versions must increase by exactly one per publication.
