@@ -46,6 +46,7 @@ test('attack suite: a malicious mirror between a real daemon and the real server
         const start = {
           timestamp: (await server.api('GET', '/tuf/timestamp.json')).raw,
           snapshot: (await server.api('GET', '/tuf/1.snapshot.json')).raw,
+          targets: (await server.api('GET', '/tuf/1.targets.json')).raw,
         };
         const content = (version: string): Files => ({ 'app.bin': randomBytes(2048), 'config.json': Buffer.from(`{"version":"${version}"}\n`) });
         let minor = 0;
@@ -105,16 +106,35 @@ test('attack suite: a malicious mirror between a real daemon and the real server
           return answer(req.res, Buffer.from(text.slice(0, at) + (text[at] === '0' ? '1' : '0') + text.slice(at + 1)), 'application/octet-stream');
         }, ['digest_mismatch']);
 
-        await attack('arbitrary software: added target in targets.json', () => async (req) => {
-          if (!/^\/tuf\/\d+\.targets\.json$/.test(req.path)) return false;
-          const targets = json((await req.fetchUpstream()).body);
-          targets.signed.targets['pos-app/6.6.6/manifest.json'] = { length: 10, hashes: { sha256: 'ab'.repeat(32) } };
-          return answer(req.res, canonical(targets));
+        // The attacker adds a target and fixes up every length and hash above it (targets in
+        // snapshot, snapshot in timestamp), so only the signatures can tell.
+        await attack('arbitrary software: added target (hashes fixed up)', () => {
+          const forged = new Map<string, Buffer>();
+          return async (req) => {
+            if (req.path === '/tuf/timestamp.json') {
+              const timestamp = json((await req.fetchUpstream()).body);
+              const snapshotPath = `/tuf/${timestamp.signed.meta['snapshot.json'].version}.snapshot.json`;
+              const snapshot = (await server.api('GET', snapshotPath)).body;
+              const targetsPath = `/tuf/${snapshot.signed.meta['targets.json'].version}.targets.json`;
+              const targets = (await server.api('GET', targetsPath)).body;
+              targets.signed.targets['pos-app/6.6.6/manifest.json'] = { length: 10, hashes: { sha256: 'ab'.repeat(32) } };
+              const targetsBytes = canonical(targets);
+              snapshot.signed.meta['targets.json'] = { version: snapshot.signed.meta['targets.json'].version, length: targetsBytes.length, hashes: { sha256: blobHex(targetsBytes) } };
+              const snapshotBytes = canonical(snapshot);
+              timestamp.signed.meta['snapshot.json'] = { version: timestamp.signed.meta['snapshot.json'].version, length: snapshotBytes.length, hashes: { sha256: blobHex(snapshotBytes) } };
+              forged.set(snapshotPath, snapshotBytes).set(targetsPath, targetsBytes);
+              return answer(req.res, canonical(timestamp));
+            }
+            const bytes = forged.get(req.path);
+            return bytes ? answer(req.res, bytes) : false;
+          };
         }, ['untrusted_metadata']);
 
         await attack('rollback: replay of an older signed timestamp', () => (req) => req.path === '/tuf/timestamp.json' && answer(req.res, start.timestamp), ['untrusted_metadata']);
 
         await attack('mix-and-match: snapshot from another time', () => (req) => /^\/tuf\/\d+\.snapshot\.json$/.test(req.path) && answer(req.res, start.snapshot), ['untrusted_metadata']);
+
+        await attack('mix-and-match: targets from another time', () => (req) => /^\/tuf\/\d+\.targets\.json$/.test(req.path) && answer(req.res, start.targets), ['untrusted_metadata']);
 
         await attack('endless data: infinite timestamp.json', () => (req) => req.path === '/tuf/timestamp.json' && endless(req.res), ['untrusted_metadata', 'download_failed']);
 
