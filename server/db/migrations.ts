@@ -113,7 +113,7 @@ const trust: Migration = {
       t.string('created_at', 32).notNullable();
       t.index(['bundle', 'version']);
     });
-    await db.schema.createTable('approvals', (t) => {
+    await db.schema.createTable('trust_approvals', (t) => {
       t.increments('id').primary();
       t.string('bundle', 64).notNullable();
       t.string('version', 128).notNullable();
@@ -125,7 +125,7 @@ const trust: Migration = {
       t.string('approved_at', 32).notNullable();
       t.index(['bundle', 'version']);
     });
-    await db.schema.createTable('revocations', (t) => {
+    await db.schema.createTable('trust_revocations', (t) => {
       t.string('bundle', 64).notNullable();
       t.string('version', 128).notNullable();
       t.string('reason', 1000).notNullable();
@@ -133,7 +133,7 @@ const trust: Migration = {
       t.string('revoked_at', 32).notNullable();
       t.primary(['bundle', 'version']);
     });
-    await db.schema.createTable('rollbacks', (t) => {
+    await db.schema.createTable('trust_rollbacks', (t) => {
       t.string('bundle', 64).notNullable();
       t.string('version', 128).notNullable();
       t.string('allowed_by', 128).notNullable();
@@ -142,7 +142,7 @@ const trust: Migration = {
     });
   },
   async down(db) {
-    for (const table of ['rollbacks', 'revocations', 'approvals', 'trust_proposals', 'trust_policies']) await db.schema.dropTableIfExists(table);
+    for (const table of ['trust_rollbacks', 'trust_revocations', 'trust_approvals', 'trust_proposals', 'trust_policies']) await db.schema.dropTableIfExists(table);
   },
 };
 

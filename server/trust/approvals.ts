@@ -58,7 +58,7 @@ export function contentDigest(artifacts: readonly Artifact[]): string {
 /** Every target devices should see: approved, not revoked; allowed rollbacks marked as such. */
 export async function listSignedTargets(db: Db, store: BundleStore): Promise<TargetEntry[]> {
   const entries = await listApprovedTargets(store);
-  const rollbacks = await db('rollbacks').select<{ bundle: string; version: string }[]>('bundle', 'version');
+  const rollbacks = await db('trust_rollbacks').select<{ bundle: string; version: string }[]>('bundle', 'version');
   const marked = new Set(rollbacks.map((r) => manifestTargetPath(r.bundle, r.version)));
   return entries.map((entry) => (marked.has(entry.path) ? { ...entry, custom: { convoy: { rollback: true } } } : entry));
 }
@@ -82,7 +82,7 @@ export function createApprovalService(deps: { db: Db; store: BundleStore; bundle
   }
 
   async function summary(bundle: string, version: string, digest: string | null): Promise<ApprovalSummary> {
-    const rows = digest === null ? [] : await db<ApprovalRow>('approvals').where({ bundle, version, content_digest: digest }).orderBy('id');
+    const rows = digest === null ? [] : await db<ApprovalRow>('trust_approvals').where({ bundle, version, content_digest: digest }).orderBy('id');
     const seen = new Set<string>();
     const by: Approval[] = [];
     for (const row of rows) {
@@ -103,7 +103,7 @@ export function createApprovalService(deps: { db: Db; store: BundleStore; bundle
 
   async function withDetails(row: VersionRow): Promise<BundleVersion> {
     const version = toVersion(row);
-    const revocation = await db('revocations').where({ bundle: row.bundle, version: row.version }).first<{ reason: string; revoked_by: string; revoked_at: string } | undefined>();
+    const revocation = await db('trust_revocations').where({ bundle: row.bundle, version: row.version }).first<{ reason: string; revoked_by: string; revoked_at: string } | undefined>();
     const digest = row.status === 'draft' ? contentDigest(await store.listArtifacts(row.id)) : await approvedDigest(row);
     return {
       ...version,
@@ -125,7 +125,7 @@ export function createApprovalService(deps: { db: Db; store: BundleStore; bundle
   }
 
   async function proposalView(row: ProposalRow): Promise<SigningProposal> {
-    const signatures = await db<ApprovalRow>('approvals').where({ proposal_id: row.id }).orderBy('id');
+    const signatures = await db<ApprovalRow>('trust_approvals').where({ proposal_id: row.id }).orderBy('id');
     const signed = JSON.parse(row.targets_signed) as { targets: Record<string, unknown> };
     const before = new Set(await publishedTargetPaths());
     const after = Object.keys(signed.targets);
@@ -184,9 +184,9 @@ export function createApprovalService(deps: { db: Db; store: BundleStore; bundle
         throw new ApiError('invalid_request', `targets are signed offline on this server: sign with \`convoy bundle sign ${bundle}@${version} --key FILE\``);
       }
       const digest = await currentContent(row);
-      const mine = await db('approvals').where({ bundle, version, principal, content_digest: digest }).first();
+      const mine = await db('trust_approvals').where({ bundle, version, principal, content_digest: digest }).first();
       if (mine) throw new ApiError('already_exists', `${principal} already approved this content of ${bundle}@${version}; another user must approve`);
-      await db('approvals').insert({ bundle, version, principal, content_digest: digest, approved_at: nowText() });
+      await db('trust_approvals').insert({ bundle, version, principal, content_digest: digest, approved_at: nowText() });
       const approvals = await summary(bundle, version, digest);
       deps.log.info('recorded an approval', { bundle, version, principal, received: approvals.by.length, required: approvals.required });
       if (approvals.by.length < approvals.required) return { ...toVersion(row), approvals };
@@ -256,17 +256,18 @@ export function createApprovalService(deps: { db: Db; store: BundleStore; bundle
         throw new ApiError('proposal_stale', 'the targets changed since this proposal was made; fetch it again and sign the new one');
       }
       trust.checkTargetsSignature(proposalMetadata(proposal, []), input);
-      const signatures = await db<ApprovalRow>('approvals').where({ proposal_id: proposal.id });
+      const signatures = await db<ApprovalRow>('trust_approvals').where({ proposal_id: proposal.id });
       if (signatures.some((s) => s.principal === principal)) throw new ApiError('already_exists', `${principal} already signed this proposal; another user must sign`);
       if (signatures.some((s) => s.key_id === input.keyid)) throw new ApiError('already_exists', 'this key already signed this proposal');
-      await db('approvals').insert({ bundle, version, principal, content_digest: proposal.content_digest, proposal_id: proposal.id, key_id: input.keyid, signature: input.sig, approved_at: nowText() });
-      const all = await db<ApprovalRow>('approvals').where({ proposal_id: proposal.id }).orderBy('id');
+      await db('trust_approvals').insert({ bundle, version, principal, content_digest: proposal.content_digest, proposal_id: proposal.id, key_id: input.keyid, signature: input.sig, approved_at: nowText() });
+      const all = await db<ApprovalRow>('trust_approvals').where({ proposal_id: proposal.id }).orderBy('id');
       const status = await trust.status();
       const threshold = status.roles.targets.threshold;
       const required = await requiredApprovals(bundle);
       const distinct = new Set(all.map((s) => s.principal)).size;
       deps.log.info('recorded an offline signature', { bundle, version, principal, keyId: input.keyid, signatures: all.length, threshold, required });
       let published = false;
+      const approvedNow = row.status === 'draft';
       if (all.length >= threshold && distinct >= required) {
         const metadata = proposalMetadata(proposal, all);
         await db.transaction(async (trx) => {
@@ -281,7 +282,7 @@ export function createApprovalService(deps: { db: Db; store: BundleStore; bundle
         });
         published = true;
       }
-      return { published, signatures: all.map(toApproval), threshold };
+      return { published, approvedNow: published && approvedNow, signatures: all.map(toApproval), threshold };
     },
 
     /** Withdraws an approved version: out of targets, never installed again, devices told. */
@@ -291,8 +292,8 @@ export function createApprovalService(deps: { db: Db; store: BundleStore; bundle
       if (row.status === 'revoked') throw new ApiError('version_revoked', `${bundle}@${version} is already revoked`);
       await db.transaction(async (trx) => {
         await trx('versions').where({ id: row.id }).update({ status: 'revoked' });
-        await trx('revocations').insert({ bundle, version, reason, revoked_by: principal, revoked_at: nowText() });
-        await trx('rollbacks').where({ bundle, version }).delete();
+        await trx('trust_revocations').insert({ bundle, version, reason, revoked_by: principal, revoked_at: nowText() });
+        await trx('trust_rollbacks').where({ bundle, version }).delete();
       });
       deps.log.warn('revoked a version', { bundle, version, reason, by: principal });
       const pendingSignatures = !trust.signsTargets();
@@ -304,8 +305,8 @@ export function createApprovalService(deps: { db: Db; store: BundleStore; bundle
     async setRollback(bundle: string, version: string, allowed: boolean, principal: string): Promise<{ pendingSignatures: boolean }> {
       const row = await requireRow(bundle, version);
       if (row.status !== 'approved') throw new ApiError(row.status === 'revoked' ? 'version_revoked' : 'version_not_approved', `${bundle}@${version} is ${row.status}`);
-      await db('rollbacks').where({ bundle, version }).delete();
-      if (allowed) await db('rollbacks').insert({ bundle, version, allowed_by: principal, allowed_at: nowText() });
+      await db('trust_rollbacks').where({ bundle, version }).delete();
+      if (allowed) await db('trust_rollbacks').insert({ bundle, version, allowed_by: principal, allowed_at: nowText() });
       deps.log.info(allowed ? 'allowed a rollback' : 'cleared a rollback', { bundle, version, by: principal });
       const pendingSignatures = !trust.signsTargets();
       if (!pendingSignatures) await trust.publish(`rollback ${allowed ? 'allowed' : 'cleared'} ${bundle}@${version}`);

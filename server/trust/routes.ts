@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { bundleName, version as versionSchema } from '../../protocol/names.ts';
 import { parseWith } from '../../protocol/parse.ts';
 import { createKeyRequest, revokeRequest, rollbackRequest, signatureRequest, trustPolicyRequest } from '../../protocol/trust.ts';
-import { principalName } from '../auth/policy.ts';
+import { principalName, type Principal } from '../auth/policy.ts';
 import { ApiError } from '../http/errors.ts';
 import { route, type Route } from '../http/routes.ts';
 import type { BlobStore } from '../blobs/store.ts';
@@ -28,6 +28,8 @@ export function trustRoutes(deps: {
   blobs: BlobStore;
   resolveTarget: (path: string) => Promise<{ digest: string; size: number } | undefined>;
   anonymous: boolean;
+  /** Called once a version becomes approved (signed), with the user whose approval completed it. */
+  onApproved?: (bundle: string, version: string, by: Principal) => Promise<void>;
 }): Route[] {
   const base = '/api/v1/bundles/:name/versions/:version';
   const { approvals, trust } = deps;
@@ -54,7 +56,9 @@ export function trustRoutes(deps: {
     route({
       method: 'POST', path: `${base}/approve`, action: 'version:approve', summary: 'Approve a draft; the approval that meets the bundle threshold freezes and signs it',
       async handler({ koa, params, principal }) {
-        koa.body = await approvals.approve(nameParam(params), versionParam(params), principalName(principal!));
+        const approved = await approvals.approve(nameParam(params), versionParam(params), principalName(principal!));
+        if (approved.status === 'approved') await deps.onApproved?.(approved.bundle, approved.version, principal!);
+        koa.body = approved;
       },
     }),
     route({
@@ -78,7 +82,9 @@ export function trustRoutes(deps: {
     route({
       method: 'POST', path: `${base}/signatures`, action: 'version:sign', summary: "Offline mode: upload one approver's signature over the proposal", body: signatureRequest,
       async handler({ koa, params, body, principal }) {
-        koa.body = await approvals.sign(nameParam(params), versionParam(params), body, principalName(principal!));
+        const { approvedNow, ...receipt } = await approvals.sign(nameParam(params), versionParam(params), body, principalName(principal!));
+        if (approvedNow) await deps.onApproved?.(nameParam(params), versionParam(params), principal!);
+        koa.body = receipt;
       },
     }),
     route({
