@@ -250,7 +250,7 @@ export async function openTrustService(deps: {
           proposed = Metadata.fromJSON(MetadataKind.Root, JSON.parse(bytes.toString('utf8')));
           verifyRootRotation(root, proposed);
         } catch (error) {
-          throw new ApiError('untrusted_metadata', `root refused: ${(error as Error).message}`, { cause: error });
+          throw new ApiError('signature_invalid', `root refused: ${(error as Error).message}`, { cause: error });
         }
         const nextHeld = await loadKeys(keyDir);
         for (const role of ['snapshot', 'timestamp'] as const) {
@@ -294,7 +294,7 @@ export async function openTrustService(deps: {
       try {
         key.verifySignature(single);
       } catch {
-        throw new ApiError('untrusted_metadata', 'the signature does not verify over the proposed targets');
+        throw new ApiError('signature_invalid', 'the signature does not verify over the proposed targets');
       }
     },
     publishSignedTargets: (signed, reason) =>
@@ -302,7 +302,7 @@ export async function openTrustService(deps: {
         try {
           root.verifyDelegate('targets', signed);
         } catch (error) {
-          throw new ApiError('untrusted_metadata', `targets not signed by a threshold of targets keys: ${(error as Error).message}`);
+          throw new ApiError('signature_invalid', `targets not signed by a threshold of targets keys: ${(error as Error).message}`);
         }
         await resignSnapshot(reason, { bytes: toBytes(signed), version: signed.signed.version });
       }),

@@ -3,7 +3,10 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import test from 'ava';
+import { Metadata, MetadataKind } from '@tufjs/models';
 import { Updater } from 'tuf-js';
+import { signerFor, signingKeyFromPem } from '../../certs/tuf-keys.ts';
+import { buildRoot, rolePolicyOf } from '../../server/trust/repository.ts';
 import { hashToken } from '../../server/auth/tokens.ts';
 import { openDatabase } from '../../server/db/knex.ts';
 import { manifestTargetPath } from '../../protocol/targets.ts';
@@ -111,6 +114,14 @@ test('offline root, 2-of-3 approvals signed by the server, rotation and revocati
       const after = await signedTargets(server, root1);
       t.true(after.rootVersion >= 3, 'a client pinned to root 1 follows the chain');
       t.true(await after.has(manifestTargetPath('pos-app', '1.0.0')));
+      // The server checks an uploaded root itself, whatever the client did: one root key is not enough.
+      const live = Metadata.fromJSON(MetadataKind.Root, (await server.api('GET', '/tuf/root.json')).body);
+      const forged = buildRoot(rolePolicyOf(live.signed), live.signed.version + 1, new Date());
+      forged.sign(signerFor(signingKeyFromPem(await fs.readFile(path.join(newRootDir, (await fs.readdir(newRootDir))[0]!), 'utf8'))));
+      const refused = await server.api('POST', '/api/v1/trust/root', { json: forged.toJSON() });
+      t.is(refused.status, 400);
+      t.is(refused.body.error.code, 'signature_invalid');
+      t.regex(refused.body.error.message, /root was signed by 1\/2 keys/);
       const oldKeysNow = await convoy(server.url, adminToken, ['keys', 'rotate', '--role', 'timestamp', '--root-key', rootKey(1), '--root-key', rootKey(2)]);
       t.is(oldKeysNow.code, 1, 'retired root keys sign nothing any more');
 
