@@ -10,8 +10,8 @@ import { buildRoot, rolePolicyOf } from '../../server/trust/repository.ts';
 import { hashToken } from '../../server/auth/tokens.ts';
 import { openDatabase } from '../../server/db/knex.ts';
 import { manifestTargetPath } from '../../protocol/targets.ts';
-import { convoyBin } from '../helpers/device.ts';
-import { adminToken, makeTempDir, pushArtifact, withServer, type TestServer } from '../helpers/server.ts';
+import { convoyBin, readCurrent, startDevice } from '../helpers/device.ts';
+import { adminToken, makeTempDir, pushArtifact, waitFor, withServer, type TestServer } from '../helpers/server.ts';
 
 /*
  * The key ceremony and approvals as a user does them, through the real CLI: `convoy keys init`
@@ -173,6 +173,16 @@ test('offline targets: approvers sign 2-of-3 with their own keys; the server nev
       const bobSigns = await convoy(server.url, users.bob!, ['bundle', 'sign', 'pos-app@1.0.0', '--key', `${key('bob')}.pem`]);
       t.regex(bobSigns.stdout, /2 of 2 signatures, published/);
       t.true(await (await signedTargets(server, root1)).has(manifestTargetPath('pos-app', '1.0.0')));
+      // A real daemon installs what the approvers signed.
+      const device = await startDevice(server, 'till-1', 'shop');
+      try {
+        await server.api('POST', '/api/v1/deployments', { json: { bundle: 'pos-app', version: '1.0.0', group: 'shop' } });
+        await waitFor('till-1 on 1.0.0', async () => ((await server.api('GET', '/api/v1/devices')).body.find((d: { id: string }) => d.id === 'till-1')?.installed?.version === '1.0.0' ? true : undefined));
+        t.deepEqual([...(await readCurrent(device.dir)).entries()].map(([name, bytes]) => [name, bytes.toString()]), [['app.bin', 'release one\n']]);
+      } finally {
+        await device.stop();
+        await fs.rm(device.dir, { recursive: true, force: true });
+      }
       const shown = JSON.parse((await convoy(server.url, adminToken, ['bundle', 'approvals', 'pos-app@1.0.0', '--json'])).stdout);
       t.is(shown.status, 'approved');
       t.deepEqual(shown.approvals.by.map((a: { principal: string; keyId: string | null }) => a.principal), ['alice', 'bob']);
