@@ -216,7 +216,7 @@ export const trustCommands: Record<string, Command> = {
     },
   },
   'bundle sign': {
-    usage: 'convoy bundle sign NAME@VERSION --key FILE [--yes] [--json]   (offline mode: sign the proposed targets with your key)',
+    usage: 'convoy bundle sign NAME@VERSION --key FILE [--json]   (offline mode: sign the proposed targets with your key)',
     options: { key: { type: 'string' }, ...json },
     async run({ positionals, flags, api }) {
       const r = release(positionals[0]);
