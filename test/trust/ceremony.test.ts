@@ -7,10 +7,9 @@ import { Metadata, MetadataKind } from '@tufjs/models';
 import { Updater } from 'tuf-js';
 import { signerFor, signingKeyFromPem } from '../../certs/tuf-keys.ts';
 import { buildRoot, rolePolicyOf } from '../../server/trust/repository.ts';
-import { hashToken } from '../../server/auth/tokens.ts';
-import { openDatabase } from '../../server/db/knex.ts';
 import { manifestTargetPath } from '../../protocol/targets.ts';
 import { convoyBin, readCurrent, startDevice } from '../helpers/device.ts';
+import { addUsers } from './users.ts';
 import { adminToken, makeTempDir, pushArtifact, waitFor, withServer, type TestServer } from '../helpers/server.ts';
 
 /*
@@ -29,25 +28,6 @@ async function convoy(url: string, token: string, args: string[]): Promise<{ cod
     const e = error as { code: number; stdout: string; stderr: string };
     return { code: e.code, stdout: e.stdout, stderr: e.stderr };
   }
-}
-
-/** Adds users straight into the server's database: the users API belongs to the permissions work. */
-async function addUsers(server: TestServer, names: string[]): Promise<Record<string, string>> {
-  const db = await openDatabase({ databaseUrl: server.databaseUrl, dataDir: server.dataDir });
-  const tokens: Record<string, string> = {};
-  try {
-    // Token scopes arrive with the permissions work; give these users every scope when it is there.
-    const scoped = await db.schema.hasColumn('tokens', 'scopes');
-    for (const name of names) {
-      const now = new Date().toISOString();
-      const [row] = await db('users').insert({ name, is_admin: true, created_at: now }).returning<{ id: number }[]>('id');
-      tokens[name] = `token-of-${name}-0123456789abcdef`;
-      await db('tokens').insert({ hash: hashToken(tokens[name]), user_id: row!.id, name: `${name} token`, created_at: now, ...(scoped ? { scopes: 'read,write,approve,deploy,admin' } : {}) });
-    }
-  } finally {
-    await db.destroy();
-  }
-  return tokens;
 }
 
 /** What a device would see: a stock tuf-js client pinned to root version 1. */
