@@ -149,6 +149,7 @@ const commands: Record<string, Command> = {
       printJsonOr(created, flags.json === true, `deployed ${r.bundle}@${r.version} to group ${group} (deployment ${created.id})`);
     },
   },
+  ...trustCommands,
   'deployment list': {
     usage: 'convoy deployment list [--json]',
     options: json,
@@ -197,7 +198,6 @@ const commands: Record<string, Command> = {
       ], flags.json === true);
     },
   },
-  ...trustCommands,
   serve: {
     usage: 'convoy serve   (configured by CONVOY_* environment variables; see the README)',
     options: {},

@@ -12,11 +12,11 @@ export const adminToken = 'test-admin-token-0123456789abcdef';
 
 export interface TestServer extends RunningServer {
   dataDir: string;
-  /** The PostgreSQL database of this server, when tests run on PostgreSQL. */
-  databaseUrl: string | undefined;
   /** Log lines the server wrote, for assertions on what it reported. */
   logs: string[];
   api(method: string, urlPath: string, options?: { json?: unknown; body?: Buffer | string; token?: string | null; headers?: Record<string, string> }): Promise<{ status: number; body: any; headers: Headers; raw: Buffer }>;
+  /** The PostgreSQL database of this server, or undefined on SQLite (the file is in dataDir). */
+  databaseUrl: string | undefined;
   /** Restarts on the same data dir and database, as after a crash or an upgrade. */
   restart(): Promise<void>;
 }
@@ -68,9 +68,9 @@ export async function startTestServer(overrides: Partial<ServerConfig> = {}): Pr
   };
   let running = await startServer(config, { log });
   const server = {
-    dataDir: config.dataDir,
-    databaseUrl: config.databaseUrl,
+    dataDir,
     logs,
+    databaseUrl: database?.url,
     get url() {
       return running.url;
     },

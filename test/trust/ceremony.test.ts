@@ -61,7 +61,7 @@ test('offline root, 2-of-3 approvals signed by the server, rotation and revocati
       const status = JSON.parse((await convoy(server.url, adminToken, ['keys', 'status', '--json'])).stdout);
       t.like(status, { mode: 'offline-root', targetsSigning: 'server', rootVersion: 1, roles: { root: { threshold: 2, heldByServer: 0 } } });
 
-      const users = await addUsers(server, ['alice', 'bob', 'carol']);
+      const users = await addUsers(server, ['alice', 'bob', 'carol'], dataDir);
       await server.api('POST', '/api/v1/bundles', { json: { name: 'pos-app' } });
       t.is((await convoy(server.url, adminToken, ['bundle', 'policy', 'pos-app', '--approvals', '2'])).code, 0);
       await pushArtifact(server, 'pos-app', '1.0.0', 'app.bin', Buffer.from('release one\n'));
@@ -136,7 +136,7 @@ test('offline targets: approvers sign 2-of-3 with their own keys; the server nev
     t,
     async (server) => {
       t.like(JSON.parse((await convoy(server.url, adminToken, ['keys', 'status', '--json'])).stdout), { targetsSigning: 'offline', roles: { targets: { threshold: 2, heldByServer: 0 } } });
-      const users = await addUsers(server, ['alice', 'bob', 'carol']);
+      const users = await addUsers(server, ['alice', 'bob', 'carol'], dataDir);
       await server.api('POST', '/api/v1/bundles', { json: { name: 'pos-app' } });
       await pushArtifact(server, 'pos-app', '1.0.0', 'app.bin', Buffer.from('release one\n'));
 

@@ -3,8 +3,9 @@ import { openDatabase } from '../../server/db/knex.ts';
 import type { TestServer } from '../helpers/server.ts';
 
 /** Adds users straight into the server's database: the users API belongs to the permissions work. */
-export async function addUsers(server: TestServer, names: string[]): Promise<Record<string, string>> {
-  const db = await openDatabase({ databaseUrl: server.databaseUrl, dataDir: server.dataDir });
+export async function addUsers(server: TestServer, names: string[], dataDir = server.dataDir): Promise<Record<string, string>> {
+  // dataDir: the server's, when the test gave it one of its own (SQLite lives there).
+  const db = await openDatabase({ databaseUrl: server.databaseUrl, dataDir });
   const tokens: Record<string, string> = {};
   try {
     // Token scopes arrive with the permissions work; give these users every scope when it is there.
