@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { errorCodes } from './errors.ts';
-import { bundleName, deviceId, groupName, version } from './names.ts';
+import { bundleName, deviceId, digest, groupName, version } from './names.ts';
 
 /*
  * MQTT topics (MQTT 3.1.1 §4.7: a topic level must not contain "+", "#" or "/", which the id and
@@ -29,6 +29,21 @@ export function deviceIdFromStatusTopic(topic: string): string | undefined {
   }
   const id = parts[3]!;
   return deviceId.safeParse(id).success ? id : undefined;
+}
+
+/**
+ * Retained notice of a bundle's newest release (or its withdrawal), for CI jobs, dashboards and
+ * any MQTT client of a user who may read the bundle; devices follow their group's topic instead.
+ */
+export function bundleReleasesTopic(bundle: string): string {
+  return `${topicPrefix}/bundles/${bundle}/releases`;
+}
+
+/** Extracts the bundle name from a releases topic, or undefined if the topic is not one. */
+export function bundleFromReleasesTopic(topic: string): string | undefined {
+  const parts = topic.split('/');
+  if (parts.length !== 5 || `${parts[0]}/${parts[1]}` !== topicPrefix || parts[2] !== 'bundles' || parts[4] !== 'releases') return undefined;
+  return bundleName.safeParse(parts[3]).success ? parts[3] : undefined;
 }
 
 /** Upper bound on any MQTT payload Convoy sends or accepts. */
@@ -63,3 +78,15 @@ export const deviceStatus = z.strictObject({
   reportedAt: z.iso.datetime(),
 });
 export type DeviceStatus = z.infer<typeof deviceStatus>;
+
+export const bundleReleaseNotice = z.strictObject({
+  type: z.enum(['approved', 'withdrawn']),
+  bundle: bundleName,
+  version,
+  manifestDigest: digest,
+  /** User names of those who approved the version. */
+  approvers: z.array(z.string()),
+  /** When it was approved (or withdrawn). */
+  at: z.iso.datetime(),
+});
+export type BundleReleaseNotice = z.infer<typeof bundleReleaseNotice>;

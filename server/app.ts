@@ -4,11 +4,16 @@ import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import Koa from 'koa';
 import { createLogger, type Logger } from '../protocol/log.ts';
+import { auditRoutes } from './audit/routes.ts';
+import { createAuditLog } from './audit/log.ts';
+import { principalName } from './auth/policy.ts';
+import { accessRoutes } from './auth/routes.ts';
 import { createAuthService } from './auth/service.ts';
 import { createAuthStore } from './auth/store.ts';
 import { blobRoutes } from './blobs/routes.ts';
 import { BlobStore } from './blobs/store.ts';
 import { startBroker, type Broker } from './broker/broker.ts';
+import { createReleaseNotifier } from './broker/releases.ts';
 import { bundleRoutes } from './bundles/routes.ts';
 import { createBundleService } from './bundles/service.ts';
 import { createBundleStore } from './bundles/store.ts';
@@ -21,7 +26,7 @@ import { deviceRoutes } from './devices/routes.ts';
 import { createDeviceService } from './devices/service.ts';
 import { createDeviceStore } from './devices/store.ts';
 import { errorMiddleware } from './http/errors.ts';
-import { buildRouter } from './http/routes.ts';
+import { buildRouter, type Route } from './http/routes.ts';
 import { createApprovalService, listSignedTargets } from './trust/approvals.ts';
 import { openTrustService } from './trust/service.ts';
 import { trustRoutes } from './trust/routes.ts';
@@ -33,6 +38,8 @@ export interface RunningServer {
   mqttPort: number;
   /** The admin token generated at first start, if one was (shown once, never stored). */
   generatedAdminToken: string | undefined;
+  /** Every route declaration served (for the permission matrix and generated docs). */
+  routes: readonly Route[];
   close(): Promise<void>;
 }
 
@@ -58,7 +65,9 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   try {
     const blobs = await BlobStore.open(path.join(config.dataDir, 'blobs'));
     const authStore = createAuthStore(db);
-    const auth = createAuthService({ store: authStore, now, log: log.child('auth') });
+    let broker: Broker | undefined;
+    const auth = createAuthService({ store: authStore, now, log: log.child('auth'), onTokenRevoked: (id) => broker?.disconnectToken(id) });
+    const audit = createAuditLog({ db, now, log: log.child('audit') });
     const generatedAdminToken = await auth.ensureAdmin(config.adminToken);
 
     const bundleStore = createBundleStore(db);
@@ -76,7 +85,6 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
 
     const bundles = createBundleService({ store: bundleStore, blobs, trust, now, log: log.child('bundles') });
     const approvals = createApprovalService({ db, store: bundleStore, bundles, blobs, trust, now, log: log.child('trust') });
-    let broker: Broker | undefined;
     const devices = createDeviceService({
       store: createDeviceStore(db),
       auth: authStore,
@@ -96,21 +104,30 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     cleanups.push(() => startedBroker.close());
     const deployments = createDeploymentService({ db, bundles, broker: () => startedBroker, now, log: log.child('deployments') });
     await deployments.announceLatest();
+    const releases = createReleaseNotifier({ db, broker: () => startedBroker, now, log: log.child('releases') });
+    await releases.announceLatest();
 
     const app = new Koa();
     app.proxy = false;
     app.silent = true; // errors are logged by errorMiddleware, once
     app.use(errorMiddleware(log.child('http')));
-    const router = buildRouter(
-      [
+    const routes: Route[] = [
         ...blobRoutes(blobs, config.maxBlobBytes),
-        ...bundleRoutes(bundles),
+        ...bundleRoutes(bundles, {
+          created: (name, by) => auth.addCreator(name, by),
+          approved: (version, by) => releases.approved(version, principalName(by)),
+        }),
         ...deploymentRoutes(deployments),
         ...deviceRoutes(devices),
-        ...trustRoutes({ trust, approvals, blobs, resolveTarget: (p) => resolveTargetUrl(bundleStore, p), anonymous: config.anonymousTufRead }),
-      ],
-      { auth, maxJsonBytes: config.maxJsonBytes },
-    );
+        ...trustRoutes({
+          trust,
+          approvals,
+          onApproved: async (bundle, version, by) => releases.approved(await bundles.getVersion(bundle, version), principalName(by)),
+          blobs, resolveTarget: (p) => resolveTargetUrl(bundleStore, p), anonymous: config.anonymousTufRead }),
+        ...accessRoutes(auth, { requireBundle: (name) => bundles.getBundle(name) }),
+        ...auditRoutes(audit),
+    ];
+    const router = buildRouter(routes, { auth, maxJsonBytes: config.maxJsonBytes, audit });
     app.use(router.routes());
     app.use(router.allowedMethods());
 
@@ -132,7 +149,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     const httpPort = (server.address() as AddressInfo).port;
     const shownHost = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
     log.info('serving', { http: httpPort, mqtt: broker.port, dataDir: config.dataDir, database: config.databaseUrl ? 'postgresql' : 'sqlite' });
-    return { url: `http://${shownHost}:${httpPort}`, httpPort, mqttPort: broker.port, generatedAdminToken, close };
+    return { url: `http://${shownHost}:${httpPort}`, httpPort, mqttPort: broker.port, generatedAdminToken, routes, close };
   } catch (error) {
     await close();
     throw error;

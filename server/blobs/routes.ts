@@ -33,12 +33,13 @@ export async function sendBlob(ctx: Koa.Context, blobs: BlobStore, digest: strin
     ctx.status = 206;
     ctx.set('Content-Range', `bytes ${range.start}-${range.end}/${size}`);
     ctx.length = range.end - range.start + 1;
-    ctx.body = ctx.method === 'HEAD' ? null : blobs.openRead(digest, range);
+    // HEAD: no body at all (a null body would turn the answer into 204 No Content).
+    if (ctx.method !== 'HEAD') ctx.body = blobs.openRead(digest, range);
     return;
   }
   ctx.status = 200;
   ctx.length = size;
-  ctx.body = ctx.method === 'HEAD' ? null : blobs.openRead(digest);
+  if (ctx.method !== 'HEAD') ctx.body = blobs.openRead(digest);
 }
 
 /** One `bytes=start-end`, `bytes=start-` or `bytes=-suffix` range; anything else is ignored (200). */

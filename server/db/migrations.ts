@@ -85,6 +85,64 @@ const initial: Migration = {
   },
 };
 
+/** Roles per bundle, token scopes, approvals (for release notices) and the audit log. */
+const access: Migration = {
+  name: '0002_access',
+  async up(db) {
+    // Comma-separated scopes; tokens made before scopes existed (the first admin's) keep all.
+    await db.schema.alterTable('tokens', (t) => {
+      t.string('scopes', 64);
+    });
+    await db('tokens').whereNotNull('user_id').update({ scopes: 'read,write,approve,deploy,admin' });
+    await db.schema.createTable('members', (t) => {
+      t.string('bundle', 64).notNullable().references('bundles.name').onDelete('CASCADE');
+      t.integer('user_id').notNullable().references('users.id').onDelete('CASCADE').index();
+      t.string('role', 16).notNullable();
+      t.string('created_at', 32).notNullable();
+      t.primary(['bundle', 'user_id']);
+    });
+    await db.schema.createTable('approvals', (t) => {
+      t.increments('id').primary();
+      t.integer('version_id').notNullable().references('versions.id').onDelete('CASCADE').index();
+      t.string('user_name', 64).notNullable();
+      t.string('approved_at', 32).notNullable();
+    });
+    await db.schema.createTable('audit_events', (t) => {
+      t.increments('id').primary();
+      t.string('at', 32).notNullable().index();
+      t.string('actor', 80).index();
+      t.string('action', 64).notNullable();
+      t.string('method', 8).notNullable();
+      t.string('target', 1000).notNullable();
+      t.string('bundle', 64).index();
+      t.string('outcome', 16).notNullable();
+      t.integer('status').notNullable();
+      t.string('error', 64);
+      t.string('request_id', 64).notNullable();
+    });
+    // Append-only, enforced by the database itself: no code path (or mistaken query) may rewrite
+    // or erase history. Both engines refuse UPDATE and DELETE on the table.
+    if (db.client.config.client === 'pg') {
+      await db.raw(`CREATE FUNCTION convoy_audit_append_only() RETURNS trigger AS $$
+        BEGIN RAISE EXCEPTION 'the audit log is append-only'; END $$ LANGUAGE plpgsql`);
+      await db.raw('CREATE TRIGGER audit_events_append_only BEFORE UPDATE OR DELETE ON audit_events FOR EACH ROW EXECUTE FUNCTION convoy_audit_append_only()');
+    } else {
+      for (const op of ['UPDATE', 'DELETE']) {
+        await db.raw(`CREATE TRIGGER audit_events_no_${op.toLowerCase()} BEFORE ${op} ON audit_events BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END`);
+      }
+    }
+  },
+  async down(db) {
+    await db.schema.dropTableIfExists('audit_events');
+    if (db.client.config.client === 'pg') await db.raw('DROP FUNCTION IF EXISTS convoy_audit_append_only()');
+    for (const table of ['approvals', 'members']) await db.schema.dropTableIfExists(table);
+    await db.schema.alterTable('tokens', (t) => {
+      t.dropColumn('scopes');
+    });
+  },
+};
+
+
 /**
  * Trust (issue #3): who approved what and when, the approvals each bundle requires, revocations,
  * signed rollbacks, and the targets proposals approvers sign offline.
@@ -146,7 +204,7 @@ const trust: Migration = {
   },
 };
 
-export const migrations: readonly Migration[] = [initial, trust];
+export const migrations: readonly Migration[] = [initial, access, trust];
 
 export const migrationSource: Knex.MigrationSource<Migration> = {
   getMigrations: async () => [...migrations],

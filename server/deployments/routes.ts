@@ -7,6 +7,7 @@ export function deploymentRoutes(service: DeploymentService): Route[] {
   return [
     route({
       method: 'POST', path: '/api/v1/deployments', action: 'deployment:create', summary: 'Deploy an approved version to a device group', body: createDeploymentRequest,
+      resource: ({ body }) => ({ bundle: body.bundle }),
       async handler({ koa, body, principal }) {
         koa.status = 201;
         koa.body = await service.create(body, principalName(principal!));

@@ -4,7 +4,7 @@ import { parseWith } from '../../protocol/parse.ts';
 import { createKeyRequest, revokeRequest, rollbackRequest, signatureRequest, trustPolicyRequest } from '../../protocol/trust.ts';
 import { principalName, type Principal } from '../auth/policy.ts';
 import { ApiError } from '../http/errors.ts';
-import { route, type Route } from '../http/routes.ts';
+import { bundleInPath, route, type Route } from '../http/routes.ts';
 import type { BlobStore } from '../blobs/store.ts';
 import { sendBlob } from '../blobs/routes.ts';
 import type { ApprovalService } from './approvals.ts';
@@ -54,7 +54,7 @@ export function trustRoutes(deps: {
       },
     }),
     route({
-      method: 'POST', path: `${base}/approve`, action: 'version:approve', summary: 'Approve a draft; the approval that meets the bundle threshold freezes and signs it',
+      method: 'POST', path: `${base}/approve`, resource: bundleInPath, action: 'version:approve', summary: 'Approve a draft; the approval that meets the bundle threshold freezes and signs it',
       async handler({ koa, params, principal }) {
         const approved = await approvals.approve(nameParam(params), versionParam(params), principalName(principal!));
         if (approved.status === 'approved') await deps.onApproved?.(approved.bundle, approved.version, principal!);
@@ -62,25 +62,25 @@ export function trustRoutes(deps: {
       },
     }),
     route({
-      method: 'GET', path: `${base}/approvals`, action: 'bundle:read', summary: 'Show a version with its approvals (who, when) and revocation',
+      method: 'GET', path: `${base}/approvals`, resource: bundleInPath, action: 'bundle:read', summary: 'Show a version with its approvals (who, when) and revocation',
       async handler({ koa, params }) {
         koa.body = await approvals.details(nameParam(params), versionParam(params));
       },
     }),
     route({
-      method: 'PUT', path: '/api/v1/bundles/:name/trust-policy', action: 'keys:admin', summary: 'Set how many distinct users must approve a version', body: trustPolicyRequest,
+      method: 'PUT', path: '/api/v1/bundles/:name/trust-policy', resource: bundleInPath, action: 'keys:admin', summary: 'Set how many distinct users must approve a version', body: trustPolicyRequest,
       async handler({ koa, params, body, principal }) {
         koa.body = await approvals.setPolicy(nameParam(params), body.requiredApprovals, principalName(principal!));
       },
     }),
     route({
-      method: 'GET', path: `${base}/signing`, action: 'version:sign', summary: 'Offline mode: the targets metadata to sign for this version',
+      method: 'GET', path: `${base}/signing`, resource: bundleInPath, action: 'version:sign', summary: 'Offline mode: the targets metadata to sign for this version',
       async handler({ koa, params }) {
         koa.body = await approvals.proposal(nameParam(params), versionParam(params));
       },
     }),
     route({
-      method: 'POST', path: `${base}/signatures`, action: 'version:sign', summary: "Offline mode: upload one approver's signature over the proposal", body: signatureRequest,
+      method: 'POST', path: `${base}/signatures`, resource: bundleInPath, action: 'version:sign', summary: "Offline mode: upload one approver's signature over the proposal", body: signatureRequest,
       async handler({ koa, params, body, principal }) {
         const { approvedNow, ...receipt } = await approvals.sign(nameParam(params), versionParam(params), body, principalName(principal!));
         if (approvedNow) await deps.onApproved?.(nameParam(params), versionParam(params), principal!);
@@ -88,13 +88,13 @@ export function trustRoutes(deps: {
       },
     }),
     route({
-      method: 'POST', path: `${base}/revoke`, action: 'version:revoke', summary: 'Revoke an approved version: removed from targets, never installed again', body: revokeRequest,
+      method: 'POST', path: `${base}/revoke`, resource: bundleInPath, action: 'version:revoke', summary: 'Revoke an approved version: removed from targets, never installed again', body: revokeRequest,
       async handler({ koa, params, body, principal }) {
         koa.body = await approvals.revoke(nameParam(params), versionParam(params), body.reason, principalName(principal!));
       },
     }),
     route({
-      method: 'PUT', path: `${base}/rollback`, action: 'version:approve', summary: 'Allow (or stop allowing) devices to downgrade to this version; signed into targets', body: rollbackRequest,
+      method: 'PUT', path: `${base}/rollback`, resource: bundleInPath, action: 'version:approve', summary: 'Allow (or stop allowing) devices to downgrade to this version; signed into targets', body: rollbackRequest,
       async handler({ koa, params, body, principal }) {
         koa.body = await approvals.setRollback(nameParam(params), versionParam(params), body.allowed, principalName(principal!));
       },

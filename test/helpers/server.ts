@@ -81,6 +81,9 @@ export async function startTestServer(overrides: Partial<ServerConfig> = {}): Pr
       return running.mqttPort;
     },
     generatedAdminToken: running.generatedAdminToken,
+    get routes() {
+      return running.routes;
+    },
     close: () => running.close(),
     async restart() {
       await running.close();
