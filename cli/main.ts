@@ -12,6 +12,7 @@ import { artifactName, artifactType, bundleName, deviceId, groupName, parseRelea
 import { writeFileAtomic } from '../lib/files.ts';
 import { CliError, createApiClient, type ApiClient, type RequestBody } from './client.ts';
 import { printJsonOr, printList } from './output.ts';
+import { allowRollback, trustCommands } from './trust.ts';
 
 /*
  * `convoy`, the operator's command line over the REST API. Each command validates its arguments
@@ -21,7 +22,7 @@ import { printJsonOr, printList } from './output.ts';
 type Flags = Record<string, string | boolean | undefined>;
 interface Command {
   usage: string;
-  options: Record<string, { type: 'string' | 'boolean' }>;
+  options: Record<string, { type: 'string' | 'boolean'; multiple?: boolean }>;
   run(args: { positionals: string[]; flags: Flags; api: () => ApiClient }): Promise<void>;
 }
 
@@ -103,7 +104,10 @@ const commands: Record<string, Command> = {
     async run({ positionals, flags, api }) {
       const r = release(positionals[0]);
       const approved = await api().request('POST', `${versionPath(r)}/approve`, { schema: bundleVersion });
-      printJsonOr(approved, flags.json === true, `approved ${r.bundle}@${r.version} (manifest ${approved.manifestDigest})`);
+      const by = approved.approvals ? ` (${approved.approvals.by.length} of ${approved.approvals.required} approvals: ${approved.approvals.by.map((a) => a.principal).join(', ')})` : '';
+      printJsonOr(approved, flags.json === true, approved.status === 'approved'
+        ? `approved ${r.bundle}@${r.version} (manifest ${approved.manifestDigest})${by}`
+        : `recorded your approval of ${r.bundle}@${r.version}${by}; it is signed once enough distinct users approve`);
     },
   },
   'artifact push': {
@@ -149,15 +153,17 @@ const commands: Record<string, Command> = {
     },
   },
   deploy: {
-    usage: 'convoy deploy NAME@VERSION --group GROUP [--json]',
-    options: { group: { type: 'string' }, ...json },
+    usage: 'convoy deploy NAME@VERSION --group GROUP [--rollback] [--json]   (--rollback: a signed permission to downgrade)',
+    options: { group: { type: 'string' }, rollback: { type: 'boolean' }, ...json },
     async run({ positionals, flags, api }) {
       const r = release(positionals[0]);
       const group = need(groupName, flags.group, '--group');
+      if (flags.rollback === true) await allowRollback(api(), r);
       const created = await api().request('POST', '/api/v1/deployments', { json: { ...r, group }, schema: deployment });
       printJsonOr(created, flags.json === true, `deployed ${r.bundle}@${r.version} to group ${group} (deployment ${created.id})`);
     },
   },
+  ...trustCommands,
   'deployment list': {
     usage: 'convoy deployment list [--json]',
     options: json,

@@ -8,6 +8,7 @@ import { deviceStatusTopic, groupReleaseTopic, maxMessageBytes, releaseNotice, t
 import { parseJson, parseWith } from '../protocol/parse.ts';
 import { UpdateError } from './errors.ts';
 import { readJournal, type SlotRecord } from './journal.ts';
+import { watchInstalledRelease } from './revocation.ts';
 import { openTrustClient } from './trust.ts';
 import { applyRelease, type Release } from './updater.ts';
 
@@ -43,7 +44,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     pinnedRootFile: path.resolve(options.configDir, config.rootFile),
     serverUrl: config.serverUrl,
     token,
-    timeoutMs: 30_000,
+    timeoutMs: config.timeoutSeconds * 1000,
   });
   const journalFile = path.join(dataDir, 'journal.json');
   let installed: SlotRecord | null = (await readJournal(journalFile)).installed;
@@ -100,7 +101,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       lastError = null;
       report();
       log.info('updating', { bundle: release.bundle, version: release.version, deployment: notice.deploymentId });
-      installed = await applyRelease({ dataDir, serverUrl: config.serverUrl, token, trust, stallTimeoutMs: options.stallTimeoutMs ?? 30_000, log }, release);
+      installed = await applyRelease({ dataDir, serverUrl: config.serverUrl, token, trust, stallTimeoutMs: options.stallTimeoutMs ?? config.timeoutSeconds * 1000, log }, release);
       state = 'installed';
       target = null;
       retryDelay = options.retryBaseMs ?? 5_000;
@@ -151,8 +152,21 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     }
   });
 
+  const watch = watchInstalledRelease({
+    trust,
+    intervalMs: config.trustCheckSeconds * 1000,
+    installed: () => installed,
+    busy: () => running,
+    log,
+    onChange: (error) => {
+      lastError = error ?? (lastError?.code === 'version_revoked' ? null : lastError);
+      report();
+    },
+  });
+
   return {
     async stop() {
+      watch.stop();
       stopped = true;
       clearTimeout(retryTimer);
       await client.endAsync();

@@ -21,6 +21,12 @@ export interface DownloadRequest {
   sha256: string;
   /** Abort when no byte arrives for this long (a half-open connection would hang forever). */
   stallTimeoutMs: number;
+  /**
+   * Slow-retrieval bound (TUF threat "slow retrieval"): a server that drips one byte just before
+   * each stall timeout would hold the transfer forever, so the whole transfer must also finish
+   * within stallTimeoutMs + remaining bytes / this rate. Bytes per second; default 1 KiB/s.
+   */
+  minBytesPerSecond?: number;
 }
 
 export async function downloadVerified(request: DownloadRequest): Promise<{ resumedFrom: number; received: number }> {
@@ -41,6 +47,8 @@ export async function downloadVerified(request: DownloadRequest): Promise<{ resu
   if (offset < request.length) {
     const controller = new AbortController();
     let stallTimer = setTimeout(() => controller.abort(), request.stallTimeoutMs);
+    // setTimeout fires at once above 2^31-1 ms (about 24 days), so the bound is capped there.
+    const deadline = setTimeout(() => controller.abort(), Math.min(2 ** 31 - 1, request.stallTimeoutMs + ((request.length - offset) / (request.minBytesPerSecond ?? 1024)) * 1000));
     const headers: Record<string, string> = { authorization: `Bearer ${request.token}` };
     if (offset > 0) {
       headers.range = `bytes=${offset}-`;
@@ -96,6 +104,7 @@ export async function downloadVerified(request: DownloadRequest): Promise<{ resu
       await handle.sync();
     } finally {
       clearTimeout(stallTimer);
+      clearTimeout(deadline);
       await handle.close();
     }
   }

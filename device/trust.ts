@@ -50,8 +50,16 @@ export async function openTrustClient(options: { metadataDir: string; pinnedRoot
       config: { fetchTimeout: options.timeoutMs },
     });
   let updater = makeUpdater();
+  // The update and the between-updates watch both refresh; one at a time, so two Updaters never
+  // write the metadata directory together.
+  let queue: Promise<unknown> = Promise.resolve();
+  const serialised = (work: () => Promise<void>): Promise<void> => {
+    const run = queue.then(work, work);
+    queue = run.catch(() => {});
+    return run;
+  };
   return {
-    async refresh() {
+    refresh: () => serialised(async () => {
       // A fresh Updater per refresh: tuf-js keeps trusted state in memory after a refresh and
       // its targets view would otherwise be stale.
       updater = makeUpdater();
@@ -67,7 +75,7 @@ export async function openTrustClient(options: { metadataDir: string; pinnedRoot
           { cause: error },
         );
       }
-    },
+    }),
     async targetInfo(targetPath) {
       return updater.getTargetInfo(targetPath);
     },

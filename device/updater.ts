@@ -9,6 +9,7 @@ import { artifactTargetPath, manifestTargetPath } from '../protocol/targets.ts';
 import { UpdateError } from './errors.ts';
 import { downloadVerified } from './fetch.ts';
 import { fetchImage, installImages, type StagedImage } from './image.ts';
+import { checkDowngrade } from './guard.ts';
 import { createSlot, pruneSlots, switchCurrent } from './install.ts';
 import { readJournal, writeJournal, type SlotRecord } from './journal.ts';
 import type { TrustClient } from './trust.ts';
@@ -35,6 +36,7 @@ export interface Release {
 export async function applyRelease(deps: UpdaterDeps, release: Release): Promise<SlotRecord> {
   const log = deps.log;
   await deps.trust.refresh();
+  await checkDowngrade(deps.trust, deps.dataDir, release);
 
   const manifestInfo = await requireTarget(deps.trust, manifestTargetPath(release.bundle, release.version));
   if (manifestInfo.length > maxManifestBytes) throw new UpdateError('untrusted_metadata', `the signed manifest is ${manifestInfo.length} bytes, over the ${maxManifestBytes} limit`, false);

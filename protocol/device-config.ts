@@ -21,6 +21,10 @@ export const deviceConfig = z.strictObject({
   tokenFile: z.string().min(1).default('device.token'),
   rootFile: z.string().min(1).default('root.json'),
   dataDir: z.string().min(1).default('.'),
+  /** Abort a metadata request after this long, and a blob transfer when no byte arrives for this long, in seconds. */
+  timeoutSeconds: z.number().positive().max(3600).default(30),
+  /** How often the daemon re-checks signed metadata between updates (revocation, freeze), in seconds. */
+  trustCheckSeconds: z.number().positive().max(86_400).default(600),
 });
 export type DeviceConfig = z.infer<typeof deviceConfig>;
 export type DeviceConfigInput = z.input<typeof deviceConfig>;

@@ -17,7 +17,7 @@ import { createReleaseNotifier } from './broker/releases.ts';
 import { bundleRoutes } from './bundles/routes.ts';
 import { createBundleService } from './bundles/service.ts';
 import { createBundleStore } from './bundles/store.ts';
-import { listApprovedTargets, resolveTargetUrl } from './bundles/targets.ts';
+import { resolveTargetUrl } from './bundles/targets.ts';
 import type { ServerConfig } from './config.ts';
 import { openDatabase } from './db/knex.ts';
 import { deploymentRoutes } from './deployments/routes.ts';
@@ -31,6 +31,7 @@ import { ociMiddleware } from './oci/routes.ts';
 import { createOciService } from './oci/service.ts';
 import { createOciStore } from './oci/store.ts';
 import { UploadFiles } from './oci/uploads.ts';
+import { createApprovalService, listSignedTargets } from './trust/approvals.ts';
 import { openTrustService } from './trust/service.ts';
 import { trustRoutes } from './trust/routes.ts';
 
@@ -77,13 +78,20 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     const generatedAdminToken = await auth.ensureAdmin(config.adminToken);
 
     const bundleStore = createBundleStore(db);
-    const trust = await openTrustService({ dataDir: config.dataDir, listTargets: () => listApprovedTargets(bundleStore), now, log: log.child('trust') });
+    const trust = await openTrustService({
+      dataDir: config.dataDir,
+      listTargets: () => listSignedTargets(db, bundleStore),
+      now,
+      log: log.child('trust'),
+      ...(config.tufExpiry ? { expiry: config.tufExpiry } : {}),
+    });
     await trust.reconcile();
-    const resignTimer = setInterval(() => trust.reconcile().catch((error: unknown) => log.error('re-signing failed', { error })), resignCheckIntervalMs);
+    const resignTimer = setInterval(() => trust.reconcile().catch((error: unknown) => log.error('re-signing failed', { error })), config.tufResignCheckMs ?? resignCheckIntervalMs);
     resignTimer.unref();
     cleanups.push(async () => clearInterval(resignTimer));
 
     const bundles = createBundleService({ store: bundleStore, blobs, trust, now, log: log.child('bundles') });
+    const approvals = createApprovalService({ db, store: bundleStore, bundles, blobs, trust, now, log: log.child('trust') });
     const devices = createDeviceService({
       store: createDeviceStore(db),
       auth: authStore,
@@ -130,7 +138,11 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
         }),
         ...deploymentRoutes(deployments),
         ...deviceRoutes(devices),
-        ...trustRoutes({ trust, blobs, resolveTarget: (p) => resolveTargetUrl(bundleStore, p), anonymous: config.anonymousTufRead }),
+        ...trustRoutes({
+          trust,
+          approvals,
+          onApproved: async (bundle, version, by) => releases.approved(await bundles.getVersion(bundle, version), principalName(by)),
+          blobs, resolveTarget: (p) => resolveTargetUrl(bundleStore, p), anonymous: config.anonymousTufRead }),
         ...accessRoutes(auth, { requireBundle: (name) => bundles.getBundle(name) }),
         ...auditRoutes(audit),
     ];

@@ -29,6 +29,10 @@ export const actions = [
   'token:read',
   'token:write',
   'audit:read',
+  'version:revoke',
+  'version:sign',
+  'keys:read',
+  'keys:admin',
 ] as const;
 export type Action = (typeof actions)[number];
 
@@ -95,6 +99,10 @@ export const policy: { readonly [A in Action]?: Rule } = {
   'token:read': { on: 'instance', role: 'user', scope: 'read', what: 'List one’s own access tokens' },
   'token:write': { on: 'instance', role: 'user', scope: 'read', what: 'Create (never wider or longer-lived than the token used) and revoke one’s own tokens' },
   'audit:read': { on: 'instance', role: 'admin', scope: 'read', what: 'Read the audit log' },
+  'version:revoke': { on: 'bundle', role: 'maintainer', scope: 'approve', what: 'Revoke an approved version: out of the signed targets, never installed again' },
+  'version:sign': { on: 'bundle', role: 'maintainer', scope: 'approve', what: 'Offline mode: fetch the proposed targets and upload a signature made with one’s own key' },
+  'keys:read': { on: 'instance', role: 'user', scope: 'read', what: 'See who signs what: roles, key ids, thresholds' },
+  'keys:admin': { on: 'instance', role: 'admin', scope: 'admin', what: 'Set approval thresholds, create online keys, upload root metadata signed offline' },
 };
 
 /** The rule of an action; an action nobody wrote a rule for is held by admins only. */

@@ -107,13 +107,6 @@ export function bundleRoutes(service: BundleService, hooks: BundleHooks = {}): R
         koa.status = 204;
       },
     }),
-    route({
-      method: 'POST', path: `${base}/approve`, action: 'version:approve', resource: bundleInPath, summary: 'Approve a draft: freeze and sign it',
-      async handler({ koa, params, principal }) {
-        const approved = await service.approve(nameParam(params), versionParam(params));
-        await hooks.approved?.(approved, principal!);
-        koa.body = approved;
-      },
-    }),
+    // Approving is a trust decision: its route lives in server/trust/routes.ts.
   ];
 }

@@ -164,6 +164,7 @@ export function createBundleService(deps: { store: BundleStore; blobs: BlobStore
 
     async requireApproved(bundle: string, version: string): Promise<BundleVersion> {
       const row = await requireVersion(bundle, version);
+      if (row.status === 'revoked') throw new ApiError('version_revoked', `${bundle}@${version} was revoked; deploy another version`);
       if (row.status !== 'approved') throw new ApiError('version_not_approved', `${bundle}@${version} is a draft; approve it before deploying`);
       return toVersion(row);
     },

@@ -8,7 +8,7 @@ interface VersionRow {
   id: number;
   bundle: string;
   version: string;
-  status: 'draft' | 'approved';
+  status: 'draft' | 'approved' | 'revoked';
   created_at: string;
   approved_at: string | null;
   manifest_digest: string | null;

@@ -190,7 +190,69 @@ const oci: Migration = {
   },
 };
 
-export const migrations: readonly Migration[] = [initial, access, oci];
+
+/**
+ * Trust (issue #3): who approved what and when, the approvals each bundle requires, revocations,
+ * signed rollbacks, and the targets proposals approvers sign offline.
+ */
+const trust: Migration = {
+  name: '0003_trust',
+  async up(db) {
+    await db.schema.createTable('trust_policies', (t) => {
+      t.string('bundle', 64).primary().references('bundles.name').onDelete('CASCADE');
+      t.integer('required_approvals').notNullable().defaultTo(1);
+      t.string('updated_by', 128).notNullable();
+      t.string('updated_at', 32).notNullable();
+    });
+    // Targets metadata approvers sign offline: the exact bytes they sign, and the version of the
+    // draft's content it was made from (a later edit makes it stale).
+    await db.schema.createTable('trust_proposals', (t) => {
+      t.increments('id').primary();
+      t.string('bundle', 64).notNullable();
+      t.string('version', 128).notNullable();
+      t.string('content_digest', 71).notNullable();
+      t.string('manifest_digest', 71);
+      t.bigInteger('manifest_size');
+      t.integer('targets_version').notNullable();
+      t.text('targets_signed').notNullable();
+      t.string('state', 16).notNullable(); // open | published | stale
+      t.string('created_at', 32).notNullable();
+      t.index(['bundle', 'version']);
+    });
+    await db.schema.createTable('trust_approvals', (t) => {
+      t.increments('id').primary();
+      t.string('bundle', 64).notNullable();
+      t.string('version', 128).notNullable();
+      t.string('principal', 128).notNullable();
+      t.string('content_digest', 71).notNullable();
+      t.integer('proposal_id').references('trust_proposals.id').onDelete('CASCADE');
+      t.string('key_id', 64);
+      t.string('signature', 256);
+      t.string('approved_at', 32).notNullable();
+      t.index(['bundle', 'version']);
+    });
+    await db.schema.createTable('trust_revocations', (t) => {
+      t.string('bundle', 64).notNullable();
+      t.string('version', 128).notNullable();
+      t.string('reason', 1000).notNullable();
+      t.string('revoked_by', 128).notNullable();
+      t.string('revoked_at', 32).notNullable();
+      t.primary(['bundle', 'version']);
+    });
+    await db.schema.createTable('trust_rollbacks', (t) => {
+      t.string('bundle', 64).notNullable();
+      t.string('version', 128).notNullable();
+      t.string('allowed_by', 128).notNullable();
+      t.string('allowed_at', 32).notNullable();
+      t.primary(['bundle', 'version']);
+    });
+  },
+  async down(db) {
+    for (const table of ['trust_rollbacks', 'trust_revocations', 'trust_approvals', 'trust_proposals', 'trust_policies']) await db.schema.dropTableIfExists(table);
+  },
+};
+
+export const migrations: readonly Migration[] = [initial, access, trust, oci];
 
 export const migrationSource: Knex.MigrationSource<Migration> = {
   getMigrations: async () => [...migrations],

@@ -201,8 +201,8 @@ export function createOciService(deps: OciServiceDeps) {
       // Checked before storing anything: a push to an approved version leaves no trace.
       if (version !== undefined) {
         const existing = await deps.bundles.getVersion(repo.bundle, version).catch(() => undefined);
-        if (existing?.status === 'approved') {
-          throw new OciError('DENIED', `${repo.bundle}@${version} is approved and can no longer change; push the image with a new version`, { convoyCode: 'version_immutable', bundle: repo.bundle, version }, { status: 409 });
+        if (existing && existing.status !== 'draft') {
+          throw new OciError('DENIED', `${repo.bundle}@${version} is ${existing.status} and can no longer change; push the image with a new version`, { convoyCode: 'version_immutable', bundle: repo.bundle, version }, { status: 409 });
         }
       }
       const stored = await blobs.putBytes(bytes);

@@ -69,6 +69,17 @@ const cases: Record<string, (fx: Fixture) => Promise<Request>> = {
   }),
   'DELETE /api/v1/bundles/:name/versions/:version/artifacts/:artifact': async (fx) => ({ path: `/api/v1/bundles/${await fx.fresh('artifact')}/versions/1.0.0/artifacts/a.txt`, ok: [204] }),
   'POST /api/v1/bundles/:name/versions/:version/approve': async (fx) => ({ path: `/api/v1/bundles/${await fx.fresh('artifact')}/versions/1.0.0/approve`, ok: [200] }),
+  'GET /api/v1/bundles/:name/versions/:version/approvals': async (fx) => ({ path: `/api/v1/bundles/${fx.shared}/versions/1.0.0/approvals`, ok: [200] }),
+  'PUT /api/v1/bundles/:name/trust-policy': async (fx) => ({ path: `/api/v1/bundles/${await fx.fresh()}/trust-policy`, json: { requiredApprovals: 1 }, ok: [200] }),
+  // This server signs targets itself: an allowed caller is told to approve instead (400).
+  'GET /api/v1/bundles/:name/versions/:version/signing': async (fx) => ({ path: `/api/v1/bundles/${await fx.fresh('artifact')}/versions/1.0.0/signing`, ok: [400] }),
+  'POST /api/v1/bundles/:name/versions/:version/signatures': async (fx) => ({ path: `/api/v1/bundles/${await fx.fresh('artifact')}/versions/1.0.0/signatures`, json: { proposalId: 1, keyid: 'a'.repeat(64), sig: 'b'.repeat(128) }, ok: [404] }),
+  'POST /api/v1/bundles/:name/versions/:version/revoke': async (fx) => ({ path: `/api/v1/bundles/${await fx.fresh('approved')}/versions/1.0.0/revoke`, json: { reason: 'matrix' }, ok: [200] }),
+  'PUT /api/v1/bundles/:name/versions/:version/rollback': async (fx) => ({ path: `/api/v1/bundles/${await fx.fresh('approved')}/versions/1.0.0/rollback`, json: { allowed: true }, ok: [200] }),
+  'GET /api/v1/trust': async () => ({ path: '/api/v1/trust', ok: [200] }),
+  'POST /api/v1/trust/keys': async () => ({ path: '/api/v1/trust/keys', json: { role: 'timestamp' }, ok: [201] }),
+  // An unsigned root is refused by an allowed caller's request too (400), never applied.
+  'POST /api/v1/trust/root': async () => ({ path: '/api/v1/trust/root', json: {}, ok: [400] }),
   'POST /api/v1/deployments': async (fx) => ({ path: '/api/v1/deployments', json: { bundle: await fx.fresh('approved'), version: '1.0.0', group: 'g1' }, ok: [201] }),
   'GET /api/v1/deployments': async () => ({ path: '/api/v1/deployments', ok: [200] }),
   'POST /api/v1/devices': async (fx) => ({ path: '/api/v1/devices', json: { id: fx.unique('dev'), group: 'g1' }, ok: [201] }),
