@@ -21,6 +21,12 @@ export interface DownloadRequest {
   sha256: string;
   /** Abort when no byte arrives for this long (a half-open connection would hang forever). */
   stallTimeoutMs: number;
+  /** Bytes per second; 0 or absent: as fast as the link goes. */
+  bandwidthLimit?: number;
+  /** Called with the number of bytes of this blob on disk, as they arrive. */
+  onProgress?: (bytes: number) => void;
+  /** Stops the transfer (the daemon is shutting down); the part file is kept for a resume. */
+  signal?: AbortSignal;
 }
 
 export async function downloadVerified(request: DownloadRequest): Promise<{ resumedFrom: number; received: number }> {
@@ -40,6 +46,8 @@ export async function downloadVerified(request: DownloadRequest): Promise<{ resu
 
   if (offset < request.length) {
     const controller = new AbortController();
+    const onAbort = () => controller.abort();
+    request.signal?.addEventListener('abort', onAbort);
     let stallTimer = setTimeout(() => controller.abort(), request.stallTimeoutMs);
     const headers: Record<string, string> = { authorization: `Bearer ${request.token}` };
     if (offset > 0) {
@@ -52,7 +60,8 @@ export async function downloadVerified(request: DownloadRequest): Promise<{ resu
       try {
         response = await fetch(request.url, { headers, signal: controller.signal });
       } catch (error) {
-        throw new UpdateError('download_failed', `cannot reach ${new URL(request.url).host}: ${(error as Error).message}`, true, { cause: error });
+        const why = controller.signal.aborted ? `no answer for ${request.stallTimeoutMs} ms` : (error as Error).message;
+        throw new UpdateError('download_failed', `cannot reach ${new URL(request.url).host}: ${why}`, true, { cause: error });
       }
       if (response.status === 200 && offset > 0) {
         // The server ignored the range (or the validator changed): start over.
@@ -72,6 +81,9 @@ export async function downloadVerified(request: DownloadRequest): Promise<{ resu
         throw new UpdateError('download_failed', `GET ${new URL(request.url).pathname} answered ${response.status}`, response.status >= 500 || response.status === 429);
       }
       const reader = response.body!.getReader();
+      const startedAt = performance.now();
+      const startOffset = offset;
+      request.onProgress?.(offset);
       try {
         for (;;) {
           const { done, value } = await reader.read();
@@ -86,16 +98,29 @@ export async function downloadVerified(request: DownloadRequest): Promise<{ resu
           await handle.write(value);
           offset += value.length;
           received += value.length;
+          request.onProgress?.(offset);
+          if (request.bandwidthLimit) {
+            // Pace to the cap: sleep until the bytes so far would have taken at that speed. The
+            // stall timer is paused meanwhile; the sleep is ours, not the network's.
+            const due = ((offset - startOffset) / request.bandwidthLimit) * 1000 - (performance.now() - startedAt);
+            if (due > 0) {
+              clearTimeout(stallTimer);
+              await new Promise((resolve) => setTimeout(resolve, due));
+              stallTimer = setTimeout(() => controller.abort(), request.stallTimeoutMs);
+            }
+          }
         }
       } catch (error) {
-        if (error instanceof UpdateError) throw error;
-        throw new UpdateError('download_failed', `download interrupted after ${offset} bytes: ${(error as Error).message}`, true, { cause: error });
+          if (error instanceof UpdateError) throw error;
+        const why = request.signal?.aborted ? 'the daemon is stopping' : controller.signal.aborted ? `no byte for ${request.stallTimeoutMs} ms (stalled connection)` : (error as Error).message;
+        throw new UpdateError('download_failed', `download interrupted after ${offset} of ${request.length} bytes: ${why}`, true, { cause: error });
       } finally {
         reader.releaseLock();
       }
       await handle.sync();
     } finally {
       clearTimeout(stallTimer);
+      request.signal?.removeEventListener('abort', onAbort);
       await handle.close();
     }
   }

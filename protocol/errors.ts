@@ -26,6 +26,9 @@ export const errorCodes = [
   'target_missing',
   'download_failed',
   'install_failed',
+  'insufficient_space',
+  'health_check_failed',
+  'hook_failed',
   // Anything else: a bug or an outage, never the caller's fault.
   'internal',
 ] as const;
