@@ -39,7 +39,8 @@ export async function repairMetadata(metadataDir: string, goodDir: string, pinne
       log.warn('restored torn TUF metadata from the last good copy', { file: name });
     } else if (name === 'root.json') {
       await writeFileAtomic(file, await fs.readFile(pinnedRootFile));
-      log.warn('restored the TUF root from the provisioned root', { present: bytes !== undefined });
+      if (bytes === undefined) log.info('trusting the provisioned TUF root (first start)');
+      else log.warn('restored the TUF root from the provisioned root');
     } else {
       await fs.rm(file, { force: true });
       log.warn('removed torn TUF metadata with no good copy', { file: name });
