@@ -192,7 +192,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     }
   });
 
-  const poll = options.pollRelease ?? defaultPoll(config.serverUrl, token, config.id);
+  const poll = options.pollRelease ?? defaultPoll(config.serverUrl, token);
   let pollTimer: NodeJS.Timeout | undefined;
   const schedulePoll = () => {
     pollTimer = setTimeout(async () => {
@@ -234,9 +234,9 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
  * Asks the server for the group's current release. The route is the device's pull-side twin of
  * the retained MQTT notice; a server without it (404) is simply not polled successfully.
  */
-function defaultPoll(serverUrl: string, token: string, deviceIdValue: string): () => Promise<ReleaseNotice | null> {
+function defaultPoll(serverUrl: string, token: string): () => Promise<ReleaseNotice | null> {
   return async () => {
-    const response = await fetch(`${serverUrl}/api/v1/devices/${encodeURIComponent(deviceIdValue)}/release`, {
+    const response = await fetch(`${serverUrl}/api/v1/device/release`, {
       headers: { authorization: `Bearer ${token}` },
       signal: AbortSignal.timeout(30_000),
     });

@@ -258,7 +258,7 @@ test('the update lock defers the switch until the POS application releases it', 
   });
 });
 
-test('the broker goes away mid-update: the update finishes, the report arrives when it is back', async (t) => {
+test('the broker goes away mid-update: the update finishes, a release deployed meanwhile is polled, reports arrive when it is back', async (t) => {
   await withServer(t, async (server) => {
     const releases = { '1.0.0': await release('1'), '2.0.0': await release('2') };
     for (const [v, a] of Object.entries(releases)) await publishRelease(server, 'pos-app', v, a);
@@ -273,8 +273,15 @@ test('the broker goes away mid-update: the update finishes, the report arrives w
           const j = await readJournalFile(h.dir);
           return j?.update?.deploymentId === deploymentId && j.update.state === 'committed' ? true : undefined;
         });
+        // Deployed while the broker is away: the device polls the server and still gets it.
+        const second = await deploy(server, 'pos-app', '2.0.0', h.group);
+        await waitFor('2.0.0 committed through polling', async () => {
+          const j = await readJournalFile(h.dir);
+          return j?.update?.deploymentId === second && j.update.state === 'committed' ? true : undefined;
+        });
+        t.not((await deviceRecord(server, h.id)).installed?.version, '2.0.0', 'no report could get through');
         await broker.up();
-        await h.expectRunning('1.0.0', releases);
+        await h.expectRunning('2.0.0', releases);
       });
     } finally {
       await broker.close();
