@@ -70,7 +70,11 @@ export async function startFaultProxy(targetPort: number, faults: FaultOptions =
       }
       sent += chunk.length;
       bytesDown += chunk.length;
-      if (chunk.length) client.write(chunk);
+      // Backpressure: a slow client slows the server, as on a real link (no unbounded buffer).
+      if (chunk.length && !client.write(chunk)) {
+        upstream.pause();
+        client.once('drain', () => upstream.resume());
+      }
     });
   };
   let server = net.createServer(onConnection);
