@@ -30,7 +30,7 @@ export async function stageSlot(options: {
   dataDir: string;
   slot: string;
   artifacts: readonly PlannedArtifact[];
-  sourceOf: (artifact: PlannedArtifact) => string;
+  sourceOf: (artifact: { sha256: string }) => string;
   modules: ModuleTable;
   log: Logger;
 }): Promise<void> {
@@ -41,7 +41,14 @@ export async function stageSlot(options: {
   await fs.mkdir(stageDir, { recursive: true });
   try {
     for (const artifact of options.artifacts) {
-      await options.modules[artifact.type].stage({ artifact, source: options.sourceOf(artifact), stageDir, slot, log: options.log });
+      await options.modules[artifact.type].stage({
+        artifact,
+        source: options.sourceOf(artifact),
+        stageDir,
+        slot,
+        blobPath: (sha256) => options.sourceOf({ sha256 }),
+        log: options.log,
+      });
     }
     await syncTree(stageDir);
     await fs.rename(stageDir, path.join(slotsDir(dataDir), slot));

@@ -26,6 +26,8 @@ export interface ModuleContext {
   stageDir: string;
   /** The name the slot will have, for commands that record it. */
   slot: string;
+  /** Where a blob fetched by `prepare` is (verified against its digest when it was fetched). */
+  blobPath: (sha256: string) => string;
   log: Logger;
 }
 

@@ -172,6 +172,13 @@ export function createUpdater(deps: UpdaterDeps, initial: Journal) {
         }
         done.set(artifact.sha256, artifact.length);
       }
+      // Content an artifact names beyond its own bytes (an OCI manifest's blobs), fetched by
+      // digest through the same verified, resumable downloader.
+      for (const artifact of update.artifacts!) {
+        const module = deps.modules[artifact.type];
+        if (!module.prepare) continue;
+        await module.prepare({ artifact, source: sourceOf(artifact), fetch: (sha256, length) => download({ sha256, length }) });
+      }
       await commit({ type: 'downloaded' }, { progress: { bytes: total, total } });
       return { type: 'continue' };
     },
