@@ -1,11 +1,8 @@
 import { constants } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import type { Logger } from '../protocol/log.ts';
-import type { ManifestArtifact } from '../protocol/manifest.ts';
-import { syncDirectory, writeFileAtomic } from '../lib/files.ts';
 import { UpdateError } from './errors.ts';
-import { downloadVerified } from './fetch.ts';
+import type { UpdateModule } from './modules.ts';
 
 /**
  * OCI images on the device. A bundle names an image by its manifest digest, so the manifest is a
@@ -30,22 +27,6 @@ const indexTypes: ReadonlySet<string> = new Set([mediaTypes.ociIndex, mediaTypes
 const maxImageManifestBytes = 4 * 1024 * 1024;
 /** An index of indexes is legal but rare; the bound keeps a hostile graph from recursing forever. */
 const maxDepth = 3;
-
-export interface ImageDeps {
-  dataDir: string;
-  serverUrl: string;
-  token: string;
-  stallTimeoutMs: number;
-  log: Logger;
-}
-
-export interface StagedImage {
-  name: string;
-  tag: string;
-  manifest: { mediaType: string; digest: string; size: number };
-  /** Every verified file the layout holds, by sha256 hex (the manifest included). */
-  blobs: Map<string, string>;
-}
 
 interface Descriptor {
   mediaType: string;
@@ -84,75 +65,92 @@ function parseDescriptor(value: unknown): Descriptor {
   return { mediaType: d.mediaType, digest: d.digest, size: d.size };
 }
 
+/** Reads a verified artifact file as an image manifest or index, or undefined when it is neither. */
+async function readImageFile(file: string, length: number): Promise<ReturnType<typeof readImageManifest>> {
+  return length > maxImageManifestBytes ? undefined : readImageManifest(await fs.readFile(file));
+}
+
 /**
- * For an image artifact whose verified bytes are an image manifest or index: fetches and verifies
- * everything it names. Returns undefined for any other artifact (installed as a plain file).
+ * Walks everything an image manifest names, depth-first: `resolve` returns the verified file of a
+ * child (fetching it while downloading, finding it while staging); an index's children are read
+ * in turn. Bounded depth, and every child is visited once.
  */
-export async function fetchImage(deps: ImageDeps, artifact: ManifestArtifact, manifestFile: string, tag: string): Promise<StagedImage | undefined> {
-  if (artifact.type !== 'image' || artifact.size > maxImageManifestBytes) return undefined;
-  const top = readImageManifest(await fs.readFile(manifestFile));
-  if (!top) return undefined;
-  const blobs = new Map<string, string>([[hexOf(artifact.digest), manifestFile]]);
+async function walkImage(
+  name: string,
+  top: NonNullable<ReturnType<typeof readImageManifest>>,
+  resolve: (child: Descriptor) => Promise<string>,
+): Promise<Map<string, string>> {
+  const seen = new Map<string, string>();
   const visit = async (manifest: NonNullable<ReturnType<typeof readImageManifest>>, depth: number): Promise<void> => {
     for (const child of manifest.children) {
       const hex = hexOf(child.digest);
-      if (blobs.has(hex)) continue;
-      const file = await fetchBlob(deps, child);
-      blobs.set(hex, file);
+      if (seen.has(hex)) continue;
+      const file = await resolve(child);
+      seen.set(hex, file);
       if (manifest.kind === 'index') {
-        if (depth >= maxDepth) throw new UpdateError('untrusted_metadata', `image "${artifact.name}" nests indexes deeper than ${maxDepth}`, false);
-        const nested = child.size <= maxImageManifestBytes ? readImageManifest(await fs.readFile(file)) : undefined;
-        if (!nested) throw new UpdateError('untrusted_metadata', `image "${artifact.name}": index entry ${child.digest} is not an image manifest`, false);
+        if (depth >= maxDepth) throw new UpdateError('untrusted_metadata', `image "${name}" nests indexes deeper than ${maxDepth}`, false);
+        const nested = await readImageFile(file, child.size);
+        if (!nested) throw new UpdateError('untrusted_metadata', `image "${name}": index entry ${child.digest} is not an image manifest`, false);
         await visit(nested, depth + 1);
       }
     }
   };
   await visit(top, 1);
-  deps.log.info('image verified', { name: artifact.name, digest: artifact.digest, blobs: blobs.size });
-  return { name: artifact.name, tag, manifest: { mediaType: top.mediaType, digest: artifact.digest, size: artifact.size }, blobs };
-}
-
-/** Downloads one blob by digest into the shared download cache, verified by digest and size. */
-async function fetchBlob(deps: ImageDeps, descriptor: Descriptor): Promise<string> {
-  const sha256 = hexOf(descriptor.digest);
-  const destination = path.join(deps.dataDir, 'downloads', sha256);
-  await downloadVerified({
-    url: `${deps.serverUrl}/api/v1/blobs/sha256:${sha256}`,
-    token: deps.token,
-    destination,
-    length: descriptor.size,
-    sha256,
-    stallTimeoutMs: deps.stallTimeoutMs,
-  });
-  return destination;
+  return seen;
 }
 
 /**
- * Writes each image as an OCI image layout directory in the staged slot. Blobs are hard-linked
- * from the download cache where the file system allows (no second copy of gigabytes; they are
- * immutable and were verified), copied elsewhere; every new directory entry is fsynced before
- * the slot is switched to.
+ * The `image` update module. An image artifact whose verified bytes are an OCI (or Docker schema
+ * 2) manifest or index: `prepare` fetches every blob it names by digest through the daemon's
+ * verified, resumable downloader; `stage` writes the OCI image layout `<slot>/<name>/`, tagged
+ * with the release version. Any other image artifact goes to `fallback` (the configured image
+ * command, or a plain file).
  */
-export async function installImages(slotDir: string, images: readonly StagedImage[]): Promise<void> {
-  for (const image of images) {
-    const dir = path.join(slotDir, image.name);
-    try {
-      const blobDir = path.join(dir, 'blobs', 'sha256');
-      await fs.mkdir(blobDir, { recursive: true });
-      for (const [hex, source] of image.blobs) await linkOrCopy(source, path.join(blobDir, hex));
-      await writeFileAtomic(path.join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
-      const index = {
-        schemaVersion: 2,
-        mediaType: mediaTypes.ociIndex,
-        manifests: [{ ...image.manifest, annotations: { 'org.opencontainers.image.ref.name': image.tag } }],
-      };
-      await writeFileAtomic(path.join(dir, 'index.json'), JSON.stringify(index, null, 2) + '\n');
-      for (const d of [blobDir, path.dirname(blobDir), dir]) await syncDirectory(d);
-    } catch (error) {
-      throw new UpdateError('install_failed', `cannot stage image "${image.name}": ${(error as Error).message}`, false, { cause: error });
-    }
+export function imageModule(fallback: UpdateModule): UpdateModule {
+  return {
+    async prepare({ artifact, source, fetch }) {
+      const top = await readImageFile(source, artifact.length);
+      if (!top) return;
+      await walkImage(artifact.name, top, (child) => fetch(hexOf(child.digest), child.size));
+    },
+    async stage(context) {
+      const { artifact } = context;
+      const top = await readImageFile(context.source, artifact.length);
+      if (!top) return fallback.stage(context);
+      // Everything was fetched and verified by `prepare`; here it is only found again.
+      const blobs = await walkImage(artifact.name, top, async (child) => context.blobPath(hexOf(child.digest)));
+      blobs.set(artifact.sha256, context.source);
+      await writeLayout(path.join(context.stageDir, artifact.name), {
+        tag: context.release.version,
+        manifest: { mediaType: top.mediaType, digest: `sha256:${artifact.sha256}`, size: artifact.length },
+        blobs,
+      });
+      context.log.info('image staged', { name: artifact.name, digest: `sha256:${artifact.sha256}`, blobs: blobs.size });
+    },
+  };
+}
+
+/**
+ * Writes one OCI image layout directory. Blobs are hard-linked from the download cache where the
+ * file system allows (no second copy of gigabytes; they are immutable and were verified), copied
+ * elsewhere. The slot is fsynced as a whole before it is renamed into place (device/install.ts).
+ */
+async function writeLayout(dir: string, image: { tag: string; manifest: { mediaType: string; digest: string; size: number }; blobs: Map<string, string> }): Promise<void> {
+  try {
+    const blobDir = path.join(dir, 'blobs', 'sha256');
+    await fs.mkdir(blobDir, { recursive: true });
+    for (const [hex, source] of image.blobs) await linkOrCopy(source, path.join(blobDir, hex));
+    await fs.writeFile(path.join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+    const index = {
+      schemaVersion: 2,
+      mediaType: mediaTypes.ociIndex,
+      manifests: [{ ...image.manifest, annotations: { 'org.opencontainers.image.ref.name': image.tag } }],
+    };
+    await fs.writeFile(path.join(dir, 'index.json'), JSON.stringify(index, null, 2) + '\n');
+  } catch (error) {
+    if (error instanceof UpdateError) throw error;
+    throw new UpdateError('install_failed', `cannot stage image "${path.basename(dir)}": ${(error as Error).message}`, false, { cause: error });
   }
-  if (images.length > 0) await syncDirectory(slotDir);
 }
 
 async function linkOrCopy(source: string, target: string): Promise<void> {
@@ -163,9 +161,6 @@ async function linkOrCopy(source: string, target: string): Promise<void> {
     if (code === 'EEXIST') return;
     if (code !== 'EXDEV' && code !== 'EPERM' && code !== 'EMLINK') throw error;
     await fs.copyFile(source, target, constants.COPYFILE_FICLONE);
-    const handle = await fs.open(target, 'r');
-    await handle.sync();
-    await handle.close();
   }
 }
 

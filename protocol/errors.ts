@@ -30,6 +30,9 @@ export const errorCodes = [
   'download_failed',
   'install_failed',
   'downgrade_refused',
+  'insufficient_space',
+  'health_check_failed',
+  'hook_failed',
   // Anything else: a bug or an outage, never the caller's fault.
   'internal',
 ] as const;

@@ -60,7 +60,12 @@ export const releaseNotice = z.strictObject({
 export type ReleaseNotice = z.infer<typeof releaseNotice>;
 
 /** What a device is doing, as it reports it. Stable strings: dashboards and scripts key on them. */
-export const deviceStates = ['idle', 'updating', 'installed', 'failed'] as const;
+/**
+ * At most 16 characters (the server's column). The device's journal has finer states
+ * (device/state.ts); `phase` in a status carries the exact one, e.g. `fetching-metadata`.
+ * `waiting` means the update is ready but held back by the install window or the update lock.
+ */
+export const deviceStates = ['idle', 'updating', 'installed', 'failed', 'downloading', 'verifying', 'staging', 'switching', 'testing', 'rolling-back', 'rolled-back', 'waiting'] as const;
 export const deviceState = z.enum(deviceStates);
 export type DeviceState = z.infer<typeof deviceState>;
 
@@ -76,6 +81,12 @@ export const deviceStatus = z.strictObject({
   target: release.nullable(),
   error: z.strictObject({ code: z.enum(errorCodes), message: z.string().max(1000) }).nullable(),
   reportedAt: z.iso.datetime(),
+  /** The device's own state name (its journal), finer than `state`. Optional: added later. */
+  phase: z.string().regex(/^[a-z-]{1,32}$/).optional(),
+  /** Why the device waits, retries or rolled back, in words for the operator. */
+  detail: z.string().max(1000).optional(),
+  /** Bytes of the release already verified on the device, out of the total to download. */
+  progress: z.strictObject({ bytes: z.number().int().nonnegative(), total: z.number().int().nonnegative() }).optional(),
 });
 export type DeviceStatus = z.infer<typeof deviceStatus>;
 

@@ -38,6 +38,9 @@ const statusOf: Record<ErrorCode, number> = {
   target_missing: 500,
   download_failed: 500,
   install_failed: 500,
+  insufficient_space: 500,
+  health_check_failed: 500,
+  hook_failed: 500,
   internal: 500,
 };
 

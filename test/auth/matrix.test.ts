@@ -86,6 +86,7 @@ const cases: Record<string, (fx: Fixture) => Promise<Request>> = {
   'GET /api/v1/devices': async () => ({ path: '/api/v1/devices', ok: [200] }),
   'GET /tuf/targets/*path': async (fx) => ({ path: `/tuf/targets/${fx.shared}/1.0.0/manifest.json`, ok: [200] }),
   'GET /tuf/:file': async () => ({ path: '/tuf/timestamp.json', ok: [200] }),
+  'GET /api/v1/groups/:group/release': async () => ({ path: '/api/v1/groups/g1/release', ok: [200, 204] }),
   'POST /api/v1/users': async (fx) => ({ path: '/api/v1/users', json: { name: fx.unique('user') }, ok: [201] }),
   'GET /api/v1/users': async () => ({ path: '/api/v1/users', ok: [200] }),
   'GET /api/v1/bundles/:name/members': async (fx) => ({ path: `/api/v1/bundles/${fx.shared}/members`, ok: [200] }),
