@@ -6,6 +6,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { openTrustClient } from '../device/trust.ts';
 import { artifact, bumpKinds, bundleVersion, nextVersion, packageFormat, patchArtifactRequest, type Artifact } from '../protocol/api.ts';
+import { silentLogger } from '../protocol/log.ts';
 import { bundleManifest, maxManifestBytes } from '../protocol/manifest.ts';
 import { artifactName, artifactType, bundleName, version as versionSchema } from '../protocol/names.ts';
 import { parseJson, parseWith } from '../protocol/parse.ts';
@@ -106,7 +107,7 @@ async function verifyRelease(options: { client: ApiClient; token: string; bundle
   const metadataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'convoy-verify-'));
   try {
     // A fresh metadata dir seeded with the pinned root: only what chains to it is believed.
-    const trust = await openTrustClient({ metadataDir, pinnedRootFile: options.rootFile, serverUrl: options.client.baseUrl, token: options.token, timeoutMs: 30_000 });
+    const trust = await openTrustClient({ metadataDir, goodDir: path.join(metadataDir, 'good'), log: silentLogger, pinnedRootFile: options.rootFile, serverUrl: options.client.baseUrl, token: options.token, timeoutMs: 30_000 });
     try {
       await trust.refresh();
     } catch (error) {

@@ -5,7 +5,8 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
-import { artifact, bundle, bundleVersion, deployment, device, deviceRegistration, listOf } from '../protocol/api.ts';
+import { accessToken, auditEvent, auditOutcome, createdToken, member, role, scope, user, userName } from '../protocol/access.ts';
+import { artifact, blobReceipt, bundle, bundleVersion, deployment, device, deviceRegistration, listOf } from '../protocol/api.ts';
 import { deviceConfigSchemaId, type DeviceConfigInput } from '../protocol/device-config.ts';
 import { artifactName, artifactType, bundleName, deviceId, groupName } from '../protocol/names.ts';
 import { writeFileAtomic } from '../lib/files.ts';
@@ -13,6 +14,7 @@ import { CliError, createApiClient, type ApiClient, type RequestBody } from './c
 import { bundleCommands, packageQuery } from './bundle-commands.ts';
 import { printJsonOr, printList } from './output.ts';
 import { parseReleaseArg, versionFlag } from './release.ts';
+import { allowRollback, trustCommands } from './trust.ts';
 
 /*
  * `convoy`, the operator's command line over the REST API. Each command validates its arguments
@@ -22,7 +24,7 @@ import { parseReleaseArg, versionFlag } from './release.ts';
 type Flags = Record<string, string | boolean | undefined>;
 interface Command {
   usage: string;
-  options: Record<string, { type: 'string' | 'boolean' }>;
+  options: Record<string, { type: 'string' | 'boolean'; multiple?: boolean }>;
   run(args: { positionals: string[]; flags: Flags; api: () => ApiClient }): Promise<void>;
 }
 
@@ -48,6 +50,19 @@ async function sha256File(file: string): Promise<{ digest: string; size: number 
     size += (chunk as Buffer).length;
   }
   return { digest: `sha256:${hash.digest('hex')}`, size };
+}
+
+/** `30d`, `12h`, `90m`, an ISO date, or `never`: when a token should stop working. */
+function parseExpiry(text: string, now = new Date()): string | undefined {
+  if (text === 'never') return undefined;
+  const relative = /^(\d{1,4})([dhm])$/.exec(text);
+  if (relative) {
+    const unit = { d: 86_400_000, h: 3_600_000, m: 60_000 }[relative[2] as 'd' | 'h' | 'm'];
+    return new Date(now.getTime() + Number(relative[1]) * unit).toISOString();
+  }
+  const absolute = Date.parse(text);
+  if (/^\d{4}-\d{2}-\d{2}/.test(text) && !Number.isNaN(absolute)) return new Date(absolute).toISOString();
+  throw new CliError(`--expires: expected e.g. 30d, 12h, 2027-01-31 or never, got "${text}"`);
 }
 
 const commands: Record<string, Command> = {
@@ -88,7 +103,10 @@ const commands: Record<string, Command> = {
     async run({ positionals, flags, api }) {
       const r = release(positionals[0]);
       const approved = await api().request('POST', `${versionPath(r)}/approve`, { schema: bundleVersion });
-      printJsonOr(approved, flags.json === true, `approved ${r.bundle}@${r.version} (manifest ${approved.manifestDigest})`);
+      const by = approved.approvals ? ` (${approved.approvals.by.length} of ${approved.approvals.required} approvals: ${approved.approvals.by.map((a) => a.principal).join(', ')})` : '';
+      printJsonOr(approved, flags.json === true, approved.status === 'approved'
+        ? `approved ${r.bundle}@${r.version} (manifest ${approved.manifestDigest})${by}`
+        : `recorded your approval of ${r.bundle}@${r.version}${by}; it is signed once enough distinct users approve`);
     },
   },
   'artifact push': {
@@ -137,15 +155,17 @@ const commands: Record<string, Command> = {
   },
   ...bundleCommands,
   deploy: {
-    usage: 'convoy deploy NAME@VERSION --group GROUP [--json]',
-    options: { group: { type: 'string' }, ...json },
+    usage: 'convoy deploy NAME@VERSION --group GROUP [--rollback] [--json]   (--rollback: a signed permission to downgrade)',
+    options: { group: { type: 'string' }, rollback: { type: 'boolean' }, ...json },
     async run({ positionals, flags, api }) {
       const r = release(positionals[0]);
       const group = need(groupName, flags.group, '--group');
+      if (flags.rollback === true) await allowRollback(api(), r);
       const created = await api().request('POST', '/api/v1/deployments', { json: { ...r, group }, schema: deployment });
       printJsonOr(created, flags.json === true, `deployed ${r.bundle}@${r.version} to group ${group} (deployment ${created.id})`);
     },
   },
+  ...trustCommands,
   'deployment list': {
     usage: 'convoy deployment list [--json]',
     options: json,
@@ -191,6 +211,121 @@ const commands: Record<string, Command> = {
         { header: 'STATE', value: (d) => d.state ?? 'never seen' },
         { header: 'INSTALLED', value: (d) => (d.installed ? `${d.installed.bundle}@${d.installed.version}` : '-') },
         { header: 'ERROR', value: (d) => (d.error ? `${d.error.code}: ${d.error.message}` : '') },
+      ], flags.json === true);
+    },
+  },
+  'user create': {
+    usage: 'convoy user create NAME [--admin] [--json]   (admin)',
+    options: { admin: { type: 'boolean' }, ...json },
+    async run({ positionals, flags, api }) {
+      const name = need(userName, positionals[0], 'user name');
+      const created = await api().request('POST', '/api/v1/users', { json: { name, ...(flags.admin ? { admin: true } : {}) }, schema: user });
+      printJsonOr(created, flags.json === true, `created ${created.admin ? 'admin ' : ''}user ${created.name}; give them a token with: convoy token create --user ${created.name} --scopes read`);
+    },
+  },
+  'user list': {
+    usage: 'convoy user list [--json]   (admin)',
+    options: json,
+    async run({ flags, api }) {
+      const rows = await api().request('GET', '/api/v1/users', { schema: listOf(user) });
+      printList(rows, [{ header: 'NAME', value: (u) => u.name }, { header: 'ADMIN', value: (u) => (u.admin ? 'yes' : '') }, { header: 'CREATED', value: (u) => u.createdAt }], flags.json === true);
+    },
+  },
+  'member add': {
+    usage: 'convoy member add USER --bundle NAME --role guest|reporter|developer|maintainer|owner [--json]   (also changes a role)',
+    options: { bundle: { type: 'string' }, role: { type: 'string' }, ...json },
+    async run({ positionals, flags, api }) {
+      const who = need(userName, positionals[0], 'user name');
+      const bundle = need(bundleName, flags.bundle, '--bundle');
+      const granted = need(role, flags.role, '--role');
+      const added = await api().request('POST', `/api/v1/bundles/${enc(bundle)}/members`, { json: { user: who, role: granted }, schema: member });
+      printJsonOr(added, flags.json === true, `${added.user} is ${added.role} of ${added.bundle}`);
+    },
+  },
+  'member list': {
+    usage: 'convoy member list --bundle NAME [--json]',
+    options: { bundle: { type: 'string' }, ...json },
+    async run({ flags, api }) {
+      const bundle = need(bundleName, flags.bundle, '--bundle');
+      const rows = await api().request('GET', `/api/v1/bundles/${enc(bundle)}/members`, { schema: listOf(member) });
+      printList(rows, [{ header: 'USER', value: (m) => m.user }, { header: 'ROLE', value: (m) => m.role }, { header: 'SINCE', value: (m) => m.createdAt }], flags.json === true);
+    },
+  },
+  'member remove': {
+    usage: 'convoy member remove USER --bundle NAME',
+    options: { bundle: { type: 'string' } },
+    async run({ positionals, flags, api }) {
+      const who = need(userName, positionals[0], 'user name');
+      const bundle = need(bundleName, flags.bundle, '--bundle');
+      await api().send('DELETE', `/api/v1/bundles/${enc(bundle)}/members/${enc(who)}`);
+      process.stdout.write(`removed ${who} from ${bundle}\n`);
+    },
+  },
+  'token create': {
+    usage: 'convoy token create --scopes read,write,approve,deploy,admin [--expires 30d|12h|2027-01-31|never] [--name TEXT] [--user NAME] [--json]   (prints the token once)',
+    options: { scopes: { type: 'string' }, expires: { type: 'string' }, name: { type: 'string' }, user: { type: 'string' }, ...json },
+    async run({ flags, api }) {
+      if (typeof flags.scopes !== 'string') throw new CliError('--scopes is required, e.g. --scopes read,write');
+      const scopes = flags.scopes.split(',').map((s) => need(scope, s.trim(), '--scopes'));
+      const expiresAt = parseExpiry(typeof flags.expires === 'string' ? flags.expires : '30d');
+      const owner = typeof flags.user === 'string' ? need(userName, flags.user, '--user') : undefined;
+      const name = typeof flags.name === 'string' ? flags.name : `cli ${new Date().toISOString().slice(0, 10)}`;
+      const created = await api().request('POST', '/api/v1/tokens', {
+        json: { name, scopes, ...(expiresAt ? { expiresAt } : {}), ...(owner ? { user: owner } : {}) },
+        schema: createdToken,
+      });
+      if (flags.json === true) {
+        process.stdout.write(JSON.stringify(created, null, 2) + '\n');
+        return;
+      }
+      // The secret alone on stdout (so `TOKEN=$(convoy token create …)` works); the rest on stderr.
+      process.stderr.write(`token ${created.info.id} for ${created.info.user} (${created.info.scopes.join(',')}), expires ${created.info.expiresAt ?? 'never'}; it is shown only now:\n`);
+      process.stdout.write(`${created.token}\n`);
+    },
+  },
+  'token list': {
+    usage: 'convoy token list [--user NAME] [--json]   (another user: admin)',
+    options: { user: { type: 'string' }, ...json },
+    async run({ flags, api }) {
+      const query = typeof flags.user === 'string' ? `?user=${enc(need(userName, flags.user, '--user'))}` : '';
+      const rows = await api().request('GET', `/api/v1/tokens${query}`, { schema: listOf(accessToken) });
+      printList(rows, [
+        { header: 'ID', value: (t) => String(t.id) },
+        { header: 'USER', value: (t) => t.user },
+        { header: 'NAME', value: (t) => t.name },
+        { header: 'SCOPES', value: (t) => t.scopes.join(',') },
+        { header: 'EXPIRES', value: (t) => t.expiresAt ?? 'never' },
+        { header: 'LAST USED', value: (t) => t.lastUsedAt ?? 'never' },
+        { header: 'REVOKED', value: (t) => t.revokedAt ?? '' },
+      ], flags.json === true);
+    },
+  },
+  'token revoke': {
+    usage: 'convoy token revoke ID [--json]   (your own tokens; any token: admin)',
+    options: json,
+    async run({ positionals, flags, api }) {
+      const id = positionals[0];
+      if (!id || !/^\d+$/.test(id)) throw new CliError(`expected a token ID (see convoy token list), got "${id ?? ''}"`);
+      const revoked = await api().request('DELETE', `/api/v1/tokens/${id}`, { schema: accessToken });
+      printJsonOr(revoked, flags.json === true, `revoked token ${revoked.id} (${revoked.name}) of ${revoked.user}`);
+    },
+  },
+  'audit list': {
+    usage: 'convoy audit list [--actor USER] [--action ACTION] [--bundle NAME] [--outcome success|denied|unauthenticated|failed] [--since ISO] [--until ISO] [--page N] [--per-page N] [--json]   (admin)',
+    options: { actor: { type: 'string' }, action: { type: 'string' }, bundle: { type: 'string' }, outcome: { type: 'string' }, since: { type: 'string' }, until: { type: 'string' }, page: { type: 'string' }, 'per-page': { type: 'string' }, ...json },
+    async run({ flags, api }) {
+      const query = new URLSearchParams();
+      for (const key of ['actor', 'action', 'bundle', 'since', 'until', 'page'] as const) if (typeof flags[key] === 'string') query.set(key, flags[key]);
+      if (typeof flags.outcome === 'string') query.set('outcome', need(auditOutcome, flags.outcome, '--outcome'));
+      if (typeof flags['per-page'] === 'string') query.set('per_page', flags['per-page']);
+      const rows = await api().request('GET', `/api/v1/audit${query.size ? `?${query}` : ''}`, { schema: listOf(auditEvent) });
+      printList(rows, [
+        { header: 'AT', value: (e) => e.at },
+        { header: 'ACTOR', value: (e) => e.actor ?? '-' },
+        { header: 'ACTION', value: (e) => e.action },
+        { header: 'TARGET', value: (e) => `${e.method} ${e.target}` },
+        { header: 'OUTCOME', value: (e) => (e.error ? `${e.outcome} (${e.status} ${e.error})` : `${e.outcome} (${e.status})`) },
+        { header: 'REQUEST', value: (e) => e.requestId },
       ], flags.json === true);
     },
   },

@@ -4,12 +4,17 @@ import mqtt, { type MqttClient } from 'mqtt';
 import type { DeviceConfig } from '../protocol/device-config.ts';
 import type { ErrorBody } from '../protocol/errors.ts';
 import type { Logger } from '../protocol/log.ts';
-import { deviceStatusTopic, groupReleaseTopic, maxMessageBytes, releaseNotice, type DeviceState, type DeviceStatus, type ReleaseNotice } from '../protocol/messages.ts';
+import { deviceStatusTopic, groupReleaseTopic, maxMessageBytes, releaseNotice, type DeviceStatus, type ReleaseNotice } from '../protocol/messages.ts';
 import { parseJson, parseWith } from '../protocol/parse.ts';
-import { UpdateError } from './errors.ts';
-import { readJournal, type SlotRecord } from './journal.ts';
+import { createHookRunner } from './hooks.ts';
+import { readCurrentSlot, switchCurrent } from './install.ts';
+import { readJournal } from './journal.ts';
+import { watchInstalledRelease } from './revocation.ts';
+import { defaultModules, type ModuleTable } from './modules.ts';
+import { backoffDelay, reportedState, terminalStates, type Journal } from './state.ts';
+import { createNotifier, type Notifier } from './systemd.ts';
 import { openTrustClient } from './trust.ts';
-import { applyRelease, type Release } from './updater.ts';
+import { createUpdater, sleep, type Offer, type StepInfo } from './updater.ts';
 
 export interface DaemonOptions {
   config: DeviceConfig;
@@ -17,10 +22,11 @@ export interface DaemonOptions {
   configDir: string;
   log: Logger;
   now?: () => Date;
-  /** Abort a transfer when no byte arrives for this long, in milliseconds. */
-  stallTimeoutMs?: number;
-  /** First retry delay after a transient failure, in milliseconds; doubles up to 5 minutes. */
-  retryBaseMs?: number;
+  random?: () => number;
+  env?: NodeJS.ProcessEnv;
+  modules?: ModuleTable;
+  /** Asks the server which release the device's group should run (used while MQTT is down). */
+  pollRelease?: () => Promise<ReleaseNotice | null>;
 }
 
 export interface Daemon {
@@ -28,133 +34,233 @@ export interface Daemon {
 }
 
 /**
- * convoyd's shell: listens for the group's release notice over MQTT, applies the release, and
- * reports what it runs. Notices are hints; what gets installed is decided by signed metadata.
- * Updates run one at a time; a notice that arrives meanwhile is kept and handled next.
+ * convoyd's shell. MQTT is a hint, TUF is the truth: a release notice (or, while the broker is
+ * unreachable, a poll of the server) offers a release; the updater (state machine + journal)
+ * verifies and applies it; the daemon reports every state over MQTT and to systemd.
  */
 export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const { config, log } = options;
+  const policy = config.update;
   const now = options.now ?? (() => new Date());
+  const random = options.random ?? Math.random;
+  const notifier: Notifier = createNotifier(options.env ?? process.env, log.child('systemd'));
   const dataDir = path.resolve(options.configDir, config.dataDir);
   await fs.mkdir(dataDir, { recursive: true });
   const token = (await fs.readFile(path.resolve(options.configDir, config.tokenFile), 'utf8')).trim();
   const trust = await openTrustClient({
     metadataDir: path.join(dataDir, 'tuf'),
+    goodDir: path.join(dataDir, 'tuf-good'),
     pinnedRootFile: path.resolve(options.configDir, config.rootFile),
     serverUrl: config.serverUrl,
     token,
-    timeoutMs: 30_000,
+    timeoutMs: config.timeoutSeconds * 1000,
+    log: log.child('trust'),
   });
   const journalFile = path.join(dataDir, 'journal.json');
-  let installed: SlotRecord | null = (await readJournal(journalFile)).installed;
-  let state: DeviceState = installed ? 'installed' : 'idle';
-  let target: Release | null = null;
-  let lastError: ErrorBody | null = null;
+  const initial = await readJournal(journalFile);
+  const stopController = new AbortController();
 
-  const client: MqttClient = mqtt.connect(config.mqttUrl, {
-    clientId: `convoyd-${config.id}`,
-    username: config.id,
-    password: token,
-    clean: true,
-    reconnectPeriod: 2_000,
-    connectTimeout: 10_000,
-  });
-
-  const report = () => {
+  let client: MqttClient | undefined;
+  let lastInfo: StepInfo = {};
+  /** What the periodic signed-metadata check found about the running release (revoked, frozen). */
+  let trustError: ErrorBody | null = null;
+  const report = (journal: Journal, info: StepInfo = {}) => {
+    lastInfo = info;
+    const update = journal.update;
+    const state = reportedState(journal, Boolean(info.waiting) && !update?.error);
     const status: DeviceStatus = {
       type: 'status',
       deviceId: config.id,
       state,
-      installed: installed ? { bundle: installed.bundle, version: installed.version } : null,
-      target,
-      error: lastError,
+      installed: journal.installed ? { bundle: journal.installed.bundle, version: journal.installed.version } : null,
+      target: update && update.state !== 'committed' ? update.release : null,
+      error: update?.error ?? trustError,
       reportedAt: now().toISOString(),
+      phase: update?.state ?? 'idle',
+      ...(info.waiting ? { detail: info.waiting.slice(0, 1000) } : {}),
+      ...(info.progress ? { progress: info.progress } : {}),
     };
+    notifier.status(`${status.phase}${status.target ? ` ${status.target.bundle}@${status.target.version}` : ''}${info.waiting ? `: ${info.waiting}` : ''}`.slice(0, 400));
+    if (!client?.connected) return;
     client.publish(deviceStatusTopic(config.id), JSON.stringify(status), { qos: 1 }, (error) => {
-      if (error) log.warn('status report not sent', { error });
+      if (error) log.debug('status report not sent', { error });
     });
   };
 
-  let wanted: ReleaseNotice | undefined;
-  let running = false;
-  let stopped = false;
-  let retryTimer: NodeJS.Timeout | undefined;
-  let retryDelay = options.retryBaseMs ?? 5_000;
+  const hooksDir = policy.hooksDir ? path.resolve(options.configDir, policy.hooksDir) : null;
+  const updater = createUpdater(
+    {
+      dataDir,
+      journalFile,
+      serverUrl: config.serverUrl,
+      token,
+      trust,
+      policy,
+      modules: options.modules ?? defaultModules(policy),
+      hooks: createHookRunner({ dir: hooksDir, timeoutMs: policy.hookTimeoutMs, dataDir, log: log.child('hooks') }),
+      log,
+      now,
+      random,
+      signal: stopController.signal,
+      onChange: report,
+    },
+    initial,
+  );
 
+  // `current` must agree with the journal when no update is running (the journal is the truth).
+  if (!initial.update || terminalStates.has(initial.update.state)) {
+    const current = await readCurrentSlot(dataDir);
+    const wanted = initial.installed?.slot ?? null;
+    if (current !== wanted && (wanted === null || (await fs.stat(path.join(dataDir, 'slots', wanted)).catch(() => null)))) {
+      log.warn('current did not match the journal; repaired', { current, journal: wanted });
+      await switchCurrent(dataDir, wanted);
+    }
+  }
+  await updater.recover();
+
+  // The worker: one update at a time; sleeps are cut short by a new offer or by stop().
+  let pending: Offer | undefined;
+  let wake: AbortController = new AbortController();
+  let running: Promise<void> | undefined;
+  const kick = () => {
+    wake.abort();
+    if (!running) running = work().finally(() => (running = undefined));
+  };
   const work = async () => {
-    if (running || stopped || !wanted) return;
-    running = true;
-    const notice = wanted;
-    wanted = undefined;
-    const release = { bundle: notice.bundle, version: notice.version };
-    try {
-      if (installed?.bundle === release.bundle && installed.version === release.version) {
-        state = 'installed';
-        lastError = null;
-        target = null;
-        report();
+    while (!stopController.signal.aborted) {
+      if (pending) {
+        const offer = pending;
+        const outcome = await updater.offer(offer).catch((error) => {
+          log.error('cannot start the update', { error });
+          return 'busy' as const;
+        });
+        if (outcome !== 'busy') pending = undefined;
+        if (outcome === 'current' || outcome === 'refused-before') report(updater.journal);
+        log.debug('release offered', { version: offer.version, deployment: offer.deploymentId, outcome });
+      }
+      wake = new AbortController();
+      const result = await updater.step();
+      if (result.type === 'idle') {
+        if (pending && updater.journal.update && terminalStates.has(updater.journal.update.state)) continue;
         return;
       }
-      state = 'updating';
-      target = release;
-      lastError = null;
-      report();
-      log.info('updating', { bundle: release.bundle, version: release.version, deployment: notice.deploymentId });
-      installed = await applyRelease({ dataDir, serverUrl: config.serverUrl, token, trust, stallTimeoutMs: options.stallTimeoutMs ?? 30_000, log }, release);
-      state = 'installed';
-      target = null;
-      retryDelay = options.retryBaseMs ?? 5_000;
-      report();
-    } catch (error) {
-      const failure = error instanceof UpdateError ? error : new UpdateError('install_failed', (error as Error).message, false, { cause: error });
-      state = 'failed';
-      lastError = { code: failure.code, message: failure.message };
-      log.warn('update failed', { bundle: release.bundle, version: release.version, code: failure.code, reason: failure.message, transient: failure.transient });
-      report();
-      if (failure.transient && !stopped) {
-        // Never give up silently on a network fault: retry with backoff and jitter, unless a
-        // newer notice arrived meanwhile (it replaces this one).
-        const delay = retryDelay * (0.5 + Math.random());
-        retryDelay = Math.min(retryDelay * 2, 5 * 60_000);
-        retryTimer = setTimeout(() => {
-          wanted ??= notice;
-          void work();
-        }, delay);
+      if (result.type === 'wait') {
+        report(updater.journal, { ...lastInfo, waiting: result.reason });
+        log.info('update waits', { reason: result.reason, ms: result.ms });
+        await sleep(result.ms, AbortSignal.any([wake.signal, stopController.signal]));
       }
-    } finally {
-      running = false;
-      if (wanted) void work();
     }
   };
+  const offer = (notice: ReleaseNotice) => {
+    if (notice.group !== config.group) throw new Error(`notice is for group "${notice.group}"`);
+    pending = { bundle: notice.bundle, version: notice.version, deploymentId: notice.deploymentId };
+    kick();
+  };
 
+  // MQTT, with reconnects backing off (and jittered) so a fleet does not hammer a broker that
+  // just came back. While it is down, the server is polled: no release is missed.
+  let reconnects = 0;
+  let disconnectedSince: number | undefined = Date.now();
+  client = mqtt.connect(config.mqttUrl, {
+    clientId: `convoyd-${config.id}`,
+    username: config.id,
+    password: token,
+    clean: true,
+    reconnectPeriod: Math.min(policy.retryBaseMs, 2_000),
+    connectTimeout: 10_000,
+  });
   client.on('connect', () => {
+    reconnects = 0;
+    disconnectedSince = undefined;
+    client!.options.reconnectPeriod = Math.min(policy.retryBaseMs, 2_000);
     log.info('connected to the broker', { url: config.mqttUrl });
-    client.subscribe(groupReleaseTopic(config.group), { qos: 1 }, (error, granted) => {
+    client!.subscribe(groupReleaseTopic(config.group), { qos: 1 }, (error, granted) => {
       if (error || granted?.some((g) => g.qos === 128)) log.error('subscription refused', { topic: groupReleaseTopic(config.group) });
     });
-    report();
+    report(updater.journal, lastInfo);
   });
-  client.on('error', (error) => log.warn('MQTT error', { error }));
+  client.on('close', () => {
+    disconnectedSince ??= Date.now();
+    reconnects++;
+    client!.options.reconnectPeriod = backoffDelay(reconnects, Math.min(policy.retryBaseMs, 2_000), 60_000, random());
+  });
+  client.on('error', (error) => log.warn('MQTT error', { error: error.message }));
   client.on('message', (topic, payload) => {
     if (topic !== groupReleaseTopic(config.group)) return;
     if (payload.length === 0) return; // a cleared retained notice
     try {
       if (payload.length > maxMessageBytes) throw new Error(`notice of ${payload.length} bytes is over the limit`);
-      const notice = parseWith(releaseNotice, parseJson(payload.toString('utf8'), 'release notice'), 'release notice');
-      if (notice.group !== config.group) throw new Error(`notice is for group "${notice.group}"`);
-      clearTimeout(retryTimer);
-      wanted = notice;
-      void work();
+      offer(parseWith(releaseNotice, parseJson(payload.toString('utf8'), 'release notice'), 'release notice'));
     } catch (error) {
       log.warn('dropped an invalid release notice', { topic, error });
     }
   });
 
+  const poll = options.pollRelease ?? defaultPoll(config.serverUrl, token, config.group);
+  let pollTimer: NodeJS.Timeout | undefined;
+  const schedulePoll = () => {
+    pollTimer = setTimeout(async () => {
+      if (disconnectedSince !== undefined && Date.now() - disconnectedSince >= policy.pollIntervalMs / 2) {
+        try {
+          const notice = await poll();
+          if (notice) offer(notice);
+        } catch (error) {
+          log.warn('polling the server failed', { error: (error as Error).message });
+        }
+        // A waiting update (a retry backoff) is tried again now as well.
+        kick();
+      }
+      if (!stopController.signal.aborted) schedulePoll();
+    }, backoffDelay(0, policy.pollIntervalMs, policy.pollIntervalMs, random()));
+  };
+  schedulePoll();
+
+  const watchdog = notifier.watchdogIntervalMs ? setInterval(() => notifier.watchdog(), notifier.watchdogIntervalMs) : undefined;
+  notifier.ready(`${updater.journal.update?.state ?? 'idle'}; running ${updater.journal.installed ? `${updater.journal.installed.bundle}@${updater.journal.installed.version}` : 'nothing'}`);
+  kick();
+
+  const watch = watchInstalledRelease({
+    trust,
+    intervalMs: config.trustCheckSeconds * 1000,
+    installed: () => updater.journal.installed,
+    busy: () => running !== undefined,
+    log,
+    onChange: (error) => {
+      trustError = error;
+      report(updater.journal, lastInfo);
+    },
+  });
+
   return {
     async stop() {
-      stopped = true;
-      clearTimeout(retryTimer);
-      await client.endAsync();
+      watch.stop();
+      notifier.stopping();
+      stopController.abort();
+      clearTimeout(pollTimer);
+      if (watchdog) clearInterval(watchdog);
+      // A step that cannot be interrupted (a hook, a health check) is not waited for long: the
+      // journal already says how to go on after a restart.
+      await Promise.race([running, sleep(5_000)]);
+      await client!.endAsync(true);
+      notifier.close();
     },
+  };
+}
+
+/**
+ * Asks the server for the group's current release. The route is the device's pull-side twin of
+ * the retained MQTT notice; a server without it (404) is simply not polled successfully.
+ */
+function defaultPoll(serverUrl: string, token: string, group: string): () => Promise<ReleaseNotice | null> {
+  return async () => {
+    const response = await fetch(`${serverUrl}/api/v1/groups/${encodeURIComponent(group)}/release`, {
+      headers: { authorization: `Bearer ${token}` },
+      signal: AbortSignal.timeout(30_000),
+    });
+    if (response.status === 204 || response.status === 404) return null;
+    if (!response.ok) throw new Error(`the server answered ${response.status}`);
+    const text = await response.text();
+    if (text.length > maxMessageBytes) throw new Error('the release answer is over the size limit');
+    return parseWith(releaseNotice, parseJson(text, 'release'), 'release');
   };
 }

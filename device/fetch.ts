@@ -1,5 +1,7 @@
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
+import http, { type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
+import https from 'node:https';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { syncDirectory } from '../lib/files.ts';
@@ -21,7 +23,21 @@ export interface DownloadRequest {
   sha256: string;
   /** Abort when no byte arrives for this long (a half-open connection would hang forever). */
   stallTimeoutMs: number;
+  /**
+   * Slow-retrieval bound (TUF threat "slow retrieval"): a server that drips one byte just before
+   * each stall timeout would hold the transfer forever, so the whole transfer must also finish
+   * within stallTimeoutMs + remaining bytes / this rate. Bytes per second; default 1 KiB/s.
+   */
+  minBytesPerSecond?: number;
+  /** Bytes per second; 0 or absent: as fast as the link goes. */
+  bandwidthLimit?: number;
+  /** Called with the number of bytes of this blob on disk, as they arrive. */
+  onProgress?: (bytes: number) => void;
+  /** Stops the transfer (the daemon is shutting down); the part file is kept for a resume. */
+  signal?: AbortSignal;
 }
+
+const writeBatchBytes = 1024 * 1024;
 
 export async function downloadVerified(request: DownloadRequest): Promise<{ resumedFrom: number; received: number }> {
   if (await exists(request.destination)) return { resumedFrom: request.length, received: 0 };
@@ -40,7 +56,11 @@ export async function downloadVerified(request: DownloadRequest): Promise<{ resu
 
   if (offset < request.length) {
     const controller = new AbortController();
+    const onAbort = () => controller.abort();
+    request.signal?.addEventListener('abort', onAbort);
     let stallTimer = setTimeout(() => controller.abort(), request.stallTimeoutMs);
+    // setTimeout fires at once above 2^31-1 ms (about 24 days), so the bound is capped there.
+    const deadline = setTimeout(() => controller.abort(), Math.min(2 ** 31 - 1, request.stallTimeoutMs + ((request.length - offset) / (request.minBytesPerSecond ?? 1024)) * 1000));
     const headers: Record<string, string> = { authorization: `Bearer ${request.token}` };
     if (offset > 0) {
       headers.range = `bytes=${offset}-`;
@@ -48,11 +68,12 @@ export async function downloadVerified(request: DownloadRequest): Promise<{ resu
     }
     const handle = await fs.open(partPath, 'a');
     try {
-      let response: Response;
+      let response: HttpResponse;
       try {
-        response = await fetch(request.url, { headers, signal: controller.signal });
+        response = await httpGet(request.url, headers, controller.signal);
       } catch (error) {
-        throw new UpdateError('download_failed', `cannot reach ${new URL(request.url).host}: ${(error as Error).message}`, true, { cause: error });
+        const why = controller.signal.aborted ? `no answer for ${request.stallTimeoutMs} ms` : (error as Error).message;
+        throw new UpdateError('download_failed', `cannot reach ${new URL(request.url).host}: ${why}`, true, { cause: error });
       }
       if (response.status === 200 && offset > 0) {
         // The server ignored the range (or the validator changed): start over.
@@ -60,42 +81,79 @@ export async function downloadVerified(request: DownloadRequest): Promise<{ resu
         offset = 0;
         hash = createHash('sha256');
       } else if (response.status === 206) {
-        const range = /^bytes (\d+)-\d+\/(\d+)$/.exec(response.headers.get('content-range') ?? '');
+        const range = /^bytes (\d+)-\d+\/(\d+)$/.exec(String(response.headers['content-range'] ?? ''));
         if (!range || Number(range[1]) !== offset || Number(range[2]) !== request.length) {
           // Refuse a range that does not continue our bytes or a changed total size.
-          await response.body?.cancel();
+          response.body.destroy();
           await handle.truncate(0);
           throw new UpdateError('download_failed', 'the server answered a range that does not continue the partial download', true);
         }
       } else if (response.status !== 200) {
-        await response.body?.cancel();
+        response.body.destroy();
         throw new UpdateError('download_failed', `GET ${new URL(request.url).pathname} answered ${response.status}`, response.status >= 500 || response.status === 429);
       }
-      const reader = response.body!.getReader();
+      const startedAt = performance.now();
+      const startOffset = offset;
+      request.onProgress?.(offset);
+      // Writes are batched (a few large writes instead of one per 16-64 KiB network chunk) and
+      // overlap the next reads: one write in flight at a time, in order.
+      let batch: Uint8Array[] = [];
+      let batchBytes = 0;
+      let writing: Promise<unknown> = Promise.resolve();
+      const flush = async () => {
+        if (batchBytes === 0) return;
+        const buffers = batch;
+        batch = [];
+        batchBytes = 0;
+        await writing;
+        writing = handle.writev(buffers);
+      };
       try {
-        for (;;) {
-          const { done, value } = await reader.read();
-          if (done) break;
+        for await (const value of response.body as AsyncIterable<Buffer>) {
           clearTimeout(stallTimer);
           stallTimer = setTimeout(() => controller.abort(), request.stallTimeoutMs);
           if (offset + value.length > request.length) {
+            batch = [];
+            batchBytes = 0;
+            await writing.catch(() => {});
             await handle.truncate(0);
             throw new UpdateError('size_mismatch', `the server sent more than the ${request.length} signed bytes`, false);
           }
           hash.update(value);
-          await handle.write(value);
+          batch.push(value);
+          batchBytes += value.length;
+          if (batchBytes >= writeBatchBytes) await flush();
           offset += value.length;
           received += value.length;
+          request.onProgress?.(offset);
+          if (request.bandwidthLimit) {
+            // Pace to the cap: sleep until the bytes so far would have taken at that speed. The
+            // stall timer is paused meanwhile; the sleep is ours, not the network's.
+            const due = ((offset - startOffset) / request.bandwidthLimit) * 1000 - (performance.now() - startedAt);
+            if (due > 0) {
+              clearTimeout(stallTimer);
+              await new Promise((resolve) => setTimeout(resolve, due));
+              stallTimer = setTimeout(() => controller.abort(), request.stallTimeoutMs);
+            }
+          }
         }
+        await flush();
+        await writing;
       } catch (error) {
+        // Keep every byte that arrived: the next attempt resumes after it.
+        await flush().catch(() => {});
+        await writing.catch(() => {});
         if (error instanceof UpdateError) throw error;
-        throw new UpdateError('download_failed', `download interrupted after ${offset} bytes: ${(error as Error).message}`, true, { cause: error });
+        const why = request.signal?.aborted ? 'the daemon is stopping' : controller.signal.aborted ? `no byte for ${request.stallTimeoutMs} ms (stalled connection)` : (error as Error).message;
+        throw new UpdateError('download_failed', `download interrupted after ${offset} of ${request.length} bytes: ${why}`, true, { cause: error });
       } finally {
-        reader.releaseLock();
+        response.body.destroy();
       }
       await handle.sync();
     } finally {
       clearTimeout(stallTimer);
+      clearTimeout(deadline);
+      request.signal?.removeEventListener('abort', onAbort);
       await handle.close();
     }
   }
@@ -133,4 +191,24 @@ async function exists(file: string): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+interface HttpResponse {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: IncomingMessage;
+}
+
+/**
+ * One GET with node:http(s) streams rather than fetch(): on loopback fetch's web streams cost
+ * about 3x the CPU per byte (scripts/bench/download), which is what a small device lacks.
+ * Aborting `signal` destroys the socket, which also ends a half-open connection.
+ */
+function httpGet(url: string, headers: Record<string, string>, signal: AbortSignal): Promise<HttpResponse> {
+  return new Promise((resolve, reject) => {
+    const target = new URL(url);
+    const client = target.protocol === 'https:' ? https : http;
+    const req = client.get(target, { headers, signal }, (res) => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: res }));
+    req.on('error', reject);
+  });
 }

@@ -3,23 +3,21 @@ import { z } from 'zod';
 import { writeFileAtomic } from '../lib/files.ts';
 import { bundleName, version } from '../protocol/names.ts';
 import { parseJson, parseWith } from '../protocol/parse.ts';
+import { emptyJournal, journalSchema, journalSchemaId, slotRecord, type Journal } from './state.ts';
+
+export { emptyJournal, type Journal, type SlotRecord } from './state.ts';
 
 /**
- * The device's record of what it runs, written atomically (temp file, fsync, rename, fsync of the
- * directory) before the daemon relies on it. It is the truth on the device: `current` is only
- * trusted when the journal agrees with it.
+ * The device's journal on disk: the truth about what runs and which update step is due. Written
+ * atomically (temp file, fsync, rename, fsync of the directory) before every side effect, so after
+ * a power loss it holds the state before or after a write, never a torn one. The record is
+ * versioned; an older version is read and upgraded, never refused.
  */
-const slotRecord = z.strictObject({ bundle: bundleName, version, slot: z.string().regex(/^[A-Za-z0-9@._-]+$/) });
-export type SlotRecord = z.infer<typeof slotRecord>;
-
-export const journalSchema = z.strictObject({
+const journalV1 = z.strictObject({
   schema: z.literal('convoy.device.journal/v1'),
-  installed: slotRecord.nullable(),
-  previous: slotRecord.nullable(),
+  installed: z.strictObject({ bundle: bundleName, version, slot: z.string() }).nullable(),
+  previous: z.strictObject({ bundle: bundleName, version, slot: z.string() }).nullable(),
 });
-export type Journal = z.infer<typeof journalSchema>;
-
-export const emptyJournal: Journal = { schema: 'convoy.device.journal/v1', installed: null, previous: null };
 
 export async function readJournal(file: string): Promise<Journal> {
   let text: string;
@@ -29,7 +27,15 @@ export async function readJournal(file: string): Promise<Journal> {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return emptyJournal;
     throw error;
   }
-  return parseWith(journalSchema, parseJson(text, 'device journal'), 'device journal');
+  const value = parseJson(text, 'device journal') as { schema?: unknown };
+  if (value && value.schema === 'convoy.device.journal/v1') {
+    // The skeleton's journal: what ran, and the slot before it.
+    const v1 = parseWith(journalV1, value, 'device journal');
+    const slot = (r: typeof v1.installed) => (r && slotRecord.safeParse(r).success ? slotRecord.parse(r) : null);
+    const previous = slot(v1.previous);
+    return { schema: journalSchemaId, storeCount: 0, installed: slot(v1.installed), kept: previous ? [previous] : [], update: null };
+  }
+  return parseWith(journalSchema, value, 'device journal');
 }
 
 export async function writeJournal(file: string, journal: Journal): Promise<void> {

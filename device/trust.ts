@@ -2,7 +2,62 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { BaseFetcher, Updater, type TargetFile } from 'tuf-js';
 import { DownloadHTTPError } from 'tuf-js/dist/error.js';
+import { readFileIfExists, writeFileAtomic } from '../lib/files.ts';
+import type { Logger } from '../protocol/log.ts';
 import { UpdateError } from './errors.ts';
+
+/** The metadata files tuf-js keeps in its metadata directory (TUF §5: top-level roles). */
+const metadataFiles = ['root.json', 'timestamp.json', 'snapshot.json', 'targets.json'] as const;
+
+function parses(bytes: Buffer | undefined): boolean {
+  if (!bytes) return false;
+  try {
+    const value = JSON.parse(bytes.toString('utf8')) as { signed?: unknown; signatures?: unknown };
+    return typeof value.signed === 'object' && value.signed !== null && Array.isArray(value.signatures);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * tuf-js writes its metadata files in place (no temp file + rename), so a power loss during a
+ * refresh can leave a torn file, and a device that cannot parse its trusted root can never verify
+ * again. After every successful refresh the daemon keeps a last-good copy of each file, written
+ * atomically; at start, a file that no longer parses is restored from it (or, for the root with
+ * no copy, from the provisioned root, from which tuf-js walks the rotations again). A torn
+ * non-root file with no copy is removed: tuf-js fetches it anew and checks it against the root.
+ */
+export async function repairMetadata(metadataDir: string, goodDir: string, pinnedRootFile: string, log: Logger): Promise<void> {
+  for (const name of metadataFiles) {
+    const file = path.join(metadataDir, name);
+    const bytes = await readFileIfExists(file);
+    if (bytes === undefined && name !== 'root.json') continue;
+    if (parses(bytes)) continue;
+    const good = await readFileIfExists(path.join(goodDir, name));
+    if (parses(good)) {
+      await writeFileAtomic(file, good!);
+      log.warn('restored torn TUF metadata from the last good copy', { file: name });
+    } else if (name === 'root.json') {
+      await writeFileAtomic(file, await fs.readFile(pinnedRootFile));
+      if (bytes === undefined) log.info('trusting the provisioned TUF root (first start)');
+      else log.warn('restored the TUF root from the provisioned root');
+    } else {
+      await fs.rm(file, { force: true });
+      log.warn('removed torn TUF metadata with no good copy', { file: name });
+    }
+  }
+}
+
+async function keepGoodCopies(metadataDir: string, goodDir: string): Promise<void> {
+  await fs.mkdir(goodDir, { recursive: true });
+  for (const name of metadataFiles) {
+    const bytes = await readFileIfExists(path.join(metadataDir, name));
+    if (!parses(bytes)) continue;
+    const previous = await readFileIfExists(path.join(goodDir, name));
+    if (previous?.equals(bytes!)) continue;
+    await writeFileAtomic(path.join(goodDir, name), bytes!);
+  }
+}
 
 /**
  * The device's view of the TUF repository, through tuf-js: it pins the root the device was
@@ -32,16 +87,11 @@ class AuthorizedFetcher extends BaseFetcher {
   }
 }
 
-export async function openTrustClient(options: { metadataDir: string; pinnedRootFile: string; serverUrl: string; token: string; timeoutMs: number }): Promise<TrustClient> {
+export async function openTrustClient(options: { metadataDir: string; goodDir: string; pinnedRootFile: string; serverUrl: string; token: string; timeoutMs: number; log: Logger }): Promise<TrustClient> {
   await fs.mkdir(options.metadataDir, { recursive: true });
-  const trustedRoot = path.join(options.metadataDir, 'root.json');
-  try {
-    await fs.access(trustedRoot);
-  } catch {
-    // First start: the provisioned root becomes the trust anchor. Later roots come only through
-    // the signed rotation chain.
-    await fs.copyFile(options.pinnedRootFile, trustedRoot);
-  }
+  // On first start this installs the provisioned root as the trust anchor (no root.json yet);
+  // later roots come only through the signed rotation chain.
+  await repairMetadata(options.metadataDir, options.goodDir, options.pinnedRootFile, options.log);
   const makeUpdater = () =>
     new Updater({
       metadataDir: options.metadataDir,
@@ -50,13 +100,23 @@ export async function openTrustClient(options: { metadataDir: string; pinnedRoot
       config: { fetchTimeout: options.timeoutMs },
     });
   let updater = makeUpdater();
+  // The update and the between-updates watch both refresh; one at a time, so two Updaters never
+  // write the metadata directory together.
+  let queue: Promise<unknown> = Promise.resolve();
+  const serialised = (work: () => Promise<void>): Promise<void> => {
+    const run = queue.then(work, work);
+    queue = run.catch(() => {});
+    return run;
+  };
   return {
-    async refresh() {
+    refresh: () => serialised(async () => {
       // A fresh Updater per refresh: tuf-js keeps trusted state in memory after a refresh and
       // its targets view would otherwise be stale.
+      await repairMetadata(options.metadataDir, options.goodDir, options.pinnedRootFile, options.log);
       updater = makeUpdater();
       try {
         await updater.refresh();
+        await keepGoodCopies(options.metadataDir, options.goodDir);
       } catch (error) {
         const transient = error instanceof DownloadHTTPError && error.statusCode >= 500;
         const network = error instanceof TypeError || (error as Error).name === 'TimeoutError';
@@ -67,7 +127,7 @@ export async function openTrustClient(options: { metadataDir: string; pinnedRoot
           { cause: error },
         );
       }
-    },
+    }),
     async targetInfo(targetPath) {
       return updater.getTargetInfo(targetPath);
     },

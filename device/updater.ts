@@ -1,69 +1,396 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { TargetFile } from 'tuf-js';
+import type { UpdatePolicy } from '../protocol/device-config.ts';
+import { ProtocolError, type ErrorBody } from '../protocol/errors.ts';
 import type { Logger } from '../protocol/log.ts';
 import { bundleManifest, maxManifestBytes, type BundleManifest } from '../protocol/manifest.ts';
 import { hexOf } from '../protocol/names.ts';
 import { parseJson, parseWith } from '../protocol/parse.ts';
 import { artifactTargetPath, manifestTargetPath } from '../protocol/targets.ts';
+import { describeResult, runCommand } from './command.ts';
 import { UpdateError } from './errors.ts';
 import { downloadVerified } from './fetch.ts';
-import { createSlot, pruneSlots, switchCurrent } from './install.ts';
-import { readJournal, writeJournal, type SlotRecord } from './journal.ts';
+import { checkDowngrade } from './guard.ts';
+import type { HookPhase, HookRunner } from './hooks.ts';
+import { pruneSlots, slotExists, stageSlot, switchCurrent } from './install.ts';
+import { writeJournal } from './journal.ts';
+import { readUpdateLock } from './lock.ts';
+import type { ModuleTable } from './modules.ts';
+import {
+  backoffDelay,
+  canStart,
+  delayUntilWindow,
+  terminalStates,
+  transition,
+  type Journal,
+  type PlannedArtifact,
+  type UpdateEvent,
+  type UpdateRecord,
+} from './state.ts';
 import type { TrustClient } from './trust.ts';
 
+/**
+ * The shell around the pure state machine (state.ts): for the state the journal names, it does
+ * that step's side effects and turns the outcome into an event; the next journal is written
+ * atomically before anything else happens. One `step()` runs one state; the daemon calls it in a
+ * loop and sleeps when told to wait (backoff, install window, update lock).
+ */
 export interface UpdaterDeps {
   dataDir: string;
+  journalFile: string;
   serverUrl: string;
   token: string;
   trust: TrustClient;
-  stallTimeoutMs: number;
+  policy: UpdatePolicy;
+  modules: ModuleTable;
+  hooks: HookRunner;
   log: Logger;
+  now: () => Date;
+  random: () => number;
+  /** Free bytes on the file system of `dir` (statfs by default; a test may pretend a full disk). */
+  freeBytes?: (dir: string) => Promise<number>;
+  /** Aborted when the daemon stops: transfers end and keep their partial bytes. */
+  signal: AbortSignal;
+  /** Told about every journal write and every wait, to report it. */
+  onChange: (journal: Journal, info: StepInfo) => void;
 }
+
+export interface StepInfo {
+  /** Why the update is held back right now (install window, update lock, a retry). */
+  waiting?: string;
+  progress?: { bytes: number; total: number };
+}
+
+export type StepResult = { type: 'idle' } | { type: 'continue' } | { type: 'wait'; ms: number; reason: string };
 
 export interface Release {
   bundle: string;
   version: string;
 }
 
-/**
- * One update, as a sequence of named steps: refresh signed metadata, fetch and check the
- * manifest, fetch and check every artifact, stage a slot, switch, record. Each step verifies
- * before the next uses its output; any failure leaves `current` as it was.
- */
-export async function applyRelease(deps: UpdaterDeps, release: Release): Promise<SlotRecord> {
+export interface Offer extends Release {
+  deploymentId: number | null;
+}
+
+export function createUpdater(deps: UpdaterDeps, initial: Journal) {
+  let journal = initial;
   const log = deps.log;
-  await deps.trust.refresh();
+  /** Enter hooks already run for (update id, phase) in this process. */
+  const entered = new Set<string>();
+  const downloadsDir = path.join(deps.dataDir, 'downloads');
+  const sourceOf = (artifact: { sha256: string }) => path.join(downloadsDir, artifact.sha256);
+  /** Whether the current step received new bytes: a retry after progress starts its backoff over. */
+  let progressed = false;
 
-  const manifestInfo = await requireTarget(deps.trust, manifestTargetPath(release.bundle, release.version));
-  if (manifestInfo.length > maxManifestBytes) throw new UpdateError('untrusted_metadata', `the signed manifest is ${manifestInfo.length} bytes, over the ${maxManifestBytes} limit`, false);
-  const manifestFile = await download(deps, manifestInfo);
-  const manifest = await readManifest(manifestFile, release);
-  log.info('manifest verified', { bundle: release.bundle, version: release.version, artifacts: manifest.artifacts.length });
+  const commit = async (event: UpdateEvent, info: StepInfo = {}): Promise<Journal> => {
+    const next = transition(journal, event);
+    await writeJournal(deps.journalFile, next);
+    const before = journal.update?.state;
+    journal = next;
+    if (before !== next.update?.state) log.info('update state', { from: before ?? 'idle', to: next.update?.state, bundle: next.update?.release.bundle, version: next.update?.release.version });
+    deps.onChange(journal, info);
+    return next;
+  };
 
-  const files = [];
-  for (const artifact of manifest.artifacts) {
-    const info = await requireTarget(deps.trust, artifactTargetPath(release.bundle, release.version, artifact.name));
-    // The manifest and the targets metadata are both signed; a disagreement means one of them
-    // was not produced by the same approval, so neither is trusted.
-    if (info.length !== artifact.size || info.hashes.sha256 !== hexOf(artifact.digest)) {
-      throw new UpdateError('untrusted_metadata', `artifact "${artifact.name}" differs between the manifest and the signed targets`, false);
+  const enter = async (phase: HookPhase, update: UpdateRecord) => {
+    const key = `${update.id}:${phase}`;
+    if (entered.has(key)) return;
+    await deps.hooks.run(`${phase}_Enter`, update);
+    entered.add(key);
+  };
+
+  /** Downloads a signed target into the content-addressed download cache. */
+  const download = async (info: { sha256: string; length: number }, onProgress?: (bytes: number) => void): Promise<string> => {
+    const destination = sourceOf(info);
+    let first: number | undefined;
+    const result = await downloadVerified({
+      url: `${deps.serverUrl}/api/v1/blobs/sha256:${info.sha256}`,
+      token: deps.token,
+      destination,
+      length: info.length,
+      sha256: info.sha256,
+      stallTimeoutMs: deps.policy.stallTimeoutMs,
+      bandwidthLimit: deps.policy.bandwidthLimit,
+      signal: deps.signal,
+      onProgress: (bytes) => {
+        if (first === undefined) first = bytes;
+        else if (bytes > first) progressed = true;
+        onProgress?.(bytes);
+      },
+    });
+    if (result.resumedFrom > 0 && result.received > 0) log.info('resumed a download', { sha256: info.sha256, from: result.resumedFrom, received: result.received });
+    return destination;
+  };
+
+  const handlers: Record<string, (update: UpdateRecord) => Promise<StepResult>> = {
+    async 'fetching-metadata'(update) {
+      await deps.trust.refresh();
+      // Anti-downgrade (device/guard.ts): an older version than the one running needs a signed rollback.
+      await checkDowngrade(deps.trust, deps.dataDir, update.release);
+      const manifestInfo = await requireTarget(deps.trust, manifestTargetPath(update.release.bundle, update.release.version));
+      if (manifestInfo.length > maxManifestBytes) throw new UpdateError('untrusted_metadata', `the signed manifest is ${manifestInfo.length} bytes, over the ${maxManifestBytes} limit`, false);
+      const manifestFile = await download({ sha256: manifestInfo.hashes.sha256!, length: manifestInfo.length });
+      const manifest = await readManifest(manifestFile, update.release);
+      const artifacts: PlannedArtifact[] = [];
+      for (const artifact of manifest.artifacts) {
+        const info = await requireTarget(deps.trust, artifactTargetPath(update.release.bundle, update.release.version, artifact.name));
+        // The manifest and the targets metadata are both signed; a disagreement means one of
+        // them was not produced by the same approval, so neither is trusted.
+        if (info.length !== artifact.size || info.hashes.sha256 !== hexOf(artifact.digest)) {
+          throw new UpdateError('untrusted_metadata', `artifact "${artifact.name}" differs between the manifest and the signed targets`, false);
+        }
+        artifacts.push({ name: artifact.name, type: artifact.type, length: info.length, sha256: info.hashes.sha256! });
+      }
+      log.info('manifest verified', { bundle: update.release.bundle, version: update.release.version, artifacts: artifacts.length });
+      await commit({ type: 'planned', artifacts });
+      return { type: 'continue' };
+    },
+
+    async downloading(update) {
+      const artifacts = uniqueBlobs(update.artifacts!);
+      const total = artifacts.reduce((sum, a) => sum + a.length, 0);
+      await checkSpace(artifacts);
+      await enter('Download', update);
+      const done = new Map<string, number>();
+      let lastReport = 0;
+      for (const artifact of artifacts) {
+        try {
+          await download(artifact, (bytes) => {
+            done.set(artifact.sha256, bytes);
+            const now = Date.now();
+            if (now - lastReport < 1000) return;
+            lastReport = now;
+            deps.onChange(journal, { progress: { bytes: sum(done), total } });
+          });
+        } catch (error) {
+          if (error instanceof UpdateError && error.code === 'digest_mismatch') {
+            log.warn('downloaded bytes do not match the signed hash', { sha256: artifact.sha256, failures: update.digestFailures + 1 });
+            await commit({ type: 'corrupted', error: { code: error.code, message: error.message } });
+            return { type: 'continue' };
+          }
+          throw error;
+        }
+        done.set(artifact.sha256, artifact.length);
+      }
+      // Content an artifact names beyond its own bytes (an OCI manifest's blobs), fetched by
+      // digest through the same verified, resumable downloader.
+      for (const artifact of update.artifacts!) {
+        const module = deps.modules[artifact.type];
+        if (!module.prepare) continue;
+        await module.prepare({ artifact, source: sourceOf(artifact), fetch: (sha256, length) => download({ sha256, length }) });
+      }
+      await commit({ type: 'downloaded' }, { progress: { bytes: total, total } });
+      return { type: 'continue' };
+    },
+
+    async verifying(update) {
+      // The bytes were hashed while they arrived; hash them again as they are on disk now, so a
+      // torn write or a bit flip since is caught before anything is staged from them.
+      for (const artifact of uniqueBlobs(update.artifacts!)) {
+        const actual = await hashFile(sourceOf(artifact));
+        if (actual !== artifact.sha256) {
+          await fs.rm(sourceOf(artifact), { force: true });
+          await commit({ type: 'corrupted', error: { code: 'digest_mismatch', message: `sha256:${artifact.sha256} no longer matches on disk (${actual ?? 'missing'}); fetching it again` } });
+          return { type: 'continue' };
+        }
+      }
+      await deps.hooks.run('Download_Leave', update);
+      await commit({ type: 'verified' });
+      return { type: 'continue' };
+    },
+
+    async staging(update) {
+      const wait = windowWait();
+      if (wait) return wait;
+      await enter('Install', update);
+      if (!(await slotExists(deps.dataDir, update.slot))) await checkSpace([]);
+      await stageSlot({ dataDir: deps.dataDir, slot: update.slot, release: update.release, artifacts: update.artifacts!, sourceOf, modules: deps.modules, log });
+      await commit({ type: 'staged' });
+      return { type: 'continue' };
+    },
+
+    async switching(update) {
+      const wait = windowWait();
+      if (wait) return wait;
+      const lock = await readUpdateLock(path.resolve(deps.dataDir, deps.policy.lockFile));
+      if (lock.held) {
+        return { type: 'wait', ms: Math.min(deps.policy.retryBaseMs, 5_000), reason: `the update lock is held${lock.pid ? ` by process ${lock.pid}` : ''}; switching when it is free` };
+      }
+      await enter('Install', update);
+      await switchCurrent(deps.dataDir, update.slot);
+      log.info('switched to the new release', { bundle: update.release.bundle, version: update.release.version, slot: update.slot });
+      await deps.hooks.run('Install_Leave', update);
+      await commit({ type: 'switched' });
+      return { type: 'continue' };
+    },
+
+    async testing(update) {
+      const failure = await checkHealth(update);
+      if (failure) {
+        log.warn('health check failed; rolling back', { reason: failure.message });
+        await commit({ type: 'unhealthy', error: failure });
+        return { type: 'continue' };
+      }
+      try {
+        await enter('Commit', update);
+      } catch (error) {
+        const body = errorBodyOf(error);
+        await commit({ type: 'unhealthy', error: body });
+        return { type: 'continue' };
+      }
+      await commit({ type: 'healthy' });
+      log.info('committed', { bundle: update.release.bundle, version: update.release.version });
+      await deps.hooks.run('Commit_Leave', journal.update!);
+      await cleanUp();
+      return { type: 'continue' };
+    },
+
+    async 'rolling-back'(update) {
+      await enter('Rollback', update);
+      await switchCurrent(deps.dataDir, update.from?.slot ?? null);
+      log.warn('rolled back', { to: update.from ? `${update.from.bundle}@${update.from.version}` : 'nothing', reason: update.error?.message });
+      await commit({ type: 'reverted' });
+      await deps.hooks.run('Rollback_Leave', journal.update!);
+      await cleanUp();
+      return { type: 'continue' };
+    },
+  };
+
+  const windowWait = (): StepResult | undefined => {
+    const ms = delayUntilWindow(deps.now(), deps.policy.installWindow);
+    if (ms === 0) return undefined;
+    const window = deps.policy.installWindow!;
+    return { type: 'wait', ms: Math.min(ms, 60_000), reason: `outside the install window ${window.start}-${window.end}; downloaded and waiting` };
+  };
+
+  const checkSpace = async (pending: readonly PlannedArtifact[]) => {
+    const update = journal.update!;
+    let needed = deps.policy.reserveBytes;
+    for (const artifact of pending) {
+      const have = await sizeOf(sourceOf(artifact)) ?? await sizeOf(`${sourceOf(artifact)}.part`) ?? 0;
+      needed += Math.max(0, artifact.length - have);
     }
-    const source = await download(deps, info);
-    log.info('artifact verified', { name: artifact.name, bytes: artifact.size });
-    files.push({ name: artifact.name, source });
-  }
+    // Staging may copy every byte once more where the file system cannot reflink.
+    if (!(await slotExists(deps.dataDir, update.slot))) needed += update.artifacts!.reduce((s, a) => s + a.length, 0);
+    const free = await (deps.freeBytes ?? statfsFree)(deps.dataDir);
+    if (free < needed) {
+      throw new UpdateError('insufficient_space', `${free} bytes free on the data file system, ${needed} needed (download, staging and a reserve of ${deps.policy.reserveBytes})`, true);
+    }
+  };
 
-  const slot = await createSlot(deps.dataDir, release, files);
-  const journalFile = path.join(deps.dataDir, 'journal.json');
-  const journal = await readJournal(journalFile);
-  await switchCurrent(deps.dataDir, slot);
-  const installed: SlotRecord = { bundle: release.bundle, version: release.version, slot };
-  await writeJournal(journalFile, { ...journal, installed, previous: journal.installed });
-  await pruneSlots(deps.dataDir, [slot, ...(journal.installed ? [journal.installed.slot] : [])]);
-  await pruneDownloads(deps.dataDir, new Set(files.map((f) => path.basename(f.source))));
-  log.info('switched to the new release', { bundle: release.bundle, version: release.version, slot });
-  return installed;
+  const checkHealth = async (update: UpdateRecord): Promise<ErrorBody | undefined> => {
+    const check = deps.policy.healthCheck;
+    if (!check) return undefined;
+    let last = '';
+    for (let attempt = 0; attempt <= check.retries; attempt++) {
+      if (attempt > 0) await sleep(check.intervalMs, deps.signal);
+      if (deps.signal.aborted) throw new UpdateError('health_check_failed', 'the daemon stopped during the health check', false);
+      const result = await runCommand(check.command, {
+        cwd: deps.dataDir,
+        env: { CONVOY_CURRENT: path.join(deps.dataDir, 'current'), CONVOY_BUNDLE: update.release.bundle, CONVOY_VERSION: update.release.version, CONVOY_SLOT: update.slot },
+        timeoutMs: check.timeoutMs,
+        log,
+        what: 'health check',
+      });
+      if (result.ok) return undefined;
+      last = describeResult('the health check', result, check.timeoutMs);
+      log.warn('health check attempt failed', { attempt: attempt + 1, of: check.retries + 1, reason: last });
+    }
+    return { code: 'health_check_failed', message: `${last} (after ${check.retries + 1} attempts)` };
+  };
+
+  /** After an update ends: keep the installed slot, the N previous ones; empty the download cache. */
+  const cleanUp = async () => {
+    const keepN = deps.policy.keepSlots;
+    const kept = journal.kept.slice(0, keepN);
+    const keep = new Set([...(journal.installed ? [journal.installed.slot] : []), ...kept.map((k) => k.slot)]);
+    const removed = await pruneSlots(deps.dataDir, keep);
+    if (kept.length !== journal.kept.length) {
+      journal = { ...journal, kept, storeCount: journal.storeCount + 1 };
+      await writeJournal(deps.journalFile, journal);
+    }
+    if (removed.length) log.info('removed old slots', { slots: removed });
+    await fs.rm(downloadsDir, { recursive: true, force: true });
+  };
+
+  return {
+    get journal() {
+      return journal;
+    },
+
+    /**
+     * A release the device should run (a notice or a poll). Starts an update unless the device
+     * runs it already, is busy past the switch, or this very deployment already failed or was
+     * rolled back here (a new deployment of the same version is a request to try again).
+     */
+    async offer(offer: Offer): Promise<'started' | 'current' | 'busy' | 'refused-before' | 'running'> {
+      const update = journal.update;
+      const same = (r: Release | undefined | null) => r?.bundle === offer.bundle && r.version === offer.version;
+      if (update && !terminalStates.has(update.state) && same(update.release)) return 'running';
+      if (same(journal.installed) && (!update || terminalStates.has(update.state))) return 'current';
+      if (update && terminalStates.has(update.state) && update.state !== 'committed' && same(update.release) && update.deploymentId === offer.deploymentId) return 'refused-before';
+      if (!canStart(journal)) return 'busy';
+      if (update && !terminalStates.has(update.state)) log.info('a newer deployment replaces the running update', { from: update.release.version, to: offer.version });
+      const id = randomBytes(5).toString('hex');
+      await commit({ type: 'start', id, release: { bundle: offer.bundle, version: offer.version }, deploymentId: offer.deploymentId, at: deps.now().toISOString() });
+      // A replaced update may have left a stage directory or downloads behind.
+      return 'started';
+    },
+
+    /** At start: apply the recovery table to the state the journal holds. */
+    async recover(): Promise<void> {
+      const update = journal.update;
+      if (!update || terminalStates.has(update.state)) {
+        await cleanUp();
+        return;
+      }
+      log.info('recovering an interrupted update', { state: update.state, bundle: update.release.bundle, version: update.release.version });
+      await commit({ type: 'restarted' });
+    },
+
+    /** Runs the step the journal names. Errors become events: retry later, or fail (roll back). */
+    async step(): Promise<StepResult> {
+      const update = journal.update;
+      if (!update || terminalStates.has(update.state)) return { type: 'idle' };
+      const handler = handlers[update.state]!;
+      progressed = false;
+      try {
+        return await handler(update);
+      } catch (error) {
+        const body = errorBodyOf(error);
+        const transient = isTransient(error);
+        if (deps.signal.aborted) return { type: 'idle' };
+        if (!transient) {
+          log.warn('update step failed', { state: update.state, code: body.code, reason: body.message });
+          const next = await commit({ type: 'fail', error: body });
+          if (next.update && terminalStates.has(next.update.state)) await cleanUp();
+          return { type: 'continue' };
+        }
+        const next = await commit({ type: 'retry', error: body, progressed });
+        const attempts = next.update!.attempts;
+        const ms = backoffDelay(attempts, deps.policy.retryBaseMs, deps.policy.retryMaxMs, deps.random());
+        log.warn('update step will be retried', { state: update.state, code: body.code, reason: body.message, attempt: attempts, inMs: ms });
+        return { type: 'wait', ms, reason: `retrying in ${Math.round(ms / 1000)} s: ${body.message}` };
+      }
+    },
+  };
+}
+
+export type Updater = ReturnType<typeof createUpdater>;
+
+function errorBodyOf(error: unknown): ErrorBody {
+  if (error instanceof UpdateError || error instanceof ProtocolError) return { code: error.code, message: error.message.slice(0, 1000) };
+  const code = (error as NodeJS.ErrnoException).code === 'ENOSPC' ? 'insufficient_space' : 'install_failed';
+  return { code, message: String((error as Error)?.message ?? error).slice(0, 1000) };
+}
+
+function isTransient(error: unknown): boolean {
+  if (error instanceof UpdateError) return error.transient;
+  // A full disk may be freed; anything else unexpected is a fault of this release or device.
+  return (error as NodeJS.ErrnoException).code === 'ENOSPC';
 }
 
 async function requireTarget(trust: TrustClient, targetPath: string): Promise<TargetFile> {
@@ -75,22 +402,6 @@ async function requireTarget(trust: TrustClient, targetPath: string): Promise<Ta
   return info;
 }
 
-/** Downloads a signed target's bytes from the blob API into the content-addressed download cache. */
-async function download(deps: UpdaterDeps, info: TargetFile): Promise<string> {
-  const sha256 = info.hashes.sha256!;
-  const destination = path.join(deps.dataDir, 'downloads', sha256);
-  const result = await downloadVerified({
-    url: `${deps.serverUrl}/api/v1/blobs/sha256:${sha256}`,
-    token: deps.token,
-    destination,
-    length: info.length,
-    sha256,
-    stallTimeoutMs: deps.stallTimeoutMs,
-  });
-  if (result.resumedFrom > 0 && result.received > 0) deps.log.info('resumed a download', { sha256, from: result.resumedFrom });
-  return destination;
-}
-
 async function readManifest(file: string, release: Release): Promise<BundleManifest> {
   const manifest = parseWith(bundleManifest, parseJson(await fs.readFile(file, 'utf8'), 'manifest'), 'manifest', 'untrusted_metadata');
   if (manifest.bundle !== release.bundle || manifest.version !== release.version) {
@@ -99,10 +410,49 @@ async function readManifest(file: string, release: Release): Promise<BundleManif
   return manifest;
 }
 
-/** Keeps the download cache to what the release just installed used (a later resume may want it). */
-async function pruneDownloads(dataDir: string, keep: ReadonlySet<string>): Promise<void> {
-  const dir = path.join(dataDir, 'downloads');
-  for (const entry of await fs.readdir(dir).catch(() => [] as string[])) {
-    if (!keep.has(entry)) await fs.rm(path.join(dir, entry), { force: true });
+function uniqueBlobs(artifacts: readonly PlannedArtifact[]): PlannedArtifact[] {
+  const seen = new Set<string>();
+  return artifacts.filter((a) => (seen.has(a.sha256) ? false : (seen.add(a.sha256), true)));
+}
+
+function sum(map: Map<string, number>): number {
+  let total = 0;
+  for (const value of map.values()) total += value;
+  return total;
+}
+
+async function sizeOf(file: string): Promise<number | undefined> {
+  try {
+    return (await fs.stat(file)).size;
+  } catch {
+    return undefined;
   }
+}
+
+async function hashFile(file: string): Promise<string | undefined> {
+  const hash = createHash('sha256');
+  try {
+    for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+  } catch {
+    return undefined;
+  }
+  return hash.digest('hex');
+}
+
+async function statfsFree(dir: string): Promise<number> {
+  const stats = await fs.statfs(dir);
+  return stats.bavail * stats.bsize;
+}
+
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done);
+  });
 }

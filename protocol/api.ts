@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { artifactName, artifactType, bundleName, deviceId, digest, groupName, version } from './names.ts';
 import { deviceState } from './messages.ts';
+import { approvalSummary, revocation } from './trust.ts';
 
 /*
  * The REST API's bodies, requests and responses alike. The server validates requests with these;
@@ -83,7 +84,7 @@ export const pageQueryFields = {
 export const pageQuery = z.strictObject(pageQueryFields);
 
 export const bundleListQuery = z.strictObject({ ...pageQueryFields, search: z.string().max(64).regex(/^[a-z0-9._-]*$/, 'must be lowercase letters, digits, ".", "_" or "-"').optional() });
-export const versionListQuery = z.strictObject({ ...pageQueryFields, status: z.enum(['draft', 'approved']).optional() });
+export const versionListQuery = z.strictObject({ ...pageQueryFields, status: z.enum(['draft', 'approved', 'revoked']).optional() });
 export const artifactListQuery = z.strictObject({
   ...pageQueryFields,
   type: artifactType.optional(),
@@ -135,7 +136,8 @@ export const bundle = z.strictObject({
 });
 export type Bundle = z.infer<typeof bundle>;
 
-export const versionStatus = z.enum(['draft', 'approved']);
+/** `revoked`: was approved, then withdrawn; devices never install it again. */
+export const versionStatus = z.enum(['draft', 'approved', 'revoked']);
 
 export const bundleVersion = z.strictObject({
   bundle: bundleName,
@@ -145,6 +147,9 @@ export const bundleVersion = z.strictObject({
   approvedAt: timestamp.nullable(),
   /** Digest of the signed manifest, once approved. */
   manifestDigest: digest.nullable(),
+  /** Approvals recorded so far (answers of the approve and sign routes). */
+  approvals: approvalSummary.optional(),
+  revocation: revocation.optional(),
 });
 export type BundleVersion = z.infer<typeof bundleVersion>;
 

@@ -7,6 +7,52 @@ import { deviceId, groupName } from './names.ts';
  */
 export const deviceConfigSchemaId = 'convoy.device/v1';
 
+const command = z.array(z.string().min(1).max(4096)).min(1).max(64);
+const clock = z.string().regex(/^([01][0-9]|2[0-3]):[0-5][0-9]$/, 'must be HH:MM, 24-hour local time');
+
+/**
+ * The update behaviour of `convoyd`. Every field has a default, so a device.json written by the
+ * skeleton stays valid. Times are in milliseconds, sizes in bytes, unless named otherwise.
+ */
+export const updatePolicy = z.strictObject({
+  /** A transfer with no byte for this long is treated as a half-open connection: reconnect, resume. */
+  stallTimeoutMs: z.number().int().min(100).default(30_000),
+  /** First retry delay after a transient failure; doubles (with jitter) up to retryMaxMs. */
+  retryBaseMs: z.number().int().min(10).default(5_000),
+  retryMaxMs: z.number().int().min(10).default(5 * 60_000),
+  /** While the broker is unreachable, ask the server for the group's release this often (jittered). */
+  pollIntervalMs: z.number().int().min(100).default(15 * 60_000),
+  /** Download speed cap in bytes per second; 0 means no cap. */
+  bandwidthLimit: z.number().int().nonnegative().default(0),
+  /** Stage and switch only inside this local-time window (downloads run any time); null: any time. */
+  installWindow: z.strictObject({ start: clock, end: clock }).nullable().default(null),
+  /** The update lock (docs/device-install.md): while it is held, the switch waits. Relative to dataDir. */
+  lockFile: z.string().min(1).default('update.lock'),
+  /** Previous releases kept on disk after a commit, for rollback and quick downgrade. */
+  keepSlots: z.number().int().min(0).max(10).default(1),
+  /** Free bytes that must remain on the data file system after download and staging. */
+  reserveBytes: z.number().int().nonnegative().default(16 * 1024 * 1024),
+  /** Run after the switch; exit 0 means healthy. Runs in dataDir with CONVOY_* variables set. */
+  healthCheck: z
+    .strictObject({
+      command,
+      timeoutMs: z.number().int().min(10).default(60_000),
+      /** Extra attempts after a failed one, `intervalMs` apart. */
+      retries: z.number().int().min(0).max(100).default(2),
+      intervalMs: z.number().int().min(0).default(5_000),
+    })
+    .nullable()
+    .default(null),
+  /** Directory of state hooks (`Download_Enter`, `Install_Leave`, …); relative to the config file. */
+  hooksDir: z.string().min(1).nullable().default(null),
+  hookTimeoutMs: z.number().int().min(10).default(60_000),
+  /** Command templates of the command-driven update modules; `{file}`, `{slot}`, `{name}` are substituted. */
+  modules: z
+    .strictObject({ image: command.optional(), package: command.optional() })
+    .default({}),
+});
+export type UpdatePolicy = z.infer<typeof updatePolicy>;
+
 const httpUrl = z.url({ protocol: /^https?$/ });
 const mqttUrl = z.url({ protocol: /^mqtts?$/ });
 
@@ -21,6 +67,11 @@ export const deviceConfig = z.strictObject({
   tokenFile: z.string().min(1).default('device.token'),
   rootFile: z.string().min(1).default('root.json'),
   dataDir: z.string().min(1).default('.'),
+  /** Abort a metadata request after this long, and a blob transfer when no byte arrives for this long, in seconds. */
+  timeoutSeconds: z.number().positive().max(3600).default(30),
+  /** How often the daemon re-checks signed metadata between updates (revocation, freeze), in seconds. */
+  trustCheckSeconds: z.number().positive().max(86_400).default(600),
+  update: updatePolicy.default(() => updatePolicy.parse({})),
 });
 export type DeviceConfig = z.infer<typeof deviceConfig>;
 export type DeviceConfigInput = z.input<typeof deviceConfig>;

@@ -12,6 +12,7 @@ export const errorCodes = [
   'size_mismatch',
   'payload_too_large',
   'unsupported_media_type',
+  'signature_invalid',
   // Who may do what.
   'unauthenticated',
   'forbidden',
@@ -21,11 +22,17 @@ export const errorCodes = [
   'version_immutable',
   'version_not_approved',
   'version_empty',
+  'version_revoked',
+  'proposal_stale',
   // Device side.
   'untrusted_metadata',
   'target_missing',
   'download_failed',
   'install_failed',
+  'downgrade_refused',
+  'insufficient_space',
+  'health_check_failed',
+  'hook_failed',
   // Anything else: a bug or an outage, never the caller's fault.
   'internal',
 ] as const;

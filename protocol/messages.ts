@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { errorCodes } from './errors.ts';
-import { bundleName, deviceId, groupName, version } from './names.ts';
+import { bundleName, deviceId, digest, groupName, version } from './names.ts';
 
 /*
  * MQTT topics (MQTT 3.1.1 §4.7: a topic level must not contain "+", "#" or "/", which the id and
@@ -31,6 +31,21 @@ export function deviceIdFromStatusTopic(topic: string): string | undefined {
   return deviceId.safeParse(id).success ? id : undefined;
 }
 
+/**
+ * Retained notice of a bundle's newest release (or its withdrawal), for CI jobs, dashboards and
+ * any MQTT client of a user who may read the bundle; devices follow their group's topic instead.
+ */
+export function bundleReleasesTopic(bundle: string): string {
+  return `${topicPrefix}/bundles/${bundle}/releases`;
+}
+
+/** Extracts the bundle name from a releases topic, or undefined if the topic is not one. */
+export function bundleFromReleasesTopic(topic: string): string | undefined {
+  const parts = topic.split('/');
+  if (parts.length !== 5 || `${parts[0]}/${parts[1]}` !== topicPrefix || parts[2] !== 'bundles' || parts[4] !== 'releases') return undefined;
+  return bundleName.safeParse(parts[3]).success ? parts[3] : undefined;
+}
+
 /** Upper bound on any MQTT payload Convoy sends or accepts. */
 export const maxMessageBytes = 16 * 1024;
 
@@ -45,7 +60,12 @@ export const releaseNotice = z.strictObject({
 export type ReleaseNotice = z.infer<typeof releaseNotice>;
 
 /** What a device is doing, as it reports it. Stable strings: dashboards and scripts key on them. */
-export const deviceStates = ['idle', 'updating', 'installed', 'failed'] as const;
+/**
+ * At most 16 characters (the server's column). The device's journal has finer states
+ * (device/state.ts); `phase` in a status carries the exact one, e.g. `fetching-metadata`.
+ * `waiting` means the update is ready but held back by the install window or the update lock.
+ */
+export const deviceStates = ['idle', 'updating', 'installed', 'failed', 'downloading', 'verifying', 'staging', 'switching', 'testing', 'rolling-back', 'rolled-back', 'waiting'] as const;
 export const deviceState = z.enum(deviceStates);
 export type DeviceState = z.infer<typeof deviceState>;
 
@@ -61,5 +81,23 @@ export const deviceStatus = z.strictObject({
   target: release.nullable(),
   error: z.strictObject({ code: z.enum(errorCodes), message: z.string().max(1000) }).nullable(),
   reportedAt: z.iso.datetime(),
+  /** The device's own state name (its journal), finer than `state`. Optional: added later. */
+  phase: z.string().regex(/^[a-z-]{1,32}$/).optional(),
+  /** Why the device waits, retries or rolled back, in words for the operator. */
+  detail: z.string().max(1000).optional(),
+  /** Bytes of the release already verified on the device, out of the total to download. */
+  progress: z.strictObject({ bytes: z.number().int().nonnegative(), total: z.number().int().nonnegative() }).optional(),
 });
 export type DeviceStatus = z.infer<typeof deviceStatus>;
+
+export const bundleReleaseNotice = z.strictObject({
+  type: z.enum(['approved', 'withdrawn']),
+  bundle: bundleName,
+  version,
+  manifestDigest: digest,
+  /** User names of those who approved the version. */
+  approvers: z.array(z.string()),
+  /** When it was approved (or withdrawn). */
+  at: z.iso.datetime(),
+});
+export type BundleReleaseNotice = z.infer<typeof bundleReleaseNotice>;

@@ -36,7 +36,13 @@ export const version = z
   .refine((value) => !value.includes('+'), 'must not carry build metadata ("+…"): versions differing only in it are equal in semver precedence')
   .refine((value) => semver.valid(value) === value, 'must be a semantic version such as 1.2.3 or 2.0.0-rc.1');
 
-export const artifactTypes = ['image', 'package', 'file'] as const;
+/**
+ * How a device applies an artifact (one update module per type, device/modules.ts): `file` is
+ * placed as is, `archive` (tar, tar.gz) is extracted, `image` and `package` are handed to a
+ * command the device configures (skopeo, a container runtime, `rauc install`, dpkg), `script`
+ * is run once while staging. Appended only: the strings are stable.
+ */
+export const artifactTypes = ['image', 'package', 'file', 'archive', 'script'] as const;
 export const artifactType = z.enum(artifactTypes);
 export type ArtifactType = z.infer<typeof artifactType>;
 

@@ -5,16 +5,21 @@ import type { AddressInfo } from 'node:net';
 import Koa from 'koa';
 import { z } from 'zod';
 import { createLogger, type Logger } from '../protocol/log.ts';
+import { auditRoutes } from './audit/routes.ts';
+import { createAuditLog } from './audit/log.ts';
+import { principalName } from './auth/policy.ts';
+import { accessRoutes } from './auth/routes.ts';
 import { createAuthService } from './auth/service.ts';
 import { createAuthStore } from './auth/store.ts';
 import { collectGarbage, type GcReport, type ReferenceSource } from './blobs/gc.ts';
 import { blobRoutes } from './blobs/routes.ts';
 import { BlobStore } from './blobs/store.ts';
 import { startBroker, type Broker } from './broker/broker.ts';
+import { createReleaseNotifier } from './broker/releases.ts';
 import { bundleRoutes } from './bundles/routes.ts';
 import { createBundleService } from './bundles/service.ts';
 import { createBundleStore } from './bundles/store.ts';
-import { listApprovedTargets, resolveTargetUrl } from './bundles/targets.ts';
+import { resolveTargetUrl } from './bundles/targets.ts';
 import type { ServerConfig } from './config.ts';
 import { openDatabase } from './db/knex.ts';
 import { deploymentRoutes } from './deployments/routes.ts';
@@ -25,6 +30,11 @@ import { createDeviceStore } from './devices/store.ts';
 import { errorMiddleware } from './http/errors.ts';
 import { buildOpenApiDocument } from './http/openapi.ts';
 import { buildRouter, route, type Route } from './http/routes.ts';
+import { ociMiddleware } from './oci/routes.ts';
+import { createOciService } from './oci/service.ts';
+import { createOciStore, ociReferencedDigests } from './oci/store.ts';
+import { UploadFiles } from './oci/uploads.ts';
+import { createApprovalService, listSignedTargets } from './trust/approvals.ts';
 import { openTrustService } from './trust/service.ts';
 import { trustRoutes } from './trust/routes.ts';
 
@@ -35,7 +45,7 @@ export interface RunningServer {
   mqttPort: number;
   /** The admin token generated at first start, if one was (shown once, never stored). */
   generatedAdminToken: string | undefined;
-  /** Every route declaration served (the OpenAPI document is generated from them). */
+  /** Every route declaration served (the OpenAPI document, the permission matrix and generated docs come from them). */
   routes: readonly Route[];
   /** Runs the blob garbage collector now (it also runs every hour). */
   collectGarbage(options?: { graceMs?: number }): Promise<GcReport>;
@@ -48,6 +58,9 @@ export interface ServerDeps {
   /** Sees every answer a route handler gave (tests check them against the declared schemas). */
   onResponse?: (spec: Route, ctx: Koa.Context) => void;
 }
+
+/** Upload sessions on /v2 left unfinished this long are removed (a day: slow links resume). */
+const ociUploadTtlMs = 24 * 60 * 60 * 1000;
 
 /** How often the trust service checks whether metadata needs re-signing before it expires. */
 const resignCheckIntervalMs = 10 * 60 * 1000;
@@ -71,25 +84,34 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   try {
     const blobs = await BlobStore.open(path.join(config.dataDir, 'blobs'));
     const authStore = createAuthStore(db);
-    const auth = createAuthService({ store: authStore, now, log: log.child('auth') });
+    let broker: Broker | undefined;
+    const auth = createAuthService({ store: authStore, now, log: log.child('auth'), onTokenRevoked: (id) => broker?.disconnectToken(id) });
+    const audit = createAuditLog({ db, now, log: log.child('audit') });
     const generatedAdminToken = await auth.ensureAdmin(config.adminToken);
 
     const bundleStore = createBundleStore(db);
-    const trust = await openTrustService({ dataDir: config.dataDir, listTargets: () => listApprovedTargets(bundleStore), now, log: log.child('trust') });
+    const trust = await openTrustService({
+      dataDir: config.dataDir,
+      listTargets: () => listSignedTargets(db, bundleStore),
+      now,
+      log: log.child('trust'),
+      ...(config.tufExpiry ? { expiry: config.tufExpiry } : {}),
+    });
     await trust.reconcile();
-    const resignTimer = setInterval(() => trust.reconcile().catch((error: unknown) => log.error('re-signing failed', { error })), resignCheckIntervalMs);
+    const resignTimer = setInterval(() => trust.reconcile().catch((error: unknown) => log.error('re-signing failed', { error })), config.tufResignCheckMs ?? resignCheckIntervalMs);
     resignTimer.unref();
     cleanups.push(async () => clearInterval(resignTimer));
 
     const bundles = createBundleService({ store: bundleStore, blobs, trust, now, log: log.child('bundles') });
     // Every table that names blobs contributes its digests; the collector deletes only the rest.
-    const blobReferences: ReferenceSource[] = [() => bundleStore.referencedDigests()];
+    // OCI manifests and their blobs live in the same store.
+    const blobReferences: ReferenceSource[] = [() => bundleStore.referencedDigests(), () => ociReferencedDigests(db)];
     const runGc = (graceMs = gcGraceMs) =>
       collectGarbage({ blobs, sources: blobReferences, now, graceMs, abandonedUploadMs, log: log.child('gc') });
     const gcTimer = setInterval(() => runGc().catch((error: unknown) => log.error('garbage collection failed', { error })), gcIntervalMs);
     gcTimer.unref();
     cleanups.push(async () => clearInterval(gcTimer));
-    let broker: Broker | undefined;
+    const approvals = createApprovalService({ db, store: bundleStore, bundles, blobs, trust, now, log: log.child('trust') });
     const devices = createDeviceService({
       store: createDeviceStore(db),
       auth: authStore,
@@ -109,17 +131,41 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     cleanups.push(() => startedBroker.close());
     const deployments = createDeploymentService({ db, bundles, broker: () => startedBroker, now, log: log.child('deployments') });
     await deployments.announceLatest();
+    const releases = createReleaseNotifier({ db, broker: () => startedBroker, now, log: log.child('releases') });
+    await releases.announceLatest();
 
     const app = new Koa();
     app.proxy = false;
     app.silent = true; // errors are logged by errorMiddleware, once
     app.use(errorMiddleware(log.child('http')));
+    // The OCI registry under /v2 (repositories `<bundle>/<image>`), with its own error shape.
+    const oci = createOciService({
+      store: createOciStore(db),
+      uploads: await UploadFiles.open(path.join(config.dataDir, 'oci-uploads')),
+      blobs,
+      bundles,
+      maxBlobBytes: config.maxBlobBytes,
+      uploadTtlMs: ociUploadTtlMs,
+      now,
+      log: log.child('oci'),
+    });
+    app.use(ociMiddleware({ service: oci, blobs, auth, log: log.child('oci') }));
     const routes: Route[] = [
-      ...blobRoutes(blobs, config.maxBlobBytes),
-      ...bundleRoutes(bundles, { maxBlobBytes: config.maxBlobBytes }),
-      ...deploymentRoutes(deployments),
-      ...deviceRoutes(devices),
-      ...trustRoutes({ trust, blobs, resolveTarget: (p) => resolveTargetUrl(bundleStore, p), anonymous: config.anonymousTufRead }),
+        ...blobRoutes(blobs, config.maxBlobBytes),
+        ...bundleRoutes(bundles, {
+          created: (name, by) => auth.addCreator(name, by),
+          approved: (version, by) => releases.approved(version, principalName(by)),
+          maxBlobBytes: config.maxBlobBytes,
+        }),
+        ...deploymentRoutes(deployments),
+        ...deviceRoutes(devices),
+        ...trustRoutes({
+          trust,
+          approvals,
+          onApproved: async (bundle, version, by) => releases.approved(await bundles.getVersion(bundle, version), principalName(by)),
+          blobs, resolveTarget: (p) => resolveTargetUrl(bundleStore, p), anonymous: config.anonymousTufRead }),
+        ...accessRoutes(auth, { requireBundle: (name) => bundles.getBundle(name) }),
+        ...auditRoutes(audit),
     ];
     routes.push(
       route({
@@ -130,7 +176,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
         },
       }),
     );
-    const router = buildRouter(routes, { auth, maxJsonBytes: config.maxJsonBytes, ...(deps.onResponse ? { onResponse: deps.onResponse } : {}) });
+    const router = buildRouter(routes, { auth, maxJsonBytes: config.maxJsonBytes, audit, ...(deps.onResponse ? { onResponse: deps.onResponse } : {}) });
     app.use(router.routes());
     app.use(router.allowedMethods());
 

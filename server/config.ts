@@ -22,6 +22,10 @@ export interface ServerConfig {
   /** Lets anyone read /tuf/ (metadata and targets) without a token, for stock TUF clients. */
   anonymousTufRead: boolean;
   logLevel: LogLevel;
+  /** Lifetime of each TUF role's metadata, in seconds (tests shorten it; unset: 1 day timestamp, 30 days snapshot, 1 year targets and root). */
+  tufExpiry?: { root: number; targets: number; snapshot: number; timestamp: number };
+  /** How often the server checks whether metadata needs re-signing, in milliseconds (unset: 10 minutes). */
+  tufResignCheckMs?: number;
 }
 
 export class ConfigError extends Error {
@@ -64,6 +68,19 @@ function positive(env: NodeJS.ProcessEnv, name: string, fallback: number): numbe
   return value;
 }
 
+/** `CONVOY_TUF_EXPIRY=timestamp=86400,snapshot=2592000,targets=31536000`: seconds per online role. */
+function tufExpiry(env: NodeJS.ProcessEnv): ServerConfig['tufExpiry'] {
+  const raw = env.CONVOY_TUF_EXPIRY;
+  if (raw === undefined || raw === '') return undefined;
+  const expiry = { root: 365 * 24 * 3600, targets: 365 * 24 * 3600, snapshot: 30 * 24 * 3600, timestamp: 24 * 3600 };
+  for (const part of raw.split(',')) {
+    const match = /^(timestamp|snapshot|targets)=(\d+)$/.exec(part.trim());
+    if (!match || Number(match[2]) < 60) throw new ConfigError(`CONVOY_TUF_EXPIRY must be role=seconds pairs (timestamp, snapshot, targets; at least 60), got "${raw}"`);
+    expiry[match[1] as 'timestamp' | 'snapshot' | 'targets'] = Number(match[2]);
+  }
+  return expiry;
+}
+
 export function loadServerConfig(env: NodeJS.ProcessEnv, cwd = process.cwd()): ServerConfig {
   const databaseUrl = env.CONVOY_DATABASE_URL || undefined;
   if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
@@ -87,5 +104,6 @@ export function loadServerConfig(env: NodeJS.ProcessEnv, cwd = process.cwd()): S
     maxJsonBytes: defaultServerConfig.maxJsonBytes,
     anonymousTufRead: bool(env, 'CONVOY_ANONYMOUS_TUF_READ', defaultServerConfig.anonymousTufRead),
     logLevel,
+    ...(tufExpiry(env) ? { tufExpiry: tufExpiry(env)! } : {}),
   };
 }

@@ -1,16 +1,55 @@
+import { scopes as allScopes, type AccessToken, type Member, type Role, type Scope, type User } from '../../protocol/access.ts';
 import type { Db } from '../db/knex.ts';
 import type { Principal } from './policy.ts';
+
+/** knex queries for users, memberships and tokens. No rules here: the service decides. */
 
 interface TokenRow {
   id: number;
   user_id: number | null;
   device_id: string | null;
+  name: string;
+  scopes: string | null;
+  created_at: string;
   expires_at: string | null;
   revoked_at: string | null;
+  last_used_at: string | null;
+}
+
+interface UserRow {
+  id: number;
+  name: string;
+  is_admin: boolean | number;
+  created_at: string;
+}
+
+export function parseScopes(text: string | null): Scope[] {
+  const listed = new Set((text ?? '').split(','));
+  return allScopes.filter((s) => listed.has(s));
+}
+
+function toUser(row: UserRow): User {
+  return { name: row.name, admin: Boolean(row.is_admin), createdAt: row.created_at };
+}
+
+function toToken(row: TokenRow & { user_name: string }): AccessToken {
+  return {
+    id: row.id,
+    user: row.user_name,
+    name: row.name,
+    scopes: parseScopes(row.scopes),
+    createdAt: row.created_at,
+    expiresAt: row.expires_at,
+    lastUsedAt: row.last_used_at,
+    revokedAt: row.revoked_at,
+  };
 }
 
 export function createAuthStore(db: Db) {
+  const tokensWithUser = () => db('tokens').join('users', 'users.id', 'tokens.user_id').select('tokens.*', 'users.name as user_name');
+
   return {
+    db,
     async countAdmins(): Promise<number> {
       const row = await db('users').where({ is_admin: true }).count<{ n: number | string }[]>({ n: '*' }).first();
       return Number(row?.n ?? 0);
@@ -19,7 +58,7 @@ export function createAuthStore(db: Db) {
     async createAdmin(name: string, tokenHash: string, now: string): Promise<void> {
       await db.transaction(async (trx) => {
         const [row] = await trx('users').insert({ name, is_admin: true, created_at: now }).returning<{ id: number }[]>('id');
-        await trx('tokens').insert({ hash: tokenHash, user_id: row!.id, name: 'initial admin token', created_at: now });
+        await trx('tokens').insert({ hash: tokenHash, user_id: row!.id, name: 'initial admin token', scopes: allScopes.join(','), created_at: now });
       });
     },
 
@@ -33,14 +72,86 @@ export function createAuthStore(db: Db) {
       if (!token || token.revoked_at || (token.expires_at && token.expires_at <= now)) return undefined;
       await db('tokens').where({ id: token.id }).update({ last_used_at: now });
       if (token.user_id !== null) {
-        const user = await db('users').where({ id: token.user_id }).first<{ id: number; name: string; is_admin: boolean | number }>();
-        return user ? { type: 'user', userId: user.id, name: user.name, isAdmin: Boolean(user.is_admin) } : undefined;
+        const user = await db('users').where({ id: token.user_id }).first<UserRow | undefined>();
+        if (!user) return undefined;
+        const memberships = await db('members').where({ user_id: user.id }).select<{ bundle: string; role: Role }[]>('bundle', 'role');
+        return {
+          type: 'user',
+          userId: user.id,
+          name: user.name,
+          isAdmin: Boolean(user.is_admin),
+          scopes: new Set(parseScopes(token.scopes)),
+          roles: new Map(memberships.map((m) => [m.bundle, m.role])),
+          tokenId: token.id,
+          tokenExpiresAt: token.expires_at,
+        };
       }
       if (token.device_id !== null) {
         const device = await db('devices').where({ id: token.device_id }).first<{ id: string; group_name: string }>();
         return device ? { type: 'device', deviceId: device.id, group: device.group_name } : undefined;
       }
       return undefined;
+    },
+
+    async insertUser(name: string, admin: boolean, now: string): Promise<void> {
+      await db('users').insert({ name, is_admin: admin, created_at: now });
+    },
+
+    async findUser(name: string, trx: Db = db): Promise<(User & { id: number }) | undefined> {
+      const row = await trx('users').where({ name }).first<UserRow | undefined>();
+      return row ? { id: row.id, ...toUser(row) } : undefined;
+    },
+
+    async listUsers(): Promise<User[]> {
+      return (await db('users').orderBy('name')).map(toUser);
+    },
+
+    async findMember(bundle: string, userId: number, trx: Db = db): Promise<Role | undefined> {
+      const row = await trx('members').where({ bundle, user_id: userId }).first<{ role: Role } | undefined>();
+      return row?.role;
+    },
+
+    async putMember(bundle: string, userId: number, role: Role, now: string, trx: Db = db): Promise<void> {
+      const updated = await trx('members').where({ bundle, user_id: userId }).update({ role });
+      if (updated === 0) await trx('members').insert({ bundle, user_id: userId, role, created_at: now });
+    },
+
+    async deleteMember(bundle: string, userId: number, trx: Db = db): Promise<number> {
+      return trx('members').where({ bundle, user_id: userId }).delete();
+    },
+
+    async countOwners(bundle: string, trx: Db = db): Promise<number> {
+      const row = await trx('members').where({ bundle, role: 'owner' }).count<{ n: number | string }[]>({ n: '*' }).first();
+      return Number(row?.n ?? 0);
+    },
+
+    async listMembers(bundle: string): Promise<Member[]> {
+      const rows = await db('members').join('users', 'users.id', 'members.user_id').where({ bundle }).orderBy('users.name')
+        .select<{ bundle: string; name: string; role: Role; created_at: string }[]>('members.bundle', 'users.name', 'members.role', 'members.created_at');
+      return rows.map((r) => ({ bundle: r.bundle, user: r.name, role: r.role, createdAt: r.created_at }));
+    },
+
+    async insertUserToken(input: { userId: number; name: string; hash: string; scopes: readonly Scope[]; expiresAt: string | null; now: string }): Promise<number> {
+      const [row] = await db('tokens')
+        .insert({ hash: input.hash, user_id: input.userId, name: input.name, scopes: input.scopes.join(','), created_at: input.now, expires_at: input.expiresAt })
+        .returning<{ id: number }[]>('id');
+      return row!.id;
+    },
+
+    async findToken(id: number): Promise<AccessToken | undefined> {
+      const row = await tokensWithUser().where('tokens.id', id).first();
+      return row ? toToken(row) : undefined;
+    },
+
+    /** User tokens only: device tokens are managed with their devices. */
+    async listTokens(filter: { userId?: number }): Promise<AccessToken[]> {
+      const query = tokensWithUser().orderBy('tokens.id');
+      if (filter.userId !== undefined) query.where('tokens.user_id', filter.userId);
+      return (await query).map(toToken);
+    },
+
+    async revokeToken(id: number, now: string): Promise<void> {
+      await db('tokens').where({ id }).whereNull('revoked_at').update({ revoked_at: now });
     },
   };
 }

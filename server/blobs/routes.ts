@@ -34,7 +34,7 @@ export async function sendBlob(ctx: Koa.Context, blobs: BlobStore, digest: strin
     ctx.status = 206;
     ctx.set('Content-Range', `bytes ${range.start}-${range.end}/${size}`);
     ctx.length = range.end - range.start + 1;
-    // HEAD: no body at all (koa would turn a null body into 204 No Content).
+    // HEAD: no body at all (a null body would turn the answer into 204 No Content).
     if (ctx.method !== 'HEAD') ctx.body = blobs.openRead(digest, range);
     return;
   }

@@ -2,18 +2,23 @@ import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { Aedes, type AuthenticateError, type Client } from 'aedes';
 import type { Logger } from '../../protocol/log.ts';
-import { deviceStatusTopic, groupReleaseTopic, maxMessageBytes } from '../../protocol/messages.ts';
-import type { Principal } from '../auth/policy.ts';
+import { bundleFromReleasesTopic, bundleReleasesTopic, deviceStatusTopic, groupReleaseTopic, maxMessageBytes } from '../../protocol/messages.ts';
+import { actsAsAdmin, isAllowed, type Principal } from '../auth/policy.ts';
 
 /**
  * The embedded MQTT broker (aedes) with Convoy's policy as hooks: clients sign in with a user
  * name and an access token as the password; a device may subscribe only to its group's release
- * notices and publish only its own status. The server's own publications bypass the hooks.
+ * notices and publish only its own status; a user may subscribe to the release notices of the
+ * bundles they may read (`bundle:read` in the policy table), an admin to anything. The server's
+ * own publications bypass the hooks. A user's roles are read when they connect: a membership
+ * change takes effect at their next connection; a revoked or expired token ends its connections.
  */
 export interface Broker {
   readonly port: number;
   /** Publishes with QoS 1; `retain` keeps the last message for late subscribers (MQTT §3.3.1.3). */
   publish(topic: string, payload: string, retain: boolean): Promise<void>;
+  /** Drops every connection signed in with this token (after it is revoked). */
+  disconnectToken(tokenId: number): void;
   close(): Promise<void>;
 }
 
@@ -26,8 +31,31 @@ export interface BrokerDeps {
   log: Logger;
 }
 
+/** All bundles' notices at once; each message is then forwarded only to those who may read it. */
+const allBundleReleases = bundleReleasesTopic('+');
+
+/** Whether a user may subscribe to this topic filter. */
+function userMaySubscribe(principal: Extract<Principal, { type: 'user' }>, topic: string): boolean {
+  if (actsAsAdmin(principal)) return true;
+  if (topic === allBundleReleases) return principal.scopes.has('read');
+  const bundle = bundleFromReleasesTopic(topic);
+  return bundle !== undefined && isAllowed(principal, 'bundle:read', { bundle });
+}
+
 export async function startBroker(deps: BrokerDeps): Promise<Broker> {
   const principals = new WeakMap<Client, Principal>();
+  const clients = new Set<Client>();
+  const expiryTimers = new Map<Client, NodeJS.Timeout>();
+
+  /** A connection lives no longer than its token: it is closed when the token expires. */
+  function closeAtExpiry(client: Client, expiresAt: string): void {
+    const delay = Date.parse(expiresAt) - Date.now();
+    if (delay <= 0) return void client.close();
+    // setTimeout holds at most ~24.8 days; longer waits re-arm until the token's time comes.
+    const timer = setTimeout(() => closeAtExpiry(client, expiresAt), Math.min(delay, 2 ** 31 - 1));
+    timer.unref();
+    expiryTimers.set(client, timer);
+  }
   const aedes = await Aedes.createBroker({
     authenticate(client, username, password, done) {
       const refuse = () => {
@@ -41,6 +69,8 @@ export async function startBroker(deps: BrokerDeps): Promise<Broker> {
           const claimed = principal?.type === 'device' ? principal.deviceId : principal?.name;
           if (!principal || claimed !== username) return refuse();
           principals.set(client, principal);
+          clients.add(client);
+          if (principal.type === 'user' && principal.tokenExpiresAt) closeAtExpiry(client, principal.tokenExpiresAt);
           done(null, true);
         },
         (error: unknown) => {
@@ -59,10 +89,23 @@ export async function startBroker(deps: BrokerDeps): Promise<Broker> {
       const principal = principals.get(client);
       const allowed =
         (principal?.type === 'device' && subscription.topic === groupReleaseTopic(principal.group)) ||
-        (principal?.type === 'user' && principal.isAdmin);
+        (principal?.type === 'user' && userMaySubscribe(principal, subscription.topic));
       // A null subscription answers SUBACK 0x80 (failure) without dropping the connection.
       callback(null, allowed ? subscription : null);
     },
+    // The last gate, per message and subscriber: a wildcard subscription receives only the
+    // notices of bundles its user may read (retained ones included).
+    authorizeForward(client, packet) {
+      const principal = principals.get(client);
+      if (principal?.type !== 'user' || actsAsAdmin(principal)) return packet;
+      const bundle = bundleFromReleasesTopic(packet.topic);
+      return bundle !== undefined && isAllowed(principal, 'bundle:read', { bundle }) ? packet : null;
+    },
+  });
+  aedes.on('clientDisconnect', (client) => {
+    clients.delete(client);
+    clearTimeout(expiryTimers.get(client));
+    expiryTimers.delete(client);
   });
   aedes.on('publish', (packet, client) => {
     const principal = client ? principals.get(client) : undefined;
@@ -84,7 +127,14 @@ export async function startBroker(deps: BrokerDeps): Promise<Broker> {
       new Promise((resolve, reject) =>
         aedes.publish({ cmd: 'publish', topic, payload: Buffer.from(payload), qos: 1, retain, dup: false }, (error) => (error ? reject(error) : resolve())),
       ),
+    disconnectToken(tokenId) {
+      for (const client of clients) {
+        const principal = principals.get(client);
+        if (principal?.type === 'user' && principal.tokenId === tokenId) client.close();
+      }
+    },
     close: async () => {
+      for (const timer of expiryTimers.values()) clearTimeout(timer);
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },

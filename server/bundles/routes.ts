@@ -17,9 +17,11 @@ import {
   versionListQuery,
 } from '../../protocol/api.ts';
 import { parseWith } from '../../protocol/parse.ts';
+import { actsAsAdmin, type Principal } from '../auth/policy.ts';
 import { ApiError } from '../http/errors.ts';
 import { pageOf, sendPage } from '../http/pagination.ts';
-import { route, type Route } from '../http/routes.ts';
+import { bundleInPath, route, type Route } from '../http/routes.ts';
+import type { BundleVersion } from '../../protocol/api.ts';
 import type { BundleService } from './service.ts';
 
 /** Path parameters are input like any other: validated before they reach a query. */
@@ -33,39 +35,51 @@ function artifactParam(params: Record<string, string>, key = 'artifact'): string
   return parseWith(artifactName, params[key], 'artifact name in the URL', 'invalid_name');
 }
 
-export function bundleRoutes(service: BundleService, limits: { maxBlobBytes: number }): Route[] {
+/** What happens around a bundle's life that is not the bundle's own business (membership, notices). */
+export interface BundleHooks {
+  created?(bundle: string, by: Principal): Promise<void>;
+  approved?(version: BundleVersion, by: Principal): Promise<void>;
+}
+
+export function bundleRoutes(service: BundleService, hooks: BundleHooks & { maxBlobBytes: number }): Route[] {
+  const limits = { maxBlobBytes: hooks.maxBlobBytes };
   const base = '/api/v1/bundles/:name/versions/:version';
   return [
     route({
-      method: 'POST', path: '/api/v1/bundles', action: 'bundle:write', summary: 'Create a bundle', body: createBundleRequest, responses: { 201: bundle },
-      async handler({ koa, body }) {
+      method: 'POST', path: '/api/v1/bundles', action: 'bundle:create', summary: 'Create a bundle', body: createBundleRequest, responses: { 201: bundle },
+      async handler({ koa, body, principal }) {
         koa.status = 201;
         koa.body = await service.createBundle(body.name, body.description);
+        await hooks.created?.(body.name, principal!);
       },
     }),
     route({
-      method: 'GET', path: '/api/v1/bundles', action: 'bundle:read', summary: 'List bundles (paginated; ?search= part of the name)',
+      method: 'GET', path: '/api/v1/bundles', action: 'bundle:list', summary: 'List the bundles one may read (paginated; ?search= part of the name)',
       query: bundleListQuery, responses: { 200: listOf(bundle) },
-      async handler({ koa, query }) {
+      async handler({ koa, query, principal, can }) {
         const page = pageOf(query);
-        sendPage(koa, page, await service.listBundles({ search: query.search }, { offset: page.offset, limit: page.perPage }));
+        // Only the bundles one may read are listed (admins: all), filtered in the query so that
+        // pages and X-Total count the same bundles.
+        const names = principal && actsAsAdmin(principal) ? undefined
+          : principal?.type === 'user' ? [...principal.roles.keys()].filter((b) => can('bundle:read', { bundle: b })) : [];
+        sendPage(koa, page, await service.listBundles({ search: query.search, names }, { offset: page.offset, limit: page.perPage }));
       },
     }),
     route({
-      method: 'GET', path: '/api/v1/bundles/:name', action: 'bundle:read', summary: 'Show a bundle', responses: { 200: bundle },
+      method: 'GET', path: '/api/v1/bundles/:name', action: 'bundle:read', resource: bundleInPath, summary: 'Show a bundle', responses: { 200: bundle },
       async handler({ koa, params }) {
         koa.body = await service.getBundle(nameParam(params));
       },
     }),
     route({
-      method: 'DELETE', path: '/api/v1/bundles/:name', action: 'bundle:write', summary: 'Delete a bundle that has no approved version', responses: { 204: 'empty' },
+      method: 'DELETE', path: '/api/v1/bundles/:name', action: 'bundle:delete', resource: bundleInPath, summary: 'Delete a bundle that has no approved version', responses: { 204: 'empty' },
       async handler({ koa, params }) {
         await service.deleteBundle(nameParam(params));
         koa.status = 204;
       },
     }),
     route({
-      method: 'POST', path: '/api/v1/bundles/:name/versions', action: 'bundle:write', summary: 'Create a draft version (copyFrom: start with the artifacts of another version)',
+      method: 'POST', path: '/api/v1/bundles/:name/versions', action: 'bundle:write', resource: bundleInPath, summary: 'Create a draft version (copyFrom: start with the artifacts of another version)',
       body: createVersionRequest, responses: { 201: bundleVersion },
       async handler({ koa, params, body }) {
         koa.status = 201;
@@ -74,14 +88,14 @@ export function bundleRoutes(service: BundleService, limits: { maxBlobBytes: num
     }),
     // Declared before `…/versions/:version`: the router tries routes in order, and "next" is not a version.
     route({
-      method: 'GET', path: '/api/v1/bundles/:name/versions/next', action: 'bundle:read', summary: 'Compute the next version (?bump=major|minor|patch|prerelease&preid=rc)',
+      method: 'GET', path: '/api/v1/bundles/:name/versions/next', action: 'bundle:read', resource: bundleInPath, summary: 'Compute the next version (?bump=major|minor|patch|prerelease&preid=rc)',
       query: nextVersionQuery, responses: { 200: nextVersion },
       async handler({ koa, params, query }) {
         koa.body = await service.nextVersion(nameParam(params), query.bump, query.preid);
       },
     }),
     route({
-      method: 'GET', path: '/api/v1/bundles/:name/versions', action: 'bundle:read', summary: 'List versions, oldest first (paginated; ?status=draft|approved)',
+      method: 'GET', path: '/api/v1/bundles/:name/versions', action: 'bundle:read', resource: bundleInPath, summary: 'List versions, oldest first (paginated; ?status=draft|approved|revoked)',
       query: versionListQuery, responses: { 200: listOf(bundleVersion) },
       async handler({ koa, params, query }) {
         const page = pageOf(query);
@@ -89,20 +103,20 @@ export function bundleRoutes(service: BundleService, limits: { maxBlobBytes: num
       },
     }),
     route({
-      method: 'GET', path: base, action: 'bundle:read', summary: 'Show a version', responses: { 200: bundleVersion },
+      method: 'GET', path: base, action: 'bundle:read', resource: bundleInPath, summary: 'Show a version', responses: { 200: bundleVersion },
       async handler({ koa, params }) {
         koa.body = await service.getVersion(nameParam(params), versionParam(params));
       },
     }),
     route({
-      method: 'DELETE', path: base, action: 'bundle:write', summary: 'Delete a draft version', responses: { 204: 'empty' },
+      method: 'DELETE', path: base, action: 'bundle:write', resource: bundleInPath, summary: 'Delete a draft version', responses: { 204: 'empty' },
       async handler({ koa, params }) {
         await service.deleteVersion(nameParam(params), versionParam(params));
         koa.status = 204;
       },
     }),
     route({
-      method: 'GET', path: `${base}/artifacts`, action: 'bundle:read', summary: 'List the artifacts of a version (paginated; filters: type, name, search, format, architecture, package_name, package_version)',
+      method: 'GET', path: `${base}/artifacts`, action: 'bundle:read', resource: bundleInPath, summary: 'List the artifacts of a version (paginated; filters: type, name, search, format, architecture, package_name, package_version)',
       query: artifactListQuery, responses: { 200: listOf(artifact) },
       async handler({ koa, params, query }) {
         const page = pageOf(query);
@@ -111,7 +125,7 @@ export function bundleRoutes(service: BundleService, limits: { maxBlobBytes: num
       },
     }),
     route({
-      method: 'POST', path: `${base}/artifacts`, action: 'bundle:write', summary: 'Add or replace many artifacts in one request (all or none), creating the draft if needed',
+      method: 'POST', path: `${base}/artifacts`, action: 'bundle:write', resource: bundleInPath, summary: 'Add or replace many artifacts in one request (all or none), creating the draft if needed',
       body: addArtifactsRequest, responses: { 201: listOf(artifact) },
       async handler({ koa, params, body }) {
         koa.status = 201;
@@ -119,13 +133,13 @@ export function bundleRoutes(service: BundleService, limits: { maxBlobBytes: num
       },
     }),
     route({
-      method: 'GET', path: `${base}/artifacts/:artifact`, action: 'bundle:read', summary: 'Show an artifact', responses: { 200: artifact },
+      method: 'GET', path: `${base}/artifacts/:artifact`, action: 'bundle:read', resource: bundleInPath, summary: 'Show an artifact', responses: { 200: artifact },
       async handler({ koa, params }) {
         koa.body = await service.getArtifact(nameParam(params), versionParam(params), artifactParam(params));
       },
     }),
     route({
-      method: 'PUT', path: `${base}/artifacts/:artifact`, action: 'bundle:write', summary: 'Add or replace an artifact in a draft (the blob must be uploaded)',
+      method: 'PUT', path: `${base}/artifacts/:artifact`, action: 'bundle:write', resource: bundleInPath, summary: 'Add or replace an artifact in a draft (the blob must be uploaded)',
       body: putArtifactRequest, responses: { 200: artifact, 201: artifact },
       async handler({ koa, params, body }) {
         const result = await service.putArtifact(nameParam(params), versionParam(params), { name: artifactParam(params), ...body });
@@ -134,14 +148,14 @@ export function bundleRoutes(service: BundleService, limits: { maxBlobBytes: num
       },
     }),
     route({
-      method: 'PATCH', path: `${base}/artifacts/:artifact`, action: 'bundle:write', summary: 'Change the metadata (type, package) of an artifact in a draft',
+      method: 'PATCH', path: `${base}/artifacts/:artifact`, action: 'bundle:write', resource: bundleInPath, summary: 'Change the metadata (type, package) of an artifact in a draft',
       body: patchArtifactRequest, responses: { 200: artifact },
       async handler({ koa, params, body }) {
         koa.body = await service.patchArtifact(nameParam(params), versionParam(params), artifactParam(params), body);
       },
     }),
     route({
-      method: 'PUT', path: `${base}/files/:file`, action: 'bundle:write', rawBody: 'application/octet-stream',
+      method: 'PUT', path: `${base}/files/:file`, action: 'bundle:write', resource: bundleInPath, rawBody: 'application/octet-stream',
       summary: 'Upload a file in one request (curl --upload-file; streamed) and add or replace it as an artifact, creating the draft if needed',
       query: uploadFileQuery, responses: { 200: artifact, 201: artifact },
       async handler({ koa, params, query }) {
@@ -163,18 +177,13 @@ export function bundleRoutes(service: BundleService, limits: { maxBlobBytes: num
       },
     }),
     route({
-      method: 'DELETE', path: `${base}/artifacts/:artifact`, action: 'bundle:write', summary: 'Remove an artifact from a draft', responses: { 204: 'empty' },
+      method: 'DELETE', path: `${base}/artifacts/:artifact`, action: 'bundle:write', resource: bundleInPath, summary: 'Remove an artifact from a draft', responses: { 204: 'empty' },
       async handler({ koa, params }) {
         await service.deleteArtifact(nameParam(params), versionParam(params), artifactParam(params));
         koa.status = 204;
       },
     }),
-    route({
-      method: 'POST', path: `${base}/approve`, action: 'version:approve', summary: 'Approve a draft: freeze and sign it', responses: { 200: bundleVersion },
-      async handler({ koa, params }) {
-        koa.body = await service.approve(nameParam(params), versionParam(params));
-      },
-    }),
+    // Approving is a trust decision: its route lives in server/trust/routes.ts.
   ];
 }
 

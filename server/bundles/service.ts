@@ -9,7 +9,7 @@ import { ApiError } from '../http/errors.ts';
 import type { TrustService } from '../trust/service.ts';
 import { computeNextVersion, type Bump } from './next-version.ts';
 import { readPackageFields, resolvePackage } from './packages.ts';
-import { isUniqueViolation, toVersion, type BundleStore, type VersionRow, type Window } from './store.ts';
+import { isUniqueViolation, toVersion, type BundleFilter, type BundleStore, type VersionRow, type Window } from './store.ts';
 
 /** An artifact as a request describes it: the bytes by digest, package metadata as given. */
 export interface ArtifactInput {
@@ -126,7 +126,7 @@ export function createBundleService(deps: { store: BundleStore; blobs: BlobStore
       return requireBundle(name);
     },
 
-    listBundles: (filter: { search?: string | undefined } = {}, window?: Window) => store.listBundles(filter, window),
+    listBundles: (filter: BundleFilter = {}, window?: Window) => store.listBundles(filter, window),
     getBundle: (name: string) => requireBundle(name),
 
     async deleteBundle(name: string): Promise<void> {
@@ -182,7 +182,7 @@ export function createBundleService(deps: { store: BundleStore; blobs: BlobStore
       }
     },
 
-    async listVersions(bundle: string, filter: { status?: 'draft' | 'approved' | undefined } = {}, window?: Window): Promise<{ items: BundleVersion[]; total: number }> {
+    async listVersions(bundle: string, filter: { status?: 'draft' | 'approved' | 'revoked' | undefined } = {}, window?: Window): Promise<{ items: BundleVersion[]; total: number }> {
       await requireBundle(bundle);
       return store.listVersions(bundle, filter, window);
     },
@@ -310,6 +310,7 @@ export function createBundleService(deps: { store: BundleStore; blobs: BlobStore
 
     async requireApproved(bundle: string, version: string): Promise<BundleVersion> {
       const row = await requireVersion(bundle, version);
+      if (row.status === 'revoked') throw new ApiError('version_revoked', `${bundle}@${version} was revoked; deploy another version`);
       if (row.status !== 'approved') throw new ApiError('version_not_approved', `${bundle}@${version} is a draft; approve it before deploying`);
       return toVersion(row);
     },

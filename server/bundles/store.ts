@@ -8,7 +8,7 @@ interface VersionRow {
   id: number;
   bundle: string;
   version: string;
-  status: 'draft' | 'approved';
+  status: 'draft' | 'approved' | 'revoked';
   created_at: string;
   approved_at: string | null;
   manifest_digest: string | null;
@@ -29,6 +29,12 @@ interface ArtifactRow {
 }
 
 /** What one listing asks for: a window (offset, limit) of the filtered rows. */
+/** `names`: only these bundles (undefined: all), e.g. the ones the caller may read. */
+export interface BundleFilter {
+  search?: string | undefined;
+  names?: readonly string[] | undefined;
+}
+
 export interface Window {
   offset: number;
   limit: number;
@@ -86,8 +92,10 @@ export function createBundleStore(db: Db) {
     async insertBundle(name: string, description: string, now: string): Promise<void> {
       await db('bundles').insert({ name, description, created_at: now });
     },
-    async listBundles(filter: { search?: string | undefined } = {}, window?: Window): Promise<{ items: Bundle[]; total: number }> {
+    async listBundles(filter: BundleFilter = {}, window?: Window): Promise<{ items: Bundle[]; total: number }> {
       const query = db('bundles');
+      // In the query, not after it: a page and its X-Total count only what the caller may see.
+      if (filter.names) query.whereIn('name', [...filter.names]);
       if (filter.search) query.whereRaw("lower(name) like lower(?) escape '\\'", [likeContaining(filter.search)]);
       const total = await countOf(query);
       const rows = await query.orderBy('name').offset(window?.offset ?? 0).limit(window?.limit ?? Number.MAX_SAFE_INTEGER);
@@ -107,7 +115,7 @@ export function createBundleStore(db: Db) {
     async insertVersion(bundle: string, version: string, now: string, trx: Db = db): Promise<void> {
       await trx('versions').insert({ bundle, version, status: 'draft', created_at: now });
     },
-    async listVersions(bundle: string, filter: { status?: 'draft' | 'approved' | undefined } = {}, window?: Window): Promise<{ items: BundleVersion[]; total: number }> {
+    async listVersions(bundle: string, filter: { status?: 'draft' | 'approved' | 'revoked' | undefined } = {}, window?: Window): Promise<{ items: BundleVersion[]; total: number }> {
       const query = db<VersionRow>('versions').where({ bundle });
       if (filter.status) query.where({ status: filter.status });
       const total = await countOf(query);

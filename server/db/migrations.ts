@@ -85,6 +85,173 @@ const initial: Migration = {
   },
 };
 
+/** Roles per bundle, token scopes, approvals (for release notices) and the audit log. */
+const access: Migration = {
+  name: '0002_access',
+  async up(db) {
+    // Comma-separated scopes; tokens made before scopes existed (the first admin's) keep all.
+    await db.schema.alterTable('tokens', (t) => {
+      t.string('scopes', 64);
+    });
+    await db('tokens').whereNotNull('user_id').update({ scopes: 'read,write,approve,deploy,admin' });
+    await db.schema.createTable('members', (t) => {
+      t.string('bundle', 64).notNullable().references('bundles.name').onDelete('CASCADE');
+      t.integer('user_id').notNullable().references('users.id').onDelete('CASCADE').index();
+      t.string('role', 16).notNullable();
+      t.string('created_at', 32).notNullable();
+      t.primary(['bundle', 'user_id']);
+    });
+    await db.schema.createTable('approvals', (t) => {
+      t.increments('id').primary();
+      t.integer('version_id').notNullable().references('versions.id').onDelete('CASCADE').index();
+      t.string('user_name', 64).notNullable();
+      t.string('approved_at', 32).notNullable();
+    });
+    await db.schema.createTable('audit_events', (t) => {
+      t.increments('id').primary();
+      t.string('at', 32).notNullable().index();
+      t.string('actor', 80).index();
+      t.string('action', 64).notNullable();
+      t.string('method', 8).notNullable();
+      t.string('target', 1000).notNullable();
+      t.string('bundle', 64).index();
+      t.string('outcome', 16).notNullable();
+      t.integer('status').notNullable();
+      t.string('error', 64);
+      t.string('request_id', 64).notNullable();
+    });
+    // Append-only, enforced by the database itself: no code path (or mistaken query) may rewrite
+    // or erase history. Both engines refuse UPDATE and DELETE on the table.
+    if (db.client.config.client === 'pg') {
+      await db.raw(`CREATE FUNCTION convoy_audit_append_only() RETURNS trigger AS $$
+        BEGIN RAISE EXCEPTION 'the audit log is append-only'; END $$ LANGUAGE plpgsql`);
+      await db.raw('CREATE TRIGGER audit_events_append_only BEFORE UPDATE OR DELETE ON audit_events FOR EACH ROW EXECUTE FUNCTION convoy_audit_append_only()');
+    } else {
+      for (const op of ['UPDATE', 'DELETE']) {
+        await db.raw(`CREATE TRIGGER audit_events_no_${op.toLowerCase()} BEFORE ${op} ON audit_events BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END`);
+      }
+    }
+  },
+  async down(db) {
+    await db.schema.dropTableIfExists('audit_events');
+    if (db.client.config.client === 'pg') await db.raw('DROP FUNCTION IF EXISTS convoy_audit_append_only()');
+    for (const table of ['approvals', 'members']) await db.schema.dropTableIfExists(table);
+    await db.schema.alterTable('tokens', (t) => {
+      t.dropColumn('scopes');
+    });
+  },
+};
+
+/*
+ * OCI distribution (server/oci/): manifests pushed per repository `<bundle>/<image>`, what each
+ * manifest references (for pulls, referrers and the blob garbage collector), which blobs a
+ * repository holds (so a pull or a mount never reveals another bundle's blobs) and upload
+ * sessions in flight. Manifest and blob bytes live in the blob store.
+ */
+const oci: Migration = {
+  name: '0004_oci',
+  async up(db) {
+    await db.schema.createTable('oci_manifests', (t) => {
+      t.string('repository', 200).notNullable();
+      t.string('digest', 71).notNullable().index();
+      t.string('media_type', 255).notNullable();
+      t.bigInteger('size').notNullable();
+      t.string('subject', 71).index();
+      t.string('artifact_type', 255);
+      t.text('annotations');
+      t.string('created_at', 32).notNullable();
+      t.primary(['repository', 'digest']);
+    });
+    // Content-addressed, so keyed by the manifest digest alone: the same bytes reference the
+    // same things in every repository.
+    await db.schema.createTable('oci_manifest_refs', (t) => {
+      t.string('manifest', 71).notNullable();
+      t.string('ref', 71).notNullable().index();
+      t.string('kind', 16).notNullable(); // 'blob' (config, layer) or 'manifest' (index child)
+      t.primary(['manifest', 'ref']);
+    });
+    await db.schema.createTable('oci_repository_blobs', (t) => {
+      t.string('repository', 200).notNullable();
+      t.string('digest', 71).notNullable().index();
+      t.string('created_at', 32).notNullable();
+      t.primary(['repository', 'digest']);
+    });
+    await db.schema.createTable('oci_uploads', (t) => {
+      t.string('id', 36).primary();
+      t.string('repository', 200).notNullable();
+      t.string('created_by', 64).notNullable();
+      t.string('created_at', 32).notNullable().index();
+    });
+  },
+  async down(db) {
+    for (const table of ['oci_uploads', 'oci_repository_blobs', 'oci_manifest_refs', 'oci_manifests']) {
+      await db.schema.dropTableIfExists(table);
+    }
+  },
+};
+
+
+/**
+ * Trust (issue #3): who approved what and when, the approvals each bundle requires, revocations,
+ * signed rollbacks, and the targets proposals approvers sign offline.
+ */
+const trust: Migration = {
+  name: '0003_trust',
+  async up(db) {
+    await db.schema.createTable('trust_policies', (t) => {
+      t.string('bundle', 64).primary().references('bundles.name').onDelete('CASCADE');
+      t.integer('required_approvals').notNullable().defaultTo(1);
+      t.string('updated_by', 128).notNullable();
+      t.string('updated_at', 32).notNullable();
+    });
+    // Targets metadata approvers sign offline: the exact bytes they sign, and the version of the
+    // draft's content it was made from (a later edit makes it stale).
+    await db.schema.createTable('trust_proposals', (t) => {
+      t.increments('id').primary();
+      t.string('bundle', 64).notNullable();
+      t.string('version', 128).notNullable();
+      t.string('content_digest', 71).notNullable();
+      t.string('manifest_digest', 71);
+      t.bigInteger('manifest_size');
+      t.integer('targets_version').notNullable();
+      t.text('targets_signed').notNullable();
+      t.string('state', 16).notNullable(); // open | published | stale
+      t.string('created_at', 32).notNullable();
+      t.index(['bundle', 'version']);
+    });
+    await db.schema.createTable('trust_approvals', (t) => {
+      t.increments('id').primary();
+      t.string('bundle', 64).notNullable();
+      t.string('version', 128).notNullable();
+      t.string('principal', 128).notNullable();
+      t.string('content_digest', 71).notNullable();
+      t.integer('proposal_id').references('trust_proposals.id').onDelete('CASCADE');
+      t.string('key_id', 64);
+      t.string('signature', 256);
+      t.string('approved_at', 32).notNullable();
+      t.index(['bundle', 'version']);
+    });
+    await db.schema.createTable('trust_revocations', (t) => {
+      t.string('bundle', 64).notNullable();
+      t.string('version', 128).notNullable();
+      t.string('reason', 1000).notNullable();
+      t.string('revoked_by', 128).notNullable();
+      t.string('revoked_at', 32).notNullable();
+      t.primary(['bundle', 'version']);
+    });
+    await db.schema.createTable('trust_rollbacks', (t) => {
+      t.string('bundle', 64).notNullable();
+      t.string('version', 128).notNullable();
+      t.string('allowed_by', 128).notNullable();
+      t.string('allowed_at', 32).notNullable();
+      t.primary(['bundle', 'version']);
+    });
+  },
+  async down(db) {
+    for (const table of ['trust_rollbacks', 'trust_revocations', 'trust_approvals', 'trust_proposals', 'trust_policies']) await db.schema.dropTableIfExists(table);
+  },
+};
+
 /** Packages as first-class artifacts: what the package says it is, filterable. */
 const bundles: Migration = {
   name: '0005_bundles',
@@ -105,7 +272,7 @@ const bundles: Migration = {
   },
 };
 
-export const migrations: readonly Migration[] = [initial, bundles];
+export const migrations: readonly Migration[] = [initial, access, trust, oci, bundles];
 
 export const migrationSource: Knex.MigrationSource<Migration> = {
   getMigrations: async () => [...migrations],

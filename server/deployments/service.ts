@@ -42,6 +42,12 @@ export function createDeploymentService(deps: { db: Db; bundles: BundleService; 
       return deployment;
     },
 
+    /** The group's latest release, as its retained MQTT notice says it: what a polling device asks. */
+    async latestFor(group: string): Promise<ReleaseNotice | undefined> {
+      const row = await deps.db<DeploymentRow>('deployments').where('group_name', group).orderBy('id', 'desc').first();
+      return row ? noticeOf(toDeployment(row)) : undefined;
+    },
+
     async list(): Promise<Deployment[]> {
       return (await deps.db<DeploymentRow>('deployments').orderBy('id', 'desc')).map(toDeployment);
     },

@@ -30,10 +30,17 @@ const statusOf: Record<ErrorCode, number> = {
   version_immutable: 409,
   version_not_approved: 409,
   version_empty: 409,
+  version_revoked: 409,
+  proposal_stale: 409,
+  signature_invalid: 400,
+  downgrade_refused: 500,
   untrusted_metadata: 500,
   target_missing: 500,
   download_failed: 500,
   install_failed: 500,
+  insufficient_space: 500,
+  health_check_failed: 500,
+  hook_failed: 500,
   internal: 500,
 };
 

@@ -1,10 +1,15 @@
 import Router from '@koa/router';
 import type Koa from 'koa';
+import { randomUUID } from 'node:crypto';
 import type { z } from 'zod';
+import { requestIdPattern } from '../../protocol/access.ts';
+import type { ErrorCode } from '../../protocol/errors.ts';
 import { parseJson, parseWith } from '../../protocol/parse.ts';
-import { isAllowed, type Action, type Principal } from '../auth/policy.ts';
+import { isAllowed, ruleOf, type Action, type Principal, type Resource } from '../auth/policy.ts';
 import type { AuthService } from '../auth/service.ts';
-import { ApiError } from './errors.ts';
+import type { AuditLog } from '../audit/log.ts';
+import { ApiError, httpStatusOf } from './errors.ts';
+import { ProtocolError } from '../../protocol/errors.ts';
 
 /**
  * One declaration per route: method, path, the action it needs, its request schema and its
@@ -18,6 +23,10 @@ export interface RouteContext<Body, Query = undefined> {
   body: Body;
   /** The query string, parsed by the route's `query` schema (undefined for routes without one). */
   query: Query;
+  /** Asks the policy table about another action (e.g. to filter a listing); no side effect. */
+  can(action: Action, resource?: Resource): boolean;
+  /** This request's id (echoed in X-Request-Id and recorded in the audit log). */
+  requestId: string;
 }
 
 /**
@@ -42,6 +51,11 @@ export interface Route<S extends z.ZodType | undefined = z.ZodType | undefined, 
   responses?: RouteResponses;
   /** A raw (non-JSON) request body, described in the OpenAPI document by its media type. */
   rawBody?: string;
+  /**
+   * What the action applies to, read from the validated path or body (e.g. the bundle name in
+   * the path). Bundle-level actions need it: without one the policy refuses all but admins.
+   */
+  resource?(request: { params: Record<string, string>; body: S extends z.ZodType ? z.output<S> : undefined }): Resource | undefined;
   handler(ctx: RouteContext<S extends z.ZodType ? z.output<S> : undefined, Q extends z.ZodType ? z.output<Q> : undefined>): Promise<void>;
 }
 
@@ -53,21 +67,52 @@ export function route<S extends z.ZodType | undefined = undefined, Q extends z.Z
 export interface RouterDeps {
   auth: AuthService;
   maxJsonBytes: number;
+  audit?: AuditLog;
   /** Called after each handler with what it answered (tests use it to check response shapes). */
   onResponse?: (spec: Route, ctx: Koa.Context) => void;
 }
+
+/** A path parameter `:name` as the bundle acted on; most bundle routes declare this. */
+export const bundleInPath = ({ params }: { params: Record<string, string> }): Resource | undefined =>
+  params.name === undefined ? undefined : { bundle: params.name };
+
+/** Reads never change anything; every other method is recorded in the audit log. */
+const readOnlyMethods = new Set(['GET', 'HEAD']);
 
 export function buildRouter(routes: readonly Route[], deps: RouterDeps): Router {
   const router = new Router();
   for (const spec of routes) {
     const handle: Koa.Middleware = async (ctx) => {
-      const principal = await authenticate(ctx, deps.auth);
-      if (!principal && !spec.anonymous) throw new ApiError('unauthenticated', 'a valid access token is required (Authorization: Bearer <token>)');
-      if (principal && !isAllowed(principal, spec.action)) throw new ApiError('forbidden', `not allowed to ${spec.action}`);
-      const query = parseQuery(spec, ctx);
-      const body = spec.body ? parseWith(spec.body, await readJson(ctx, deps.maxJsonBytes), 'request body') : undefined;
-      await spec.handler({ koa: ctx, params: ctx.params as Record<string, string>, principal, body, query } as RouteContext<never, never>);
-      deps.onResponse?.(spec, ctx);
+      const supplied = ctx.get('x-request-id');
+      const requestId = requestIdPattern.test(supplied) ? supplied : randomUUID();
+      ctx.set('X-Request-Id', requestId);
+      let principal: Principal | undefined;
+      let resource: Resource | undefined;
+      let failure: unknown;
+      try {
+        principal = await authenticate(ctx, deps.auth);
+        if (!principal && !spec.anonymous) throw new ApiError('unauthenticated', 'a valid access token is required (Authorization: Bearer <token>)');
+        const params = ctx.params as Record<string, string>;
+        // Instance-level actions are decided before the body is read; bundle-level ones may
+        // name their bundle in the body, so those are decided right after it is validated.
+        const needsResource = spec.resource !== undefined;
+        if (principal && !needsResource) deny(principal, spec.action, undefined);
+        const query = parseQuery(spec, ctx);
+        const body = spec.body ? parseWith(spec.body, await readJson(ctx, deps.maxJsonBytes), 'request body') : undefined;
+        resource = spec.resource?.({ params, body } as never);
+        if (principal && needsResource) deny(principal, spec.action, resource);
+        const who = principal;
+        const can = (action: Action, on?: Resource) => who !== undefined && isAllowed(who, action, on);
+        await spec.handler({ koa: ctx, params, principal, body, query, can, requestId } as RouteContext<never, never>);
+        deps.onResponse?.(spec, ctx);
+      } catch (error) {
+        failure = error;
+        throw error;
+      } finally {
+        if (deps.audit && !readOnlyMethods.has(spec.method)) {
+          await deps.audit.record({ action: spec.action, method: spec.method, target: ctx.path, principal, bundle: resource?.bundle, requestId, ...outcomeOf(ctx, failure) });
+        }
+      }
     };
     router.register(spec.path, [spec.method], handle);
   }
@@ -87,6 +132,21 @@ function parseQuery(spec: Route, ctx: Koa.Context): unknown {
     if (Array.isArray(value)) throw new ApiError('invalid_request', `query parameter "${name}" is given more than once`);
   }
   return parseWith(spec.query, { ...raw }, 'query string');
+}
+
+function deny(principal: Principal, action: Action, resource: Resource | undefined): void {
+  if (isAllowed(principal, action, resource)) return;
+  const rule = ruleOf(action);
+  const needs = rule.on === 'instance' ? (rule.role === 'admin' ? 'an instance admin' : 'a signed-in user') : `${rule.role} or higher${rule.on === 'bundle' ? ` on "${resource?.bundle ?? '?'}"` : ' on some bundle'}`;
+  throw new ApiError('forbidden', `not allowed to ${action}: needs ${needs} and a token with the "${rule.scope}" scope`);
+}
+
+function outcomeOf(ctx: Koa.Context, failure: unknown): { status: number; error: string | undefined } {
+  if (failure === undefined) return { status: ctx.status, error: undefined };
+  const code: ErrorCode | undefined = failure instanceof ApiError || failure instanceof ProtocolError ? failure.code : undefined;
+  if (code) return { status: httpStatusOf(code), error: code };
+  const status = (failure as { status?: unknown } | null)?.status;
+  return { status: typeof status === 'number' ? status : 500, error: 'internal' };
 }
 
 async function authenticate(ctx: Koa.Context, auth: AuthService): Promise<Principal | undefined> {

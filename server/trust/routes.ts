@@ -1,19 +1,38 @@
+import { z } from 'zod';
+import { bundleName, version as versionSchema } from '../../protocol/names.ts';
+import { parseWith } from '../../protocol/parse.ts';
+import { createKeyRequest, revokeRequest, rollbackRequest, signatureRequest, trustPolicyRequest } from '../../protocol/trust.ts';
+import { principalName, type Principal } from '../auth/policy.ts';
 import { ApiError } from '../http/errors.ts';
-import { route, type Route } from '../http/routes.ts';
+import { bundleInPath, route, type Route } from '../http/routes.ts';
 import type { BlobStore } from '../blobs/store.ts';
 import { sendBlob } from '../blobs/routes.ts';
+import type { ApprovalService } from './approvals.ts';
 import type { TrustService } from './service.ts';
+
+function nameParam(params: Record<string, string>): string {
+  return parseWith(bundleName, params.name, 'bundle name in the URL', 'invalid_name');
+}
+function versionParam(params: Record<string, string>): string {
+  return parseWith(versionSchema, params.version, 'version in the URL', 'invalid_version');
+}
 
 /**
  * The TUF repository as a stock client expects it (TUF §5): metadata at `/tuf/<name>.json`,
- * targets under `/tuf/targets/`, hash-prefixed because root sets consistent_snapshot.
+ * targets under `/tuf/targets/`, hash-prefixed because root sets consistent_snapshot. Plus the
+ * trust API: approvals, offline signatures, revocation, rollback permission, keys and root.
  */
 export function trustRoutes(deps: {
   trust: TrustService;
+  approvals: ApprovalService;
   blobs: BlobStore;
   resolveTarget: (path: string) => Promise<{ digest: string; size: number } | undefined>;
   anonymous: boolean;
+  /** Called once a version becomes approved (signed), with the user whose approval completed it. */
+  onApproved?: (bundle: string, version: string, by: Principal) => Promise<void>;
 }): Route[] {
+  const base = '/api/v1/bundles/:name/versions/:version';
+  const { approvals, trust } = deps;
   return [
     route({
       method: 'GET', path: '/tuf/targets/*path', action: 'tuf:read', anonymous: deps.anonymous, summary: 'Download a signed target', responses: { 200: 'binary', 206: 'binary', 304: 'empty' },
@@ -32,6 +51,72 @@ export function trustRoutes(deps: {
         // Versioned files never change; timestamp.json and root.json do and must not be cached.
         koa.set('Cache-Control', /^\d+\./.test(params.file ?? '') ? 'private, max-age=31536000, immutable' : 'no-store');
         koa.body = bytes;
+      },
+    }),
+    route({
+      method: 'POST', path: `${base}/approve`, resource: bundleInPath, action: 'version:approve', summary: 'Approve a draft; the approval that meets the bundle threshold freezes and signs it',
+      async handler({ koa, params, principal }) {
+        const approved = await approvals.approve(nameParam(params), versionParam(params), principalName(principal!));
+        if (approved.status === 'approved') await deps.onApproved?.(approved.bundle, approved.version, principal!);
+        koa.body = approved;
+      },
+    }),
+    route({
+      method: 'GET', path: `${base}/approvals`, resource: bundleInPath, action: 'bundle:read', summary: 'Show a version with its approvals (who, when) and revocation',
+      async handler({ koa, params }) {
+        koa.body = await approvals.details(nameParam(params), versionParam(params));
+      },
+    }),
+    route({
+      method: 'PUT', path: '/api/v1/bundles/:name/trust-policy', resource: bundleInPath, action: 'keys:admin', summary: 'Set how many distinct users must approve a version', body: trustPolicyRequest,
+      async handler({ koa, params, body, principal }) {
+        koa.body = await approvals.setPolicy(nameParam(params), body.requiredApprovals, principalName(principal!));
+      },
+    }),
+    route({
+      method: 'GET', path: `${base}/signing`, resource: bundleInPath, action: 'version:sign', summary: 'Offline mode: the targets metadata to sign for this version',
+      async handler({ koa, params }) {
+        koa.body = await approvals.proposal(nameParam(params), versionParam(params));
+      },
+    }),
+    route({
+      method: 'POST', path: `${base}/signatures`, resource: bundleInPath, action: 'version:sign', summary: "Offline mode: upload one approver's signature over the proposal", body: signatureRequest,
+      async handler({ koa, params, body, principal }) {
+        const { approvedNow, ...receipt } = await approvals.sign(nameParam(params), versionParam(params), body, principalName(principal!));
+        if (approvedNow) await deps.onApproved?.(nameParam(params), versionParam(params), principal!);
+        koa.body = receipt;
+      },
+    }),
+    route({
+      method: 'POST', path: `${base}/revoke`, resource: bundleInPath, action: 'version:revoke', summary: 'Revoke an approved version: removed from targets, never installed again', body: revokeRequest,
+      async handler({ koa, params, body, principal }) {
+        koa.body = await approvals.revoke(nameParam(params), versionParam(params), body.reason, principalName(principal!));
+      },
+    }),
+    route({
+      method: 'PUT', path: `${base}/rollback`, resource: bundleInPath, action: 'version:approve', summary: 'Allow (or stop allowing) devices to downgrade to this version; signed into targets', body: rollbackRequest,
+      async handler({ koa, params, body, principal }) {
+        koa.body = await approvals.setRollback(nameParam(params), versionParam(params), body.allowed, principalName(principal!));
+      },
+    }),
+    route({
+      method: 'GET', path: '/api/v1/trust', action: 'keys:read', summary: 'Who signs what: roles, key ids, thresholds, keys the server holds',
+      async handler({ koa }) {
+        koa.body = await trust.status();
+      },
+    }),
+    route({
+      method: 'POST', path: '/api/v1/trust/keys', action: 'keys:admin', summary: 'Generate an online key for a role (trusted once a signed root names it)', body: createKeyRequest,
+      async handler({ koa, body }) {
+        koa.status = 201;
+        koa.body = await trust.createOnlineKey(body.role);
+      },
+    }),
+    route({
+      method: 'POST', path: '/api/v1/trust/root', action: 'keys:admin', summary: 'Upload root metadata N+1, signed offline by the old and new root thresholds', body: z.record(z.string(), z.unknown()),
+      async handler({ koa, body, principal }) {
+        koa.status = 201;
+        koa.body = await trust.acceptRoot(Buffer.from(JSON.stringify(body)), `uploaded by ${principalName(principal!)}`);
       },
     }),
   ];

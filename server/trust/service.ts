@@ -1,20 +1,46 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { Metadata, MetadataKind, type Targets } from '@tufjs/models';
+import { Metadata, MetadataKind, Signature, type Root, type Targets } from '@tufjs/models';
 import { generateSigningKey, signingKeyFromPem, type SigningKey } from '../../certs/tuf-keys.ts';
 import { readFileIfExists, writeFileAtomic } from '../../lib/files.ts';
 import type { Logger } from '../../protocol/log.ts';
-import { createRoot, defaultExpiry, publishTargets, toBytes, type Expiry, type RoleKeys, type TargetEntry } from './repository.ts';
+import { ApiError } from '../http/errors.ts';
+import {
+  buildTargets,
+  createRoot,
+  defaultExpiry,
+  publishSnapshot,
+  publishTargets,
+  roleNames,
+  signedBytes,
+  toBytes,
+  verifyRootRotation,
+  type Expiry,
+  type PublishedSet,
+  type RoleKeys,
+  type RoleName,
+  type TargetEntry,
+} from './repository.ts';
 
 /**
- * The signing shell around the pure repository: keeps the keys and the metadata files in the data
- * dir and re-signs whenever the set of approved releases changes or metadata nears expiry.
+ * The signing shell around the pure repository: keeps the online keys and the metadata files in
+ * the data dir and re-signs whenever the set of approved releases changes or metadata nears expiry.
+ *
+ * Two layouts, told apart by which private keys are in `keys/`:
+ * - development (zero setup): at first start the server generates one key per role, root
+ *   included, and signs root itself. Anyone who reads the data dir owns the fleet.
+ * - offline root (production): `convoy keys init` ran on an offline machine and the operator
+ *   copied its `server/` folder (signed `tuf/1.root.json` and the online timestamp/snapshot keys,
+ *   plus the targets key unless approvers sign offline) into the data dir. The server never sees
+ *   a root key; new root versions arrive signed, through `acceptRoot`.
+ * The server signs a role when it holds a threshold of that role's keys listed in the newest root.
+ * When it does not hold the targets keys, approvers sign targets offline (`offlineTargets`).
  *
  * The database is the truth about what is approved; the metadata is derived from it. After a
  * crash between approving in the database and signing, `reconcile()` at start signs again.
  */
 export interface TrustService {
-  /** Re-signs targets, snapshot and timestamp from the current list of approved targets. */
+  /** Re-signs targets (when the server holds its keys), snapshot and timestamp. */
   publish(reason: string): Promise<void>;
   /** Signs again if the metadata does not match the database or is past half its lifetime. */
   reconcile(): Promise<void>;
@@ -22,9 +48,34 @@ export interface TrustService {
   currentRoot(): Record<string, unknown>;
   /** Bytes of a metadata file by its served name (`1.root.json`, `timestamp.json`, …), if any. */
   readMetadata(name: string): Promise<Buffer | undefined>;
+  /** Who signs what, for `convoy keys status`. */
+  status(): Promise<TrustStatus>;
+  /** Verifies root N+1 against root N (old and new thresholds) and makes it current. */
+  acceptRoot(bytes: Buffer, reason: string): Promise<{ version: number }>;
+  /** Generates an online key for a role (kept here, not yet trusted) and returns its public half. */
+  createOnlineKey(role: Exclude<RoleName, 'root'>): Promise<{ keyId: string; publicKey: Record<string, unknown> }>;
+  /** True when the server holds a threshold of targets keys (the default approval mode). */
+  signsTargets(): boolean;
+  /** Offline targets: the unsigned next targets metadata naming `entries`. */
+  proposeTargets(entries: readonly TargetEntry[]): Metadata<Targets>;
+  /** Offline targets: checks one approver's signature over the proposal; returns the key id. */
+  checkTargetsSignature(proposal: Metadata<Targets>, signature: { keyid: string; sig: string }): void;
+  /** Offline targets: publishes fully signed targets (threshold checked against root). */
+  publishSignedTargets(signed: Metadata<Targets>, reason: string): Promise<void>;
+  /** The version of the targets metadata devices see now. */
+  targetsVersion(): Promise<number>;
 }
 
-const roles = ['root', 'targets', 'snapshot', 'timestamp'] as const;
+export interface TrustStatus {
+  mode: 'development' | 'offline-root';
+  targetsSigning: 'server' | 'offline';
+  rootVersion: number;
+  rootExpires: string;
+  roles: Record<RoleName, { keyIds: string[]; threshold: number; heldByServer: number }>;
+  timestamp: { version: number; expires: string } | null;
+}
+
+const onlineRoles = ['targets', 'snapshot', 'timestamp'] as const;
 const metadataName = /^(?:[1-9][0-9]{0,9}\.(?:root|targets|snapshot)|root|timestamp)\.json$/;
 
 export async function openTrustService(deps: {
@@ -40,17 +91,29 @@ export async function openTrustService(deps: {
   await fs.mkdir(keyDir, { recursive: true, mode: 0o700 });
   await fs.mkdir(metaDir, { recursive: true });
 
-  const keys = {} as RoleKeys;
-  for (const role of roles) keys[role] = await loadOrCreateKey(path.join(keyDir, `${role}.pem`), deps.log);
-
   let rootBytes = await readFileIfExists(path.join(metaDir, 'root.json'));
   if (!rootBytes) {
+    // Zero-setup development layout: the server makes (and keeps) every key, root included.
+    const keys = {} as RoleKeys;
+    for (const role of roleNames) keys[role] = await loadOrCreateKey(path.join(keyDir, `${role}.pem`), deps.log);
     rootBytes = toBytes(createRoot(keys, deps.now(), expiry));
     await writeFileAtomic(path.join(metaDir, '1.root.json'), rootBytes);
     await writeFileAtomic(path.join(metaDir, 'root.json'), rootBytes);
-    deps.log.info('created TUF root metadata', { version: 1 });
+    deps.log.warn('created a development TUF root: the root key is on this server; use `convoy keys init` for production', { version: 1 });
   }
-  const root = JSON.parse(rootBytes.toString('utf8')) as Record<string, unknown>;
+  let root = Metadata.fromJSON(MetadataKind.Root, JSON.parse(rootBytes.toString('utf8')));
+  let held = await loadKeys(keyDir);
+  const signingKeys = (role: RoleName): SigningKey[] => {
+    const ids = root.signed.roles[role]!.keyIDs;
+    return ids.flatMap((id) => (held.has(id) ? [held.get(id)!] : []));
+  };
+  const canSign = (role: RoleName) => signingKeys(role).length >= root.signed.roles[role]!.threshold;
+  for (const role of ['snapshot', 'timestamp'] as const) {
+    if (!canSign(role)) throw new Error(`the data dir holds ${signingKeys(role).length} ${role} key(s) named in root.json; ${root.signed.roles[role]!.threshold} needed (copy the server/ folder from \`convoy keys init\`)`);
+  }
+  const rootDaysLeft = (Date.parse(root.signed.expires) - deps.now().getTime()) / 86_400_000;
+  if (rootDaysLeft < 30) deps.log.warn('TUF root expires soon: devices refuse an expired root; run `convoy keys renew`', { expires: root.signed.expires });
+  if (canSign('root')) deps.log.warn('this server holds the TUF root key: development mode, not for production');
 
   // Serialises signing: versions must increase by exactly one per publication.
   let queue: Promise<unknown> = Promise.resolve();
@@ -60,23 +123,24 @@ export async function openTrustService(deps: {
     return run;
   };
 
-  async function readSigned<T>(file: string): Promise<{ version: number; expires: string; body: T } | undefined> {
+  async function readSigned<T>(file: string): Promise<{ version: number; expires: string; body: T; bytes: Buffer } | undefined> {
     const bytes = await readFileIfExists(path.join(metaDir, file));
     if (!bytes) return undefined;
     const json = JSON.parse(bytes.toString('utf8')) as { signed: { version: number; expires: string } & T };
-    return { version: json.signed.version, expires: json.signed.expires, body: json.signed };
+    return { version: json.signed.version, expires: json.signed.expires, body: json.signed, bytes };
   }
 
-  async function publishNow(reason: string): Promise<void> {
-    const timestamp = await readSigned<{ meta: Record<string, { version: number }> }>('timestamp.json');
+  type MetaMap = { meta: Record<string, { version: number }> };
+  async function current() {
+    const timestamp = await readSigned<MetaMap>('timestamp.json');
     const snapshotVersion = timestamp?.body.meta['snapshot.json']?.version ?? 0;
-    const snapshot = snapshotVersion ? await readSigned<{ meta: Record<string, { version: number }> }>(`${snapshotVersion}.snapshot.json`) : undefined;
-    const previous = {
-      timestamp: timestamp?.version ?? 0,
-      snapshot: snapshotVersion,
-      targets: snapshot?.body.meta['targets.json']?.version ?? 0,
-    };
-    const set = publishTargets({ keys, previous, targets: await deps.listTargets(), now: deps.now(), expiry });
+    const snapshot = snapshotVersion ? await readSigned<MetaMap>(`${snapshotVersion}.snapshot.json`) : undefined;
+    const targetsVersion = snapshot?.body.meta['targets.json']?.version ?? 0;
+    const targets = targetsVersion ? await readFileIfExists(path.join(metaDir, `${targetsVersion}.targets.json`)) : undefined;
+    return { timestamp, snapshot, targets, versions: { timestamp: timestamp?.version ?? 0, snapshot: snapshotVersion, targets: targetsVersion } };
+  }
+
+  async function write(set: PublishedSet, reason: string): Promise<void> {
     // Order matters for readers: targets and snapshot first, under new names, then the timestamp
     // that points at them, so no client ever sees a timestamp naming a file not yet written.
     await writeFileAtomic(path.join(metaDir, `${set.versions.targets}.targets.json`), set.targets);
@@ -85,36 +149,179 @@ export async function openTrustService(deps: {
     deps.log.info('signed TUF metadata', { reason, ...set.versions });
   }
 
-  async function isCurrent(): Promise<boolean> {
-    const timestamp = await readSigned<{ meta: Record<string, { version: number }> }>('timestamp.json');
-    if (!timestamp) return false;
-    const snapshot = await readSigned<{ meta: Record<string, { version: number }> }>(`${timestamp.body.meta['snapshot.json']?.version}.snapshot.json`);
-    if (!snapshot) return false;
-    const targetsFile = await readFileIfExists(path.join(metaDir, `${snapshot.body.meta['targets.json']?.version}.targets.json`));
-    if (!targetsFile) return false;
-    const targets: Metadata<Targets> = Metadata.fromJSON(MetadataKind.Targets, JSON.parse(targetsFile.toString('utf8')));
-    const now = deps.now().getTime();
-    const halfLifePassed = (expires: string, lifetime: number) => Date.parse(expires) - now < (lifetime * 1000) / 2;
-    if (halfLifePassed(timestamp.expires, expiry.timestamp) || halfLifePassed(snapshot.expires, expiry.snapshot) || halfLifePassed(targets.signed.expires, expiry.targets)) {
-      return false;
+  /** New snapshot and timestamp over the targets devices already have (or `targets`). */
+  async function resignSnapshot(reason: string, targets?: { bytes: Buffer; version: number }): Promise<void> {
+    const now = await current();
+    const chosen = targets ?? (now.targets ? { bytes: now.targets, version: now.versions.targets } : undefined);
+    if (!chosen) {
+      // Offline targets and nothing signed yet: an empty targets needs the approvers' keys too,
+      // so there is nothing to publish until they sign the first release.
+      return;
     }
-    const wanted = await deps.listTargets();
-    const signed = targets.signed.targets;
-    return wanted.length === Object.keys(signed).length && wanted.every((entry) => signed[entry.path]?.length === entry.length && signed[entry.path]?.hashes.sha256 === entry.sha256);
+    await write(
+      publishSnapshot({ targets: chosen.bytes, targetsVersion: chosen.version, previous: now.versions, snapshotKeys: signingKeys('snapshot'), timestampKeys: signingKeys('timestamp'), now: deps.now(), expiry }),
+      reason,
+    );
+  }
+
+  async function publishNow(reason: string): Promise<void> {
+    if (!canSign('targets')) return resignSnapshot(reason);
+    const now = await current();
+    const set = publishTargets({
+      keys: { targets: signingKeys('targets'), snapshot: signingKeys('snapshot'), timestamp: signingKeys('timestamp') },
+      previous: now.versions,
+      targets: await deps.listTargets(),
+      now: deps.now(),
+      expiry,
+    });
+    await write(set, reason);
+  }
+
+  /** What reconcile must do: nothing, a new snapshot/timestamp, or new targets too. */
+  async function staleness(): Promise<'current' | 'snapshot' | 'targets'> {
+    const now = await current();
+    const clock = deps.now().getTime();
+    const halfLifePassed = (expires: string, lifetime: number) => Date.parse(expires) - clock < (lifetime * 1000) / 2;
+    if (canSign('targets')) {
+      if (!now.targets) return 'targets';
+      const targets: Metadata<Targets> = Metadata.fromJSON(MetadataKind.Targets, JSON.parse(now.targets.toString('utf8')));
+      if (halfLifePassed(targets.signed.expires, expiry.targets)) return 'targets';
+      // Root may have changed the targets keys: metadata signed by a key no longer trusted is stale.
+      try {
+        root.verifyDelegate('targets', targets);
+      } catch {
+        return 'targets';
+      }
+      const wanted = await deps.listTargets();
+      const signed = targets.signed.targets;
+      const same =
+        wanted.length === Object.keys(signed).length &&
+        wanted.every((entry) => signed[entry.path]?.length === entry.length && signed[entry.path]?.hashes.sha256 === entry.sha256 && JSON.stringify(signed[entry.path]?.custom ?? {}) === JSON.stringify(entry.custom ?? {}));
+      if (!same) return 'targets';
+    } else if (!now.targets) {
+      return 'current';
+    }
+    if (!now.timestamp || !now.snapshot) return 'snapshot';
+    if (halfLifePassed(now.timestamp.expires, expiry.timestamp) || halfLifePassed(now.snapshot.expires, expiry.snapshot)) return 'snapshot';
+    const signedBy = (bytes: Buffer, role: RoleName) => {
+      try {
+        root.verifyDelegate(role, (role === 'timestamp' ? Metadata.fromJSON(MetadataKind.Timestamp, JSON.parse(bytes.toString('utf8'))) : Metadata.fromJSON(MetadataKind.Snapshot, JSON.parse(bytes.toString('utf8')))));
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    if (!signedBy(now.timestamp.bytes, 'timestamp') || !signedBy(now.snapshot.bytes, 'snapshot')) return 'snapshot';
+    return 'current';
   }
 
   return {
     publish: (reason) => serialised(() => publishNow(reason)),
     reconcile: () =>
       serialised(async () => {
-        if (!(await isCurrent())) await publishNow('reconcile');
+        const state = await staleness();
+        if (state === 'targets') await publishNow('reconcile');
+        else if (state === 'snapshot') await resignSnapshot('refresh before expiry');
       }),
-    currentRoot: () => root,
+    currentRoot: () => root.toJSON() as Record<string, unknown>,
     async readMetadata(name) {
       if (!metadataName.test(name)) return undefined;
       return readFileIfExists(path.join(metaDir, name));
     },
+    async status() {
+      const timestamp = (await current()).timestamp;
+      const roles = {} as TrustStatus['roles'];
+      for (const role of roleNames) {
+        roles[role] = { keyIds: [...root.signed.roles[role]!.keyIDs], threshold: root.signed.roles[role]!.threshold, heldByServer: signingKeys(role).length };
+      }
+      return {
+        mode: canSign('root') ? 'development' : 'offline-root',
+        targetsSigning: canSign('targets') ? 'server' : 'offline',
+        rootVersion: root.signed.version,
+        rootExpires: root.signed.expires,
+        roles,
+        timestamp: timestamp ? { version: timestamp.version, expires: timestamp.expires } : null,
+      };
+    },
+    acceptRoot: (bytes, reason) =>
+      serialised(async () => {
+        let proposed: Metadata<Root>;
+        try {
+          proposed = Metadata.fromJSON(MetadataKind.Root, JSON.parse(bytes.toString('utf8')));
+          verifyRootRotation(root, proposed);
+        } catch (error) {
+          throw new ApiError('signature_invalid', `root refused: ${(error as Error).message}`, { cause: error });
+        }
+        const nextHeld = await loadKeys(keyDir);
+        for (const role of ['snapshot', 'timestamp'] as const) {
+          const have = proposed.signed.roles[role]!.keyIDs.filter((id) => nextHeld.has(id)).length;
+          if (have < proposed.signed.roles[role]!.threshold) {
+            throw new ApiError('invalid_request', `root refused: the server holds ${have} of the ${role} keys it names (create them first with \`convoy keys rotate\`)`);
+          }
+        }
+        // Canonical bytes, so the file devices fetch is the one that was verified.
+        const canonical = toBytes(proposed);
+        await writeFileAtomic(path.join(metaDir, `${proposed.signed.version}.root.json`), canonical);
+        await writeFileAtomic(path.join(metaDir, 'root.json'), canonical);
+        root = proposed;
+        held = nextHeld;
+        deps.log.info('accepted a new TUF root', { version: proposed.signed.version, reason });
+        // Devices follow the chain on their next refresh; snapshot and timestamp (and targets,
+        // when the server signs them) are signed again at once with the keys root now names.
+        if (canSign('targets')) await publishNow(`root ${proposed.signed.version}`);
+        else await resignSnapshot(`root ${proposed.signed.version}`);
+        return { version: proposed.signed.version };
+      }),
+    async createOnlineKey(role) {
+      if (!onlineRoles.includes(role)) throw new ApiError('invalid_request', `${role} keys are never online`);
+      const key = generateSigningKey();
+      await writeFileAtomic(path.join(keyDir, `${role}-${key.keyId.slice(0, 16)}.pem`), key.privateKeyPem, 0o600);
+      held.set(key.keyId, key);
+      deps.log.info('generated an online TUF key', { role, keyId: key.keyId });
+      return { keyId: key.keyId, publicKey: key.publicKey.toJSON() as Record<string, unknown> };
+    },
+    signsTargets: () => canSign('targets'),
+    proposeTargets(entries) {
+      // The proposal is deterministic per call site: the caller stores it, so every approver
+      // signs the same bytes.
+      return buildTargets(entries, 0, deps.now(), expiry);
+    },
+    checkTargetsSignature(proposal, signature) {
+      const role = root.signed.roles.targets!;
+      if (!role.keyIDs.includes(signature.keyid)) throw new ApiError('forbidden', `key ${signature.keyid.slice(0, 16)}… is not a targets key in root version ${root.signed.version}`);
+      const key = root.signed.keys[signature.keyid]!;
+      const single = new Metadata(proposal.signed, { [signature.keyid]: new Signature({ keyID: signature.keyid, sig: signature.sig }) });
+      try {
+        key.verifySignature(single);
+      } catch {
+        throw new ApiError('signature_invalid', 'the signature does not verify over the proposed targets');
+      }
+    },
+    publishSignedTargets: (signed, reason) =>
+      serialised(async () => {
+        try {
+          root.verifyDelegate('targets', signed);
+        } catch (error) {
+          throw new ApiError('signature_invalid', `targets not signed by a threshold of targets keys: ${(error as Error).message}`);
+        }
+        await resignSnapshot(reason, { bytes: toBytes(signed), version: signed.signed.version });
+      }),
+    async targetsVersion() {
+      return (await current()).versions.targets;
+    },
   };
+}
+
+export { signedBytes };
+
+async function loadKeys(keyDir: string): Promise<Map<string, SigningKey>> {
+  const keys = new Map<string, SigningKey>();
+  for (const entry of await fs.readdir(keyDir)) {
+    if (!entry.endsWith('.pem')) continue;
+    const key = signingKeyFromPem(await fs.readFile(path.join(keyDir, entry), 'utf8'));
+    keys.set(key.keyId, key);
+  }
+  return keys;
 }
 
 async function loadOrCreateKey(file: string, log: Logger): Promise<SigningKey> {

@@ -2,7 +2,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { deviceConfigSchemaId } from '../../protocol/device-config.ts';
+import { createHash } from 'node:crypto';
+import { deviceConfigSchemaId, type DeviceConfigInput } from '../../protocol/device-config.ts';
 import { makeTempDir, type TestServer } from './server.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -14,11 +15,18 @@ export interface TestDevice {
   dir: string;
   process: ChildProcess;
   logs: string[];
+  /** kill -9: no chance to clean up, as after a power loss of the process. */
+  kill(): Promise<void>;
   stop(): Promise<void>;
 }
 
 /** Writes a device directory as `convoy device add` does, pointing at the given URLs. */
-export async function provisionDevice(server: TestServer, id: string, group: string, options: { mqttUrl?: string } = {}): Promise<string> {
+export async function provisionDevice(
+  server: TestServer,
+  id: string,
+  group: string,
+  options: { mqttUrl?: string; serverUrl?: string; update?: DeviceConfigInput['update'] } = {},
+): Promise<string> {
   const registered = await server.api('POST', '/api/v1/devices', { json: { id, group } });
   if (registered.status !== 201) throw new Error(`device registration answered ${registered.status}: ${registered.raw}`);
   const dir = await makeTempDir(`convoy-device-${id}-`);
@@ -26,16 +34,23 @@ export async function provisionDevice(server: TestServer, id: string, group: str
   await fs.writeFile(path.join(dir, 'root.json'), JSON.stringify(registered.body.root));
   await fs.writeFile(
     path.join(dir, 'device.json'),
-    JSON.stringify({ schema: deviceConfigSchemaId, id, group, serverUrl: server.url, mqttUrl: options.mqttUrl ?? `mqtt://127.0.0.1:${server.mqttPort}` }),
+    JSON.stringify({
+      schema: deviceConfigSchemaId,
+      id,
+      group,
+      serverUrl: options.serverUrl ?? server.url,
+      mqttUrl: options.mqttUrl ?? `mqtt://127.0.0.1:${server.mqttPort}`,
+      ...(options.update ? { update: options.update } : {}),
+    }),
   );
   return dir;
 }
 
 /** Runs a real `convoyd` process on a provisioned directory. */
-export function runDaemon(id: string, dir: string): TestDevice {
+export function runDaemon(id: string, dir: string, env: Record<string, string> = {}): TestDevice {
   const child = spawn(process.execPath, [convoydBin, '--config', path.join(dir, 'device.json')], {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, CONVOY_LOG_LEVEL: 'debug' },
+    env: { ...process.env, CONVOY_LOG_LEVEL: 'debug', ...env },
   });
   const logs: string[] = [];
   child.stdout!.on('data', (chunk: Buffer) => logs.push(chunk.toString('utf8')));
@@ -45,6 +60,12 @@ export function runDaemon(id: string, dir: string): TestDevice {
     dir,
     process: child,
     logs,
+    async kill() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGKILL');
+      await exited;
+    },
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return;
       const exited = new Promise((resolve) => child.once('exit', resolve));
@@ -66,4 +87,33 @@ export async function readCurrent(dir: string): Promise<Map<string, Buffer>> {
   const files = new Map<string, Buffer>();
   for (const name of (await fs.readdir(current)).sort()) files.set(name, await fs.readFile(path.join(current, name)));
   return files;
+}
+
+/** Every regular file under `current/` (archives extracted), relative path → sha256; symlinks followed. */
+export async function hashTree(dir: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  const walk = async (sub: string) => {
+    for (const entry of (await fs.readdir(path.join(dir, sub), { withFileTypes: true })).sort((a, b) => a.name.localeCompare(b.name))) {
+      const rel = sub ? `${sub}/${entry.name}` : entry.name;
+      if (entry.isDirectory()) await walk(rel);
+      else out[rel] = createHash('sha256').update(await fs.readFile(path.join(dir, rel))).digest('hex');
+    }
+  };
+  await walk('');
+  return out;
+}
+
+/** The device's journal as it is on disk (the daemon's own truth). */
+export async function readJournalFile(dir: string): Promise<any> {
+  try {
+    return JSON.parse(await fs.readFile(path.join(dir, 'journal.json'), 'utf8'));
+  } catch {
+    return null;
+  }
+}
+
+/** The server's record of a device (what it last reported). */
+export async function deviceRecord(server: TestServer, id: string): Promise<any> {
+  const list = await server.api('GET', '/api/v1/devices');
+  return (list.body as any[]).find((d) => d.id === id);
 }

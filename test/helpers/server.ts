@@ -22,6 +22,8 @@ export interface TestServer extends RunningServer {
   /** `METHOD path` of every route that gave a successful answer, checked against its schema. */
   answeredRoutes: Set<string>;
   api(method: string, urlPath: string, options?: { json?: unknown; body?: Buffer | string; token?: string | null; headers?: Record<string, string> }): Promise<{ status: number; body: any; headers: Headers; raw: Buffer }>;
+  /** The PostgreSQL database of this server, or undefined on SQLite (the file is in dataDir). */
+  databaseUrl: string | undefined;
   /** Restarts on the same data dir and database, as after a crash or an upgrade. */
   restart(): Promise<void>;
 }
@@ -87,6 +89,7 @@ export async function startTestServer(overrides: Partial<ServerConfig> = {}): Pr
     get routes() {
       return running.routes;
     },
+    databaseUrl: database?.url,
     get url() {
       return running.url;
     },
@@ -165,7 +168,7 @@ export async function pushArtifact(server: TestServer, bundle: string, version: 
 }
 
 /** Polls until `check` returns a value other than undefined, or fails after `timeoutMs`. */
-export async function waitFor<T>(what: string, check: () => Promise<T | undefined> | T | undefined, timeoutMs = 30_000): Promise<T> {
+export async function waitFor<T>(what: string, check: () => Promise<T | undefined> | T | undefined, timeoutMs = 30_000, intervalMs = 100): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
@@ -176,6 +179,6 @@ export async function waitFor<T>(what: string, check: () => Promise<T | undefine
       last = error;
     }
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
   }
 }

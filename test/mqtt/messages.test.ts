@@ -70,7 +70,7 @@ test('convoyd drops malformed release notices and keeps working', async (t) => {
     const device = runDaemon('till-1', dir);
     const publisher = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`);
     try {
-      await waitFor('the daemon to subscribe', () => (device.logs.join('').includes('connected to the broker') ? true : undefined));
+      await waitFor('the daemon to subscribe', () => (device.logs.join('').includes('subscribed to release notices') ? true : undefined));
       const notice = { type: 'release', deploymentId: 1, group: 'shop', bundle: 'pos-app', version: '1.0.0', issuedAt: new Date().toISOString() };
       const garbage = ['', 'not json', '[]', JSON.stringify({ ...notice, version: '../../etc' }), JSON.stringify({ ...notice, group: 'other' }), JSON.stringify({ ...notice, extra: 1 }), 'x'.repeat(20_000)];
       for (const payload of garbage) await publisher.publishAsync(groupReleaseTopic('shop'), payload, { qos: 1 });

@@ -1,0 +1,96 @@
+import { z } from 'zod';
+import { bundleName } from './names.ts';
+
+/*
+ * Who may do what: users, their roles per bundle, access tokens and the audit log. The server
+ * validates requests with these schemas; the CLI validates answers with them.
+ */
+
+const timestamp = z.iso.datetime();
+
+/** The GitLab role ladder, lowest first: each role holds everything the ones below it hold. */
+export const roles = ['guest', 'reporter', 'developer', 'maintainer', 'owner'] as const;
+export const role = z.enum(roles);
+export type Role = z.infer<typeof role>;
+
+/** What a token may be used for. A token's scopes narrow its user's roles; they never widen them. */
+export const scopes = ['read', 'write', 'approve', 'deploy', 'admin'] as const;
+export const scope = z.enum(scopes);
+export type Scope = z.infer<typeof scope>;
+
+/** User names are MQTT user names and appear in the audit log: a strict allow-list. */
+export const userName = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, 'must be 1-64 lowercase letters, digits, ".", "_" or "-", starting with a letter or digit');
+
+export const createUserRequest = z.strictObject({ name: userName, admin: z.boolean().optional() });
+
+export const user = z.strictObject({ name: userName, admin: z.boolean(), createdAt: timestamp });
+export type User = z.infer<typeof user>;
+
+export const putMemberRequest = z.strictObject({ user: userName, role });
+
+export const member = z.strictObject({ bundle: bundleName, user: userName, role, createdAt: timestamp });
+export type Member = z.infer<typeof member>;
+
+/** At most one year ahead: a token that never ends is a leak that never ends. */
+export const maxTokenLifetimeMs = 366 * 24 * 3600 * 1000;
+
+export const createTokenRequest = z.strictObject({
+  name: z.string().min(1).max(128).regex(/^[\x20-\x7e]+$/, 'must be printable ASCII'),
+  scopes: z.array(scope).min(1).max(scopes.length).refine((list) => new Set(list).size === list.length, 'must not repeat a scope'),
+  /** Absent: the token does not expire (unless the token creating it does). */
+  expiresAt: timestamp.optional(),
+  /** Another user's name: only an admin may create tokens for someone else. */
+  user: userName.optional(),
+});
+
+export const accessToken = z.strictObject({
+  id: z.number().int().positive(),
+  user: userName,
+  name: z.string(),
+  scopes: z.array(scope),
+  createdAt: timestamp,
+  expiresAt: timestamp.nullable(),
+  lastUsedAt: timestamp.nullable(),
+  revokedAt: timestamp.nullable(),
+});
+export type AccessToken = z.infer<typeof accessToken>;
+
+/** Returned once, at creation: the secret is stored only as a hash and never shown again. */
+export const createdToken = z.strictObject({ token: z.string(), info: accessToken });
+
+export const auditOutcomes = ['success', 'denied', 'unauthenticated', 'failed'] as const;
+export const auditOutcome = z.enum(auditOutcomes);
+export type AuditOutcome = z.infer<typeof auditOutcome>;
+
+export const auditEvent = z.strictObject({
+  id: z.number().int().positive(),
+  at: timestamp,
+  /** User name or `device:<id>`; null when the caller could not be authenticated. */
+  actor: z.string().nullable(),
+  action: z.string(),
+  method: z.string(),
+  /** The request path: the exact thing acted on. */
+  target: z.string(),
+  bundle: bundleName.nullable(),
+  outcome: auditOutcome,
+  status: z.number().int(),
+  /** The error code when the outcome is not success. */
+  error: z.string().nullable(),
+  requestId: z.string(),
+});
+export type AuditEvent = z.infer<typeof auditEvent>;
+
+/** Query filters of GET /api/v1/audit; page and per_page follow the GitLab API convention. */
+export const auditQuery = z.strictObject({
+  actor: z.string().max(80).optional(),
+  action: z.string().max(64).optional(),
+  bundle: bundleName.optional(),
+  outcome: auditOutcome.optional(),
+  since: timestamp.optional(),
+  until: timestamp.optional(),
+  page: z.coerce.number().int().min(1).max(1_000_000).default(1),
+  per_page: z.coerce.number().int().min(1).max(100).default(20),
+});
+
+/** Request ids a caller may supply (X-Request-Id); anything else is replaced by a fresh one. */
+export const requestIdPattern = /^[A-Za-z0-9._:-]{1,64}$/;

@@ -1,0 +1,132 @@
+import { roles, scopes, type Role } from '../../protocol/access.ts';
+import { bundleReleasesTopic } from '../../protocol/messages.ts';
+import type { Route } from '../http/routes.ts';
+import { actions, isAllowed, ruleOf, type Principal } from './policy.ts';
+
+/**
+ * Renders docs/permissions.md from the policy table and the route declarations, so the document
+ * cannot drift from what the server decides (test/auth/permissions-doc.test.ts compares them).
+ * Pure: the caller writes the file.
+ */
+
+const title = (role: string) => role[0]!.toUpperCase() + role.slice(1);
+
+/** A user holding `role` on the bundle `b` (and nothing else), with a token of every scope. */
+export function memberOf(role: Role | undefined, admin = false): Principal {
+  return {
+    type: 'user',
+    userId: 0,
+    name: role ?? 'someone',
+    isAdmin: admin,
+    scopes: new Set(scopes),
+    roles: new Map(role ? [['b', role]] : []),
+    tokenId: 0,
+    tokenExpiresAt: null,
+  };
+}
+
+const device: Principal = { type: 'device', deviceId: 'd', group: 'g' };
+
+export function renderPermissionsDoc(routes: readonly Route[]): string {
+  const lines: string[] = [];
+  const out = (...more: string[]) => lines.push(...more);
+  out(
+    '# Permissions',
+    '',
+    '<!-- Generated from server/auth/policy.ts and the route declarations by `npm run docs:permissions`.',
+    '     Do not edit by hand: test/auth/permissions-doc.test.ts fails when this file and the code differ. -->',
+    '',
+    'Convoy uses the role ladder GitLab users know. Every user has, per bundle, at most one role:',
+    `${roles.map(title).join(' < ')}; each role holds everything the roles below it hold. Instance`,
+    'admins hold every action on every bundle. The first admin, `admin`, is made at first start (its',
+    'token is `CONVOY_ADMIN_TOKEN`, or a generated one printed once). One table in the code',
+    '(`policy` in `server/auth/policy.ts`) decides every action; this page is generated from it.',
+    '',
+    '## Who is who',
+    '',
+    '| person | role | token scopes they typically use |',
+    '| --- | --- | --- |',
+    '| system administrator who runs the instance | instance admin | `read,write,approve,deploy,admin` |',
+    '| team lead who owns the bundle | Owner | `read,write,approve,deploy` |',
+    '| release manager who approves | Maintainer | `read,approve` |',
+    '| DevOps engineer who deploys | Maintainer | `read,deploy` |',
+    '| developer who edits drafts | Developer | `read,write` |',
+    '| CI job that pushes images and packages | Developer (a user for the job) | `write` (or `read,write`), expiring |',
+    '| consumer, dashboard, auditor of a release | Reporter | `read` |',
+    '| someone who only follows releases | Guest | `read` |',
+    '',
+    '## Access tokens and scopes',
+    '',
+    'A token belongs to one user and carries scopes: `read`, `write`, `approve`, `deploy`, `admin`.',
+    "Scopes narrow what the user's roles allow and never widen it: an action needs both the role and",
+    "the scope named below. An admin acts as admin only with a token that carries `admin`; with",
+    'other tokens they act as the member they are. Tokens are stored as SHA-256 hashes and shown once;',
+    'they are listed with their last use and revocable by their owner and by an admin. A token can',
+    'only create tokens with scopes it carries itself and expiring no later than itself (an admin',
+    'creating a token for another user with `--user` is exempt). A missing, expired or revoked token',
+    'is answered 401; an action one does not hold, 403.',
+    '',
+    '## The table',
+    '',
+    'A mark means the action is allowed. "Role on" says what the role is looked up on: the bundle',
+    'the request names, any bundle (for what bundles share), or the instance. "No role" is a signed-in',
+    'user who is not a member of the bundle.',
+    '',
+    `| action | what it allows | role on | no role | ${roles.map(title).join(' | ')} | Admin | Device | token scope |`,
+    `| --- | --- | --- | :-: | ${roles.map(() => ':-:').join(' | ')} | :-: | :-: | --- |`,
+  );
+  for (const action of actions) {
+    const rule = ruleOf(action);
+    const on = rule.on === 'bundle' ? 'the bundle' : rule.on === 'any-bundle' ? 'any bundle' : 'instance';
+    const cells = [undefined, ...roles].map((r) => (isAllowed(memberOf(r), action, { bundle: 'b' }) ? '✓' : ''));
+    const admin = isAllowed(memberOf(undefined, true), action, { bundle: 'b' }) ? '✓' : '';
+    const dev = isAllowed(device, action, { bundle: 'b' }) ? '✓' : '';
+    out(`| \`${action}\` | ${rule.what} | ${on} | ${cells.join(' | ')} | ${admin} | ${dev} | \`${rule.scope}\` |`);
+  }
+  out(
+    '',
+    '## Decisions',
+    '',
+    '- **Deploying** a version (`deployment:create`) is Maintainer and up on the bundle deployed, with',
+    '  a token carrying `deploy`: it changes what runs on devices, like GitLab protected environments',
+    '  that Maintainers deploy to. A DevOps engineer is a Maintainer whose token has `read,deploy`',
+    '  only, so the same person cannot approve with it.',
+    '- **Devices and groups** belong to the instance, not to a bundle: one device runs whatever',
+    '  bundle is deployed to its group. Registering a device mints credentials that read signed',
+    '  targets, so it is for instance admins. Listing devices is for Maintainers (of any bundle),',
+    '  who deploy and need to see what the fleet runs.',
+    '- **Blobs** are content-addressed and shared by every bundle that names them. Uploading one',
+    '  (Developer of some bundle) changes nothing until a draft one may edit names it; downloading by',
+    '  digest is for Reporters of some bundle and for devices.',
+    '- **The TUF repository** is one per instance: its metadata names every approved release, so it',
+    '  is readable by Reporters of some bundle and by devices (or by anyone with',
+    '  `CONVOY_ANONYMOUS_TUF_READ=true`, for stock TUF clients).',
+    '- **Bundles** are created by admins (the creator becomes an Owner), who then add the team lead as',
+    '  Owner. Letting anyone create one would let anyone become an Owner, and Owners hold the',
+    '  "any bundle" actions. A bundle listing shows only the bundles one is a member of (admins: all).',
+    '- **Members**: Maintainers add, change and remove members up to Maintainer; only Owners (and',
+    '  admins) grant, change or remove the Owner role. A bundle keeps at least one Owner.',
+    '- **Users** are created by admins; the audit log is read by admins.',
+    '- Devices keep a principal of their own: they read blobs and `/tuf/` for the releases they',
+    '  install, over MQTT they subscribe only to their group and publish only their own status.',
+    '',
+    '## MQTT',
+    '',
+    `Approving a version publishes a retained notice on \`${bundleReleasesTopic('<bundle>')}\`. Users sign in`,
+    'to the broker with their user name and an access token as the password. They may subscribe to',
+    `the topic of each bundle they hold \`bundle:read\` on, or to \`${bundleReleasesTopic('+')}\`, which`,
+    'delivers only the notices of bundles they may read. Admins may subscribe to any topic. Roles are',
+    'read when the client connects (a change applies at its next connection); when a token is revoked',
+    'or expires, the connections signed in with it are closed.',
+    '',
+    '## Routes',
+    '',
+    '| method | path | action |',
+    '| --- | --- | --- |',
+  );
+  for (const route of routes) {
+    out(`| ${route.method} | \`${route.path}\` | \`${route.action}\`${route.anonymous ? ' (or anonymous, when configured)' : ''} |`);
+  }
+  out('');
+  return lines.join('\n');
+}

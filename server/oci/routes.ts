@@ -1,0 +1,361 @@
+import type Koa from 'koa';
+import type { Logger } from '../../protocol/log.ts';
+import { isAllowed, principalName, type Action, type Principal } from '../auth/policy.ts';
+import type { AuthService } from '../auth/service.ts';
+import { parseRange } from '../blobs/routes.ts';
+import type { BlobStore } from '../blobs/store.ts';
+import { OciError, ociErrorMiddleware } from './errors.ts';
+import { maxManifestBytes, mediaTypes, parseContentRange, parseDigest, parseReference, parseRepository, type Repository } from './media.ts';
+import { sendFileRange } from './send.ts';
+import type { OciService } from './service.ts';
+
+/**
+ * The OCI distribution API (spec v1.1, "Endpoints" table end-1 … end-13) under /v2. One
+ * declaration per route: method, path pattern, the action it needs on the repository's bundle,
+ * handler. The dispatcher authenticates (HTTP Basic, the access token as password), checks the
+ * action, and turns every failure into an OCI error body.
+ */
+interface OciContext {
+  koa: Koa.Context;
+  principal: Principal;
+  repo: Repository;
+  /** The path segment after the repository (digest, reference or session id). */
+  param: string;
+}
+
+interface OciRoute {
+  method: 'GET' | 'HEAD' | 'POST' | 'PATCH' | 'PUT' | 'DELETE';
+  /** Path after `/v2/<name>/`; `*` is the one parameter. */
+  path: string;
+  summary: string;
+  action: Action;
+  handler(ctx: OciContext): Promise<void>;
+}
+
+function uploadLocation(repo: Repository, id: string): string {
+  return `/v2/${repo.name}/blobs/uploads/${id}`;
+}
+
+/** Upload progress as the spec writes it: `Range: 0-<last byte>` (`0-0` when empty, as distribution does). */
+function setUploadHeaders(koa: Koa.Context, repo: Repository, id: string, size: number): void {
+  koa.set('Location', uploadLocation(repo, id));
+  koa.set('Range', `0-${Math.max(size - 1, 0)}`);
+  koa.set('Docker-Upload-UUID', id);
+}
+
+function contentLength(koa: Koa.Context): number | undefined {
+  const raw = koa.get('content-length');
+  if (raw === '') return undefined;
+  if (!/^\d+$/.test(raw)) throw new OciError('BLOB_UPLOAD_INVALID', 'invalid Content-Length');
+  return Number(raw);
+}
+
+function contentRange(koa: Koa.Context): { start: number; end: number } | undefined {
+  const raw = koa.get('content-range');
+  if (raw === '') return undefined;
+  const range = parseContentRange(raw);
+  if (!range) throw new OciError('RANGE_INVALID', `invalid Content-Range "${raw.slice(0, 60)}": expected <start>-<end>`, {}, { status: 416 });
+  return range;
+}
+
+function queryString(koa: Koa.Context, name: string): string | undefined {
+  const value = koa.query[name];
+  return typeof value === 'string' && value !== '' ? value : undefined;
+}
+
+/**
+ * Answers a HEAD with the length of what a GET would send. Koa turns a null body into 204 and
+ * drops Content-Length, and a file stream as the body would be opened for nothing.
+ */
+function endHead(koa: Koa.Context, length: number): void {
+  koa.status = 200;
+  koa.set('Content-Length', String(length));
+  koa.respond = false;
+  koa.res.end();
+}
+
+function setCreatedBlob(koa: Koa.Context, repo: Repository, digest: string): void {
+  koa.set('Location', `/v2/${repo.name}/blobs/${digest}`);
+  koa.set('Docker-Content-Digest', digest);
+  koa.body = null;
+  koa.status = 201;
+}
+
+async function readManifestBody(koa: Koa.Context): Promise<Buffer> {
+  const declared = contentLength(koa);
+  if (declared !== undefined && declared > maxManifestBytes) throw new OciError('SIZE_INVALID', `the manifest exceeds ${maxManifestBytes} bytes`, {}, { status: 413 });
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of koa.req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > maxManifestBytes) throw new OciError('SIZE_INVALID', `the manifest exceeds ${maxManifestBytes} bytes`, {}, { status: 413 });
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks);
+}
+
+export function ociRoutes(service: OciService, blobs: BlobStore): OciRoute[] {
+  const blobRead = (method: 'GET' | 'HEAD'): OciRoute => ({
+    method, path: 'blobs/*', action: 'bundle:read', summary: 'Fetch a blob (Range supported)',
+    async handler({ koa, repo, param }) {
+      const digest = parseDigest(param);
+      const { size } = await service.statBlob(repo, digest);
+      // RFC 9110 §14: one range answers 206; If-Range with a stale validator gets the whole blob.
+      const etag = `"${digest}"`;
+      koa.set('Docker-Content-Digest', digest);
+      koa.set('ETag', etag);
+      koa.set('Accept-Ranges', 'bytes');
+      koa.set('Cache-Control', 'private, max-age=31536000, immutable');
+      koa.type = 'application/octet-stream';
+      if (method === 'HEAD') {
+        endHead(koa, size);
+        return;
+      }
+      const rangeHeader = koa.get('range');
+      const ifRange = koa.get('if-range');
+      const range = rangeHeader && (!ifRange || ifRange === etag) ? parseRange(rangeHeader, size) : undefined;
+      if (range === 'unsatisfiable') {
+        koa.set('Content-Range', `bytes */${size}`);
+        throw new OciError('RANGE_INVALID', `range not satisfiable for a blob of ${size} bytes`, { size }, { status: 416 });
+      }
+      const { start, end } = range ?? { start: 0, end: size - 1 };
+      koa.status = range ? 206 : 200;
+      if (range) koa.set('Content-Range', `bytes ${start}-${end}/${size}`);
+      koa.length = end - start + 1;
+      await sendFileRange(koa, blobs.pathOf(digest), start, end);
+    },
+  });
+  const manifestRead = (method: 'GET' | 'HEAD'): OciRoute => ({
+    method, path: 'manifests/*', action: 'bundle:read', summary: 'Fetch a manifest by tag (version) or digest',
+    async handler({ koa, repo, param }) {
+      const manifest = await service.resolveManifest(repo, parseReference(param));
+      koa.set('Docker-Content-Digest', manifest.digest);
+      koa.set('ETag', `"${manifest.digest}"`);
+      koa.type = manifest.mediaType;
+      if (method === 'HEAD') {
+        endHead(koa, manifest.size);
+        return;
+      }
+      koa.status = 200;
+      koa.length = manifest.size;
+      koa.body = blobs.openRead(manifest.digest);
+    },
+  });
+  return [
+    blobRead('GET'),
+    blobRead('HEAD'),
+    {
+      method: 'POST', path: 'blobs/uploads/', action: 'bundle:write', summary: 'Start an upload, upload in one request (?digest=) or mount (?mount=&from=)',
+      async handler({ koa, principal, repo }) {
+        const mount = queryString(koa, 'mount');
+        const from = queryString(koa, 'from');
+        if (mount !== undefined) {
+          const digest = parseDigest(mount);
+          if (from !== undefined) {
+            const source = parseRepository(from);
+            // Mounting reads the source repository: the caller must be allowed to pull from it.
+            if (authorize(principal, 'bundle:read', source) && (await service.mountBlob(repo, source, digest))) {
+              setCreatedBlob(koa, repo, digest);
+              return;
+            }
+          }
+        }
+        const digest = queryString(koa, 'digest');
+        if (digest !== undefined) {
+          const stored = await service.putBlob(repo, koa.req, parseDigest(digest), contentLength(koa));
+          setCreatedBlob(koa, repo, stored.digest);
+          return;
+        }
+        const id = await service.startUpload(repo, principalName(principal));
+        setUploadHeaders(koa, repo, id, 0);
+        koa.body = null;
+        koa.status = 202;
+      },
+    },
+    {
+      method: 'GET', path: 'blobs/uploads/*', action: 'bundle:write', summary: 'Upload progress',
+      async handler({ koa, repo, param }) {
+        const size = await service.uploadStatus(repo, param);
+        setUploadHeaders(koa, repo, param, size);
+        koa.body = null;
+        koa.status = 204;
+      },
+    },
+    {
+      method: 'PATCH', path: 'blobs/uploads/*', action: 'bundle:write', summary: 'Upload a chunk (Content-Range) or the whole blob streamed',
+      async handler({ koa, repo, param }) {
+        const size = await service.appendChunk(repo, param, koa.req, contentRange(koa), contentLength(koa));
+        setUploadHeaders(koa, repo, param, size);
+        koa.body = null;
+        koa.status = 202;
+      },
+    },
+    {
+      method: 'PUT', path: 'blobs/uploads/*', action: 'bundle:write', summary: 'Finish an upload (?digest=), with an optional last chunk',
+      async handler({ koa, repo, param }) {
+        const digest = queryString(koa, 'digest');
+        if (digest === undefined) throw new OciError('DIGEST_INVALID', 'finishing an upload needs ?digest=sha256:<hex>');
+        const stored = await service.completeUpload(repo, param, koa.req, parseDigest(digest), contentRange(koa), contentLength(koa));
+        setCreatedBlob(koa, repo, stored.digest);
+      },
+    },
+    {
+      method: 'DELETE', path: 'blobs/uploads/*', action: 'bundle:write', summary: 'Cancel an upload',
+      async handler({ koa, repo, param }) {
+        await service.cancelUpload(repo, param);
+        koa.body = null;
+        koa.status = 204;
+      },
+    },
+    manifestRead('GET'),
+    manifestRead('HEAD'),
+    {
+      method: 'PUT', path: 'manifests/*', action: 'bundle:write', summary: 'Push a manifest; by tag (a version) it joins that version\'s draft as image <image>',
+      async handler({ koa, repo, param }) {
+        const reference = parseReference(param);
+        const bytes = await readManifestBody(koa);
+        const result = await service.putManifest(repo, reference, bytes, koa.get('content-type') || undefined);
+        koa.set('Location', `/v2/${repo.name}/manifests/${result.digest}`);
+        koa.set('Docker-Content-Digest', result.digest);
+        if (result.subject) koa.set('OCI-Subject', result.subject);
+        koa.body = null;
+        koa.status = 201;
+      },
+    },
+    {
+      method: 'DELETE', path: 'manifests/*', action: 'bundle:write', summary: 'Not supported: versions change through the bundle API',
+      async handler() {
+        throw new OciError('UNSUPPORTED', 'manifests are not deleted through the registry; remove the image from the draft (DELETE /api/v1/bundles/:name/versions/:version/artifacts/:image)');
+      },
+    },
+    {
+      method: 'DELETE', path: 'blobs/*', action: 'bundle:write', summary: 'Not supported: unreferenced blobs are garbage-collected',
+      async handler() {
+        throw new OciError('UNSUPPORTED', 'blobs are not deleted through the registry; unreferenced blobs are garbage-collected');
+      },
+    },
+    {
+      method: 'GET', path: 'tags/list', action: 'bundle:read', summary: 'List tags (the versions holding this image), with n/last and Link',
+      async handler({ koa, repo }) {
+        const nRaw = queryString(koa, 'n');
+        if (nRaw !== undefined && (!/^\d{1,6}$/.test(nRaw))) throw new OciError('UNSUPPORTED', 'n must be a whole number', {}, { status: 400 });
+        const n = nRaw === undefined ? undefined : Number(nRaw);
+        const last = queryString(koa, 'last');
+        const page = await service.listTags(repo, n, last);
+        if (page.more && n !== undefined && page.tags.length > 0) {
+          koa.set('Link', `</v2/${repo.name}/tags/list?n=${n}&last=${encodeURIComponent(page.tags.at(-1)!)}>; rel="next"`);
+        }
+        koa.body = { name: repo.name, tags: page.tags };
+      },
+    },
+    {
+      method: 'GET', path: 'referrers/*', action: 'bundle:read', summary: 'List manifests whose subject is the digest (an empty index when none)',
+      async handler({ koa, repo, param }) {
+        const digest = parseDigest(param);
+        const artifactType = queryString(koa, 'artifactType');
+        const referrers = await service.listReferrers(repo, digest, artifactType);
+        if (artifactType !== undefined) koa.set('OCI-Filters-Applied', 'artifactType');
+        koa.type = mediaTypes.ociIndex;
+        koa.body = {
+          schemaVersion: 2,
+          mediaType: mediaTypes.ociIndex,
+          manifests: referrers.map((m) => ({
+            mediaType: m.mediaType,
+            digest: m.digest,
+            size: m.size,
+            ...(m.artifactType ? { artifactType: m.artifactType } : {}),
+            ...(m.annotations ? { annotations: m.annotations } : {}),
+          })),
+        };
+      },
+    },
+  ];
+}
+
+/**
+ * Per-bundle checks come with the permissions work; the repository's bundle is passed here so
+ * that is a change in one place.
+ */
+/** Images belong to the bundle named by the repository's first path segment: its roles decide. */
+function authorize(principal: Principal, action: Action, repo: Repository): boolean {
+  return isAllowed(principal, action, { bundle: repo.bundle });
+}
+
+/**
+ * HTTP Basic with the access token as the password (`skopeo copy --dest-creds admin:TOKEN`); the
+ * user name must be the token's user. A Bearer token is accepted as well, for curl.
+ */
+async function authenticate(koa: Koa.Context, auth: AuthService): Promise<Principal> {
+  const header = koa.get('authorization');
+  if (!header) throw new OciError('UNAUTHORIZED', 'authentication required: HTTP Basic with your user name and an access token as the password');
+  const basic = /^Basic ([A-Za-z0-9+/=]{1,1024})$/i.exec(header);
+  const bearer = /^Bearer ([^\s]{1,512})$/i.exec(header);
+  let principal: Principal | undefined;
+  if (basic) {
+    const decoded = Buffer.from(basic[1]!, 'base64').toString('utf8');
+    const colon = decoded.indexOf(':');
+    if (colon > 0) {
+      const found = await auth.authenticate(decoded.slice(colon + 1));
+      if (found && principalName(found) === decoded.slice(0, colon)) principal = found;
+    }
+  } else if (bearer) {
+    principal = await auth.authenticate(bearer[1]!);
+  }
+  if (!principal) throw new OciError('UNAUTHORIZED', 'the user name or access token is invalid, expired or revoked');
+  return principal;
+}
+
+/** Splits `/v2/<name>/<rest>`: the first suffix that matches wins, the name is the longest prefix before it. */
+const suffixes: readonly { suffix: RegExp; path: string }[] = [
+  { suffix: /^(.+)\/blobs\/uploads\/?$/, path: 'blobs/uploads/' },
+  { suffix: /^(.+)\/blobs\/uploads\/([^/]+)$/, path: 'blobs/uploads/*' },
+  { suffix: /^(.+)\/blobs\/([^/]+)$/, path: 'blobs/*' },
+  { suffix: /^(.+)\/manifests\/([^/]+)$/, path: 'manifests/*' },
+  { suffix: /^(.+)\/tags\/list$/, path: 'tags/list' },
+  { suffix: /^(.+)\/referrers\/([^/]+)$/, path: 'referrers/*' },
+];
+
+export function ociMiddleware(deps: { service: OciService; blobs: BlobStore; auth: AuthService; log: Logger }): Koa.Middleware {
+  const routes = ociRoutes(deps.service, deps.blobs);
+  const onError = ociErrorMiddleware(deps.log);
+  return async (ctx, next) => {
+    if (ctx.path !== '/v2' && !ctx.path.startsWith('/v2/')) return next();
+    await onError(ctx, async () => {
+      ctx.set('Docker-Distribution-API-Version', 'registry/2.0');
+      const principal = await authenticate(ctx, deps.auth);
+      if (ctx.path === '/v2/' || ctx.path === '/v2') {
+        if (ctx.method !== 'GET' && ctx.method !== 'HEAD') throw new OciError('UNSUPPORTED', `${ctx.method} is not supported on /v2/`);
+        ctx.type = 'application/json';
+        ctx.body = {};
+        return;
+      }
+      const rest = ctx.path.slice('/v2/'.length);
+      let matched: { path: string; name: string; param: string } | undefined;
+      for (const { suffix, path } of suffixes) {
+        const match = suffix.exec(rest);
+        if (match) {
+          matched = { path, name: match[1]!, param: match[2] ?? '' };
+          break;
+        }
+      }
+      if (!matched) throw new OciError('NAME_INVALID', `no registry endpoint at ${ctx.path.slice(0, 200)}`, {}, { status: 404 });
+      const candidates = routes.filter((r) => r.path === matched.path);
+      const route = candidates.find((r) => r.method === ctx.method);
+      if (!route) {
+        ctx.set('Allow', candidates.map((r) => r.method).join(', '));
+        throw new OciError('UNSUPPORTED', `${ctx.method} is not supported on ${matched.path.replace('*', '<ref>')}`);
+      }
+      const repo = parseRepository(matched.name);
+      if (!authorize(principal, route.action, repo)) {
+        throw new OciError('DENIED', `${principalName(principal)} may not ${route.action === 'bundle:write' ? 'push to' : 'pull from'} ${repo.name}`, { action: route.action });
+      }
+      let param: string;
+      try {
+        param = decodeURIComponent(matched.param);
+      } catch {
+        throw new OciError('NAME_INVALID', 'the URL is not valid percent-encoding', {}, { status: 400 });
+      }
+      await route.handler({ koa: ctx, principal, repo, param });
+    });
+  };
+}

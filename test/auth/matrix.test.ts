@@ -1,0 +1,262 @@
+import { randomBytes } from 'node:crypto';
+import test from 'ava';
+import { roles, scopes, type Role, type Scope } from '../../protocol/access.ts';
+import { memberOf } from '../../server/auth/permissions-doc.ts';
+import { isAllowed, ruleOf, type Principal } from '../../server/auth/policy.ts';
+import type { Route } from '../../server/http/routes.ts';
+import { pushArtifact, sha256Digest, waitFor, withServer, type TestServer } from '../helpers/server.ts';
+
+/*
+ * Walks the whole permission matrix against a live server: for every route (so every action) and
+ * every kind of caller (no role, each role of the ladder, the instance admin, a device), an allowed
+ * request succeeds and a denied one answers 403; a token without the action's scope answers 403
+ * even for the bundle's owner and the admin; no token, an expired one and a revoked one answer 401.
+ * What "allowed" means comes from the policy table; what the server does comes from HTTP.
+ */
+
+type Who = 'outsider' | Role | 'admin' | 'device';
+const everyone: Who[] = ['outsider', ...roles, 'admin', 'device'];
+
+interface Request {
+  method?: string;
+  path: string;
+  json?: unknown;
+  body?: Buffer;
+  headers?: Record<string, string>;
+  ok: number[];
+  /** Undoes what the request did to the caller's own roles. */
+  after?: () => Promise<void>;
+}
+
+/** What each case may ask of the fixture: fresh state for requests that change it. */
+interface Fixture {
+  server: TestServer;
+  /** A bundle where every role user holds their role; approved 1.0.0 holds `a.txt`. */
+  shared: string;
+  sharedBlob: string;
+  /** A fresh bundle with the same members, optionally with a draft, an artifact, an approval. */
+  fresh(state?: 'empty' | 'draft' | 'artifact' | 'approved'): Promise<string>;
+  /** The acting user's name (for routes about one's own things). */
+  actor: string;
+  unique(prefix: string): string;
+}
+
+const cases: Record<string, (fx: Fixture) => Promise<Request>> = {
+  'PUT /api/v1/blobs/:digest': async (fx) => {
+    const bytes = randomBytes(32);
+    return { path: `/api/v1/blobs/${sha256Digest(bytes)}`, body: bytes, headers: { 'content-type': 'application/octet-stream' }, ok: [201] };
+  },
+  'GET /api/v1/blobs/:digest': async (fx) => ({ path: `/api/v1/blobs/${fx.sharedBlob}`, ok: [200] }),
+  'HEAD /api/v1/blobs/:digest': async (fx) => ({ method: 'HEAD', path: `/api/v1/blobs/${fx.sharedBlob}`, ok: [200] }),
+  'POST /api/v1/bundles': async (fx) => {
+    const name = fx.unique('new');
+    // Its creator becomes an Owner: remove the bundle again, so the caller's roles stay as modelled.
+    return { path: '/api/v1/bundles', json: { name }, ok: [201], after: async () => void (await fx.server.api('DELETE', `/api/v1/bundles/${name}`)) };
+  },
+  'GET /api/v1/bundles': async () => ({ path: '/api/v1/bundles', ok: [200] }),
+  'GET /api/v1/bundles/:name': async (fx) => ({ path: `/api/v1/bundles/${fx.shared}`, ok: [200] }),
+  'DELETE /api/v1/bundles/:name': async (fx) => ({ path: `/api/v1/bundles/${await fx.fresh('draft')}`, ok: [204] }),
+  'POST /api/v1/bundles/:name/versions': async (fx) => ({ path: `/api/v1/bundles/${await fx.fresh()}/versions`, json: { version: '1.0.0' }, ok: [201] }),
+  'GET /api/v1/bundles/:name/versions': async (fx) => ({ path: `/api/v1/bundles/${fx.shared}/versions`, ok: [200] }),
+  'GET /api/v1/bundles/:name/versions/:version': async (fx) => ({ path: `/api/v1/bundles/${fx.shared}/versions/1.0.0`, ok: [200] }),
+  'DELETE /api/v1/bundles/:name/versions/:version': async (fx) => ({ path: `/api/v1/bundles/${await fx.fresh('draft')}/versions/1.0.0`, ok: [204] }),
+  'GET /api/v1/bundles/:name/versions/:version/artifacts': async (fx) => ({ path: `/api/v1/bundles/${fx.shared}/versions/1.0.0/artifacts`, ok: [200] }),
+  'GET /api/v1/bundles/:name/versions/:version/artifacts/:artifact': async (fx) => ({ path: `/api/v1/bundles/${fx.shared}/versions/1.0.0/artifacts/a.txt`, ok: [200] }),
+  'PUT /api/v1/bundles/:name/versions/:version/artifacts/:artifact': async (fx) => ({
+    path: `/api/v1/bundles/${await fx.fresh('draft')}/versions/1.0.0/artifacts/b.txt`,
+    json: { type: 'file', digest: fx.sharedBlob, size: 6 },
+    ok: [201],
+  }),
+  'DELETE /api/v1/bundles/:name/versions/:version/artifacts/:artifact': async (fx) => ({ path: `/api/v1/bundles/${await fx.fresh('artifact')}/versions/1.0.0/artifacts/a.txt`, ok: [204] }),
+  'POST /api/v1/bundles/:name/versions/:version/approve': async (fx) => ({ path: `/api/v1/bundles/${await fx.fresh('artifact')}/versions/1.0.0/approve`, ok: [200] }),
+  'GET /api/v1/bundles/:name/versions/:version/approvals': async (fx) => ({ path: `/api/v1/bundles/${fx.shared}/versions/1.0.0/approvals`, ok: [200] }),
+  'PUT /api/v1/bundles/:name/trust-policy': async (fx) => ({ path: `/api/v1/bundles/${await fx.fresh()}/trust-policy`, json: { requiredApprovals: 1 }, ok: [200] }),
+  // This server signs targets itself: an allowed caller is told to approve instead (400).
+  'GET /api/v1/bundles/:name/versions/:version/signing': async (fx) => ({ path: `/api/v1/bundles/${await fx.fresh('artifact')}/versions/1.0.0/signing`, ok: [400] }),
+  'POST /api/v1/bundles/:name/versions/:version/signatures': async (fx) => ({ path: `/api/v1/bundles/${await fx.fresh('artifact')}/versions/1.0.0/signatures`, json: { proposalId: 1, keyid: 'a'.repeat(64), sig: 'b'.repeat(128) }, ok: [404] }),
+  'POST /api/v1/bundles/:name/versions/:version/revoke': async (fx) => ({ path: `/api/v1/bundles/${await fx.fresh('approved')}/versions/1.0.0/revoke`, json: { reason: 'matrix' }, ok: [200] }),
+  'PUT /api/v1/bundles/:name/versions/:version/rollback': async (fx) => ({ path: `/api/v1/bundles/${await fx.fresh('approved')}/versions/1.0.0/rollback`, json: { allowed: true }, ok: [200] }),
+  'GET /api/v1/trust': async () => ({ path: '/api/v1/trust', ok: [200] }),
+  'POST /api/v1/trust/keys': async () => ({ path: '/api/v1/trust/keys', json: { role: 'timestamp' }, ok: [201] }),
+  // An unsigned root is refused by an allowed caller's request too (400), never applied.
+  'POST /api/v1/trust/root': async () => ({ path: '/api/v1/trust/root', json: {}, ok: [400] }),
+  'POST /api/v1/deployments': async (fx) => ({ path: '/api/v1/deployments', json: { bundle: await fx.fresh('approved'), version: '1.0.0', group: 'g1' }, ok: [201] }),
+  'GET /api/v1/deployments': async () => ({ path: '/api/v1/deployments', ok: [200] }),
+  'POST /api/v1/devices': async (fx) => ({ path: '/api/v1/devices', json: { id: fx.unique('dev'), group: 'g1' }, ok: [201] }),
+  'GET /api/v1/devices': async () => ({ path: '/api/v1/devices', ok: [200] }),
+  'GET /tuf/targets/*path': async (fx) => ({ path: `/tuf/targets/${fx.shared}/1.0.0/manifest.json`, ok: [200] }),
+  'GET /tuf/:file': async () => ({ path: '/tuf/timestamp.json', ok: [200] }),
+  'GET /api/v1/groups/:group/release': async () => ({ path: '/api/v1/groups/g1/release', ok: [200, 204] }),
+  'POST /api/v1/users': async (fx) => ({ path: '/api/v1/users', json: { name: fx.unique('user') }, ok: [201] }),
+  'GET /api/v1/users': async () => ({ path: '/api/v1/users', ok: [200] }),
+  'GET /api/v1/bundles/:name/members': async (fx) => ({ path: `/api/v1/bundles/${fx.shared}/members`, ok: [200] }),
+  'POST /api/v1/bundles/:name/members': async (fx) => ({ path: `/api/v1/bundles/${await fx.fresh()}/members`, json: { user: 'extra', role: 'guest' }, ok: [201] }),
+  'DELETE /api/v1/bundles/:name/members/:user': async (fx) => {
+    const bundle = await fx.fresh();
+    await expectOk(fx.server, 'POST', `/api/v1/bundles/${bundle}/members`, { user: 'extra', role: 'guest' });
+    return { path: `/api/v1/bundles/${bundle}/members/extra`, ok: [204] };
+  },
+  'POST /api/v1/tokens': async () => ({ path: '/api/v1/tokens', json: { name: 'made in the matrix', scopes: ['read'] }, ok: [201] }),
+  'GET /api/v1/tokens': async () => ({ path: '/api/v1/tokens', ok: [200] }),
+  'DELETE /api/v1/tokens/:id': async (fx) => {
+    const created = await expectOk(fx.server, 'POST', '/api/v1/tokens', { name: 'to revoke', scopes: ['read'], user: fx.actor === 'device' ? 'outsider' : fx.actor });
+    return { path: `/api/v1/tokens/${created.info.id}`, ok: [200] };
+  },
+  'GET /api/v1/audit': async () => ({ path: '/api/v1/audit', ok: [200] }),
+};
+
+async function expectOk(server: TestServer, method: string, path: string, json?: unknown, token?: string): Promise<any> {
+  const res = await server.api(method, path, { ...(json === undefined ? {} : { json }), ...(token ? { token } : {}) });
+  if (res.status >= 300) throw new Error(`${method} ${path} answered ${res.status}: ${res.raw}`);
+  return res.body;
+}
+
+const keyOf = (route: Route) => `${route.method} ${route.path}`;
+
+/** The caller as the policy sees them: each role user holds that role on every fixture bundle. */
+function modelOf(who: Who): Principal {
+  if (who === 'device') return { type: 'device', deviceId: 'd', group: 'g1' };
+  if (who === 'admin') return memberOf(undefined, true);
+  return memberOf(who === 'outsider' ? undefined : who);
+}
+
+function expectedAllowed(who: Who, route: Route): boolean {
+  return isAllowed(modelOf(who), route.action, route.resource ? { bundle: 'b' } : undefined);
+}
+
+async function setUp(server: TestServer) {
+  const tokens = new Map<string, string>();
+  for (const name of ['outsider', ...roles, 'extra']) {
+    await expectOk(server, 'POST', '/api/v1/users', { name });
+    tokens.set(name, (await expectOk(server, 'POST', '/api/v1/tokens', { name: 'all scopes', scopes: [...scopes], user: name })).token);
+  }
+  const registered = await expectOk(server, 'POST', '/api/v1/devices', { id: 'matrix-device', group: 'g1' });
+  tokens.set('device', registered.token);
+  tokens.set('admin', (await expectOk(server, 'POST', '/api/v1/tokens', { name: 'all scopes', scopes: [...scopes] })).token);
+
+  let n = 0;
+  const unique = (prefix: string) => `${prefix}-${++n}`;
+  async function fresh(state: 'empty' | 'draft' | 'artifact' | 'approved' = 'empty'): Promise<string> {
+    const name = unique('b');
+    await expectOk(server, 'POST', '/api/v1/bundles', { name });
+    for (const role of roles) await expectOk(server, 'POST', `/api/v1/bundles/${name}/members`, { user: role, role });
+    if (state === 'draft') await expectOk(server, 'POST', `/api/v1/bundles/${name}/versions`, { version: '1.0.0' });
+    if (state === 'artifact' || state === 'approved') await pushArtifact(server, name, '1.0.0', 'a.txt', Buffer.from('hello\n'));
+    if (state === 'approved') await expectOk(server, 'POST', `/api/v1/bundles/${name}/versions/1.0.0/approve`);
+    return name;
+  }
+  const shared = await fresh('approved');
+  return { tokens, unique, fresh, shared, sharedBlob: sha256Digest(Buffer.from('hello\n')) };
+}
+
+test('every route, every role: allowed → success, denied → 403, missing scope → 403, bad token → 401', async (t) => {
+  await withServer(t, async (server) => {
+    const setup = await setUp(server);
+    const { tokens } = setup;
+    const fixtureFor = (actor: string): Fixture => ({ server, shared: setup.shared, sharedBlob: setup.sharedBlob, fresh: setup.fresh, unique: setup.unique, actor });
+
+    const uncovered = server.routes.filter((r) => !cases[keyOf(r)]).map(keyOf);
+    t.deepEqual(uncovered, [], 'every declared route has a case in this matrix');
+
+    // Tokens lacking exactly one scope, for the owner and for the admin.
+    const narrow = new Map<string, string>();
+    for (const who of ['owner', 'admin'] as const) {
+      for (const missing of scopes) {
+        const kept = scopes.filter((s) => s !== missing);
+        const created = await expectOk(server, 'POST', '/api/v1/tokens', { name: `without ${missing}`, scopes: kept, ...(who === 'admin' ? {} : { user: who }) });
+        narrow.set(`${who}/${missing}`, created.token);
+      }
+    }
+    // An expired token and a revoked one, of a user who could otherwise do a lot.
+    const expiresAt = new Date(Date.now() + 1500).toISOString();
+    const expiring = await expectOk(server, 'POST', '/api/v1/tokens', { name: 'expiring', scopes: [...scopes], user: 'owner', expiresAt });
+    const revoked = await expectOk(server, 'POST', '/api/v1/tokens', { name: 'revoked', scopes: [...scopes], user: 'owner' });
+    await expectOk(server, 'DELETE', `/api/v1/tokens/${revoked.info.id}`);
+
+    const wrong: string[] = [];
+    let checked = 0;
+    const send = async (req: Request, token: string | null) =>
+      server.api(req.method ?? 'GET', req.path, { token, ...(req.json !== undefined ? { json: req.json } : {}), ...(req.body ? { body: req.body } : {}), ...(req.headers ? { headers: req.headers } : {}) });
+
+    for (const route of server.routes) {
+      const make = cases[keyOf(route)];
+      if (!make) continue;
+      const rule = ruleOf(route.action);
+      for (const who of everyone) {
+        const req = { method: route.method, ...(await make(fixtureFor(who))) };
+        const res = await send(req, tokens.get(who)!);
+        await req.after?.();
+        const allowed = expectedAllowed(who, route);
+        checked++;
+        if (allowed ? !req.ok.includes(res.status) : res.status !== 403) {
+          wrong.push(`${keyOf(route)} (${route.action}) as ${who}: expected ${allowed ? req.ok.join('/') : 403}, got ${res.status} ${res.raw.toString('utf8').slice(0, 160)}`);
+        }
+      }
+      for (const who of ['owner', 'admin'] as const) {
+        const req = { method: route.method, ...(await make(fixtureFor(who))) };
+        const res = await send(req, narrow.get(`${who}/${rule.scope as Scope}`)!);
+        checked++;
+        if (res.status !== 403) wrong.push(`${keyOf(route)} as ${who} without the "${rule.scope}" scope: expected 403, got ${res.status}`);
+      }
+    }
+
+    await waitFor('the expiring token to expire', () => (Date.now() > Date.parse(expiresAt) + 50 ? true : undefined));
+    for (const route of server.routes) {
+      const make = cases[keyOf(route)];
+      if (!make) continue;
+      const req = { method: route.method, ...(await make(fixtureFor('owner'))) };
+      for (const [label, token] of [['no token', null], ['an expired token', expiring.token], ['a revoked token', revoked.token]] as const) {
+        const res = await send(req, token);
+        checked++;
+        if (res.status !== 401) wrong.push(`${keyOf(route)} with ${label}: expected 401, got ${res.status}`);
+        else if (route.method !== 'HEAD' && res.body?.error?.code !== 'unauthenticated') wrong.push(`${keyOf(route)} with ${label}: 401 without the unauthenticated error code`);
+      }
+    }
+    t.deepEqual(wrong, [], `${wrong.length} of ${checked} checks went wrong`);
+    t.log(`${checked} checks over ${server.routes.length} routes`);
+  });
+});
+
+test('the ladder as the issue tells it: a reporter cannot approve, a maintainer can; a developer edits drafts only', async (t) => {
+  await withServer(t, async (server) => {
+    const { tokens, fresh } = await setUp(server);
+    const bundle = await fresh('artifact');
+    const as = (who: string) => ({ token: tokens.get(who)! });
+    t.is((await server.api('POST', `/api/v1/bundles/${bundle}/versions/1.0.0/approve`, as('reporter'))).status, 403);
+    t.is((await server.api('POST', `/api/v1/bundles/${bundle}/versions/1.0.0/approve`, as('developer'))).status, 403);
+    const approved = await server.api('POST', `/api/v1/bundles/${bundle}/versions/1.0.0/approve`, as('maintainer'));
+    t.is(approved.status, 200);
+    t.is(approved.body.status, 'approved');
+    t.is((await server.api('POST', `/api/v1/bundles/${bundle}/versions`, { ...as('developer'), json: { version: '1.1.0' } })).status, 201);
+    t.is((await server.api('DELETE', `/api/v1/bundles/${bundle}`, as('maintainer'))).status, 403, 'deleting a bundle is for owners');
+
+    // A maintainer manages members up to maintainer, never the owner role.
+    t.is((await server.api('POST', `/api/v1/bundles/${bundle}/members`, { ...as('maintainer'), json: { user: 'extra', role: 'maintainer' } })).status, 201);
+    t.is((await server.api('POST', `/api/v1/bundles/${bundle}/members`, { ...as('maintainer'), json: { user: 'extra', role: 'owner' } })).status, 403);
+    t.is((await server.api('DELETE', `/api/v1/bundles/${bundle}/members/owner`, as('maintainer'))).status, 403);
+    t.is((await server.api('POST', `/api/v1/bundles/${bundle}/members`, { ...as('owner'), json: { user: 'extra', role: 'owner' } })).status, 200);
+
+    // Listing shows only the bundles one belongs to.
+    const outsiderList = await server.api('GET', '/api/v1/bundles', as('outsider'));
+    t.deepEqual(outsiderList.body, []);
+    const guestList = await server.api('GET', '/api/v1/bundles', as('guest'));
+    t.true(guestList.body.some((b: { name: string }) => b.name === bundle));
+  });
+});
+
+test('admins create bundles and become their owner; the last owner cannot be removed', async (t) => {
+  await withServer(t, async (server) => {
+    await expectOk(server, 'POST', '/api/v1/users', { name: 'lead' });
+    const lead = (await expectOk(server, 'POST', '/api/v1/tokens', { name: 'lead', scopes: ['read', 'write'], user: 'lead' })).token;
+    t.is((await server.api('POST', '/api/v1/bundles', { token: lead, json: { name: 'team-app' } })).status, 403, 'bundles are created by admins');
+    await expectOk(server, 'POST', '/api/v1/bundles', { name: 'team-app' });
+    const initial = await server.api('GET', '/api/v1/bundles/team-app/members');
+    t.deepEqual(initial.body.map((m: { user: string; role: string }) => `${m.user}:${m.role}`), ['admin:owner'], 'the creator is its owner');
+    await expectOk(server, 'POST', '/api/v1/bundles/team-app/members', { user: 'lead', role: 'owner' });
+    t.is((await server.api('DELETE', '/api/v1/bundles/team-app/members/admin')).status, 204, 'with two owners, one may go');
+    // Now lead is the only owner.
+    const removed = await server.api('DELETE', '/api/v1/bundles/team-app/members/lead', { token: lead });
+    t.is(removed.status, 403);
+    t.regex(removed.body.error.message, /last owner/);
+  });
+});
