@@ -169,7 +169,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     ];
     routes.push(
       route({
-        method: 'GET', path: '/api/v1/openapi.json', action: 'bundle:read', anonymous: true, summary: 'This API as an OpenAPI 3.1 document',
+        method: 'GET', path: '/api/v1/openapi.json', action: 'openapi:read', anonymous: true, summary: 'This API as an OpenAPI 3.1 document',
         responses: { 200: z.record(z.string(), z.unknown()) },
         async handler({ koa }) {
           koa.body = buildOpenApiDocument(routes, { title: 'Convoy', version: '1' });

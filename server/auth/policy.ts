@@ -33,6 +33,7 @@ export const actions = [
   'version:sign',
   'keys:read',
   'keys:admin',
+  'openapi:read',
 ] as const;
 export type Action = (typeof actions)[number];
 
@@ -103,6 +104,7 @@ export const policy: { readonly [A in Action]?: Rule } = {
   'version:sign': { on: 'bundle', role: 'maintainer', scope: 'approve', what: 'Offline mode: fetch the proposed targets and upload a signature made with one’s own key' },
   'keys:read': { on: 'instance', role: 'user', scope: 'read', what: 'See who signs what: roles, key ids, thresholds' },
   'keys:admin': { on: 'instance', role: 'admin', scope: 'admin', what: 'Set approval thresholds, create online keys, upload root metadata signed offline' },
+  'openapi:read': { on: 'instance', role: 'user', scope: 'read', devices: true, what: 'Read the OpenAPI document of this API (also served without a token)' },
 };
 
 /** The rule of an action; an action nobody wrote a rule for is held by admins only. */
