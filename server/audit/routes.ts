@@ -1,5 +1,6 @@
 import type Koa from 'koa';
-import { auditQuery } from '../../protocol/access.ts';
+import { auditEvent, auditQuery } from '../../protocol/access.ts';
+import { listOf } from '../../protocol/api.ts';
 import { parseWith } from '../../protocol/parse.ts';
 import { route, type Route } from '../http/routes.ts';
 import type { AuditLog } from './log.ts';
@@ -31,7 +32,7 @@ function setPageHeaders(ctx: Koa.Context, page: number, perPage: number, total: 
 export function auditRoutes(audit: AuditLog): Route[] {
   return [
     route({
-      method: 'GET', path: '/api/v1/audit', action: 'audit:read', summary: 'List audit events, newest first (?actor=&action=&bundle=&outcome=&since=&until=&page=&per_page=)',
+      method: 'GET', path: '/api/v1/audit', action: 'audit:read', summary: 'List audit events, newest first (?actor=&action=&bundle=&outcome=&since=&until=&page=&per_page=)', responses: { 200: listOf(auditEvent) },
       async handler({ koa }) {
         const query = parseWith(auditQuery, { ...koa.query }, 'query');
         const { page, per_page: perPage, ...filter } = query;

@@ -1,4 +1,5 @@
-import { createTokenRequest, createUserRequest, putMemberRequest, userName } from '../../protocol/access.ts';
+import { accessToken, createdToken, createTokenRequest, createUserRequest, member, putMemberRequest, user, userName } from '../../protocol/access.ts';
+import { listOf } from '../../protocol/api.ts';
 import { bundleName } from '../../protocol/names.ts';
 import { parseWith } from '../../protocol/parse.ts';
 import { ApiError } from '../http/errors.ts';
@@ -16,20 +17,20 @@ function userParam(value: unknown, what: string): string {
 export function accessRoutes(auth: AuthService, deps: { requireBundle: (name: string) => Promise<unknown> }): Route[] {
   return [
     route({
-      method: 'POST', path: '/api/v1/users', action: 'user:write', summary: 'Create a user (admin)', body: createUserRequest,
+      method: 'POST', path: '/api/v1/users', action: 'user:write', summary: 'Create a user (admin)', body: createUserRequest, responses: { 201: user },
       async handler({ koa, body }) {
         koa.status = 201;
         koa.body = await auth.createUser(body.name, body.admin ?? false);
       },
     }),
     route({
-      method: 'GET', path: '/api/v1/users', action: 'user:read', summary: 'List users (admin)',
+      method: 'GET', path: '/api/v1/users', action: 'user:read', summary: 'List users (admin)', responses: { 200: listOf(user) },
       async handler({ koa }) {
         koa.body = await auth.listUsers();
       },
     }),
     route({
-      method: 'GET', path: '/api/v1/bundles/:name/members', action: 'member:read', resource: bundleInPath, summary: "List a bundle's members and their roles",
+      method: 'GET', path: '/api/v1/bundles/:name/members', action: 'member:read', resource: bundleInPath, summary: "List a bundle's members and their roles", responses: { 200: listOf(member) },
       async handler({ koa, params }) {
         const bundle = nameParam(params);
         await deps.requireBundle(bundle);
@@ -37,7 +38,7 @@ export function accessRoutes(auth: AuthService, deps: { requireBundle: (name: st
       },
     }),
     route({
-      method: 'POST', path: '/api/v1/bundles/:name/members', action: 'member:write', resource: bundleInPath, summary: "Add a member or change a member's role", body: putMemberRequest,
+      method: 'POST', path: '/api/v1/bundles/:name/members', action: 'member:write', resource: bundleInPath, summary: "Add a member or change a member's role", body: putMemberRequest, responses: { 200: member, 201: member },
       async handler({ koa, params, body, principal }) {
         const bundle = nameParam(params);
         await deps.requireBundle(bundle);
@@ -47,7 +48,7 @@ export function accessRoutes(auth: AuthService, deps: { requireBundle: (name: st
       },
     }),
     route({
-      method: 'DELETE', path: '/api/v1/bundles/:name/members/:user', action: 'member:write', resource: bundleInPath, summary: 'Remove a member',
+      method: 'DELETE', path: '/api/v1/bundles/:name/members/:user', action: 'member:write', resource: bundleInPath, summary: 'Remove a member', responses: { 204: 'empty' },
       async handler({ koa, params, principal }) {
         const bundle = nameParam(params);
         await deps.requireBundle(bundle);
@@ -56,21 +57,21 @@ export function accessRoutes(auth: AuthService, deps: { requireBundle: (name: st
       },
     }),
     route({
-      method: 'POST', path: '/api/v1/tokens', action: 'token:write', summary: 'Create an access token (shown once); admins may name another user', body: createTokenRequest,
+      method: 'POST', path: '/api/v1/tokens', action: 'token:write', summary: 'Create an access token (shown once); admins may name another user', body: createTokenRequest, responses: { 201: createdToken },
       async handler({ koa, body, principal }) {
         koa.status = 201;
         koa.body = await auth.createToken(principal!, body);
       },
     }),
     route({
-      method: 'GET', path: '/api/v1/tokens', action: 'token:read', summary: "List one's tokens with their last use (admins: ?user=NAME)",
+      method: 'GET', path: '/api/v1/tokens', action: 'token:read', summary: "List one's tokens with their last use (admins: ?user=NAME)", responses: { 200: listOf(accessToken) },
       async handler({ koa, principal }) {
         const user = koa.query.user === undefined ? undefined : userParam(koa.query.user, 'user filter');
         koa.body = await auth.listTokens(principal!, user);
       },
     }),
     route({
-      method: 'DELETE', path: '/api/v1/tokens/:id', action: 'token:write', summary: 'Revoke a token (its owner or an admin)',
+      method: 'DELETE', path: '/api/v1/tokens/:id', action: 'token:write', summary: 'Revoke a token (its owner or an admin)', responses: { 200: accessToken },
       async handler({ koa, params, principal }) {
         const id = Number(params.id);
         if (!/^\d{1,15}$/.test(params.id ?? '') || id < 1) throw new ApiError('invalid_request', 'token id in the URL must be a positive whole number');

@@ -1,7 +1,8 @@
 import { z } from 'zod';
 import { bundleName, version as versionSchema } from '../../protocol/names.ts';
 import { parseWith } from '../../protocol/parse.ts';
-import { createKeyRequest, revokeRequest, rollbackRequest, signatureRequest, trustPolicyRequest } from '../../protocol/trust.ts';
+import { bundleVersion } from '../../protocol/api.ts';
+import { createdKey, createKeyRequest, revokeRequest, rollbackRequest, rootAccepted, signatureReceipt, signatureRequest, signingProposal, trustPolicy, trustPolicyRequest, trustStatus } from '../../protocol/trust.ts';
 import { principalName, type Principal } from '../auth/policy.ts';
 import { ApiError } from '../http/errors.ts';
 import { bundleInPath, route, type Route } from '../http/routes.ts';
@@ -54,7 +55,7 @@ export function trustRoutes(deps: {
       },
     }),
     route({
-      method: 'POST', path: `${base}/approve`, resource: bundleInPath, action: 'version:approve', summary: 'Approve a draft; the approval that meets the bundle threshold freezes and signs it',
+      method: 'POST', path: `${base}/approve`, resource: bundleInPath, action: 'version:approve', summary: 'Approve a draft; the approval that meets the bundle threshold freezes and signs it', responses: { 200: bundleVersion },
       async handler({ koa, params, principal }) {
         const approved = await approvals.approve(nameParam(params), versionParam(params), principalName(principal!));
         if (approved.status === 'approved') await deps.onApproved?.(approved.bundle, approved.version, principal!);
@@ -62,25 +63,25 @@ export function trustRoutes(deps: {
       },
     }),
     route({
-      method: 'GET', path: `${base}/approvals`, resource: bundleInPath, action: 'bundle:read', summary: 'Show a version with its approvals (who, when) and revocation',
+      method: 'GET', path: `${base}/approvals`, resource: bundleInPath, action: 'bundle:read', summary: 'Show a version with its approvals (who, when) and revocation', responses: { 200: bundleVersion },
       async handler({ koa, params }) {
         koa.body = await approvals.details(nameParam(params), versionParam(params));
       },
     }),
     route({
-      method: 'PUT', path: '/api/v1/bundles/:name/trust-policy', resource: bundleInPath, action: 'keys:admin', summary: 'Set how many distinct users must approve a version', body: trustPolicyRequest,
+      method: 'PUT', path: '/api/v1/bundles/:name/trust-policy', resource: bundleInPath, action: 'keys:admin', summary: 'Set how many distinct users must approve a version', body: trustPolicyRequest, responses: { 200: trustPolicy },
       async handler({ koa, params, body, principal }) {
         koa.body = await approvals.setPolicy(nameParam(params), body.requiredApprovals, principalName(principal!));
       },
     }),
     route({
-      method: 'GET', path: `${base}/signing`, resource: bundleInPath, action: 'version:sign', summary: 'Offline mode: the targets metadata to sign for this version',
+      method: 'GET', path: `${base}/signing`, resource: bundleInPath, action: 'version:sign', summary: 'Offline mode: the targets metadata to sign for this version', responses: { 200: signingProposal },
       async handler({ koa, params }) {
         koa.body = await approvals.proposal(nameParam(params), versionParam(params));
       },
     }),
     route({
-      method: 'POST', path: `${base}/signatures`, resource: bundleInPath, action: 'version:sign', summary: "Offline mode: upload one approver's signature over the proposal", body: signatureRequest,
+      method: 'POST', path: `${base}/signatures`, resource: bundleInPath, action: 'version:sign', summary: "Offline mode: upload one approver's signature over the proposal", body: signatureRequest, responses: { 200: signatureReceipt },
       async handler({ koa, params, body, principal }) {
         const { approvedNow, ...receipt } = await approvals.sign(nameParam(params), versionParam(params), body, principalName(principal!));
         if (approvedNow) await deps.onApproved?.(nameParam(params), versionParam(params), principal!);
@@ -89,31 +90,33 @@ export function trustRoutes(deps: {
     }),
     route({
       method: 'POST', path: `${base}/revoke`, resource: bundleInPath, action: 'version:revoke', summary: 'Revoke an approved version: removed from targets, never installed again', body: revokeRequest,
+      responses: { 200: bundleVersion.extend({ pendingSignatures: z.boolean() }) },
       async handler({ koa, params, body, principal }) {
         koa.body = await approvals.revoke(nameParam(params), versionParam(params), body.reason, principalName(principal!));
       },
     }),
     route({
       method: 'PUT', path: `${base}/rollback`, resource: bundleInPath, action: 'version:approve', summary: 'Allow (or stop allowing) devices to downgrade to this version; signed into targets', body: rollbackRequest,
+      responses: { 200: z.strictObject({ pendingSignatures: z.boolean() }) },
       async handler({ koa, params, body, principal }) {
         koa.body = await approvals.setRollback(nameParam(params), versionParam(params), body.allowed, principalName(principal!));
       },
     }),
     route({
-      method: 'GET', path: '/api/v1/trust', action: 'keys:read', summary: 'Who signs what: roles, key ids, thresholds, keys the server holds',
+      method: 'GET', path: '/api/v1/trust', action: 'keys:read', summary: 'Who signs what: roles, key ids, thresholds, keys the server holds', responses: { 200: trustStatus },
       async handler({ koa }) {
         koa.body = await trust.status();
       },
     }),
     route({
-      method: 'POST', path: '/api/v1/trust/keys', action: 'keys:admin', summary: 'Generate an online key for a role (trusted once a signed root names it)', body: createKeyRequest,
+      method: 'POST', path: '/api/v1/trust/keys', action: 'keys:admin', summary: 'Generate an online key for a role (trusted once a signed root names it)', body: createKeyRequest, responses: { 201: createdKey },
       async handler({ koa, body }) {
         koa.status = 201;
         koa.body = await trust.createOnlineKey(body.role);
       },
     }),
     route({
-      method: 'POST', path: '/api/v1/trust/root', action: 'keys:admin', summary: 'Upload root metadata N+1, signed offline by the old and new root thresholds', body: z.record(z.string(), z.unknown()),
+      method: 'POST', path: '/api/v1/trust/root', action: 'keys:admin', summary: 'Upload root metadata N+1, signed offline by the old and new root thresholds', body: z.record(z.string(), z.unknown()), responses: { 201: rootAccepted },
       async handler({ koa, body, principal }) {
         koa.status = 201;
         koa.body = await trust.acceptRoot(Buffer.from(JSON.stringify(body)), `uploaded by ${principalName(principal!)}`);

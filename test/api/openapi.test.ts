@@ -77,10 +77,30 @@ test('every route answers with the shape it declares (a walk through the whole A
     await ok('GET', '/api/v1/deployments');
     await ok('GET', '/tuf/timestamp.json');
     await ok('GET', `/tuf/targets/pos/1.0.0/artifacts/${digest.slice(7)}.conf`);
+    await ok('GET', '/api/v1/groups/shop/release');
     await pushArtifact(server, 'pos', '1.1.0', 'x', Buffer.from('x'));
+    await ok('GET', '/api/v1/bundles/pos/versions/1.0.0/approvals');
+    await ok('PUT', '/api/v1/bundles/pos/trust-policy', { json: { requiredApprovals: 1 } });
+    await ok('POST', '/api/v1/bundles/pos/versions/1.1.0/approve');
+    await ok('POST', '/api/v1/bundles/pos/versions/1.1.0/revoke', { json: { reason: 'the walk' } });
+    await ok('PUT', '/api/v1/bundles/pos/versions/1.0.0/rollback', { json: { allowed: true } });
+    await ok('GET', '/api/v1/trust');
+    await ok('POST', '/api/v1/trust/keys', { json: { role: 'timestamp' } });
+    await ok('POST', '/api/v1/users', { json: { name: 'ann' } });
+    await ok('GET', '/api/v1/users');
+    await ok('POST', '/api/v1/bundles/pos/members', { json: { user: 'ann', role: 'guest' } });
+    await ok('GET', '/api/v1/bundles/pos/members');
+    await ok('DELETE', '/api/v1/bundles/pos/members/ann');
+    const created = await ok('POST', '/api/v1/tokens', { json: { name: 'walk', scopes: ['read'] } });
+    await ok('GET', '/api/v1/tokens');
+    await ok('DELETE', `/api/v1/tokens/${created.body.info.id}`);
+    await ok('GET', '/api/v1/audit');
     // @koa/router answers HEAD with the GET route declared before it: a HEAD twin counts as reached with it.
     const reached = (key: string) => server.answeredRoutes.has(key) || (key.startsWith('HEAD ') && server.answeredRoutes.has(key.replace(/^HEAD/, 'GET')));
-    const never = server.routes.map((r) => `${r.method} ${r.path}`).filter((key) => !reached(key));
+    // Routes only a server with offline keys answers successfully: test/trust/ceremony.test.ts
+    // drives them through the CLI, and its withServer checks those answers the same way.
+    const offlineOnly = new Set(['GET /api/v1/bundles/:name/versions/:version/signing', 'POST /api/v1/bundles/:name/versions/:version/signatures', 'POST /api/v1/trust/root']);
+    const never = server.routes.map((r) => `${r.method} ${r.path}`).filter((key) => !reached(key) && !offlineOnly.has(key));
     t.deepEqual(never, [], 'routes this walk did not reach: add them here');
     // withServer then fails the test if any of these answers did not match its declaration.
   });
