@@ -32,6 +32,11 @@ test('edits racing an approval: each one lands in the approved version or is ref
     const removal = server.api('DELETE', `${base}/artifacts/doomed`);
     requests.push(removal);
     await Promise.all(requests);
+    // The approval (recorded, then frozen) may outrun every racing edit; one edit sent after it
+    // answered is refused for sure.
+    const late: Edit = { kind: 'put', names: ['late'], digests: [sha256Digest(blobs[0]!)] };
+    late.status = (await server.api('PUT', `${base}/artifacts/late`, { json: { type: 'file', digest: late.digests[0], size: blobs[0]!.length } })).status;
+    edits.push(late);
 
     const version = await server.api('GET', base);
     t.is(version.body.status, 'approved');
