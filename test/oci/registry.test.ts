@@ -338,3 +338,22 @@ test('the bundle role ladder decides who may pull and push images', async (t) =>
     t.is(impostor.status, 401, "a token does not sign in under another user's name");
   });
 });
+
+test('the blob collector keeps what a tagged image needs and removes a blob no manifest names', async (t) => {
+  await withBundle(t, async (server) => {
+    const { image, put, digest } = await pushImage(server, 'shop/app', '1.0.0');
+    t.is(put.status, 201);
+    const stray = await uploadBlob(server, 'shop/app', randomBytes(500));
+    const report = await server.collectGarbage({ graceMs: 0 });
+    t.true(report.deleted.includes(stray), 'a blob no manifest names is collected');
+    t.false(report.deleted.includes(digest), 'the manifest a version names is kept');
+    const manifest = await v2(server, 'GET', `/v2/shop/app/manifests/1.0.0`, { headers: { accept: ociManifestType } });
+    t.is(manifest.status, 200);
+    t.deepEqual(manifest.raw, image.manifest);
+    for (const blob of [image.config, ...image.layers]) {
+      const pulled = await v2(server, 'GET', `/v2/shop/app/blobs/${sha256(blob)}`);
+      t.is(pulled.status, 200, 'config and layers stay pullable');
+      t.deepEqual(pulled.raw, blob);
+    }
+  });
+});
