@@ -208,9 +208,12 @@ export function createBundleService(deps: { store: BundleStore; blobs: BlobStore
     },
 
     /** Adds or replaces an artifact in a draft. Its bytes must already be in the blob store. */
-    async putArtifact(bundle: string, version: string, input: ArtifactInput, options: { createDraft?: boolean } = {}): Promise<{ artifact: Artifact; created: boolean }> {
+    async putArtifact(bundle: string, version: string, input: ArtifactInput, options: { createDraft?: boolean; referencing?: boolean } = {}): Promise<{ artifact: Artifact; created: boolean }> {
       await refuseIfApproved(bundle, version);
-      return deps.blobs.referencing(() => upsertReferenced(bundle, version, input, options.createDraft === true));
+      const upsert = () => upsertReferenced(bundle, version, input, options.createDraft === true);
+      // `referencing: the caller already holds blobs.referencing` (nesting it could deadlock
+      // behind a waiting sweep).
+      return options.referencing ? upsert() : deps.blobs.referencing(upsert);
     },
 
     /**

@@ -187,55 +187,59 @@ export function createOciService(deps: OciServiceDeps) {
       if (bytes.length > maxManifestBytes) throw new OciError('SIZE_INVALID', `the manifest exceeds ${maxManifestBytes} bytes`, {}, { status: 413 });
       const version = reference.type === 'tag' ? versionOfTag(reference.tag) : undefined;
       const parsed = parseManifest(bytes, contentType);
-      const missingBlobs = await store.missingBlobs(repo.name, parsed.blobs.map((d) => d.digest));
-      const missingManifests = await store.missingManifests(repo.name, parsed.manifests.map((d) => d.digest));
-      const missing = [...missingBlobs, ...missingManifests];
-      if (missing.length > 0) {
-        throw new OciError('MANIFEST_BLOB_UNKNOWN', `the manifest names ${missing.length} ${missingBlobs.length ? 'blob' : 'manifest'}(s) not pushed to ${repo.name} first, e.g. ${missing[0]}`, { digest: missing[0] });
-      }
-      for (const entry of parsed.blobs) {
-        const stat = await blobs.stat(entry.digest);
-        if (!stat) throw new OciError('MANIFEST_BLOB_UNKNOWN', `blob ${entry.digest} is no longer stored; push it again`, { digest: entry.digest });
-        if (stat.size !== entry.size) throw new OciError('MANIFEST_INVALID', `the manifest says blob ${entry.digest} is ${entry.size} bytes; it is ${stat.size}`, { digest: entry.digest });
-      }
-      // Checked before storing anything: a push to an approved version leaves no trace.
-      if (version !== undefined) {
-        const existing = await deps.bundles.getVersion(repo.bundle, version).catch(() => undefined);
-        if (existing && existing.status !== 'draft') {
-          throw new OciError('DENIED', `${repo.bundle}@${version} is ${existing.status} and can no longer change; push the image with a new version`, { convoyCode: 'version_immutable', bundle: repo.bundle, version }, { status: 409 });
+      // From checking that the blobs are stored to naming them in the release, the blob
+      // collector waits: it never deletes a blob this push has just found present.
+      return blobs.referencing(async () => {
+        const missingBlobs = await store.missingBlobs(repo.name, parsed.blobs.map((d) => d.digest));
+        const missingManifests = await store.missingManifests(repo.name, parsed.manifests.map((d) => d.digest));
+        const missing = [...missingBlobs, ...missingManifests];
+        if (missing.length > 0) {
+          throw new OciError('MANIFEST_BLOB_UNKNOWN', `the manifest names ${missing.length} ${missingBlobs.length ? 'blob' : 'manifest'}(s) not pushed to ${repo.name} first, e.g. ${missing[0]}`, { digest: missing[0] });
         }
-      }
-      const stored = await blobs.putBytes(bytes);
-      if (reference.type === 'digest' && reference.digest !== stored.digest) {
-        throw new OciError('DIGEST_INVALID', `the manifest hashes to ${stored.digest}, not ${reference.digest}`, { expected: reference.digest, actual: stored.digest });
-      }
-      await store.insertManifest(
-        {
-          repository: repo.name,
-          digest: stored.digest,
-          media_type: parsed.mediaType,
-          size: stored.size,
-          subject: parsed.subject ?? null,
-          artifact_type: parsed.artifactType ?? null,
-          annotations: parsed.annotations,
-          created_at: now(),
-        },
-        [...parsed.blobs.map((d) => ({ ref: d.digest, kind: 'blob' as const })), ...parsed.manifests.map((d) => ({ ref: d.digest, kind: 'manifest' as const }))],
-      );
-      let created = true;
-      if (version !== undefined) {
-        await deps.bundles.ensureVersion(repo.bundle, version);
-        try {
-          created = (await deps.bundles.putArtifact(repo.bundle, version, { name: repo.image, type: 'image', digest: stored.digest, size: stored.size })).created;
-        } catch (error) {
-          if (error instanceof ApiError && error.code === 'version_immutable') {
-            throw new OciError('DENIED', error.message, { convoyCode: 'version_immutable', bundle: repo.bundle, version }, { status: 409 });
+        for (const entry of parsed.blobs) {
+          const stat = await blobs.stat(entry.digest);
+          if (!stat) throw new OciError('MANIFEST_BLOB_UNKNOWN', `blob ${entry.digest} is no longer stored; push it again`, { digest: entry.digest });
+          if (stat.size !== entry.size) throw new OciError('MANIFEST_INVALID', `the manifest says blob ${entry.digest} is ${entry.size} bytes; it is ${stat.size}`, { digest: entry.digest });
+        }
+        // Checked before storing anything: a push to an approved version leaves no trace.
+        if (version !== undefined) {
+          const existing = await deps.bundles.getVersion(repo.bundle, version).catch(() => undefined);
+          if (existing && existing.status !== 'draft') {
+            throw new OciError('DENIED', `${repo.bundle}@${version} is ${existing.status} and can no longer change; push the image with a new version`, { convoyCode: 'version_immutable', bundle: repo.bundle, version }, { status: 409 });
           }
-          throw error;
         }
-        deps.log.info('image pushed into a release', { repository: repo.name, version, digest: stored.digest });
-      }
-      return { digest: stored.digest, subject: parsed.subject, created };
+        const stored = await blobs.putBytes(bytes);
+        if (reference.type === 'digest' && reference.digest !== stored.digest) {
+          throw new OciError('DIGEST_INVALID', `the manifest hashes to ${stored.digest}, not ${reference.digest}`, { expected: reference.digest, actual: stored.digest });
+        }
+        await store.insertManifest(
+          {
+            repository: repo.name,
+            digest: stored.digest,
+            media_type: parsed.mediaType,
+            size: stored.size,
+            subject: parsed.subject ?? null,
+            artifact_type: parsed.artifactType ?? null,
+            annotations: parsed.annotations,
+            created_at: now(),
+          },
+          [...parsed.blobs.map((d) => ({ ref: d.digest, kind: 'blob' as const })), ...parsed.manifests.map((d) => ({ ref: d.digest, kind: 'manifest' as const }))],
+        );
+        let created = true;
+        if (version !== undefined) {
+          await deps.bundles.ensureVersion(repo.bundle, version);
+          try {
+            created = (await deps.bundles.putArtifact(repo.bundle, version, { name: repo.image, type: 'image', digest: stored.digest, size: stored.size }, { referencing: true })).created;
+          } catch (error) {
+            if (error instanceof ApiError && error.code === 'version_immutable') {
+              throw new OciError('DENIED', error.message, { convoyCode: 'version_immutable', bundle: repo.bundle, version }, { status: 409 });
+            }
+            throw error;
+          }
+          deps.log.info('image pushed into a release', { repository: repo.name, version, digest: stored.digest });
+        }
+        return { digest: stored.digest, subject: parsed.subject, created };
+      });
     },
 
     async listTags(repo: Repository, n: number | undefined, last: string | undefined): Promise<{ tags: string[]; more: boolean }> {
