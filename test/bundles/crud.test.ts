@@ -179,3 +179,24 @@ test('the garbage collector is safe against uploads in flight and references mad
     t.deepEqual(await fs.readdir(path.join(server.dataDir, 'blobs', 'uploads')), [], 'no temp files left');
   });
 });
+
+test('the bundle listing pages over the bundles one may read: X-Total counts those only', async (t) => {
+  await withServer(t, async (server) => {
+    for (const name of ['a1', 'a2', 'b1', 'b2', 'b3']) t.is((await server.api('POST', '/api/v1/bundles', { json: { name } })).status, 201);
+    t.is((await server.api('POST', '/api/v1/users', { json: { name: 'gail' } })).status, 201);
+    for (const bundle of ['a2', 'b3']) t.is((await server.api('POST', `/api/v1/bundles/${bundle}/members`, { json: { user: 'gail', role: 'guest' } })).status, 201);
+    const token = (await server.api('POST', '/api/v1/tokens', { json: { name: 'gail', scopes: ['read'], user: 'gail' } })).body.token as string;
+    const first = await server.api('GET', '/api/v1/bundles?per_page=1', { token });
+    t.is(first.status, 200);
+    t.deepEqual(first.body.map((b: { name: string }) => b.name), ['a2']);
+    t.is(first.headers.get('x-total'), '2');
+    t.is(first.headers.get('x-total-pages'), '2');
+    const second = await server.api('GET', '/api/v1/bundles?per_page=1&page=2', { token });
+    t.deepEqual(second.body.map((b: { name: string }) => b.name), ['b3']);
+    t.is(second.headers.get('x-next-page'), '');
+    const searched = await server.api('GET', '/api/v1/bundles?search=b', { token });
+    t.deepEqual(searched.body.map((b: { name: string }) => b.name), ['b3']);
+    t.is(searched.headers.get('x-total'), '1');
+    t.is((await server.api('GET', '/api/v1/bundles')).headers.get('x-total'), '5', 'an admin sees every bundle');
+  });
+});
