@@ -6,7 +6,7 @@ import { Readable } from 'node:stream';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { accessToken, auditEvent, auditOutcome, createdToken, member, role, scope, user, userName } from '../protocol/access.ts';
-import { artifact, blobReceipt, bundle, bundleVersion, deployment, device, deviceRegistration, listOf } from '../protocol/api.ts';
+import { artifact, bundle, bundleVersion, deployment, device, deviceRegistration, listOf } from '../protocol/api.ts';
 import { deviceConfigSchemaId, type DeviceConfigInput } from '../protocol/device-config.ts';
 import { artifactName, artifactType, bundleName, deviceId, groupName } from '../protocol/names.ts';
 import { writeFileAtomic } from '../lib/files.ts';
