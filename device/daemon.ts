@@ -176,6 +176,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     log.info('connected to the broker', { url: config.mqttUrl });
     client!.subscribe(groupReleaseTopic(config.group), { qos: 1 }, (error, granted) => {
       if (error || granted?.some((g) => g.qos === 128)) log.error('subscription refused', { topic: groupReleaseTopic(config.group) });
+      else log.info('subscribed to release notices', { topic: groupReleaseTopic(config.group) });
     });
     report(updater.journal, lastInfo);
   });
