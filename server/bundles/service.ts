@@ -291,10 +291,18 @@ export function createBundleService(deps: { store: BundleStore; blobs: BlobStore
      * the manifest and every artifact. If signing fails after the commit, the trust service's
      * reconcile at the next start signs it; the version is never approved-but-editable.
      */
-    async approve(bundle: string, version: string): Promise<BundleVersion> {
+    /**
+     * Freezes and signs a draft. `approvedContent` tells whether the content about to be frozen
+     * is the content the approvals were given for (checked in the freezing transaction: an edit
+     * that lands between an approval and the freeze is never signed on that approval's behalf).
+     */
+    async approve(bundle: string, version: string, options: { approvedContent?: (artifacts: readonly Artifact[]) => boolean } = {}): Promise<BundleVersion> {
       await editDraft(bundle, version, async (row, trx) => {
         const artifacts = await store.listArtifacts(row.id, trx);
         if (artifacts.length === 0) throw new ApiError('version_empty', `${bundle}@${version} has no artifacts; add at least one before approving`);
+        if (options.approvedContent && !options.approvedContent(artifacts)) {
+          throw new ApiError('proposal_stale', `${bundle}@${version} changed while it was being approved; the approvals are for its earlier content: review it and approve again`);
+        }
         const approvedAt = now();
         const manifest: BundleManifest = {
           schema: manifestSchemaId,

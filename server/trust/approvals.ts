@@ -191,7 +191,7 @@ export function createApprovalService(deps: { db: Db; store: BundleStore; bundle
       deps.log.info('recorded an approval', { bundle, version, principal, received: approvals.by.length, required: approvals.required });
       if (approvals.by.length < approvals.required) return { ...toVersion(row), approvals };
       try {
-        await deps.bundles.approve(bundle, version);
+        await deps.bundles.approve(bundle, version, { approvedContent: (artifacts) => contentDigest(artifacts) === digest });
       } catch (error) {
         // A concurrent approval met the threshold first: same outcome.
         if (!(error instanceof ApiError && error.code === 'version_immutable')) throw error;
