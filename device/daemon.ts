@@ -134,7 +134,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
           log.error('cannot start the update', { error });
           return 'busy' as const;
         });
-        if (outcome !== 'busy') pending = undefined;
+        // A newer offer may have arrived while this one was handled: keep it for the next turn.
+        if (outcome !== 'busy' && pending === offer) pending = undefined;
         if (outcome === 'current' || outcome === 'refused-before') report(updater.journal);
         log.debug('release offered', { version: offer.version, deployment: offer.deploymentId, outcome });
       }
