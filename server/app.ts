@@ -30,7 +30,7 @@ import { createDeviceStore } from './devices/store.ts';
 import { errorMiddleware } from './http/errors.ts';
 import { buildOpenApiDocument } from './http/openapi.ts';
 import { buildRouter, route, type Route } from './http/routes.ts';
-import { ociMiddleware } from './oci/routes.ts';
+import { ociMiddleware, registryRouteTable, type RegistryRoute } from './oci/routes.ts';
 import { createOciService } from './oci/service.ts';
 import { createOciStore, ociReferencedDigests } from './oci/store.ts';
 import { UploadFiles } from './oci/uploads.ts';
@@ -47,6 +47,8 @@ export interface RunningServer {
   generatedAdminToken: string | undefined;
   /** Every route declaration served (the OpenAPI document, the permission matrix and generated docs come from them). */
   routes: readonly Route[];
+  /** The OCI registry's routes under /v2 (their own protocol), for docs/permissions.md. */
+  registryRoutes: readonly RegistryRoute[];
   /** Runs the blob garbage collector now (it also runs every hour). */
   collectGarbage(options?: { graceMs?: number }): Promise<GcReport>;
   close(): Promise<void>;
@@ -149,7 +151,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       now,
       log: log.child('oci'),
     });
-    app.use(ociMiddleware({ service: oci, blobs, auth, log: log.child('oci') }));
+    app.use(ociMiddleware({ service: oci, blobs, auth, log: log.child('oci'), audit }));
     const routes: Route[] = [
         ...blobRoutes(blobs, config.maxBlobBytes),
         ...bundleRoutes(bundles, {
@@ -204,6 +206,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       mqttPort: broker.port,
       generatedAdminToken,
       routes,
+      registryRoutes: registryRouteTable(oci, blobs),
       collectGarbage: (options = {}) => runGc(options.graceMs),
       close,
     };

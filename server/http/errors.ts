@@ -73,9 +73,20 @@ export function errorMiddleware(log: Logger): Koa.Middleware {
       }
       ctx.status = httpStatusOf(code);
       if (code === 'unauthenticated') ctx.set('WWW-Authenticate', 'Bearer realm="convoy"');
+      // An early refusal (401, 403, a bad parameter) leaves a declared body unread. Node would
+      // keep the connection and read the whole body to reuse it, so a client announcing gigabytes
+      // could hold the socket for as long as it likes: answer, then close instead.
+      if (hasUnreadBody(ctx)) ctx.set('Connection', 'close');
       ctx.body = { error: { code, message } };
     }
   };
+}
+
+/** A request whose body was announced (Content-Length above 0, or chunked) and not read to its end. */
+export function hasUnreadBody(ctx: Koa.Context): boolean {
+  if (ctx.req.complete) return false;
+  const declared = ctx.get('content-length');
+  return (declared !== '' && declared !== '0') || ctx.get('transfer-encoding') !== '';
 }
 
 function isClientHttpError(error: unknown): error is { status: number; message: string } {
