@@ -1,7 +1,5 @@
 import fs from 'node:fs/promises';
-import http from 'node:http';
 import path from 'node:path';
-import type { AddressInfo } from 'node:net';
 import Koa from 'koa';
 import { z } from 'zod';
 import { createLogger, type Logger } from '../protocol/log.ts';
@@ -22,6 +20,7 @@ import { createBundleStore } from './bundles/store.ts';
 import { resolveTargetUrl } from './bundles/targets.ts';
 import type { ServerConfig } from './config.ts';
 import { openDatabase } from './db/knex.ts';
+import { bindPorts } from './listeners.ts';
 import { deploymentRoutes } from './deployments/routes.ts';
 import { createDeploymentService } from './deployments/service.ts';
 import { deviceRoutes } from './devices/routes.ts';
@@ -76,14 +75,17 @@ const abandonedUploadMs = 24 * 60 * 60 * 1000;
 export async function startServer(config: ServerConfig, deps: ServerDeps = {}): Promise<RunningServer> {
   const now = deps.now ?? (() => new Date());
   const log = deps.log ?? createLogger({ namespace: 'server', level: config.logLevel, write: (line) => process.stderr.write(line) });
-  await fs.mkdir(config.dataDir, { recursive: true });
-
-  const db = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
-  const cleanups: (() => Promise<void>)[] = [() => db.destroy()];
+  // The ports first: a busy one must fail the start before any state (data dir, database rows,
+  // the admin user and its one-time token, TUF keys) exists.
+  const ports = await bindPorts(config);
+  const cleanups: (() => Promise<void>)[] = [() => ports.close()];
   const close = async () => {
     for (const cleanup of cleanups.reverse()) await cleanup().catch((error: unknown) => log.error('shutdown step failed', { error }));
   };
   try {
+    await fs.mkdir(config.dataDir, { recursive: true });
+    const db = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+    cleanups.push(() => db.destroy());
     const blobs = await BlobStore.open(path.join(config.dataDir, 'blobs'));
     const authStore = createAuthStore(db);
     let broker: Broker | undefined;
@@ -128,6 +130,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       authenticate: (token) => auth.authenticate(token),
       onMessage: (topic, payload, principal) => void devices.receiveStatus(topic, payload, principal),
       log: log.child('mqtt'),
+      listener: { server: ports.mqtt, serve: (handler) => ports.serveMqtt(handler) },
     });
     const startedBroker = broker;
     cleanups.push(() => startedBroker.close());
@@ -182,14 +185,12 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     app.use(router.routes());
     app.use(router.allowedMethods());
 
-    const server = http.createServer(app.callback());
+    const server = ports.http;
     // Bound header size and idle time: a slow or oversized client must not pin the server.
     server.headersTimeout = 30_000;
     server.requestTimeout = 0; // large uploads may take long; idle sockets are cut by keepAliveTimeout
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(config.httpPort, config.host, () => resolve());
-    });
+    ports.serveHttp(app.callback());
+    // Closed first at shutdown: no request may reach a database already closed.
     cleanups.push(
       () =>
         new Promise<void>((resolve) => {
@@ -197,7 +198,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
           server.closeAllConnections();
         }),
     );
-    const httpPort = (server.address() as AddressInfo).port;
+    const httpPort = ports.httpPort;
     const shownHost = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
     log.info('serving', { http: httpPort, mqtt: broker.port, dataDir: config.dataDir, database: config.databaseUrl ? 'postgresql' : 'sqlite' });
     return {
