@@ -82,11 +82,22 @@ export function errorMiddleware(log: Logger): Koa.Middleware {
   };
 }
 
-/** A request whose body was announced (Content-Length above 0, or chunked) and not read to its end. */
+/**
+ * Bodies up to this size are still read to their end after an early refusal, as Node does: the
+ * connection stays reusable, and a client still sending a small body is not cut off mid-send
+ * (closing a socket with unread bytes resets it, and the client may lose the answer).
+ */
+const drainableBodyBytes = 64 * 1024;
+
+/**
+ * A request whose body was not read to its end and is too large to drain cheaply: more than
+ * `drainableBodyBytes` declared, or chunked (no length: it may never end).
+ */
 export function hasUnreadBody(ctx: Koa.Context): boolean {
   if (ctx.req.complete) return false;
   const declared = ctx.get('content-length');
-  return (declared !== '' && declared !== '0') || ctx.get('transfer-encoding') !== '';
+  if (declared !== '') return !/^\d+$/.test(declared) || Number(declared) > drainableBodyBytes;
+  return ctx.get('transfer-encoding') !== '';
 }
 
 function isClientHttpError(error: unknown): error is { status: number; message: string } {
