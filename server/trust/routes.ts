@@ -3,7 +3,7 @@ import { bundleName, version as versionSchema } from '../../protocol/names.ts';
 import { parseWith } from '../../protocol/parse.ts';
 import { bundleVersion } from '../../protocol/api.ts';
 import { createdKey, createKeyRequest, revokeRequest, rollbackRequest, rootAccepted, signatureReceipt, signatureRequest, signingProposal, trustPolicy, trustPolicyRequest, trustStatus } from '../../protocol/trust.ts';
-import { principalName, type Principal } from '../auth/policy.ts';
+import { principalName } from '../auth/policy.ts';
 import { ApiError } from '../http/errors.ts';
 import { bundleInPath, route, type Route } from '../http/routes.ts';
 import type { BlobStore } from '../blobs/store.ts';
@@ -29,8 +29,6 @@ export function trustRoutes(deps: {
   blobs: BlobStore;
   resolveTarget: (path: string) => Promise<{ digest: string; size: number } | undefined>;
   anonymous: boolean;
-  /** Called once a version becomes approved (signed), with the user whose approval completed it. */
-  onApproved?: (bundle: string, version: string, by: Principal) => Promise<void>;
 }): Route[] {
   const base = '/api/v1/bundles/:name/versions/:version';
   const { approvals, trust } = deps;
@@ -57,9 +55,7 @@ export function trustRoutes(deps: {
     route({
       method: 'POST', path: `${base}/approve`, resource: bundleInPath, action: 'version:approve', summary: 'Approve a draft; the approval that meets the bundle threshold freezes and signs it', responses: { 200: bundleVersion },
       async handler({ koa, params, principal }) {
-        const approved = await approvals.approve(nameParam(params), versionParam(params), principalName(principal!));
-        if (approved.status === 'approved') await deps.onApproved?.(approved.bundle, approved.version, principal!);
-        koa.body = approved;
+        koa.body = await approvals.approve(nameParam(params), versionParam(params), principalName(principal!));
       },
     }),
     route({
@@ -83,8 +79,7 @@ export function trustRoutes(deps: {
     route({
       method: 'POST', path: `${base}/signatures`, resource: bundleInPath, action: 'version:sign', summary: "Offline mode: upload one approver's signature over the proposal", body: signatureRequest, responses: { 200: signatureReceipt },
       async handler({ koa, params, body, principal }) {
-        const { approvedNow, ...receipt } = await approvals.sign(nameParam(params), versionParam(params), body, principalName(principal!));
-        if (approvedNow) await deps.onApproved?.(nameParam(params), versionParam(params), principal!);
+        const { approvedNow: _approvedNow, ...receipt } = await approvals.sign(nameParam(params), versionParam(params), body, principalName(principal!));
         koa.body = receipt;
       },
     }),
