@@ -114,8 +114,9 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
 
     const bundles = createBundleService({ store: bundleStore, blobs, trust, now, log: log.child('bundles') });
     // Every table that names blobs contributes its digests; the collector deletes only the rest.
-    // OCI manifests and their blobs live in the same store.
-    const blobReferences: ReferenceSource[] = [() => bundleStore.referencedDigests(), () => ociReferencedDigests(db)];
+    // OCI manifests and their blobs live in the same store; an offline proposal's manifest waits
+    // for its signatures, however long approvers take.
+    const blobReferences: ReferenceSource[] = [() => bundleStore.referencedDigests(), () => ociReferencedDigests(db), () => trustStore.proposedManifestDigests()];
     const runGc = (graceMs = gcGraceMs) =>
       collectGarbage({ blobs, sources: blobReferences, now, graceMs, abandonedUploadMs, log: log.child('gc') });
     const gcTimer = setInterval(() => runGc().catch((error: unknown) => log.error('garbage collection failed', { error })), gcIntervalMs);

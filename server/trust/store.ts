@@ -71,6 +71,11 @@ export function createTrustStore(db: Db) {
       const [inserted] = await db('trust_proposals').insert(row).returning<{ id: number }[]>('id');
       return (await db<ProposalRow>('trust_proposals').where({ id: inserted!.id }).first())!;
     },
+    /** Manifests of open proposals: stored before they are signed, referenced by nothing else yet. */
+    async proposedManifestDigests(): Promise<string[]> {
+      const rows = await db('trust_proposals').where({ state: 'open' }).whereNotNull('manifest_digest').distinct('manifest_digest');
+      return rows.map((r: { manifest_digest: string }) => r.manifest_digest);
+    },
     async setProposalState(id: number, state: ProposalRow['state'], trx: Db = db): Promise<void> {
       await trx('trust_proposals').where({ id }).update({ state });
     },

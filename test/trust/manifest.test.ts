@@ -110,3 +110,27 @@ test('a change of package metadata voids the approvals given before it', async (
     t.deepEqual((await signedManifest(server, 'pos-app', '1.0.0')).artifacts.find((a) => a.name === 'firmware.bin')?.package, { ...firmwarePackage, version: '8' });
   });
 });
+
+test('an offline proposal keeps its manifest blob through garbage collection until it is signed', async (t) => {
+  const work = await makeTempDir('convoy-manifest-gc-');
+  t.teardown(() => fs.rm(work, { recursive: true, force: true }));
+  const key = path.join(work, 'alice');
+  t.is((await convoy('http://127.0.0.1:1', 'unused-token-0123456789', ['keys', 'generate', '--out', key])).code, 0);
+  const keysDir = path.join(work, 'keys');
+  t.is((await convoy('http://127.0.0.1:1', 'unused-token-0123456789', ['keys', 'init', '--out', keysDir, '--targets-key', `${key}.pub.json`, '--targets-threshold', '1'])).code, 0);
+  const dataDir = path.join(work, 'data');
+  await fs.cp(path.join(keysDir, 'server'), dataDir, { recursive: true });
+  await withServer(
+    t,
+    async (server) => {
+      await pushContent(server, 'pos-app', '1.0.0');
+      t.is((await server.api('GET', '/api/v1/bundles/pos-app/versions/1.0.0/signing')).status, 200);
+      // Approvers sign on their own time, often later than the collector's grace period.
+      await server.collectGarbage({ graceMs: 0 });
+      const signed = await convoy(server.url, adminToken, ['bundle', 'sign', 'pos-app@1.0.0', '--key', `${key}.pem`]);
+      t.is(signed.code, 0, signed.stderr);
+      t.like(await signedManifest(server, 'pos-app', '1.0.0'), { bundle: 'pos-app', version: '1.0.0' });
+    },
+    { dataDir },
+  );
+});
