@@ -16,9 +16,21 @@ export class CliError extends Error {
   }
 }
 
+/**
+ * A mistake in how the command was called (a required flag or argument missing): exit 2 and the
+ * usage line, as the POSIX utility conventions have it, apart from failures of the work (exit 1).
+ */
+export class UsageError extends CliError {
+  constructor(message: string) {
+    super(message, 'usage');
+  }
+}
+
 export interface ApiClient {
   readonly baseUrl: string;
   request<S extends z.ZodType>(method: string, path: string, options: { json?: unknown; body?: RequestBody; headers?: Record<string, string>; schema: S }): Promise<z.output<S>>;
+  /** As `request`, with the status: 201 and 200 tell "created" from "replaced". */
+  exchange<S extends z.ZodType>(method: string, path: string, options: { json?: unknown; body?: RequestBody; headers?: Record<string, string>; schema: S }): Promise<{ status: number; data: z.output<S> }>;
   /** For calls whose answer has no body (204). */
   send(method: string, path: string): Promise<void>;
   /** Every item of a paginated listing, following X-Next-Page (100 per request). */
@@ -62,9 +74,12 @@ export function createApiClient(env: NodeJS.ProcessEnv): ApiClient {
   return {
     baseUrl,
     async request(method, path, options) {
+      return (await this.exchange(method, path, options)).data;
+    },
+    async exchange(method, path, options) {
       const response = await call(method, path, options);
       try {
-        return parseWith(options.schema, await response.json(), `answer from ${method} ${path}`);
+        return { status: response.status, data: parseWith(options.schema, await response.json(), `answer from ${method} ${path}`) };
       } catch (error) {
         throw new CliError(`the server's answer was not understood: ${(error as Error).message}`);
       }

@@ -1,5 +1,6 @@
 import test from 'ava';
-import { compareFiles, diffArtifacts } from '../../cli/bundle-commands.ts';
+import { compareFiles } from '../../cli/verify.ts';
+import { diffArtifacts } from '../../cli/diff.ts';
 import { parseReleaseArg } from '../../cli/release.ts';
 import type { Artifact } from '../../protocol/api.ts';
 import { computeNextVersion } from '../../server/bundles/next-version.ts';

@@ -1,0 +1,105 @@
+import { createReadStream } from 'node:fs';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { artifact, packageFormat, patchArtifactRequest } from '../../protocol/api.ts';
+import { artifactName, artifactType, bundleName } from '../../protocol/names.ts';
+import { CliError, type RequestBody } from '../client.ts';
+import { command, enc, hashFile, json, need, needText, packageOptions, packageQuery, release, versionFlag, versionPath, type Command } from '../command.ts';
+import { print, printErr, printJsonOr, printList } from '../output.ts';
+import { createProgress } from '../progress.ts';
+
+/* `convoy artifact …`: the files, packages and images of a draft release. */
+
+export const commands: Record<string, Command> = {
+  'artifact push': command({
+    usage: 'convoy artifact push FILE --bundle NAME [--version V] [--name N] [--type image|package|file] [--format deb|rpm|npm|generic [--package-name N] [--package-version V] [--arch A]] [--json]',
+    options: { bundle: { type: 'string' }, version: { type: 'string' }, name: { type: 'string' }, type: { type: 'string' }, ...packageOptions, ...json },
+    async run({ positionals, flags, api }) {
+      const file = needText(positionals[0], 'FILE', 'the file to push');
+      const r = { bundle: need(bundleName, flags.bundle, '--bundle'), version: versionFlag(flags.version) };
+      const name = need(artifactName, flags.name ?? path.basename(file), '--name');
+      const type = need(artifactType, flags.type ?? (flags.format ? 'package' : 'file'), '--type');
+      const pkg = packageQuery(flags, packageFormat);
+      const stat = await fs.stat(file).catch(() => undefined);
+      if (!stat?.isFile()) throw new CliError(`${file} is not a readable file`);
+      const client = api();
+      const { digest, size } = await hashFile(file);
+      // One line for CI logs; the redrawn progress line only on a terminal; --json: stdout's JSON alone.
+      if (flags.json !== true) printErr(`uploading ${file} (${size} bytes, ${digest})`);
+      // One request: the server streams the bytes, checks them against the digest computed here,
+      // and adds or replaces the artifact in the draft (creating it if needed).
+      const progress = createProgress({ total: size, enabled: flags.json !== true && process.stderr.isTTY === true });
+      const query = new URLSearchParams({ type, digest, ...pkg });
+      const { status, data: added } = await client.exchange('PUT', `${versionPath(r)}/files/${enc(name)}?${query}`, {
+        body: Readable.toWeb(createReadStream(file, { highWaterMark: 1 << 20 }).pipe(progress.meter())) as unknown as RequestBody,
+        headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) },
+        schema: artifact,
+      });
+      progress.done();
+      const pkgText = added.package ? ` (${added.package.format} ${added.package.name} ${added.package.version} ${added.package.architecture})` : '';
+      printJsonOr(added, flags.json === true, status === 201 ? `added ${type} ${name} to ${r.bundle}@${r.version}${pkgText}` : `replaced ${type} ${name} in ${r.bundle}@${r.version}${pkgText}`);
+    },
+  }),
+  'artifact list': command({
+    usage: 'convoy artifact list NAME@VERSION [--type T] [--name N] [--search TEXT] [--format F] [--arch A] [--package-name N] [--json]',
+    options: { type: { type: 'string' }, name: { type: 'string' }, search: { type: 'string' }, format: { type: 'string' }, arch: { type: 'string' }, 'package-name': { type: 'string' }, ...json },
+    async run({ positionals, flags, api }) {
+      const r = release(positionals[0]);
+      const filters = new URLSearchParams();
+      for (const [flag, param] of [['type', 'type'], ['name', 'name'], ['search', 'search'], ['format', 'format'], ['arch', 'architecture'], ['package-name', 'package_name']] as const) {
+        if (typeof flags[flag] === 'string') filters.set(param, flags[flag]);
+      }
+      const rows = await api().requestAll(`${versionPath(r)}/artifacts${filters.size ? `?${filters}` : ''}`, artifact);
+      printList(rows, [
+        { header: 'NAME', value: (a) => a.name },
+        { header: 'TYPE', value: (a) => a.type },
+        { header: 'PACKAGE', value: (a) => (a.package ? `${a.package.format} ${a.package.name} ${a.package.version} ${a.package.architecture}` : '-') },
+        { header: 'SIZE', value: (a) => String(a.size) },
+        { header: 'DIGEST', value: (a) => a.digest },
+      ], flags.json === true);
+    },
+  }),
+  'artifact show': command({
+    usage: 'convoy artifact show NAME@VERSION ARTIFACT [--json]',
+    options: json,
+    async run({ positionals, flags, api }) {
+      const r = release(positionals[0]);
+      const name = need(artifactName, positionals[1], 'artifact name');
+      const found = await api().request('GET', `${versionPath(r)}/artifacts/${enc(name)}`, { schema: artifact });
+      printList([found], [
+        { header: 'NAME', value: (x) => x.name },
+        { header: 'TYPE', value: (x) => x.type },
+        { header: 'PACKAGE', value: (x) => (x.package ? `${x.package.format} ${x.package.name} ${x.package.version} ${x.package.architecture}` : '-') },
+        { header: 'SIZE', value: (x) => String(x.size) },
+        { header: 'DIGEST', value: (x) => x.digest },
+      ], flags.json === true);
+    },
+  }),
+  'artifact update': command({
+    usage: 'convoy artifact update NAME@VERSION ARTIFACT [--type T] [--format F [--package-name N] [--package-version V] [--arch A]] [--json]   (new bytes: artifact push again)',
+    options: { type: { type: 'string' }, format: { type: 'string' }, 'package-name': { type: 'string' }, 'package-version': { type: 'string' }, arch: { type: 'string' }, ...json },
+    async run({ positionals, flags, api }) {
+      const r = release(positionals[0]);
+      const name = need(artifactName, positionals[1], 'artifact name');
+      const pkg = packageQuery(flags, packageFormat);
+      const patch = {
+        ...(typeof flags.type === 'string' ? { type: need(artifactType, flags.type, '--type') } : {}),
+        ...(pkg.format ? { package: { format: pkg.format, ...(pkg.package_name ? { name: pkg.package_name } : {}), ...(pkg.package_version ? { version: pkg.package_version } : {}), ...(pkg.architecture ? { architecture: pkg.architecture } : {}) } } : {}),
+      };
+      need(patchArtifactRequest, patch, 'update');
+      const updated = await api().request('PATCH', `${versionPath(r)}/artifacts/${enc(name)}`, { json: patch, schema: artifact });
+      printJsonOr(updated, flags.json === true, `updated ${name} in ${r.bundle}@${r.version}`);
+    },
+  }),
+  'artifact delete': command({
+    usage: 'convoy artifact delete NAME@VERSION ARTIFACT',
+    options: {},
+    async run({ positionals, api }) {
+      const r = release(positionals[0]);
+      const name = need(artifactName, positionals[1], 'artifact name');
+      await api().send('DELETE', `${versionPath(r)}/artifacts/${enc(name)}`);
+      print(`removed ${name} from ${r.bundle}@${r.version}`);
+    },
+  }),
+};
