@@ -31,6 +31,8 @@ export interface ApiClient {
   request<S extends z.ZodType>(method: string, path: string, options: { json?: unknown; body?: RequestBody; headers?: Record<string, string>; schema: S }): Promise<z.output<S>>;
   /** As `request`, with the status: 201 and 200 tell "created" from "replaced". */
   exchange<S extends z.ZodType>(method: string, path: string, options: { json?: unknown; body?: RequestBody; headers?: Record<string, string>; schema: S }): Promise<{ status: number; data: z.output<S> }>;
+  /** A GET whose answer is bytes (a blob): the response, its body not yet read. */
+  download(path: string): Promise<Response>;
   /** For calls whose answer has no body (204). */
   send(method: string, path: string): Promise<void>;
   /** Every item of a paginated listing, following X-Next-Page (100 per request). */
@@ -83,6 +85,9 @@ export function createApiClient(env: NodeJS.ProcessEnv): ApiClient {
       } catch (error) {
         throw new CliError(`the server's answer was not understood: ${(error as Error).message}`);
       }
+    },
+    async download(path) {
+      return call('GET', path, {});
     },
     async send(method, path) {
       await call(method, path, {});

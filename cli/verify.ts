@@ -9,6 +9,7 @@ import { parseJson, parseWith } from '../protocol/parse.ts';
 import { artifactTargetPath, manifestTargetPath } from '../protocol/targets.ts';
 import { CliError, type ApiClient } from './client.ts';
 import { hashFile } from './command.ts';
+import { isOciLayout, verifyLayout } from './oci-layout.ts';
 
 /*
  * `convoy bundle verify`: the consumer's check of what they hold against the signed metadata. A
@@ -28,7 +29,8 @@ export type Mismatch =
   | { type: 'size'; name: string; expected: number; actual: number }
   | { type: 'digest'; name: string; expected: string; actual: string }
   | { type: 'extra'; name: string }
-  | { type: 'unsigned'; name: string; detail: string };
+  | { type: 'unsigned'; name: string; detail: string }
+  | { type: 'image'; name: string; detail: string };
 
 /** What differs between the signed list and the files held. Pure: tested by table. */
 export function compareFiles(expected: readonly ExpectedFile[], held: readonly Held[]): Mismatch[] {
@@ -57,6 +59,8 @@ export function describeMismatch(m: Mismatch): string {
       return `extra     ${m.name}: in the directory, not in the release`;
     case 'unsigned':
       return `unsigned  ${m.name}: ${m.detail}`;
+    case 'image':
+      return `changed   ${m.name}: ${m.detail}`;
   }
 }
 
@@ -94,13 +98,29 @@ export async function verifyRelease(options: { client: ApiClient; token: string;
       else expected.push({ name: entry.name, size: info.length, sha256: info.hashes.sha256 });
     }
     const held: Held[] = [];
+    const images: Mismatch[] = [];
     for (const dirent of await fs.readdir(options.dir, { withFileTypes: true })) {
-      if (!dirent.isFile()) continue;
-      const { digest, size } = await hashFile(path.join(options.dir, dirent.name));
-      held.push({ name: dirent.name, size, sha256: digest.slice('sha256:'.length) });
+      const file = path.join(options.dir, dirent.name);
+      if (dirent.isFile()) {
+        const { digest, size } = await hashFile(file);
+        held.push({ name: dirent.name, size, sha256: digest.slice('sha256:'.length) });
+        continue;
+      }
+      // An image: an OCI layout directory (skopeo's oci:DIR, a device's current/<image>/), held
+      // as signed when its manifest and every blob it names hash to what the signature covers.
+      const want = expected.find((e) => e.name === dirent.name);
+      if (!dirent.isDirectory() || !(await isOciLayout(file))) continue;
+      if (!want) {
+        held.push({ name: dirent.name, size: -1, sha256: '' });
+        continue;
+      }
+      const problems = await verifyLayout(file, { digest: `sha256:${want.sha256}`, size: want.size });
+      if (problems.length === 0) held.push({ name: dirent.name, size: want.size, sha256: want.sha256 });
+      else images.push({ type: 'image', name: dirent.name, detail: problems.join('; ') });
     }
-    // Names in `unsigned` are reported once, as unsigned, not again as extra.
-    const mismatches = [...unsigned, ...compareFiles(expected, held.filter((h) => !unsigned.some((u) => u.name === h.name)))];
+    // Names in `unsigned` are reported once, as unsigned, not again as extra; a bad image once.
+    const reported = new Set([...unsigned, ...images].map((m) => m.name));
+    const mismatches = [...unsigned, ...images, ...compareFiles(expected.filter((e) => !reported.has(e.name)), held.filter((h) => !reported.has(h.name)))];
     return { expected, mismatches };
   } finally {
     await fs.rm(metadataDir, { recursive: true, force: true });

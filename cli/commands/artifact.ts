@@ -41,6 +41,26 @@ export const commands: Record<string, Command> = {
       printJsonOr(added, flags.json === true, status === 201 ? `added ${type} ${name} to ${r.bundle}@${r.version}${pkgText}` : `replaced ${type} ${name} in ${r.bundle}@${r.version}${pkgText}`);
     },
   }),
+  'artifact pull': command({
+    usage: 'convoy artifact pull NAME@VERSION ARTIFACT --out PATH [--json]   (a file, or an image as an OCI layout directory; then: convoy bundle verify)',
+    options: { out: { type: 'string' }, ...json },
+    async run({ positionals, flags, api }) {
+      const r = release(positionals[0]);
+      const name = need(artifactName, positionals[1], 'artifact name');
+      const out = needText(flags.out, '--out PATH', 'where to write the file, or the image layout directory');
+      const client = api();
+      const found = await client.request('GET', `${versionPath(r)}/artifacts/${enc(name)}`, { schema: artifact });
+      const { pullFile, pullImage } = await import('../pull.ts');
+      if (found.type === 'image') {
+        if ((await fs.readdir(out).catch(() => [])).length > 0) throw new CliError(`${out} is not empty: an image is written as a new OCI layout directory`);
+        const blobs = await pullImage(client, found, out, r.version);
+        printJsonOr(found, flags.json === true, `pulled image ${name} of ${r.bundle}@${r.version} into ${out} (OCI layout, ${blobs} blobs, tag ${r.version})`);
+      } else {
+        await pullFile(client, found, out);
+        printJsonOr(found, flags.json === true, `pulled ${found.type} ${name} of ${r.bundle}@${r.version} to ${out} (${found.size} bytes, ${found.digest})`);
+      }
+    },
+  }),
   'artifact list': command({
     usage: 'convoy artifact list NAME@VERSION [--type T] [--name N] [--search TEXT] [--format F] [--arch A] [--package-name N] [--json]',
     options: { type: { type: 'string' }, name: { type: 'string' }, search: { type: 'string' }, format: { type: 'string' }, arch: { type: 'string' }, 'package-name': { type: 'string' }, ...json },
