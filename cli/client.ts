@@ -33,6 +33,8 @@ export interface ApiClient {
   exchange<S extends z.ZodType>(method: string, path: string, options: { json?: unknown; body?: RequestBody; headers?: Record<string, string>; schema: S }): Promise<{ status: number; data: z.output<S> }>;
   /** A GET whose answer is bytes (a blob): the response, its body not yet read. */
   download(path: string): Promise<Response>;
+  /** Any call, answered with the raw response (headers matter: upload sessions); errors as CliError. */
+  raw(method: string, path: string, options?: { body?: RequestBody; headers?: Record<string, string> }): Promise<Response>;
   /** For calls whose answer has no body (204). */
   send(method: string, path: string): Promise<void>;
   /** Every item of a paginated listing, following X-Next-Page (100 per request). */
@@ -64,7 +66,15 @@ export function createApiClient(env: NodeJS.ProcessEnv): ApiClient {
       try {
         parsed = parseWith(errorResponse, JSON.parse(text), 'error');
       } catch {
-        parsed = undefined;
+        // The /v2 routes answer in the distribution spec's shape: {"errors":[{"code","message"}]}.
+        const oci = (() => {
+          try {
+            return (JSON.parse(text) as { errors?: { code?: unknown; message?: unknown }[] }).errors?.[0];
+          } catch {
+            return undefined;
+          }
+        })();
+        parsed = typeof oci?.code === 'string' && typeof oci.message === 'string' ? { error: { code: oci.code, message: oci.message } } : undefined;
       }
       throw parsed
         ? new CliError(parsed.error.message, parsed.error.code, response.status)
@@ -88,6 +98,9 @@ export function createApiClient(env: NodeJS.ProcessEnv): ApiClient {
     },
     async download(path) {
       return call('GET', path, {});
+    },
+    async raw(method, path, options = {}) {
+      return call(method, path, options);
     },
     async send(method, path) {
       await call(method, path, {});

@@ -2,7 +2,7 @@ import { createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { artifact, packageFormat, patchArtifactRequest } from '../../protocol/api.ts';
+import { artifact, bundleVersion, packageFormat, patchArtifactRequest, type Artifact } from '../../protocol/api.ts';
 import { artifactName, artifactType, bundleName } from '../../protocol/names.ts';
 import { CliError, type RequestBody } from '../client.ts';
 import { command, enc, hashFile, json, need, needText, packageOptions, packageQuery, release, versionFlag, versionPath, type Command } from '../command.ts';
@@ -11,11 +11,19 @@ import { createProgress } from '../progress.ts';
 
 /* `convoy artifact …`: the files, packages and images of a draft release. */
 
+/** Files above this go chunk by chunk through a resumable session: CONVOY_UPLOAD_CHUNK_BYTES, default 64 MiB. */
+function chunkSize(env: NodeJS.ProcessEnv): number {
+  const raw = env.CONVOY_UPLOAD_CHUNK_BYTES;
+  if (raw === undefined || raw === '') return 64 * 1024 * 1024;
+  if (!/^\d{1,15}$/.test(raw) || Number(raw) < 65_536) throw new CliError(`CONVOY_UPLOAD_CHUNK_BYTES must be a whole number of bytes, at least 65536, got "${raw}"`);
+  return Number(raw);
+}
+
 export const commands: Record<string, Command> = {
   'artifact push': command({
     usage: 'convoy artifact push FILE --bundle NAME [--version V] [--name N] [--type image|package|file] [--format deb|rpm|npm|generic [--package-name N] [--package-version V] [--arch A]] [--json]',
     options: { bundle: { type: 'string' }, version: { type: 'string' }, name: { type: 'string' }, type: { type: 'string' }, ...packageOptions, ...json },
-    async run({ positionals, flags, api }) {
+    async run({ positionals, flags, api, env }) {
       const file = needText(positionals[0], 'FILE', 'the file to push');
       const r = { bundle: need(bundleName, flags.bundle, '--bundle'), version: versionFlag(flags.version) };
       const name = need(artifactName, flags.name ?? path.basename(file), '--name');
@@ -27,16 +35,40 @@ export const commands: Record<string, Command> = {
       const { digest, size } = await hashFile(file);
       // One line for CI logs; the redrawn progress line only on a terminal; --json: stdout's JSON alone.
       if (flags.json !== true) printErr(`uploading ${file} (${size} bytes, ${digest})`);
-      // One request: the server streams the bytes, checks them against the digest computed here,
-      // and adds or replaces the artifact in the draft (creating it if needed).
-      const progress = createProgress({ total: size, enabled: flags.json !== true && process.stderr.isTTY === true });
-      const query = new URLSearchParams({ type, digest, ...pkg });
-      const { status, data: added } = await client.exchange('PUT', `${versionPath(r)}/files/${enc(name)}?${query}`, {
-        body: Readable.toWeb(createReadStream(file, { highWaterMark: 1 << 20 }).pipe(progress.meter())) as unknown as RequestBody,
-        headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) },
-        schema: artifact,
-      });
-      progress.done();
+      const progressOn = flags.json !== true && process.stderr.isTTY === true;
+      const chunkBytes = chunkSize(env);
+      let status: number;
+      let added: Artifact;
+      if (size <= chunkBytes) {
+        // One request: the server streams the bytes, checks them against the digest computed here,
+        // and adds or replaces the artifact in the draft (creating it if needed).
+        const progress = createProgress({ total: size, enabled: progressOn });
+        const query = new URLSearchParams({ type, digest, ...pkg });
+        ({ status, data: added } = await client.exchange('PUT', `${versionPath(r)}/files/${enc(name)}?${query}`, {
+          body: Readable.toWeb(createReadStream(file, { highWaterMark: 1 << 20 }).pipe(progress.meter())) as unknown as RequestBody,
+          headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) },
+          schema: artifact,
+        }));
+        progress.done();
+      } else {
+        // A big file: chunk by chunk through an upload session, resumed where the server has it
+        // if an earlier push was cut; then the artifact names the stored blob.
+        const { uploadBlob, uploadStateDir } = await import('../upload.ts');
+        await uploadBlob({
+          client, bundle: r.bundle, file, digest, size, chunkBytes, stateDir: uploadStateDir(env),
+          startProgress: (start) => createProgress({ total: size, start, enabled: progressOn }),
+          note: (text) => flags.json !== true && printErr(text),
+        });
+        // The draft may not exist yet (the one-request route creates it; this one does not).
+        await client.request('POST', `/api/v1/bundles/${enc(r.bundle)}/versions`, { json: { version: r.version }, schema: bundleVersion }).catch((error: CliError) => {
+          if (error.status !== 409) throw error;
+        });
+        const packageInput = pkg.format ? { format: pkg.format, ...(pkg.package_name ? { name: pkg.package_name } : {}), ...(pkg.package_version ? { version: pkg.package_version } : {}), ...(pkg.architecture ? { architecture: pkg.architecture } : {}) } : undefined;
+        ({ status, data: added } = await client.exchange('PUT', `${versionPath(r)}/artifacts/${enc(name)}`, {
+          json: { type, digest, size, ...(packageInput ? { package: packageInput } : {}) },
+          schema: artifact,
+        }));
+      }
       const pkgText = added.package ? ` (${added.package.format} ${added.package.name} ${added.package.version} ${added.package.architecture})` : '';
       printJsonOr(added, flags.json === true, status === 201 ? `added ${type} ${name} to ${r.bundle}@${r.version}${pkgText}` : `replaced ${type} ${name} in ${r.bundle}@${r.version}${pkgText}`);
     },
