@@ -67,8 +67,8 @@ export const commands: Record<string, Command> = {
     usage: 'convoy keys generate --out PREFIX   (an approver key: PREFIX.pem stays with you, PREFIX.pub.json goes to the ceremony)',
     options: { out: { type: 'string' } },
     async run({ flags }) {
-            const key = generateSigningKey();
       const prefix = path.resolve(needText(flags.out, '--out PREFIX'));
+      const key = generateSigningKey();
       if (await fs.stat(`${prefix}.pem`).catch(() => undefined)) throw new CliError(`${prefix}.pem exists: refusing to overwrite a key`);
       await writeSecret(`${prefix}.pem`, key.privateKeyPem);
       await writeFileAtomic(`${prefix}.pub.json`, JSON.stringify(publicKeyJson(key), null, 2) + '\n');
