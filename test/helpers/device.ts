@@ -20,12 +20,16 @@ export interface TestDevice {
   stop(): Promise<void>;
 }
 
-/** Writes a device directory as `convoy device add` does, pointing at the given URLs. */
+/**
+ * Writes a device directory as `convoy device add` does, pointing at the given URLs (`serverUrl`:
+ * e.g. a mirror or a fault-injecting proxy in front of the server); `tuning` sets the daemon's
+ * timing fields (timeouts, check intervals) so a test need not wait for production defaults.
+ */
 export async function provisionDevice(
   server: TestServer,
   id: string,
   group: string,
-  options: { mqttUrl?: string; serverUrl?: string; update?: DeviceConfigInput['update'] } = {},
+  options: { mqttUrl?: string; serverUrl?: string; update?: DeviceConfigInput['update']; tuning?: { timeoutSeconds?: number; trustCheckSeconds?: number } } = {},
 ): Promise<string> {
   const registered = await server.api('POST', '/api/v1/devices', { json: { id, group } });
   if (registered.status !== 201) throw new Error(`device registration answered ${registered.status}: ${registered.raw}`);
@@ -41,6 +45,7 @@ export async function provisionDevice(
       serverUrl: options.serverUrl ?? server.url,
       mqttUrl: options.mqttUrl ?? `mqtt://127.0.0.1:${server.mqttPort}`,
       ...(options.update ? { update: options.update } : {}),
+      ...options.tuning,
     }),
   );
   return dir;
@@ -79,6 +84,28 @@ export function runDaemon(id: string, dir: string, env: Record<string, string> =
 
 export async function startDevice(server: TestServer, id: string, group: string): Promise<TestDevice> {
   return runDaemon(id, await provisionDevice(server, id, group));
+}
+
+/**
+ * A provisioned, running `convoyd` for the length of `run`, stopped afterwards whatever happened
+ * (its directory is the test's to inspect inside `run`; removed after).
+ */
+export async function withDevice<T>(
+  server: TestServer,
+  id: string,
+  group: string,
+  run: (device: TestDevice) => Promise<T>,
+  options: Parameters<typeof provisionDevice>[3] & { env?: Record<string, string> } = {},
+): Promise<T> {
+  const { env, ...provision } = options;
+  const dir = await provisionDevice(server, id, group, provision);
+  const device = runDaemon(id, dir, env);
+  try {
+    return await run(device);
+  } finally {
+    await device.stop();
+    await fs.rm(dir, { recursive: true, force: true });
+  }
 }
 
 /** Every file in the device's `current/` slot, by name, with its bytes. */
