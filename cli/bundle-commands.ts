@@ -4,7 +4,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
-import { openTrustClient } from '../device/trust.ts';
+import { openTrustClient } from '../tuf/client.ts';
 import { artifact, bumpKinds, bundleVersion, nextVersion, packageFormat, patchArtifactRequest, type Artifact } from '../protocol/api.ts';
 import { silentLogger } from '../protocol/log.ts';
 import { bundleManifest, maxManifestBytes } from '../protocol/manifest.ts';

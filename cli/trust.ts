@@ -4,12 +4,12 @@ import path from 'node:path';
 import { Metadata, MetadataKind, type Root } from '@tufjs/models';
 import { z } from 'zod';
 import { initCeremony, keyFromJson, publicKeyJson, rotateRole } from '../certs/ceremony.ts';
-import { generateSigningKey, signingKeyFromPem, type SigningKey } from '../certs/tuf-keys.ts';
+import { generateSigningKey, signingKeyFromPem, type SigningKey } from '../tuf/keys.ts';
 import { writeFileAtomic } from '../lib/files.ts';
 import { bundleVersion } from '../protocol/api.ts';
 import { bundleName, parseRelease } from '../protocol/names.ts';
 import { createdKey, rootAccepted, signatureReceipt, signingProposal, trustPolicy, trustStatus } from '../protocol/trust.ts';
-import { signedBytes, toBytes } from '../server/trust/repository.ts';
+import { signedBytes, toBytes } from '../tuf/repository.ts';
 import { CliError, type ApiClient } from './client.ts';
 import { printJsonOr, printList } from './output.ts';
 

@@ -13,7 +13,7 @@ import { watchInstalledRelease } from './revocation.ts';
 import { defaultModules, type ModuleTable } from './modules.ts';
 import { backoffDelay, reportedState, terminalStates, type Journal } from './state.ts';
 import { createNotifier, type Notifier } from './systemd.ts';
-import { openTrustClient } from './trust.ts';
+import { openTrustClient } from '../tuf/client.ts';
 import { createUpdater, sleep, type Offer, type StepInfo } from './updater.ts';
 
 export interface DaemonOptions {

@@ -30,7 +30,8 @@ import {
   type UpdateEvent,
   type UpdateRecord,
 } from './state.ts';
-import type { TrustClient } from './trust.ts';
+import type { TrustClient } from '../tuf/client.ts';
+import { TrustError } from '../tuf/errors.ts';
 
 /**
  * The shell around the pure state machine (state.ts): for the state the journal names, it does
@@ -382,13 +383,13 @@ export function createUpdater(deps: UpdaterDeps, initial: Journal) {
 export type Updater = ReturnType<typeof createUpdater>;
 
 function errorBodyOf(error: unknown): ErrorBody {
-  if (error instanceof UpdateError || error instanceof ProtocolError) return { code: error.code, message: error.message.slice(0, 1000) };
+  if (error instanceof UpdateError || error instanceof TrustError || error instanceof ProtocolError) return { code: error.code, message: error.message.slice(0, 1000) };
   const code = (error as NodeJS.ErrnoException).code === 'ENOSPC' ? 'insufficient_space' : 'install_failed';
   return { code, message: String((error as Error)?.message ?? error).slice(0, 1000) };
 }
 
 function isTransient(error: unknown): boolean {
-  if (error instanceof UpdateError) return error.transient;
+  if (error instanceof UpdateError || error instanceof TrustError) return error.transient;
   // A full disk may be freed; anything else unexpected is a fault of this release or device.
   return (error as NodeJS.ErrnoException).code === 'ENOSPC';
 }

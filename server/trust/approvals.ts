@@ -12,7 +12,7 @@ import { toVersion, type BundleStore, type VersionRow } from '../bundles/store.t
 import { listApprovedTargets } from '../bundles/targets.ts';
 import type { Db } from '../db/knex.ts';
 import { ApiError } from '../http/errors.ts';
-import type { TargetEntry } from './repository.ts';
+import type { TargetEntry } from '../../tuf/repository.ts';
 import type { TrustService } from './service.ts';
 
 /**

@@ -2,7 +2,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { initCeremony, type CeremonyResult } from '../../certs/ceremony.ts';
 import { deviceConfigSchemaId } from '../../protocol/device-config.ts';
-import { toBytes } from '../../server/trust/repository.ts';
+import { toBytes } from '../../tuf/repository.ts';
 import { makeTempDir, pushArtifact, waitFor, type TestServer } from '../helpers/server.ts';
 
 /** Runs the offline key ceremony and lays its server/ folder into a fresh data dir, as an operator would. */

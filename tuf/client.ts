@@ -1,10 +1,10 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { BaseFetcher, Updater, type TargetFile } from 'tuf-js';
+import { BaseFetcher, Updater, type Fetcher, type TargetFile } from 'tuf-js';
 import { DownloadHTTPError } from 'tuf-js/dist/error.js';
 import { readFileIfExists, writeFileAtomic } from '../lib/files.ts';
 import type { Logger } from '../protocol/log.ts';
-import { UpdateError } from './errors.ts';
+import { toTrustError } from './errors.ts';
 
 /** The metadata files tuf-js keeps in its metadata directory (TUF §5: top-level roles). */
 const metadataFiles = ['root.json', 'timestamp.json', 'snapshot.json', 'targets.json'] as const;
@@ -60,7 +60,8 @@ async function keepGoodCopies(metadataDir: string, goodDir: string): Promise<voi
 }
 
 /**
- * The device's view of the TUF repository, through tuf-js: it pins the root the device was
+ * A client's view of the TUF repository (the daemon's, and `convoy bundle verify`'s), through
+ * tuf-js: it pins the root the device was
  * provisioned with, and every refresh walks root rotations, then timestamp, snapshot and targets
  * (TUF §5.3–5.6), refusing rollback, freeze and mix-and-match. Nothing is installed unless this
  * says the target is signed, with the exact length and hash.
@@ -72,7 +73,7 @@ export interface TrustClient {
 }
 
 /** tuf-js's fetcher with the device's token and a per-request timeout. */
-class AuthorizedFetcher extends BaseFetcher {
+export class AuthorizedFetcher extends BaseFetcher {
   constructor(
     private readonly token: string,
     private readonly timeoutMs: number,
@@ -87,7 +88,23 @@ class AuthorizedFetcher extends BaseFetcher {
   }
 }
 
-export async function openTrustClient(options: { metadataDir: string; goodDir: string; pinnedRootFile: string; serverUrl: string; token: string; timeoutMs: number; log: Logger }): Promise<TrustClient> {
+export interface TrustClientOptions {
+  metadataDir: string;
+  /** Where the last good copy of each metadata file is kept (see repairMetadata). */
+  goodDir: string;
+  /** The root the client was provisioned with: its trust anchor. */
+  pinnedRootFile: string;
+  serverUrl: string;
+  token: string;
+  /** Per-request timeout, in milliseconds. */
+  timeoutMs: number;
+  log: Logger;
+  /** How metadata bytes are fetched; by default over HTTP with the token (tests inject faults here). */
+  fetcher?: Fetcher;
+}
+
+/** Refresh failures are thrown as TrustError, with a code from tuf-js's error class. */
+export async function openTrustClient(options: TrustClientOptions): Promise<TrustClient> {
   await fs.mkdir(options.metadataDir, { recursive: true });
   // On first start this installs the provisioned root as the trust anchor (no root.json yet);
   // later roots come only through the signed rotation chain.
@@ -96,7 +113,7 @@ export async function openTrustClient(options: { metadataDir: string; goodDir: s
     new Updater({
       metadataDir: options.metadataDir,
       metadataBaseUrl: `${options.serverUrl}/tuf`,
-      fetcher: new AuthorizedFetcher(options.token, options.timeoutMs),
+      fetcher: options.fetcher ?? new AuthorizedFetcher(options.token, options.timeoutMs),
       config: { fetchTimeout: options.timeoutMs },
     });
   let updater = makeUpdater();
@@ -118,14 +135,7 @@ export async function openTrustClient(options: { metadataDir: string; goodDir: s
         await updater.refresh();
         await keepGoodCopies(options.metadataDir, options.goodDir);
       } catch (error) {
-        const transient = error instanceof DownloadHTTPError && error.statusCode >= 500;
-        const network = error instanceof TypeError || (error as Error).name === 'TimeoutError';
-        throw new UpdateError(
-          network || transient ? 'download_failed' : 'untrusted_metadata',
-          `TUF metadata refresh failed: ${(error as Error).message}`,
-          network || transient,
-          { cause: error },
-        );
+        throw toTrustError(error);
       }
     }),
     async targetInfo(targetPath) {
