@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { BaseFetcher, Updater, type Fetcher, type TargetFile } from 'tuf-js';
-import { DownloadHTTPError } from 'tuf-js/dist/error.js';
+import { DownloadHTTPError, RuntimeError } from 'tuf-js/dist/error.js';
 import { readFileIfExists, writeFileAtomic } from '../lib/files.ts';
 import type { Logger } from '../protocol/log.ts';
 import { toTrustError } from './errors.ts';
@@ -109,13 +109,45 @@ export async function openTrustClient(options: TrustClientOptions): Promise<Trus
   // On first start this installs the provisioned root as the trust anchor (no root.json yet);
   // later roots come only through the signed rotation chain.
   await repairMetadata(options.metadataDir, options.goodDir, options.pinnedRootFile, options.log);
-  const makeUpdater = () =>
-    new Updater({
+  const fetcher = options.fetcher ?? new AuthorizedFetcher(options.token, options.timeoutMs);
+  /*
+   * tuf-js 5 wraps whatever fails while it loads snapshot or targets in a RuntimeError that keeps
+   * only the text of the original error (updater.js loadSnapshot/loadTargets): a frozen
+   * repository (ExpiredMetadataError), a forged snapshot (UnsignedMetadataError) and a network
+   * failure would all read as one. So the error is caught where it is thrown, with its class: in
+   * the fetcher (ours) and in the store's snapshot and targets steps, and the last one thrown is
+   * the one tuf-js wrapped (a failed local load comes before the remote one that replaces it).
+   */
+  let thrown: unknown;
+  const recorded = <A extends unknown[], R>(fn: (...args: A) => R) => (...args: A): R => {
+    try {
+      const result = fn(...args);
+      return (result instanceof Promise ? result.catch((error: unknown) => ((thrown = error), Promise.reject(error))) : result) as R;
+    } catch (error) {
+      thrown = error;
+      throw error;
+    }
+  };
+  const recordingFetcher: Fetcher = {
+    downloadBytes: recorded((url: string, maxLength: number) => fetcher.downloadBytes(url, maxLength)),
+    downloadFile: (url, maxLength, handler) => recorded(() => fetcher.downloadFile(url, maxLength, handler))(),
+  };
+  const makeUpdater = () => {
+    const made = new Updater({
       metadataDir: options.metadataDir,
       metadataBaseUrl: `${options.serverUrl}/tuf`,
-      fetcher: options.fetcher ?? new AuthorizedFetcher(options.token, options.timeoutMs),
+      fetcher: recordingFetcher,
       config: { fetchTimeout: options.timeoutMs },
     });
+    // A private field of tuf-js 5's Updater; if a later version renames it, codes fall back to
+    // the wrapper's (untrusted_metadata), never to a wrong one.
+    const store = (made as unknown as { trustedSet?: Record<string, unknown> }).trustedSet;
+    for (const step of ['updateSnapshot', 'updateDelegatedTargets']) {
+      const original = store?.[step];
+      if (typeof original === 'function') store![step] = recorded((...args: unknown[]) => original.apply(store, args));
+    }
+    return made;
+  };
   let updater = makeUpdater();
   // The update and the between-updates watch both refresh; one at a time, so two Updaters never
   // write the metadata directory together.
@@ -131,8 +163,13 @@ export async function openTrustClient(options: TrustClientOptions): Promise<Trus
       // its targets view would otherwise be stale.
       await repairMetadata(options.metadataDir, options.goodDir, options.pinnedRootFile, options.log);
       updater = makeUpdater();
+      thrown = undefined;
       try {
         await updater.refresh();
+      } catch (error) {
+        throw toTrustError(error, error instanceof RuntimeError && thrown !== undefined ? thrown : error);
+      }
+      try {
         await keepGoodCopies(options.metadataDir, options.goodDir);
       } catch (error) {
         throw toTrustError(error);

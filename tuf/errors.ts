@@ -51,9 +51,13 @@ export function trustErrorCodeOf(error: unknown): { code: TrustErrorCode; transi
   return { code: 'untrusted_metadata', transient: false };
 }
 
-/** Wraps what a refresh threw in a TrustError, keeping tuf-js's error as the cause. */
-export function toTrustError(error: unknown): TrustError {
+/**
+ * Wraps what a refresh threw in a TrustError. `inner` is the error the code is derived from, when
+ * tuf-js wrapped the original in a RuntimeError without it (see tuf/client.ts); it is kept as the
+ * cause, so a report or a log can show the original class and stack.
+ */
+export function toTrustError(error: unknown, inner: unknown = error): TrustError {
   if (error instanceof TrustError) return error;
-  const { code, transient } = trustErrorCodeOf(error);
-  return new TrustError(code, `TUF metadata refresh failed: ${(error as Error)?.message ?? String(error)}`, transient, { cause: error });
+  const { code, transient } = trustErrorCodeOf(inner);
+  return new TrustError(code, `TUF metadata refresh failed: ${(error as Error)?.message ?? String(error)}`, transient, { cause: inner });
 }

@@ -79,6 +79,24 @@ for (const [name, code, attack] of attacks) {
   });
 }
 
+// The freeze as a mirror plays it: it keeps serving the timestamp the device already trusts until
+// it expires. tuf-js keeps an equal version and fails later, while loading snapshot, inside a
+// RuntimeError that carries only the text of the ExpiredMetadataError.
+test('refresh refuses a trusted timestamp served past its expiry as metadata_expired', async (t) => {
+  const roleKeys = keys();
+  const fetcher = new MemoryFetcher();
+  const trust = await client(t, roleKeys, fetcher);
+  // Signed 23 h 59 min 58 s ago: valid for two more seconds (timestamps last 24 h).
+  const aged = sign(roleKeys, zero, new Date(Date.now() - day + 2_000));
+  serve(fetcher, aged);
+  await trust.refresh();
+  await new Promise((resolve) => setTimeout(resolve, 3_000));
+  const error = await t.throwsAsync(trust.refresh(), { instanceOf: TrustError });
+  t.is(error?.code, 'metadata_expired', error?.message);
+  t.regex(error?.message ?? '', /expired/);
+  t.false(error?.transient);
+});
+
 test('an unreachable repository is a transient download_failed', async (t) => {
   const roleKeys = keys();
   const fetcher = new MemoryFetcher();
