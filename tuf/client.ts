@@ -115,14 +115,23 @@ export async function openTrustClient(options: TrustClientOptions): Promise<Trus
    * only the text of the original error (updater.js loadSnapshot/loadTargets): a frozen
    * repository (ExpiredMetadataError), a forged snapshot (UnsignedMetadataError) and a network
    * failure would all read as one. So the error is caught where it is thrown, with its class: in
-   * the fetcher (ours) and in the store's snapshot and targets steps, and the last one thrown is
-   * the one tuf-js wrapped (a failed local load comes before the remote one that replaces it).
+   * the fetcher (ours) and in the store's snapshot and targets steps. `thrown` is the outcome of
+   * the last such call, so it is the error tuf-js wrapped (a failed local load comes before the
+   * remote one that replaces it); when the last call succeeded, the wrapped failure came from
+   * elsewhere (e.g. persisting) and the wrapper's own code stands.
    */
   let thrown: unknown;
   const recorded = <A extends unknown[], R>(fn: (...args: A) => R) => (...args: A): R => {
     try {
       const result = fn(...args);
-      return (result instanceof Promise ? result.catch((error: unknown) => ((thrown = error), Promise.reject(error))) : result) as R;
+      if (!(result instanceof Promise)) {
+        thrown = undefined;
+        return result;
+      }
+      return result.then(
+        (value: unknown) => ((thrown = undefined), value),
+        (error: unknown) => ((thrown = error), Promise.reject(error)),
+      ) as R;
     } catch (error) {
       thrown = error;
       throw error;
@@ -139,8 +148,8 @@ export async function openTrustClient(options: TrustClientOptions): Promise<Trus
       fetcher: recordingFetcher,
       config: { fetchTimeout: options.timeoutMs },
     });
-    // A private field of tuf-js 5's Updater; if a later version renames it, codes fall back to
-    // the wrapper's (untrusted_metadata), never to a wrong one.
+    // A private field of tuf-js 5's Updater (pinned); if a later version renames it, only the
+    // fetcher's errors are told apart and the store's fall back to untrusted_metadata.
     const store = (made as unknown as { trustedSet?: Record<string, unknown> }).trustedSet;
     for (const step of ['updateSnapshot', 'updateDelegatedTargets']) {
       const original = store?.[step];
