@@ -2,8 +2,8 @@ import { createPrivateKey, sign } from 'node:crypto';
 import fs from 'node:fs/promises';
 import { Metadata, MetadataKind, type Targets } from '@tufjs/models';
 import { keyFromJson } from '../certs/ceremony.ts';
-import { signingKeyFromPem, type SigningKey } from '../certs/tuf-keys.ts';
-import { signedBytes } from '../server/trust/repository.ts';
+import { signingKeyFromPem, type SigningKey } from '../tuf/keys.ts';
+import { signedBytes } from '../tuf/repository.ts';
 import { CliError } from './client.ts';
 
 /*

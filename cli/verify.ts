@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { openTrustClient } from '../device/trust.ts';
+import { openTrustClient } from '../tuf/client.ts';
 import { silentLogger } from '../protocol/log.ts';
 import { bundleManifest, maxManifestBytes } from '../protocol/manifest.ts';
 import { parseJson, parseWith } from '../protocol/parse.ts';

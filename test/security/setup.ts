@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { initCeremony, type CeremonyResult } from '../../certs/ceremony.ts';
-import { toBytes } from '../../server/trust/repository.ts';
+import { toBytes } from '../../tuf/repository.ts';
 import { deviceRecord, provisionDevice } from '../helpers/device.ts';
 import { makeTempDir, pushArtifact, waitFor, type TestServer } from '../helpers/server.ts';
 
