@@ -4,9 +4,9 @@
 // instead (test/helpers/bin/, `npm run dev:convoy`).
 import { existsSync } from 'node:fs';
 
-const entry = new URL('../dist/cli/main.js', import.meta.url);
+const entry = new URL('../dist/convoy.js', import.meta.url);
 if (!existsSync(entry)) {
-  process.stderr.write('convoy: the built program is missing (dist/cli/main.js): run `npm run build`\n');
+  process.stderr.write('convoy: the built program is missing (dist/convoy.js): run `npm run build`\n');
   process.exit(1);
 }
 await import(entry.href);

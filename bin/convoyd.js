@@ -4,9 +4,9 @@
 // of the memory. Tests and development run the TypeScript sources (test/helpers/bin/).
 import { existsSync } from 'node:fs';
 
-const entry = new URL('../dist/device/main.js', import.meta.url);
+const entry = new URL('../dist/convoyd.js', import.meta.url);
 if (!existsSync(entry)) {
-  process.stderr.write('convoyd: the built program is missing (dist/device/main.js): run `npm run build`\n');
+  process.stderr.write('convoyd: the built program is missing (dist/convoyd.js): run `npm run build`\n');
   process.exit(1);
 }
 await import(entry.href);

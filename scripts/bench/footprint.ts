@@ -84,7 +84,11 @@ async function stop(child: ChildProcess): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { size: { type: 'string', default: '1GiB' }, rounds: { type: 'string', default: '5' } }, strict: true });
+  const { values } = parseArgs({ options: { size: { type: 'string', default: '1GiB' }, rounds: { type: 'string', default: '5' }, 'convoyd-flags': { type: 'string' } }, strict: true });
+  // convoyd runs with the Node flags of the unit's ExecStart (what a device runs), or others to try.
+  const unit = await fs.readFile(path.join(root, 'device/systemd/convoyd.service'), 'utf8');
+  const unitFlags = /^ExecStart=\S*node((?: --\S+)*) \S*bin\/convoyd\.js/m.exec(unit)?.[1]?.trim() ?? '';
+  const convoydFlags = (values['convoyd-flags'] ?? unitFlags).split(/\s+/).filter(Boolean);
   const size = parseSize(values.size!);
   const rounds = Math.max(1, Number(values.rounds));
   const work = await fs.mkdtemp(path.join(os.tmpdir(), 'convoy-footprint-'));
@@ -159,7 +163,7 @@ async function main(): Promise<void> {
       notifications.length = 0;
       const log = await fs.open(path.join(deviceDir, 'convoyd.log'), 'a');
       const started = performance.now();
-      const child = spawn(process.execPath, [convoydBin, '--config', path.join(deviceDir, 'device.json')], { env: { ...env, NOTIFY_SOCKET: socketPath }, stdio: ['ignore', log.fd, log.fd] });
+      const child = spawn(process.execPath, [...convoydFlags, convoydBin, '--config', path.join(deviceDir, 'device.json')], { env: { ...env, NOTIFY_SOCKET: socketPath }, stdio: ['ignore', log.fd, log.fd] });
       children.push(child);
       await log.close();
       const ready = await waitFor('READY=1', () => notifications.find((n) => n.text.split('\n').includes('READY=1')), 60_000);
@@ -207,7 +211,7 @@ async function main(): Promise<void> {
     const mb = (x: number) => `${x.toFixed(1).padStart(6)} MiB`;
     const ms = (x: number) => `${x.toFixed(0).padStart(6)} ms`;
     const row = (what: string, value: string, target: string, floor: string) => console.log(`  ${what.padEnd(46)} ${value}   target ${target.padEnd(9)} floor ${floor}`);
-    console.log(`footprint of the built programs (node ${process.version}, ${os.cpus().length} CPUs), best of ${rounds}`);
+    console.log(`footprint of the built programs (node ${process.version}, ${os.cpus().length} CPUs), best of ${rounds}; convoyd runs with node ${convoydFlags.join(' ') || '(no flags)'}`);
     row('convoyd idle RSS after one update', mb(daemonIdle), '≤ 64 MB', `${mb(floorRss)} (node -e holding a timer)`);
     row('convoyd idle RSS after a restart', mb(daemonIdleRestarted), '≤ 64 MB', mb(floorRss));
     row(`convoyd peak RSS installing ${(size / MiB).toFixed(0)} MiB`, mb(after.peak), '≤ 96 MB', `${mb(floorRss)} (peak before it: ${before.peak.toFixed(1)} MiB)`);
