@@ -176,6 +176,7 @@ async function main(): Promise<void> {
 
     let daemon = await startDaemon();
     let readyMs = daemon.readyMs;
+    const atReady = await memory(daemon.child.pid!);
     await publish('1.0.0', 'prices.json', path.join(work, 'prices.json'), small.length, createHash('sha256').update(small).digest('hex'));
     await installed('1.0.0');
     await sleep(3000);
@@ -213,6 +214,7 @@ async function main(): Promise<void> {
     const row = (what: string, value: string, target: string, floor: string) => console.log(`  ${what.padEnd(46)} ${value}   target ${target.padEnd(9)} floor ${floor}`);
     console.log(`footprint of the built programs (node ${process.version}, ${os.cpus().length} CPUs), best of ${rounds}; convoyd runs with node ${convoydFlags.join(' ') || '(no flags)'}`);
     row('convoyd idle RSS after one update', mb(daemonIdle), '≤ 64 MB', `${mb(floorRss)} (node -e holding a timer)`);
+    row('convoyd RSS at READY=1 (peak so far)', `${mb(atReady.rss)} (${atReady.peak.toFixed(1)})`, '—', mb(floorRss));
     row('convoyd idle RSS after a restart', mb(daemonIdleRestarted), '≤ 64 MB', mb(floorRss));
     row(`convoyd peak RSS installing ${(size / MiB).toFixed(0)} MiB`, mb(after.peak), '≤ 96 MB', `${mb(floorRss)} (peak before it: ${before.peak.toFixed(1)} MiB)`);
     row(`convoyd idle RSS after the ${(size / MiB).toFixed(0)} MiB update`, mb(daemonIdleAfterBig), '—', mb(floorRss));
