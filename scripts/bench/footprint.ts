@@ -89,6 +89,8 @@ async function main(): Promise<void> {
   const unit = await fs.readFile(path.join(root, 'device/systemd/convoyd.service'), 'utf8');
   const unitFlags = /^ExecStart=\S*node((?: --\S+)*) \S*bin\/convoyd\.js/m.exec(unit)?.[1]?.trim() ?? '';
   const convoydFlags = (values['convoyd-flags'] ?? unitFlags).split(/\s+/).filter(Boolean);
+  // ... and the unit's Environment= settings for Node and glibc's allocator.
+  const unitEnv = Object.fromEntries([...unit.matchAll(/^Environment=((?:MALLOC_|NODE_|UV_)\w*)=(\S*)$/gm)].map((m) => [m[1]!, m[2]!]));
   const size = parseSize(values.size!);
   const rounds = Math.max(1, Number(values.rounds));
   const work = await fs.mkdtemp(path.join(os.tmpdir(), 'convoy-footprint-'));
@@ -163,7 +165,7 @@ async function main(): Promise<void> {
       notifications.length = 0;
       const log = await fs.open(path.join(deviceDir, 'convoyd.log'), 'a');
       const started = performance.now();
-      const child = spawn(process.execPath, [...convoydFlags, convoydBin, '--config', path.join(deviceDir, 'device.json')], { env: { ...env, NOTIFY_SOCKET: socketPath }, stdio: ['ignore', log.fd, log.fd] });
+      const child = spawn(process.execPath, [...convoydFlags, convoydBin, '--config', path.join(deviceDir, 'device.json')], { env: { ...env, ...unitEnv, NOTIFY_SOCKET: socketPath }, stdio: ['ignore', log.fd, log.fd] });
       children.push(child);
       await log.close();
       const ready = await waitFor('READY=1', () => notifications.find((n) => n.text.split('\n').includes('READY=1')), 60_000);
@@ -212,7 +214,7 @@ async function main(): Promise<void> {
     const mb = (x: number) => `${x.toFixed(1).padStart(6)} MiB`;
     const ms = (x: number) => `${x.toFixed(0).padStart(6)} ms`;
     const row = (what: string, value: string, target: string, floor: string) => console.log(`  ${what.padEnd(46)} ${value}   target ${target.padEnd(9)} floor ${floor}`);
-    console.log(`footprint of the built programs (node ${process.version}, ${os.cpus().length} CPUs), best of ${rounds}; convoyd runs with node ${convoydFlags.join(' ') || '(no flags)'}`);
+    console.log(`footprint of the built programs (node ${process.version}, ${os.cpus().length} CPUs), best of ${rounds}; convoyd runs with node ${convoydFlags.join(' ') || '(no flags)'} ${Object.entries(unitEnv).map(([k, v]) => `${k}=${v}`).join(' ')}`);
     row('convoyd idle RSS after one update', mb(daemonIdle), '≤ 64 MB', `${mb(floorRss)} (node -e holding a timer)`);
     row('convoyd RSS at READY=1 (peak so far)', `${mb(atReady.rss)} (${atReady.peak.toFixed(1)})`, '—', mb(floorRss));
     row('convoyd idle RSS after a restart', mb(daemonIdleRestarted), '≤ 64 MB', mb(floorRss));
