@@ -114,6 +114,8 @@ export function createUpdater(deps: UpdaterDeps, initial: Journal) {
       sha256: info.sha256,
       stallTimeoutMs: deps.policy.stallTimeoutMs,
       bandwidthLimit: deps.policy.bandwidthLimit,
+      syncIntervalBytes: deps.policy.downloadSyncBytes,
+      syncIntervalMs: deps.policy.downloadSyncMs,
       signal: deps.signal,
       onProgress: (bytes) => {
         if (first === undefined) first = bytes;

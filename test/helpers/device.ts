@@ -7,8 +7,9 @@ import { deviceConfigSchemaId, type DeviceConfigInput } from '../../protocol/dev
 import { makeTempDir, type TestServer } from './server.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-export const convoydBin = path.join(repoRoot, 'bin/convoyd.js');
-export const convoyBin = path.join(repoRoot, 'bin/convoy.js');
+// The sources through tsx (test/helpers/bin/), not the built bin/: a stale dist/ must not decide a test.
+export const convoydBin = path.join(repoRoot, 'test/helpers/bin/convoyd.js');
+export const convoyBin = path.join(repoRoot, 'test/helpers/bin/convoy.js');
 
 export interface TestDevice {
   id: string;
