@@ -129,7 +129,7 @@ export function createUpdater(deps: UpdaterDeps, initial: Journal) {
     async 'fetching-metadata'(update) {
       await deps.trust.refresh();
       // Anti-downgrade (device/guard.ts): an older version than the one running needs a signed rollback.
-      await checkDowngrade(deps.trust, deps.dataDir, update.release);
+      await checkDowngrade(deps.trust, journal, update.release);
       const manifestInfo = await requireTarget(deps.trust, manifestTargetPath(update.release.bundle, update.release.version));
       if (manifestInfo.length > maxManifestBytes) throw new UpdateError('untrusted_metadata', `the signed manifest is ${manifestInfo.length} bytes, over the ${maxManifestBytes} limit`, false);
       const manifestFile = await download({ sha256: manifestInfo.hashes.sha256!, length: manifestInfo.length });
