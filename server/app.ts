@@ -126,6 +126,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       authenticate: (token) => auth.authenticate(token),
       onMessage: (topic, payload, principal) => void devices.receiveStatus(topic, payload, principal),
       log: log.child('mqtt'),
+      limits: config.mqttLimits,
     });
     const startedBroker = broker;
     cleanups.push(() => startedBroker.close());

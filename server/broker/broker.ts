@@ -4,6 +4,7 @@ import { Aedes, type AuthenticateError, type Client } from 'aedes';
 import type { Logger } from '../../protocol/log.ts';
 import { bundleFromReleasesTopic, bundleReleasesTopic, deviceStatusTopic, groupReleaseTopic, maxMessageBytes } from '../../protocol/messages.ts';
 import { actsAsAdmin, isAllowed, type Principal } from '../auth/policy.ts';
+import { createConnectionGuard, defaultMqttLimits, type MqttLimits } from './limits.ts';
 
 /**
  * The embedded MQTT broker (aedes) with Convoy's policy as hooks: clients sign in with a user
@@ -29,6 +30,8 @@ export interface BrokerDeps {
   /** Called for every message a client publishes that passed authorisation. */
   onMessage: (topic: string, payload: Buffer, principal: Principal) => void;
   log: Logger;
+  /** Packet, pre-auth and pending-connection bounds (server/broker/limits.ts); defaults when unset. */
+  limits?: MqttLimits;
 }
 
 /** All bundles' notices at once; each message is then forwarded only to those who may read it. */
@@ -46,6 +49,8 @@ export async function startBroker(deps: BrokerDeps): Promise<Broker> {
   const principals = new WeakMap<Client, Principal>();
   const clients = new Set<Client>();
   const expiryTimers = new Map<Client, NodeJS.Timeout>();
+  const limits = deps.limits ?? defaultMqttLimits;
+  const guard = createConnectionGuard(limits, (reason, remote) => deps.log.debug('MQTT connection closed by the guard', { reason, remote }));
 
   /** A connection lives no longer than its token: it is closed when the token expires. */
   function closeAtExpiry(client: Client, expiresAt: string): void {
@@ -57,6 +62,7 @@ export async function startBroker(deps: BrokerDeps): Promise<Broker> {
     expiryTimers.set(client, timer);
   }
   const aedes = await Aedes.createBroker({
+    connectTimeout: limits.connectTimeoutMs,
     authenticate(client, username, password, done) {
       const refuse = () => {
         const error = new Error('bad user name or password') as AuthenticateError;
@@ -70,6 +76,7 @@ export async function startBroker(deps: BrokerDeps): Promise<Broker> {
           if (!principal || claimed !== username) return refuse();
           principals.set(client, principal);
           clients.add(client);
+          guard.authenticated(client.conn);
           if (principal.type === 'user' && principal.tokenExpiresAt) closeAtExpiry(client, principal.tokenExpiresAt);
           done(null, true);
         },
@@ -114,7 +121,11 @@ export async function startBroker(deps: BrokerDeps): Promise<Broker> {
   });
   aedes.on('clientError', (client, error) => deps.log.debug('MQTT client error', { client: client.id, error }));
 
-  const server = net.createServer(aedes.handle);
+  // Every connection reaches aedes through the guard (limits.ts), never as the raw socket.
+  const server = net.createServer((socket) => {
+    const connection = guard.admit(socket);
+    if (connection) aedes.handle(connection);
+  });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(deps.port, deps.host, () => resolve());
@@ -135,6 +146,7 @@ export async function startBroker(deps: BrokerDeps): Promise<Broker> {
     },
     close: async () => {
       for (const timer of expiryTimers.values()) clearTimeout(timer);
+      guard.close();
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
