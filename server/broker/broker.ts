@@ -1,6 +1,7 @@
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { Aedes, type AuthenticateError, type Client } from 'aedes';
+import { clientIdAllowed } from '../../protocol/client-ids.ts';
 import type { Logger } from '../../protocol/log.ts';
 import { bundleFromReleasesTopic, bundleReleasesTopic, deviceStatusTopic, groupReleaseTopic, maxMessageBytes } from '../../protocol/messages.ts';
 import { actsAsAdmin, isAllowed, type Principal } from '../auth/policy.ts';
@@ -64,9 +65,10 @@ export async function startBroker(deps: BrokerDeps): Promise<Broker> {
   const aedes = await Aedes.createBroker({
     connectTimeout: limits.connectTimeoutMs,
     authenticate(client, username, password, done) {
-      const refuse = () => {
-        const error = new Error('bad user name or password') as AuthenticateError;
-        error.returnCode = 4; // MQTT 3.1.1 §3.2.2.3: bad user name or password
+      const refuse = (returnCode: 2 | 4 = 4) => {
+        const error = new Error(returnCode === 2 ? 'client id not allowed for this sign-in' : 'bad user name or password') as AuthenticateError;
+        // MQTT 3.1.1 §3.2.2.3: 2 identifier rejected, 4 bad user name or password
+        error.returnCode = returnCode;
         done(error, false);
       };
       if (!username || !password) return refuse();
@@ -74,6 +76,12 @@ export async function startBroker(deps: BrokerDeps): Promise<Broker> {
         (principal) => {
           const claimed = principal?.type === 'device' ? principal.deviceId : principal?.name;
           if (!principal || claimed !== username) return refuse();
+          // Refused before aedes looks the id up, so the session it names is left alone.
+          const owner = principal.type === 'device' ? { type: 'device' as const, deviceId: principal.deviceId } : { type: 'user' as const, name: principal.name };
+          if (!clientIdAllowed(owner, client.id)) {
+            deps.log.info('MQTT client id refused', { client: client.id, principal: claimed });
+            return refuse(2);
+          }
           principals.set(client, principal);
           clients.add(client);
           guard.authenticated(client.conn);
