@@ -23,7 +23,8 @@ export interface ServerConfig {
   /**
    * Embedded MQTT broker bounds: bytes before sign-in (CONVOY_MQTT_PRE_AUTH_BYTES, 8 KiB), packet
    * size after (CONVOY_MQTT_MAX_PACKET_BYTES, 64 KiB), connections waiting to sign in
-   * (CONVOY_MQTT_MAX_PENDING_CONNECTIONS, 256) and how long they may wait (CONVOY_MQTT_CONNECT_TIMEOUT_MS, 10 s).
+   * (CONVOY_MQTT_MAX_PENDING_CONNECTIONS, 256) and how long they may wait (CONVOY_MQTT_CONNECT_TIMEOUT_MS, 10 s);
+   * status messages per device (CONVOY_MQTT_STATUS_PER_SECOND, 2, after a burst of CONVOY_MQTT_STATUS_BURST, 20).
    */
   mqttLimits: MqttLimits;
   /** Lets anyone read /tuf/ (metadata and targets) without a token, for stock TUF clients. */
@@ -115,6 +116,8 @@ export function loadServerConfig(env: NodeJS.ProcessEnv, cwd = process.cwd()): S
       maxPacketBytes: positive(env, 'CONVOY_MQTT_MAX_PACKET_BYTES', defaultMqttLimits.maxPacketBytes),
       maxPendingConnections: positive(env, 'CONVOY_MQTT_MAX_PENDING_CONNECTIONS', defaultMqttLimits.maxPendingConnections),
       connectTimeoutMs: positive(env, 'CONVOY_MQTT_CONNECT_TIMEOUT_MS', defaultMqttLimits.connectTimeoutMs),
+      statusPerSecond: positive(env, 'CONVOY_MQTT_STATUS_PER_SECOND', defaultMqttLimits.statusPerSecond),
+      statusBurst: positive(env, 'CONVOY_MQTT_STATUS_BURST', defaultMqttLimits.statusBurst),
     },
     anonymousTufRead: bool(env, 'CONVOY_ANONYMOUS_TUF_READ', defaultServerConfig.anonymousTufRead),
     logLevel,

@@ -6,6 +6,7 @@ import type { Logger } from '../../protocol/log.ts';
 import { bundleFromReleasesTopic, bundleReleasesTopic, deviceStatusTopic, groupReleaseTopic, maxMessageBytes } from '../../protocol/messages.ts';
 import { actsAsAdmin, isAllowed, type Principal } from '../auth/policy.ts';
 import { createConnectionGuard, defaultMqttLimits, type MqttLimits } from './limits.ts';
+import { createStatusRate } from './status-rate.ts';
 
 /**
  * The embedded MQTT broker (aedes) with Convoy's policy as hooks: clients sign in with a user
@@ -51,6 +52,7 @@ export async function startBroker(deps: BrokerDeps): Promise<Broker> {
   const clients = new Set<Client>();
   const expiryTimers = new Map<Client, NodeJS.Timeout>();
   const limits = deps.limits ?? defaultMqttLimits;
+  const statusRate = createStatusRate({ perSecond: limits.statusPerSecond, burst: limits.statusBurst, log: deps.log });
   const guard = createConnectionGuard(limits, (reason, remote) => deps.log.debug('MQTT connection closed by the guard', { reason, remote }));
 
   /** A connection lives no longer than its token: it is closed when the token expires. */
@@ -125,7 +127,11 @@ export async function startBroker(deps: BrokerDeps): Promise<Broker> {
   aedes.on('publish', (packet, client) => {
     const principal = client ? principals.get(client) : undefined;
     if (!principal) return; // the server's own publications and $SYS traffic
-    deps.onMessage(packet.topic, Buffer.from(packet.payload), principal);
+    const payload = Buffer.from(packet.payload);
+    const deliver = () => deps.onMessage(packet.topic, payload, principal);
+    // One device must not flood the database: beyond its rate, the latest message waits its turn.
+    if (principal.type === 'device') statusRate.offer(principal.deviceId, deliver);
+    else deliver();
   });
   aedes.on('clientError', (client, error) => deps.log.debug('MQTT client error', { client: client.id, error }));
 
@@ -155,6 +161,7 @@ export async function startBroker(deps: BrokerDeps): Promise<Broker> {
     close: async () => {
       for (const timer of expiryTimers.values()) clearTimeout(timer);
       guard.close();
+      statusRate.close();
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },

@@ -19,6 +19,10 @@ export interface MqttLimits {
   maxPendingConnections: number;
   /** Milliseconds from TCP accept to a successful sign-in; later the connection is closed. */
   connectTimeoutMs: number;
+  /** Status messages per device and second that reach the database; beyond, coalesced (status-rate.ts). */
+  statusPerSecond: number;
+  /** Status messages a device may send at once before the rate applies. */
+  statusBurst: number;
 }
 
 export const defaultMqttLimits: MqttLimits = {
@@ -26,6 +30,8 @@ export const defaultMqttLimits: MqttLimits = {
   maxPacketBytes: 64 * 1024, // status messages are at most 16 KiB (protocol/messages.ts)
   maxPendingConnections: 256,
   connectTimeoutMs: 10_000,
+  statusPerSecond: 2, // convoyd reports each state change and download progress once a second
+  statusBurst: 20, // an update's state changes arrive within milliseconds of each other
 };
 
 const CONNECT = 1;

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { once } from 'node:events';
 import test from 'ava';
 import mqtt from 'mqtt';
+import { defaultMqttLimits } from '../../server/broker/limits.ts';
 import { provisionDevice } from '../helpers/device.ts';
 import { withServer } from '../helpers/server.ts';
 
@@ -70,7 +71,7 @@ test('unauthenticated MQTT clients announcing huge packets are cut off and the s
 
 test('connections waiting to sign in are bounded in number and time; a signed-in client is bounded per packet', async (t) => {
   t.timeout(60_000);
-  const limits = { preAuthBytes: 8 * 1024, maxPacketBytes: 32 * 1024, maxPendingConnections: 3, connectTimeoutMs: 1_000 };
+  const limits = { ...defaultMqttLimits, preAuthBytes: 8 * 1024, maxPacketBytes: 32 * 1024, maxPendingConnections: 3, connectTimeoutMs: 1_000 };
   await withServer(
     t,
     async (server) => {
