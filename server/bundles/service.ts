@@ -82,6 +82,26 @@ export function createBundleService(deps: { store: BundleStore; blobs: BlobStore
     }, { create });
   }
 
+  /** The transaction of a PATCH: `scanned` was read from `digest` beforehand; 'changed' if the artifact moved on. */
+  async function patchArtifactIn(bundle: string, version: string, name: string, patch: { type?: ArtifactType | undefined; package?: PackageInput | null | undefined }, digest: string, scanned: PackageInfo | null | undefined): Promise<Artifact | 'changed'> {
+    return editDraft(bundle, version, async (row, trx) => {
+      const existing = await store.findArtifact(row.id, name, trx);
+      if (!existing) throw new ApiError('not_found', `artifact "${name}" is not in ${bundle}@${version}`);
+      if (existing.digest !== digest) return 'changed';
+      // Package metadata without a type makes the artifact a package: there is no other reading.
+      const type = patch.type ?? (patch.package ? 'package' : existing.type);
+      let pkg: PackageInfo | null;
+      if (patch.package === undefined) {
+        if (type === 'package' && !existing.package) throw new ApiError('invalid_request', 'changing the type to "package" needs package metadata too');
+        pkg = type === 'package' ? existing.package : null;
+      } else {
+        pkg = scanned !== undefined ? scanned : await packageOf(type, patch.package, existing.digest);
+      }
+      await store.updateArtifactMetadata(row.id, name, { type, package: pkg }, now(), trx);
+      return (await store.findArtifact(row.id, name, trx))!;
+    });
+  }
+
   /**
    * A cheap early answer for edits of an approved version (409 before any blob is checked or
    * read). Not the guard itself: `editDraft` checks again, atomically, inside its transaction.
@@ -237,21 +257,17 @@ export function createBundleService(deps: { store: BundleStore; blobs: BlobStore
 
     /** New metadata (type, package fields) for an artifact of a draft; its bytes stay. */
     async patchArtifact(bundle: string, version: string, name: string, patch: { type?: ArtifactType | undefined; package?: PackageInput | null | undefined }): Promise<Artifact> {
-      return editDraft(bundle, version, async (row, trx) => {
-        const existing = await store.findArtifact(row.id, name, trx);
-        if (!existing) throw new ApiError('not_found', `artifact "${name}" is not in ${bundle}@${version}`);
-        // Package metadata without a type makes the artifact a package: there is no other reading.
-        const type = patch.type ?? (patch.package ? 'package' : existing.type);
-        let pkg: PackageInfo | null;
-        if (patch.package === undefined) {
-          if (type === 'package' && !existing.package) throw new ApiError('invalid_request', 'changing the type to "package" needs package metadata too');
-          pkg = type === 'package' ? existing.package : null;
-        } else {
-          pkg = await packageOf(type, patch.package, existing.digest);
-        }
-        await store.updateArtifactMetadata(row.id, name, { type, package: pkg }, now(), trx);
-        return (await store.findArtifact(row.id, name, trx))!;
-      });
+      // A package scan reads the file: it runs before the transaction, never inside it (on SQLite
+      // a transaction holds the only connection). The transaction then checks the artifact still
+      // names the bytes that were read; if it was replaced meanwhile, read again.
+      await refuseIfApproved(bundle, version);
+      for (let attempt = 1; ; attempt++) {
+        const before = await this.getArtifact(bundle, version, name);
+        const scanned = patch.package ? await packageOf(patch.type ?? 'package', patch.package, before.digest) : undefined;
+        const result = await patchArtifactIn(bundle, version, name, patch, before.digest, scanned);
+        if (result !== 'changed') return result;
+        if (attempt === 3) throw new ApiError('invalid_request', `artifact "${name}" keeps changing while its package metadata is read; try again`);
+      }
     },
 
     /**
