@@ -21,6 +21,7 @@ import { createBundleService } from './bundles/service.ts';
 import { createBundleStore } from './bundles/store.ts';
 import { resolveTargetUrl } from './bundles/targets.ts';
 import type { ServerConfig } from './config.ts';
+import { cutIdleBodies } from './http/body-timeout.ts';
 import { openDatabase } from './db/knex.ts';
 import { deploymentRoutes } from './deployments/routes.ts';
 import { createDeploymentService } from './deployments/service.ts';
@@ -185,6 +186,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     // Bound header size and idle time: a slow or oversized client must not pin the server.
     server.headersTimeout = 30_000;
     server.requestTimeout = 0; // large uploads may take long; idle sockets are cut by keepAliveTimeout
+    cutIdleBodies(server, config.bodyIdleTimeoutMs, log.child('http'));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(config.httpPort, config.host, () => resolve());

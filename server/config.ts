@@ -20,6 +20,8 @@ export interface ServerConfig {
   maxBlobBytes: number;
   /** Largest JSON request body, in bytes. */
   maxJsonBytes: number;
+  /** A request body with no new byte for this long has its connection closed (CONVOY_BODY_IDLE_TIMEOUT_MS), in milliseconds. */
+  bodyIdleTimeoutMs: number;
   /**
    * Embedded MQTT broker bounds: bytes before sign-in (CONVOY_MQTT_PRE_AUTH_BYTES, 8 KiB), packet
    * size after (CONVOY_MQTT_MAX_PACKET_BYTES, 64 KiB), connections waiting to sign in
@@ -49,6 +51,7 @@ export const defaultServerConfig: Omit<ServerConfig, 'dataDir'> = {
   maxBlobBytes: 64 * 1024 ** 3, // 64 GiB: OS images are large; disk space is the real limit
   maxJsonBytes: 1024 * 1024, // 1 MiB
   mqttLimits: defaultMqttLimits,
+  bodyIdleTimeoutMs: 30_000, // a healthy upload never pauses this long; a trickle is cut
   anonymousTufRead: false,
   logLevel: 'info',
 };
@@ -111,6 +114,7 @@ export function loadServerConfig(env: NodeJS.ProcessEnv, cwd = process.cwd()): S
     adminToken,
     maxBlobBytes: positive(env, 'CONVOY_MAX_BLOB_BYTES', defaultServerConfig.maxBlobBytes),
     maxJsonBytes: defaultServerConfig.maxJsonBytes,
+    bodyIdleTimeoutMs: positive(env, 'CONVOY_BODY_IDLE_TIMEOUT_MS', defaultServerConfig.bodyIdleTimeoutMs),
     mqttLimits: {
       preAuthBytes: positive(env, 'CONVOY_MQTT_PRE_AUTH_BYTES', defaultMqttLimits.preAuthBytes),
       maxPacketBytes: positive(env, 'CONVOY_MQTT_MAX_PACKET_BYTES', defaultMqttLimits.maxPacketBytes),

@@ -52,16 +52,25 @@ export function createBundleService(deps: { store: BundleStore; blobs: BlobStore
   }
 
   /**
-   * Checks that the blob is stored with the claimed size and reads the package metadata from
-   * it. Runs inside `blobs.referencing`, so the blob cannot be collected before it is referenced.
+   * Checks that the blob is stored with the claimed size and reads the package metadata from it.
+   * Runs before `blobs.referencing`: a scan may take a while, and the collector (and every
+   * writer queued behind it) must not wait for it; `confirmStored` checks again inside.
    */
   async function describeArtifact(input: ArtifactInput): Promise<Omit<Artifact, 'updatedAt'>> {
+    await confirmStored(input);
+    return { name: input.name, type: input.type, digest: input.digest, size: input.size, package: await packageOf(input.type, input.package, input.digest) };
+  }
+
+  /**
+   * The blob is stored with the claimed size. Inside `blobs.referencing` this holds until the
+   * reference is recorded: the blob cannot be collected in between.
+   */
+  async function confirmStored(input: { digest: string; size: number }): Promise<void> {
     const stored = await deps.blobs.stat(input.digest);
     if (!stored) throw new ApiError('invalid_request', `blob ${input.digest} is not in the store; upload it first (PUT /api/v1/blobs/${input.digest})`);
     if (stored.size !== input.size) throw new ApiError('size_mismatch', `blob ${input.digest} is ${stored.size} bytes, not ${input.size}`);
     // A blob about to be referenced must not look old to a collector sweep that starts now.
     await deps.blobs.touch(input.digest);
-    return { name: input.name, type: input.type, digest: input.digest, size: input.size, package: await packageOf(input.type, input.package, input.digest) };
   }
 
   async function packageOf(type: ArtifactType, input: PackageInput | undefined | null, digest: string): Promise<PackageInfo | null> {
@@ -73,9 +82,9 @@ export function createBundleService(deps: { store: BundleStore; blobs: BlobStore
     return resolvePackage(input, await readPackageFields(input.format, deps.blobs.pathOf(digest)));
   }
 
-  /** Adds or replaces one artifact; the caller holds `blobs.referencing`. */
-  async function upsertReferenced(bundle: string, version: string, input: ArtifactInput, create: boolean): Promise<{ artifact: Artifact; created: boolean }> {
-    const artifact = await describeArtifact(input);
+  /** Adds or replaces one described artifact; the caller holds `blobs.referencing` (kept short). */
+  async function upsertReferenced(bundle: string, version: string, artifact: Omit<Artifact, 'updatedAt'>, create: boolean): Promise<{ artifact: Artifact; created: boolean }> {
+    await confirmStored(artifact);
     return editDraft(bundle, version, async (row, trx) => {
       const outcome = await store.upsertArtifact(row.id, artifact, now(), trx);
       return { artifact: (await store.findArtifact(row.id, artifact.name, trx))!, created: outcome === 'created' };
@@ -230,7 +239,8 @@ export function createBundleService(deps: { store: BundleStore; blobs: BlobStore
     /** Adds or replaces an artifact in a draft. Its bytes must already be in the blob store. */
     async putArtifact(bundle: string, version: string, input: ArtifactInput, options: { createDraft?: boolean; referencing?: boolean } = {}): Promise<{ artifact: Artifact; created: boolean }> {
       await refuseIfApproved(bundle, version);
-      const upsert = () => upsertReferenced(bundle, version, input, options.createDraft === true);
+      const artifact = await describeArtifact(input);
+      const upsert = () => upsertReferenced(bundle, version, artifact, options.createDraft === true);
       // `referencing: the caller already holds blobs.referencing` (nesting it could deadlock
       // behind a waiting sweep).
       return options.referencing ? upsert() : deps.blobs.referencing(upsert);
@@ -243,9 +253,10 @@ export function createBundleService(deps: { store: BundleStore; blobs: BlobStore
     async addArtifacts(bundle: string, version: string, inputs: readonly ArtifactInput[]): Promise<Artifact[]> {
       await requireBundle(bundle);
       await refuseIfApproved(bundle, version);
+      const artifacts: Omit<Artifact, 'updatedAt'>[] = [];
+      for (const input of inputs) artifacts.push(await describeArtifact(input));
       return deps.blobs.referencing(async () => {
-        const artifacts: Omit<Artifact, 'updatedAt'>[] = [];
-        for (const input of inputs) artifacts.push(await describeArtifact(input));
+        for (const artifact of artifacts) await confirmStored(artifact);
         return editDraft(bundle, version, async (row, trx) => {
           for (const artifact of artifacts) await store.upsertArtifact(row.id, artifact, now(), trx);
           const result: Artifact[] = [];
@@ -285,15 +296,17 @@ export function createBundleService(deps: { store: BundleStore; blobs: BlobStore
       await refuseIfApproved(bundle, version);
       if (input.type !== 'package' && input.package) throw new ApiError('invalid_request', `only artifacts of type "package" carry package metadata; this one is "${input.type}"`);
       if (input.type === 'package' && !input.package) throw new ApiError('invalid_request', 'an artifact of type "package" needs ?format=deb|rpm|npm|generic');
-      // The collector waits for this upload: its blob cannot be swept between write and reference.
-      return deps.blobs.referencing(async () => {
-        const stored = await deps.blobs.put(source, {
-          maxBytes: input.maxBytes,
-          ...(input.expectedDigest ? { expected: input.expectedDigest } : {}),
-          ...(input.expectedSize !== undefined ? { expectedSize: input.expectedSize } : {}),
-        });
-        return upsertReferenced(bundle, version, { name: input.name, type: input.type, digest: stored.digest, size: stored.size, package: input.package }, true);
+      // The bytes stream in outside `blobs.referencing`: a slow client must not make the
+      // collector wait, nor every writer queued behind the collector. A blob just written is
+      // inside the collector's grace period; the short referencing section checks it is still
+      // there before naming it in the draft.
+      const stored = await deps.blobs.put(source, {
+        maxBytes: input.maxBytes,
+        ...(input.expectedDigest ? { expected: input.expectedDigest } : {}),
+        ...(input.expectedSize !== undefined ? { expectedSize: input.expectedSize } : {}),
       });
+      const artifact = await describeArtifact({ name: input.name, type: input.type, digest: stored.digest, size: stored.size, package: input.package });
+      return deps.blobs.referencing(() => upsertReferenced(bundle, version, artifact, true));
     },
 
     async deleteArtifact(bundle: string, version: string, name: string): Promise<void> {
