@@ -22,6 +22,7 @@ import { createBundleStore } from './bundles/store.ts';
 import { resolveTargetUrl } from './bundles/targets.ts';
 import type { ServerConfig } from './config.ts';
 import { cutIdleBodies } from './http/body-timeout.ts';
+import { ensurePrivateDir } from '../lib/files.ts';
 import { openDatabase } from './db/knex.ts';
 import { deploymentRoutes } from './deployments/routes.ts';
 import { createDeploymentService } from './deployments/service.ts';
@@ -75,7 +76,7 @@ const abandonedUploadMs = 24 * 60 * 60 * 1000;
 export async function startServer(config: ServerConfig, deps: ServerDeps = {}): Promise<RunningServer> {
   const now = deps.now ?? (() => new Date());
   const log = deps.log ?? createLogger({ namespace: 'server', level: config.logLevel, write: (line) => process.stderr.write(line) });
-  await fs.mkdir(config.dataDir, { recursive: true });
+  await ensurePrivateDir(config.dataDir); // 0700: the database, blobs and keys are the server's alone
 
   const db = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
   const cleanups: (() => Promise<void>)[] = [() => db.destroy()];
