@@ -104,7 +104,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     resignTimer.unref();
     cleanups.push(async () => clearInterval(resignTimer));
 
-    const bundles = createBundleService({ store: bundleStore, blobs, trust, now, log: log.child('bundles') });
+    const bundles = createBundleService({ store: bundleStore, blobs, trust, now, log: log.child('bundles'), onDeleted: (name) => oci.forgetBundle(name) });
     // Every table that names blobs contributes its digests; the collector deletes only the rest.
     // OCI manifests and their blobs live in the same store.
     const blobReferences: ReferenceSource[] = [() => bundleStore.referencedDigests(), () => ociReferencedDigests(db)];

@@ -26,7 +26,15 @@ export interface ArtifactInput {
  * Every edit re-reads the version inside its transaction, so an approval racing an edit leaves
  * either the edit in the approved version or the edit refused, never half of it.
  */
-export function createBundleService(deps: { store: BundleStore; blobs: BlobStore; trust: TrustService; now: () => Date; log: Logger }) {
+export function createBundleService(deps: {
+  store: BundleStore;
+  blobs: BlobStore;
+  trust: TrustService;
+  now: () => Date;
+  log: Logger;
+  /** After a bundle is deleted: what other capabilities keep of it goes too (the registry's images). */
+  onDeleted?: (bundle: string) => Promise<void>;
+}) {
   const { store } = deps;
   const now = () => deps.now().toISOString();
 
@@ -167,6 +175,8 @@ export function createBundleService(deps: { store: BundleStore; blobs: BlobStore
         // Blobs stay: the store is content-addressed and other versions may share them.
         await store.deleteBundle(name, trx);
       });
+      // A new bundle of the same name must not inherit anything (its members are new people).
+      await deps.onDeleted?.(name);
     },
 
     /** Creates a draft; with `copyFrom`, holding every artifact of that version (blobs shared). */

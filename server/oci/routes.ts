@@ -174,8 +174,8 @@ export function ociRoutes(service: OciService, blobs: BlobStore): OciRoute[] {
     },
     {
       method: 'GET', path: 'blobs/uploads/*', action: 'bundle:write', summary: 'Upload progress',
-      async handler({ koa, repo, param }) {
-        const size = await service.uploadStatus(repo, param);
+      async handler({ koa, repo, param, principal }) {
+        const size = await service.uploadStatus(repo, param, principalName(principal));
         setUploadHeaders(koa, repo, param, size);
         koa.body = null;
         koa.status = 204;
@@ -183,8 +183,8 @@ export function ociRoutes(service: OciService, blobs: BlobStore): OciRoute[] {
     },
     {
       method: 'PATCH', path: 'blobs/uploads/*', action: 'bundle:write', summary: 'Upload a chunk (Content-Range) or the whole blob streamed',
-      async handler({ koa, repo, param }) {
-        const size = await service.appendChunk(repo, param, koa.req, contentRange(koa), contentLength(koa));
+      async handler({ koa, repo, param, principal }) {
+        const size = await service.appendChunk(repo, param, principalName(principal), koa.req, contentRange(koa), contentLength(koa));
         setUploadHeaders(koa, repo, param, size);
         koa.body = null;
         koa.status = 202;
@@ -192,17 +192,17 @@ export function ociRoutes(service: OciService, blobs: BlobStore): OciRoute[] {
     },
     {
       method: 'PUT', path: 'blobs/uploads/*', action: 'bundle:write', summary: 'Finish an upload (?digest=), with an optional last chunk',
-      async handler({ koa, repo, param }) {
+      async handler({ koa, repo, param, principal }) {
         const digest = queryString(koa, 'digest');
         if (digest === undefined) throw new OciError('DIGEST_INVALID', 'finishing an upload needs ?digest=sha256:<hex>');
-        const stored = await service.completeUpload(repo, param, koa.req, parseDigest(digest), contentRange(koa), contentLength(koa));
+        const stored = await service.completeUpload(repo, param, principalName(principal), koa.req, parseDigest(digest), contentRange(koa), contentLength(koa));
         setCreatedBlob(koa, repo, stored.digest);
       },
     },
     {
       method: 'DELETE', path: 'blobs/uploads/*', action: 'bundle:write', summary: 'Cancel an upload',
-      async handler({ koa, repo, param }) {
-        await service.cancelUpload(repo, param);
+      async handler({ koa, repo, param, principal }) {
+        await service.cancelUpload(repo, param, principalName(principal));
         koa.body = null;
         koa.status = 204;
       },
