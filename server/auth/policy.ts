@@ -34,6 +34,7 @@ export const actions = [
   'keys:read',
   'keys:admin',
   'openapi:read',
+  'bundle:pull',
 ] as const;
 export type Action = (typeof actions)[number];
 
@@ -105,6 +106,8 @@ export const policy: { readonly [A in Action]?: Rule } = {
   'keys:read': { on: 'instance', role: 'user', scope: 'read', what: 'See who signs what: roles, key ids, thresholds' },
   'keys:admin': { on: 'instance', role: 'admin', scope: 'admin', what: 'Set approval thresholds, create online keys, upload root metadata signed offline' },
   'openapi:read': { on: 'instance', role: 'user', scope: 'read', devices: true, what: 'Read the OpenAPI document of this API (also served without a token)' },
+  // The same role as blob:read: downloading content needs Reporter whichever path it takes.
+  'bundle:pull': { on: 'bundle', role: 'reporter', scope: 'read', what: 'Download a bundle’s content through /v2: blobs and manifests (pulling an image; mounting from it)' },
 };
 
 /** The rule of an action; an action nobody wrote a rule for is held by admins only. */

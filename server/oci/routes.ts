@@ -96,7 +96,7 @@ async function readManifestBody(koa: Koa.Context): Promise<Buffer> {
 
 export function ociRoutes(service: OciService, blobs: BlobStore): OciRoute[] {
   const blobRead = (method: 'GET' | 'HEAD'): OciRoute => ({
-    method, path: 'blobs/*', action: 'bundle:read', summary: 'Fetch a blob (Range supported)',
+    method, path: 'blobs/*', action: 'bundle:pull', summary: 'Fetch a blob (Range supported)',
     async handler({ koa, repo, param }) {
       const digest = parseDigest(param);
       const { size } = await service.statBlob(repo, digest);
@@ -126,7 +126,7 @@ export function ociRoutes(service: OciService, blobs: BlobStore): OciRoute[] {
     },
   });
   const manifestRead = (method: 'GET' | 'HEAD'): OciRoute => ({
-    method, path: 'manifests/*', action: 'bundle:read', summary: 'Fetch a manifest by tag (version) or digest',
+    method, path: 'manifests/*', action: 'bundle:pull', summary: 'Fetch a manifest by tag (version) or digest',
     async handler({ koa, repo, param }) {
       const manifest = await service.resolveManifest(repo, parseReference(param));
       koa.set('Docker-Content-Digest', manifest.digest);
@@ -154,7 +154,7 @@ export function ociRoutes(service: OciService, blobs: BlobStore): OciRoute[] {
           if (from !== undefined) {
             const source = parseRepository(from);
             // Mounting reads the source repository: the caller must be allowed to pull from it.
-            if (authorize(principal, 'bundle:read', source) && (await service.mountBlob(repo, source, digest))) {
+            if (authorize(principal, 'bundle:pull', source) && (await service.mountBlob(repo, source, digest))) {
               setCreatedBlob(koa, repo, digest);
               return;
             }
