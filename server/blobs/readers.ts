@@ -44,7 +44,11 @@ export function createBlobReaders(deps: {
     bundlesOf,
     async mayRead(principal, action, digest) {
       const runs = await runsOf(principal);
-      for (const bundle of await bundlesOf(digest)) if (isAllowedOnBundle(principal, action, bundle, runs)) return true;
+      // Source by source, stopping at the first bundle that answers: the common read (an
+      // artifact of one's own bundle) costs one query, not one per table.
+      for (const source of deps.sources) {
+        for (const bundle of await source(digest)) if (isAllowedOnBundle(principal, action, bundle, runs)) return true;
+      }
       // An admin (acting as one) may read what no bundle holds yet, e.g. to inspect an upload.
       return principal.type === 'user' && actsAsAdmin(principal) && isAllowedOnBundle(principal, action, '', runs);
     },
