@@ -161,7 +161,7 @@ test('the OCI registry under /v2 reaches the audit log: pushes, refusals and 401
     t.deepEqual(
       events.map((e) => [e.actor, e.action, e.method, e.target, e.bundle, e.version, e.outcome, e.status]),
       [
-        [null, 'bundle:read', 'GET', '/v2/shop/app/manifests/1.0.0', 'shop', '1.0.0', 'unauthenticated', 401],
+        [null, 'bundle:pull', 'GET', '/v2/shop/app/manifests/1.0.0', 'shop', '1.0.0', 'unauthenticated', 401],
         [null, 'bundle:write', 'PUT', '/v2/shop/app/manifests/1.0.2', 'shop', '1.0.2', 'unauthenticated', 401],
         ['rita', 'bundle:write', 'PUT', '/v2/shop/app/manifests/1.0.1', 'shop', '1.0.1', 'denied', 403],
         ['admin', 'bundle:write', 'PUT', '/v2/shop/app/manifests/1.0.0', 'shop', '1.0.0', 'success', 201],

@@ -68,6 +68,9 @@ test('convoyd drops malformed release notices and keeps working', async (t) => {
     await new Promise<void>((resolve) => broker.listen(0, '127.0.0.1', resolve));
     const port = (broker.address() as AddressInfo).port;
     const dir = await provisionDevice(server, 'till-1', 'shop', { mqttUrl: `mqtt://127.0.0.1:${port}` });
+    // Deployed to the device's group, so the device may read the bundle (reads are per bundle);
+    // the notices it hears below come from elsewhere, though.
+    t.is((await server.api('POST', '/api/v1/deployments', { json: { bundle: 'pos-app', version: '1.0.0', group: 'shop' } })).status, 201);
     const device = runDaemon('till-1', dir);
     const publisher = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`);
     try {
