@@ -23,11 +23,15 @@ import { resolveTargetUrl } from './bundles/targets.ts';
 import type { ServerConfig } from './config.ts';
 import { openDatabase } from './db/knex.ts';
 import { deploymentRoutes } from './deployments/routes.ts';
-import { createDeploymentService } from './deployments/service.ts';
+import { createDeploymentService, type DeploymentService } from './deployments/service.ts';
 import { deviceRoutes } from './devices/routes.ts';
 import { createDeviceService } from './devices/service.ts';
 import { createDeviceStore } from './devices/store.ts';
-import { errorMiddleware } from './http/errors.ts';
+import { createDeploymentStore } from './deployments/store.ts';
+import { groupRoutes } from './groups/routes.ts';
+import { createGroupService, type GroupService } from './groups/service.ts';
+import { createGroupStore } from './groups/store.ts';
+import { ApiError, errorMiddleware } from './http/errors.ts';
 import { buildOpenApiDocument } from './http/openapi.ts';
 import { buildRouter, route, type Route } from './http/routes.ts';
 import { ociMiddleware } from './oci/routes.ts';
@@ -69,6 +73,8 @@ const gcIntervalMs = 60 * 60 * 1000;
 const gcGraceMs = 60 * 60 * 1000;
 /** Upload temp files untouched this long are left over from a crash or an abandoned client. */
 const abandonedUploadMs = 24 * 60 * 60 * 1000;
+/** How often unfinished deployments are looked at without a report (soak times, scheduled starts). */
+const deploymentTickMs = 1000;
 
 /** The composition root: config → db → blobs → trust → broker → http. */
 export async function startServer(config: ServerConfig, deps: ServerDeps = {}): Promise<RunningServer> {
@@ -112,25 +118,73 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     gcTimer.unref();
     cleanups.push(async () => clearInterval(gcTimer));
     const approvals = createApprovalService({ db, store: bundleStore, bundles, blobs, trust, now, log: log.child('trust') });
+    // Rollouts: devices, groups and deployments refer to each other through these late-bound
+    // functions (each capability owns its tables; they meet here).
+    let groups: GroupService | undefined;
+    let deployments: DeploymentService | undefined;
     const devices = createDeviceService({
       store: createDeviceStore(db),
       auth: authStore,
       rootMetadata: () => trust.currentRoot(),
       mqttPort: () => broker!.port,
+      ensureGroup: (group, actor) => groups!.ensureStatic(group, actor, actor ? principalName(actor) : 'registration'),
+      groupsOf: (device) => groups!.groupsOf(device),
+      requireStaticGroup: async (group) => {
+        const found = await groups!.requireGroup(group);
+        if (found.kind !== 'static') throw new ApiError('invalid_request', `"${group}" is a dynamic group: devices join it by matching its filter`);
+      },
+      assignment: async (id) => {
+        const notice = await deployments!.noticeFor(id);
+        return notice?.type === 'release' ? { deploymentId: notice.deploymentId, bundle: notice.bundle, version: notice.version, group: notice.group } : null;
+      },
+      events: {
+        reported: (status) => deployments!.onReport(status.deviceId, status),
+        membershipChanged: () => void deployments?.syncMembers(),
+        decommissioned: async (id) => {
+          broker?.disconnectDevice(id);
+          await deployments!.deviceRemoved(id);
+        },
+        moved: (id) => broker?.disconnectDevice(id),
+      },
       now,
       log: log.child('devices'),
+    });
+    groups = createGroupService({
+      store: createGroupStore(db),
+      auth: authStore,
+      listDevices: () => devices.listActive(),
+      hasActiveDeployments: (group) => deployments!.hasActiveDeployments(group),
+      now,
+      log: log.child('groups'),
     });
     broker = await startBroker({
       host: config.host,
       port: config.mqttPort,
       authenticate: (token) => auth.authenticate(token),
       onMessage: (topic, payload, principal) => void devices.receiveStatus(topic, payload, principal),
+      onPresence: (id, online) => void devices.presence(id, online).catch((error: unknown) => log.warn('presence not recorded', { error })),
       log: log.child('mqtt'),
     });
     const startedBroker = broker;
     cleanups.push(() => startedBroker.close());
-    const deployments = createDeploymentService({ db, bundles, broker: () => startedBroker, now, log: log.child('deployments') });
-    await deployments.announceLatest();
+    const startedGroups = groups;
+    deployments = createDeploymentService({
+      store: createDeploymentStore(db),
+      requireApproved: (bundle, version) => bundles.requireApproved(bundle, version),
+      devicesOf: (group) => startedGroups.devicesOf(group),
+      hasRollback: (bundle, version) => approvals.isRollbackAllowed(bundle, version),
+      allowRollback: async (bundle, version, by) => void (await approvals.setRollback(bundle, version, true, by)),
+      broker: () => startedBroker,
+      now,
+      log: log.child('deployments'),
+    });
+    const startedDeployments = deployments;
+    // Nothing a restart loses: phases and targets are stored; notices are announced again.
+    await startedDeployments.announceAll();
+    await startedDeployments.syncMembers();
+    const deploymentTimer = setInterval(() => startedDeployments.tickAll().catch((error: unknown) => log.error('deployment tick failed', { error })), deploymentTickMs);
+    deploymentTimer.unref();
+    cleanups.push(async () => clearInterval(deploymentTimer));
     const releases = createReleaseNotifier({ db, broker: () => startedBroker, now, log: log.child('releases') });
     await releases.announceLatest();
 
@@ -157,8 +211,15 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
           approved: (version, by) => releases.approved(version, principalName(by)),
           maxBlobBytes: config.maxBlobBytes,
         }),
-        ...deploymentRoutes(deployments),
-        ...deviceRoutes(devices),
+        ...deploymentRoutes(startedDeployments),
+        ...deviceRoutes(devices, {
+          inGroup: async (group) => {
+            const members = new Set((await startedGroups.devicesOf(group)).map((d) => d.id));
+            return async (d) => members.has(d.id);
+          },
+          noticeFor: (id) => startedDeployments.noticeFor(id),
+        }),
+        ...groupRoutes(startedGroups, { changed: () => void startedDeployments.syncMembers() }),
         ...trustRoutes({
           trust,
           approvals,

@@ -55,7 +55,7 @@ export interface Route<S extends z.ZodType | undefined = z.ZodType | undefined, 
    * What the action applies to, read from the validated path or body (e.g. the bundle name in
    * the path). Bundle-level actions need it: without one the policy refuses all but admins.
    */
-  resource?(request: { params: Record<string, string>; body: S extends z.ZodType ? z.output<S> : undefined }): Resource | undefined;
+  resource?(request: { params: Record<string, string>; body: S extends z.ZodType ? z.output<S> : undefined }): Resource | undefined | Promise<Resource | undefined>;
   handler(ctx: RouteContext<S extends z.ZodType ? z.output<S> : undefined, Q extends z.ZodType ? z.output<Q> : undefined>): Promise<void>;
 }
 
@@ -99,7 +99,8 @@ export function buildRouter(routes: readonly Route[], deps: RouterDeps): Router 
         if (principal && !needsResource) deny(principal, spec.action, undefined);
         const query = parseQuery(spec, ctx);
         const body = spec.body ? parseWith(spec.body, await readJson(ctx, deps.maxJsonBytes), 'request body') : undefined;
-        resource = spec.resource?.({ params, body } as never);
+        // May look something up (the group a device or deployment belongs to).
+        resource = await spec.resource?.({ params, body } as never);
         if (principal && needsResource) deny(principal, spec.action, resource);
         const who = principal;
         const can = (action: Action, on?: Resource) => who !== undefined && isAllowed(who, action, on);
@@ -137,7 +138,12 @@ function parseQuery(spec: Route, ctx: Koa.Context): unknown {
 function deny(principal: Principal, action: Action, resource: Resource | undefined): void {
   if (isAllowed(principal, action, resource)) return;
   const rule = ruleOf(action);
-  const needs = rule.on === 'instance' ? (rule.role === 'admin' ? 'an instance admin' : 'a signed-in user') : `${rule.role} or higher${rule.on === 'bundle' ? ` on "${resource?.bundle ?? '?'}"` : ' on some bundle'}`;
+  const needs =
+    rule.on === 'instance'
+      ? rule.role === 'admin' ? 'an instance admin' : 'a signed-in user'
+      : rule.on === 'group'
+        ? `${rule.role} or higher on group "${resource?.group ?? '?'}"${rule.bundleRole ? ` and ${rule.bundleRole} or higher on bundle "${resource?.bundle ?? '?'}"` : ''}`
+        : `${rule.role} or higher${rule.on === 'bundle' ? ` on "${resource?.bundle ?? '?'}"` : ' on some bundle'}`;
   throw new ApiError('forbidden', `not allowed to ${action}: needs ${needs} and a token with the "${rule.scope}" scope`);
 }
 

@@ -312,6 +312,11 @@ export function createApprovalService(deps: { db: Db; store: BundleStore; bundle
       if (!pendingSignatures) await trust.publish(`rollback ${allowed ? 'allowed' : 'cleared'} ${bundle}@${version}`);
       return { pendingSignatures };
     },
+
+    /** Whether a signed rollback to this version is allowed (deployments accept the downgrade). */
+    async isRollbackAllowed(bundle: string, version: string): Promise<boolean> {
+      return (await db('trust_rollbacks').where({ bundle, version }).first()) !== undefined;
+    },
   };
 }
 
