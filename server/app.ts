@@ -149,6 +149,11 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       now,
       log: log.child('devices'),
     });
+    // Runs after the broker has closed (cleanups run in reverse): no report arrives any more.
+    cleanups.push(async () => {
+      await devices.drain();
+      await deployments?.drain();
+    });
     groups = createGroupService({
       store: createGroupStore(db),
       auth: authStore,
@@ -172,6 +177,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       store: createDeploymentStore(db),
       requireApproved: (bundle, version) => bundles.requireApproved(bundle, version),
       devicesOf: (group) => startedGroups.devicesOf(group),
+      ensureGroup: (group, by) => startedGroups.ensureStatic(group, undefined, by),
       hasRollback: (bundle, version) => approvals.isRollbackAllowed(bundle, version),
       allowRollback: async (bundle, version, by) => void (await approvals.setRollback(bundle, version, true, by)),
       broker: () => startedBroker,

@@ -37,6 +37,8 @@ export interface DeploymentDeps {
   requireApproved: (bundle: string, version: string) => Promise<unknown>;
   /** The devices in a group now (groups capability; throws not_found for an unknown group). */
   devicesOf: (group: string) => Promise<Device[]>;
+  /** With --force, a group nobody registered yet is created (static), to deploy ahead of devices. */
+  ensureGroup: (group: string, by: string) => Promise<void>;
   /** Whether a signed rollback to this version is already allowed (trust capability). */
   hasRollback: (bundle: string, version: string) => Promise<boolean>;
   /** Records the signed permission to downgrade (trust capability): the emergency rollback. */
@@ -208,6 +210,7 @@ export function createDeploymentService(deps: DeploymentDeps) {
    * they get it at once if it runs (or when it resumes). Coalesced: one run at a time.
    */
   let syncing: Promise<void> | undefined;
+  let ticking: Promise<void> | undefined;
   let syncAgain = false;
   async function syncMembersNow(): Promise<void> {
     for (const d of await store.currentPerGroup()) {
@@ -272,6 +275,7 @@ export function createDeploymentService(deps: DeploymentDeps) {
   return {
     async create(input: CreateRollout, createdBy: string): Promise<RolloutSummary> {
       await deps.requireApproved(input.bundle, input.version);
+      if (input.force) await deps.ensureGroup(input.group, createdBy);
       const members = await deps.devicesOf(input.group);
       if (members.length === 0 && !input.force) {
         throw new ApiError('group_empty', `group "${input.group}" has no devices: check its name (convoy group list), or deploy anyway with --force`);
@@ -469,6 +473,13 @@ export function createDeploymentService(deps: DeploymentDeps) {
     syncMembers,
     tick,
 
+    /** Waits for the work in flight (at shutdown, after the broker stopped delivering reports). */
+    async drain(): Promise<void> {
+      await ticking;
+      await syncing;
+      await Promise.all([...chains.values()]);
+    },
+
     /**
      * After a start: the embedded broker keeps retained messages in memory only, so every
      * device's notice and every group's release are announced again; then unfinished deployments
@@ -485,8 +496,11 @@ export function createDeploymentService(deps: DeploymentDeps) {
     },
 
     /** Soak times and scheduled starts pass without any report: the timer ticks active deployments. */
-    async tickAll(): Promise<void> {
-      for (const d of await store.listActive()) await tick(d.id);
+    tickAll(): Promise<void> {
+      ticking ??= (async () => {
+        for (const d of await store.listActive()) await tick(d.id);
+      })().finally(() => (ticking = undefined));
+      return ticking;
     },
   };
 }

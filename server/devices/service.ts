@@ -45,6 +45,13 @@ export function createDeviceService(deps: {
   log: Logger;
 }) {
   const now = () => deps.now().toISOString();
+  /** Reports and presence changes being stored, so a shutdown can wait for them. */
+  const inFlight = new Set<Promise<unknown>>();
+  const track = <T>(work: Promise<T>): Promise<T> => {
+    inFlight.add(work);
+    void work.finally(() => inFlight.delete(work)).catch(() => undefined);
+    return work;
+  };
 
   async function requireDevice(id: string): Promise<Device> {
     const found = await deps.store.find(id);
@@ -135,8 +142,12 @@ export function createDeviceService(deps: {
     },
 
     /** The device's MQTT session opened or closed (embedded broker events, or its last will). */
-    async presence(deviceId: string, online: boolean): Promise<void> {
-      await deps.store.setOnline(deviceId, online, now());
+    presence(deviceId: string, online: boolean): Promise<void> {
+      return track(deps.store.setOnline(deviceId, online, now()));
+    },
+
+    async drain(): Promise<void> {
+      await Promise.allSettled([...inFlight]);
     },
 
     /**
@@ -146,7 +157,13 @@ export function createDeviceService(deps: {
      * seen are ignored (QoS 1 redelivers). Bad messages are logged and dropped: a device's bug
      * must never take the server down.
      */
-    async receiveStatus(topic: string, payload: Buffer, from: Principal): Promise<void> {
+    receiveStatus(topic: string, payload: Buffer, from: Principal): Promise<void> {
+      return track(receive(topic, payload, from));
+    },
+  };
+
+  async function receive(topic: string, payload: Buffer, from: Principal): Promise<void> {
+    {
       const topicDevice = deviceIdFromStatusTopic(topic);
       if (!topicDevice) return;
       try {
@@ -179,8 +196,8 @@ export function createDeviceService(deps: {
       } catch (error) {
         deps.log.warn('dropped an invalid device report', { topic, error });
       }
-    },
-  };
+    }
+  }
 }
 
 export type DeviceService = ReturnType<typeof createDeviceService>;

@@ -120,10 +120,15 @@ export function createGroupService(deps: {
       const found = await deps.store.find(name);
       if (found?.kind === 'dynamic') throw new ApiError('invalid_request', `"${name}" is a dynamic group: its members are chosen by its filter, not by registration or moves`);
       if (found) return;
-      await deps.store.insert({ name, kind: 'static', description: '', filter: null, created_by: createdBy, created_at: now() }).catch((error: unknown) => {
-        if (!isUniqueViolation(error)) throw error;
-      });
-      if (actor?.type === 'user') await deps.auth.putGroupMember(name, actor.userId, 'owner', now());
+      // Registrations into a new group may race: the one whose insert wins makes its registrar Owner.
+      const created = await deps.store.insert({ name, kind: 'static', description: '', filter: null, created_by: createdBy, created_at: now() }).then(
+        () => true,
+        (error: unknown) => {
+          if (!isUniqueViolation(error)) throw error;
+          return false;
+        },
+      );
+      if (created && actor?.type === 'user') await deps.auth.putGroupMember(name, actor.userId, 'owner', now());
     },
 
     async get(name: string): Promise<DeviceGroup> {
