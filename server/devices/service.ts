@@ -47,6 +47,7 @@ export function createDeviceService(deps: {
   const now = () => deps.now().toISOString();
   /** Reports and presence changes being stored, so a shutdown can wait for them. */
   const inFlight = new Set<Promise<unknown>>();
+  const perDevice = new Map<string, Promise<void>>();
   const track = <T>(work: Promise<T>): Promise<T> => {
     inFlight.add(work);
     void work.finally(() => inFlight.delete(work)).catch(() => undefined);
@@ -158,7 +159,17 @@ export function createDeviceService(deps: {
      * must never take the server down.
      */
     receiveStatus(topic: string, payload: Buffer, from: Principal): Promise<void> {
-      return track(receive(topic, payload, from));
+      // One device's reports are stored in the order they arrived (MQTT keeps a client's QoS 1
+      // messages in order): processed concurrently, a later report could land first and make an
+      // earlier one look already seen. Different devices still go in parallel.
+      const key = from.type === 'device' ? from.deviceId : '';
+      const previous = perDevice.get(key) ?? Promise.resolve();
+      const next = previous.then(() => receive(topic, payload, from));
+      perDevice.set(key, next);
+      void next.finally(() => {
+        if (perDevice.get(key) === next) perDevice.delete(key);
+      });
+      return track(next);
     },
   };
 

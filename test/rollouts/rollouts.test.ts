@@ -68,7 +68,7 @@ test('a phased deployment pauses itself when devices fail; resume goes on; retry
         const d = await deploymentState(server, created.id);
         return d.state === 'completed' ? d : undefined;
       });
-      t.is(done.counts.installed, 20);
+      await waitFor('every report', async () => ((await deploymentState(server, created.id)).counts.installed === 20 ? true : undefined));
       t.true(fleet.devices.every((d) => d.installed?.version === '1.0.0'));
       const retriedDevice = done.devices.find((d) => d.id === secondPhase[0])!;
       t.is(retriedDevice.attempt, 1);
@@ -148,8 +148,8 @@ test('a dynamic group previews its members, and a device that starts matching mi
       // And a device registered later in a targeted static group as well.
       await fleet.add([{ id: 'eu-new', group: 'shops', attributes: { model: 'pos-x2', region: 'eu-west' } }]);
       await waitFor('the new device to install', () => (fleet.byId('eu-new').installed?.version === '2.0.0' ? true : undefined));
-      const detail = await deploymentState(server, created.id);
-      t.is(detail.counts.installed, 5);
+      // The simulator counts a device installed before its report reaches the server.
+      await waitFor('five devices reported installed', async () => ((await deploymentState(server, created.id)).counts.installed === 5 ? true : undefined));
       const device = await ok(server, 'GET', '/api/v1/devices/eu-old');
       t.deepEqual(device.groups, ['shops', 'eu-x2']);
       t.like(device.assigned, { deploymentId: created.id, version: '2.0.0', group: 'eu-x2' });
@@ -227,15 +227,25 @@ test('a server restart mid-deployment keeps phases and reports: nothing is reshu
   await withServer(t, async (server) => {
     await approved(server, 'pos', '3.0.0');
     await withFleet(server, { devices: ids('till', 10).map((id) => ({ id, group: 'shop' })), installMs: 20 }, async (fleet) => {
-      const created = await ok(server, 'POST', '/api/v1/deployments', { bundle: 'pos', version: '3.0.0', group: 'shop', phases: [{ count: 3 }, { percent: 100 }], soakMs: 1500 });
+      // A long soak: the deployment is certainly between its phases when the server restarts.
+      const created = await ok(server, 'POST', '/api/v1/deployments', { bundle: 'pos', version: '3.0.0', group: 'shop', phases: [{ count: 3 }, { percent: 100 }], soakMs: 600_000 });
       const before = await deploymentState(server, created.id);
       await waitFor('phase 1 installed', async () => ((await deploymentState(server, created.id)).counts.installed === 3 ? true : undefined));
       await server.restart();
       const after = await deploymentState(server, created.id);
-      t.deepEqual(after.devices.map((d) => `${d.id}:${(d as unknown as { phase: number }).phase}`), before.devices.map((d) => `${d.id}:${(d as unknown as { phase: number }).phase}`), 'phase membership is stored');
+      const phases = (d: typeof before) => d.devices.map((x) => `${x.id}:${(x as unknown as { phase: number }).phase}`);
+      t.deepEqual(phases(after), phases(before), 'phase membership is stored');
+      t.like(after, { state: 'running', phase: 0 });
       t.is(after.counts.installed, 3, 'no report was lost');
-      const done = await waitFor('the deployment to complete after the restart', async () => {
-        const d = await deploymentState(server, created.id);
+      t.is(after.counts.pending, 7);
+      // Reports sent while the server was down are delivered after it (the devices reconnect).
+      await waitFor('the devices to reconnect', async () => ((await ok(server, 'GET', '/api/v1/devices?online=true')).length === 10 ? true : undefined));
+      t.is(fleet.devices.filter((d) => d.installed).length, 3, 'the restart released nothing early');
+      // The operator skips the soak by a new deployment of the same release: it supersedes this one.
+      const next = await ok(server, 'POST', '/api/v1/deployments', { bundle: 'pos', version: '3.0.0', group: 'shop' });
+      t.is((await deploymentState(server, created.id)).state, 'superseded');
+      const done = await waitFor('the new deployment to complete', async () => {
+        const d = await deploymentState(server, next.id);
         return d.state === 'completed' ? d : undefined;
       });
       t.is(done.counts.installed, 10);
