@@ -6,7 +6,7 @@ import { Readable } from 'node:stream';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { accessToken, auditEvent, auditOutcome, createdToken, member, role, scope, user, userName } from '../protocol/access.ts';
-import { artifact, bundle, bundleVersion, deployment, device, deviceRegistration, listOf } from '../protocol/api.ts';
+import { artifact, bundle, bundleVersion, deviceRegistration, listOf } from '../protocol/api.ts';
 import { deviceConfigSchemaId, type DeviceConfigInput } from '../protocol/device-config.ts';
 import { artifactName, artifactType, bundleName, deviceId, groupName } from '../protocol/names.ts';
 import { writeFileAtomic } from '../lib/files.ts';
@@ -14,7 +14,8 @@ import { CliError, createApiClient, type ApiClient, type RequestBody } from './c
 import { bundleCommands, packageQuery } from './bundle-commands.ts';
 import { printJsonOr, printList } from './output.ts';
 import { parseReleaseArg, versionFlag } from './release.ts';
-import { allowRollback, trustCommands } from './trust.ts';
+import { trustCommands } from './trust.ts';
+import { rolloutCommands } from './rollout-commands.ts';
 
 /*
  * `convoy`, the operator's command line over the REST API. Each command validates its arguments
@@ -154,32 +155,7 @@ const commands: Record<string, Command> = {
     },
   },
   ...bundleCommands,
-  deploy: {
-    usage: 'convoy deploy NAME@VERSION --group GROUP [--rollback] [--json]   (--rollback: a signed permission to downgrade)',
-    options: { group: { type: 'string' }, rollback: { type: 'boolean' }, ...json },
-    async run({ positionals, flags, api }) {
-      const r = release(positionals[0]);
-      const group = need(groupName, flags.group, '--group');
-      if (flags.rollback === true) await allowRollback(api(), r);
-      const created = await api().request('POST', '/api/v1/deployments', { json: { ...r, group }, schema: deployment });
-      printJsonOr(created, flags.json === true, `deployed ${r.bundle}@${r.version} to group ${group} (deployment ${created.id})`);
-    },
-  },
   ...trustCommands,
-  'deployment list': {
-    usage: 'convoy deployment list [--json]',
-    options: json,
-    async run({ flags, api }) {
-      const rows = await api().request('GET', '/api/v1/deployments', { schema: listOf(deployment) });
-      printList(rows, [
-        { header: 'ID', value: (d) => String(d.id) },
-        { header: 'RELEASE', value: (d) => `${d.bundle}@${d.version}` },
-        { header: 'GROUP', value: (d) => d.group },
-        { header: 'BY', value: (d) => d.createdBy },
-        { header: 'AT', value: (d) => d.createdAt },
-      ], flags.json === true);
-    },
-  },
   'device add': {
     usage: 'convoy device add --id ID --group GROUP --out DIR [--mqtt-url mqtt://HOST:PORT] [--json]',
     options: { id: { type: 'string' }, group: { type: 'string' }, out: { type: 'string' }, 'mqtt-url': { type: 'string' }, ...json },
@@ -199,21 +175,8 @@ const commands: Record<string, Command> = {
       printJsonOr(registration.device, flags.json === true, `registered device ${id} in group ${group}; start it with: convoyd --config ${path.join(out, 'device.json')}`);
     },
   },
-  'device list': {
-    usage: 'convoy device list [--group GROUP] [--json]',
-    options: { group: { type: 'string' }, ...json },
-    async run({ flags, api }) {
-      const query = typeof flags.group === 'string' ? `?group=${enc(need(groupName, flags.group, '--group'))}` : '';
-      const rows = await api().request('GET', `/api/v1/devices${query}`, { schema: listOf(device) });
-      printList(rows, [
-        { header: 'ID', value: (d) => d.id },
-        { header: 'GROUP', value: (d) => d.group },
-        { header: 'STATE', value: (d) => d.state ?? 'never seen' },
-        { header: 'INSTALLED', value: (d) => (d.installed ? `${d.installed.bundle}@${d.installed.version}` : '-') },
-        { header: 'ERROR', value: (d) => (d.error ? `${d.error.code}: ${d.error.message}` : '') },
-      ], flags.json === true);
-    },
-  },
+  // deploy, deployment …, group …, device list|show|move|decommission
+  ...rolloutCommands,
   'user create': {
     usage: 'convoy user create NAME [--admin] [--json]   (admin)',
     options: { admin: { type: 'boolean' }, ...json },

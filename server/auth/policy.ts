@@ -84,6 +84,8 @@ export interface Rule {
   on: 'bundle' | 'any-bundle' | 'group' | 'instance';
   /** `on: 'group'` only: the caller must also hold at least this role on the bundle the request names. */
   bundleRole?: Role;
+  /** `on: 'any-bundle'` only: at least this role on some device group holds the action too. */
+  anyGroup?: Role;
   role: Role | 'user' | 'admin';
   scope: Scope;
   devices?: boolean;
@@ -105,10 +107,10 @@ export const policy: { readonly [A in Action]?: Rule } = {
   'blob:read': { on: 'any-bundle', role: 'reporter', scope: 'read', devices: true, what: 'Download a blob by digest' },
   'blob:write': { on: 'any-bundle', role: 'developer', scope: 'write', what: 'Upload a blob (inert until a draft one may edit names it)' },
   'tuf:read': { on: 'any-bundle', role: 'reporter', scope: 'read', devices: true, what: 'Read TUF metadata and signed targets' },
-  'deployment:read': { on: 'any-bundle', role: 'reporter', scope: 'read', what: 'List deployments and see one with its progress (any bundle or group role)' },
+  'deployment:read': { on: 'any-bundle', role: 'reporter', anyGroup: 'reporter', scope: 'read', what: 'List deployments and see one with its progress (any bundle or group role)' },
   'deployment:create': { on: 'group', role: 'maintainer', bundleRole: 'guest', scope: 'deploy', what: 'Deploy an approved version to a device group: Maintainer on the group and read on the bundle (a rollback to a version approved before needs no approve scope)' },
   'deployment:control': { on: 'group', role: 'maintainer', scope: 'deploy', what: "Pause, resume, abort a deployment to the group, or retry its failed devices" },
-  'device:read': { on: 'any-bundle', role: 'maintainer', scope: 'read', what: 'List devices, their inventory and reported state (Maintainer of any bundle, Reporter of any group)' },
+  'device:read': { on: 'any-bundle', role: 'maintainer', anyGroup: 'reporter', scope: 'read', what: 'List devices, their inventory and reported state (Maintainer of any bundle, Reporter of any group)' },
   'device:write': { on: 'group', role: 'maintainer', scope: 'admin', what: "Move a device between static groups (Maintainer on both) or decommission it (its token stops at once)" },
   'group:list': { on: 'instance', role: 'user', scope: 'read', what: 'List the device groups one is a member of (admins: all)' },
   'group:create': { on: 'instance', role: 'admin', scope: 'admin', what: 'Create a device group, static or dynamic (its creator becomes an Owner)' },
@@ -171,11 +173,9 @@ export function isAllowed(principal: Principal, action: Action, resource?: Resou
       if (resource?.group === undefined || roleRank(principal.groupRoles?.get(resource.group)) < needed) return false;
       return rule.bundleRole === undefined || (resource.bundle !== undefined && roleRank(principal.roles.get(resource.bundle)) >= roleRank(rule.bundleRole));
     case 'any-bundle':
-      // Group roles count one step lower: a group's Reporter sees what a bundle's Maintainer sees
-      // of the fleet (devices, deployments), for the groups they belong to.
       return (
         [...principal.roles.values()].some((held) => roleRank(held) >= needed) ||
-        [...(principal.groupRoles?.values() ?? [])].some((held) => roleRank(held) >= Math.min(needed, roleRank('reporter')))
+        (rule.anyGroup !== undefined && [...(principal.groupRoles?.values() ?? [])].some((held) => roleRank(held) >= roleRank(rule.anyGroup)))
       );
     case 'instance':
       return false;

@@ -205,7 +205,7 @@ export function createDeviceService(deps: {
         deps.log.info('device status', { device: status.deviceId, state: status.state, installed: status.installed?.version, error: status.error?.code, seq: status.seq });
         await deps.events.reported?.(status);
       } catch (error) {
-        deps.log.warn('dropped an invalid device report', { topic, error });
+        deps.log.warn('dropped an invalid device status message', { topic, error });
       }
     }
   }
