@@ -239,5 +239,10 @@ export type RolloutDetail = z.infer<typeof rolloutDetail>;
 
 export const deploymentListQuery = z.strictObject({ ...pageQueryFields, group: groupName.optional(), state: deploymentState.optional(), bundle: bundleName.optional() });
 
+/* Path parameters of the rollout routes (the router parses them before the handler). */
+export const deploymentPath = z.strictObject({ id: z.string().regex(/^[1-9]\d{0,9}$/, 'must be a deployment id (a whole number from 1)').transform(Number) });
+export const devicePath = z.strictObject({ id: deviceId });
+export const groupMemberPath = z.strictObject({ group: groupName, user: userName });
+
 export const retryRequest = z.strictObject({ device: deviceId.optional() });
 export const rolloutActionResult = z.strictObject({ deployment: rolloutSummary, devices: z.number().int().nonnegative() });

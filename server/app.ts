@@ -1,7 +1,5 @@
 import fs from 'node:fs/promises';
-import http from 'node:http';
 import path from 'node:path';
-import type { AddressInfo } from 'node:net';
 import Koa from 'koa';
 import { z } from 'zod';
 import { createLogger, type Logger } from '../protocol/log.ts';
@@ -22,6 +20,7 @@ import { createBundleStore } from './bundles/store.ts';
 import { resolveTargetUrl } from './bundles/targets.ts';
 import type { ServerConfig } from './config.ts';
 import { openDatabase } from './db/knex.ts';
+import { bindPorts } from './listeners.ts';
 import { deploymentRoutes } from './deployments/routes.ts';
 import { createDeploymentService, type DeploymentService } from './deployments/service.ts';
 import { deviceRoutes } from './devices/routes.ts';
@@ -34,7 +33,7 @@ import { createGroupStore } from './groups/store.ts';
 import { ApiError, errorMiddleware } from './http/errors.ts';
 import { buildOpenApiDocument } from './http/openapi.ts';
 import { buildRouter, route, type Route } from './http/routes.ts';
-import { ociMiddleware } from './oci/routes.ts';
+import { ociMiddleware, registryRouteTable, type RegistryRoute } from './oci/routes.ts';
 import { createOciService } from './oci/service.ts';
 import { createOciStore, ociReferencedDigests } from './oci/store.ts';
 import { UploadFiles } from './oci/uploads.ts';
@@ -51,6 +50,8 @@ export interface RunningServer {
   generatedAdminToken: string | undefined;
   /** Every route declaration served (the OpenAPI document, the permission matrix and generated docs come from them). */
   routes: readonly Route[];
+  /** The OCI registry's routes under /v2 (their own protocol), for docs/permissions.md. */
+  registryRoutes: readonly RegistryRoute[];
   /** Runs the blob garbage collector now (it also runs every hour). */
   collectGarbage(options?: { graceMs?: number }): Promise<GcReport>;
   close(): Promise<void>;
@@ -80,14 +81,17 @@ const deploymentTickMs = 1000;
 export async function startServer(config: ServerConfig, deps: ServerDeps = {}): Promise<RunningServer> {
   const now = deps.now ?? (() => new Date());
   const log = deps.log ?? createLogger({ namespace: 'server', level: config.logLevel, write: (line) => process.stderr.write(line) });
-  await fs.mkdir(config.dataDir, { recursive: true });
-
-  const db = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
-  const cleanups: (() => Promise<void>)[] = [() => db.destroy()];
+  // The ports first: a busy one must fail the start before any state (data dir, database rows,
+  // the admin user and its one-time token, TUF keys) exists.
+  const ports = await bindPorts(config);
+  const cleanups: (() => Promise<void>)[] = [() => ports.close()];
   const close = async () => {
     for (const cleanup of cleanups.reverse()) await cleanup().catch((error: unknown) => log.error('shutdown step failed', { error }));
   };
   try {
+    await fs.mkdir(config.dataDir, { recursive: true });
+    const db = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+    cleanups.push(() => db.destroy());
     const blobs = await BlobStore.open(path.join(config.dataDir, 'blobs'));
     const authStore = createAuthStore(db);
     let broker: Broker | undefined;
@@ -169,6 +173,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       onMessage: (topic, payload, principal) => void devices.receiveStatus(topic, payload, principal),
       onPresence: (id, online) => void devices.presence(id, online).catch((error: unknown) => log.warn('presence not recorded', { error })),
       log: log.child('mqtt'),
+      listener: { server: ports.mqtt, serve: (handler) => ports.serveMqtt(handler) },
     });
     const startedBroker = broker;
     cleanups.push(() => startedBroker.close());
@@ -209,7 +214,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       now,
       log: log.child('oci'),
     });
-    app.use(ociMiddleware({ service: oci, blobs, auth, log: log.child('oci') }));
+    app.use(ociMiddleware({ service: oci, blobs, auth, log: log.child('oci'), audit }));
     const routes: Route[] = [
         ...blobRoutes(blobs, config.maxBlobBytes),
         ...bundleRoutes(bundles, {
@@ -247,14 +252,12 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     app.use(router.routes());
     app.use(router.allowedMethods());
 
-    const server = http.createServer(app.callback());
+    const server = ports.http;
     // Bound header size and idle time: a slow or oversized client must not pin the server.
     server.headersTimeout = 30_000;
     server.requestTimeout = 0; // large uploads may take long; idle sockets are cut by keepAliveTimeout
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(config.httpPort, config.host, () => resolve());
-    });
+    ports.serveHttp(app.callback());
+    // Closed first at shutdown: no request may reach a database already closed.
     cleanups.push(
       () =>
         new Promise<void>((resolve) => {
@@ -262,7 +265,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
           server.closeAllConnections();
         }),
     );
-    const httpPort = (server.address() as AddressInfo).port;
+    const httpPort = ports.httpPort;
     const shownHost = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
     log.info('serving', { http: httpPort, mqtt: broker.port, dataDir: config.dataDir, database: config.databaseUrl ? 'postgresql' : 'sqlite' });
     return {
@@ -271,6 +274,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       mqttPort: broker.port,
       generatedAdminToken,
       routes,
+      registryRoutes: registryRouteTable(oci, blobs),
       collectGarbage: (options = {}) => runGc(options.graceMs),
       close,
     };

@@ -272,6 +272,22 @@ const bundles: Migration = {
   },
 };
 
+/** Audit entries name the version and the device group acted on (deployments, new drafts). */
+const auditReleases: Migration = {
+  name: '0006_audit_releases',
+  async up(db) {
+    await db.schema.alterTable('audit_events', (t) => {
+      t.string('version', 256);
+      t.string('group_name', 64);
+    });
+  },
+  async down(db) {
+    await db.schema.alterTable('audit_events', (t) => {
+      t.dropColumns('version', 'group_name');
+    });
+  },
+};
+
 /**
  * Rollouts (issue #10, #14 items 2 and 4): device groups as owned resources (static or dynamic by
  * a filter over inventory), device inventory, online state, report sequence numbers, state
@@ -279,7 +295,7 @@ const bundles: Migration = {
  * targeted device's progress with its phase chosen once and stored.
  */
 const rollouts: Migration = {
-  name: '0006_rollouts',
+  name: '0007_rollouts',
   async up(db) {
     await db.schema.createTable('device_groups', (t) => {
       t.string('name', 64).primary();
@@ -367,7 +383,7 @@ const rollouts: Migration = {
   },
 };
 
-export const migrations: readonly Migration[] = [initial, access, trust, oci, bundles, rollouts];
+export const migrations: readonly Migration[] = [initial, access, trust, oci, bundles, auditReleases, rollouts];
 
 export const migrationSource: Knex.MigrationSource<Migration> = {
   getMigrations: async () => [...migrations],

@@ -1,26 +1,26 @@
 import { z } from 'zod';
 import { releaseNotice } from '../../protocol/messages.ts';
-import { groupName } from '../../protocol/names.ts';
-import { parseWith } from '../../protocol/parse.ts';
-import { createRolloutRequest, deploymentListQuery, retryRequest, rolloutActionResult, rolloutDetail, rolloutSummary } from '../../protocol/rollout.ts';
+import { groupPath } from '../../protocol/api.ts';
+import { createRolloutRequest, deploymentPath, deploymentListQuery, retryRequest, rolloutActionResult, rolloutDetail, rolloutSummary } from '../../protocol/rollout.ts';
 import { principalName } from '../auth/policy.ts';
 import { ApiError } from '../http/errors.ts';
 import { pageOf, sendPage } from '../http/pagination.ts';
 import { route, type Route } from '../http/routes.ts';
 import type { DeploymentService } from './service.ts';
 
-const idParam = (params: Record<string, string>): number => parseWith(z.string().regex(/^[1-9]\d{0,9}$/, 'must be a deployment id').transform(Number), params.id, 'deployment id in the URL');
+/** The router already parsed it (deploymentPath); this reads it as the number it is. */
+const idParam = (params: unknown): number => (params as { id: number }).id;
 
 export function deploymentRoutes(service: DeploymentService): Route[] {
   /** Control routes act on the deployment's group: the permission is looked up from it. */
-  const groupOfDeployment = async ({ params }: { params: Record<string, string> }) => {
+  const groupOfDeployment = async ({ params }: { params: unknown }) => {
     const group = await service.groupOf(idParam(params));
-    if (!group) throw new ApiError('not_found', `no deployment ${params.id}`);
+    if (!group) throw new ApiError('not_found', `no deployment ${idParam(params)}`);
     return { group };
   };
   const control = (verb: 'pause' | 'resume' | 'abort', summary: string) =>
     route({
-      method: 'POST', path: `/api/v1/deployments/:id/${verb}`, action: 'deployment:control', summary, resource: groupOfDeployment, responses: { 200: rolloutActionResult },
+      method: 'POST', path: `/api/v1/deployments/:id/${verb}`, action: 'deployment:control', summary, params: deploymentPath, resource: groupOfDeployment, responses: { 200: rolloutActionResult },
       async handler({ koa, params, principal }) {
         koa.body = await service[verb](idParam(params), principalName(principal!));
       },
@@ -47,7 +47,7 @@ export function deploymentRoutes(service: DeploymentService): Route[] {
       },
     }),
     route({
-      method: 'GET', path: '/api/v1/deployments/:id', action: 'deployment:read', summary: "One deployment: counts per device state and per phase, each device's transitions",
+      method: 'GET', path: '/api/v1/deployments/:id', action: 'deployment:read', params: deploymentPath, summary: "One deployment: counts per device state and per phase, each device's transitions",
       responses: { 200: rolloutDetail },
       async handler({ koa, params }) {
         koa.body = await service.show(idParam(params));
@@ -58,7 +58,7 @@ export function deploymentRoutes(service: DeploymentService): Route[] {
     control('abort', 'Abort a deployment: devices that have not switched stop and stay where they are'),
     route({
       method: 'POST', path: '/api/v1/deployments/:id/retry', action: 'deployment:control', summary: 'Re-arm the failed devices of a deployment (or one: {"device": ID})',
-      resource: groupOfDeployment, body: retryRequest, responses: { 200: rolloutActionResult },
+      params: deploymentPath, resource: groupOfDeployment, body: retryRequest, responses: { 200: rolloutActionResult },
       async handler({ koa, params, body, principal }) {
         koa.body = await service.retry(idParam(params), body.device, principalName(principal!));
       },
@@ -67,9 +67,9 @@ export function deploymentRoutes(service: DeploymentService): Route[] {
       // The group topic's pull twin, for dashboards and older daemons. A device may ask only for
       // its own group; devices now follow their own notice (GET /api/v1/devices/:id/release).
       method: 'GET', path: '/api/v1/groups/:group/release', action: 'tuf:read', summary: "The release a device group runs once fully released, as its MQTT notice (204: none)",
-      responses: { 200: releaseNotice, 204: 'empty' },
+      params: groupPath, responses: { 200: releaseNotice, 204: 'empty' },
       async handler({ koa, params, principal }) {
-        const group = parseWith(groupName, params.group, 'group in the URL', 'invalid_name');
+        const group = params.group;
         if (principal?.type === 'device' && principal.group !== group) throw new ApiError('forbidden', 'a device may only ask for its own group\'s release');
         const notice = await service.latestFor(group);
         if (notice) koa.body = notice;

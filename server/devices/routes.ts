@@ -1,18 +1,17 @@
 import { createDeviceRequest, device, deviceRegistration, listOf } from '../../protocol/api.ts';
 import { deviceNotice } from '../../protocol/messages.ts';
-import { deviceId } from '../../protocol/names.ts';
-import { parseWith } from '../../protocol/parse.ts';
-import { deviceDetail, deviceListQuery, moveDeviceRequest } from '../../protocol/rollout.ts';
+import { deviceDetail, deviceListQuery, devicePath, moveDeviceRequest } from '../../protocol/rollout.ts';
 import { principalName, type Principal } from '../auth/policy.ts';
 import { ApiError } from '../http/errors.ts';
 import { pageOf, sendPage } from '../http/pagination.ts';
 import { route, type Route } from '../http/routes.ts';
 import type { DeviceService } from './service.ts';
 
-const idParam = (params: Record<string, string>) => parseWith(deviceId, params.id, 'device id in the URL', 'invalid_name');
+/** The router already parsed it (devicePath). */
+const idParam = (params: unknown): string => (params as { id: string }).id;
 
 export function deviceRoutes(service: DeviceService, deps: { inGroup: (group: string) => Promise<(d: import('../../protocol/api.ts').Device) => Promise<boolean>>; noticeFor: (id: string) => Promise<unknown> }): Route[] {
-  const groupOfDevice = async ({ params }: { params: Record<string, string> }) => ({ group: (await service.requireDevice(idParam(params))).group });
+  const groupOfDevice = async ({ params }: { params: unknown }) => ({ group: (await service.requireDevice(idParam(params))).group });
   return [
     route({
       method: 'POST', path: '/api/v1/devices', action: 'device:create', summary: 'Register a device and mint its token (a new group name creates a static group)', body: createDeviceRequest, responses: { 201: deviceRegistration },
@@ -32,14 +31,14 @@ export function deviceRoutes(service: DeviceService, deps: { inGroup: (group: st
       },
     }),
     route({
-      method: 'GET', path: '/api/v1/devices/:id', action: 'device:read', summary: 'One device: inventory, groups, what it should run, its state history',
+      method: 'GET', path: '/api/v1/devices/:id', action: 'device:read', params: devicePath, summary: 'One device: inventory, groups, what it should run, its state history',
       responses: { 200: deviceDetail },
       async handler({ koa, params }) {
         koa.body = await service.show(idParam(params));
       },
     }),
     route({
-      method: 'POST', path: '/api/v1/devices/:id/move', action: 'device:write', summary: 'Move a device to another static group (Maintainer on both groups)',
+      method: 'POST', path: '/api/v1/devices/:id/move', action: 'device:write', params: devicePath, summary: 'Move a device to another static group (Maintainer on both groups)',
       body: moveDeviceRequest, responses: { 200: device },
       resource: ({ body }) => ({ group: body.group }),
       async handler({ koa, params, body, can }) {
@@ -50,7 +49,7 @@ export function deviceRoutes(service: DeviceService, deps: { inGroup: (group: st
       },
     }),
     route({
-      method: 'DELETE', path: '/api/v1/devices/:id', action: 'device:write', summary: 'Decommission a device: its token stops at once on HTTP, /tuf/ and MQTT (the record stays for history)',
+      method: 'DELETE', path: '/api/v1/devices/:id', action: 'device:write', params: devicePath, summary: 'Decommission a device: its token stops at once on HTTP, /tuf/ and MQTT (the record stays for history)',
       resource: groupOfDevice, responses: { 200: device },
       async handler({ koa, params, principal }) {
         koa.body = await service.decommission(idParam(params), principalName(principal as Principal));
@@ -58,7 +57,7 @@ export function deviceRoutes(service: DeviceService, deps: { inGroup: (group: st
     }),
     route({
       // The pull twin of the device's retained notice: a device whose broker is unreachable polls it.
-      method: 'GET', path: '/api/v1/devices/:id/release', action: 'tuf:read', summary: 'What this device should run (or that its deployment was aborted), as its MQTT notice (204: nothing)',
+      method: 'GET', path: '/api/v1/devices/:id/release', action: 'tuf:read', params: devicePath, summary: 'What this device should run (or that its deployment was aborted), as its MQTT notice (204: nothing)',
       responses: { 200: deviceNotice, 204: 'empty' },
       async handler({ koa, params, principal }) {
         const id = idParam(params);

@@ -1,16 +1,14 @@
 import { z } from 'zod';
-import { userName } from '../../protocol/access.ts';
-import { groupName } from '../../protocol/names.ts';
-import { pageQuery } from '../../protocol/api.ts';
-import { parseWith } from '../../protocol/parse.ts';
-import { createGroupRequest, deviceGroup, groupMember, groupPreview, groupPreviewRequest, putGroupMemberRequest } from '../../protocol/rollout.ts';
+import { groupPath, pageQuery } from '../../protocol/api.ts';
+import { createGroupRequest, groupMemberPath, deviceGroup, groupMember, groupPreview, groupPreviewRequest, putGroupMemberRequest } from '../../protocol/rollout.ts';
 import { actsAsAdmin, principalName } from '../auth/policy.ts';
 import { pageOf, sendPage } from '../http/pagination.ts';
 import { route, type Route } from '../http/routes.ts';
 import type { GroupService } from './service.ts';
 
-const groupParam = (params: Record<string, string>) => parseWith(groupName, params.group, 'group in the URL', 'invalid_name');
-const groupInPath = ({ params }: { params: Record<string, string> }) => ({ group: groupParam(params) });
+/** The router already parsed it (groupPath, groupMemberPath). */
+const groupParam = (params: unknown): string => (params as { group: string }).group;
+const groupInPath = ({ params }: { params: unknown }) => ({ group: groupParam(params) });
 
 export function groupRoutes(service: GroupService, hooks: { changed?: () => void } = {}): Route[] {
   return [
@@ -39,26 +37,26 @@ export function groupRoutes(service: GroupService, hooks: { changed?: () => void
       },
     }),
     route({
-      method: 'GET', path: '/api/v1/groups/:group', action: 'group:read', resource: groupInPath, summary: 'Show a device group', responses: { 200: deviceGroup },
+      method: 'GET', path: '/api/v1/groups/:group', action: 'group:read', params: groupPath, resource: groupInPath, summary: 'Show a device group', responses: { 200: deviceGroup },
       async handler({ koa, params }) {
         koa.body = await service.get(groupParam(params));
       },
     }),
     route({
-      method: 'DELETE', path: '/api/v1/groups/:group', action: 'group:delete', resource: groupInPath, summary: 'Delete a device group without devices or unfinished deployments', responses: { 204: 'empty' },
+      method: 'DELETE', path: '/api/v1/groups/:group', action: 'group:delete', params: groupPath, resource: groupInPath, summary: 'Delete a device group without devices or unfinished deployments', responses: { 204: 'empty' },
       async handler({ koa, params }) {
         await service.delete(groupParam(params));
         koa.status = 204;
       },
     }),
     route({
-      method: 'GET', path: '/api/v1/groups/:group/members', action: 'group-member:read', resource: groupInPath, summary: "List a device group's members", responses: { 200: z.array(groupMember) },
+      method: 'GET', path: '/api/v1/groups/:group/members', action: 'group-member:read', params: groupPath, resource: groupInPath, summary: "List a device group's members", responses: { 200: z.array(groupMember) },
       async handler({ koa, params }) {
         koa.body = await service.listMembers(groupParam(params));
       },
     }),
     route({
-      method: 'POST', path: '/api/v1/groups/:group/members', action: 'group-member:write', resource: groupInPath, summary: 'Add a member to a device group or change their role', body: putGroupMemberRequest,
+      method: 'POST', path: '/api/v1/groups/:group/members', action: 'group-member:write', params: groupPath, resource: groupInPath, summary: 'Add a member to a device group or change their role', body: putGroupMemberRequest,
       responses: { 200: groupMember, 201: groupMember },
       async handler({ koa, params, body, principal }) {
         const { member, created } = await service.putMember(principal!, groupParam(params), body.user, body.role);
@@ -67,9 +65,9 @@ export function groupRoutes(service: GroupService, hooks: { changed?: () => void
       },
     }),
     route({
-      method: 'DELETE', path: '/api/v1/groups/:group/members/:user', action: 'group-member:write', resource: groupInPath, summary: 'Remove a member from a device group', responses: { 204: 'empty' },
+      method: 'DELETE', path: '/api/v1/groups/:group/members/:user', action: 'group-member:write', params: groupMemberPath, resource: groupInPath, summary: 'Remove a member from a device group', responses: { 204: 'empty' },
       async handler({ koa, params, principal }) {
-        await service.removeMember(principal!, groupParam(params), parseWith(userName, params.user, 'user in the URL', 'invalid_name'));
+        await service.removeMember(principal!, groupParam(params), (params as { user: string }).user);
         koa.status = 204;
       },
     }),
