@@ -225,7 +225,8 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
         ...deploymentRoutes(startedDeployments),
         ...deviceRoutes(devices, {
           inGroup: async (group) => {
-            const members = new Set((await startedGroups.devicesOf(group)).map((d) => d.id));
+            // A listing filtered on a group nobody created yet is empty, not an error.
+            const members = new Set((await startedGroups.devicesOf(group).catch(() => [])).map((d) => d.id));
             return async (d) => members.has(d.id);
           },
           noticeFor: (id) => startedDeployments.noticeFor(id),
