@@ -4,9 +4,11 @@ import mqtt, { type MqttClient } from 'mqtt';
 import type { DeviceConfig } from '../protocol/device-config.ts';
 import type { ErrorBody } from '../protocol/errors.ts';
 import type { Logger } from '../protocol/log.ts';
-import { deviceStatusTopic, groupReleaseTopic, maxMessageBytes, releaseNotice, type DeviceStatus, type ReleaseNotice } from '../protocol/messages.ts';
+import { deviceNotice, deviceReleaseTopic, deviceStatusTopic, maxMessageBytes, type DeviceNotice, type DeviceStatus } from '../protocol/messages.ts';
+import type { InventoryReport } from '../protocol/rollout.ts';
 import { parseJson, parseWith } from '../protocol/parse.ts';
 import { createHookRunner } from './hooks.ts';
+import { collectInventory } from './inventory.ts';
 import { readCurrentSlot, switchCurrent } from './install.ts';
 import { readJournal } from './journal.ts';
 import { watchInstalledRelease } from './revocation.ts';
@@ -25,8 +27,8 @@ export interface DaemonOptions {
   random?: () => number;
   env?: NodeJS.ProcessEnv;
   modules?: ModuleTable;
-  /** Asks the server which release the device's group should run (used while MQTT is down). */
-  pollRelease?: () => Promise<ReleaseNotice | null>;
+  /** Asks the server which release this device should run (used while MQTT is down). */
+  pollRelease?: () => Promise<DeviceNotice | null>;
 }
 
 export interface Daemon {
@@ -62,6 +64,10 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
 
   let client: MqttClient | undefined;
   let lastInfo: StepInfo = {};
+  // Reports carry an increasing sequence number, also across restarts (the clock seeds it), so
+  // the server stores each once and never an older one over a newer (QoS 1 may deliver twice).
+  let seq = Date.now();
+  const nextSeq = () => (seq = Math.max(seq + 1, Date.now()));
   /** What the periodic signed-metadata check found about the running release (revoked, frozen). */
   let trustError: ErrorBody | null = null;
   const report = (journal: Journal, info: StepInfo = {}) => {
@@ -79,6 +85,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       phase: update?.state ?? 'idle',
       ...(info.waiting ? { detail: info.waiting.slice(0, 1000) } : {}),
       ...(info.progress ? { progress: info.progress } : {}),
+      seq: nextSeq(),
+      ...(update?.deploymentId ? { deploymentId: update.deploymentId } : {}),
     };
     notifier.status(`${status.phase}${status.target ? ` ${status.target.bundle}@${status.target.version}` : ''}${info.waiting ? `: ${info.waiting}` : ''}`.slice(0, 400));
     if (!client?.connected) return;
@@ -128,6 +136,9 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   };
   const work = async () => {
     while (!stopController.signal.aborted) {
+      for (const id of aborts) {
+        if (await updater.abort(id).catch((error) => (log.error('cannot abort the update', { error }), false))) report(updater.journal);
+      }
       if (pending) {
         const offer = pending;
         const outcome = await updater.offer(offer).catch((error) => {
@@ -152,11 +163,29 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       }
     }
   };
-  const offer = (notice: ReleaseNotice) => {
-    if (notice.group !== config.group) throw new Error(`notice is for group "${notice.group}"`);
-    pending = { bundle: notice.bundle, version: notice.version, deploymentId: notice.deploymentId };
+  /**
+   * A notice on the device's own topic (or its poll twin): a release to move to, or the abort of
+   * a deployment. An abort stops an update that has not switched, also one waiting on its lock or
+   * install window; a device never retries what the operator aborted.
+   */
+  const offer = (notice: DeviceNotice) => {
+    if (notice.type === 'abort') {
+      if (pending?.deploymentId === notice.deploymentId) pending = undefined;
+      aborts.add(notice.deploymentId);
+      kick();
+      return;
+    }
+    if (aborts.has(notice.deploymentId) && (notice.attempt ?? 0) === 0) return;
+    pending = {
+      bundle: notice.bundle,
+      version: notice.version,
+      deploymentId: notice.deploymentId,
+      ...(notice.attempt !== undefined ? { attempt: notice.attempt } : {}),
+      ...(notice.retry ? { maxAttempts: notice.retry.attempts } : {}),
+    };
     kick();
   };
+  const aborts = new Set<number>();
 
   // MQTT, with reconnects backing off (and jittered) so a fleet does not hammer a broker that
   // just came back. While it is down, the server is polled: no release is missed.
@@ -175,11 +204,13 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     disconnectedSince = undefined;
     client!.options.reconnectPeriod = Math.min(policy.retryBaseMs, 2_000);
     log.info('connected to the broker', { url: config.mqttUrl });
-    client!.subscribe(groupReleaseTopic(config.group), { qos: 1 }, (error, granted) => {
-      if (error || granted?.some((g) => g.qos === 128)) log.error('subscription refused', { topic: groupReleaseTopic(config.group) });
-      else log.info('subscribed to release notices', { topic: groupReleaseTopic(config.group) });
+    // The device's own topic: phases, several groups and aborts make "what should I run" per device.
+    client!.subscribe(deviceReleaseTopic(config.id), { qos: 1 }, (error, granted) => {
+      if (error || granted?.some((g) => g.qos === 128)) log.error('subscription refused', { topic: deviceReleaseTopic(config.id) });
+      else log.info('subscribed to release notices', { topic: deviceReleaseTopic(config.id) });
     });
     report(updater.journal, lastInfo);
+    void reportInventory(true);
   });
   client.on('close', () => {
     disconnectedSince ??= Date.now();
@@ -188,17 +219,36 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   });
   client.on('error', (error) => log.warn('MQTT error', { error: error.message }));
   client.on('message', (topic, payload) => {
-    if (topic !== groupReleaseTopic(config.group)) return;
+    if (topic !== deviceReleaseTopic(config.id)) return;
     if (payload.length === 0) return; // a cleared retained notice
     try {
       if (payload.length > maxMessageBytes) throw new Error(`notice of ${payload.length} bytes is over the limit`);
-      offer(parseWith(releaseNotice, parseJson(payload.toString('utf8'), 'release notice'), 'release notice'));
+      offer(parseWith(deviceNotice, parseJson(payload.toString('utf8'), 'release notice'), 'release notice'));
     } catch (error) {
       log.warn('dropped an invalid release notice', { topic, error });
     }
   });
 
-  const poll = options.pollRelease ?? defaultPoll(config.serverUrl, token, config.group);
+  // Inventory at start (each connection) and whenever it changes (checked on an interval).
+  let lastInventory = '';
+  const reportInventory = async (force: boolean) => {
+    try {
+      const attributes = await collectInventory({ config, dataDir, configDir: options.configDir, log: log.child('inventory') });
+      const text = JSON.stringify(attributes);
+      if ((!force && text === lastInventory) || !client?.connected) return;
+      lastInventory = text;
+      const message: InventoryReport = { type: 'inventory', deviceId: config.id, seq: nextSeq(), attributes, reportedAt: now().toISOString() };
+      client.publish(deviceStatusTopic(config.id), JSON.stringify(message), { qos: 1 }, (error) => {
+        if (error) log.debug('inventory report not sent', { error });
+      });
+    } catch (error) {
+      log.warn('collecting the inventory failed', { error: (error as Error).message });
+    }
+  };
+  const inventoryTimer = setInterval(() => void reportInventory(false), config.inventory.intervalSeconds * 1000);
+  inventoryTimer.unref();
+
+  const poll = options.pollRelease ?? defaultPoll(config.serverUrl, token, config.id);
   let pollTimer: NodeJS.Timeout | undefined;
   const schedulePoll = () => {
     pollTimer = setTimeout(async () => {
@@ -239,6 +289,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       notifier.stopping();
       stopController.abort();
       clearTimeout(pollTimer);
+      clearInterval(inventoryTimer);
       if (watchdog) clearInterval(watchdog);
       // A step that cannot be interrupted (a hook, a health check) is not waited for long: the
       // journal already says how to go on after a restart.
@@ -250,12 +301,12 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
 }
 
 /**
- * Asks the server for the group's current release. The route is the device's pull-side twin of
- * the retained MQTT notice; a server without it (404) is simply not polled successfully.
+ * Asks the server what this device should run. The route is the device's pull-side twin of its
+ * retained MQTT notice; a server without it (404) is simply not polled successfully.
  */
-function defaultPoll(serverUrl: string, token: string, group: string): () => Promise<ReleaseNotice | null> {
+function defaultPoll(serverUrl: string, token: string, id: string): () => Promise<DeviceNotice | null> {
   return async () => {
-    const response = await fetch(`${serverUrl}/api/v1/groups/${encodeURIComponent(group)}/release`, {
+    const response = await fetch(`${serverUrl}/api/v1/devices/${encodeURIComponent(id)}/release`, {
       headers: { authorization: `Bearer ${token}` },
       signal: AbortSignal.timeout(30_000),
     });
@@ -263,6 +314,6 @@ function defaultPoll(serverUrl: string, token: string, group: string): () => Pro
     if (!response.ok) throw new Error(`the server answered ${response.status}`);
     const text = await response.text();
     if (text.length > maxMessageBytes) throw new Error('the release answer is over the size limit');
-    return parseWith(releaseNotice, parseJson(text, 'release'), 'release');
+    return parseWith(deviceNotice, parseJson(text, 'release'), 'release');
   };
 }
