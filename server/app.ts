@@ -184,6 +184,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       devicesOf: (group) => startedGroups.devicesOf(group),
       ensureGroup: (group, by) => startedGroups.ensureStatic(group, undefined, by),
       hasRollback: (bundle, version) => approvals.isRollbackAllowed(bundle, version),
+      findDevice: (id) => devices.requireDevice(id).catch(() => undefined),
       allowRollback: async (bundle, version, by) => void (await approvals.setRollback(bundle, version, true, by)),
       broker: () => startedBroker,
       now,

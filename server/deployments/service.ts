@@ -41,6 +41,8 @@ export interface DeploymentDeps {
   ensureGroup: (group: string, by: string) => Promise<void>;
   /** Whether a signed rollback to this version is already allowed (trust capability). */
   hasRollback: (bundle: string, version: string) => Promise<boolean>;
+  /** A device's last stored report (devices capability): progress is reconciled from it at start. */
+  findDevice?: (id: string) => Promise<Device | undefined>;
   /** Records the signed permission to downgrade (trust capability): the emergency rollback. */
   allowRollback: (bundle: string, version: string, by: string) => Promise<void>;
   broker: () => Broker;
@@ -491,6 +493,17 @@ export function createDeploymentService(deps: DeploymentDeps) {
       for (const { device_id } of latest) {
         const notice = await this.noticeFor(device_id);
         if (notice) await publish(deviceReleaseTopic(device_id), notice);
+      }
+      // A report stored on the device's row just before a crash may not have reached its
+      // deployment: progress is recomputed from the stored reports, so none is lost.
+      if (deps.findDevice) {
+        for (const d of await store.currentPerGroup()) {
+          if (d.state === 'aborted' || d.state === 'superseded') continue;
+          for (const t of (await store.targets(d.id)).filter((t) => t.notified_at && (t.state === 'notified' || t.state === 'updating'))) {
+            const device = await deps.findDevice(t.device_id);
+            if (device?.state) await this.onReport(t.device_id, { type: 'status', deviceId: t.device_id, state: device.state, installed: device.installed, target: device.target, error: device.error as DeviceStatus['error'], reportedAt: device.lastSeenAt ?? now(), deploymentId: d.id });
+          }
+        }
       }
       for (const d of await store.listActive()) await tick(d.id);
     },

@@ -1,6 +1,7 @@
 import test from 'ava';
 import mqtt from 'mqtt';
 import { startFleet, type Fleet, type FleetOptions } from '../../scripts/fleet-sim.ts';
+import { openDatabase } from '../../server/db/knex.ts';
 import { adminToken, pushArtifact, waitFor, withServer, type TestServer } from '../helpers/server.ts';
 
 /*
@@ -251,5 +252,28 @@ test('a server restart mid-deployment keeps phases and reports: nothing is reshu
       t.is(done.counts.installed, 10);
       t.true(fleet.devices.every((d) => d.installed?.version === '3.0.0'));
     });
+  });
+});
+
+test('a report stored just before a crash still counts: progress is reconciled from stored reports at start', async (t) => {
+  await withServer(t, async (server) => {
+    await approved(server, 'pos', '4.0.0');
+    const fleet = await startFleet({ url: server.url, adminToken, devices: ids('till', 2).map((id) => ({ id, group: 'shop' })), installMs: 600_000 });
+    const created = await ok(server, 'POST', '/api/v1/deployments', { bundle: 'pos', version: '4.0.0', group: 'shop' });
+    await waitFor('both devices updating', async () => ((await deploymentState(server, created.id)).counts.updating === 2 ? true : undefined));
+    await fleet.close(); // offline: nothing reports over what is written below
+    // The device's row got its report, the deployment did not: what a crash between the two
+    // writes leaves behind (written here with a connection of its own).
+    const db = await openDatabase({ databaseUrl: server.databaseUrl, dataDir: server.dataDir });
+    try {
+      await db('devices').where({ id: 'till-01' }).update({ state: 'installed', installed_bundle: 'pos', installed_version: '4.0.0', target_bundle: null, target_version: null });
+    } finally {
+      await db.destroy();
+    }
+    t.is((await deploymentState(server, created.id)).counts.installed, 0);
+    await server.restart();
+    const after = await deploymentState(server, created.id);
+    t.is(after.counts.installed, 1, 'the stored report reached its deployment');
+    t.is(after.devices.find((d) => d.id === 'till-01')!.state, 'installed');
   });
 });
