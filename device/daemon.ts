@@ -79,7 +79,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       deviceId: config.id,
       state,
       installed: journal.installed ? { bundle: journal.installed.bundle, version: journal.installed.version } : null,
-      target: update && update.state !== 'committed' ? update.release : null,
+      // An aborted update moves the device nowhere: it reports no target.
+      target: update && update.state !== 'committed' && update.state !== 'aborted' ? update.release : null,
       error: update?.error ?? trustError,
       reportedAt: now().toISOString(),
       phase: update?.state ?? 'idle',
