@@ -407,7 +407,9 @@ export function createUpdater(deps: UpdaterDeps, initial: Journal) {
           if (next.update && terminalStates.has(next.update.state)) await cleanUp();
           return { type: 'continue' };
         }
-        const next = await commit({ type: 'retry', error: body, progressed });
+        // Bytes that arrived but failed verification are no progress: the attempt counts, so a bad
+        // mirror never makes a tight loop.
+        const next = await commit({ type: 'retry', error: body, progressed: progressed && !verificationRetry });
         const attempts = next.update!.attempts;
         const ms = backoffDelay(attempts, deps.policy.retryBaseMs, deps.policy.retryMaxMs, deps.random());
         log.warn('update step will be retried', { state: update.state, code: body.code, reason: body.message, attempt: attempts, inMs: ms });
