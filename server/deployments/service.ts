@@ -207,6 +207,22 @@ export function createDeploymentService(deps: DeploymentDeps) {
   const tick = (id: number) => serial(id, () => tickNow(id));
 
   /**
+   * After reports, the planner runs once per short interval rather than once per report: a phase
+   * of thousands of devices settling at once would otherwise re-read every target per report.
+   */
+  const tickTimers = new Map<number, NodeJS.Timeout>();
+  const tickDelayMs = 50;
+  function scheduleTick(id: number): void {
+    if (tickTimers.has(id)) return;
+    const timer = setTimeout(() => {
+      tickTimers.delete(id);
+      void tick(id).catch((error: unknown) => deps.log.error('deployment tick failed', { deployment: id, error }));
+    }, tickDelayMs);
+    timer.unref();
+    tickTimers.set(id, timer);
+  }
+
+  /**
    * Devices that joined a targeted group (registered later, moved in, or matching a dynamic
    * filter now) become targets of the group's current deployment, in the phase released last, so
    * they get it at once if it runs (or when it resumes). Coalesced: one run at a time.
@@ -437,7 +453,7 @@ export function createDeploymentService(deps: DeploymentDeps) {
         const at = now();
         await store.updateTarget(d.id, deviceId, { state: next, error_code: error?.code ?? null, error_message: error?.message ?? null, updated_at: at });
         await store.addEvent(d.id, deviceId, next, error ? `${error.code}: ${error.message}` : (status.detail ?? status.phase ?? null), at);
-        if (settledStates.has(next)) await tickNow(d.id);
+        if (settledStates.has(next)) scheduleTick(d.id);
       });
     },
 
@@ -477,6 +493,11 @@ export function createDeploymentService(deps: DeploymentDeps) {
 
     /** Waits for the work in flight (at shutdown, after the broker stopped delivering reports). */
     async drain(): Promise<void> {
+      for (const [id, timer] of tickTimers) {
+        clearTimeout(timer);
+        tickTimers.delete(id);
+        await tick(id).catch(() => undefined);
+      }
       await ticking;
       await syncing;
       await Promise.all([...chains.values()]);
