@@ -6,7 +6,7 @@ import test from 'ava';
 import { Aedes } from 'aedes';
 import mqtt from 'mqtt';
 import { deviceClientId } from '../../protocol/client-ids.ts';
-import { deviceStatusTopic, groupReleaseTopic } from '../../protocol/messages.ts';
+import { deviceReleaseTopic, deviceStatusTopic, groupReleaseTopic } from '../../protocol/messages.ts';
 import { provisionDevice, readCurrent, runDaemon } from '../helpers/device.ts';
 import { pushArtifact, waitFor, withServer } from '../helpers/server.ts';
 
@@ -76,11 +76,12 @@ test('convoyd drops malformed release notices and keeps working', async (t) => {
     try {
       await waitFor('the daemon to subscribe', () => (device.logs.join('').includes('subscribed to release notices') ? true : undefined));
       const notice = { type: 'release', deploymentId: 1, group: 'shop', bundle: 'pos-app', version: '1.0.0', issuedAt: new Date().toISOString() };
-      const garbage = ['', 'not json', '[]', JSON.stringify({ ...notice, version: '../../etc' }), JSON.stringify({ ...notice, group: 'other' }), JSON.stringify({ ...notice, extra: 1 }), 'x'.repeat(20_000)];
-      for (const payload of garbage) await publisher.publishAsync(groupReleaseTopic('shop'), payload, { qos: 1 });
+      const garbage = ['', 'not json', '[]', JSON.stringify({ ...notice, version: '../../etc' }), JSON.stringify({ ...notice, deploymentId: -1 }), JSON.stringify({ ...notice, extra: 1 }), 'x'.repeat(20_000)];
+      // The daemon follows its own release topic (phases, several groups and aborts are per device).
+      for (const payload of garbage) await publisher.publishAsync(deviceReleaseTopic('till-1'), payload, { qos: 1 });
       await waitFor('six dropped notices', () => (device.logs.join('').split('dropped an invalid release notice').length - 1 === 6 ? true : undefined));
       t.is(device.process.exitCode, null, 'the daemon is still running');
-      await publisher.publishAsync(groupReleaseTopic('shop'), JSON.stringify(notice), { qos: 1 });
+      await publisher.publishAsync(deviceReleaseTopic('till-1'), JSON.stringify(notice), { qos: 1 });
       await waitFor('the valid notice to be applied', async () => ((await readCurrent(dir).catch(() => undefined))?.get('app.txt')?.equals(bytes) ? true : undefined));
       t.pass();
     } catch (error) {
