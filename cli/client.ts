@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { errorResponse } from '../protocol/api.ts';
 import { parseWith } from '../protocol/parse.ts';
 

@@ -1,5 +1,5 @@
 import fs from 'node:fs/promises';
-import { z } from 'zod';
+import * as z from 'zod';
 import { writeFileAtomic } from '../lib/files.ts';
 import { bundleName, version } from '../protocol/names.ts';
 import { parseJson, parseWith } from '../protocol/parse.ts';

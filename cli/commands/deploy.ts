@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { deployment } from '../../protocol/api.ts';
 import { groupName } from '../../protocol/names.ts';
 import type { ApiClient } from '../client.ts';
