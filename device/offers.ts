@@ -3,6 +3,7 @@ import type { DeviceConfig } from '../protocol/device-config.ts';
 import type { Logger } from '../protocol/log.ts';
 import { deviceStatusTopic, groupReleaseTopic, maxMessageBytes, releaseNotice, type DeviceStatus, type ReleaseNotice } from '../protocol/messages.ts';
 import { parseJson, parseWith } from '../protocol/parse.ts';
+import { httpGet, readText } from '../lib/http.ts';
 import { backoffDelay } from './state.ts';
 
 /*
@@ -122,14 +123,13 @@ export function startOffers(options: OfferOptions): Offers {
  */
 function defaultPoll(serverUrl: string, token: string, group: string): () => Promise<ReleaseNotice | null> {
   return async () => {
-    const response = await fetch(`${serverUrl}/api/v1/groups/${encodeURIComponent(group)}/release`, {
-      headers: { authorization: `Bearer ${token}` },
-      signal: AbortSignal.timeout(30_000),
-    });
-    if (response.status === 204 || response.status === 404) return null;
-    if (!response.ok) throw new Error(`the server answered ${response.status}`);
-    const text = await response.text();
-    if (text.length > maxMessageBytes) throw new Error('the release answer is over the size limit');
+    // node:http, not fetch(): see lib/http.ts (undici would stay loaded, +13 MiB).
+    const response = await httpGet(`${serverUrl}/api/v1/groups/${encodeURIComponent(group)}/release`, { headers: { authorization: `Bearer ${token}` }, timeoutMs: 30_000 });
+    const status = response.statusCode ?? 0;
+    if (status < 200 || status > 299 || status === 204) response.resume();
+    if (status === 204 || status === 404) return null;
+    if (status < 200 || status > 299) throw new Error(`the server answered ${status}`);
+    const text = await readText(response, maxMessageBytes);
     return parseWith(releaseNotice, parseJson(text, 'release'), 'release');
   };
 }

@@ -1,0 +1,50 @@
+import http, { type IncomingMessage } from 'node:http';
+import https from 'node:https';
+
+/*
+ * One GET over node:http(s), for the daemon's small requests (TUF metadata, the release poll).
+ * Not the global fetch(): its first call loads undici and compiles its WebAssembly HTTP parser,
+ * which costs a process about 13 MiB of RSS for good (measured: `node -e` holding a fetch 52.7
+ * MiB, holding an http.get 43.3 MiB, doing neither 39.5 MiB), more than convoyd's idle budget
+ * leaves (docs/device-install.md, scripts/bench/footprint). node:http is loaded anyway.
+ */
+
+export interface GetOptions {
+  headers?: Record<string, string>;
+  /** Ends the request and the reading of its body after this many milliseconds (as fetch's AbortSignal.timeout). */
+  timeoutMs: number;
+}
+
+/**
+ * Resolves with the response once its headers arrive; the caller reads (or destroys) the body.
+ * A failed request is rejected as fetch() rejects it, so callers tell an outage apart the same
+ * way: a network failure is a TypeError (the system error as `cause`), the deadline a
+ * TimeoutError. A body cut while it is read fails its stream with the system error (ECONNRESET)
+ * or an AbortError (the deadline).
+ */
+export function httpGet(url: string, options: GetOptions): Promise<IncomingMessage> {
+  const signal = AbortSignal.timeout(options.timeoutMs);
+  const target = new URL(url);
+  const client = target.protocol === 'https:' ? https : target.protocol === 'http:' ? http : undefined;
+  if (!client) return Promise.reject(new TypeError(`GET ${url}: not an http(s) URL`));
+  const failure = (error: Error) => (signal.aborted ? (signal.reason as Error) : new TypeError(`GET ${target.pathname} failed: ${error.message}`, { cause: error }));
+  return new Promise((resolve, reject) => {
+    const request = client.get(target, { headers: options.headers ?? {}, signal }, resolve);
+    request.on('error', (error) => reject(failure(error)));
+  });
+}
+
+/** The whole body as text, refusing more than `maxBytes` (the connection is closed). */
+export async function readText(response: IncomingMessage, maxBytes: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let length = 0;
+  for await (const chunk of response) {
+    length += (chunk as Buffer).length;
+    if (length > maxBytes) {
+      response.destroy();
+      throw new Error(`the answer is over the size limit (${maxBytes} bytes)`);
+    }
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
