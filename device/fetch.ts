@@ -50,8 +50,19 @@ const writeBatchBytes = 1024 * 1024;
 export const defaultSyncIntervalBytes = 64 * 1024 * 1024;
 export const defaultSyncIntervalMs = 10_000;
 
-export async function downloadVerified(request: DownloadRequest): Promise<{ resumedFrom: number; received: number }> {
-  if (await exists(request.destination)) return { resumedFrom: request.length, received: 0 };
+/**
+ * `cached`: the destination was there already (verified by an earlier call, perhaps in an earlier
+ * process); otherwise this call hashed every byte, checked it and fsynced the file before the
+ * rename, so the caller may trust it without reading it again.
+ */
+export interface DownloadResult {
+  resumedFrom: number;
+  received: number;
+  cached: boolean;
+}
+
+export async function downloadVerified(request: DownloadRequest): Promise<DownloadResult> {
+  if (await exists(request.destination)) return { resumedFrom: request.length, received: 0, cached: true };
   const partPath = `${request.destination}.part`;
   await fs.mkdir(path.dirname(partPath), { recursive: true });
 
@@ -209,7 +220,7 @@ export async function downloadVerified(request: DownloadRequest): Promise<{ resu
   }
   await fs.rename(partPath, request.destination);
   await syncDirectory(path.dirname(request.destination));
-  return { resumedFrom, received };
+  return { resumedFrom, received, cached: false };
 }
 
 /** Feeds the bytes already on disk into `hash`; undefined when the part is unusable. */
