@@ -52,6 +52,10 @@ export function startOffers(options: OfferOptions): Offers {
     clean: true,
     reconnectPeriod: Math.min(policy.retryBaseMs, 2_000),
     connectTimeout: 10_000,
+    // mqtt-packet otherwise builds a cache of 65,536 two-byte Buffers (every packet id) at the
+    // first write and keeps it: about 13 MiB of RSS for a client that sends a status now and then
+    // (measured on the built bundle: 62.7 MiB with it, 49.2 MiB without).
+    writeCache: false,
   });
   client.on('connect', () => {
     reconnects = 0;
