@@ -155,6 +155,11 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     kick();
   };
 
+  const watchdog = notifier.watchdogIntervalMs ? setInterval(() => notifier.watchdog(), notifier.watchdogIntervalMs) : undefined;
+  notifier.ready(`${updater.journal.update?.state ?? 'idle'}; running ${updater.journal.installed ? `${updater.journal.installed.bundle}@${updater.journal.installed.version}` : 'nothing'}`);
+  // READY=1 means the journal is recovered and the worker can run: sent before the broker is
+  // dialled, since the network may take long or be down (offers then come from the poll), and
+  // systemd must not hold the boot or kill the daemon for that (TimeoutStartSec).
   // Where offers come from (device/offers.ts): MQTT notices, and the poll while MQTT is down.
   offers = startOffers({
     config,
@@ -166,9 +171,6 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     onPolled: kick,
     onConnect: () => report(updater.journal, lastInfo),
   });
-
-  const watchdog = notifier.watchdogIntervalMs ? setInterval(() => notifier.watchdog(), notifier.watchdogIntervalMs) : undefined;
-  notifier.ready(`${updater.journal.update?.state ?? 'idle'}; running ${updater.journal.installed ? `${updater.journal.installed.bundle}@${updater.journal.installed.version}` : 'nothing'}`);
   kick();
 
   const watch = watchInstalledRelease({

@@ -166,7 +166,9 @@ export async function openTrustClient(options: TrustClientOptions): Promise<Trus
     }
     return made;
   };
-  let updater = makeUpdater();
+  // Made at the first refresh, not here: tuf-js loads and verifies the trusted root when an
+  // Updater is made, which convoyd's start (before READY=1) does not need.
+  let updater: Updater | undefined;
   // The update and the between-updates watch both refresh; one at a time, so two Updaters never
   // write the metadata directory together.
   let queue: Promise<unknown> = Promise.resolve();
@@ -194,6 +196,8 @@ export async function openTrustClient(options: TrustClientOptions): Promise<Trus
       }
     }),
     async targetInfo(targetPath) {
+      // Before any refresh tuf-js refreshes here itself, as it did when the Updater was made early.
+      updater ??= makeUpdater();
       return updater.getTargetInfo(targetPath);
     },
   };
