@@ -161,7 +161,10 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   // dialled, since the network may take long or be down (offers then come from the poll), and
   // systemd must not hold the boot or kill the daemon for that (TimeoutStartSec).
   // Where offers come from (device/offers.ts): MQTT notices, and the poll while MQTT is down.
+  // mqtt (its streams and packet codec: ~40 ms of CPU on a small device) is loaded only now.
+  const { default: mqtt } = await import('mqtt');
   offers = startOffers({
+    connect: (url, mqttOptions) => mqtt.connect(url, mqttOptions),
     config,
     token,
     log,

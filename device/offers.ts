@@ -1,4 +1,4 @@
-import mqtt, { type MqttClient } from 'mqtt';
+import type { IClientOptions, MqttClient } from 'mqtt';
 import type { DeviceConfig } from '../protocol/device-config.ts';
 import type { Logger } from '../protocol/log.ts';
 import { deviceStatusTopic, groupReleaseTopic, maxMessageBytes, releaseNotice, type DeviceStatus, type ReleaseNotice } from '../protocol/messages.ts';
@@ -26,6 +26,8 @@ export interface OfferOptions {
   onPolled: () => void;
   /** Connected (again) to the broker: a good time to report the current status. */
   onConnect: () => void;
+  /** mqtt's connect(), passed in so the daemon loads mqtt only after READY=1 (daemon.ts). */
+  connect: (url: string, options: IClientOptions) => MqttClient;
 }
 
 export interface Offers {
@@ -45,7 +47,7 @@ export function startOffers(options: OfferOptions): Offers {
   // just came back. While it is down, the server is polled: no release is missed.
   let reconnects = 0;
   let disconnectedSince: number | undefined = Date.now();
-  const client: MqttClient = mqtt.connect(config.mqttUrl, {
+  const client: MqttClient = options.connect(config.mqttUrl, {
     clientId: `convoyd-${config.id}`,
     username: config.id,
     password: token,
