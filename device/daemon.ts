@@ -202,8 +202,16 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const inventoryTimer = setInterval(() => void reportInventory(false), config.inventory.intervalSeconds * 1000);
   inventoryTimer.unref();
 
+  const watchdog = notifier.watchdogIntervalMs ? setInterval(() => notifier.watchdog(), notifier.watchdogIntervalMs) : undefined;
+  notifier.ready(`${updater.journal.update?.state ?? 'idle'}; running ${updater.journal.installed ? `${updater.journal.installed.bundle}@${updater.journal.installed.version}` : 'nothing'}`);
+  // READY=1 means the journal is recovered and the worker can run: sent before the broker is
+  // dialled, since the network may take long or be down (offers then come from the poll), and
+  // systemd must not hold the boot or kill the daemon for that (TimeoutStartSec).
   // Where offers come from (device/offers.ts): MQTT notices, and the poll while MQTT is down.
+  // mqtt (its streams and packet codec: ~40 ms of CPU on a small device) is loaded only now.
+  const { default: mqtt } = await import('mqtt');
   offers = startOffers({
+    connect: (url, mqttOptions) => mqtt.connect(url, mqttOptions),
     config,
     token,
     log,
@@ -216,9 +224,6 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       void reportInventory(true);
     },
   });
-
-  const watchdog = notifier.watchdogIntervalMs ? setInterval(() => notifier.watchdog(), notifier.watchdogIntervalMs) : undefined;
-  notifier.ready(`${updater.journal.update?.state ?? 'idle'}; running ${updater.journal.installed ? `${updater.journal.installed.bundle}@${updater.journal.installed.version}` : 'nothing'}`);
   kick();
 
   const watch = watchInstalledRelease({

@@ -1,6 +1,6 @@
 import fs from 'node:fs/promises';
 import semver from 'semver';
-import { z } from 'zod';
+import * as z from 'zod';
 import { writeFileAtomic } from '../lib/files.ts';
 import { bundleName, version } from '../protocol/names.ts';
 import { parseJson, parseWith } from '../protocol/parse.ts';

@@ -1,9 +1,10 @@
-import mqtt, { type MqttClient } from 'mqtt';
+import type { IClientOptions, MqttClient } from 'mqtt';
 import type { DeviceConfig } from '../protocol/device-config.ts';
 import type { Logger } from '../protocol/log.ts';
 import { deviceNotice, deviceReleaseTopic, deviceStatusTopic, maxMessageBytes, type DeviceNotice, type DeviceStatus } from '../protocol/messages.ts';
 import type { InventoryReport } from '../protocol/rollout.ts';
 import { parseJson, parseWith } from '../protocol/parse.ts';
+import { httpGet, readText } from '../lib/http.ts';
 import { backoffDelay } from './state.ts';
 
 /*
@@ -26,6 +27,8 @@ export interface OfferOptions {
   onPolled: () => void;
   /** Connected (again) to the broker: a good time to report the current status. */
   onConnect: () => void;
+  /** mqtt's connect(), passed in so the daemon loads mqtt only after READY=1 (daemon.ts). */
+  connect: (url: string, options: IClientOptions) => MqttClient;
 }
 
 export interface Offers {
@@ -47,13 +50,17 @@ export function startOffers(options: OfferOptions): Offers {
   // just came back. While it is down, the server is polled: no release is missed.
   let reconnects = 0;
   let disconnectedSince: number | undefined = Date.now();
-  const client: MqttClient = mqtt.connect(config.mqttUrl, {
+  const client: MqttClient = options.connect(config.mqttUrl, {
     clientId: `convoyd-${config.id}`,
     username: config.id,
     password: token,
     clean: true,
     reconnectPeriod: Math.min(policy.retryBaseMs, 2_000),
     connectTimeout: 10_000,
+    // mqtt-packet otherwise builds a cache of 65,536 two-byte Buffers (every packet id) at the
+    // first write and keeps it: about 13 MiB of RSS for a client that sends a status now and then
+    // (measured on the built bundle: 62.7 MiB with it, 49.2 MiB without).
+    writeCache: false,
   });
   client.on('connect', () => {
     reconnects = 0;
@@ -127,14 +134,13 @@ export function startOffers(options: OfferOptions): Offers {
  */
 function defaultPoll(serverUrl: string, token: string, id: string): () => Promise<DeviceNotice | null> {
   return async () => {
-    const response = await fetch(`${serverUrl}/api/v1/devices/${encodeURIComponent(id)}/release`, {
-      headers: { authorization: `Bearer ${token}` },
-      signal: AbortSignal.timeout(30_000),
-    });
-    if (response.status === 204 || response.status === 404) return null;
-    if (!response.ok) throw new Error(`the server answered ${response.status}`);
-    const text = await response.text();
-    if (text.length > maxMessageBytes) throw new Error('the release answer is over the size limit');
+    // node:http, not fetch(): see lib/http.ts (undici would stay loaded, +13 MiB).
+    const response = await httpGet(`${serverUrl}/api/v1/devices/${encodeURIComponent(id)}/release`, { headers: { authorization: `Bearer ${token}` }, timeoutMs: 30_000 });
+    const status = response.statusCode ?? 0;
+    if (status < 200 || status > 299 || status === 204) response.resume();
+    if (status === 204 || status === 404) return null;
+    if (status < 200 || status > 299) throw new Error(`the server answered ${status}`);
+    const text = await readText(response, maxMessageBytes);
     return parseWith(deviceNotice, parseJson(text, 'release'), 'release');
   };
 }

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { errorCodes, type ErrorBody } from '../protocol/errors.ts';
 import type { DeviceState } from '../protocol/messages.ts';
 import { artifactName, artifactType, bundleName, version } from '../protocol/names.ts';

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { artifactName, artifactType, bundleName, deviceId, digest, groupName, version } from './names.ts';
 import { deviceState } from './messages.ts';
 import type { ErrorCode } from './errors.ts';

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { errorCodes } from './errors.ts';
 import { bundleName, deviceId, digest, groupName, version } from './names.ts';
 

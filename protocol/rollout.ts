@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { pageQueryFields } from './api.ts';
 import { ProtocolError } from './errors.ts';
 import { maxFilterLength, parseFilter } from './filter.ts';

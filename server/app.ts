@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import Koa from 'koa';
-import { z } from 'zod';
+import * as z from 'zod';
 import { createLogger, type Logger } from '../protocol/log.ts';
 import { auditRoutes } from './audit/routes.ts';
 import { createAuditLog } from './audit/log.ts';

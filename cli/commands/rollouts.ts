@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { role, userName } from '../../protocol/access.ts';
 import { device, listOf } from '../../protocol/api.ts';
 import { deviceId, groupName } from '../../protocol/names.ts';

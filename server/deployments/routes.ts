@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { releaseNotice } from '../../protocol/messages.ts';
 import { groupPath } from '../../protocol/api.ts';
 import { createRolloutRequest, deploymentPath, deploymentListQuery, retryRequest, rolloutActionResult, rolloutDetail, rolloutSummary } from '../../protocol/rollout.ts';

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { groupPath, pageQuery } from '../../protocol/api.ts';
 import { createGroupRequest, groupMemberPath, deviceGroup, groupMember, groupPreview, groupPreviewRequest, putGroupMemberRequest } from '../../protocol/rollout.ts';
 import { actsAsAdmin, principalName } from '../auth/policy.ts';

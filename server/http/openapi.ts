@@ -1,5 +1,5 @@
 import type Koa from 'koa';
-import { z } from 'zod';
+import * as z from 'zod';
 import { errorResponse } from '../../protocol/api.ts';
 import type { Route } from './routes.ts';
 

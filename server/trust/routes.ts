@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { bundlePath, bundleVersion, tufFilePath, tufTargetPath, versionPath } from '../../protocol/api.ts';
 import { createdKey, createKeyRequest, revokeRequest, rollbackRequest, rootAccepted, signatureReceipt, signatureRequest, signingProposal, trustPolicy, trustPolicyRequest, trustStatus } from '../../protocol/trust.ts';
 import { principalName } from '../auth/policy.ts';

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import test from 'ava';
-import { z } from 'zod';
+import * as z from 'zod';
 import { artifact } from '../../protocol/api.ts';
 import { checkResponse, isDocumented, openApiPath } from '../../server/http/openapi.ts';
 import { route } from '../../server/http/routes.ts';

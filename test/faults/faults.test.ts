@@ -258,6 +258,43 @@ test('the update lock defers the switch until the POS application releases it', 
   });
 });
 
+// The verifying step trusts a blob the same process just downloaded and verified (it is not read
+// a second time); after a restart nothing is trusted: a blob torn or flipped while the daemon was
+// down is caught before anything is staged from it, and fetched again.
+test('a download corrupted on disk while the daemon was down (restart in verifying) is caught and fetched again', async (t) => {
+  await withServer(t, async (server) => {
+    const releases = { '1.0.0': await release('1') };
+    await publishRelease(server, 'pos-app', '1.0.0', releases['1.0.0']);
+    await withDevice(t, server, {}, async (h) => {
+      // Held at the switch by the update lock: everything is downloaded and verified by then.
+      await fs.writeFile(path.join(h.dir, 'update.lock'), `${process.pid}\n`);
+      await deploy(server, 'pos-app', '1.0.0', h.group);
+      await waitFor('the switch to wait for the lock', async () => ((await readJournalFile(h.dir))?.update?.state === 'switching' ? true : undefined));
+      await h.daemon.kill();
+      // The power went while verifying: the journal says so, and a byte of data.bin flipped.
+      const journal = await readJournalFile(h.dir);
+      journal.update.state = 'verifying';
+      await fs.writeFile(path.join(h.dir, 'journal.json'), JSON.stringify(journal));
+      const data = journal.update.artifacts.find((a: { name: string }) => a.name === 'data.bin');
+      const file = path.join(h.dir, 'downloads', data.sha256);
+      const bytes = await fs.readFile(file);
+      bytes[1000] = bytes[1000]! ^ 0xff;
+      await fs.writeFile(file, bytes);
+      await fs.rm(path.join(h.dir, 'update.lock'));
+      await h.restart();
+      const done = await waitFor('the update to end', async () => {
+        const j = await readJournalFile(h.dir);
+        return ['committed', 'rolled-back', 'failed'].includes(j?.update?.state) ? j : undefined;
+      });
+      t.is(done.update.state, 'committed');
+      // verifying found the flipped byte and sent the update back to downloading, once.
+      t.regex(h.daemon.logs.join(''), /"msg":"update state","from":"verifying","to":"downloading"/);
+      t.is(done.update.digestFailures, 1);
+      await h.expectRunning('1.0.0', releases);
+    });
+  });
+});
+
 test('the broker goes away mid-update: the update finishes, a release deployed meanwhile is polled, reports arrive when it is back', async (t) => {
   await withServer(t, async (server) => {
     const releases = { '1.0.0': await release('1'), '2.0.0': await release('2') };
