@@ -164,6 +164,8 @@ async function convoyRun(): Promise<Record<string, unknown>> {
       },
       allAtOnce: { noticeFromDeploy: stats(seenAll), allInstalledS: (lastAll - allAt) / 1000, serverCpuS: afterB.cpuS - afterA.cpuS },
       serverPeakRssMiB: afterB.peakRssMiB,
+      /** Peak RSS once every device was registered, connected and had reported its inventory. */
+      serverPeakRssConnectedMiB: before.peakRssMiB,
       serverRssAtEndMiB: afterB.rssMiB,
     };
   } finally {
@@ -242,7 +244,7 @@ process.stdout.write(`     deploy → all installed    ${a.allInstalledS.toFixed
 process.stdout.write(`  B. all ${count} at once:\n`);
 process.stdout.write(`     deploy → notice           ${fmt(b.noticeFromDeploy)}\n`);
 process.stdout.write(`     deploy → all installed    ${b.allInstalledS.toFixed(1)} s; server CPU ${b.serverCpuS.toFixed(1)} s\n`);
-process.stdout.write(`  server peak RSS ${(convoy.serverPeakRssMiB as number).toFixed(0)} MiB (at the end ${(convoy.serverRssAtEndMiB as number).toFixed(0)} MiB)\n`);
+process.stdout.write(`  server peak RSS ${(convoy.serverPeakRssMiB as number).toFixed(0)} MiB (${(convoy.serverPeakRssConnectedMiB as number).toFixed(0)} MiB with every device connected, before the deployments; at the end ${(convoy.serverRssAtEndMiB as number).toFixed(0)} MiB)\n`);
 }
 if (!values['skip-peers']) {
   const mosquitto = await withMosquitto((port, pid) => peerRun('mosquitto', port, pid));
