@@ -169,7 +169,9 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
     }
 
     async function connect(): Promise<void> {
-      const client = mqtt.connect(mqttUrl, { clientId: `sim-${spec.id}`, username: spec.id, password: token, clean: true, reconnectPeriod: 1000, connectTimeout: 20_000 });
+      // The client id convoyd sends: a broker that binds client ids to who signs in (MQTT §3.1.4
+      // takeover) admits a device only with `convoyd-<id>`.
+      const client = mqtt.connect(mqttUrl, { clientId: `convoyd-${spec.id}`, username: spec.id, password: token, clean: true, reconnectPeriod: 1000, connectTimeout: 20_000 });
       device.client = client;
       client.on('message', (topic, payload) => {
         if (topic !== deviceReleaseTopic(spec.id) || payload.length === 0) return;
