@@ -93,6 +93,24 @@ export function createOciStore(db: Db) {
         .select('versions.version');
       return rows.map((r: { version: string }) => r.version);
     },
+    /**
+     * Repositories that have at least one tag (a version holding the image), name-ordered, after
+     * `after`, at most `limit`: the catalog is exactly what tags/list would answer for.
+     */
+    async listRepositories(after: string | undefined, limit: number): Promise<string[]> {
+      const name = "versions.bundle || '/' || artifacts.name";
+      const query = db('versions')
+        .join('artifacts', 'artifacts.version_id', 'versions.id')
+        .join('oci_manifests', function () {
+          this.on('oci_manifests.digest', '=', 'artifacts.digest').andOn('oci_manifests.repository', '=', db.raw(name));
+        })
+        .where('artifacts.type', 'image')
+        .select(db.raw(`distinct ${name} as repository`))
+        .orderBy('repository')
+        .limit(limit);
+      if (after !== undefined) query.whereRaw(`${name} > ?`, [after]);
+      return (await query).map((r: { repository: string }) => r.repository);
+    },
     async insertUpload(id: string, repository: string, createdBy: string, now: string): Promise<void> {
       await db('oci_uploads').insert({ id, repository, created_by: createdBy, created_at: now });
     },
