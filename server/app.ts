@@ -36,6 +36,11 @@ import { createApprovalService, listSignedTargets } from './trust/approvals.ts';
 import { openTrustService } from './trust/service.ts';
 import { createTrustStore } from './trust/store.ts';
 import { trustRoutes } from './trust/routes.ts';
+import { tufMetadataFiles } from './replication/metadata.ts';
+import { replicationRoutes } from './replication/routes.ts';
+import { createSealer } from './replication/secrets.ts';
+import { createReplicationService, type ReplicationService } from './replication/service.ts';
+import { createReplicationStore } from './replication/store.ts';
 
 export interface RunningServer {
   /** Base URL of the HTTP API, e.g. http://127.0.0.1:8080 */
@@ -92,6 +97,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     // Capabilities meet through their services; the ones made later are reached through these.
     let devices: DeviceService | undefined;
     let releases: ReleaseNotices | undefined;
+    let replication: ReplicationService | undefined;
     const auth = createAuthService({
       store: authStore,
       findDevice: async (id) => devices?.find(id),
@@ -132,7 +138,14 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       bundles,
       trust,
       // Release notices follow approvals and revocations (wired here: neither knows the other).
-      events: { approved: async (version, approvers) => releases?.approved(version, approvers), revoked: async (version) => releases?.revoked(version) },
+      events: {
+        approved: async (version, approvers) => {
+          await releases?.approved(version, approvers);
+          // Policies triggered on approval start their runs (replication knows nothing of trust).
+          await replication?.approved(version);
+        },
+        revoked: async (version) => releases?.revoked(version),
+      },
       now,
       log: log.child('trust'),
     });
@@ -180,6 +193,19 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       log: log.child('oci'),
     });
     app.use(ociMiddleware({ service: oci, blobs, auth, log: log.child('oci'), audit }));
+    const ociStore = createOciStore(db);
+    replication = createReplicationService({
+      store: createReplicationStore(db),
+      sealer: createSealer(config.secretKey),
+      bundles,
+      blobs,
+      imageGraph: (digest) => ociStore.imageGraph(digest),
+      metadataFiles: () => tufMetadataFiles(trust),
+      now,
+      log: log.child('replication'),
+    });
+    const startedReplication = replication;
+    cleanups.push(() => startedReplication.idle(true));
     const routes: Route[] = [
         ...blobRoutes(blobs, config.maxBlobBytes),
         ...bundleRoutes(bundles, {
@@ -194,6 +220,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
           blobs, resolveTarget: (p) => resolveTargetUrl(bundleStore, p), anonymous: config.anonymousTufRead }),
         ...accessRoutes(auth, { requireBundle: (name) => bundles.getBundle(name) }),
         ...auditRoutes(audit),
+        ...replicationRoutes(replication),
     ];
     routes.push(
       route({

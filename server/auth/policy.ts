@@ -34,6 +34,13 @@ export const actions = [
   'keys:read',
   'keys:admin',
   'openapi:read',
+  'edge:read',
+  'edge:write',
+  'registry:read',
+  'registry:write',
+  'replication:read',
+  'replication:write',
+  'replication:run',
 ] as const;
 export type Action = (typeof actions)[number];
 
@@ -105,6 +112,16 @@ export const policy: { readonly [A in Action]?: Rule } = {
   'keys:read': { on: 'instance', role: 'user', scope: 'read', what: 'See who signs what: roles, key ids, thresholds' },
   'keys:admin': { on: 'instance', role: 'admin', scope: 'admin', what: 'Set approval thresholds, create online keys, upload root metadata signed offline' },
   'openapi:read': { on: 'instance', role: 'user', scope: 'read', devices: true, what: 'Read the OpenAPI document of this API (also served without a token)' },
+  // Destinations are shared by every bundle's policies: anyone may see their names (never a
+  // credential) to write a policy; only admins add or remove them (an edge token is a fleet key).
+  'edge:read': { on: 'instance', role: 'user', scope: 'read', what: 'List edge nodes and when each last reached the origin' },
+  'edge:write': { on: 'instance', role: 'admin', scope: 'admin', what: 'Add an edge node (its token is shown once) or remove one' },
+  'registry:read': { on: 'instance', role: 'user', scope: 'read', what: 'List registry endpoints (URL, whether credentials are set; never the credentials)' },
+  'registry:write': { on: 'instance', role: 'admin', scope: 'admin', what: 'Add a registry endpoint with its credentials (stored encrypted) or remove one' },
+  'replication:read': { on: 'bundle', role: 'reporter', scope: 'read', what: 'See the bundle’s replication policies, runs and their tasks' },
+  // Replicating a release is distributing it, as a deployment is: the same role and scope.
+  'replication:write': { on: 'bundle', role: 'maintainer', scope: 'deploy', what: 'Create, change, enable, disable and delete the bundle’s replication policies' },
+  'replication:run': { on: 'bundle', role: 'maintainer', scope: 'deploy', what: 'Start a replication run of one of the bundle’s policies' },
 };
 
 /** The rule of an action; an action nobody wrote a rule for is held by admins only. */

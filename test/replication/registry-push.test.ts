@@ -1,0 +1,113 @@
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import test from 'ava';
+import { parseWith } from '../../protocol/parse.ts';
+import { registryEndpoint, replicationPolicy, replicationRunDetail } from '../../protocol/replication.ts';
+import { startRegistry } from '../helpers/registry.ts';
+import { adminToken, makeTempDir, pushArtifact, waitFor, withServer, type TestServer } from '../helpers/server.ts';
+import { skopeo, writeLayout } from '../oci/layout.ts';
+
+/*
+ * Push replication to a real CNCF distribution registry (Debian's docker-registry, htpasswd):
+ * approving a version runs the on-approval policy, the image arrives tagged with the version,
+ * credentials are stored sealed and never shown, and a blob already there is never sent again.
+ */
+
+const secretKey = Buffer.alloc(32, 7);
+
+async function finishedRun(server: TestServer, bundle: string, id: number) {
+  return waitFor(`run ${id} to finish`, async () => {
+    const res = await server.api('GET', `/api/v1/bundles/${bundle}/replication-runs/${id}`);
+    const detail = parseWith(replicationRunDetail, res.body, 'run');
+    return detail.run.status === 'running' ? undefined : detail;
+  });
+}
+
+test('approval pushes the image to a registry endpoint, tagged with the version; a blob already there is not sent again', async (t) => {
+  const registry = await startRegistry();
+  const work = await makeTempDir('convoy-replicate-');
+  try {
+    await withServer(
+      t,
+      async (server) => {
+        t.is((await server.api('POST', '/api/v1/bundles', { json: { name: 'shop' } })).status, 201);
+        const image = await writeLayout(path.join(work, 'src'), 'build', [256 * 1024, 64 * 1024]);
+        await skopeo(['copy', '--dest-tls-verify=false', '--dest-creds', `admin:${adminToken}`, `oci:${image.dir}:build`, `docker://127.0.0.1:${server.httpPort}/shop/pos-app:1.0.0`]);
+        await pushArtifact(server, 'shop', '1.0.0', 'settings.json', Buffer.from('{"till":true}\n'));
+
+        // The endpoint: credentials sealed at rest, never in an answer.
+        const added = await server.api('POST', '/api/v1/registries', { json: { name: 'site', url: registry.url, username: registry.username, password: registry.password } });
+        t.is(added.status, 201);
+        t.deepEqual(parseWith(registryEndpoint, added.body, 'endpoint'), { name: 'site', url: registry.url, namespace: null, credentials: true, createdAt: added.body.createdAt });
+        for (const res of [added, await server.api('GET', '/api/v1/registries'), await server.api('GET', '/api/v1/registries/site')]) t.false(res.raw.toString('utf8').includes(registry.password));
+        if (!server.databaseUrl) {
+          const files = (await fs.readdir(server.dataDir)).filter((f) => f.startsWith('convoy.sqlite'));
+          const bytes = Buffer.concat(await Promise.all(files.map((f) => fs.readFile(path.join(server.dataDir, f)))));
+          t.false(bytes.includes(Buffer.from(registry.password)), 'the password is not in the database in clear');
+        }
+        t.false(server.logs.join('').includes(registry.password), 'nor in the log');
+
+        const created = await server.api('POST', '/api/v1/bundles/shop/replication-policies', { json: { name: 'to-site', destinations: ['site'], trigger: { type: 'approval' }, filter: { types: ['image'], versions: '>=1.0.0' } } });
+        t.is(created.status, 201);
+        t.like(parseWith(replicationPolicy, created.body, 'policy'), { mode: 'push', enabled: true, destinations: [{ type: 'registry', name: 'site' }] });
+
+        t.is((await server.api('POST', '/api/v1/bundles/shop/versions/1.0.0/approve')).status, 200);
+        const runs = await waitFor('a run on approval', async () => {
+          const res = await server.api('GET', '/api/v1/bundles/shop/replication-runs');
+          return res.body.length > 0 ? res.body : undefined;
+        });
+        const first = await finishedRun(server, 'shop', runs[0].id);
+        t.like(first.run, { policy: 'to-site', trigger: 'approval', versions: ['1.0.0'], status: 'succeeded' });
+        // Three blobs (config, two layers), then the manifest by tag; the file is not an image.
+        t.deepEqual(first.tasks.map((task) => [task.kind, task.status]), [['blob', 'succeeded'], ['blob', 'succeeded'], ['blob', 'succeeded'], ['manifest', 'succeeded']]);
+        t.true(first.tasks.every((task) => task.attempts === 1 && task.error === null && task.durationMs !== null));
+        t.true(first.run.bytes > 256 * 1024);
+
+        // What the site's users see: the image under the version's tag, the same digest.
+        const inspected = JSON.parse((await skopeo(['inspect', '--tls-verify=false', '--creds', `${registry.username}:${registry.password}`, `docker://${registry.host}/shop/pos-app:1.0.0`])).stdout);
+        t.is(inspected.Digest, image.manifestDigest);
+
+        // Again by hand: every blob is known to be there, so only the tag is sent.
+        const again = await server.api('POST', '/api/v1/bundles/shop/replication-policies/to-site/runs', { json: { version: '1.0.0' } });
+        t.is(again.status, 202);
+        const second = await finishedRun(server, 'shop', again.body.run.id);
+        t.deepEqual(second.tasks.map((task) => task.status), ['skipped', 'skipped', 'skipped', 'succeeded']);
+        t.is(second.run.bytes, image.manifest.length);
+
+        // Another endpoint on the same registry has no record of it: HEAD finds each blob, none is sent.
+        t.is((await server.api('POST', '/api/v1/registries', { json: { name: 'site-again', url: registry.url, username: registry.username, password: registry.password } })).status, 201);
+        t.is((await server.api('PATCH', '/api/v1/bundles/shop/replication-policies/to-site', { json: { destinations: ['site-again'] } })).status, 200);
+        const third = await server.api('POST', '/api/v1/bundles/shop/replication-policies/to-site/runs', { json: {} });
+        const thirdDone = await finishedRun(server, 'shop', third.body.run.id);
+        t.is(thirdDone.run.status, 'succeeded');
+        t.deepEqual(thirdDone.tasks.filter((task) => task.kind === 'blob').map((task) => [task.status, task.bytes]), [['succeeded', 0], ['succeeded', 0], ['succeeded', 0]]);
+
+        // Wrong credentials: the run fails with the registry's reason, no retry storm on a refusal.
+        t.is((await server.api('POST', '/api/v1/registries', { json: { name: 'wrong', url: registry.url, username: registry.username, password: 'nope' } })).status, 201);
+        t.is((await server.api('PATCH', '/api/v1/bundles/shop/replication-policies/to-site', { json: { destinations: ['wrong'] } })).status, 200);
+        const refused = await finishedRun(server, 'shop', (await server.api('POST', '/api/v1/bundles/shop/replication-policies/to-site/runs', { json: {} })).body.run.id);
+        t.is(refused.run.status, 'failed');
+        t.is(refused.tasks[0]!.attempts, 1);
+        t.regex(refused.tasks[0]!.error ?? '', /401/);
+      },
+      { secretKey },
+    );
+  } finally {
+    await registry.stop();
+    await fs.rm(work, { recursive: true, force: true });
+  }
+});
+
+test('without CONVOY_SECRET_KEY credentials are refused, not stored in clear; an endpoint without credentials is fine', async (t) => {
+  await withServer(t, async (server) => {
+    const refused = await server.api('POST', '/api/v1/registries', { json: { name: 'site', url: 'http://127.0.0.1:5000', username: 'u', password: 'p' } });
+    t.is(refused.status, 400);
+    t.regex(refused.body.error.message, /CONVOY_SECRET_KEY/);
+    t.is((await server.api('GET', '/api/v1/registries')).body.length, 0);
+    const open = await server.api('POST', '/api/v1/registries', { json: { name: 'site', url: 'http://127.0.0.1:5000' } });
+    t.is(open.status, 201);
+    t.false(open.body.credentials);
+    t.is((await server.api('POST', '/api/v1/registries', { json: { name: 'bad', url: 'http://user:pw@127.0.0.1:5000' } })).status, 400);
+    t.is((await server.api('POST', '/api/v1/registries', { json: { name: 'bad', url: 'ftp://127.0.0.1' } })).status, 400);
+  });
+});
