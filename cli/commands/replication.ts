@@ -87,6 +87,25 @@ function describeRunLine(r: ReplicationRun): string {
   return `run ${r.id} of ${r.policy} (${r.trigger}): ${r.status}; versions ${r.versions.join(', ') || '(none matched)'}; tasks ${r.tasks.succeeded} ok, ${r.tasks.skipped} skipped, ${r.tasks.failed} failed, ${r.tasks.pending} pending of ${r.tasks.total}; ${r.bytes} bytes sent`;
 }
 
+function runIdArg(positionals: string[]): string {
+  const id = positionals[0];
+  if (id === undefined) throw new UsageError('run ID: missing (see convoy replication runs)');
+  if (!/^[1-9]\d{0,15}$/.test(id)) throw new CliError(`expected a run ID (see convoy replication runs), got "${id}"`);
+  return id;
+}
+
+function runAction(verb: 'cancel' | 'retry', what: string): Command {
+  return command({
+    usage: `convoy replication run ${verb} ID --bundle B [--json]   (${what})`,
+    options: { bundle: { type: 'string' }, ...json },
+    async run({ positionals, flags, api }) {
+      const id = runIdArg(positionals);
+      const detail = await api().request('POST', `/api/v1/bundles/${enc(bundleFlag(flags))}/replication-runs/${id}/${verb}`, { schema: replicationRunDetail });
+      printJsonOr(detail, flags.json === true, describeRunLine(detail.run));
+    },
+  });
+}
+
 const policyUsage = '--bundle B [--to DEST,…] [--mode push|pull] [--trigger manual|approval|schedule [--cron "0 3 * * *"]] [--versions RANGE] [--types image,package,…] [--names A,B] [--bandwidth 5MB/s] [--no-propagate-revocations] [--disabled] [--json]';
 
 export const commands: Record<string, Command> = {
@@ -199,13 +218,13 @@ export const commands: Record<string, Command> = {
       ], flags.json === true);
     },
   }),
+  'replication run cancel': runAction('cancel', 'cancels a running run: tasks not started are skipped'),
+  'replication run retry': runAction('retry', 'runs the failed (or cancelled) tasks of a finished run again'),
   'replication run show': command({
     usage: 'convoy replication run show ID --bundle B [--json]',
     options: { bundle: { type: 'string' }, ...json },
     async run({ positionals, flags, api }) {
-      const id = positionals[0];
-      if (id === undefined) throw new UsageError('run ID: missing (see convoy replication runs)');
-      if (!/^[1-9]\d{0,15}$/.test(id)) throw new CliError(`expected a run ID (see convoy replication runs), got "${id}"`);
+      const id = runIdArg(positionals);
       const detail = await api().request('GET', `/api/v1/bundles/${enc(bundleFlag(flags))}/replication-runs/${id}`, { schema: replicationRunDetail });
       if (flags.json === true) return printJson(detail);
       print(describeRunLine(detail.run));

@@ -134,6 +134,19 @@ export function replicationRoutes(service: ReplicationService): Route[] {
       },
     }),
     route({
+      method: 'POST', path: '/api/v1/bundles/:name/replication-runs/:run/cancel', action: 'replication:run', summary: 'Cancel a running run: tasks not started are skipped', params: runPath, resource: ({ params }) => ({ bundle: params.name }), responses: { 200: replicationRunDetail },
+      async handler({ koa, params }) {
+        koa.body = await service.cancelRun(params.name, params.run);
+      },
+    }),
+    route({
+      method: 'POST', path: '/api/v1/bundles/:name/replication-runs/:run/retry', action: 'replication:run', summary: 'Run the failed tasks of a finished run again', params: runPath, resource: ({ params }) => ({ bundle: params.name }), responses: { 202: replicationRunDetail },
+      async handler({ koa, params }) {
+        koa.status = 202;
+        koa.body = await service.retryRun(params.name, params.run);
+      },
+    }),
+    route({
       method: 'GET', path: '/api/v1/bundles/:name/replication-runs/:run', action: 'replication:read', summary: 'One run with its tasks (status, bytes, duration, attempts, error)', params: runPath, resource: ({ params }) => ({ bundle: params.name }), responses: { 200: replicationRunDetail },
       async handler({ koa, params }) {
         koa.body = await service.getRun(params.name, params.run);

@@ -248,7 +248,8 @@ export function createReplicationService(deps: ReplicationServiceDeps) {
         continue;
       }
       for (const task of list) {
-        if (closing) return;
+        // Shutdown, or a cancel: stop between tasks (the one in flight has finished).
+        if (closing || (await store.runStatus(runId)) === 'cancelled') return;
         await executeTask(task, client);
       }
     }
@@ -258,7 +259,7 @@ export function createReplicationService(deps: ReplicationServiceDeps) {
   /** A run is over once no task is pending: succeeded when none failed. */
   async function settle(runId: number): Promise<void> {
     const counts = (await store.countTasks([runId])).get(runId)!;
-    if (counts.pending > 0) return;
+    if (counts.pending > 0 || (await store.runStatus(runId)) === 'cancelled') return;
     await store.finishRun(runId, counts.failed > 0 ? 'failed' : 'succeeded', nowText());
   }
 
@@ -423,6 +424,31 @@ export function createReplicationService(deps: ReplicationServiceDeps) {
       const row = await store.findRun(bundle, id);
       if (!row) throw new ApiError('not_found', `replication run ${id} does not exist in bundle "${bundle}"`);
       return runDetail(row);
+    },
+
+    /** Stops a run: tasks not started are skipped (an edge will not fetch them), the one in flight finishes. */
+    async cancelRun(bundle: string, id: number): Promise<{ run: ReplicationRun; tasks: ReplicationTask[] }> {
+      await requireBundle(bundle);
+      const row = await store.findRun(bundle, id);
+      if (!row) throw new ApiError('not_found', `replication run ${id} does not exist in bundle "${bundle}"`);
+      if (row.status !== 'running') throw new ApiError('invalid_request', `replication run ${id} is ${row.status}, not running: nothing to cancel`);
+      await store.setRunStatus(id, 'cancelled', nowText());
+      await store.skipPending(id, 'cancelled');
+      log.info('replication run cancelled', { run: id, bundle });
+      return runDetail((await store.findRun(bundle, id))!);
+    },
+    /** Runs a finished run's failed (or cancelled) tasks again (a registry that was down is back); the rest stay as they are. */
+    async retryRun(bundle: string, id: number): Promise<{ run: ReplicationRun; tasks: ReplicationTask[] }> {
+      await requireBundle(bundle);
+      const row = await store.findRun(bundle, id);
+      if (!row) throw new ApiError('not_found', `replication run ${id} does not exist in bundle "${bundle}"`);
+      if (row.status === 'running' || running.has(id)) throw new ApiError('invalid_request', `replication run ${id} is still running; cancel it or wait`);
+      const reset = await store.resetFailed(id);
+      await store.setRunStatus(id, 'running', null);
+      const policy = await store.findPolicy(bundle, row.policy);
+      log.info('replication run retried', { run: id, bundle, tasks: reset });
+      launch(id, policy?.bandwidth ?? null);
+      return runDetail((await store.findRun(bundle, id))!);
     },
 
     /** Approval event (wired in server/app.ts): every enabled on-approval policy whose filter matches runs. */

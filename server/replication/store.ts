@@ -209,6 +209,21 @@ export function createReplicationStore(db: Db) {
     async finishRun(id: number, status: string, now: string): Promise<void> {
       await db('replication_runs').where({ id }).update({ status, finished_at: now });
     },
+    async setRunStatus(id: number, status: string, finishedAt: string | null): Promise<void> {
+      await db('replication_runs').where({ id }).update({ status, finished_at: finishedAt });
+    },
+    runStatus: async (id: number): Promise<string | undefined> => ((await db('replication_runs').where({ id }).first('status')) as { status: string } | undefined)?.status,
+    /** Cancelling: tasks not started are skipped; one in flight finishes. */
+    async skipPending(runId: number, reason: string): Promise<void> {
+      await db('replication_tasks').where({ run_id: runId, status: 'pending' }).update({ status: 'skipped', error: reason });
+    },
+    /** Re-running: failed tasks, and those a cancel skipped, go back to pending (attempts are kept). */
+    async resetFailed(runId: number): Promise<number> {
+      return db('replication_tasks')
+        .where({ run_id: runId })
+        .andWhere((q) => q.where({ status: 'failed' }).orWhere({ status: 'skipped', error: 'cancelled' }))
+        .update({ status: 'pending', error: null });
+    },
     async tasksOf(runId: number): Promise<TaskRow[]> {
       return db<TaskRow>('replication_tasks').where({ run_id: runId }).orderBy('id');
     },

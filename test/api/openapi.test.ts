@@ -122,6 +122,8 @@ test('every route answers with the shape it declares (a walk through the whole A
     const run = await ok('POST', '/api/v1/bundles/pos/replication-policies/eu/runs', { json: {} });
     await ok('GET', '/api/v1/bundles/pos/replication-runs?policy=eu');
     await ok('GET', `/api/v1/bundles/pos/replication-runs/${run.body.run.id}`);
+    await ok('POST', `/api/v1/bundles/pos/replication-runs/${run.body.run.id}/cancel`);
+    await ok('POST', `/api/v1/bundles/pos/replication-runs/${run.body.run.id}/retry`);
     await ok('DELETE', '/api/v1/bundles/pos/replication-policies/eu');
     await ok('DELETE', '/api/v1/registries/site');
     await ok('DELETE', '/api/v1/edges/shop-eu');

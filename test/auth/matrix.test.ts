@@ -160,6 +160,16 @@ const cases: Record<string, (fx: Fixture) => Promise<Request>> = {
   },
   'POST /api/v1/bundles/:name/replication-policies/:policy/runs': async (fx) => ({ path: `/api/v1/bundles/${fx.shared}/replication-policies/${(await replicationFixture(fx)).policy}/runs`, json: { version: '1.0.0' }, ok: [202] }),
   'GET /api/v1/bundles/:name/replication-runs': async (fx) => ({ path: `/api/v1/bundles/${fx.shared}/replication-runs`, ok: [200] }),
+  'POST /api/v1/bundles/:name/replication-runs/:run/cancel': async (fx) => {
+    // A run to an edge stays running until the edge fetches: a fresh one to cancel.
+    const run = await expectOk(fx.server, 'POST', `/api/v1/bundles/${fx.shared}/replication-policies/${(await replicationFixture(fx)).policy}/runs`, { version: '1.0.0' });
+    return { path: `/api/v1/bundles/${fx.shared}/replication-runs/${run.run.id}/cancel`, ok: [200] };
+  },
+  'POST /api/v1/bundles/:name/replication-runs/:run/retry': async (fx) => {
+    const run = await expectOk(fx.server, 'POST', `/api/v1/bundles/${fx.shared}/replication-policies/${(await replicationFixture(fx)).policy}/runs`, { version: '1.0.0' });
+    await expectOk(fx.server, 'POST', `/api/v1/bundles/${fx.shared}/replication-runs/${run.run.id}/cancel`);
+    return { path: `/api/v1/bundles/${fx.shared}/replication-runs/${run.run.id}/retry`, ok: [202] };
+  },
   'GET /api/v1/bundles/:name/replication-runs/:run': async (fx) => ({ path: `/api/v1/bundles/${fx.shared}/replication-runs/${(await replicationFixture(fx)).run}`, ok: [200] }),
 };
 

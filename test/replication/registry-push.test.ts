@@ -89,6 +89,13 @@ test('approval pushes the image to a registry endpoint, tagged with the version;
         t.is(refused.run.status, 'failed');
         t.is(refused.tasks[0]!.attempts, 1);
         t.regex(refused.tasks[0]!.error ?? '', /401/);
+        // Re-run: the failed tasks go again (a second attempt each), the run's record is the same.
+        const retried = await server.api('POST', `/api/v1/bundles/shop/replication-runs/${refused.run.id}/retry`);
+        t.is(retried.status, 202);
+        const again2 = await finishedRun(server, 'shop', refused.run.id);
+        t.is(again2.run.status, 'failed');
+        t.is(again2.tasks[0]!.attempts, 2);
+        t.is((await server.api('POST', `/api/v1/bundles/shop/replication-runs/${refused.run.id}/cancel`)).status, 400, 'a finished run is not cancelled');
       },
       { secretKey },
     );
@@ -96,6 +103,34 @@ test('approval pushes the image to a registry endpoint, tagged with the version;
     await registry.stop();
     await fs.rm(work, { recursive: true, force: true });
   }
+});
+
+test('a run to an edge waits for it; cancelling skips what was not started', async (t) => {
+  await withServer(t, async (server) => {
+    t.is((await server.api('POST', '/api/v1/bundles', { json: { name: 'shop' } })).status, 201);
+    await pushArtifact(server, 'shop', '1.0.0', 'app.bin', Buffer.from('app'));
+    t.is((await server.api('POST', '/api/v1/bundles/shop/versions/1.0.0/approve')).status, 200);
+    t.is((await server.api('POST', '/api/v1/edges', { json: { name: 'shop-eu' } })).status, 201);
+    t.is((await server.api('POST', '/api/v1/bundles/shop/replication-policies', { json: { name: 'eu', destinations: ['shop-eu'] } })).status, 201);
+    const started = parseWith(replicationRunDetail, (await server.api('POST', '/api/v1/bundles/shop/replication-policies/eu/runs', { json: {} })).body, 'run');
+    t.is(started.run.status, 'running');
+    // The blob, the signed manifest, then the TUF metadata (root, snapshot, targets, timestamp last).
+    t.deepEqual(started.tasks.map((task) => task.kind), ['blob', 'blob', 'metadata', 'metadata', 'metadata', 'metadata']);
+    t.is(started.tasks.at(-1)!.ref, 'timestamp.json');
+    t.true(started.tasks.every((task) => task.status === 'pending'));
+    const cancelled = await server.api('POST', `/api/v1/bundles/shop/replication-runs/${started.run.id}/cancel`);
+    t.is(cancelled.status, 200);
+    t.is(cancelled.body.run.status, 'cancelled');
+    t.true(cancelled.body.tasks.every((task: { status: string; error: string }) => task.status === 'skipped' && task.error === 'cancelled'));
+    // The edge is a destination: it cannot be removed while the policy names it.
+    t.is((await server.api('DELETE', '/api/v1/edges/shop-eu')).status, 400);
+    // History is paged.
+    await server.api('POST', '/api/v1/bundles/shop/replication-policies/eu/runs', { json: {} });
+    const page = await server.api('GET', '/api/v1/bundles/shop/replication-runs?per_page=1&policy=eu');
+    t.is(page.headers.get('x-total'), '2');
+    t.is(page.body.length, 1);
+    t.is(page.body[0].id, started.run.id + 1);
+  });
 });
 
 test('without CONVOY_SECRET_KEY credentials are refused, not stored in clear; an endpoint without credentials is fine', async (t) => {

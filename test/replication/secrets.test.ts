@@ -17,7 +17,7 @@ test('sealed values open with the key and the same context, and only so', (t) =>
   t.throws(() => createSealer(Buffer.alloc(32, 2)).open(sealed, 'registry:site:password'), undefined, 'another key: refused');
   const [v, nonce, body, tag] = sealed.split('.') as [string, string, string, string];
   const flipped = Buffer.from(body, 'base64url');
-  flipped[0] ^= 1;
+  flipped[0] = flipped[0]! ^ 1;
   t.throws(() => sealer.open([v, nonce, flipped.toString('base64url'), tag].join('.'), 'registry:site:password'), undefined, 'tampered: refused');
   t.throws(() => createSealer(undefined).seal('x', 'c'), { instanceOf: SecretKeyMissing, message: /CONVOY_SECRET_KEY/ });
 });
