@@ -1,6 +1,7 @@
 import semver from 'semver';
 import { z } from 'zod';
 import { pageQueryFields } from './api.ts';
+import { parseCron } from './cron.ts';
 import { artifactName, artifactType, bundleName, idPattern, version } from './names.ts';
 
 /*
@@ -85,7 +86,7 @@ export const replicationTrigger = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('manual') }),
   z.strictObject({ type: z.literal('approval') }),
   /** Five-field cron (minute hour day month weekday), evaluated in UTC. */
-  z.strictObject({ type: z.literal('schedule'), cron: z.string().regex(/^\S+ \S+ \S+ \S+ \S+$/, 'must be five cron fields, e.g. "0 3 * * *"') }),
+  z.strictObject({ type: z.literal('schedule'), cron: z.string().max(200).refine((text) => parseCron(text) !== undefined, 'must be five cron fields (minute hour day month weekday, UTC), e.g. "0 3 * * *"') }),
 ]);
 export type ReplicationTrigger = z.infer<typeof replicationTrigger>;
 

@@ -206,6 +206,9 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     });
     const startedReplication = replication;
     cleanups.push(() => startedReplication.idle(true));
+    const replicationTimer = setInterval(() => void startedReplication.tick().catch((error: unknown) => log.error('replication schedule check failed', { error })), config.replicationTickMs ?? 20_000);
+    replicationTimer.unref();
+    cleanups.push(async () => clearInterval(replicationTimer));
     const routes: Route[] = [
         ...blobRoutes(blobs, config.maxBlobBytes),
         ...bundleRoutes(bundles, {

@@ -31,6 +31,8 @@ export interface ServerConfig {
    * credentials at rest (AES-256-GCM). Unset: credentials are refused, never stored in clear.
    */
   secretKey?: Buffer;
+  /** How often scheduled replication policies are checked, in milliseconds (unset: 20 seconds, so no cron minute is missed). */
+  replicationTickMs?: number;
 }
 
 export class ConfigError extends Error {

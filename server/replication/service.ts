@@ -16,6 +16,7 @@ import type {
   updatePolicyRequest,
 } from '../../protocol/replication.ts';
 import type { z } from 'zod';
+import { cronMatches, parseCron } from '../../protocol/cron.ts';
 import { ApiError } from '../http/errors.ts';
 import { planVersion, type ImageGraph, type PlannedTask } from './planner.ts';
 import { createRegistryClient, RegistryError, type RegistryClient, type RegistryTarget } from './registry-client.ts';
@@ -109,6 +110,8 @@ export function createReplicationService(deps: ReplicationServiceDeps) {
   /** Runs being executed, so shutdown can wait for them (and tell them to stop between tasks). */
   const running = new Map<number, Promise<void>>();
   let closing = false;
+  /** The minute each scheduled policy last fired, so a tick repeated within a minute starts nothing. */
+  const firedAt = new Map<string, string>();
 
   async function requireBundle(bundle: string): Promise<void> {
     await deps.bundles.getBundle(bundle);
@@ -130,6 +133,12 @@ export function createReplicationService(deps: ReplicationServiceDeps) {
       else throw new ApiError('invalid_request', `destination "${name}" is neither an edge nor a registry endpoint (see convoy edge list, convoy registry list)`);
     }
     return resolved;
+  }
+
+  /** Pull means the destination fetches; a registry cannot, so only edges may be pulled to. */
+  function checkMode(policy: PolicyRecord): void {
+    const registries = policy.destinations.filter((d) => d.type === 'registry');
+    if (policy.mode === 'pull' && registries.length > 0) throw new ApiError('invalid_request', `mode pull is for edges (they fetch); ${registries.map((d) => d.name).join(', ')} ${registries.length > 1 ? 'are registry endpoints' : 'is a registry endpoint'}, which only receive pushes`);
   }
 
   async function nameTaken(name: string): Promise<boolean> {
@@ -375,6 +384,7 @@ export function createReplicationService(deps: ReplicationServiceDeps) {
         createdAt: now,
         updatedAt: now,
       };
+      checkMode(policy);
       if (!(await store.insertPolicy(policy))) throw new ApiError('already_exists', `replication policy "${input.name}" already exists in bundle "${bundle}"`);
       log.info('replication policy created', { bundle, policy: input.name });
       return toPolicy(policy);
@@ -397,6 +407,7 @@ export function createReplicationService(deps: ReplicationServiceDeps) {
         ...(patch.enabled !== undefined ? { enabled: patch.enabled } : {}),
         updatedAt: nowText(),
       };
+      checkMode(next);
       await store.updatePolicy(next);
       return toPolicy(next);
     },
@@ -457,6 +468,28 @@ export function createReplicationService(deps: ReplicationServiceDeps) {
         if (!policy.enabled || policy.trigger.type !== 'approval') continue;
         await startRun(policy, { version: version.version, trigger: 'approval', by: 'approval' }).catch((error: unknown) => log.error('replication on approval failed', { policy: policy.name, error }));
       }
+    },
+
+    /**
+     * The scheduler's tick (server/app.ts calls it more often than once a minute): each enabled
+     * policy with a schedule whose cron matches this UTC minute starts one run, once per minute.
+     */
+    async tick(): Promise<number> {
+      const now = deps.now();
+      const minute = now.toISOString().slice(0, 16);
+      let started = 0;
+      for (const policy of await store.listPolicies()) {
+        if (!policy.enabled || policy.trigger.type !== 'schedule') continue;
+        const cron = parseCron(policy.trigger.cron);
+        const key = `${policy.bundle}/${policy.name}`;
+        if (!cron || !cronMatches(cron, now) || firedAt.get(key) === minute) continue;
+        firedAt.set(key, minute);
+        await startRun(policy, { trigger: 'schedule', by: 'schedule' }).then(
+          () => started++,
+          (error: unknown) => log.error('scheduled replication failed', { policy: key, error }),
+        );
+      }
+      return started;
     },
 
     /** Waits for runs in flight (tests, shutdown); `stop` makes them end after their current task. */
