@@ -201,11 +201,13 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       blobs,
       imageGraph: (digest) => ociStore.imageGraph(digest),
       metadataFiles: () => tufMetadataFiles(trust),
+      ...(config.replicationRetry ? { retry: config.replicationRetry } : {}),
       now,
       log: log.child('replication'),
     });
     const startedReplication = replication;
     cleanups.push(() => startedReplication.idle(true));
+    await startedReplication.resume();
     const replicationTimer = setInterval(() => void startedReplication.tick().catch((error: unknown) => log.error('replication schedule check failed', { error })), config.replicationTickMs ?? 20_000);
     replicationTimer.unref();
     cleanups.push(async () => clearInterval(replicationTimer));

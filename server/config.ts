@@ -33,6 +33,8 @@ export interface ServerConfig {
   secretKey?: Buffer;
   /** How often scheduled replication policies are checked, in milliseconds (unset: 20 seconds, so no cron minute is missed). */
   replicationTickMs?: number;
+  /** Tries per replication task and the first backoff in milliseconds, doubled each try (unset: 4 tries from 500 ms). */
+  replicationRetry?: { attempts: number; baseDelayMs: number };
 }
 
 export class ConfigError extends Error {

@@ -228,12 +228,21 @@ export function createReplicationService(deps: ReplicationServiceDeps) {
       } catch (error) {
         const transient = !(error instanceof RegistryError) || error.transient;
         const message = (error as Error).message.slice(0, 1000);
-        if (!transient || attempts >= retry.attempts || closing) {
+        if (closing && transient) {
+          // Shutting down: the task is not the registry's failure; left pending, the next start resumes it.
+          await store.updateTask(Number(task.id), { status: 'pending', error: message });
+          return;
+        }
+        if (!transient || attempts >= retry.attempts) {
           await store.updateTask(Number(task.id), { status: 'failed', duration_ms: Date.now() - started, error: message });
           log.warn('replication task failed', { task: Number(task.id), ref: task.ref, destination: task.destination, attempts, error: message });
           return;
         }
         await sleep(retry.baseDelayMs * 2 ** (attempts - 1));
+        if (closing) {
+          await store.updateTask(Number(task.id), { status: 'pending', error: message });
+          return;
+        }
       }
     }
   }
@@ -435,6 +444,17 @@ export function createReplicationService(deps: ReplicationServiceDeps) {
       const row = await store.findRun(bundle, id);
       if (!row) throw new ApiError('not_found', `replication run ${id} does not exist in bundle "${bundle}"`);
       return runDetail(row);
+    },
+
+    /** At start: runs a stopped (or killed) server left unfinished carry on where they were. */
+    async resume(): Promise<number> {
+      const runs = await store.interruptedRuns();
+      for (const run of runs) {
+        const policy = await store.findPolicy(run.bundle, run.policy);
+        log.info('replication run resumed', { run: Number(run.id), bundle: run.bundle, policy: run.policy });
+        launch(Number(run.id), policy?.bandwidth ?? null);
+      }
+      return runs.length;
     },
 
     /** Stops a run: tasks not started are skipped (an edge will not fetch them), the one in flight finishes. */

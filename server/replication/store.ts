@@ -224,6 +224,17 @@ export function createReplicationStore(db: Db) {
         .andWhere((q) => q.where({ status: 'failed' }).orWhere({ status: 'skipped', error: 'cancelled' }))
         .update({ status: 'pending', error: null });
     },
+    /** Runs a stopped server left with registry tasks to do; tasks caught mid-transfer go back to pending. */
+    async interruptedRuns(): Promise<RunRow[]> {
+      const rows = await db<RunRow>('replication_runs')
+        .where('status', 'running')
+        .whereExists(function () {
+          this.from('replication_tasks').whereRaw('replication_tasks.run_id = replication_runs.id').where('destination_type', 'registry').whereIn('status', ['pending', 'running']);
+        })
+        .orderBy('id');
+      if (rows.length > 0) await db('replication_tasks').whereIn('run_id', rows.map((r) => r.id)).where({ status: 'running' }).update({ status: 'pending' });
+      return rows;
+    },
     async tasksOf(runId: number): Promise<TaskRow[]> {
       return db<TaskRow>('replication_tasks').where({ run_id: runId }).orderBy('id');
     },

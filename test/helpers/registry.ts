@@ -26,7 +26,7 @@ async function bcrypt(password: string): Promise<string> {
   return stdout.trim();
 }
 
-export async function startRegistry(options: { username?: string; password?: string } = {}): Promise<TestRegistry> {
+export async function startRegistry(options: { username?: string; password?: string; port?: number } = {}): Promise<TestRegistry> {
   const dir = await makeTempDir('convoy-registry-');
   const username = options.username ?? 'site';
   const password = options.password ?? `pw-${Math.random().toString(36).slice(2)}`;
@@ -37,7 +37,7 @@ export async function startRegistry(options: { username?: string; password?: str
       'version: 0.1',
       'log: {level: info}',
       `storage: {filesystem: {rootdirectory: ${path.join(dir, 'data')}}, delete: {enabled: true}}`,
-      'http: {addr: "127.0.0.1:0"}',
+      `http: {addr: "127.0.0.1:${options.port ?? 0}"}`,
       `auth: {htpasswd: {realm: convoy-test, path: ${path.join(dir, 'htpasswd')}}}`,
       '',
     ].join('\n'),

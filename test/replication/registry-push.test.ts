@@ -1,4 +1,5 @@
 import fs from 'node:fs/promises';
+import net from 'node:net';
 import path from 'node:path';
 import test from 'ava';
 import { parseWith } from '../../protocol/parse.ts';
@@ -145,4 +146,47 @@ test('without CONVOY_SECRET_KEY credentials are refused, not stored in clear; an
     t.is((await server.api('POST', '/api/v1/registries', { json: { name: 'bad', url: 'http://user:pw@127.0.0.1:5000' } })).status, 400);
     t.is((await server.api('POST', '/api/v1/registries', { json: { name: 'bad', url: 'ftp://127.0.0.1' } })).status, 400);
   });
+});
+
+test('a run cut by a server restart resumes on start and finishes once the registry is back', async (t) => {
+  // A port that refuses connections now and serves the registry later.
+  const port = await new Promise<number>((resolve) => {
+    const probe = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port: free } = probe.address() as net.AddressInfo;
+      probe.close(() => resolve(free));
+    });
+  });
+  let registry: Awaited<ReturnType<typeof startRegistry>> | undefined;
+  const work = await makeTempDir('convoy-replicate-resume-');
+  try {
+    await withServer(
+      t,
+      async (server) => {
+        t.is((await server.api('POST', '/api/v1/bundles', { json: { name: 'shop' } })).status, 201);
+        const image = await writeLayout(path.join(work, 'src'), 'build', [64 * 1024]);
+        await skopeo(['copy', '--dest-tls-verify=false', '--dest-creds', `admin:${adminToken}`, `oci:${image.dir}:build`, `docker://127.0.0.1:${server.httpPort}/shop/pos-app:1.0.0`]);
+        t.is((await server.api('POST', '/api/v1/bundles/shop/versions/1.0.0/approve')).status, 200);
+        t.is((await server.api('POST', '/api/v1/registries', { json: { name: 'site', url: `http://127.0.0.1:${port}`, username: 'site', password: 'resume-pw' } })).status, 201);
+        t.is((await server.api('POST', '/api/v1/bundles/shop/replication-policies', { json: { name: 'to-site', destinations: ['site'] } })).status, 201);
+        const started = await server.api('POST', '/api/v1/bundles/shop/replication-policies/to-site/runs', { json: {} });
+        const id = started.body.run.id as number;
+        await waitFor('a refused attempt', async () => ((await server.api('GET', `/api/v1/bundles/shop/replication-runs/${id}`)).body.tasks[0].attempts >= 1 ? true : undefined));
+
+        await server.restart();
+        // Back up while the resumed run retries: the task caught mid-retry goes on from there.
+        registry = await startRegistry({ port, username: 'site', password: 'resume-pw' });
+        const done = await finishedRun(server, 'shop', id);
+        t.is(done.run.status, 'succeeded');
+        t.true(done.tasks.every((task) => task.status === 'succeeded'));
+        t.true(done.tasks[0]!.attempts >= 2, 'the first task kept its earlier attempts');
+        t.true(server.logs.some((line) => line.includes('replication run resumed')));
+        const inspected = JSON.parse((await skopeo(['inspect', '--tls-verify=false', '--creds', 'site:resume-pw', `docker://${registry.host}/shop/pos-app:1.0.0`])).stdout);
+        t.is(inspected.Digest, image.manifestDigest);
+      },
+      { secretKey, replicationRetry: { attempts: 12, baseDelayMs: 100 } },
+    );
+  } finally {
+    await registry?.stop();
+    await fs.rm(work, { recursive: true, force: true });
+  }
 });
