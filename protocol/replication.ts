@@ -137,8 +137,8 @@ export type ReplicationPolicy = z.infer<typeof replicationPolicy>;
 
 export const runStatuses = ['running', 'succeeded', 'failed', 'cancelled'] as const;
 export const taskStatuses = ['pending', 'running', 'succeeded', 'failed', 'skipped'] as const;
-/** What a task moves: a blob by digest, a signed metadata file by name, an image manifest by tag. */
-export const taskKinds = ['blob', 'metadata', 'manifest'] as const;
+/** What a task moves: a blob by digest, a signed metadata file by name, an image manifest by tag; `delete` withdraws a revoked version's tag. */
+export const taskKinds = ['blob', 'metadata', 'manifest', 'delete'] as const;
 
 export const replicationTask = z.strictObject({
   id: z.number().int().positive(),
@@ -159,7 +159,7 @@ export const replicationRun = z.strictObject({
   id: z.number().int().positive(),
   bundle: bundleName,
   policy: policyName,
-  trigger: z.enum(['manual', 'approval', 'schedule']),
+  trigger: z.enum(['manual', 'approval', 'schedule', 'revocation']),
   versions: z.array(version),
   status: z.enum(runStatuses),
   startedAt: timestamp,

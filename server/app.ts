@@ -144,7 +144,11 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
           // Policies triggered on approval start their runs (replication knows nothing of trust).
           await replication?.approved(version);
         },
-        revoked: async (version) => releases?.revoked(version),
+        revoked: async (version) => {
+          await releases?.revoked(version);
+          // Policies that propagate revocations withdraw the version from their registries.
+          await replication?.revoked(version);
+        },
       },
       now,
       log: log.child('trust'),

@@ -43,13 +43,17 @@ export interface PlanInput {
 
 export interface PlannedTask {
   destination: DestinationRef;
-  kind: 'blob' | 'metadata' | 'manifest';
+  kind: 'blob' | 'metadata' | 'manifest' | 'delete';
   /** blob: the digest (edges) or `<repository>@<digest>` (registries); metadata: the file name; manifest: `<repository>:<tag>` or `<repository>@<digest>`. */
   ref: string;
   size: number;
   /** `skipped` when the destination already holds it: recorded, never sent. */
   status: 'pending' | 'skipped';
-  /** For manifest tasks: the digest of the manifest sent and its media type. */
+  /**
+   * Manifest tasks: the digest of the manifest sent and its media type. Delete tasks: the
+   * digest the tag names, and `mediaType: 'shared'` when another approved version still tags
+   * it (a registry that deletes only by digest must then leave it).
+   */
   digest?: string;
   mediaType?: string;
 }
@@ -124,6 +128,28 @@ function planRegistry(input: PlanInput, destination: DestinationRef, artifacts: 
       tasks.push({ destination, kind: 'manifest', ref: `${repository}@${child.digest}`, size: child.size, status: 'pending', digest: child.digest, mediaType: child.mediaType });
     }
     tasks.push({ destination, kind: 'manifest', ref: `${repository}:${input.manifest.version}`, size: artifact.size, status: 'pending', digest: artifact.digest, mediaType: graph.mediaType });
+  }
+  return tasks;
+}
+
+/**
+ * Withdrawing a revoked version (policies that propagate revocations): at each registry, the
+ * tag of every image the policy sent. `inUse` names `<repository>@<digest>` pairs another
+ * approved version still tags, so a registry that deletes only by digest is not asked to
+ * remove an image that is still released under another tag.
+ */
+export function planWithdrawal(input: { filter: ReplicationFilter; destinations: readonly DestinationRef[]; manifest: BundleManifest; namespaces?: ReadonlyMap<string, string | null>; inUse: ReadonlySet<string> }): PlannedTask[] {
+  if (!matchesVersions(input.filter, input.manifest.version)) return [];
+  const tasks: PlannedTask[] = [];
+  for (const destination of input.destinations) {
+    if (destination.type !== 'registry') continue;
+    const namespace = input.namespaces?.get(destination.name) ?? null;
+    for (const artifact of selectArtifacts(input.filter, input.manifest)) {
+      if (artifact.type !== 'image') continue;
+      const repository = registryRepository(namespace, input.manifest.bundle, artifact.name);
+      const shared = input.inUse.has(`${repository}@${artifact.digest}`);
+      tasks.push({ destination, kind: 'delete', ref: `${repository}:${input.manifest.version}`, size: 0, status: 'pending', digest: artifact.digest, ...(shared ? { mediaType: 'shared' } : {}) });
+    }
   }
   return tasks;
 }

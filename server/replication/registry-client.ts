@@ -33,6 +33,11 @@ export interface RegistryClient {
   /** Sends a blob unless the registry has it; returns the bytes sent (0 when it was there). */
   pushBlob(repository: string, digest: string, size: number, open: () => Readable): Promise<number>;
   putManifest(repository: string, reference: string, mediaType: string, bytes: Buffer): Promise<string | undefined>;
+  /**
+   * Removes a tag (spec v1.1 end-9). Registries that delete only by digest (CNCF distribution)
+   * answer 400/405/UNSUPPORTED; then the manifest is deleted by digest unless `digestInUse`.
+   */
+  deleteTag(repository: string, tag: string, digest: string, digestInUse: boolean): Promise<'deleted' | 'absent'>;
 }
 
 /** Slows a stream to `bytesPerSecond` on average (enough for a link budget; no bursts above a chunk). */
@@ -158,6 +163,18 @@ export function createRegistryClient(target: RegistryTarget, fetchImpl: typeof f
       if (response.status !== 201 && response.status !== 200) return fail(response, `PUT ${repository}:${reference}`);
       await response.arrayBuffer().catch(() => undefined);
       return response.headers.get('docker-content-digest') ?? undefined;
+    },
+    async deleteTag(repository, tag, digest, digestInUse) {
+      const byTag = await send(repository, `${base}/v2/${repository}/manifests/${tag}`, { method: 'DELETE' });
+      await byTag.arrayBuffer().catch(() => undefined);
+      if (byTag.status === 202 || byTag.status === 200) return 'deleted';
+      if (byTag.status === 404) return 'absent';
+      if (byTag.status !== 400 && byTag.status !== 405) return fail(byTag, `DELETE ${repository}:${tag}`);
+      if (digestInUse) throw new RegistryError(`the registry deletes manifests only by digest, and ${digest} is still tagged by another approved version: ${repository}:${tag} was left in place`, false);
+      const byDigest = await send(repository, `${base}/v2/${repository}/manifests/${digest}`, { method: 'DELETE' });
+      if (byDigest.status === 202 || byDigest.status === 200) return 'deleted';
+      if (byDigest.status === 404) return 'absent';
+      return fail(byDigest, `DELETE ${repository}@${digest}`);
     },
   };
   return client;

@@ -18,7 +18,7 @@ import type {
 import type { z } from 'zod';
 import { cronMatches, parseCron } from '../../protocol/cron.ts';
 import { ApiError } from '../http/errors.ts';
-import { planVersion, type ImageGraph, type PlannedTask } from './planner.ts';
+import { planVersion, planWithdrawal, registryRepository, type ImageGraph, type PlannedTask } from './planner.ts';
 import { createRegistryClient, RegistryError, type RegistryClient, type RegistryTarget } from './registry-client.ts';
 import { SecretKeyMissing, type Sealer } from './secrets.ts';
 import type { EdgeRow, NewTask, PolicyRecord, RegistryRow, ReplicationStore, RunRow, TaskCounts, TaskRow } from './store.ts';
@@ -215,6 +215,9 @@ export function createReplicationService(deps: ReplicationServiceDeps) {
           const [repository, digest] = task.ref.split('@') as [string, string];
           bytes = await client.pushBlob(repository, digest, Number(task.size), () => deps.blobs.openRead(digest));
           await store.recordHeld({ type: 'registry', name: task.destination }, repository, digest, nowText());
+        } else if (task.kind === 'delete') {
+          const split = task.ref.lastIndexOf(':');
+          await client.deleteTag(task.ref.slice(0, split), task.ref.slice(split + 1), task.digest!, task.media_type === 'shared');
         } else if (task.kind === 'manifest') {
           const split = task.ref.includes('@') ? task.ref.indexOf('@') : task.ref.lastIndexOf(':');
           const repository = task.ref.slice(0, split);
@@ -286,6 +289,34 @@ export function createReplicationService(deps: ReplicationServiceDeps) {
       .catch((error: unknown) => log.error('replication run failed', { run: runId, error }))
       .finally(() => running.delete(runId));
     running.set(runId, work);
+  }
+
+  /** A revoked version's images leave the registries of each policy that propagates revocations. */
+  async function startWithdrawal(policy: PolicyRecord, version: BundleVersion): Promise<RunRow | undefined> {
+    if (!version.manifestDigest) return undefined;
+    const manifest = parseWith(bundleManifest, parseJson((await deps.blobs.readBytes(version.manifestDigest)).toString('utf8'), 'bundle manifest'), 'bundle manifest');
+    const namespaces = new Map<string, string | null>();
+    for (const destination of policy.destinations) {
+      if (destination.type === 'registry') namespaces.set(destination.name, (await store.findRegistry(destination.name))?.namespace ?? null);
+    }
+    // What the other approved versions still tag, per destination repository.
+    const inUse = new Set<string>();
+    for (const other of (await deps.bundles.listVersions(policy.bundle, { status: 'approved' })).items) {
+      if (other.version === version.version || !other.manifestDigest) continue;
+      const otherManifest = parseWith(bundleManifest, parseJson((await deps.blobs.readBytes(other.manifestDigest)).toString('utf8'), 'bundle manifest'), 'bundle manifest');
+      for (const artifact of otherManifest.artifacts) {
+        if (artifact.type !== 'image') continue;
+        for (const namespace of namespaces.values()) inUse.add(`${registryRepository(namespace, policy.bundle, artifact.name)}@${artifact.digest}`);
+      }
+    }
+    const planned = planWithdrawal({ filter: policy.filter, destinations: policy.destinations, manifest, namespaces, inUse });
+    if (planned.length === 0) return undefined;
+    const tasks: NewTask[] = planned.map((task) => ({ destination_type: task.destination.type, destination: task.destination.name, kind: task.kind, ref: task.ref, version: version.version, digest: task.digest ?? null, media_type: task.mediaType ?? null, size: 0, status: task.status }));
+    const row = { bundle: policy.bundle, policy: policy.name, trigger: 'revocation', versions: JSON.stringify([version.version]), status: 'running', by: 'revocation', started_at: nowText(), finished_at: null };
+    const id = await store.insertRun(row, tasks);
+    log.info('replication withdrawal started', { run: id, bundle: policy.bundle, policy: policy.name, version: version.version, tasks: tasks.length });
+    launch(id, policy.bandwidth);
+    return { id, ...row };
   }
 
   async function startRun(policy: PolicyRecord, options: { version?: string | undefined; trigger: 'manual' | 'approval' | 'schedule'; by: string }): Promise<RunRow> {
@@ -487,6 +518,14 @@ export function createReplicationService(deps: ReplicationServiceDeps) {
       for (const policy of await store.listPolicies(version.bundle)) {
         if (!policy.enabled || policy.trigger.type !== 'approval') continue;
         await startRun(policy, { version: version.version, trigger: 'approval', by: 'approval' }).catch((error: unknown) => log.error('replication on approval failed', { policy: policy.name, error }));
+      }
+    },
+
+    /** Revocation event (wired in server/app.ts): policies that propagate revocations withdraw the version. */
+    async revoked(version: BundleVersion): Promise<void> {
+      for (const policy of await store.listPolicies(version.bundle)) {
+        if (!policy.enabled || !policy.propagateRevocations) continue;
+        await startWithdrawal(policy, version).catch((error: unknown) => log.error('replication of a revocation failed', { policy: policy.name, error }));
       }
     },
 

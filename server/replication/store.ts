@@ -95,7 +95,7 @@ export interface TaskRow {
   run_id: number;
   destination_type: 'edge' | 'registry';
   destination: string;
-  kind: 'blob' | 'metadata' | 'manifest';
+  kind: 'blob' | 'metadata' | 'manifest' | 'delete';
   ref: string;
   version: string;
   digest: string | null;

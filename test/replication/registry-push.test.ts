@@ -190,3 +190,58 @@ test('a run cut by a server restart resumes on start and finishes once the regis
     await fs.rm(work, { recursive: true, force: true });
   }
 });
+
+test('a revocation withdraws the version\'s tag from the registry, never an image another version still tags', async (t) => {
+  const registry = await startRegistry();
+  const work = await makeTempDir('convoy-replicate-revoke-');
+  try {
+    await withServer(
+      t,
+      async (server) => {
+        const creds = `${registry.username}:${registry.password}`;
+        const inspect = (tag: string) => skopeo(['inspect', '--tls-verify=false', '--creds', creds, `docker://${registry.host}/shop/pos-app:${tag}`]);
+        t.is((await server.api('POST', '/api/v1/bundles', { json: { name: 'shop' } })).status, 201);
+        const a = await writeLayout(path.join(work, 'a'), 'build', [8 * 1024]);
+        const b = await writeLayout(path.join(work, 'b'), 'build', [8 * 1024]);
+        for (const [layout, version] of [[a, '1.0.0'], [b, '2.0.0'], [a, '3.0.0']] as const) {
+          await skopeo(['copy', '--dest-tls-verify=false', '--dest-creds', `admin:${adminToken}`, `oci:${layout.dir}:build`, `docker://127.0.0.1:${server.httpPort}/shop/pos-app:${version}`]);
+          t.is((await server.api('POST', `/api/v1/bundles/shop/versions/${version}/approve`)).status, 200);
+        }
+        t.is((await server.api('POST', '/api/v1/registries', { json: { name: 'site', url: registry.url, username: registry.username, password: registry.password } })).status, 201);
+        t.is((await server.api('POST', '/api/v1/bundles/shop/replication-policies', { json: { name: 'to-site', destinations: ['site'] } })).status, 201);
+        const all = await finishedRun(server, 'shop', (await server.api('POST', '/api/v1/bundles/shop/replication-policies/to-site/runs', { json: {} })).body.run.id);
+        t.is(all.run.status, 'succeeded');
+        t.deepEqual(all.run.versions, ['1.0.0', '2.0.0', '3.0.0']);
+        for (const tag of ['1.0.0', '2.0.0', '3.0.0']) await inspect(tag);
+
+        const runsBefore = (await server.api('GET', '/api/v1/bundles/shop/replication-runs')).body.length;
+        t.is((await server.api('POST', '/api/v1/bundles/shop/versions/2.0.0/revoke', { json: { reason: 'bad build' } })).status, 200);
+        const withdrawal = await waitFor('the withdrawal run', async () => {
+          const res = await server.api('GET', '/api/v1/bundles/shop/replication-runs');
+          return res.body.length > runsBefore ? res.body[0] : undefined;
+        });
+        const removed = await finishedRun(server, 'shop', withdrawal.id);
+        t.like(removed.run, { trigger: 'revocation', versions: ['2.0.0'], status: 'succeeded' });
+        t.deepEqual(removed.tasks.map((task) => [task.kind, task.ref]), [['delete', 'shop/pos-app:2.0.0']]);
+        await t.throwsAsync(inspect('2.0.0'), { message: /manifest unknown|not found/i });
+        await inspect('1.0.0');
+
+        // 3.0.0 holds the same image as 1.0.0: a registry that deletes only by digest would take
+        // 1.0.0 with it, so the tag is left and the task says why.
+        t.is((await server.api('POST', '/api/v1/bundles/shop/versions/3.0.0/revoke', { json: { reason: 'superseded' } })).status, 200);
+        const second = await waitFor('the second withdrawal', async () => {
+          const res = await server.api('GET', '/api/v1/bundles/shop/replication-runs');
+          return res.body.length > runsBefore + 1 ? res.body[0] : undefined;
+        });
+        const kept = await finishedRun(server, 'shop', second.id);
+        t.is(kept.run.status, 'failed');
+        t.regex(kept.tasks[0]!.error ?? '', /still tagged by another approved version/);
+        t.is(JSON.parse((await inspect('1.0.0')).stdout).Digest, a.manifestDigest);
+      },
+      { secretKey },
+    );
+  } finally {
+    await registry.stop();
+    await fs.rm(work, { recursive: true, force: true });
+  }
+});
