@@ -260,20 +260,24 @@ export function createReplicationService(deps: ReplicationServiceDeps) {
       list.push(task);
       byDestination.set(task.destination, list);
     }
-    for (const [destination, list] of byDestination) {
-      let client: RegistryClient;
-      try {
-        client = makeClient((await registryTarget(destination, bandwidth)).target);
-      } catch (error) {
-        for (const task of list) await store.updateTask(Number(task.id), { status: 'failed', error: (error as Error).message.slice(0, 1000) });
-        continue;
-      }
-      for (const task of list) {
-        // Shutdown, or a cancel: stop between tasks (the one in flight has finished).
-        if (closing || (await store.runStatus(runId)) === 'cancelled') return;
-        await executeTask(task, client);
-      }
-    }
+    // Destinations side by side (each its own link); within one, tasks in planned order.
+    await Promise.all(
+      [...byDestination].map(async ([destination, list]) => {
+        let client: RegistryClient;
+        try {
+          client = makeClient((await registryTarget(destination, bandwidth)).target);
+        } catch (error) {
+          for (const task of list) await store.updateTask(Number(task.id), { status: 'failed', error: (error as Error).message.slice(0, 1000) });
+          return;
+        }
+        for (const task of list) {
+          // Shutdown, or a cancel: stop between tasks (the one in flight has finished).
+          if (closing || (await store.runStatus(runId)) === 'cancelled') return;
+          await executeTask(task, client);
+        }
+      }),
+    );
+    if (closing) return;
     await settle(runId);
   }
 
