@@ -376,7 +376,7 @@ const oneApprovalsTable: Migration = {
  * is known to hold (so a blob already there is never sent again).
  */
 const replication: Migration = {
-  name: '0008_replication',
+  name: '0009_replication',
   async up(db) {
     await db.schema.createTable('replication_edges', (t) => {
       t.string('name', 64).primary();

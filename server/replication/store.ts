@@ -2,7 +2,7 @@ import type { Db } from '../db/knex.ts';
 import { isUniqueViolation } from '../db/errors.ts';
 import type { DestinationRef, ReplicationFilter, ReplicationTrigger } from '../../protocol/replication.ts';
 
-/** knex queries for replication's own tables (migration 0008). No rules here: service.ts decides. */
+/** knex queries for replication's own tables (migration 0009). No rules here: service.ts decides. */
 
 export interface EdgeRow {
   name: string;
