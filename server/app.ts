@@ -44,6 +44,11 @@ import { createApprovalService, listSignedTargets } from './trust/approvals.ts';
 import { openTrustService } from './trust/service.ts';
 import { createTrustStore } from './trust/store.ts';
 import { trustRoutes } from './trust/routes.ts';
+import { tufMetadataFiles } from './replication/metadata.ts';
+import { replicationRoutes } from './replication/routes.ts';
+import { createSealer } from './replication/secrets.ts';
+import { createReplicationService, type ReplicationService } from './replication/service.ts';
+import { createReplicationStore } from './replication/store.ts';
 
 export interface RunningServer {
   /** Base URL of the HTTP API, e.g. http://127.0.0.1:8080 */
@@ -102,6 +107,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     // Capabilities meet through their services; the ones made later are reached through these.
     let deviceLookup: DeviceService | undefined;
     let releases: ReleaseNotices | undefined;
+    let replication: ReplicationService | undefined;
     const auth = createAuthService({
       store: authStore,
       findDevice: async (id) => deviceLookup?.findActive(id),
@@ -142,7 +148,18 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       bundles,
       trust,
       // Release notices follow approvals and revocations (wired here: neither knows the other).
-      events: { approved: async (version, approvers) => releases?.approved(version, approvers), revoked: async (version) => releases?.revoked(version) },
+      events: {
+        approved: async (version, approvers) => {
+          await releases?.approved(version, approvers);
+          // Policies triggered on approval start their runs (replication knows nothing of trust).
+          await replication?.approved(version);
+        },
+        revoked: async (version) => {
+          await releases?.revoked(version);
+          // Policies that propagate revocations withdraw the version from their registries.
+          await replication?.revoked(version);
+        },
+      },
       now,
       log: log.child('trust'),
     });
@@ -253,6 +270,23 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       log: log.child('oci'),
     });
     app.use(ociMiddleware({ service: oci, blobs, auth, log: log.child('oci'), audit }));
+    replication = createReplicationService({
+      store: createReplicationStore(db),
+      sealer: createSealer(config.secretKey),
+      bundles,
+      blobs,
+      imageGraph: (digest) => ociStore.imageGraph(digest),
+      metadataFiles: () => tufMetadataFiles(trust),
+      ...(config.replicationRetry ? { retry: config.replicationRetry } : {}),
+      now,
+      log: log.child('replication'),
+    });
+    const startedReplication = replication;
+    cleanups.push(() => startedReplication.idle(true));
+    await startedReplication.resume();
+    const replicationTimer = setInterval(() => void startedReplication.tick().catch((error: unknown) => log.error('replication schedule check failed', { error })), config.replicationTickMs ?? 20_000);
+    replicationTimer.unref();
+    cleanups.push(async () => clearInterval(replicationTimer));
     const routes: Route[] = [
         ...blobRoutes(blobs, config.maxBlobBytes, readers),
         ...bundleRoutes(bundles, {
@@ -276,6 +310,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
           blobs, resolveTarget: (p) => resolveTargetUrl(bundleStore, p), anonymous: config.anonymousTufRead, readers }),
         ...accessRoutes(auth, { requireBundle: (name) => bundles.getBundle(name) }),
         ...auditRoutes(audit),
+        ...replicationRoutes(replication),
     ];
     routes.push(
       route({

@@ -36,6 +36,15 @@ export interface ServerConfig {
   tufExpiry?: { root: number; targets: number; snapshot: number; timestamp: number };
   /** How often the server checks whether metadata needs re-signing, in milliseconds (unset: 10 minutes). */
   tufResignCheckMs?: number;
+  /**
+   * CONVOY_SECRET_KEY: 32 bytes (64 hex digits or base64) that encrypt registry endpoint
+   * credentials at rest (AES-256-GCM). Unset: credentials are refused, never stored in clear.
+   */
+  secretKey?: Buffer;
+  /** How often scheduled replication policies are checked, in milliseconds (unset: 20 seconds, so no cron minute is missed). */
+  replicationTickMs?: number;
+  /** Tries per replication task and the first backoff in milliseconds, doubled each try (unset: 4 tries from 500 ms). */
+  replicationRetry?: { attempts: number; baseDelayMs: number };
 }
 
 export class ConfigError extends Error {
@@ -126,5 +135,15 @@ export function loadServerConfig(env: NodeJS.ProcessEnv, cwd = process.cwd()): S
     anonymousTufRead: bool(env, 'CONVOY_ANONYMOUS_TUF_READ', defaultServerConfig.anonymousTufRead),
     logLevel,
     ...(tufExpiry(env) ? { tufExpiry: tufExpiry(env)! } : {}),
+    ...(secretKey(env) ? { secretKey: secretKey(env)! } : {}),
   };
+}
+
+/** CONVOY_SECRET_KEY: exactly 32 bytes, as 64 hex digits or base64 (`openssl rand -hex 32`). */
+export function secretKey(env: NodeJS.ProcessEnv): Buffer | undefined {
+  const raw = env.CONVOY_SECRET_KEY;
+  if (raw === undefined || raw === '') return undefined;
+  const key = /^[0-9a-fA-F]{64}$/.test(raw) ? Buffer.from(raw, 'hex') : /^[A-Za-z0-9+/]{43}=?$/.test(raw) ? Buffer.from(raw, 'base64') : undefined;
+  if (key?.length !== 32) throw new ConfigError('CONVOY_SECRET_KEY must be 32 bytes as 64 hex digits or base64 (make one with: openssl rand -hex 32)');
+  return key;
 }

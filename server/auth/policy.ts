@@ -43,6 +43,13 @@ export const actions = [
   'group-member:write',
   'device:write',
   'deployment:control',
+  'edge:read',
+  'edge:write',
+  'registry:read',
+  'registry:write',
+  'replication:read',
+  'replication:write',
+  'replication:run',
 ] as const;
 export type Action = (typeof actions)[number];
 
@@ -132,6 +139,16 @@ export const policy: { readonly [A in Action]?: Rule } = {
   'openapi:read': { on: 'instance', role: 'user', scope: 'read', devices: true, what: 'Read the OpenAPI document of this API (also served without a token)' },
   // The same role as blob:read: downloading content needs Reporter whichever path it takes.
   'bundle:pull': { on: 'bundle', role: 'reporter', scope: 'read', what: 'Download a bundle’s content through /v2: blobs and manifests (pulling an image; mounting from it)' },
+  // Destinations are shared by every bundle's policies: anyone may see their names (never a
+  // credential) to write a policy; only admins add or remove them (an edge token is a fleet key).
+  'edge:read': { on: 'instance', role: 'user', scope: 'read', what: 'List edge nodes and when each last reached the origin' },
+  'edge:write': { on: 'instance', role: 'admin', scope: 'admin', what: 'Add an edge node (its token is shown once) or remove one' },
+  'registry:read': { on: 'instance', role: 'user', scope: 'read', what: 'List registry endpoints (URL, whether credentials are set; never the credentials)' },
+  'registry:write': { on: 'instance', role: 'admin', scope: 'admin', what: 'Add a registry endpoint with its credentials (stored encrypted) or remove one' },
+  'replication:read': { on: 'bundle', role: 'reporter', scope: 'read', what: 'See the bundle’s replication policies, runs and their tasks' },
+  // Replicating a release is distributing it, as a deployment is: the same role and scope.
+  'replication:write': { on: 'bundle', role: 'maintainer', scope: 'deploy', what: 'Create, change, enable, disable and delete the bundle’s replication policies' },
+  'replication:run': { on: 'bundle', role: 'maintainer', scope: 'deploy', what: 'Start a replication run of one of the bundle’s policies' },
 };
 
 /** The rule of an action; an action nobody wrote a rule for is held by admins only. */

@@ -465,7 +465,88 @@ const rollouts: Migration = {
   },
 };
 
-export const migrations: readonly Migration[] = [initial, access, trust, oci, bundles, auditReleases, oneApprovalsTable, rollouts];
+/*
+ * Replication (server/replication/ owns these tables): edges, registry endpoints (credentials
+ * sealed with AES-256-GCM), policies per bundle, runs, their tasks, and what each destination
+ * is known to hold (so a blob already there is never sent again).
+ */
+const replication: Migration = {
+  name: '0009_replication',
+  async up(db) {
+    await db.schema.createTable('replication_edges', (t) => {
+      t.string('name', 64).primary();
+      t.string('description', 1000).notNullable().defaultTo('');
+      t.string('token_hash', 64).notNullable().unique();
+      t.string('created_at', 32).notNullable();
+      t.string('last_seen_at', 32);
+    });
+    await db.schema.createTable('replication_registries', (t) => {
+      t.string('name', 64).primary();
+      t.string('url', 2048).notNullable();
+      t.string('namespace', 128);
+      t.text('sealed_username');
+      t.text('sealed_password');
+      t.string('created_at', 32).notNullable();
+    });
+    await db.schema.createTable('replication_policies', (t) => {
+      t.increments('id').primary();
+      t.string('bundle', 64).notNullable();
+      t.string('name', 64).notNullable();
+      t.text('destinations').notNullable();
+      t.string('mode', 8).notNullable();
+      t.text('trigger').notNullable();
+      t.text('filter').notNullable();
+      t.bigInteger('bandwidth');
+      t.boolean('propagate_revocations').notNullable();
+      t.boolean('enabled').notNullable();
+      t.string('created_at', 32).notNullable();
+      t.string('updated_at', 32).notNullable();
+      t.unique(['bundle', 'name']);
+    });
+    await db.schema.createTable('replication_runs', (t) => {
+      t.increments('id').primary();
+      t.string('bundle', 64).notNullable();
+      t.string('policy', 64).notNullable();
+      t.string('trigger', 16).notNullable();
+      t.text('versions').notNullable();
+      t.string('status', 16).notNullable();
+      t.string('by', 128).notNullable();
+      t.string('started_at', 32).notNullable();
+      t.string('finished_at', 32);
+      t.index(['bundle', 'policy']);
+    });
+    await db.schema.createTable('replication_tasks', (t) => {
+      t.increments('id').primary();
+      t.integer('run_id').notNullable().references('replication_runs.id').onDelete('CASCADE').index();
+      t.string('destination_type', 16).notNullable();
+      t.string('destination', 64).notNullable();
+      t.string('kind', 16).notNullable();
+      t.string('ref', 512).notNullable();
+      t.string('version', 128).notNullable();
+      t.string('digest', 71);
+      t.string('media_type', 255);
+      t.bigInteger('size').notNullable();
+      t.string('status', 16).notNullable();
+      t.bigInteger('bytes').notNullable().defaultTo(0);
+      t.integer('duration_ms');
+      t.integer('attempts').notNullable().defaultTo(0);
+      t.string('error', 1000);
+    });
+    await db.schema.createTable('replication_held', (t) => {
+      t.string('destination_type', 16).notNullable();
+      t.string('destination', 64).notNullable();
+      t.string('repository', 256).notNullable().defaultTo('');
+      t.string('digest', 71).notNullable();
+      t.string('recorded_at', 32).notNullable();
+      t.primary(['destination_type', 'destination', 'repository', 'digest']);
+    });
+  },
+  async down(db) {
+    for (const table of ['replication_held', 'replication_tasks', 'replication_runs', 'replication_policies', 'replication_registries', 'replication_edges']) await db.schema.dropTableIfExists(table);
+  },
+};
+
+export const migrations: readonly Migration[] = [initial, access, trust, oci, bundles, auditReleases, oneApprovalsTable, rollouts, replication];
 
 export const migrationSource: Knex.MigrationSource<Migration> = {
   getMigrations: async () => [...migrations],

@@ -328,12 +328,48 @@ export interface RegistryRoute {
 
 /** The registry's route table, described (the permission doc lists it beside the REST routes). */
 export function registryRouteTable(service: OciService, blobs: BlobStore): RegistryRoute[] {
-  return ociRoutes(service, blobs).map(({ method, path, action, summary }) => ({
-    method,
-    path: `/v2/<bundle>/<image>/${path.replace('*', path.startsWith('manifests') ? '<reference>' : path.startsWith('blobs/uploads') ? '<session>' : '<digest>')}`,
-    action,
-    summary,
-  }));
+  return [
+    catalogRoute,
+    ...ociRoutes(service, blobs).map(({ method, path, action, summary }) => ({
+      method,
+      path: `/v2/<bundle>/<image>/${path.replace('*', path.startsWith('manifests') ? '<reference>' : path.startsWith('blobs/uploads') ? '<session>' : '<digest>')}`,
+      action,
+      summary,
+    })),
+  ];
+}
+
+/**
+ * `GET /v2/_catalog` is not under a repository: any signed-in user may ask, and the answer names
+ * only the repositories whose bundle the caller may read (pull), so it reveals nothing else.
+ */
+const catalogRoute: RegistryRoute = {
+  method: 'GET',
+  path: '/v2/_catalog',
+  action: 'bundle:list',
+  summary: 'List the repositories one may pull from, with n/last and Link (distribution\'s catalog API)',
+};
+
+/** Without `n` a page holds this many names; `n` above the cap is lowered to it (as distribution does). */
+const catalogDefaultPage = 100;
+const catalogMaxPage = 1000;
+
+async function listCatalog(koa: Koa.Context, service: OciService, principal: Principal): Promise<void> {
+  for (const name of Object.keys(koa.query)) {
+    if (name !== 'n' && name !== 'last') throw new OciError('UNSUPPORTED', `unknown query parameter "${name.slice(0, 40)}" on /v2/_catalog (n and last are known)`, {}, { status: 400 });
+    if (Array.isArray(koa.query[name])) throw new OciError('UNSUPPORTED', `query parameter "${name}" is given more than once`, {}, { status: 400 });
+  }
+  const nRaw = queryString(koa, 'n');
+  if (nRaw !== undefined && !/^\d{1,6}$/.test(nRaw)) throw new OciError('UNSUPPORTED', 'n must be a whole number', {}, { status: 400 });
+  const n = Math.min(nRaw === undefined ? catalogDefaultPage : Number(nRaw), catalogMaxPage);
+  const last = queryString(koa, 'last');
+  if (last !== undefined && last.length > 256) throw new OciError('UNSUPPORTED', 'last is at most 256 characters', {}, { status: 400 });
+  const page = n === 0 ? { repositories: [], more: false } : await service.listRepositories((name) => authorize(principal, 'bundle:read', { name, bundle: name.split('/')[0]!, image: name.split('/')[1] ?? '' }), n, last);
+  // Distribution spec, "Listing repositories": the next page is linked with RFC 5988 Link, its
+  // URL relative to this host (the client resolves it against the request's).
+  if (page.more) koa.set('Link', `</v2/_catalog?n=${n}&last=${encodeURIComponent(page.repositories.at(-1)!)}>; rel="next"`);
+  koa.type = 'application/json';
+  koa.body = { repositories: page.repositories };
 }
 
 /** What the audit log needs to know about one /v2 request, filled in as the request is understood. */
@@ -408,6 +444,13 @@ export function ociMiddleware(deps: { service: OciService; blobs: BlobStore; aut
       if (ctx.method !== 'GET' && ctx.method !== 'HEAD') throw new OciError('UNSUPPORTED', `${ctx.method} is not supported on /v2/`);
       ctx.type = 'application/json';
       ctx.body = {};
+      return;
+    }
+    if (ctx.path === '/v2/_catalog') {
+      note.action = catalogRoute.action;
+      if (ctx.method !== 'GET') throw new OciError('UNSUPPORTED', `${ctx.method} is not supported on /v2/_catalog`);
+      if (!isAllowed(principal, catalogRoute.action)) throw new OciError('DENIED', `${principalName(principal)} may not list repositories`, { action: catalogRoute.action });
+      await listCatalog(ctx, deps.service, principal);
       return;
     }
     if (!matched) throw new OciError('NAME_INVALID', `no registry endpoint at ${ctx.path.slice(0, 200)}`, {}, { status: 404 });

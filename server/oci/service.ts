@@ -254,6 +254,26 @@ export function createOciService(deps: OciServiceDeps) {
       return pageTags(await store.listTags(repo.name, repo.bundle, repo.image), n, last);
     },
 
+    /**
+     * The catalog (distribution's `GET /v2/_catalog`): repositories the caller may read, at most
+     * `n` after `last`. Others' repositories are skipped, never counted, so a page holds `n`
+     * readable names whenever there are that many; the scan reads the table in batches.
+     */
+    async listRepositories(mayRead: (repository: string) => boolean, n: number, last: string | undefined): Promise<{ repositories: string[]; more: boolean }> {
+      const batch = Math.max(n + 1, 100);
+      const found: string[] = [];
+      let cursor = last;
+      for (;;) {
+        const names = await store.listRepositories(cursor, batch);
+        for (const name of names) {
+          if (mayRead(name)) found.push(name);
+          if (found.length > n) return { repositories: found.slice(0, n), more: true };
+        }
+        if (names.length < batch) return { repositories: found, more: false };
+        cursor = names.at(-1);
+      }
+    },
+
     async listReferrers(repo: Repository, subject: string, artifactType: string | undefined): Promise<StoredManifest[]> {
       await requireBundle(repo);
       const all = await store.listReferrers(repo.name, subject);

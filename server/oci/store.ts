@@ -102,6 +102,52 @@ export function createOciStore(db: Db) {
         .select('versions.version');
       return rows.map((r: { version: string }) => r.version);
     },
+    /**
+     * Repositories that have at least one tag (a version holding the image), name-ordered, after
+     * `after`, at most `limit`: the catalog is exactly what tags/list would answer for.
+     */
+    async listRepositories(after: string | undefined, limit: number): Promise<string[]> {
+      const name = "versions.bundle || '/' || artifacts.name";
+      const query = db('versions')
+        .join('artifacts', 'artifacts.version_id', 'versions.id')
+        .join('oci_manifests', function () {
+          this.on('oci_manifests.digest', '=', 'artifacts.digest').andOn('oci_manifests.repository', '=', db.raw(name));
+        })
+        .where('artifacts.type', 'image')
+        .select(db.raw(`distinct ${name} as repository`))
+        .orderBy('repository')
+        .limit(limit);
+      if (after !== undefined) query.whereRaw(`${name} > ?`, [after]);
+      return (await query).map((r: { repository: string }) => r.repository);
+    },
+    /**
+     * What an image manifest (or index) references, for replication: its media type, the child
+     * manifests an index names (with theirs) and every config/layer blob below it.
+     */
+    async imageGraph(root: string): Promise<{ mediaType: string; children: { digest: string; mediaType: string; size: number }[]; blobs: string[] } | undefined> {
+      const describe = async (digest: string) => db<ManifestRow>('oci_manifests').where({ digest }).first();
+      const top = await describe(root);
+      if (!top) return undefined;
+      const children: { digest: string; mediaType: string; size: number }[] = [];
+      const blobs = new Set<string>();
+      const seen = new Set<string>([root]);
+      let frontier = [root];
+      while (frontier.length > 0) {
+        const next: string[] = [];
+        for (const row of await db('oci_manifest_refs').whereIn('manifest', frontier).orderBy('ref').select('ref', 'kind')) {
+          if (row.kind === 'blob') blobs.add(row.ref);
+          else if (!seen.has(row.ref)) {
+            seen.add(row.ref);
+            const child = await describe(row.ref);
+            if (child) children.push({ digest: child.digest, mediaType: child.media_type, size: Number(child.size) });
+            next.push(row.ref);
+          }
+        }
+        frontier = next;
+      }
+      // Deepest first: a registry accepts an index only once the manifests it names are there.
+      return { mediaType: top.media_type, children: children.reverse(), blobs: [...blobs] };
+    },
     async insertUpload(id: string, repository: string, createdBy: string, now: string): Promise<void> {
       await db('oci_uploads').insert({ id, repository, created_by: createdBy, created_at: now });
     },

@@ -125,6 +125,26 @@ test('every route answers with the shape it declares (a walk through the whole A
     await ok('GET', '/api/v1/tokens');
     await ok('DELETE', `/api/v1/tokens/${created.body.info.id}`);
     await ok('GET', '/api/v1/audit');
+    await ok('POST', '/api/v1/edges', { json: { name: 'shop-eu' } });
+    await ok('GET', '/api/v1/edges');
+    await ok('GET', '/api/v1/edges/shop-eu');
+    await ok('POST', '/api/v1/registries', { json: { name: 'site', url: 'http://127.0.0.1:9' } });
+    await ok('GET', '/api/v1/registries');
+    await ok('GET', '/api/v1/registries/site');
+    await ok('POST', '/api/v1/bundles/pos/replication-policies', { json: { name: 'eu', destinations: ['shop-eu'], filter: { versions: '>=1.0.0' } } });
+    await ok('GET', '/api/v1/bundles/pos/replication-policies');
+    await ok('GET', '/api/v1/bundles/pos/replication-policies/eu');
+    await ok('PATCH', '/api/v1/bundles/pos/replication-policies/eu', { json: { bandwidth: 5_000_000 } });
+    await ok('POST', '/api/v1/bundles/pos/replication-policies/eu/disable');
+    await ok('POST', '/api/v1/bundles/pos/replication-policies/eu/enable');
+    const run = await ok('POST', '/api/v1/bundles/pos/replication-policies/eu/runs', { json: {} });
+    await ok('GET', '/api/v1/bundles/pos/replication-runs?policy=eu');
+    await ok('GET', `/api/v1/bundles/pos/replication-runs/${run.body.run.id}`);
+    await ok('POST', `/api/v1/bundles/pos/replication-runs/${run.body.run.id}/cancel`);
+    await ok('POST', `/api/v1/bundles/pos/replication-runs/${run.body.run.id}/retry`);
+    await ok('DELETE', '/api/v1/bundles/pos/replication-policies/eu');
+    await ok('DELETE', '/api/v1/registries/site');
+    await ok('DELETE', '/api/v1/edges/shop-eu');
     // @koa/router answers HEAD with the GET route declared before it: a HEAD twin counts as reached with it.
     const reached = (key: string) => server.answeredRoutes.has(key) || (key.startsWith('HEAD ') && server.answeredRoutes.has(key.replace(/^HEAD/, 'GET')));
     // Routes only a server with offline keys answers successfully: test/trust/ceremony.test.ts

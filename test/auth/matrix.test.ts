@@ -154,7 +154,73 @@ const cases: Record<string, (fx: Fixture) => Promise<Request>> = {
   },
   // Served without a token too (anonymous): checked apart from the matrix below.
   'GET /api/v1/openapi.json': async () => ({ path: '/api/v1/openapi.json', ok: [200] }),
+  // Replication: one shared edge and policy on the shared bundle, made once by the admin.
+  'POST /api/v1/edges': async (fx) => ({ path: '/api/v1/edges', json: { name: fx.unique('edge') }, ok: [201] }),
+  'GET /api/v1/edges': async () => ({ path: '/api/v1/edges', ok: [200] }),
+  'GET /api/v1/edges/:edge': async (fx) => ({ path: `/api/v1/edges/${(await replicationFixture(fx)).edge}`, ok: [200] }),
+  'DELETE /api/v1/edges/:edge': async (fx) => {
+    const name = fx.unique('edge');
+    await expectOk(fx.server, 'POST', '/api/v1/edges', { name });
+    return { path: `/api/v1/edges/${name}`, ok: [200] };
+  },
+  'POST /api/v1/registries': async (fx) => ({ path: '/api/v1/registries', json: { name: fx.unique('reg'), url: 'http://127.0.0.1:9' }, ok: [201] }),
+  'GET /api/v1/registries': async () => ({ path: '/api/v1/registries', ok: [200] }),
+  'GET /api/v1/registries/:registry': async (fx) => ({ path: `/api/v1/registries/${(await replicationFixture(fx)).registry}`, ok: [200] }),
+  'DELETE /api/v1/registries/:registry': async (fx) => {
+    const name = fx.unique('reg');
+    await expectOk(fx.server, 'POST', '/api/v1/registries', { name, url: 'http://127.0.0.1:9' });
+    return { path: `/api/v1/registries/${name}`, ok: [200] };
+  },
+  'POST /api/v1/bundles/:name/replication-policies': async (fx) => ({
+    path: `/api/v1/bundles/${fx.shared}/replication-policies`,
+    json: { name: fx.unique('policy'), destinations: [(await replicationFixture(fx)).edge] },
+    ok: [201],
+  }),
+  'GET /api/v1/bundles/:name/replication-policies': async (fx) => ({ path: `/api/v1/bundles/${fx.shared}/replication-policies`, ok: [200] }),
+  'GET /api/v1/bundles/:name/replication-policies/:policy': async (fx) => ({ path: `/api/v1/bundles/${fx.shared}/replication-policies/${(await replicationFixture(fx)).policy}`, ok: [200] }),
+  'PATCH /api/v1/bundles/:name/replication-policies/:policy': async (fx) => ({ path: `/api/v1/bundles/${fx.shared}/replication-policies/${(await replicationFixture(fx)).policy}`, json: { enabled: true }, ok: [200] }),
+  'DELETE /api/v1/bundles/:name/replication-policies/:policy': async (fx) => {
+    const name = fx.unique('policy');
+    await expectOk(fx.server, 'POST', `/api/v1/bundles/${fx.shared}/replication-policies`, { name, destinations: [(await replicationFixture(fx)).edge] });
+    return { path: `/api/v1/bundles/${fx.shared}/replication-policies/${name}`, ok: [200] };
+  },
+  'POST /api/v1/bundles/:name/replication-policies/:policy/enable': async (fx) => ({ path: `/api/v1/bundles/${fx.shared}/replication-policies/${(await replicationFixture(fx)).policy}/enable`, ok: [200] }),
+  'POST /api/v1/bundles/:name/replication-policies/:policy/disable': async (fx) => {
+    const name = fx.unique('policy');
+    await expectOk(fx.server, 'POST', `/api/v1/bundles/${fx.shared}/replication-policies`, { name, destinations: [(await replicationFixture(fx)).edge] });
+    return { path: `/api/v1/bundles/${fx.shared}/replication-policies/${name}/disable`, ok: [200] };
+  },
+  'POST /api/v1/bundles/:name/replication-policies/:policy/runs': async (fx) => ({ path: `/api/v1/bundles/${fx.shared}/replication-policies/${(await replicationFixture(fx)).policy}/runs`, json: { version: '1.0.0' }, ok: [202] }),
+  'GET /api/v1/bundles/:name/replication-runs': async (fx) => ({ path: `/api/v1/bundles/${fx.shared}/replication-runs`, ok: [200] }),
+  'POST /api/v1/bundles/:name/replication-runs/:run/cancel': async (fx) => {
+    // A run to an edge stays running until the edge fetches: a fresh one to cancel.
+    const run = await expectOk(fx.server, 'POST', `/api/v1/bundles/${fx.shared}/replication-policies/${(await replicationFixture(fx)).policy}/runs`, { version: '1.0.0' });
+    return { path: `/api/v1/bundles/${fx.shared}/replication-runs/${run.run.id}/cancel`, ok: [200] };
+  },
+  'POST /api/v1/bundles/:name/replication-runs/:run/retry': async (fx) => {
+    const run = await expectOk(fx.server, 'POST', `/api/v1/bundles/${fx.shared}/replication-policies/${(await replicationFixture(fx)).policy}/runs`, { version: '1.0.0' });
+    await expectOk(fx.server, 'POST', `/api/v1/bundles/${fx.shared}/replication-runs/${run.run.id}/cancel`);
+    return { path: `/api/v1/bundles/${fx.shared}/replication-runs/${run.run.id}/retry`, ok: [202] };
+  },
+  'GET /api/v1/bundles/:name/replication-runs/:run': async (fx) => ({ path: `/api/v1/bundles/${fx.shared}/replication-runs/${(await replicationFixture(fx)).run}`, ok: [200] }),
 };
+
+const replicationFixtures = new WeakMap<TestServer, Promise<{ edge: string; registry: string; policy: string; run: number }>>();
+/** An edge, a registry endpoint, a policy on the shared bundle and one run of it, made once per server. */
+function replicationFixture(fx: Fixture): Promise<{ edge: string; registry: string; policy: string; run: number }> {
+  let made = replicationFixtures.get(fx.server);
+  if (!made) {
+    made = (async () => {
+      await expectOk(fx.server, 'POST', '/api/v1/edges', { name: 'mx-edge' });
+      await expectOk(fx.server, 'POST', '/api/v1/registries', { name: 'mx-registry', url: 'http://127.0.0.1:9' });
+      await expectOk(fx.server, 'POST', `/api/v1/bundles/${fx.shared}/replication-policies`, { name: 'mx-policy', destinations: ['mx-edge'] });
+      const run = await expectOk(fx.server, 'POST', `/api/v1/bundles/${fx.shared}/replication-policies/mx-policy/runs`, { version: '1.0.0' });
+      return { edge: 'mx-edge', registry: 'mx-registry', policy: 'mx-policy', run: run.run.id as number };
+    })();
+    replicationFixtures.set(fx.server, made);
+  }
+  return made;
+}
 
 async function expectOk(server: TestServer, method: string, path: string, json?: unknown, token?: string): Promise<any> {
   const res = await server.api(method, path, { ...(json === undefined ? {} : { json }), ...(token ? { token } : {}) });
