@@ -155,8 +155,9 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
         return;
       }
       if (result.type === 'wait') {
-        report(updater.journal, { ...lastInfo, waiting: result.reason });
+        // Logged before it is reported: whoever sees the report can already read the reason.
         log.info('update waits', { reason: result.reason, ms: result.ms });
+        report(updater.journal, { ...lastInfo, waiting: result.reason });
         await sleep(result.ms, AbortSignal.any([wake.signal, stopController.signal]));
       }
     }

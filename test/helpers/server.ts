@@ -146,8 +146,13 @@ export async function pushArtifact(server: TestServer, bundle: string, version: 
   return digest;
 }
 
-/** Polls until `check` returns a value other than undefined, or fails after `timeoutMs`. */
-export async function waitFor<T>(what: string, check: () => Promise<T | undefined> | T | undefined, timeoutMs = 30_000, intervalMs = 100): Promise<T> {
+/**
+ * Polls until `check` returns a value other than undefined, or fails after `timeoutMs`. The
+ * deadline only catches a hang, it asserts no speed: CI machines are shared and a loaded 2-core
+ * box took over 30 s to bring a daemon to its first report, so the default is generous (still
+ * under ava's 3-minute timeout, which catches what this does not).
+ */
+export async function waitFor<T>(what: string, check: () => Promise<T | undefined> | T | undefined, timeoutMs = 120_000, intervalMs = 100): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
