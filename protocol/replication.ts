@@ -1,5 +1,5 @@
 import semver from 'semver';
-import { z } from 'zod';
+import * as z from 'zod';
 import { pageQueryFields } from './api.ts';
 import { parseCron } from './cron.ts';
 import { artifactName, artifactType, bundleName, idPattern, version } from './names.ts';

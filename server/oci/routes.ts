@@ -364,7 +364,7 @@ async function listCatalog(koa: Koa.Context, service: OciService, principal: Pri
   const n = Math.min(nRaw === undefined ? catalogDefaultPage : Number(nRaw), catalogMaxPage);
   const last = queryString(koa, 'last');
   if (last !== undefined && last.length > 256) throw new OciError('UNSUPPORTED', 'last is at most 256 characters', {}, { status: 400 });
-  const page = n === 0 ? { repositories: [], more: false } : await service.listRepositories((name) => authorize(principal, 'bundle:read', { name, bundle: name.split('/')[0]!, image: name.split('/')[1] ?? '' }), n, last);
+  const page = n === 0 ? { repositories: [], more: false } : await service.listRepositories((name) => authorize(principal, 'bundle:pull', { name, bundle: name.split('/')[0]!, image: name.split('/')[1] ?? '' }), n, last);
   // Distribution spec, "Listing repositories": the next page is linked with RFC 5988 Link, its
   // URL relative to this host (the client resolves it against the request's).
   if (page.more) koa.set('Link', `</v2/_catalog?n=${n}&last=${encodeURIComponent(page.repositories.at(-1)!)}>; rel="next"`);

@@ -59,13 +59,13 @@ test('the catalog lists the repositories one may pull, paged with n/last and Lin
       t.is(first.link, '</v2/_catalog?n=2&last=shop%2Fagent>; rel="next"');
       t.deepEqual(await wholeCatalog(server, 'admin', adminToken, 2), { names: all.body.repositories, pages: 2 });
 
-      // A guest of shop sees shop's three, never lab's, and pages count only what it may read.
-      const reader = await makeUser(server, 'reader', 'shop', 'guest');
+      // A reporter of shop (who may pull) sees shop's three, never lab's, and pages count only what it may read.
+      const reader = await makeUser(server, 'reader', 'shop', 'reporter');
       t.deepEqual((await catalog(server, 'reader', reader)).body.repositories, ['shop/agent', 'shop/pos-app', 'shop/printer']);
       const paged = await wholeCatalog(server, 'reader', reader, 1);
       t.deepEqual(paged.names, ['shop/agent', 'shop/pos-app', 'shop/printer']);
       t.is(paged.pages, 3);
-      const outsider = await makeUser(server, 'outsider', 'lab', 'guest');
+      const outsider = await makeUser(server, 'outsider', 'lab', 'reporter');
       t.deepEqual((await catalog(server, 'outsider', outsider)).body.repositories, ['lab/secret']);
       t.is((await catalog(server, 'reader', reader, '?n=x')).status, 400);
       t.is((await catalog(server, 'reader', reader, '?page=2')).status, 400);

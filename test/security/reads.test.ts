@@ -38,8 +38,8 @@ async function setUp(server: TestServer) {
   // A layer pushed to beta's registry (linked to beta/web, named by no version yet).
   const pushed = await server.api('POST', `/v2/beta/web/blobs/uploads/?digest=${sha256Digest(betaLayer)}`, { body: betaLayer, headers: { 'content-type': 'application/octet-stream' } });
   if (pushed.status !== 201) throw new Error(`registry push answered ${pushed.status}: ${pushed.raw}`);
-  await ok(server, 'POST', '/api/v1/deployments', { bundle: 'alpha', version: '1.0.0', group: 'alpha-fleet' });
-  await ok(server, 'POST', '/api/v1/deployments', { bundle: 'beta', version: '1.0.0', group: 'beta-fleet' });
+  await ok(server, 'POST', '/api/v1/deployments', { bundle: 'alpha', version: '1.0.0', group: 'alpha-fleet', force: true });
+  await ok(server, 'POST', '/api/v1/deployments', { bundle: 'beta', version: '1.0.0', group: 'beta-fleet', force: true });
   const reporter = await userWith(server, 'alpha-reporter', 'alpha', 'reporter');
   const developer = await userWith(server, 'alpha-developer', 'alpha', 'developer');
   const betaReporter = await userWith(server, 'beta-reporter', 'beta', 'reporter');
