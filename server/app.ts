@@ -37,6 +37,7 @@ import { UploadFiles } from './oci/uploads.ts';
 import { createApprovalService, listSignedTargets } from './trust/approvals.ts';
 import { openTrustService } from './trust/service.ts';
 import { trustRoutes } from './trust/routes.ts';
+import { defaultUiDir, uiMiddleware } from './ui/static.ts';
 
 export interface RunningServer {
   /** Base URL of the HTTP API, e.g. http://127.0.0.1:8080 */
@@ -57,6 +58,8 @@ export interface ServerDeps {
   log?: Logger;
   /** Sees every answer a route handler gave (tests check them against the declared schemas). */
   onResponse?: (spec: Route, ctx: Koa.Context) => void;
+  /** The built web UI served at `/` (default: dist/ui of this package). */
+  uiDir?: string;
 }
 
 /** Upload sessions on /v2 left unfinished this long are removed (a day: slow links resume). */
@@ -179,6 +182,8 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     const router = buildRouter(routes, { auth, maxJsonBytes: config.maxJsonBytes, audit, ...(deps.onResponse ? { onResponse: deps.onResponse } : {}) });
     app.use(router.routes());
     app.use(router.allowedMethods());
+    // The web UI: after the API so it never shadows a route; it answers only what none did.
+    app.use(uiMiddleware({ dir: deps.uiDir ?? defaultUiDir(), log: log.child('ui') }));
 
     const server = http.createServer(app.callback());
     // Bound header size and idle time: a slow or oversized client must not pin the server.

@@ -34,6 +34,7 @@ export const actions = [
   'keys:read',
   'keys:admin',
   'openapi:read',
+  'session:read',
 ] as const;
 export type Action = (typeof actions)[number];
 
@@ -105,6 +106,7 @@ export const policy: { readonly [A in Action]?: Rule } = {
   'keys:read': { on: 'instance', role: 'user', scope: 'read', what: 'See who signs what: roles, key ids, thresholds' },
   'keys:admin': { on: 'instance', role: 'admin', scope: 'admin', what: 'Set approval thresholds, create online keys, upload root metadata signed offline' },
   'openapi:read': { on: 'instance', role: 'user', scope: 'read', devices: true, what: 'Read the OpenAPI document of this API (also served without a token)' },
+  'session:read': { on: 'instance', role: 'user', scope: 'read', what: 'See who one is: one’s roles, token scopes and the actions one holds (the web UI asks this)' },
 };
 
 /** The rule of an action; an action nobody wrote a rule for is held by admins only. */

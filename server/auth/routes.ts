@@ -1,10 +1,11 @@
-import { accessToken, createdToken, createTokenRequest, createUserRequest, member, putMemberRequest, user, userName } from '../../protocol/access.ts';
+import { accessToken, createdToken, currentUser, createTokenRequest, createUserRequest, member, putMemberRequest, user, userName } from '../../protocol/access.ts';
 import { listOf } from '../../protocol/api.ts';
 import { bundleName } from '../../protocol/names.ts';
 import { parseWith } from '../../protocol/parse.ts';
 import { ApiError } from '../http/errors.ts';
 import { bundleInPath, route, type Route } from '../http/routes.ts';
 import type { AuthService } from './service.ts';
+import { describeUser } from './whoami.ts';
 
 function nameParam(params: Record<string, string>): string {
   return parseWith(bundleName, params.name, 'bundle name in the URL', 'invalid_name');
@@ -16,6 +17,13 @@ function userParam(value: unknown, what: string): string {
 /** Users, bundle membership and access tokens. */
 export function accessRoutes(auth: AuthService, deps: { requireBundle: (name: string) => Promise<unknown> }): Route[] {
   return [
+    route({
+      method: 'GET', path: '/api/v1/user', action: 'session:read', summary: 'Who the caller is: roles, token scopes and the actions they hold', responses: { 200: currentUser },
+      async handler({ koa, principal }) {
+        if (principal?.type !== 'user') throw new ApiError('forbidden', 'only users have a session; devices do not');
+        koa.body = describeUser(principal);
+      },
+    }),
     route({
       method: 'POST', path: '/api/v1/users', action: 'user:write', summary: 'Create a user (admin)', body: createUserRequest, responses: { 201: user },
       async handler({ koa, body }) {

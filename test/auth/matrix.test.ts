@@ -89,6 +89,7 @@ const cases: Record<string, (fx: Fixture) => Promise<Request>> = {
   'GET /api/v1/groups/:group/release': async () => ({ path: '/api/v1/groups/g1/release', ok: [200, 204] }),
   'POST /api/v1/users': async (fx) => ({ path: '/api/v1/users', json: { name: fx.unique('user') }, ok: [201] }),
   'GET /api/v1/users': async () => ({ path: '/api/v1/users', ok: [200] }),
+  'GET /api/v1/user': async () => ({ path: '/api/v1/user', ok: [200] }),
   'GET /api/v1/bundles/:name/members': async (fx) => ({ path: `/api/v1/bundles/${fx.shared}/members`, ok: [200] }),
   'POST /api/v1/bundles/:name/members': async (fx) => ({ path: `/api/v1/bundles/${await fx.fresh()}/members`, json: { user: 'extra', role: 'guest' }, ok: [201] }),
   'DELETE /api/v1/bundles/:name/members/:user': async (fx) => {

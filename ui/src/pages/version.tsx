@@ -1,0 +1,433 @@
+import { useRef, useState, type DragEvent } from 'react';
+import { z } from 'zod';
+import { artifact, bundleVersion, packageFormats, type Artifact, type BundleVersion } from '../../../protocol/api.ts';
+import { artifactTypes } from '../../../protocol/names.ts';
+import { ApiFailure, call, describeError, getAll, getJson, uploadFile, type UploadHandle } from '../api.ts';
+import { enc, Link, navigate } from '../router.tsx';
+import { useSession } from '../session.tsx';
+import { Badge, ConfirmDialog, Digest, Empty, Flash, formatBytes, Loaded, PageHeader, Time, useLoad } from '../ui.tsx';
+import { verifyRelease, type Verification } from '../verify.ts';
+
+export function VersionPage({ name, version }: { name: string; version: string }) {
+  const session = useSession();
+  const base = `/api/v1/bundles/${enc(name)}/versions/${enc(version)}`;
+  // The approvals route answers the version with who approved it and any revocation.
+  const details = useLoad(() => getJson(session.client, `${base}/approvals`, bundleVersion), [base]);
+  const artifacts = useLoad(() => getAll(session.client, `${base}/artifacts`, artifact), [base]);
+  const [flash, setFlash] = useState<string | undefined>(undefined);
+  const reload = () => {
+    details.reload();
+    artifacts.reload();
+  };
+
+  return (
+    <Loaded load={details} what="the version">
+      {(v) => (
+        <>
+          <PageHeader
+            title={
+              <>
+                {name} <span className="version-number">{v.version}</span> <Badge>{v.status}</Badge>
+              </>
+            }
+            crumbs={[
+              { to: '/bundles', label: 'Bundles' },
+              { to: `/bundles/${enc(name)}`, label: name },
+            ]}
+            actions={
+              <Link to={`/bundles/${enc(name)}/diff?to=${enc(version)}`} className="button">
+                Compare…
+              </Link>
+            }
+          />
+          <Flash message={flash} />
+          <div className="grid-2">
+            <ApprovalPanel name={name} v={v} artifacts={artifacts.state === 'ok' ? artifacts.data : []} onChanged={(message) => (setFlash(message), reload())} />
+            <SignaturePanel name={name} v={v} />
+          </div>
+          <section className="section" aria-labelledby="artifacts-heading">
+            <div className="section-head">
+              <h2 id="artifacts-heading">Artifacts</h2>
+              {artifacts.state === 'ok' && (
+                <span className="muted">
+                  {artifacts.data.length} artifact{artifacts.data.length === 1 ? '' : 's'}, {formatBytes(artifacts.data.reduce((sum, a) => sum + a.size, 0))}
+                </span>
+              )}
+            </div>
+            {v.status === 'draft' && session.can('bundle:write', name) && <UploadZone base={base} onUploaded={(message) => (setFlash(message), artifacts.reload())} />}
+            <Loaded load={artifacts} what="artifacts">
+              {(list) => <ArtifactTable list={list} base={base} editable={v.status === 'draft' && session.can('bundle:write', name)} onRemoved={(message) => (setFlash(message), artifacts.reload())} />}
+            </Loaded>
+          </section>
+          {v.status === 'draft' && session.can('bundle:write', name) && <DeleteDraft name={name} version={version} base={base} />}
+        </>
+      )}
+    </Loaded>
+  );
+}
+
+function ApprovalPanel({ name, v, artifacts, onChanged }: { name: string; v: BundleVersion; artifacts: Artifact[]; onChanged: (message: string) => void }) {
+  const session = useSession();
+  const [approving, setApproving] = useState(false);
+  const [revoking, setRevoking] = useState(false);
+  const [reason, setReason] = useState('');
+  const base = `/api/v1/bundles/${enc(name)}/versions/${enc(v.version)}`;
+  const by = v.approvals?.by ?? [];
+  const required = v.approvals?.required ?? 1;
+  const mine = by.some((a) => a.principal === session.user.name);
+  const total = artifacts.reduce((sum, a) => sum + a.size, 0);
+  return (
+    <section className="panel" aria-labelledby="approval-heading">
+      <h2 id="approval-heading">Approval</h2>
+      <dl className="facts">
+        <dt>Status</dt>
+        <dd>
+          <Badge>{v.status}</Badge>
+        </dd>
+        <dt>Approvals</dt>
+        <dd>
+          {by.length} of {required} required
+        </dd>
+        <dt>Created</dt>
+        <dd>
+          <Time at={v.createdAt} />
+        </dd>
+        {v.approvedAt && (
+          <>
+            <dt>Approved</dt>
+            <dd>
+              <Time at={v.approvedAt} />
+            </dd>
+          </>
+        )}
+      </dl>
+      {by.length > 0 ? (
+        <ul className="approvals" aria-label="Approved by">
+          {by.map((a) => (
+            <li key={a.principal}>
+              <span className="avatar" aria-hidden="true">
+                {a.principal.slice(0, 1).toUpperCase()}
+              </span>
+              <span>
+                <strong>{a.principal}</strong> approved <Time at={a.at} />
+                {a.keyId && (
+                  <>
+                    {' '}
+                    with key <code>{a.keyId.slice(0, 12)}</code>
+                  </>
+                )}
+              </span>
+            </li>
+          ))}
+        </ul>
+      ) : (
+        <p className="muted">Nobody has approved this version yet.</p>
+      )}
+      {v.revocation && (
+        <div className="notice notice-error">
+          <strong>Revoked</strong> by {v.revocation.by} <Time at={v.revocation.at} />: {v.revocation.reason}
+        </div>
+      )}
+      <div className="button-row">
+        {v.status === 'draft' && session.can('version:approve', name) && (
+          <button type="button" className="button button-primary" onClick={() => setApproving(true)} disabled={mine}>
+            {mine ? 'You approved this' : 'Approve…'}
+          </button>
+        )}
+        {v.status === 'approved' && session.can('version:revoke', name) && (
+          <button type="button" className="button button-danger" onClick={() => setRevoking(true)}>
+            Revoke…
+          </button>
+        )}
+      </div>
+      {v.status === 'draft' && !session.can('version:approve', name) && <p className="hint">Approving needs the Maintainer role on {name} and a token with the “approve” scope.</p>}
+      <ConfirmDialog
+        open={approving}
+        title={`Approve ${name} ${v.version}?`}
+        confirmLabel="Approve and sign"
+        onClose={() => setApproving(false)}
+        onConfirm={async () => {
+          const result = await call(session.client, 'POST', `${base}/approve`, bundleVersion);
+          onChanged(result!.status === 'approved' ? `${name} ${v.version} is approved and signed.` : `Your approval is recorded (${result!.approvals?.by.length ?? 1} of ${result!.approvals?.required ?? required}).`);
+        }}
+      >
+        <p>
+          Your approval covers exactly these {artifacts.length} artifact{artifacts.length === 1 ? '' : 's'} ({formatBytes(total)}). {by.length + 1 >= required ? 'It completes the approvals needed: the version is frozen and signed, and devices may install it.' : `${required - by.length - 1} more approval(s) will be needed before it is signed.`}
+        </p>
+        <ul className="cover-list">
+          {artifacts.map((a) => (
+            <li key={a.name}>
+              <span>{a.name}</span> <span className="muted">{formatBytes(a.size)}</span> <Digest value={a.digest} />
+            </li>
+          ))}
+        </ul>
+        <p className="hint">An approved version cannot change; a fix is a new version.</p>
+      </ConfirmDialog>
+      <ConfirmDialog
+        open={revoking}
+        title={`Revoke ${name} ${v.version}?`}
+        confirmLabel="Revoke version"
+        tone="danger"
+        confirmDisabled={!reason.trim()}
+        onClose={() => setRevoking(false)}
+        onConfirm={async () => {
+          await call(session.client, 'POST', `${base}/revoke`, z.unknown(), { reason: reason.trim() });
+          onChanged(`${name} ${v.version} is revoked: devices will never install it again.`);
+        }}
+      >
+        <p>The version is removed from the signed targets. Devices will never install it again.</p>
+        <div className="field">
+          <label htmlFor="revoke-reason">Reason (recorded and shown to everyone)</label>
+          <textarea id="revoke-reason" rows={3} value={reason} onChange={(e) => setReason(e.target.value)} />
+        </div>
+      </ConfirmDialog>
+    </section>
+  );
+}
+
+function SignaturePanel({ name, v }: { name: string; v: BundleVersion }) {
+  const session = useSession();
+  const check = useLoad<Verification | undefined>(() => (v.status === 'approved' ? verifyRelease(session.client, name, v.version, v.manifestDigest) : Promise.resolve(undefined)), [name, v.version, v.status, v.manifestDigest]);
+  return (
+    <section className="panel" aria-labelledby="signature-heading">
+      <h2 id="signature-heading">Signed manifest</h2>
+      {v.status === 'draft' && <p className="muted">A draft is not signed. Once approved, its manifest is signed into the TUF targets metadata that devices verify.</p>}
+      {v.status === 'revoked' && <p className="muted">This version was removed from the signed targets when it was revoked.</p>}
+      {v.status === 'approved' && (
+        <>
+          <dl className="facts">
+            <dt>Manifest</dt>
+            <dd>
+              <Digest value={v.manifestDigest} />
+            </dd>
+          </dl>
+          {check.state === 'loading' && <p role="status">Checking the signed metadata…</p>}
+          {check.state === 'error' && (
+            <div className="notice notice-warning" role="status">
+              Could not check the signed metadata: {describeError(check.error)}
+            </div>
+          )}
+          {check.state === 'ok' && check.data && (
+            <div className={`verification ${check.data.ok ? 'verification-ok' : 'verification-bad'}`} role="status">
+              <Badge tone={check.data.ok ? 'success' : 'danger'}>{check.data.ok ? 'signed' : 'not verified'}</Badge>
+              <ul>
+                {check.data.steps.map((step) => (
+                  <li key={step.what} className={step.ok ? 'step-ok' : 'step-bad'}>
+                    <span aria-hidden="true">{step.ok ? '✓' : '✗'}</span> {step.what}
+                  </li>
+                ))}
+              </ul>
+            </div>
+          )}
+        </>
+      )}
+    </section>
+  );
+}
+
+function ArtifactTable({ list, base, editable, onRemoved }: { list: Artifact[]; base: string; editable: boolean; onRemoved: (message: string) => void }) {
+  const session = useSession();
+  const [removing, setRemoving] = useState<string | undefined>(undefined);
+  if (list.length === 0) return <Empty title="No artifacts yet">{editable ? 'Drop files above to add them.' : null}</Empty>;
+  return (
+    <>
+      <table className="table">
+        <caption className="sr-only">Artifacts</caption>
+        <thead>
+          <tr>
+            <th scope="col">Name</th>
+            <th scope="col">Type</th>
+            <th scope="col">Package</th>
+            <th scope="col" className="num">
+              Size
+            </th>
+            <th scope="col">Digest</th>
+            <th scope="col">Updated</th>
+            {editable && (
+              <th scope="col">
+                <span className="sr-only">Actions</span>
+              </th>
+            )}
+          </tr>
+        </thead>
+        <tbody>
+          {list.map((a) => (
+            <tr key={a.name}>
+              <td className="mono">{a.name}</td>
+              <td>
+                <Badge tone="neutral">{a.type}</Badge>
+              </td>
+              <td>{a.package ? `${a.package.name} ${a.package.version} (${a.package.format}, ${a.package.architecture})` : <span className="muted">—</span>}</td>
+              <td className="num">{formatBytes(a.size)}</td>
+              <td>
+                <Digest value={a.digest} />
+              </td>
+              <td>
+                <Time at={a.updatedAt} />
+              </td>
+              {editable && (
+                <td className="row-actions">
+                  <button type="button" className="button button-small button-ghost" aria-label={`Remove ${a.name}`} onClick={() => setRemoving(a.name)}>
+                    Remove
+                  </button>
+                </td>
+              )}
+            </tr>
+          ))}
+        </tbody>
+      </table>
+      <ConfirmDialog
+        open={removing !== undefined}
+        title={`Remove ${removing ?? ''}?`}
+        confirmLabel="Remove artifact"
+        tone="danger"
+        onClose={() => setRemoving(undefined)}
+        onConfirm={async () => {
+          await call(session.client, 'DELETE', `${base}/artifacts/${enc(removing!)}`, undefined);
+          onRemoved(`${removing} was removed from the draft.`);
+        }}
+      >
+        <p>The artifact leaves this draft. Other versions that hold the same bytes keep them.</p>
+      </ConfirmDialog>
+    </>
+  );
+}
+
+interface Upload {
+  id: number;
+  name: string;
+  size: number;
+  sent: number;
+  state: 'uploading' | 'done' | 'failed';
+  error?: string;
+  handle?: UploadHandle;
+}
+
+/** Artifact names are an allow-list; a file called "My App (1).deb" becomes "My-App-1-.deb". */
+function artifactNameOf(fileName: string): string {
+  const cleaned = fileName.replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^\.+/, '');
+  return cleaned.slice(0, 128) || 'file';
+}
+
+function UploadZone({ base, onUploaded }: { base: string; onUploaded: (message: string) => void }) {
+  const session = useSession();
+  const input = useRef<HTMLInputElement>(null);
+  const [dragging, setDragging] = useState(false);
+  const [kind, setKind] = useState('file');
+  const [uploads, setUploads] = useState<Upload[]>([]);
+  const counter = useRef(0);
+  const update = (id: number, change: Partial<Upload>) => setUploads((list) => list.map((u) => (u.id === id ? { ...u, ...change } : u)));
+
+  const start = (files: FileList | File[]) => {
+    for (const file of Array.from(files)) {
+      const id = ++counter.current;
+      const name = artifactNameOf(file.name);
+      const query = new URLSearchParams();
+      if (kind.startsWith('package:')) {
+        query.set('type', 'package');
+        query.set('format', kind.slice('package:'.length));
+      } else query.set('type', kind);
+      const handle = uploadFile(session.client, `${base}/files/${enc(name)}?${query}`, file, (sent) => update(id, { sent }));
+      setUploads((list) => [...list, { id, name, size: file.size, sent: 0, state: 'uploading', handle }]);
+      handle.done.then(
+        () => {
+          update(id, { state: 'done', sent: file.size, handle: undefined });
+          onUploaded(`${name} uploaded.`);
+        },
+        (error: unknown) => update(id, { state: 'failed', error: error instanceof ApiFailure ? describeError(error) : String(error), handle: undefined }),
+      );
+    }
+  };
+  const onDrop = (event: DragEvent) => {
+    event.preventDefault();
+    setDragging(false);
+    if (event.dataTransfer.files.length > 0) start(event.dataTransfer.files);
+  };
+
+  return (
+    <div className="upload">
+      <div className="toolbar">
+        <label htmlFor="upload-kind">Add files as</label>
+        <select id="upload-kind" value={kind} onChange={(e) => setKind(e.target.value)}>
+          {artifactTypes
+            .filter((t) => t !== 'package' && t !== 'image')
+            .map((t) => (
+              <option key={t} value={t}>
+                {t}
+              </option>
+            ))}
+          {packageFormats.map((f) => (
+            <option key={f} value={`package:${f}`}>
+              {f} package
+            </option>
+          ))}
+        </select>
+      </div>
+      <div
+        className={`dropzone${dragging ? ' dropzone-active' : ''}`}
+        onDragOver={(e) => {
+          e.preventDefault();
+          setDragging(true);
+        }}
+        onDragLeave={() => setDragging(false)}
+        onDrop={onDrop}
+      >
+        <p>
+          <strong>Drop files here</strong> to add them to this draft, or
+        </p>
+        <button type="button" className="button" onClick={() => input.current?.click()}>
+          Choose files…
+        </button>
+        <input ref={input} type="file" multiple className="sr-only" aria-label="Files to upload" tabIndex={-1} onChange={(e) => e.target.files && (start(e.target.files), (e.target.value = ''))} />
+        <p className="hint">A file with the name of an existing artifact replaces it. Package metadata is read from .deb, .rpm and npm files.</p>
+      </div>
+      {uploads.length > 0 && (
+        <ul className="uploads" aria-label="Uploads">
+          {uploads.map((u) => (
+            <li key={u.id} className={`upload-row upload-${u.state}`}>
+              <span className="mono">{u.name}</span>
+              <progress id={`upload-${u.id}`} max={u.size || 1} value={u.sent} aria-label={`Upload of ${u.name}`} />
+              <span className="upload-status">
+                {u.state === 'uploading' && `${Math.floor((u.sent / (u.size || 1)) * 100)}% of ${formatBytes(u.size)}`}
+                {u.state === 'done' && 'Uploaded'}
+                {u.state === 'failed' && <span className="error-text">Failed: {u.error}</span>}
+              </span>
+              {u.handle && (
+                <button type="button" className="button button-small button-ghost" onClick={() => u.handle?.abort()}>
+                  Cancel
+                </button>
+              )}
+            </li>
+          ))}
+        </ul>
+      )}
+    </div>
+  );
+}
+
+function DeleteDraft({ name, version, base }: { name: string; version: string; base: string }) {
+  const session = useSession();
+  const [open, setOpen] = useState(false);
+  return (
+    <section className="section danger-zone" aria-labelledby="delete-draft-heading">
+      <h2 id="delete-draft-heading">Delete this draft</h2>
+      <p>The draft and its list of artifacts go; blobs other versions hold stay.</p>
+      <button type="button" className="button button-danger" onClick={() => setOpen(true)}>
+        Delete draft…
+      </button>
+      <ConfirmDialog
+        open={open}
+        title={`Delete draft ${version}?`}
+        confirmLabel="Delete draft"
+        tone="danger"
+        onClose={() => setOpen(false)}
+        onConfirm={async () => {
+          await call(session.client, 'DELETE', base, undefined);
+          navigate(`/bundles/${enc(name)}`);
+        }}
+      >
+        <p>This cannot be undone.</p>
+      </ConfirmDialog>
+    </section>
+  );
+}
