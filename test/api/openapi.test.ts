@@ -88,6 +88,7 @@ test('every route answers with the shape it declares (a walk through the whole A
     await ok('POST', '/api/v1/trust/keys', { json: { role: 'timestamp' } });
     await ok('POST', '/api/v1/users', { json: { name: 'ann' } });
     await ok('GET', '/api/v1/users');
+    await ok('GET', '/api/v1/user');
     await ok('POST', '/api/v1/bundles/pos/members', { json: { user: 'ann', role: 'guest' } });
     await ok('GET', '/api/v1/bundles/pos/members');
     await ok('DELETE', '/api/v1/bundles/pos/members/ann');

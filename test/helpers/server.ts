@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { ExecutionContext } from 'ava';
 import pg from 'pg';
-import { startServer, type RunningServer } from '../../server/app.ts';
+import { startServer, type RunningServer, type ServerDeps } from '../../server/app.ts';
 import { defaultServerConfig, type ServerConfig } from '../../server/config.ts';
 import { createLogger, type Logger } from '../../protocol/log.ts';
 import { checkResponse } from '../../server/http/openapi.ts';
@@ -58,7 +58,7 @@ async function createTestDatabase(): Promise<{ url: string; drop: () => Promise<
   };
 }
 
-export async function startTestServer(overrides: Partial<ServerConfig> = {}): Promise<TestServer & { dispose(): Promise<void> }> {
+export async function startTestServer(overrides: Partial<ServerConfig> = {}, extraDeps: Pick<ServerDeps, 'uiDir'> = {}): Promise<TestServer & { dispose(): Promise<void> }> {
   const dataDir = await makeTempDir();
   const database = await createTestDatabase();
   const logs: string[] = [];
@@ -80,7 +80,7 @@ export async function startTestServer(overrides: Partial<ServerConfig> = {}): Pr
     const violation = checkResponse(spec, ctx);
     if (violation) responseViolations.push(violation);
   };
-  let running = await startServer(config, { log, onResponse });
+  let running = await startServer(config, { log, onResponse, ...extraDeps });
   const server = {
     dataDir,
     logs,
@@ -105,7 +105,7 @@ export async function startTestServer(overrides: Partial<ServerConfig> = {}): Pr
     async restart() {
       await running.close();
       // Same ports, so devices configured with them reconnect on their own.
-      running = await startServer({ ...config, httpPort: running.httpPort, mqttPort: running.mqttPort }, { log, onResponse });
+      running = await startServer({ ...config, httpPort: running.httpPort, mqttPort: running.mqttPort }, { log, onResponse, ...extraDeps });
     },
     async api(method: string, urlPath: string, options: { json?: unknown; body?: Buffer | string; token?: string | null; headers?: Record<string, string> } = {}) {
       const headers: Record<string, string> = { ...options.headers };
