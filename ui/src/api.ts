@@ -149,8 +149,8 @@ export function uploadFile(client: Client, url: string, file: Blob, onProgress: 
 /** A message a person can act on, for any error the UI meets. */
 export function describeError(error: unknown): string {
   if (error instanceof ApiFailure) {
-    if (error.status === 403) return `You do not have permission to do this. ${error.message}`;
-    if (error.status === 404) return `Not found: ${error.message}`;
+    if (error.status === 403) return `You do not have permission to do this (the server says: ${error.message}).`;
+    if (error.status === 404) return `Not found (the server says: ${error.message}).`;
     return error.message;
   }
   return error instanceof Error ? error.message : String(error);

@@ -61,7 +61,13 @@ export function Empty({ title, children }: { title: string; children?: ReactNode
 /** Renders a Load: spinner, error with retry, or the content. */
 export function Loaded<T>({ load, what, children }: { load: Load<T> & { reload: () => void }; what: string; children: (data: T) => ReactNode }) {
   if (load.state === 'loading') return <Loading what={what} />;
-  if (load.state === 'error') return <ErrorNotice error={load.error} title={`Could not load ${what}`} retry={load.reload} />;
+  if (load.state === 'error') {
+    // A refusal is not a failure to retry: say so, and what would be needed.
+    const status = (load.error as { status?: number }).status;
+    if (status === 403) return <ErrorNotice error={load.error} title={`You do not have access to ${what}`} />;
+    if (status === 404) return <ErrorNotice error={load.error} title={`There is no such ${what.replace(/^the /, '')}`} />;
+    return <ErrorNotice error={load.error} title={`Could not load ${what}`} retry={load.reload} />;
+  }
   return <>{children(load.data)}</>;
 }
 
