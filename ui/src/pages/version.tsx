@@ -6,6 +6,7 @@ import { ApiFailure, call, describeError, getAll, getJson, uploadFile, type Uplo
 import { enc, Link, navigate } from '../router.tsx';
 import { useSession } from '../session.tsx';
 import { Badge, ConfirmDialog, Digest, Empty, Flash, formatBytes, Loaded, PageHeader, Time, useLoad } from '../ui.tsx';
+import { resumableFromBytes, uploadResumable } from '../upload.ts';
 import { verifyRelease, type Verification } from '../verify.ts';
 
 export function VersionPage({ name, version }: { name: string; version: string }) {
@@ -54,7 +55,7 @@ export function VersionPage({ name, version }: { name: string; version: string }
                 </span>
               )}
             </div>
-            {v.status === 'draft' && session.can('bundle:write', name) && <UploadZone base={base} onUploaded={(message) => (setFlash(message), artifacts.reload())} />}
+            {v.status === 'draft' && session.can('bundle:write', name) && <UploadZone name={name} base={base} onUploaded={(message) => (setFlash(message), artifacts.reload())} />}
             <Loaded load={artifacts} what="artifacts">
               {(list) => <ArtifactTable list={list} base={base} editable={v.status === 'draft' && session.can('bundle:write', name)} onRemoved={(message) => (setFlash(message), artifacts.reload())} />}
             </Loaded>
@@ -309,7 +310,7 @@ function artifactNameOf(fileName: string): string {
   return cleaned.slice(0, 128) || 'file';
 }
 
-function UploadZone({ base, onUploaded }: { base: string; onUploaded: (message: string) => void }) {
+function UploadZone({ name: bundle, base, onUploaded }: { name: string; base: string; onUploaded: (message: string) => void }) {
   const session = useSession();
   const input = useRef<HTMLInputElement>(null);
   const [dragging, setDragging] = useState(false);
@@ -327,14 +328,31 @@ function UploadZone({ base, onUploaded }: { base: string; onUploaded: (message: 
         query.set('type', 'package');
         query.set('format', kind.slice('package:'.length));
       } else query.set('type', kind);
-      const handle = uploadFile(session.client, `${base}/files/${enc(name)}?${query}`, file, (sent) => update(id, { sent }));
+      const onProgress = (sent: number) => update(id, { sent });
+      let handle: UploadHandle;
+      if (file.size >= resumableFromBytes) {
+        // Large files: a resumable session (a dropped connection costs one chunk), then the
+        // artifact names the stored blob.
+        const task = uploadResumable(session.client, bundle, file, onProgress);
+        const type = kind.startsWith('package:') ? 'package' : kind;
+        handle = {
+          abort: task.abort,
+          done: task.done.then(({ digest, size }) =>
+            call(session.client, 'PUT', `${base}/artifacts/${enc(name)}`, artifact, { type, digest, size, ...(type === 'package' ? { package: { format: kind.slice('package:'.length) } } : {}) }),
+          ),
+        };
+      } else handle = uploadFile(session.client, `${base}/files/${enc(name)}?${query}`, file, onProgress);
       setUploads((list) => [...list, { id, name, size: file.size, sent: 0, state: 'uploading', handle }]);
       handle.done.then(
         () => {
           update(id, { state: 'done', sent: file.size, handle: undefined });
           onUploaded(`${name} uploaded.`);
         },
-        (error: unknown) => update(id, { state: 'failed', error: error instanceof ApiFailure ? describeError(error) : String(error), handle: undefined }),
+        (error: unknown) => {
+          const resumable = file.size >= resumableFromBytes && !(error instanceof ApiFailure && error.code === 'aborted');
+          const reason = error instanceof ApiFailure ? describeError(error) : String(error);
+          update(id, { state: 'failed', error: resumable ? `${reason}. Drop the same file again to continue where it stopped.` : reason, handle: undefined });
+        },
       );
     }
   };
