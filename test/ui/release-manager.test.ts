@@ -97,6 +97,14 @@ test('release manager: draft, upload with progress, reporter cannot approve, mai
     // The server holds what was dropped.
     const stored = await api(server, 'GET', '/api/v1/bundles/pos-app/versions/1.1.0/artifacts/firmware-2.bin');
     t.is(stored.size, size);
+    // Replace one artifact with new bytes: same name, same type.
+    const chooser = page.waitForEvent('filechooser');
+    await page.getByRole('button', { name: 'Replace config.json' }).click();
+    await (await chooser).setFiles({ name: 'config-new.json', mimeType: 'application/json', buffer: Buffer.from('{"currency":"EUR","tax":true}\n') });
+    await page.getByText('config.json replaced.').waitFor();
+    const replaced = await api(server, 'GET', '/api/v1/bundles/pos-app/versions/1.1.0/artifacts/config.json');
+    t.is(replaced.size, Buffer.byteLength('{"currency":"EUR","tax":true}\n'));
+    t.is(replaced.type, 'file');
 
     // A reporter sees the draft but is not offered the approve button.
     const reporterPage = await fx.newPage();
@@ -135,9 +143,11 @@ test('release manager: draft, upload with progress, reporter cannot approve, mai
     await page.getByRole('heading', { name: 'Compare versions' }).waitFor();
     await page.getByRole('heading', { level: 2, name: '1.0.0 → 1.1.0' }).waitFor();
     await page.getByText('1 added').waitFor();
+    await page.getByText('1 changed').waitFor();
     t.is(await page.locator('.diff-added').count(), 1);
     t.is(await page.locator('.diff-added').getByText('firmware-2.bin').count(), 1);
-    t.is(await page.locator('.diff-removed, .diff-changed').count(), 0);
+    t.is(await page.locator('.diff-changed').getByText('config.json').count(), 1);
+    t.is(await page.locator('.diff-removed').count(), 0);
     await fx.screenshot(page, 'rm-08-diff');
     await expectAccessible(t, fx, page, 'the diff');
 

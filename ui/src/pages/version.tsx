@@ -16,6 +16,7 @@ export function VersionPage({ name, version }: { name: string; version: string }
   const details = useLoad(() => getJson(session.client, `${base}/approvals`, bundleVersion), [base]);
   const artifacts = useLoad(() => getAll(session.client, `${base}/artifacts`, artifact), [base]);
   const [flash, setFlash] = useState<string | undefined>(undefined);
+  const uploads = useUploads(name, base, (message) => (setFlash(message), artifacts.reload()));
   const reload = () => {
     details.reload();
     artifacts.reload();
@@ -55,9 +56,9 @@ export function VersionPage({ name, version }: { name: string; version: string }
                 </span>
               )}
             </div>
-            {v.status === 'draft' && session.can('bundle:write', name) && <UploadZone name={name} base={base} onUploaded={(message) => (setFlash(message), artifacts.reload())} />}
+            {v.status === 'draft' && session.can('bundle:write', name) && <UploadZone uploads={uploads} />}
             <Loaded load={artifacts} what="artifacts">
-              {(list) => <ArtifactTable list={list} base={base} editable={v.status === 'draft' && session.can('bundle:write', name)} onRemoved={(message) => (setFlash(message), artifacts.reload())} />}
+              {(list) => <ArtifactTable list={list} base={base} editable={v.status === 'draft' && session.can('bundle:write', name)} onRemoved={(message) => (setFlash(message), artifacts.reload())} onReplace={(a, file) => uploads.start([file], a.type === 'package' ? `package:${a.package?.format ?? 'generic'}` : a.type, a.name)} />}
             </Loaded>
           </section>
           {v.status === 'draft' && session.can('bundle:write', name) && <DeleteDraft name={name} version={version} base={base} />}
@@ -226,9 +227,11 @@ function SignaturePanel({ name, v }: { name: string; v: BundleVersion }) {
   );
 }
 
-function ArtifactTable({ list, base, editable, onRemoved }: { list: Artifact[]; base: string; editable: boolean; onRemoved: (message: string) => void }) {
+function ArtifactTable({ list, base, editable, onRemoved, onReplace }: { list: Artifact[]; base: string; editable: boolean; onRemoved: (message: string) => void; onReplace: (artifact: Artifact, file: File) => void }) {
   const session = useSession();
   const [removing, setRemoving] = useState<string | undefined>(undefined);
+  const replaceInput = useRef<HTMLInputElement>(null);
+  const [replacing, setReplacing] = useState<Artifact | undefined>(undefined);
   if (list.length === 0) return <Empty title="No artifacts yet">{editable ? 'Drop files above to add them.' : null}</Empty>;
   return (
     <>
@@ -268,6 +271,19 @@ function ArtifactTable({ list, base, editable, onRemoved }: { list: Artifact[]; 
               </td>
               {editable && (
                 <td className="row-actions">
+                  {a.type !== 'image' && (
+                    <button
+                      type="button"
+                      className="button button-small button-ghost"
+                      aria-label={`Replace ${a.name}`}
+                      onClick={() => {
+                        setReplacing(a);
+                        replaceInput.current?.click();
+                      }}
+                    >
+                      Replace
+                    </button>
+                  )}
                   <button type="button" className="button button-small button-ghost" aria-label={`Remove ${a.name}`} onClick={() => setRemoving(a.name)}>
                     Remove
                   </button>
@@ -277,6 +293,18 @@ function ArtifactTable({ list, base, editable, onRemoved }: { list: Artifact[]; 
           ))}
         </tbody>
       </table>
+      <input
+        ref={replaceInput}
+        type="file"
+        className="sr-only"
+        tabIndex={-1}
+        aria-label={replacing ? `New file for ${replacing.name}` : 'New file'}
+        onChange={(e) => {
+          const file = e.target.files?.[0];
+          if (file && replacing) onReplace(replacing, file);
+          e.target.value = '';
+        }}
+      />
       <ConfirmDialog
         open={removing !== undefined}
         title={`Remove ${removing ?? ''}?`}
@@ -310,19 +338,18 @@ function artifactNameOf(fileName: string): string {
   return cleaned.slice(0, 128) || 'file';
 }
 
-function UploadZone({ name: bundle, base, onUploaded }: { name: string; base: string; onUploaded: (message: string) => void }) {
+/** The uploads of one draft: shared by the drop zone and each artifact's "Replace". */
+function useUploads(bundle: string, base: string, onUploaded: (message: string) => void) {
   const session = useSession();
-  const input = useRef<HTMLInputElement>(null);
-  const [dragging, setDragging] = useState(false);
-  const [kind, setKind] = useState('file');
   const [uploads, setUploads] = useState<Upload[]>([]);
   const counter = useRef(0);
   const update = (id: number, change: Partial<Upload>) => setUploads((list) => list.map((u) => (u.id === id ? { ...u, ...change } : u)));
 
-  const start = (files: FileList | File[]) => {
+  /** `kind`: an artifact type, or `package:<format>`; `as`: the artifact to replace. */
+  const start = (files: FileList | File[], kind: string, as?: string) => {
     for (const file of Array.from(files)) {
       const id = ++counter.current;
-      const name = artifactNameOf(file.name);
+      const name = as ?? artifactNameOf(file.name);
       const query = new URLSearchParams();
       if (kind.startsWith('package:')) {
         query.set('type', 'package');
@@ -346,7 +373,7 @@ function UploadZone({ name: bundle, base, onUploaded }: { name: string; base: st
       handle.done.then(
         () => {
           update(id, { state: 'done', sent: file.size, handle: undefined });
-          onUploaded(`${name} uploaded.`);
+          onUploaded(as ? `${name} replaced.` : `${name} uploaded.`);
         },
         (error: unknown) => {
           const resumable = file.size >= resumableFromBytes && !(error instanceof ApiFailure && error.code === 'aborted');
@@ -356,10 +383,20 @@ function UploadZone({ name: bundle, base, onUploaded }: { name: string; base: st
       );
     }
   };
+  return { uploads, start };
+}
+
+type Uploads = ReturnType<typeof useUploads>;
+
+function UploadZone({ uploads: { uploads, start } }: { uploads: Uploads }) {
+  const input = useRef<HTMLInputElement>(null);
+  const [dragging, setDragging] = useState(false);
+  const [kind, setKind] = useState('file');
+
   const onDrop = (event: DragEvent) => {
     event.preventDefault();
     setDragging(false);
-    if (event.dataTransfer.files.length > 0) start(event.dataTransfer.files);
+    if (event.dataTransfer.files.length > 0) start(event.dataTransfer.files, kind);
   };
 
   return (
@@ -396,7 +433,7 @@ function UploadZone({ name: bundle, base, onUploaded }: { name: string; base: st
         <button type="button" className="button" onClick={() => input.current?.click()}>
           Choose files…
         </button>
-        <input ref={input} type="file" multiple className="sr-only" aria-label="Files to upload" tabIndex={-1} onChange={(e) => e.target.files && (start(e.target.files), (e.target.value = ''))} />
+        <input ref={input} type="file" multiple className="sr-only" aria-label="Files to upload" tabIndex={-1} onChange={(e) => e.target.files && (start(e.target.files, kind), (e.target.value = ''))} />
         <p className="hint">A file with the name of an existing artifact replaces it. Package metadata is read from .deb, .rpm and npm files.</p>
       </div>
       {uploads.length > 0 && (
