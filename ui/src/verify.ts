@@ -10,6 +10,8 @@ import { ApiFailure, type Client } from './api.ts';
 export interface Verification {
   ok: boolean;
   steps: { what: string; ok: boolean }[];
+  /** The signed targets let devices downgrade to this version (an allowed rollback). */
+  rollback: boolean;
 }
 
 async function fetchBytes(client: Client, path: string): Promise<ArrayBuffer> {
@@ -41,14 +43,14 @@ export async function verifyRelease(client: Client, bundle: string, version: str
   steps.push({ what: `Snapshot v${snapshotVersion} names targets v${targetsVersion}`, ok: Number.isInteger(targetsVersion) && snapshot.signatures.length > 0 });
   const targets = await fetchSigned(client, `/tuf/${targetsVersion}.targets.json`);
   const path = `${bundle}/${version}/manifest.json`;
-  const entry = targets.signed.targets?.[path] as { length: number; hashes: { sha256: string } } | undefined;
+  const entry = targets.signed.targets?.[path] as { length: number; hashes: { sha256: string }; custom?: { convoy?: { rollback?: boolean } } } | undefined;
   const want = manifestDigest?.replace(/^sha256:/, '');
   steps.push({ what: entry ? `Signed targets v${targetsVersion} list ${path}` : `${path} is missing from the signed targets`, ok: entry !== undefined });
-  if (!entry) return { ok: false, steps };
+  if (!entry) return { ok: false, steps, rollback: false };
   steps.push({ what: `The signed hash is the version's manifest digest`, ok: entry.hashes.sha256 === want });
   const bytes = await fetchBytes(client, `/tuf/targets/${bundle}/${version}/${entry.hashes.sha256}.manifest.json`);
   const actual = await sha256Hex(bytes);
   if (actual === undefined) steps.push({ what: 'The manifest bytes could not be hashed here (this page is not served over https)', ok: false });
   else steps.push({ what: `The manifest served (${bytes.byteLength} bytes) hashes to the signed sha256`, ok: actual === entry.hashes.sha256 && bytes.byteLength === entry.length });
-  return { ok: steps.every((s) => s.ok), steps };
+  return { ok: steps.every((s) => s.ok), steps, rollback: entry.custom?.convoy?.rollback === true };
 }

@@ -2,10 +2,11 @@ import { useRef, useState, type DragEvent } from 'react';
 import { z } from 'zod';
 import { artifact, bundleVersion, packageFormats, type Artifact, type BundleVersion } from '../../../protocol/api.ts';
 import { artifactTypes } from '../../../protocol/names.ts';
+import { signatureReceipt, signingProposal, trustStatus } from '../../../protocol/trust.ts';
 import { ApiFailure, call, describeError, getAll, getJson, uploadFile, type UploadHandle } from '../api.ts';
 import { enc, Link, navigate } from '../router.tsx';
 import { useSession } from '../session.tsx';
-import { Badge, ConfirmDialog, Digest, Empty, Flash, formatBytes, Loaded, PageHeader, Time, useLoad } from '../ui.tsx';
+import { Badge, ConfirmDialog, Digest, Empty, ErrorNotice, Flash, formatBytes, Loaded, PageHeader, Time, useLoad } from '../ui.tsx';
 import { resumableFromBytes, uploadResumable } from '../upload.ts';
 import { verifyRelease, type Verification } from '../verify.ts';
 
@@ -47,6 +48,7 @@ export function VersionPage({ name, version }: { name: string; version: string }
             <ApprovalPanel name={name} v={v} artifacts={artifacts.state === 'ok' ? artifacts.data : []} onChanged={(message) => (setFlash(message), reload())} />
             <SignaturePanel name={name} v={v} />
           </div>
+          {v.status === 'draft' && session.can('version:sign', name) && <OfflineSigning name={name} version={v.version} onSigned={(message) => (setFlash(message), reload())} />}
           <section className="section" aria-labelledby="artifacts-heading">
             <div className="section-head">
               <h2 id="artifacts-heading">Artifacts</h2>
@@ -210,6 +212,9 @@ function SignaturePanel({ name, v }: { name: string; v: BundleVersion }) {
             </div>
           )}
           {check.state === 'ok' && check.data && (
+            <RollbackSetting name={name} version={v.version} allowed={check.data.rollback} onChanged={check.reload} />
+          )}
+          {check.state === 'ok' && check.data && (
             <div className={`verification ${check.data.ok ? 'verification-ok' : 'verification-bad'}`} role="status">
               <Badge tone={check.data.ok ? 'success' : 'danger'}>{check.data.ok ? 'signed' : 'not verified'}</Badge>
               <ul>
@@ -227,11 +232,108 @@ function SignaturePanel({ name, v }: { name: string; v: BundleVersion }) {
   );
 }
 
+/**
+ * Offline mode (targets signed by the approvers' own keys, not the server's): review what the
+ * signature adds and removes, sign with the CLI (the key never leaves its owner's machine), or
+ * paste a signature made elsewhere.
+ */
+function OfflineSigning({ name, version, onSigned }: { name: string; version: string; onSigned: (message: string) => void }) {
+  const session = useSession();
+  const base = `/api/v1/bundles/${enc(name)}/versions/${enc(version)}`;
+  const trust = useLoad(() => getJson(session.client, '/api/v1/trust', trustStatus), []);
+  const offline = trust.state === 'ok' && trust.data.targetsSigning === 'offline';
+  const proposal = useLoad(() => (offline ? getJson(session.client, `${base}/signing`, signingProposal) : Promise.resolve(undefined)), [base, offline]);
+  const [keyid, setKeyid] = useState('');
+  const [sig, setSig] = useState('');
+  const [error, setError] = useState<unknown>(undefined);
+  if (!offline) return null;
+  return (
+    <section className="panel section" aria-labelledby="offline-heading">
+      <h2 id="offline-heading">Offline signing</h2>
+      <Loaded load={proposal} what="the signing proposal">
+        {(p) =>
+          p && (
+            <>
+              <p>
+                {p.signatures.length} of {p.threshold} signatures. Signing publishes to devices:{' '}
+                {p.added.length > 0 ? <>adds {p.added.map((x) => <code key={x}>{x} </code>)}</> : 'adds nothing'}
+                {p.removed.length > 0 && <>, removes {p.removed.map((x) => <code key={x}>{x} </code>)}</>}.
+              </p>
+              <p className="hint">
+                Sign with your own key: <code>convoy bundle sign {name}@{version} --key FILE</code>, or paste a signature over the proposal's canonical JSON (proposal {p.proposalId}):
+              </p>
+              <div className="toolbar">
+                <label htmlFor="sign-keyid">Key id</label>
+                <input id="sign-keyid" className="mono" value={keyid} onChange={(e) => setKeyid(e.target.value.trim())} />
+                <label htmlFor="sign-sig">Signature (hex)</label>
+                <input id="sign-sig" className="mono" value={sig} onChange={(e) => setSig(e.target.value.trim())} />
+                <button
+                  type="button"
+                  className="button button-primary"
+                  disabled={!keyid || !sig}
+                  onClick={() => {
+                    setError(undefined);
+                    call(session.client, 'POST', `${base}/signatures`, signatureReceipt, { proposalId: p.proposalId, keyid, sig }).then(
+                      (r) => onSigned(r!.published ? `Signed and published to devices.` : `Signature recorded: ${r!.signatures.length} of ${r!.threshold}.`),
+                      setError,
+                    );
+                  }}
+                >
+                  Add signature
+                </button>
+              </div>
+              {error !== undefined && <ErrorNotice error={error} title="The signature was refused" />}
+            </>
+          )
+        }
+      </Loaded>
+    </section>
+  );
+}
+
+/** Whether devices may downgrade to this version (a signed rollback), and the switch for it. */
+function RollbackSetting({ name, version, allowed, onChanged }: { name: string; version: string; allowed: boolean; onChanged: () => void }) {
+  const session = useSession();
+  const [open, setOpen] = useState(false);
+  return (
+    <div className="rollback">
+      <p>
+        Devices may roll back to this version: <strong>{allowed ? 'yes' : 'no'}</strong>
+        {session.can('version:approve', name) && (
+          <>
+            {' '}
+            <button type="button" className="button button-small" onClick={() => setOpen(true)}>
+              {allowed ? 'Stop allowing…' : 'Allow rollback…'}
+            </button>
+          </>
+        )}
+      </p>
+      <ConfirmDialog
+        open={open}
+        title={allowed ? `Stop allowing rollbacks to ${version}?` : `Allow rollbacks to ${version}?`}
+        confirmLabel={allowed ? 'Stop allowing' : 'Allow rollback'}
+        onClose={() => setOpen(false)}
+        onConfirm={async () => {
+          await call(session.client, 'PUT', `/api/v1/bundles/${enc(name)}/versions/${enc(version)}/rollback`, z.unknown(), { allowed: !allowed });
+          onChanged();
+        }}
+      >
+        <p>
+          {allowed
+            ? 'Devices running a newer version will refuse to downgrade to this one again.'
+            : 'Devices running a newer version will accept this one when it is deployed with --rollback: the permission is signed into the targets metadata.'}
+        </p>
+      </ConfirmDialog>
+    </div>
+  );
+}
+
 function ArtifactTable({ list, base, editable, onRemoved, onReplace }: { list: Artifact[]; base: string; editable: boolean; onRemoved: (message: string) => void; onReplace: (artifact: Artifact, file: File) => void }) {
   const session = useSession();
   const [removing, setRemoving] = useState<string | undefined>(undefined);
   const replaceInput = useRef<HTMLInputElement>(null);
   const [replacing, setReplacing] = useState<Artifact | undefined>(undefined);
+  const [editing, setEditing] = useState<Artifact | undefined>(undefined);
   if (list.length === 0) return <Empty title="No artifacts yet">{editable ? 'Drop files above to add them.' : null}</Empty>;
   return (
     <>
@@ -271,6 +373,9 @@ function ArtifactTable({ list, base, editable, onRemoved, onReplace }: { list: A
               </td>
               {editable && (
                 <td className="row-actions">
+                  <button type="button" className="button button-small button-ghost" aria-label={`Edit ${a.name}`} onClick={() => setEditing(a)}>
+                    Edit
+                  </button>
                   {a.type !== 'image' && (
                     <button
                       type="button"
@@ -305,6 +410,7 @@ function ArtifactTable({ list, base, editable, onRemoved, onReplace }: { list: A
           e.target.value = '';
         }}
       />
+      {editing && <EditArtifactDialog base={base} artifact={editing} onClose={() => setEditing(undefined)} onSaved={(message) => onRemoved(message)} />}
       <ConfirmDialog
         open={removing !== undefined}
         title={`Remove ${removing ?? ''}?`}
@@ -319,6 +425,66 @@ function ArtifactTable({ list, base, editable, onRemoved, onReplace }: { list: A
         <p>The artifact leaves this draft. Other versions that hold the same bytes keep them.</p>
       </ConfirmDialog>
     </>
+  );
+}
+
+/** Changes what an artifact of a draft is (its type, its package metadata); new bytes go through Replace. */
+function EditArtifactDialog({ base, artifact: a, onClose, onSaved }: { base: string; artifact: Artifact; onClose: () => void; onSaved: (message: string) => void }) {
+  const session = useSession();
+  const [type, setType] = useState<string>(a.type);
+  const [pkg, setPkg] = useState({ format: a.package?.format ?? 'generic', name: a.package?.name ?? '', version: a.package?.version ?? '', architecture: a.package?.architecture ?? '' });
+  const field = (key: 'name' | 'version' | 'architecture', label: string) => (
+    <div className="field">
+      <label htmlFor={`edit-pkg-${key}`}>{label}</label>
+      <input id={`edit-pkg-${key}`} value={pkg[key]} onChange={(e) => setPkg({ ...pkg, [key]: e.target.value })} aria-describedby="edit-pkg-hint" />
+    </div>
+  );
+  return (
+    <ConfirmDialog
+      open
+      title={`Edit ${a.name}`}
+      confirmLabel="Save"
+      onClose={onClose}
+      onConfirm={async () => {
+        const body =
+          type === 'package'
+            ? { type, package: { format: pkg.format, ...(pkg.name ? { name: pkg.name } : {}), ...(pkg.version ? { version: pkg.version } : {}), ...(pkg.architecture ? { architecture: pkg.architecture } : {}) } }
+            : { type, ...(a.package ? { package: null } : {}) };
+        await call(session.client, 'PATCH', `${base}/artifacts/${enc(a.name)}`, artifact, body);
+        onSaved(`${a.name} was updated.`);
+      }}
+    >
+      <div className="field">
+        <label htmlFor="edit-type">Type</label>
+        <select id="edit-type" value={type} onChange={(e) => setType(e.target.value)}>
+          {artifactTypes.map((t) => (
+            <option key={t} value={t}>
+              {t}
+            </option>
+          ))}
+        </select>
+      </div>
+      {type === 'package' && (
+        <>
+          <div className="field">
+            <label htmlFor="edit-pkg-format">Package format</label>
+            <select id="edit-pkg-format" value={pkg.format} onChange={(e) => setPkg({ ...pkg, format: e.target.value as typeof pkg.format })}>
+              {packageFormats.map((f) => (
+                <option key={f} value={f}>
+                  {f}
+                </option>
+              ))}
+            </select>
+          </div>
+          {field('name', 'Package name')}
+          {field('version', 'Package version')}
+          {field('architecture', 'Architecture')}
+          <p className="hint" id="edit-pkg-hint">
+            deb, rpm and npm packages describe themselves: leave these empty, or give what the file says.
+          </p>
+        </>
+      )}
+    </ConfirmDialog>
   );
 }
 
