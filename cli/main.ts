@@ -329,6 +329,16 @@ const commands: Record<string, Command> = {
       ], flags.json === true);
     },
   },
+  'admin reset-token': {
+    usage: "convoy admin reset-token   (on the server's machine, with its CONVOY_* environment: revokes the admin's tokens, prints a new one once)",
+    options: {},
+    async run() {
+      const [{ resetAdminToken }, { ConfigError }] = await Promise.all([import('../server/main.ts'), import('../server/config.ts')]);
+      await resetAdminToken().catch((error: unknown) => {
+        throw error instanceof ConfigError ? new CliError(error.message) : error;
+      });
+    },
+  },
   serve: {
     usage: 'convoy serve   (configured by CONVOY_* environment variables; see the README)',
     options: {},

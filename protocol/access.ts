@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { pageQueryFields } from './api.ts';
 import { bundleName } from './names.ts';
 
 /*
@@ -72,6 +73,10 @@ export const auditEvent = z.strictObject({
   /** The request path: the exact thing acted on. */
   target: z.string(),
   bundle: bundleName.nullable(),
+  /** The version acted on (in the path or the body), when there is one. */
+  version: z.string().nullable(),
+  /** The device group acted on (a deployment's target), when there is one. */
+  group: z.string().nullable(),
   outcome: auditOutcome,
   status: z.number().int(),
   /** The error code when the outcome is not success. */
@@ -79,6 +84,13 @@ export const auditEvent = z.strictObject({
   requestId: z.string(),
 });
 export type AuditEvent = z.infer<typeof auditEvent>;
+
+/** `/api/v1/bundles/:name/members/:user`. */
+export const memberPath = z.strictObject({ name: bundleName, user: userName });
+/** `/api/v1/tokens/:id`: a token's number. */
+export const tokenPath = z.strictObject({ id: z.string().regex(/^[1-9]\d{0,14}$/, 'must be a positive whole number').transform(Number) });
+/** `GET /api/v1/tokens?user=` (another user's tokens: admins). */
+export const tokenListQuery = z.strictObject({ user: userName.optional() });
 
 /** Query filters of GET /api/v1/audit; page and per_page follow the GitLab API convention. */
 export const auditQuery = z.strictObject({
@@ -88,8 +100,9 @@ export const auditQuery = z.strictObject({
   outcome: auditOutcome.optional(),
   since: timestamp.optional(),
   until: timestamp.optional(),
-  page: z.coerce.number().int().min(1).max(1_000_000).default(1),
-  per_page: z.coerce.number().int().min(1).max(100).default(20),
+  // The same strict whole numbers as every listing: `0x10`, `1e1` or ` 5` are refused, and
+  // per_page above 100 counts as 100 (the README's rule).
+  ...pageQueryFields,
 });
 
 /** Request ids a caller may supply (X-Request-Id); anything else is replaced by a fresh one. */

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { artifactName, artifactType, bundleName, deviceId, digest, groupName, version } from './names.ts';
 import { deviceState } from './messages.ts';
+import type { ErrorCode } from './errors.ts';
 import { approvalSummary, revocation } from './trust.ts';
 
 /*
@@ -124,6 +125,34 @@ export const uploadFileQuery = z.strictObject({
   /** When given, the bytes must hash to it (else 400 digest_mismatch, nothing stored). */
   digest: digest.optional(),
 });
+
+/*
+ * Path parameters, one strict object per route shape: the router parses them before the handler
+ * (so handlers never parse the URL by hand) and the OpenAPI document lists them from these.
+ */
+export const bundlePath = z.strictObject({ name: bundleName });
+export const versionPath = z.strictObject({ name: bundleName, version });
+export const artifactPath = z.strictObject({ name: bundleName, version, artifact: artifactName });
+export const filePath = z.strictObject({ name: bundleName, version, file: artifactName });
+export const digestPath = z.strictObject({ digest });
+export const groupPath = z.strictObject({ group: groupName });
+/** `/tuf/<file>`: which files exist is the trust service's business (unknown ones answer 404). */
+export const tufFilePath = z.strictObject({ file: z.string().min(1).max(255) });
+/** `/tuf/targets/<path>`: the hash-prefixed target path, resolved against the signed targets. */
+export const tufTargetPath = z.strictObject({ path: z.string().max(2048) });
+/** The error code a bad path parameter answers with, by parameter name (others: invalid_request). */
+export const pathParamCodes: Readonly<Record<string, ErrorCode>> = {
+  name: 'invalid_name',
+  artifact: 'invalid_name',
+  file: 'invalid_name',
+  user: 'invalid_name',
+  group: 'invalid_name',
+  version: 'invalid_version',
+  digest: 'invalid_digest',
+};
+
+/** `GET /api/v1/devices?group=`. */
+export const deviceListQuery = z.strictObject({ group: groupName.optional() });
 
 export const createDeploymentRequest = z.strictObject({ bundle: bundleName, version, group: groupName });
 

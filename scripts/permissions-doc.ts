@@ -15,7 +15,7 @@ const server = await startServer(
 try {
   const target = path.join(import.meta.dirname, '..', 'docs', 'permissions.md');
   await fs.mkdir(path.dirname(target), { recursive: true });
-  await fs.writeFile(target, renderPermissionsDoc(server.routes));
+  await fs.writeFile(target, renderPermissionsDoc(server.routes, server.registryRoutes));
   process.stdout.write(`wrote ${target}\n`);
 } finally {
   await server.close();

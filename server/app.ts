@@ -1,7 +1,5 @@
 import fs from 'node:fs/promises';
-import http from 'node:http';
 import path from 'node:path';
-import type { AddressInfo } from 'node:net';
 import Koa from 'koa';
 import { z } from 'zod';
 import { createLogger, type Logger } from '../protocol/log.ts';
@@ -22,6 +20,7 @@ import { createBundleStore } from './bundles/store.ts';
 import { resolveTargetUrl } from './bundles/targets.ts';
 import type { ServerConfig } from './config.ts';
 import { openDatabase } from './db/knex.ts';
+import { bindPorts } from './listeners.ts';
 import { deploymentRoutes } from './deployments/routes.ts';
 import { createDeploymentService } from './deployments/service.ts';
 import { deviceRoutes } from './devices/routes.ts';
@@ -30,7 +29,7 @@ import { createDeviceStore } from './devices/store.ts';
 import { errorMiddleware } from './http/errors.ts';
 import { buildOpenApiDocument } from './http/openapi.ts';
 import { buildRouter, route, type Route } from './http/routes.ts';
-import { ociMiddleware } from './oci/routes.ts';
+import { ociMiddleware, registryRouteTable, type RegistryRoute } from './oci/routes.ts';
 import { createOciService } from './oci/service.ts';
 import { createOciStore, ociReferencedDigests } from './oci/store.ts';
 import { UploadFiles } from './oci/uploads.ts';
@@ -48,6 +47,8 @@ export interface RunningServer {
   generatedAdminToken: string | undefined;
   /** Every route declaration served (the OpenAPI document, the permission matrix and generated docs come from them). */
   routes: readonly Route[];
+  /** The OCI registry's routes under /v2 (their own protocol), for docs/permissions.md. */
+  registryRoutes: readonly RegistryRoute[];
   /** Runs the blob garbage collector now (it also runs every hour). */
   collectGarbage(options?: { graceMs?: number }): Promise<GcReport>;
   close(): Promise<void>;
@@ -77,14 +78,17 @@ const abandonedUploadMs = 24 * 60 * 60 * 1000;
 export async function startServer(config: ServerConfig, deps: ServerDeps = {}): Promise<RunningServer> {
   const now = deps.now ?? (() => new Date());
   const log = deps.log ?? createLogger({ namespace: 'server', level: config.logLevel, write: (line) => process.stderr.write(line) });
-  await fs.mkdir(config.dataDir, { recursive: true });
-
-  const db = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
-  const cleanups: (() => Promise<void>)[] = [() => db.destroy()];
+  // The ports first: a busy one must fail the start before any state (data dir, database rows,
+  // the admin user and its one-time token, TUF keys) exists.
+  const ports = await bindPorts(config);
+  const cleanups: (() => Promise<void>)[] = [() => ports.close()];
   const close = async () => {
     for (const cleanup of cleanups.reverse()) await cleanup().catch((error: unknown) => log.error('shutdown step failed', { error }));
   };
   try {
+    await fs.mkdir(config.dataDir, { recursive: true });
+    const db = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+    cleanups.push(() => db.destroy());
     const blobs = await BlobStore.open(path.join(config.dataDir, 'blobs'));
     const authStore = createAuthStore(db);
     let broker: Broker | undefined;
@@ -129,6 +133,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       authenticate: (token) => auth.authenticate(token),
       onMessage: (topic, payload, principal) => void devices.receiveStatus(topic, payload, principal),
       log: log.child('mqtt'),
+      listener: { server: ports.mqtt, serve: (handler) => ports.serveMqtt(handler) },
     });
     const startedBroker = broker;
     cleanups.push(() => startedBroker.close());
@@ -152,7 +157,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       now,
       log: log.child('oci'),
     });
-    app.use(ociMiddleware({ service: oci, blobs, auth, log: log.child('oci') }));
+    app.use(ociMiddleware({ service: oci, blobs, auth, log: log.child('oci'), audit }));
     const routes: Route[] = [
         ...blobRoutes(blobs, config.maxBlobBytes),
         ...bundleRoutes(bundles, {
@@ -185,14 +190,12 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     // The web UI: after the API so it never shadows a route; it answers only what none did.
     app.use(uiMiddleware({ dir: deps.uiDir ?? defaultUiDir(), log: log.child('ui') }));
 
-    const server = http.createServer(app.callback());
+    const server = ports.http;
     // Bound header size and idle time: a slow or oversized client must not pin the server.
     server.headersTimeout = 30_000;
     server.requestTimeout = 0; // large uploads may take long; idle sockets are cut by keepAliveTimeout
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(config.httpPort, config.host, () => resolve());
-    });
+    ports.serveHttp(app.callback());
+    // Closed first at shutdown: no request may reach a database already closed.
     cleanups.push(
       () =>
         new Promise<void>((resolve) => {
@@ -200,7 +203,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
           server.closeAllConnections();
         }),
     );
-    const httpPort = (server.address() as AddressInfo).port;
+    const httpPort = ports.httpPort;
     const shownHost = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
     log.info('serving', { http: httpPort, mqtt: broker.port, dataDir: config.dataDir, database: config.databaseUrl ? 'postgresql' : 'sqlite' });
     return {
@@ -209,6 +212,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       mqttPort: broker.port,
       generatedAdminToken,
       routes,
+      registryRoutes: registryRouteTable(oci, blobs),
       collectGarbage: (options = {}) => runGc(options.graceMs),
       close,
     };

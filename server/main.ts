@@ -1,11 +1,18 @@
+import { randomUUID } from 'node:crypto';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { createLogger } from '../protocol/log.ts';
 import { startServer } from './app.ts';
-import { ConfigError, loadServerConfig } from './config.ts';
+import { createAuditLog } from './audit/log.ts';
+import { createAuthService } from './auth/service.ts';
+import { createAuthStore } from './auth/store.ts';
+import { ConfigError, loadServerConfig, type ServerConfig } from './config.ts';
+import { openDatabase } from './db/knex.ts';
+import { PortInUseError } from './listeners.ts';
 
-/** `convoy serve` / `npm start`: runs the origin server until SIGINT or SIGTERM. */
-export async function serve(env: NodeJS.ProcessEnv = process.env): Promise<void> {
-  let config;
+function loadConfigOrExit(env: NodeJS.ProcessEnv): ServerConfig {
   try {
-    config = loadServerConfig(env);
+    return loadServerConfig(env);
   } catch (error) {
     if (error instanceof ConfigError) {
       process.stderr.write(`convoy: configuration error: ${error.message}\n`);
@@ -13,7 +20,22 @@ export async function serve(env: NodeJS.ProcessEnv = process.env): Promise<void>
     }
     throw error;
   }
-  const server = await startServer(config);
+}
+
+/** `convoy serve` / `npm start`: runs the origin server until SIGINT or SIGTERM. */
+export async function serve(env: NodeJS.ProcessEnv = process.env): Promise<void> {
+  const config = loadConfigOrExit(env);
+  let server;
+  try {
+    server = await startServer(config);
+  } catch (error) {
+    // An operator's mistake, not a bug: one line, no stack trace. Nothing was created yet.
+    if (error instanceof PortInUseError) {
+      process.stderr.write(`convoy: ${error.message}\n`);
+      process.exit(1);
+    }
+    throw error;
+  }
   process.stdout.write(`Convoy is serving the API at ${server.url} and MQTT on port ${server.mqttPort}\n`);
   if (server.generatedAdminToken) {
     // Shown once, to the operator's terminal; only its hash is stored.
@@ -34,4 +56,37 @@ export async function serve(env: NodeJS.ProcessEnv = process.env): Promise<void>
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+/**
+ * `convoy admin reset-token`: the way back in when the admin token is lost (never shown, or
+ * forgotten). Run on the server's machine with the server's configuration (CONVOY_DATA_DIR,
+ * CONVOY_DATABASE_URL): whoever can read the data dir holds the instance anyway. Revokes the
+ * admin's tokens, prints a new one once, and records the reset in the audit log.
+ */
+export async function resetAdminToken(env: NodeJS.ProcessEnv = process.env): Promise<void> {
+  const config = loadConfigOrExit(env);
+  if (!config.databaseUrl) {
+    // Opening SQLite would create an empty database in a mistyped data dir: refuse instead.
+    const file = path.join(config.dataDir, 'convoy.sqlite');
+    if (!(await fs.stat(file).catch(() => undefined))) {
+      throw new ConfigError(`no Convoy database at ${file}: run this with the server's CONVOY_DATA_DIR (and CONVOY_DATABASE_URL, if it uses PostgreSQL)`);
+    }
+  }
+  const log = createLogger({ namespace: 'admin', level: 'warn', write: (line) => process.stderr.write(line) });
+  const db = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+  try {
+    const now = () => new Date();
+    const auth = createAuthService({ store: createAuthStore(db), now, log });
+    const token = await auth.resetAdminToken();
+    await createAuditLog({ db, now, log }).record({
+      action: 'token:write', method: 'CLI', target: 'convoy admin reset-token', principal: undefined, bundle: undefined, requestId: randomUUID(), status: 200, error: undefined,
+    });
+    process.stdout.write(
+      `Revoked the admin's tokens and created this one (it is not shown again; store it now):\n\n  ${token}\n\n` +
+        'A running server accepts it at once; MQTT connections signed in with an old token last until they reconnect.\n',
+    );
+  } finally {
+    await db.destroy();
+  }
 }

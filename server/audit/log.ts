@@ -14,6 +14,10 @@ export interface AuditEntry {
   target: string;
   principal: Principal | undefined;
   bundle: string | undefined;
+  /** The version acted on, from the path or the body (a deployment's, a new draft's). */
+  version?: string | undefined;
+  /** The device group acted on (a deployment's target). */
+  group?: string | undefined;
   requestId: string;
   status: number;
   error: string | undefined;
@@ -36,6 +40,8 @@ interface AuditRow {
   method: string;
   target: string;
   bundle: string | null;
+  version: string | null;
+  group_name: string | null;
   outcome: AuditOutcome;
   status: number;
   error: string | null;
@@ -57,6 +63,8 @@ function toEvent(row: AuditRow): AuditEvent {
     method: row.method,
     target: row.target,
     bundle: row.bundle,
+    version: row.version ?? null,
+    group: row.group_name ?? null,
     outcome: row.outcome,
     status: Number(row.status),
     error: row.error,
@@ -87,6 +95,10 @@ export function createAuditLog(deps: { db: Db; now: () => Date; log: Logger }) {
         target: entry.target.slice(0, 1000),
         // Only a well-formed bundle name is kept as a filterable column; the target has the rest.
         bundle: entry.bundle !== undefined && /^[a-z0-9][a-z0-9._-]{0,63}$/.test(entry.bundle) ? entry.bundle : null,
+        // Bounded like the columns; the values were validated by the route's schemas when they
+        // came from a request that got that far, and are only recorded, never interpreted.
+        version: entry.version?.slice(0, 256) ?? null,
+        group_name: entry.group?.slice(0, 64) ?? null,
         outcome: outcomeOfStatus(entry.status),
         status: entry.status,
         error: entry.error ?? null,

@@ -27,7 +27,14 @@ export function memberOf(role: Role | undefined, admin = false): Principal {
 
 const device: Principal = { type: 'device', deviceId: 'd', group: 'g' };
 
-export function renderPermissionsDoc(routes: readonly Route[]): string {
+/** A route of another protocol (the OCI registry under /v2), listed with the action it needs. */
+export interface ProtocolRoute {
+  method: string;
+  path: string;
+  action: string;
+}
+
+export function renderPermissionsDoc(routes: readonly Route[], registryRoutes: readonly ProtocolRoute[] = []): string {
   const lines: string[] = [];
   const out = (...more: string[]) => lines.push(...more);
   out(
@@ -126,6 +133,19 @@ export function renderPermissionsDoc(routes: readonly Route[]): string {
   );
   for (const route of routes) {
     out(`| ${route.method} | \`${route.path}\` | \`${route.action}\`${route.anonymous ? ' (or anonymous, when configured)' : ''} |`);
+  }
+  if (registryRoutes.length > 0) {
+    out(
+      '',
+      '## The OCI registry (`/v2`)',
+      '',
+      'Repositories are `<bundle>/<image>`: the action is checked on the bundle, as for the REST routes.',
+      'Clients sign in with HTTP Basic (user name and an access token as the password) or a Bearer token.',
+      '',
+      '| method | path | action |',
+      '| --- | --- | --- |',
+    );
+    for (const route of registryRoutes) out(`| ${route.method} | \`${route.path}\` | \`${route.action}\` |`);
   }
   out('');
   return lines.join('\n');

@@ -1,4 +1,4 @@
-import { maxTokenLifetimeMs, type AccessToken, type Member, type Role, type Scope, type User } from '../../protocol/access.ts';
+import { maxTokenLifetimeMs, scopes, type AccessToken, type Member, type Role, type Scope, type User } from '../../protocol/access.ts';
 import type { Logger } from '../../protocol/log.ts';
 import { isUniqueViolation } from '../bundles/store.ts';
 import { ApiError } from '../http/errors.ts';
@@ -12,6 +12,11 @@ export interface AuthService {
    * it once; returns undefined when an admin already existed or the token came from the config.
    */
   ensureAdmin(configuredToken: string | undefined): Promise<string | undefined>;
+  /**
+   * The way back in (`convoy admin reset-token`): revokes every token of the `admin` user and
+   * gives it a new one with every scope, returned once. Creates the admin if none exists.
+   */
+  resetAdminToken(): Promise<string>;
   authenticate(token: string): Promise<Principal | undefined>;
   createUser(name: string, admin: boolean): Promise<User>;
   listUsers(): Promise<User[]>;
@@ -58,6 +63,22 @@ export function createAuthService(deps: { store: AuthStore; now: () => Date; log
       await store.createAdmin('admin', hashToken(token), now());
       deps.log.info('created the admin user', { user: 'admin', source: configuredToken ? 'CONVOY_ADMIN_TOKEN' : 'generated' });
       return configuredToken ? undefined : token;
+    },
+
+    async resetAdminToken() {
+      const token = generateToken();
+      const admin = await store.findUser('admin');
+      if (!admin) {
+        await store.createAdmin('admin', hashToken(token), now());
+      } else {
+        // The old token may have leaked or been lost: it stops working now.
+        for (const old of await store.listTokens({ userId: admin.id })) {
+          if (!old.revokedAt) await store.revokeToken(old.id, now());
+        }
+        await store.insertUserToken({ userId: admin.id, name: 'reset admin token', hash: hashToken(token), scopes, expiresAt: null, now: now() });
+      }
+      deps.log.info('reset the admin token', { user: 'admin' });
+      return token;
     },
 
     async authenticate(token) {

@@ -1,7 +1,5 @@
 import type Koa from 'koa';
-import { blobReceipt } from '../../protocol/api.ts';
-import { digest as digestSchema } from '../../protocol/names.ts';
-import { parseWith } from '../../protocol/parse.ts';
+import { blobReceipt, digestPath } from '../../protocol/api.ts';
 import { ApiError } from '../http/errors.ts';
 import { route, type Route } from '../http/routes.ts';
 import type { BlobStore } from './store.ts';
@@ -64,12 +62,11 @@ export function parseRange(header: string, size: number): { start: number; end: 
 }
 
 export function blobRoutes(blobs: BlobStore, maxBlobBytes: number): Route[] {
-  const digestParam = (params: Record<string, string>) => parseWith(digestSchema, params.digest, 'digest in the URL', 'invalid_digest');
   return [
     route({
-      method: 'PUT', path: '/api/v1/blobs/:digest', action: 'blob:write', summary: 'Upload a blob (streamed, digest verified)', rawBody: 'application/octet-stream', responses: { 200: blobReceipt, 201: blobReceipt },
+      method: 'PUT', path: '/api/v1/blobs/:digest', action: 'blob:write', summary: 'Upload a blob (streamed, digest verified)', params: digestPath, rawBody: 'application/octet-stream', responses: { 200: blobReceipt, 201: blobReceipt },
       async handler({ koa, params }) {
-        const expected = digestParam(params);
+        const expected = params.digest;
         const declared = koa.get('content-length');
         const expectedSize = declared ? Number(declared) : undefined;
         if (expectedSize !== undefined && expectedSize > maxBlobBytes) throw new ApiError('payload_too_large', `blob exceeds the limit of ${maxBlobBytes} bytes`);
@@ -81,9 +78,9 @@ export function blobRoutes(blobs: BlobStore, maxBlobBytes: number): Route[] {
     }),
     ...(['GET', 'HEAD'] as const).map((method) =>
       route({
-        method, path: '/api/v1/blobs/:digest', action: 'blob:read', summary: 'Download a blob (Range supported)', responses: { 200: 'binary', 206: 'binary', 304: 'empty' },
+        method, path: '/api/v1/blobs/:digest', action: 'blob:read', summary: 'Download a blob (Range supported)', params: digestPath, responses: { 200: 'binary', 206: 'binary', 304: 'empty' },
         async handler({ koa, params }) {
-          const digest = digestParam(params);
+          const { digest } = params;
           const stat = await blobs.stat(digest);
           if (!stat) throw new ApiError('not_found', `blob ${digest} is not stored`);
           await sendBlob(koa, blobs, digest, stat.size);

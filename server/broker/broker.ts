@@ -29,6 +29,8 @@ export interface BrokerDeps {
   /** Called for every message a client publishes that passed authorisation. */
   onMessage: (topic: string, payload: Buffer, principal: Principal) => void;
   log: Logger;
+  /** A listener bound already (server/listeners.ts: ports are bound before any state is made); without one the broker binds `port` itself. */
+  listener?: { server: net.Server; serve(handler: (socket: net.Socket) => void): void };
 }
 
 /** All bundles' notices at once; each message is then forwarded only to those who may read it. */
@@ -114,11 +116,14 @@ export async function startBroker(deps: BrokerDeps): Promise<Broker> {
   });
   aedes.on('clientError', (client, error) => deps.log.debug('MQTT client error', { client: client.id, error }));
 
-  const server = net.createServer(aedes.handle);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(deps.port, deps.host, () => resolve());
-  });
+  const server = deps.listener?.server ?? net.createServer(aedes.handle);
+  if (deps.listener) deps.listener.serve((socket) => aedes.handle(socket));
+  else {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(deps.port, deps.host, () => resolve());
+    });
+  }
   const port = (server.address() as AddressInfo).port;
 
   return {

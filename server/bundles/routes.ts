@@ -1,8 +1,11 @@
-import { artifactName, bundleName, version as versionSchema } from '../../protocol/names.ts';
 import {
   addArtifactsRequest,
   artifact,
   artifactListQuery,
+  artifactPath,
+  bundlePath,
+  filePath,
+  versionPath,
   bundle,
   bundleListQuery,
   bundleVersion,
@@ -16,24 +19,12 @@ import {
   uploadFileQuery,
   versionListQuery,
 } from '../../protocol/api.ts';
-import { parseWith } from '../../protocol/parse.ts';
 import { actsAsAdmin, type Principal } from '../auth/policy.ts';
 import { ApiError } from '../http/errors.ts';
 import { pageOf, sendPage } from '../http/pagination.ts';
 import { bundleInPath, route, type Route } from '../http/routes.ts';
 import type { BundleVersion } from '../../protocol/api.ts';
 import type { BundleService } from './service.ts';
-
-/** Path parameters are input like any other: validated before they reach a query. */
-function nameParam(params: Record<string, string>): string {
-  return parseWith(bundleName, params.name, 'bundle name in the URL', 'invalid_name');
-}
-function versionParam(params: Record<string, string>): string {
-  return parseWith(versionSchema, params.version, 'version in the URL', 'invalid_version');
-}
-function artifactParam(params: Record<string, string>, key = 'artifact'): string {
-  return parseWith(artifactName, params[key], 'artifact name in the URL', 'invalid_name');
-}
 
 /** What happens around a bundle's life that is not the bundle's own business (membership, notices). */
 export interface BundleHooks {
@@ -66,100 +57,100 @@ export function bundleRoutes(service: BundleService, hooks: BundleHooks & { maxB
       },
     }),
     route({
-      method: 'GET', path: '/api/v1/bundles/:name', action: 'bundle:read', resource: bundleInPath, summary: 'Show a bundle', responses: { 200: bundle },
+      method: 'GET', path: '/api/v1/bundles/:name', action: 'bundle:read', params: bundlePath, resource: bundleInPath, summary: 'Show a bundle', responses: { 200: bundle },
       async handler({ koa, params }) {
-        koa.body = await service.getBundle(nameParam(params));
+        koa.body = await service.getBundle(params.name);
       },
     }),
     route({
-      method: 'DELETE', path: '/api/v1/bundles/:name', action: 'bundle:delete', resource: bundleInPath, summary: 'Delete a bundle that has no approved version', responses: { 204: 'empty' },
+      method: 'DELETE', path: '/api/v1/bundles/:name', action: 'bundle:delete', params: bundlePath, resource: bundleInPath, summary: 'Delete a bundle that has no approved version', responses: { 204: 'empty' },
       async handler({ koa, params }) {
-        await service.deleteBundle(nameParam(params));
+        await service.deleteBundle(params.name);
         koa.status = 204;
       },
     }),
     route({
-      method: 'POST', path: '/api/v1/bundles/:name/versions', action: 'bundle:write', resource: bundleInPath, summary: 'Create a draft version (copyFrom: start with the artifacts of another version)',
+      method: 'POST', path: '/api/v1/bundles/:name/versions', action: 'bundle:write', params: bundlePath, resource: bundleInPath, summary: 'Create a draft version (copyFrom: start with the artifacts of another version)',
       body: createVersionRequest, responses: { 201: bundleVersion },
       async handler({ koa, params, body }) {
         koa.status = 201;
-        koa.body = await service.createVersion(nameParam(params), body.version, body.copyFrom);
+        koa.body = await service.createVersion(params.name, body.version, body.copyFrom);
       },
     }),
     // Declared before `…/versions/:version`: the router tries routes in order, and "next" is not a version.
     route({
-      method: 'GET', path: '/api/v1/bundles/:name/versions/next', action: 'bundle:read', resource: bundleInPath, summary: 'Compute the next version (?bump=major|minor|patch|prerelease&preid=rc)',
+      method: 'GET', path: '/api/v1/bundles/:name/versions/next', action: 'bundle:read', params: bundlePath, resource: bundleInPath, summary: 'Compute the next version (?bump=major|minor|patch|prerelease&preid=rc)',
       query: nextVersionQuery, responses: { 200: nextVersion },
       async handler({ koa, params, query }) {
-        koa.body = await service.nextVersion(nameParam(params), query.bump, query.preid);
+        koa.body = await service.nextVersion(params.name, query.bump, query.preid);
       },
     }),
     route({
-      method: 'GET', path: '/api/v1/bundles/:name/versions', action: 'bundle:read', resource: bundleInPath, summary: 'List versions, oldest first (paginated; ?status=draft|approved|revoked)',
+      method: 'GET', path: '/api/v1/bundles/:name/versions', action: 'bundle:read', params: bundlePath, resource: bundleInPath, summary: 'List versions, oldest first (paginated; ?status=draft|approved|revoked)',
       query: versionListQuery, responses: { 200: listOf(bundleVersion) },
       async handler({ koa, params, query }) {
         const page = pageOf(query);
-        sendPage(koa, page, await service.listVersions(nameParam(params), { status: query.status }, { offset: page.offset, limit: page.perPage }));
+        sendPage(koa, page, await service.listVersions(params.name, { status: query.status }, { offset: page.offset, limit: page.perPage }));
       },
     }),
     route({
-      method: 'GET', path: base, action: 'bundle:read', resource: bundleInPath, summary: 'Show a version', responses: { 200: bundleVersion },
+      method: 'GET', path: base, action: 'bundle:read', params: versionPath, resource: bundleInPath, summary: 'Show a version', responses: { 200: bundleVersion },
       async handler({ koa, params }) {
-        koa.body = await service.getVersion(nameParam(params), versionParam(params));
+        koa.body = await service.getVersion(params.name, params.version);
       },
     }),
     route({
-      method: 'DELETE', path: base, action: 'bundle:write', resource: bundleInPath, summary: 'Delete a draft version', responses: { 204: 'empty' },
+      method: 'DELETE', path: base, action: 'bundle:write', params: versionPath, resource: bundleInPath, summary: 'Delete a draft version', responses: { 204: 'empty' },
       async handler({ koa, params }) {
-        await service.deleteVersion(nameParam(params), versionParam(params));
+        await service.deleteVersion(params.name, params.version);
         koa.status = 204;
       },
     }),
     route({
-      method: 'GET', path: `${base}/artifacts`, action: 'bundle:read', resource: bundleInPath, summary: 'List the artifacts of a version (paginated; filters: type, name, search, format, architecture, package_name, package_version)',
+      method: 'GET', path: `${base}/artifacts`, action: 'bundle:read', params: versionPath, resource: bundleInPath, summary: 'List the artifacts of a version (paginated; filters: type, name, search, format, architecture, package_name, package_version)',
       query: artifactListQuery, responses: { 200: listOf(artifact) },
       async handler({ koa, params, query }) {
         const page = pageOf(query);
         const { page: _page, per_page: _perPage, ...filter } = query;
-        sendPage(koa, page, await service.listArtifacts(nameParam(params), versionParam(params), filter, { offset: page.offset, limit: page.perPage }));
+        sendPage(koa, page, await service.listArtifacts(params.name, params.version, filter, { offset: page.offset, limit: page.perPage }));
       },
     }),
     route({
-      method: 'POST', path: `${base}/artifacts`, action: 'bundle:write', resource: bundleInPath, summary: 'Add or replace many artifacts in one request (all or none), creating the draft if needed',
+      method: 'POST', path: `${base}/artifacts`, action: 'bundle:write', params: versionPath, resource: bundleInPath, summary: 'Add or replace many artifacts in one request (all or none), creating the draft if needed',
       body: addArtifactsRequest, responses: { 201: listOf(artifact) },
       async handler({ koa, params, body }) {
         koa.status = 201;
-        koa.body = await service.addArtifacts(nameParam(params), versionParam(params), body.artifacts);
+        koa.body = await service.addArtifacts(params.name, params.version, body.artifacts);
       },
     }),
     route({
-      method: 'GET', path: `${base}/artifacts/:artifact`, action: 'bundle:read', resource: bundleInPath, summary: 'Show an artifact', responses: { 200: artifact },
+      method: 'GET', path: `${base}/artifacts/:artifact`, action: 'bundle:read', params: artifactPath, resource: bundleInPath, summary: 'Show an artifact', responses: { 200: artifact },
       async handler({ koa, params }) {
-        koa.body = await service.getArtifact(nameParam(params), versionParam(params), artifactParam(params));
+        koa.body = await service.getArtifact(params.name, params.version, params.artifact);
       },
     }),
     route({
-      method: 'PUT', path: `${base}/artifacts/:artifact`, action: 'bundle:write', resource: bundleInPath, summary: 'Add or replace an artifact in a draft (the blob must be uploaded)',
+      method: 'PUT', path: `${base}/artifacts/:artifact`, action: 'bundle:write', params: artifactPath, resource: bundleInPath, summary: 'Add or replace an artifact in a draft (the blob must be uploaded)',
       body: putArtifactRequest, responses: { 200: artifact, 201: artifact },
       async handler({ koa, params, body }) {
-        const result = await service.putArtifact(nameParam(params), versionParam(params), { name: artifactParam(params), ...body });
+        const result = await service.putArtifact(params.name, params.version, { name: params.artifact, ...body });
         koa.status = result.created ? 201 : 200;
         koa.body = result.artifact;
       },
     }),
     route({
-      method: 'PATCH', path: `${base}/artifacts/:artifact`, action: 'bundle:write', resource: bundleInPath, summary: 'Change the metadata (type, package) of an artifact in a draft',
+      method: 'PATCH', path: `${base}/artifacts/:artifact`, action: 'bundle:write', params: artifactPath, resource: bundleInPath, summary: 'Change the metadata (type, package) of an artifact in a draft',
       body: patchArtifactRequest, responses: { 200: artifact },
       async handler({ koa, params, body }) {
-        koa.body = await service.patchArtifact(nameParam(params), versionParam(params), artifactParam(params), body);
+        koa.body = await service.patchArtifact(params.name, params.version, params.artifact, body);
       },
     }),
     route({
-      method: 'PUT', path: `${base}/files/:file`, action: 'bundle:write', resource: bundleInPath, rawBody: 'application/octet-stream',
+      method: 'PUT', path: `${base}/files/:file`, action: 'bundle:write', params: filePath, resource: bundleInPath, rawBody: 'application/octet-stream',
       summary: 'Upload a file in one request (curl --upload-file; streamed) and add or replace it as an artifact, creating the draft if needed',
       query: uploadFileQuery, responses: { 200: artifact, 201: artifact },
       async handler({ koa, params, query }) {
-        const [name, ver, file] = [nameParam(params), versionParam(params), artifactParam(params, 'file')];
+        const [name, ver, file] = [params.name, params.version, params.file];
         const declared = koa.get('content-length');
         if (!declared && koa.get('transfer-encoding') === '') throw new ApiError('invalid_request', 'the request has no body: send the file (curl --upload-file FILE)');
         const expectedSize = declared ? Number(declared) : undefined;
@@ -177,9 +168,9 @@ export function bundleRoutes(service: BundleService, hooks: BundleHooks & { maxB
       },
     }),
     route({
-      method: 'DELETE', path: `${base}/artifacts/:artifact`, action: 'bundle:write', resource: bundleInPath, summary: 'Remove an artifact from a draft', responses: { 204: 'empty' },
+      method: 'DELETE', path: `${base}/artifacts/:artifact`, action: 'bundle:write', params: artifactPath, resource: bundleInPath, summary: 'Remove an artifact from a draft', responses: { 204: 'empty' },
       async handler({ koa, params }) {
-        await service.deleteArtifact(nameParam(params), versionParam(params), artifactParam(params));
+        await service.deleteArtifact(params.name, params.version, params.artifact);
         koa.status = 204;
       },
     }),

@@ -272,7 +272,23 @@ const bundles: Migration = {
   },
 };
 
-export const migrations: readonly Migration[] = [initial, access, trust, oci, bundles];
+/** Audit entries name the version and the device group acted on (deployments, new drafts). */
+const auditReleases: Migration = {
+  name: '0006_audit_releases',
+  async up(db) {
+    await db.schema.alterTable('audit_events', (t) => {
+      t.string('version', 256);
+      t.string('group_name', 64);
+    });
+  },
+  async down(db) {
+    await db.schema.alterTable('audit_events', (t) => {
+      t.dropColumns('version', 'group_name');
+    });
+  },
+};
+
+export const migrations: readonly Migration[] = [initial, access, trust, oci, bundles, auditReleases];
 
 export const migrationSource: Knex.MigrationSource<Migration> = {
   getMigrations: async () => [...migrations],

@@ -1,7 +1,5 @@
-import { createDeploymentRequest, deployment, listOf } from '../../protocol/api.ts';
+import { createDeploymentRequest, deployment, groupPath, listOf } from '../../protocol/api.ts';
 import { releaseNotice } from '../../protocol/messages.ts';
-import { groupName } from '../../protocol/names.ts';
-import { parseWith } from '../../protocol/parse.ts';
 import { principalName } from '../auth/policy.ts';
 import { ApiError } from '../http/errors.ts';
 import { route, type Route } from '../http/routes.ts';
@@ -27,9 +25,9 @@ export function deploymentRoutes(service: DeploymentService): Route[] {
       // The pull twin of the retained MQTT notice: a device whose broker is unreachable polls
       // this, so no release is missed. A device may ask only for its own group.
       method: 'GET', path: '/api/v1/groups/:group/release', action: 'tuf:read', summary: "The release a device group should run, as its MQTT notice (204: none)",
-      responses: { 200: releaseNotice, 204: 'empty' },
+      params: groupPath, responses: { 200: releaseNotice, 204: 'empty' },
       async handler({ koa, params, principal }) {
-        const group = parseWith(groupName, params.group, 'group in the URL', 'invalid_name');
+        const group = params.group;
         if (principal?.type === 'device' && principal.group !== group) throw new ApiError('forbidden', 'a device may only ask for its own group\'s release');
         const notice = await service.latestFor(group);
         if (notice) koa.body = notice;

@@ -1,6 +1,4 @@
-import { createDeviceRequest, device, deviceRegistration, listOf } from '../../protocol/api.ts';
-import { groupName } from '../../protocol/names.ts';
-import { parseWith } from '../../protocol/parse.ts';
+import { createDeviceRequest, device, deviceListQuery, deviceRegistration, listOf } from '../../protocol/api.ts';
 import { route, type Route } from '../http/routes.ts';
 import type { DeviceService } from './service.ts';
 
@@ -14,9 +12,9 @@ export function deviceRoutes(service: DeviceService): Route[] {
       },
     }),
     route({
-      method: 'GET', path: '/api/v1/devices', action: 'device:read', summary: 'List devices with their reported state (?group=)', responses: { 200: listOf(device) },
-      async handler({ koa }) {
-        const group = typeof koa.query.group === 'string' ? parseWith(groupName, koa.query.group, 'group filter', 'invalid_name') : undefined;
+      method: 'GET', path: '/api/v1/devices', action: 'device:read', summary: 'List devices with their reported state (?group=)', query: deviceListQuery, responses: { 200: listOf(device) },
+      async handler({ koa, query }) {
+        const group = query.group;
         koa.body = await service.list(group ? { group } : {});
       },
     }),

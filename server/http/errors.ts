@@ -73,9 +73,31 @@ export function errorMiddleware(log: Logger): Koa.Middleware {
       }
       ctx.status = httpStatusOf(code);
       if (code === 'unauthenticated') ctx.set('WWW-Authenticate', 'Bearer realm="convoy"');
+      // An early refusal (401, 403, a bad parameter) leaves a declared body unread. Node would
+      // keep the connection and read the whole body to reuse it, so a client announcing gigabytes
+      // could hold the socket for as long as it likes: answer, then close instead.
+      if (hasUnreadBody(ctx)) ctx.set('Connection', 'close');
       ctx.body = { error: { code, message } };
     }
   };
+}
+
+/**
+ * Bodies up to this size are still read to their end after an early refusal, as Node does: the
+ * connection stays reusable, and a client still sending a small body is not cut off mid-send
+ * (closing a socket with unread bytes resets it, and the client may lose the answer).
+ */
+const drainableBodyBytes = 64 * 1024;
+
+/**
+ * A request whose body was not read to its end and is too large to drain cheaply: more than
+ * `drainableBodyBytes` declared, or chunked (no length: it may never end).
+ */
+export function hasUnreadBody(ctx: Koa.Context): boolean {
+  if (ctx.req.complete) return false;
+  const declared = ctx.get('content-length');
+  if (declared !== '') return !/^\d+$/.test(declared) || Number(declared) > drainableBodyBytes;
+  return ctx.get('transfer-encoding') !== '';
 }
 
 function isClientHttpError(error: unknown): error is { status: number; message: string } {

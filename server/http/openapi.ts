@@ -1,7 +1,6 @@
 import type Koa from 'koa';
 import { z } from 'zod';
 import { errorResponse } from '../../protocol/api.ts';
-import { artifactName, bundleName, digest, version } from '../../protocol/names.ts';
 import type { Route } from './routes.ts';
 
 /*
@@ -10,15 +9,6 @@ import type { Route } from './routes.ts';
  * (`z.toJSONSchema`, draft 2020-12, which OpenAPI 3.1 uses as is). Nothing here is written by
  * hand, so the document cannot drift from what the server does.
  */
-
-/** Path parameters by name: the schemas the handlers parse them with. */
-export const pathParameters: Record<string, z.ZodType> = {
-  name: bundleName,
-  version,
-  artifact: artifactName,
-  file: artifactName,
-  digest,
-};
 
 type JsonSchema = Record<string, unknown>;
 
@@ -59,11 +49,13 @@ export function buildOpenApiDocument(routes: readonly Route[], info: { title: st
   const paths: Record<string, Record<string, unknown>> = {};
   for (const route of routes.filter(isDocumented)) {
     const { path, params } = openApiPath(route.path);
+    // Path parameters come from the route's `params` schema, the one the router parses with.
+    const pathSchemas = route.params ? ((toSchema(route.params, 'input') as { properties?: Record<string, JsonSchema> }).properties ?? {}) : {};
     const parameters: unknown[] = params.map((param) => ({
       name: param,
       in: 'path',
       required: true,
-      schema: pathParameters[param] ? toSchema(pathParameters[param], 'input') : { type: 'string' },
+      schema: pathSchemas[param] ?? { type: 'string' },
     }));
     if (route.query) {
       const query = toSchema(route.query, 'input') as { properties?: Record<string, JsonSchema>; required?: string[] };

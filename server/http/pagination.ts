@@ -21,14 +21,20 @@ export function pageOf(query: { page?: number | undefined; per_page?: number | u
   return { page, perPage, offset: (page - 1) * perPage };
 }
 
-/** The headers of one page, computed from the total; pure so it can be tested by table. */
-export function pageHeaders(page: PageRequest, total: number, url: URL): Record<string, string> {
+/**
+ * The headers of one page, computed from the total; pure so it can be tested by table. The Link
+ * targets are relative references (RFC 3986 §4.2, which RFC 8288 allows): the request's path and
+ * query, never a host, so a forged Host header cannot send a client's next request elsewhere.
+ */
+export function pageHeaders(page: PageRequest, total: number, requestTarget: string): Record<string, string> {
   const totalPages = Math.max(1, Math.ceil(total / page.perPage));
+  // A fixed base only to parse the path and query; it never appears in a link.
+  const base = new URL(requestTarget, 'http://convoy.invalid');
   const linkTo = (n: number) => {
-    const target = new URL(url);
+    const target = new URL(base);
     target.searchParams.set('page', String(n));
     target.searchParams.set('per_page', String(page.perPage));
-    return target.toString();
+    return `${target.pathname}${target.search}`;
   };
   const links = [`<${linkTo(1)}>; rel="first"`];
   const headers: Record<string, string> = {
@@ -48,13 +54,6 @@ export function pageHeaders(page: PageRequest, total: number, url: URL): Record<
 
 /** Answers one page of a listing: the items as the body, the rest in headers. */
 export function sendPage<T>(ctx: Koa.Context, page: PageRequest, result: { items: T[]; total: number }): void {
-  let url: URL;
-  try {
-    url = new URL(ctx.originalUrl, `${ctx.protocol}://${ctx.host}`);
-  } catch {
-    // A Host header that is not a host: the links still name the right path and query.
-    url = new URL(ctx.originalUrl, 'http://localhost');
-  }
-  for (const [name, value] of Object.entries(pageHeaders(page, result.total, url))) ctx.set(name, value);
+  for (const [name, value] of Object.entries(pageHeaders(page, result.total, ctx.originalUrl))) ctx.set(name, value);
   ctx.body = result.items;
 }

@@ -3,6 +3,7 @@ import type Koa from 'koa';
 import { randomUUID } from 'node:crypto';
 import type { z } from 'zod';
 import { requestIdPattern } from '../../protocol/access.ts';
+import { pathParamCodes } from '../../protocol/api.ts';
 import type { ErrorCode } from '../../protocol/errors.ts';
 import { parseJson, parseWith } from '../../protocol/parse.ts';
 import { isAllowed, ruleOf, type Action, type Principal, type Resource } from '../auth/policy.ts';
@@ -16,9 +17,10 @@ import { ProtocolError } from '../../protocol/errors.ts';
  * handler. The router and the permission check are derived from these declarations (and the
  * OpenAPI document, server/http/openapi.ts), so they cannot drift from what the server does.
  */
-export interface RouteContext<Body, Query = undefined> {
+export interface RouteContext<Body, Query = undefined, Params = Record<string, string>> {
   koa: Koa.Context;
-  params: Record<string, string>;
+  /** The path parameters, parsed by the route's `params` schema. */
+  params: Params;
   principal: Principal | undefined;
   body: Body;
   /** The query string, parsed by the route's `query` schema (undefined for routes without one). */
@@ -36,7 +38,13 @@ export interface RouteContext<Body, Query = undefined> {
  */
 export type RouteResponses = Partial<Record<number, z.ZodType | 'binary' | 'empty'>>;
 
-export interface Route<S extends z.ZodType | undefined = z.ZodType | undefined, Q extends z.ZodType | undefined = z.ZodType | undefined> {
+type Out<T, Fallback> = T extends z.ZodType ? z.output<T> : Fallback;
+
+export interface Route<
+  S extends z.ZodType | undefined = z.ZodType | undefined,
+  Q extends z.ZodType | undefined = z.ZodType | undefined,
+  P extends z.ZodType | undefined = z.ZodType | undefined,
+> {
   method: 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
   path: string;
   summary: string;
@@ -45,7 +53,15 @@ export interface Route<S extends z.ZodType | undefined = z.ZodType | undefined, 
   anonymous?: boolean;
   /** JSON body schema. Routes that stream their body (blob uploads) leave it out. */
   body?: S;
-  /** Query string schema (a strict object of strings); without it, the handler reads `koa.query` itself. */
+  /**
+   * Path parameter schema (a strict object naming every `:param` of the path). Required when
+   * the path has parameters (test/api/openapi.test.ts checks it); parsed before the handler.
+   */
+  params?: P;
+  /**
+   * Query string schema (a strict object of strings). Without one, the route takes no query
+   * parameters at all: any given is refused, as an unknown parameter would be.
+   */
   query?: Q;
   /** Answers by status, for the OpenAPI document and response checks. */
   responses?: RouteResponses;
@@ -55,12 +71,14 @@ export interface Route<S extends z.ZodType | undefined = z.ZodType | undefined, 
    * What the action applies to, read from the validated path or body (e.g. the bundle name in
    * the path). Bundle-level actions need it: without one the policy refuses all but admins.
    */
-  resource?(request: { params: Record<string, string>; body: S extends z.ZodType ? z.output<S> : undefined }): Resource | undefined;
-  handler(ctx: RouteContext<S extends z.ZodType ? z.output<S> : undefined, Q extends z.ZodType ? z.output<Q> : undefined>): Promise<void>;
+  resource?(request: { params: Out<P, Record<string, string>>; body: Out<S, undefined> }): Resource | undefined;
+  handler(ctx: RouteContext<Out<S, undefined>, Out<Q, undefined>, Out<P, Record<string, string>>>): Promise<void>;
 }
 
-/** Keeps the schema and the handler's body type tied together at the declaration site. */
-export function route<S extends z.ZodType | undefined = undefined, Q extends z.ZodType | undefined = undefined>(spec: Route<S, Q>): Route<S, Q> {
+/** Keeps the schemas and the handler's types tied together at the declaration site. */
+export function route<S extends z.ZodType | undefined = undefined, Q extends z.ZodType | undefined = undefined, P extends z.ZodType | undefined = undefined>(
+  spec: Route<S, Q, P>,
+): Route<S, Q, P> {
   return spec;
 }
 
@@ -89,17 +107,19 @@ export function buildRouter(routes: readonly Route[], deps: RouterDeps): Router 
       let principal: Principal | undefined;
       let resource: Resource | undefined;
       let failure: unknown;
+      let audited: { version?: string; group?: string } = {};
       try {
         principal = await authenticate(ctx, deps.auth);
         if (!principal && !spec.anonymous) throw new ApiError('unauthenticated', 'a valid access token is required (Authorization: Bearer <token>)');
-        const params = ctx.params as Record<string, string>;
         // Instance-level actions are decided before the body is read; bundle-level ones may
         // name their bundle in the body, so those are decided right after it is validated.
         const needsResource = spec.resource !== undefined;
         if (principal && !needsResource) deny(principal, spec.action, undefined);
+        const params = parseParams(spec, ctx);
         const query = parseQuery(spec, ctx);
         const body = spec.body ? parseWith(spec.body, await readJson(ctx, deps.maxJsonBytes), 'request body') : undefined;
         resource = spec.resource?.({ params, body } as never);
+        audited = releaseOf(params, body);
         if (principal && needsResource) deny(principal, spec.action, resource);
         const who = principal;
         const can = (action: Action, on?: Resource) => who !== undefined && isAllowed(who, action, on);
@@ -110,7 +130,7 @@ export function buildRouter(routes: readonly Route[], deps: RouterDeps): Router 
         throw error;
       } finally {
         if (deps.audit && !readOnlyMethods.has(spec.method)) {
-          await deps.audit.record({ action: spec.action, method: spec.method, target: ctx.path, principal, bundle: resource?.bundle, requestId, ...outcomeOf(ctx, failure) });
+          await deps.audit.record({ action: spec.action, method: spec.method, target: ctx.path, principal, bundle: resource?.bundle, ...audited, requestId, ...outcomeOf(ctx, failure) });
         }
       }
     };
@@ -120,18 +140,54 @@ export function buildRouter(routes: readonly Route[], deps: RouterDeps): Router 
 }
 
 /**
- * Query parameters are input like any other: a route with a query schema (a strict object)
- * refuses unknown parameters, and a parameter given twice rather than silently reducing it to
- * one of its values. Routes without one (protocols with their own rules, such as OCI's) read
- * `koa.query` themselves.
+ * Path parameters are input like any other: parsed by the route's schema before the handler, a
+ * bad one answering the code its name calls for (a bad bundle name: invalid_name).
+ */
+function parseParams(spec: Route, ctx: Koa.Context): unknown {
+  const raw = { ...(ctx.params as Record<string, string>) };
+  if (!spec.params) return raw;
+  const result = spec.params.safeParse(raw);
+  if (result.success) return result.data;
+  const first = result.error.issues[0]?.path[0];
+  const code = typeof first === 'string' ? pathParamCodes[first] : undefined;
+  return parseWith(spec.params, raw, 'path parameter', code ?? 'invalid_request');
+}
+
+/**
+ * Query parameters are input like any other: a route refuses the parameters its query schema
+ * (a strict object) does not name, a route without one refuses them all, and a parameter given
+ * twice is refused rather than silently reduced to one of its values. (The OCI registry under
+ * /v2 is not in this table: its protocol has its own rules.)
  */
 function parseQuery(spec: Route, ctx: Koa.Context): unknown {
   const raw = ctx.query;
-  if (!spec.query) return undefined;
   for (const [name, value] of Object.entries(raw)) {
     if (Array.isArray(value)) throw new ApiError('invalid_request', `query parameter "${name}" is given more than once`);
   }
+  if (!spec.query) {
+    const names = Object.keys(raw);
+    if (names.length > 0) throw new ApiError('invalid_request', `unknown query parameter${names.length > 1 ? 's' : ''} ${names.map((n) => `"${n}"`).join(', ')}: ${spec.method} ${spec.path} takes none`);
+    return undefined;
+  }
   return parseWith(spec.query, { ...raw }, 'query string');
+}
+
+/**
+ * The release a request acts on, for the audit log: the version in the path or the body (a new
+ * draft, a deployment) and the device group in the path or the body (a deployment's target).
+ * Read only from values the route's schemas already validated.
+ */
+function releaseOf(params: unknown, body: unknown): { version?: string; group?: string } {
+  const pick = (key: string): string | undefined => {
+    for (const source of [params, body]) {
+      const value = source !== null && typeof source === 'object' ? (source as Record<string, unknown>)[key] : undefined;
+      if (typeof value === 'string') return value;
+    }
+    return undefined;
+  };
+  const version = pick('version');
+  const group = pick('group');
+  return { ...(version !== undefined ? { version } : {}), ...(group !== undefined ? { group } : {}) };
 }
 
 function deny(principal: Principal, action: Action, resource: Resource | undefined): void {

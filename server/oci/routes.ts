@@ -1,4 +1,7 @@
+import { randomUUID } from 'node:crypto';
 import type Koa from 'koa';
+import { requestIdPattern } from '../../protocol/access.ts';
+import type { AuditLog } from '../audit/log.ts';
 import type { Logger } from '../../protocol/log.ts';
 import { isAllowed, principalName, type Action, type Principal } from '../auth/policy.ts';
 import type { AuthService } from '../auth/service.ts';
@@ -315,47 +318,113 @@ const suffixes: readonly { suffix: RegExp; path: string }[] = [
   { suffix: /^(.+)\/referrers\/([^/]+)$/, path: 'referrers/*' },
 ];
 
-export function ociMiddleware(deps: { service: OciService; blobs: BlobStore; auth: AuthService; log: Logger }): Koa.Middleware {
+/** A registry route as docs/permissions.md lists it: method, path under /v2, action. */
+export interface RegistryRoute {
+  method: string;
+  path: string;
+  action: Action;
+  summary: string;
+}
+
+/** The registry's route table, described (the permission doc lists it beside the REST routes). */
+export function registryRouteTable(service: OciService, blobs: BlobStore): RegistryRoute[] {
+  return ociRoutes(service, blobs).map(({ method, path, action, summary }) => ({
+    method,
+    path: `/v2/<bundle>/<image>/${path.replace('*', path.startsWith('manifests') ? '<reference>' : path.startsWith('blobs/uploads') ? '<session>' : '<digest>')}`,
+    action,
+    summary,
+  }));
+}
+
+/** What the audit log needs to know about one /v2 request, filled in as the request is understood. */
+interface OciAuditNote {
+  principal?: Principal;
+  action?: Action;
+  bundle?: string;
+  version?: string;
+}
+
+/**
+ * Which /v2 requests reach the audit log: every one that may change something (pushes create and
+ * fill drafts), and every refused read except the anonymous `GET /v2/` probe with which each
+ * registry client starts (it is the protocol's way to ask for the challenge, not an attempt).
+ */
+function isAudited(ctx: Koa.Context): boolean {
+  if (ctx.method !== 'GET' && ctx.method !== 'HEAD') return true;
+  if (ctx.status !== 401 && ctx.status !== 403) return false;
+  return !((ctx.path === '/v2/' || ctx.path === '/v2') && ctx.get('authorization') === '');
+}
+
+export function ociMiddleware(deps: { service: OciService; blobs: BlobStore; auth: AuthService; log: Logger; audit?: AuditLog }): Koa.Middleware {
   const routes = ociRoutes(deps.service, deps.blobs);
   const onError = ociErrorMiddleware(deps.log);
   return async (ctx, next) => {
     if (ctx.path !== '/v2' && !ctx.path.startsWith('/v2/')) return next();
-    await onError(ctx, async () => {
-      ctx.set('Docker-Distribution-API-Version', 'registry/2.0');
-      const principal = await authenticate(ctx, deps.auth);
-      if (ctx.path === '/v2/' || ctx.path === '/v2') {
-        if (ctx.method !== 'GET' && ctx.method !== 'HEAD') throw new OciError('UNSUPPORTED', `${ctx.method} is not supported on /v2/`);
-        ctx.type = 'application/json';
-        ctx.body = {};
-        return;
-      }
-      const rest = ctx.path.slice('/v2/'.length);
-      let matched: { path: string; name: string; param: string } | undefined;
-      for (const { suffix, path } of suffixes) {
-        const match = suffix.exec(rest);
-        if (match) {
-          matched = { path, name: match[1]!, param: match[2] ?? '' };
-          break;
-        }
-      }
-      if (!matched) throw new OciError('NAME_INVALID', `no registry endpoint at ${ctx.path.slice(0, 200)}`, {}, { status: 404 });
-      const candidates = routes.filter((r) => r.path === matched.path);
-      const route = candidates.find((r) => r.method === ctx.method);
-      if (!route) {
-        ctx.set('Allow', candidates.map((r) => r.method).join(', '));
-        throw new OciError('UNSUPPORTED', `${ctx.method} is not supported on ${matched.path.replace('*', '<ref>')}`);
-      }
-      const repo = parseRepository(matched.name);
-      if (!authorize(principal, route.action, repo)) {
-        throw new OciError('DENIED', `${principalName(principal)} may not ${route.action === 'bundle:write' ? 'push to' : 'pull from'} ${repo.name}`, { action: route.action });
-      }
-      let param: string;
-      try {
-        param = decodeURIComponent(matched.param);
-      } catch {
-        throw new OciError('NAME_INVALID', 'the URL is not valid percent-encoding', {}, { status: 400 });
-      }
-      await route.handler({ koa: ctx, principal, repo, param });
-    });
+    const supplied = ctx.get('x-request-id');
+    const requestId = requestIdPattern.test(supplied) ? supplied : randomUUID();
+    ctx.set('X-Request-Id', requestId);
+    const note: OciAuditNote = {};
+    await onError(ctx, () => dispatch(ctx, note));
+    if (deps.audit && isAudited(ctx)) {
+      const failed = ctx.status >= 400 ? ((ctx.body as { errors?: { code?: string }[] } | undefined)?.errors?.[0]?.code ?? 'UNKNOWN') : undefined;
+      await deps.audit.record({
+        action: note.action ?? (ctx.method === 'GET' || ctx.method === 'HEAD' ? 'bundle:read' : 'bundle:write'),
+        method: ctx.method,
+        // The path only: a query may carry upload state, and no header (credentials) is kept.
+        target: ctx.path,
+        principal: note.principal,
+        bundle: note.bundle,
+        version: note.version,
+        requestId,
+        status: ctx.status,
+        error: failed?.toLowerCase(),
+      });
+    }
   };
+
+  async function dispatch(ctx: Koa.Context, note: OciAuditNote): Promise<void> {
+    ctx.set('Docker-Distribution-API-Version', 'registry/2.0');
+    const rest = ctx.path.slice('/v2/'.length);
+    let matched: { path: string; name: string; param: string } | undefined;
+    for (const { suffix, path } of suffixes) {
+      const match = suffix.exec(rest);
+      if (match) {
+        matched = { path, name: match[1]!, param: match[2] ?? '' };
+        break;
+      }
+    }
+    // Known before authenticating, so a refused push is recorded as the push it was.
+    const route = matched && routes.find((r) => r.path === matched.path && r.method === ctx.method);
+    if (route) note.action = route.action;
+    if (matched) {
+      const bundle = matched.name.split('/')[0]!;
+      if (/^[a-z0-9][a-z0-9._-]{0,63}$/.test(bundle)) note.bundle = bundle;
+      // A manifest pushed by tag joins that version's draft: the tag is the version.
+      if (matched.path === 'manifests/*' && !matched.param.includes(':')) note.version = matched.param;
+    }
+    const principal = await authenticate(ctx, deps.auth);
+    note.principal = principal;
+    if (ctx.path === '/v2/' || ctx.path === '/v2') {
+      if (ctx.method !== 'GET' && ctx.method !== 'HEAD') throw new OciError('UNSUPPORTED', `${ctx.method} is not supported on /v2/`);
+      ctx.type = 'application/json';
+      ctx.body = {};
+      return;
+    }
+    if (!matched) throw new OciError('NAME_INVALID', `no registry endpoint at ${ctx.path.slice(0, 200)}`, {}, { status: 404 });
+    if (!route) {
+      ctx.set('Allow', routes.filter((r) => r.path === matched.path).map((r) => r.method).join(', '));
+      throw new OciError('UNSUPPORTED', `${ctx.method} is not supported on ${matched.path.replace('*', '<ref>')}`);
+    }
+    const repo = parseRepository(matched.name);
+    if (!authorize(principal, route.action, repo)) {
+      throw new OciError('DENIED', `${principalName(principal)} may not ${route.action === 'bundle:write' ? 'push to' : 'pull from'} ${repo.name}`, { action: route.action });
+    }
+    let param: string;
+    try {
+      param = decodeURIComponent(matched.param);
+    } catch {
+      throw new OciError('NAME_INVALID', 'the URL is not valid percent-encoding', {}, { status: 400 });
+    }
+    await route.handler({ koa: ctx, principal, repo, param });
+  }
 }

@@ -1,7 +1,5 @@
 import { z } from 'zod';
-import { bundleName, version as versionSchema } from '../../protocol/names.ts';
-import { parseWith } from '../../protocol/parse.ts';
-import { bundleVersion } from '../../protocol/api.ts';
+import { bundlePath, bundleVersion, tufFilePath, tufTargetPath, versionPath } from '../../protocol/api.ts';
 import { createdKey, createKeyRequest, revokeRequest, rollbackRequest, rootAccepted, signatureReceipt, signatureRequest, signingProposal, trustPolicy, trustPolicyRequest, trustStatus } from '../../protocol/trust.ts';
 import { principalName, type Principal } from '../auth/policy.ts';
 import { ApiError } from '../http/errors.ts';
@@ -10,13 +8,6 @@ import type { BlobStore } from '../blobs/store.ts';
 import { sendBlob } from '../blobs/routes.ts';
 import type { ApprovalService } from './approvals.ts';
 import type { TrustService } from './service.ts';
-
-function nameParam(params: Record<string, string>): string {
-  return parseWith(bundleName, params.name, 'bundle name in the URL', 'invalid_name');
-}
-function versionParam(params: Record<string, string>): string {
-  return parseWith(versionSchema, params.version, 'version in the URL', 'invalid_version');
-}
 
 /**
  * The TUF repository as a stock client expects it (TUF §5): metadata at `/tuf/<name>.json`,
@@ -36,70 +27,70 @@ export function trustRoutes(deps: {
   const { approvals, trust } = deps;
   return [
     route({
-      method: 'GET', path: '/tuf/targets/*path', action: 'tuf:read', anonymous: deps.anonymous, summary: 'Download a signed target', responses: { 200: 'binary', 206: 'binary', 304: 'empty' },
+      method: 'GET', path: '/tuf/targets/*path', action: 'tuf:read', anonymous: deps.anonymous, summary: 'Download a signed target', params: tufTargetPath, responses: { 200: 'binary', 206: 'binary', 304: 'empty' },
       async handler({ koa, params }) {
-        const found = await deps.resolveTarget(params.path ?? '');
+        const found = await deps.resolveTarget(params.path);
         if (!found) throw new ApiError('not_found', 'no such target');
         await sendBlob(koa, deps.blobs, found.digest, found.size);
       },
     }),
     route({
-      method: 'GET', path: '/tuf/:file', action: 'tuf:read', anonymous: deps.anonymous, summary: 'Download TUF metadata', responses: { 200: 'binary' },
+      method: 'GET', path: '/tuf/:file', action: 'tuf:read', anonymous: deps.anonymous, summary: 'Download TUF metadata', params: tufFilePath, responses: { 200: 'binary' },
       async handler({ koa, params }) {
-        const bytes = await deps.trust.readMetadata(params.file ?? '');
+        const bytes = await deps.trust.readMetadata(params.file);
         if (!bytes) throw new ApiError('not_found', `no metadata named "${params.file}"`);
         koa.type = 'application/json';
         // Versioned files never change; timestamp.json and root.json do and must not be cached.
-        koa.set('Cache-Control', /^\d+\./.test(params.file ?? '') ? 'private, max-age=31536000, immutable' : 'no-store');
+        koa.set('Cache-Control', /^\d+\./.test(params.file) ? 'private, max-age=31536000, immutable' : 'no-store');
         koa.body = bytes;
       },
     }),
     route({
-      method: 'POST', path: `${base}/approve`, resource: bundleInPath, action: 'version:approve', summary: 'Approve a draft; the approval that meets the bundle threshold freezes and signs it', responses: { 200: bundleVersion },
+      method: 'POST', params: versionPath, path: `${base}/approve`, resource: bundleInPath, action: 'version:approve', summary: 'Approve a draft; the approval that meets the bundle threshold freezes and signs it', responses: { 200: bundleVersion },
       async handler({ koa, params, principal }) {
-        const approved = await approvals.approve(nameParam(params), versionParam(params), principalName(principal!));
+        const approved = await approvals.approve(params.name, params.version, principalName(principal!));
         if (approved.status === 'approved') await deps.onApproved?.(approved.bundle, approved.version, principal!);
         koa.body = approved;
       },
     }),
     route({
-      method: 'GET', path: `${base}/approvals`, resource: bundleInPath, action: 'bundle:read', summary: 'Show a version with its approvals (who, when) and revocation', responses: { 200: bundleVersion },
+      method: 'GET', params: versionPath, path: `${base}/approvals`, resource: bundleInPath, action: 'bundle:read', summary: 'Show a version with its approvals (who, when) and revocation', responses: { 200: bundleVersion },
       async handler({ koa, params }) {
-        koa.body = await approvals.details(nameParam(params), versionParam(params));
+        koa.body = await approvals.details(params.name, params.version);
       },
     }),
     route({
-      method: 'PUT', path: '/api/v1/bundles/:name/trust-policy', resource: bundleInPath, action: 'keys:admin', summary: 'Set how many distinct users must approve a version', body: trustPolicyRequest, responses: { 200: trustPolicy },
+      method: 'PUT', path: '/api/v1/bundles/:name/trust-policy', params: bundlePath, resource: bundleInPath, action: 'keys:admin', summary: 'Set how many distinct users must approve a version', body: trustPolicyRequest, responses: { 200: trustPolicy },
       async handler({ koa, params, body, principal }) {
-        koa.body = await approvals.setPolicy(nameParam(params), body.requiredApprovals, principalName(principal!));
+        koa.body = await approvals.setPolicy(params.name, body.requiredApprovals, principalName(principal!));
       },
     }),
     route({
-      method: 'GET', path: `${base}/signing`, resource: bundleInPath, action: 'version:sign', summary: 'Offline mode: the targets metadata to sign for this version', responses: { 200: signingProposal },
+      method: 'GET', params: versionPath, path: `${base}/signing`, resource: bundleInPath, action: 'version:sign', summary: 'Offline mode: the targets metadata to sign for this version', responses: { 200: signingProposal },
       async handler({ koa, params }) {
-        koa.body = await approvals.proposal(nameParam(params), versionParam(params));
+        koa.body = await approvals.proposal(params.name, params.version);
       },
     }),
     route({
-      method: 'POST', path: `${base}/signatures`, resource: bundleInPath, action: 'version:sign', summary: "Offline mode: upload one approver's signature over the proposal", body: signatureRequest, responses: { 200: signatureReceipt },
+      method: 'POST', params: versionPath, path: `${base}/signatures`, resource: bundleInPath, action: 'version:sign', summary: "Offline mode: upload one approver's signature over the proposal", body: signatureRequest, responses: { 200: signatureReceipt },
       async handler({ koa, params, body, principal }) {
-        const { approvedNow, ...receipt } = await approvals.sign(nameParam(params), versionParam(params), body, principalName(principal!));
-        if (approvedNow) await deps.onApproved?.(nameParam(params), versionParam(params), principal!);
+        const { approvedNow, ...receipt } = await approvals.sign(params.name, params.version, body, principalName(principal!));
+        if (approvedNow) await deps.onApproved?.(params.name, params.version, principal!);
         koa.body = receipt;
       },
     }),
     route({
-      method: 'POST', path: `${base}/revoke`, resource: bundleInPath, action: 'version:revoke', summary: 'Revoke an approved version: removed from targets, never installed again', body: revokeRequest,
+      method: 'POST', params: versionPath, path: `${base}/revoke`, resource: bundleInPath, action: 'version:revoke', summary: 'Revoke an approved version: removed from targets, never installed again', body: revokeRequest,
       responses: { 200: bundleVersion.extend({ pendingSignatures: z.boolean() }) },
       async handler({ koa, params, body, principal }) {
-        koa.body = await approvals.revoke(nameParam(params), versionParam(params), body.reason, principalName(principal!));
+        koa.body = await approvals.revoke(params.name, params.version, body.reason, principalName(principal!));
       },
     }),
     route({
-      method: 'PUT', path: `${base}/rollback`, resource: bundleInPath, action: 'version:approve', summary: 'Allow (or stop allowing) devices to downgrade to this version; signed into targets', body: rollbackRequest,
+      method: 'PUT', params: versionPath, path: `${base}/rollback`, resource: bundleInPath, action: 'version:approve', summary: 'Allow (or stop allowing) devices to downgrade to this version; signed into targets', body: rollbackRequest,
       responses: { 200: z.strictObject({ pendingSignatures: z.boolean() }) },
       async handler({ koa, params, body, principal }) {
-        koa.body = await approvals.setRollback(nameParam(params), versionParam(params), body.allowed, principalName(principal!));
+        koa.body = await approvals.setRollback(params.name, params.version, body.allowed, principalName(principal!));
       },
     }),
     route({

@@ -3,7 +3,8 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import test from 'ava';
 import fc from 'fast-check';
-import { isDocumented, pathParameters } from '../../server/http/openapi.ts';
+import type { z } from 'zod';
+import { isDocumented } from '../../server/http/openapi.ts';
 import type { Route } from '../../server/http/routes.ts';
 import { adminToken, pushArtifact, sha256Digest, withServer, type TestServer } from '../helpers/server.ts';
 
@@ -32,8 +33,16 @@ const nastyParams = [
   'v1.0.0', '1.0', '01.0.0', '1.0.0+build.1', '1.0.0-', ' ', '', '.hidden', 'a/b', 'caf\u00e9', '$(reboot)', '<script>', 'sha256:XYZ', `sha256:${'g'.repeat(64)}`,
 ];
 
-function malformedParam(param: string): fc.Arbitrary<string> {
-  const schema = pathParameters[param];
+/**
+ * The schema the route parses this path parameter with, when it is a rule that some value breaks
+ * (a catch-all such as a TUF target path accepts almost anything: no defect to generate).
+ */
+function paramRule(route: Route, param: string): z.ZodType | undefined {
+  const schema = (route.params as { shape?: Record<string, z.ZodType> } | undefined)?.shape?.[param];
+  return schema && nastyParams.some((value) => !schema.safeParse(value).success) ? schema : undefined;
+}
+
+function malformedParam(schema: z.ZodType | undefined): fc.Arbitrary<string> {
   const candidates = fc.oneof(fc.constantFrom(...nastyParams), fc.string({ maxLength: 80 }), fc.string({ unit: 'binary', maxLength: 40 }));
   return candidates.filter((value) => !isDotSegment(value) && value !== '' && isEncodable(value) && (schema ? !schema.safeParse(value).success : true));
 }
@@ -66,7 +75,7 @@ function paramNames(route: Route): string[] {
 function defectsOf(route: Route): Defect[] {
   const defects: Defect[] = ['token', 'header'];
   // A path defect needs a parameter whose rule is known (else a random value may be valid).
-  if (paramNames(route).some((name) => pathParameters[name])) defects.push('path');
+  if (paramNames(route).some((name) => paramRule(route, name))) defects.push('path');
   if (route.body) defects.push('body');
   if (route.query) defects.push('query');
   if (route.rawBody && route.method === 'PUT') defects.push('digest');
@@ -88,8 +97,8 @@ function malformedRequest(routes: readonly Route[], existingDigest: string): fc.
       const names = [...route.path.matchAll(/[:*]([A-Za-z_]+)/g)].map((m) => m[1]!);
       const validFor = (param: string) => fc.constantFrom(...(param === 'digest' ? [existingDigest, sha256Digest(randomBytes(8))] : validParams[param] ?? ['x']));
       const params = fc.tuple(...names.map((param) => validFor(param))).map((values) => Object.fromEntries(names.map((n, i) => [n, values[i]!])));
-      const checked = names.filter((name) => pathParameters[name]);
-      const withBadParam = checked.length === 0 ? params : fc.tuple(params, fc.constantFrom(...checked)).chain(([ok, which]) => malformedParam(which).map((bad) => ({ ...ok, [which]: bad })));
+      const checked = names.filter((name) => paramRule(route, name));
+      const withBadParam = checked.length === 0 ? params : fc.tuple(params, fc.constantFrom(...checked)).chain(([ok, which]) => malformedParam(paramRule(route, which)).map((bad) => ({ ...ok, [which]: bad })));
       const validBody = route.body ? fc.constant({ text: '{"__unknown_field": true}', type: 'application/json' }) : fc.constant(undefined);
       switch (defect) {
         case 'path':

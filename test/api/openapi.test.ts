@@ -37,6 +37,18 @@ test('the OpenAPI document lists every route with its request and response schem
     t.deepEqual(list.parameters.filter((p: { in: string }) => p.in === 'query').map((p: { name: string }) => p.name).sort(), ['architecture', 'format', 'name', 'package_name', 'package_version', 'page', 'per_page', 'search', 'type']);
     t.deepEqual(list.responses['200'].content['application/json'].schema.items.required.sort(), ['digest', 'name', 'package', 'size', 'type', 'updatedAt']);
     t.deepEqual(doc.components.schemas.Error.required, ['error']);
+
+    // Every parameter is declared where the router parses it, and so documented (issue 9).
+    const undeclared = server.routes.filter((r) => /[:*]/.test(r.path) && !r.params).map((r) => `${r.method} ${r.path}`);
+    t.deepEqual(undeclared, [], 'routes with path parameters but no `params` schema');
+    const queryNames = (p: string, m = 'get') => (doc.paths[p]![m].parameters as { in: string; name: string }[]).filter((q) => q.in === 'query').map((q) => q.name).sort();
+    t.deepEqual(queryNames('/api/v1/devices'), ['group']);
+    t.deepEqual(queryNames('/api/v1/audit'), ['action', 'actor', 'bundle', 'outcome', 'page', 'per_page', 'since', 'until']);
+    t.deepEqual(queryNames('/api/v1/tokens'), ['user']);
+    const revoke = doc.paths['/api/v1/tokens/{id}']!.delete.parameters[0];
+    t.like(revoke, { name: 'id', in: 'path', required: true });
+    t.is(revoke.schema.pattern, '^[1-9]\\d{0,14}$');
+    t.is(doc.paths['/api/v1/bundles/{name}/members/{user}']!.delete.parameters[1].schema.pattern, '^[a-z0-9][a-z0-9._-]{0,63}$');
   });
 });
 

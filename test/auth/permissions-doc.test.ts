@@ -9,7 +9,7 @@ const docPath = path.join(import.meta.dirname, '..', '..', 'docs', 'permissions.
 
 test('docs/permissions.md is what the policy table and the routes say (regenerate: npm run docs:permissions)', async (t) => {
   await withServer(t, async (server) => {
-    const expected = renderPermissionsDoc(server.routes);
+    const expected = renderPermissionsDoc(server.routes, server.registryRoutes);
     const actual = await fs.readFile(docPath, 'utf8');
     t.is(actual, expected, 'docs/permissions.md differs from the code: run `npm run docs:permissions` and commit the result');
   });

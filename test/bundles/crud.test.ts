@@ -74,7 +74,7 @@ test('listings are paginated the GitLab way and filtered', async (t) => {
     t.is(h('x-per-page'), '2');
     t.is(h('x-next-page'), '3');
     t.is(h('x-prev-page'), '1');
-    t.regex(h('link')!, /<http:\/\/127\.0\.0\.1:\d+\/api\/v1\/bundles\?per_page=2&page=3>; rel="next"/);
+    t.regex(h('link')!, /<\/api\/v1\/bundles\?per_page=2&page=3>; rel="next"/, 'relative links (issue 14 item 17)');
     t.regex(h('link')!, /rel="first".*rel="prev".*rel="next".*rel="last"/);
     const last = await server.api('GET', '/api/v1/bundles?per_page=2&page=3');
     t.is(last.headers.get('x-next-page'), '');

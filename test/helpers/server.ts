@@ -89,6 +89,9 @@ export async function startTestServer(overrides: Partial<ServerConfig> = {}, ext
     get routes() {
       return running.routes;
     },
+    get registryRoutes() {
+      return running.registryRoutes;
+    },
     databaseUrl: database?.url,
     get url() {
       return running.url;
