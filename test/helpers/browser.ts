@@ -26,7 +26,10 @@ let built: Promise<string> | undefined;
 export function buildUi(): Promise<string> {
   built ??= (async () => {
     const outDir = await makeTempDir('convoy-ui-');
-    await promisify(execFile)(process.execPath, [path.join(root, 'node_modules/vite/bin/vite.js'), 'build', '--config', path.join(root, 'ui/vite.config.ts'), '--outDir', outDir, '--emptyOutDir', '--logLevel', 'warn'], { cwd: root });
+    // --bypass-lock: Vite refuses a second build of one project at a time, but each test file's
+    // build has an output dir of its own, and test files run in parallel.
+    const vite = path.join(root, 'node_modules/vite/bin/vite.js');
+    await promisify(execFile)(process.execPath, [vite, 'build', '--config', path.join(root, 'ui/vite.config.ts'), '--outDir', outDir, '--emptyOutDir', '--logLevel', 'warn', '--bypass-lock'], { cwd: root });
     return outDir;
   })();
   return built;
