@@ -77,6 +77,16 @@ test('administrator: users, tokens shown once and revoked, members, audit filter
     await page.waitForURL(/action=token%3Awrite/);
     await page.getByRole('cell', { name: /DELETE \/api\/v1\/tokens/ }).waitFor();
     t.is(await page.getByRole('cell', { name: 'member:write', exact: true }).count(), 0, 'the filter applies');
+    // A day range: today holds these events, yesterday none.
+    const today = new Date().toISOString().slice(0, 10);
+    const yesterday = new Date(Date.now() - 86_400_000).toISOString().slice(0, 10);
+    await page.getByLabel('From (UTC)').fill(yesterday);
+    await page.getByLabel('To (UTC)').fill(yesterday);
+    await page.getByRole('button', { name: 'Filter' }).click();
+    await page.getByText('No events match these filters').waitFor();
+    await page.getByLabel('To (UTC)').fill(today);
+    await page.getByRole('button', { name: 'Filter' }).click();
+    await page.getByRole('cell', { name: /DELETE \/api\/v1\/tokens/ }).waitFor();
     await fx.screenshot(page, 'admin-04-audit');
     await noViolations(t, fx, page, 'the audit log');
 

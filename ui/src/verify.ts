@@ -12,6 +12,8 @@ export interface Verification {
   steps: { what: string; ok: boolean }[];
   /** The signed targets let devices downgrade to this version (an allowed rollback). */
   rollback: boolean;
+  /** The manifest's text as served (what the approval froze). */
+  manifest?: string;
 }
 
 async function fetchBytes(client: Client, path: string): Promise<ArrayBuffer> {
@@ -37,7 +39,7 @@ export async function verifyRelease(client: Client, bundle: string, version: str
   const timestamp = await fetchSigned(client, '/tuf/timestamp.json');
   const snapshotVersion = Number(timestamp.signed.meta?.['snapshot.json']?.version);
   const expires = new Date(String(timestamp.signed.expires));
-  steps.push({ what: `Timestamp metadata v${timestamp.signed.version}, valid until ${expires.toLocaleString()}`, ok: expires.getTime() > Date.now() && timestamp.signatures.length > 0 });
+  steps.push({ what: `Timestamp metadata v${timestamp.signed.version}, valid until ${expires.toLocaleString(undefined, { year: 'numeric', month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' })}`, ok: expires.getTime() > Date.now() && timestamp.signatures.length > 0 });
   const snapshot = await fetchSigned(client, `/tuf/${snapshotVersion}.snapshot.json`);
   const targetsVersion = Number(snapshot.signed.meta?.['targets.json']?.version);
   steps.push({ what: `Snapshot v${snapshotVersion} names targets v${targetsVersion}`, ok: Number.isInteger(targetsVersion) && snapshot.signatures.length > 0 });
@@ -52,5 +54,11 @@ export async function verifyRelease(client: Client, bundle: string, version: str
   const actual = await sha256Hex(bytes);
   if (actual === undefined) steps.push({ what: 'The manifest bytes could not be hashed here (this page is not served over https)', ok: false });
   else steps.push({ what: `The manifest served (${bytes.byteLength} bytes) hashes to the signed sha256`, ok: actual === entry.hashes.sha256 && bytes.byteLength === entry.length });
-  return { ok: steps.every((s) => s.ok), steps, rollback: entry.custom?.convoy?.rollback === true };
+  let manifest = new TextDecoder().decode(bytes);
+  try {
+    manifest = JSON.stringify(JSON.parse(manifest), null, 2);
+  } catch {
+    // Shown as served.
+  }
+  return { ok: steps.every((s) => s.ok), steps, rollback: entry.custom?.convoy?.rollback === true, manifest };
 }

@@ -5,7 +5,7 @@ import { navigate, useLocation } from '../router.tsx';
 import { useSession } from '../session.tsx';
 import { Badge, Empty, Loaded, PageHeader, Pager, Time, useLoad } from '../ui.tsx';
 
-const filters = ['actor', 'action', 'bundle', 'outcome'] as const;
+const filters = ['actor', 'action', 'bundle', 'outcome', 'since', 'until'] as const;
 
 /** The audit log, newest first; the filters live in the URL so a filtered view can be shared. */
 export function AuditPage() {
@@ -14,7 +14,12 @@ export function AuditPage() {
   const current = Object.fromEntries(filters.map((f) => [f, location.query.get(f) ?? ''])) as Record<(typeof filters)[number], string>;
   const page = Number(location.query.get('page') ?? 1) || 1;
   const [draft, setDraft] = useState(current);
-  const load = useLoad(() => getPage(session.client, '/api/v1/audit', auditEvent, { ...current, page, per_page: 25 }), [location.query.toString()]);
+  // Dates are picked as days (UTC); the API takes instants: since the day's start, until its end.
+  const instant = (day: string, end: boolean) => (day ? `${day}T${end ? '23:59:59.999' : '00:00:00.000'}Z` : undefined);
+  const load = useLoad(
+    () => getPage(session.client, '/api/v1/audit', auditEvent, { ...current, since: instant(current.since, false), until: instant(current.until, true), page, per_page: 25 }),
+    [location.query.toString()],
+  );
   const go = (values: Record<string, string>, toPage = 1) => {
     const params = new URLSearchParams();
     for (const [k, v] of Object.entries(values)) if (v.trim()) params.set(k, v.trim());
@@ -54,6 +59,14 @@ export function AuditPage() {
             ))}
           </select>
         </div>
+        <div className="field">
+          <label htmlFor="audit-since">From (UTC)</label>
+          <input id="audit-since" type="date" value={draft.since} onChange={(e) => setDraft({ ...draft, since: e.target.value })} />
+        </div>
+        <div className="field">
+          <label htmlFor="audit-until">To (UTC)</label>
+          <input id="audit-until" type="date" value={draft.until} onChange={(e) => setDraft({ ...draft, until: e.target.value })} />
+        </div>
         <div className="field field-actions">
           <button type="submit" className="button button-primary">
             Filter
@@ -62,7 +75,7 @@ export function AuditPage() {
             type="button"
             className="button button-ghost"
             onClick={() => {
-              const empty = { actor: '', action: '', bundle: '', outcome: '' };
+              const empty = { actor: '', action: '', bundle: '', outcome: '', since: '', until: '' };
               setDraft(empty);
               go(empty);
             }}

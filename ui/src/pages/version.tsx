@@ -212,9 +212,6 @@ function SignaturePanel({ name, v }: { name: string; v: BundleVersion }) {
             </div>
           )}
           {check.state === 'ok' && check.data && (
-            <RollbackSetting name={name} version={v.version} allowed={check.data.rollback} onChanged={check.reload} />
-          )}
-          {check.state === 'ok' && check.data && (
             <div className={`verification ${check.data.ok ? 'verification-ok' : 'verification-bad'}`} role="status">
               <Badge tone={check.data.ok ? 'success' : 'danger'}>{check.data.ok ? 'signed' : 'not verified'}</Badge>
               <ul>
@@ -224,8 +221,15 @@ function SignaturePanel({ name, v }: { name: string; v: BundleVersion }) {
                   </li>
                 ))}
               </ul>
+              {check.data.manifest && (
+                <details className="manifest">
+                  <summary>Show the signed manifest</summary>
+                  <pre tabIndex={0} aria-label="Signed manifest">{check.data.manifest}</pre>
+                </details>
+              )}
             </div>
           )}
+          {check.state === 'ok' && check.data && <RollbackSetting name={name} version={v.version} allowed={check.data.rollback} onChanged={check.reload} />}
         </>
       )}
     </section>
