@@ -5,7 +5,6 @@ import { z } from 'zod';
 import { createLogger, type Logger } from '../protocol/log.ts';
 import { auditRoutes } from './audit/routes.ts';
 import { createAuditLog } from './audit/log.ts';
-import { principalName } from './auth/policy.ts';
 import { accessRoutes } from './auth/routes.ts';
 import { createAuthService } from './auth/service.ts';
 import { createAuthStore } from './auth/store.ts';
@@ -13,7 +12,6 @@ import { collectGarbage, type GcReport, type ReferenceSource } from './blobs/gc.
 import { blobRoutes } from './blobs/routes.ts';
 import { BlobStore } from './blobs/store.ts';
 import { startBroker, type Broker } from './broker/broker.ts';
-import { createReleaseNotifier } from './broker/releases.ts';
 import { bundleRoutes } from './bundles/routes.ts';
 import { createBundleService } from './bundles/service.ts';
 import { createBundleStore } from './bundles/store.ts';
@@ -24,8 +22,9 @@ import { bindPorts } from './listeners.ts';
 import { deploymentRoutes } from './deployments/routes.ts';
 import { createDeploymentService } from './deployments/service.ts';
 import { deviceRoutes } from './devices/routes.ts';
-import { createDeviceService } from './devices/service.ts';
+import { createDeviceService, type DeviceService } from './devices/service.ts';
 import { createDeviceStore } from './devices/store.ts';
+import { createReleaseNotices, type ReleaseNotices } from './releases/service.ts';
 import { errorMiddleware } from './http/errors.ts';
 import { buildOpenApiDocument } from './http/openapi.ts';
 import { buildRouter, route, type Route } from './http/routes.ts';
@@ -35,6 +34,7 @@ import { createOciStore, ociReferencedDigests } from './oci/store.ts';
 import { UploadFiles } from './oci/uploads.ts';
 import { createApprovalService, listSignedTargets } from './trust/approvals.ts';
 import { openTrustService } from './trust/service.ts';
+import { createTrustStore } from './trust/store.ts';
 import { trustRoutes } from './trust/routes.ts';
 import { defaultUiDir, uiMiddleware } from './ui/static.ts';
 
@@ -92,14 +92,24 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     const blobs = await BlobStore.open(path.join(config.dataDir, 'blobs'));
     const authStore = createAuthStore(db);
     let broker: Broker | undefined;
-    const auth = createAuthService({ store: authStore, now, log: log.child('auth'), onTokenRevoked: (id) => broker?.disconnectToken(id) });
+    // Capabilities meet through their services; the ones made later are reached through these.
+    let devices: DeviceService | undefined;
+    let releases: ReleaseNotices | undefined;
+    const auth = createAuthService({
+      store: authStore,
+      findDevice: async (id) => devices?.find(id),
+      now,
+      log: log.child('auth'),
+      onTokenRevoked: (id) => broker?.disconnectToken(id),
+    });
     const audit = createAuditLog({ db, now, log: log.child('audit') });
     const generatedAdminToken = await auth.ensureAdmin(config.adminToken);
 
     const bundleStore = createBundleStore(db);
+    const trustStore = createTrustStore(db);
     const trust = await openTrustService({
       dataDir: config.dataDir,
-      listTargets: () => listSignedTargets(db, bundleStore),
+      listTargets: () => listSignedTargets(trustStore, bundleStore),
       now,
       log: log.child('trust'),
       ...(config.tufExpiry ? { expiry: config.tufExpiry } : {}),
@@ -111,15 +121,25 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
 
     const bundles = createBundleService({ store: bundleStore, blobs, trust, now, log: log.child('bundles') });
     // Every table that names blobs contributes its digests; the collector deletes only the rest.
-    // OCI manifests and their blobs live in the same store.
-    const blobReferences: ReferenceSource[] = [() => bundleStore.referencedDigests(), () => ociReferencedDigests(db)];
+    // OCI manifests and their blobs live in the same store; an offline proposal's manifest waits
+    // for its signatures, however long approvers take.
+    const blobReferences: ReferenceSource[] = [() => bundleStore.referencedDigests(), () => ociReferencedDigests(db), () => trustStore.proposedManifestDigests()];
     const runGc = (graceMs = gcGraceMs) =>
       collectGarbage({ blobs, sources: blobReferences, now, graceMs, abandonedUploadMs, log: log.child('gc') });
     const gcTimer = setInterval(() => runGc().catch((error: unknown) => log.error('garbage collection failed', { error })), gcIntervalMs);
     gcTimer.unref();
     cleanups.push(async () => clearInterval(gcTimer));
-    const approvals = createApprovalService({ db, store: bundleStore, bundles, blobs, trust, now, log: log.child('trust') });
-    const devices = createDeviceService({
+    const approvals = createApprovalService({
+      trustStore,
+      store: bundleStore,
+      bundles,
+      trust,
+      // Release notices follow approvals and revocations (wired here: neither knows the other).
+      events: { approved: async (version, approvers) => releases?.approved(version, approvers), revoked: async (version) => releases?.revoked(version) },
+      now,
+      log: log.child('trust'),
+    });
+    devices = createDeviceService({
       store: createDeviceStore(db),
       auth: authStore,
       rootMetadata: () => trust.currentRoot(),
@@ -131,7 +151,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       host: config.host,
       port: config.mqttPort,
       authenticate: (token) => auth.authenticate(token),
-      onMessage: (topic, payload, principal) => void devices.receiveStatus(topic, payload, principal),
+      onMessage: (topic, payload, principal) => void devices?.receiveStatus(topic, payload, principal),
       log: log.child('mqtt'),
       listener: { server: ports.mqtt, serve: (handler) => ports.serveMqtt(handler) },
     });
@@ -139,7 +159,12 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     cleanups.push(() => startedBroker.close());
     const deployments = createDeploymentService({ db, bundles, broker: () => startedBroker, now, log: log.child('deployments') });
     await deployments.announceLatest();
-    const releases = createReleaseNotifier({ db, broker: () => startedBroker, now, log: log.child('releases') });
+    releases = createReleaseNotices({
+      sources: { heads: (bundle) => bundles.releaseHeads(bundle), approvers: (bundle, version) => approvals.approvers(bundle, version) },
+      publisher: () => startedBroker,
+      now,
+      log: log.child('releases'),
+    });
     await releases.announceLatest();
 
     const app = new Koa();
@@ -162,7 +187,6 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
         ...blobRoutes(blobs, config.maxBlobBytes),
         ...bundleRoutes(bundles, {
           created: (name, by) => auth.addCreator(name, by),
-          approved: (version, by) => releases.approved(version, principalName(by)),
           maxBlobBytes: config.maxBlobBytes,
         }),
         ...deploymentRoutes(deployments),
@@ -170,7 +194,6 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
         ...trustRoutes({
           trust,
           approvals,
-          onApproved: async (bundle, version, by) => releases.approved(await bundles.getVersion(bundle, version), principalName(by)),
           blobs, resolveTarget: (p) => resolveTargetUrl(bundleStore, p), anonymous: config.anonymousTufRead }),
         ...accessRoutes(auth, { requireBundle: (name) => bundles.getBundle(name) }),
         ...auditRoutes(audit),

@@ -77,7 +77,8 @@ export async function resetAdminToken(env: NodeJS.ProcessEnv = process.env): Pro
   const db = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
   try {
     const now = () => new Date();
-    const auth = createAuthService({ store: createAuthStore(db), now, log });
+    // Resetting the admin token never looks a device up: nothing here signs a device in.
+    const auth = createAuthService({ store: createAuthStore(db), now, log, findDevice: async () => undefined });
     const token = await auth.resetAdminToken();
     await createAuditLog({ db, now, log }).record({
       action: 'token:write', method: 'CLI', target: 'convoy admin reset-token', principal: undefined, bundle: undefined, requestId: randomUUID(), status: 200, error: undefined,

@@ -1,6 +1,6 @@
 import { maxTokenLifetimeMs, scopes, type AccessToken, type Member, type Role, type Scope, type User } from '../../protocol/access.ts';
 import type { Logger } from '../../protocol/log.ts';
-import { isUniqueViolation } from '../bundles/store.ts';
+import { isUniqueViolation } from '../db/errors.ts';
 import { ApiError } from '../http/errors.ts';
 import type { AuthStore } from './store.ts';
 import { generateToken, hashToken } from './tokens.ts';
@@ -30,7 +30,14 @@ export interface AuthService {
   revokeToken(actor: Principal, id: number): Promise<AccessToken>;
 }
 
-export function createAuthService(deps: { store: AuthStore; now: () => Date; log: Logger; onTokenRevoked?: (tokenId: number) => void }): AuthService {
+export function createAuthService(deps: {
+  store: AuthStore;
+  /** The devices capability: which group a device is in (undefined: no such device any more). */
+  findDevice: (id: string) => Promise<{ id: string; group: string } | undefined>;
+  now: () => Date;
+  log: Logger;
+  onTokenRevoked?: (tokenId: number) => void;
+}): AuthService {
   const { store } = deps;
   const now = () => deps.now().toISOString();
 
@@ -85,7 +92,10 @@ export function createAuthService(deps: { store: AuthStore; now: () => Date; log
       // Tokens are printable ASCII of bounded length; anything else cannot match, so it is
       // refused before touching the database.
       if (token.length < 16 || token.length > 256 || !/^[\x21-\x7e]+$/.test(token)) return undefined;
-      return store.findPrincipal(hashToken(token), now());
+      const found = await store.findPrincipal(hashToken(token), now());
+      if (found?.type !== 'device-token') return found;
+      const device = await deps.findDevice(found.deviceId);
+      return device ? { type: 'device', deviceId: device.id, group: device.group } : undefined;
     },
 
     async createUser(name, admin) {

@@ -45,6 +45,12 @@ function toToken(row: TokenRow & { user_name: string }): AccessToken {
   };
 }
 
+/** A live device token: who the device is, the devices capability answers. */
+export interface DeviceToken {
+  type: 'device-token';
+  deviceId: string;
+}
+
 export function createAuthStore(db: Db) {
   const tokensWithUser = () => db('tokens').join('users', 'users.id', 'tokens.user_id').select('tokens.*', 'users.name as user_name');
 
@@ -66,8 +72,8 @@ export function createAuthStore(db: Db) {
       await trx('tokens').insert({ hash: tokenHash, device_id: deviceId, name: `device ${deviceId}`, created_at: now });
     },
 
-    /** Resolves a token hash to the principal it stands for, if the token is live. */
-    async findPrincipal(tokenHash: string, now: string): Promise<Principal | undefined> {
+    /** Resolves a token hash to the user it stands for, or the device it was minted for, if the token is live. */
+    async findPrincipal(tokenHash: string, now: string): Promise<Principal | DeviceToken | undefined> {
       const token = await db('tokens').where({ hash: tokenHash }).first<TokenRow | undefined>();
       if (!token || token.revoked_at || (token.expires_at && token.expires_at <= now)) return undefined;
       await db('tokens').where({ id: token.id }).update({ last_used_at: now });
@@ -86,10 +92,8 @@ export function createAuthStore(db: Db) {
           tokenExpiresAt: token.expires_at,
         };
       }
-      if (token.device_id !== null) {
-        const device = await db('devices').where({ id: token.device_id }).first<{ id: string; group_name: string }>();
-        return device ? { type: 'device', deviceId: device.id, group: device.group_name } : undefined;
-      }
+      // A device's token: the devices capability knows the device (auth never reads its table).
+      if (token.device_id !== null) return { type: 'device-token', deviceId: token.device_id };
       return undefined;
     },
 

@@ -23,13 +23,11 @@ import { actsAsAdmin, type Principal } from '../auth/policy.ts';
 import { ApiError } from '../http/errors.ts';
 import { pageOf, sendPage } from '../http/pagination.ts';
 import { bundleInPath, route, type Route } from '../http/routes.ts';
-import type { BundleVersion } from '../../protocol/api.ts';
 import type { BundleService } from './service.ts';
 
-/** What happens around a bundle's life that is not the bundle's own business (membership, notices). */
+/** What happens around a bundle's life that is not the bundle's own business (membership). */
 export interface BundleHooks {
   created?(bundle: string, by: Principal): Promise<void>;
-  approved?(version: BundleVersion, by: Principal): Promise<void>;
 }
 
 export function bundleRoutes(service: BundleService, hooks: BundleHooks & { maxBlobBytes: number }): Route[] {

@@ -1,15 +1,17 @@
 import type { Readable } from 'node:stream';
 import type { Artifact, ArtifactFilter, Bundle, BundleVersion, NextVersion, PackageInfo, PackageInput } from '../../protocol/api.ts';
-import { manifestSchemaId, type BundleManifest } from '../../protocol/manifest.ts';
+import { buildBundleManifest, encodeBundleManifest, type BundleManifest } from '../../protocol/manifest.ts';
 import type { ArtifactType } from '../../protocol/names.ts';
 import type { Logger } from '../../protocol/log.ts';
 import type { BlobStore } from '../blobs/store.ts';
 import type { Db } from '../db/knex.ts';
 import { ApiError } from '../http/errors.ts';
 import type { TrustService } from '../trust/service.ts';
+import { contentFingerprint } from './manifest.ts';
 import { computeNextVersion, type Bump } from './next-version.ts';
 import { readPackageFields, resolvePackage } from './packages.ts';
-import { isUniqueViolation, toVersion, type BundleFilter, type BundleStore, type VersionRow, type Window } from './store.ts';
+import { isUniqueViolation } from '../db/errors.ts';
+import { toVersion, type BundleFilter, type BundleStore, type VersionRow, type Window } from './store.ts';
 
 /** An artifact as a request describes it: the bytes by digest, package metadata as given. */
 export interface ArtifactInput {
@@ -114,6 +116,20 @@ export function createBundleService(deps: { store: BundleStore; blobs: BlobStore
       throw error;
     }
   }
+
+  async function nonEmptyArtifacts(row: VersionRow, trx: Db): Promise<Artifact[]> {
+    const artifacts = await store.listArtifacts(row.id, trx);
+    if (artifacts.length === 0) throw new ApiError('version_empty', `${row.bundle}@${row.version} has no artifacts; add at least one before approving`);
+    return artifacts;
+  }
+
+  function checkFingerprint(row: VersionRow, artifacts: readonly Artifact[], expected: string | undefined): void {
+    if (expected !== undefined && contentFingerprint(artifacts) !== expected) {
+      throw new ApiError('proposal_stale', `${row.bundle}@${row.version} changed while it was being approved; the approvals are for its earlier content: review it and approve again`);
+    }
+  }
+
+  const storeManifest = (manifest: BundleManifest) => deps.blobs.putBytes(Buffer.from(encodeBundleManifest(manifest)));
 
   return {
     async createBundle(name: string, description = ''): Promise<Bundle> {
@@ -287,36 +303,77 @@ export function createBundleService(deps: { store: BundleStore; blobs: BlobStore
     },
 
     /**
-     * Freezes a draft: writes its manifest, marks it approved, then signs new TUF metadata naming
-     * the manifest and every artifact. If signing fails after the commit, the trust service's
-     * reconcile at the next start signs it; the version is never approved-but-editable.
+     * Freezes and signs a draft (the server holds the targets key): writes its manifest, marks it
+     * approved, then signs new TUF metadata naming the manifest and every artifact. If signing
+     * fails after the commit, the trust service's reconcile at the next start signs it; the
+     * version is never approved-but-editable. `expectedFingerprint` is the content the approvals
+     * were given for, checked in the freezing transaction: an edit that lands between an approval
+     * and the freeze is never signed on that approval's behalf.
      */
-    /**
-     * Freezes and signs a draft. `approvedContent` tells whether the content about to be frozen
-     * is the content the approvals were given for (checked in the freezing transaction: an edit
-     * that lands between an approval and the freeze is never signed on that approval's behalf).
-     */
-    async approve(bundle: string, version: string, options: { approvedContent?: (artifacts: readonly Artifact[]) => boolean } = {}): Promise<BundleVersion> {
+    async approve(bundle: string, version: string, options: { expectedFingerprint?: string } = {}): Promise<BundleVersion> {
       await editDraft(bundle, version, async (row, trx) => {
-        const artifacts = await store.listArtifacts(row.id, trx);
-        if (artifacts.length === 0) throw new ApiError('version_empty', `${bundle}@${version} has no artifacts; add at least one before approving`);
-        if (options.approvedContent && !options.approvedContent(artifacts)) {
-          throw new ApiError('proposal_stale', `${bundle}@${version} changed while it was being approved; the approvals are for its earlier content: review it and approve again`);
-        }
+        const artifacts = await nonEmptyArtifacts(row, trx);
+        checkFingerprint(row, artifacts, options.expectedFingerprint);
         const approvedAt = now();
-        const manifest: BundleManifest = {
-          schema: manifestSchemaId,
-          bundle,
-          version,
-          approvedAt,
-          artifacts: artifacts.map(({ name, type, digest, size, package: pkg }) => ({ name, type, digest, size, ...(pkg ? { package: pkg } : {}) })),
-        };
-        const stored = await deps.blobs.putBytes(Buffer.from(JSON.stringify(manifest, null, 2) + '\n'));
+        const stored = await storeManifest(buildBundleManifest({ bundle, version, approvedAt, artifacts }));
         await store.markApproved(row.id, approvedAt, stored, trx);
       });
       await deps.trust.publish(`approved ${bundle}@${version}`);
       deps.log.info('approved a version', { bundle, version });
       return toVersion((await store.findVersionRow(bundle, version))!);
+    },
+
+    /** The fingerprint of a version's content as it is now (what an approval of it vouches for). */
+    async fingerprint(bundle: string, version: string): Promise<string> {
+      const row = await requireVersion(bundle, version);
+      return contentFingerprint(await store.listArtifacts(row.id));
+    },
+
+    /**
+     * Offline mode, step 1: the manifest a draft would be frozen with, stored (a blob nothing
+     * references yet, so the collector may take it if the proposal is abandoned) and described
+     * for the targets approvers sign. Built by the same builder as `approve`.
+     */
+    async proposeManifest(bundle: string, version: string, approvedAt: string): Promise<{ digest: string; size: number; fingerprint: string; artifacts: Artifact[] }> {
+      const row = await requireVersion(bundle, version);
+      requireDraft(row);
+      const artifacts = await nonEmptyArtifacts(row, store.db);
+      const stored = await storeManifest(buildBundleManifest({ bundle, version, approvedAt, artifacts }));
+      return { ...stored, fingerprint: contentFingerprint(artifacts), artifacts };
+    },
+
+    /**
+     * Offline mode, step 2: freezes a draft with the manifest its signed targets name, if the
+     * draft still holds the content the manifest was made from. `within` runs in the same
+     * transaction (the caller publishes the signed targets there: if that fails, nothing froze).
+     */
+    async freezeSigned(bundle: string, version: string, frozen: { approvedAt: string; manifest: { digest: string; size: number }; fingerprint: string }, within: (trx: Db) => Promise<void>): Promise<void> {
+      await store.db.transaction(async (trx) => {
+        const row = await requireVersion(bundle, version, trx, true);
+        if (row.status !== 'draft') throw new ApiError('proposal_stale', `${bundle}@${version} changed meanwhile`);
+        checkFingerprint(row, await store.listArtifacts(row.id, trx), frozen.fingerprint);
+        await store.markApproved(row.id, frozen.approvedAt, frozen.manifest, trx);
+        await within(trx);
+      });
+    },
+
+    /**
+     * Marks an approved version revoked (the only other write to a frozen version). `within`
+     * runs in the same transaction, for the trust records of the revocation.
+     */
+    async markRevoked(bundle: string, version: string, within: (trx: Db) => Promise<void>): Promise<void> {
+      await store.db.transaction(async (trx) => {
+        const row = await requireVersion(bundle, version, trx, true);
+        if (row.status === 'draft') throw new ApiError('version_not_approved', `${bundle}@${version} is a draft; delete it instead`);
+        if (row.status === 'revoked') throw new ApiError('version_revoked', `${bundle}@${version} is already revoked`);
+        await store.markRevoked(row.id, trx);
+        await within(trx);
+      });
+    },
+
+    /** Each bundle's most recently approved version that is not revoked; null where all were revoked. */
+    async releaseHeads(onlyBundle?: string): Promise<{ bundle: string; latest: BundleVersion | null }[]> {
+      return store.releaseHeads(onlyBundle);
     },
 
     async requireApproved(bundle: string, version: string): Promise<BundleVersion> {

@@ -81,11 +81,6 @@ async function countOf(query: { clone(): any }): Promise<number> {
   return Number(row?.n ?? 0);
 }
 
-export function isUniqueViolation(error: unknown): boolean {
-  const e = error as { code?: string; message?: string };
-  return e.code === '23505' || e.code === 'SQLITE_CONSTRAINT' && /UNIQUE/.test(e.message ?? '');
-}
-
 export function createBundleStore(db: Db) {
   return {
     db,
@@ -136,6 +131,21 @@ export function createBundleStore(db: Db) {
     },
     async markApproved(id: number, approvedAt: string, manifest: { digest: string; size: number }, trx: Db): Promise<void> {
       await trx('versions').where({ id }).update({ status: 'approved', approved_at: approvedAt, manifest_digest: manifest.digest, manifest_size: manifest.size });
+    },
+    async markRevoked(id: number, trx: Db): Promise<void> {
+      await trx('versions').where({ id }).update({ status: 'revoked' });
+    },
+    /** Per bundle that ever had an approved version: its newest one still approved, or null. */
+    async releaseHeads(onlyBundle?: string): Promise<{ bundle: string; latest: BundleVersion | null }[]> {
+      const query = db<VersionRow>('versions').whereNotNull('approved_at').whereNotNull('manifest_digest')
+        .orderBy([{ column: 'bundle' }, { column: 'approved_at', order: 'desc' }, { column: 'id', order: 'desc' }]);
+      if (onlyBundle !== undefined) query.where({ bundle: onlyBundle });
+      const heads = new Map<string, BundleVersion | null>();
+      for (const row of await query) {
+        if (!heads.has(row.bundle)) heads.set(row.bundle, null);
+        if (heads.get(row.bundle) === null && row.status === 'approved') heads.set(row.bundle, toVersion(row));
+      }
+      return [...heads].map(([bundle, latest]) => ({ bundle, latest }));
     },
     async listArtifacts(versionId: number, trx: Db = db): Promise<Artifact[]> {
       return (await trx<ArtifactRow>('artifacts').where({ version_id: versionId }).orderBy('name')).map(toArtifact);

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Knex } from 'knex';
 
 /*
@@ -288,7 +289,88 @@ const auditReleases: Migration = {
   },
 };
 
-export const migrations: readonly Migration[] = [initial, access, trust, oci, bundles, auditReleases];
+/**
+ * One approvals table (issue #9). Release notices kept their own `approvals` (the user whose
+ * approval completed a version) beside trust's `trust_approvals` (every approval and offline
+ * signature, tied to the content it saw). Trust keeps `trust_approvals`; a row of `approvals` it
+ * does not already hold moves over; `approvals` goes. The content fingerprint now covers package
+ * metadata too (everything the manifest signs), so approvals tied to a version's current content
+ * under the old fingerprint are moved to the new one. Both fingerprints are copied here, frozen:
+ * a migration must mean the same thing forever, whatever the code later calls a fingerprint.
+ */
+interface FrozenArtifact {
+  name: string;
+  type: string;
+  digest: string;
+  size: number | string;
+  package_format: string | null;
+  package_name: string | null;
+  package_version: string | null;
+  package_arch: string | null;
+}
+const byName = (a: FrozenArtifact, b: FrozenArtifact) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+const sha256Text = (text: string) => `sha256:${createHash('sha256').update(text).digest('hex')}`;
+/** The fingerprint before 0007: names, types, digests and sizes only. */
+const fingerprintBefore0007 = (artifacts: FrozenArtifact[]) =>
+  sha256Text(JSON.stringify([...artifacts].sort(byName).map((a) => [a.name, a.type, a.digest, Number(a.size)])));
+/** The fingerprint from 0007: the manifest's artifact list, package metadata included. */
+const fingerprint0007 = (artifacts: FrozenArtifact[]) =>
+  sha256Text(
+    JSON.stringify(
+      [...artifacts].sort(byName).map((a) => ({
+        name: a.name,
+        type: a.type,
+        digest: a.digest,
+        size: Number(a.size),
+        ...(a.package_format ? { package: { format: a.package_format, name: a.package_name, version: a.package_version, architecture: a.package_arch } } : {}),
+      })),
+    ),
+  );
+
+const oneApprovalsTable: Migration = {
+  name: '0007_one_approvals_table',
+  async up(db) {
+    const versions = await db('versions').select<{ id: number; bundle: string; version: string; status: string }[]>('id', 'bundle', 'version', 'status');
+    for (const v of versions) {
+      const artifacts = await db('artifacts').where({ version_id: v.id }).select<FrozenArtifact[]>('*');
+      const before = fingerprintBefore0007(artifacts);
+      const after = fingerprint0007(artifacts);
+      const frozen = v.status !== 'draft';
+      if (before !== after) {
+        // A draft's offline signatures were given over a proposal whose manifest lacked package
+        // metadata: they stay with that (now stale) proposal. Plain approvals move.
+        const moved = db('trust_approvals').where({ bundle: v.bundle, version: v.version, content_digest: before });
+        if (!frozen) moved.whereNull('proposal_id');
+        await moved.update({ content_digest: after });
+      }
+      if (!frozen) continue;
+      const legacy = await db('approvals').where({ version_id: v.id }).orderBy('id').select<{ user_name: string; approved_at: string }[]>('user_name', 'approved_at');
+      for (const row of legacy) {
+        const known = await db('trust_approvals').where({ bundle: v.bundle, version: v.version, principal: row.user_name }).first();
+        if (!known) await db('trust_approvals').insert({ bundle: v.bundle, version: v.version, principal: row.user_name, content_digest: after, approved_at: row.approved_at });
+      }
+    }
+    await db.schema.dropTable('approvals');
+  },
+  async down(db) {
+    await db.schema.createTable('approvals', (t) => {
+      t.increments('id').primary();
+      t.integer('version_id').notNullable().references('versions.id').onDelete('CASCADE').index();
+      t.string('user_name', 64).notNullable();
+      t.string('approved_at', 32).notNullable();
+    });
+    const rows = await db('trust_approvals')
+      .join('versions', function () {
+        this.on('versions.bundle', '=', 'trust_approvals.bundle').andOn('versions.version', '=', 'trust_approvals.version');
+      })
+      .whereNot('versions.status', 'draft')
+      .orderBy('trust_approvals.id')
+      .select<{ version_id: number; user_name: string; approved_at: string }[]>('versions.id as version_id', 'trust_approvals.principal as user_name', 'trust_approvals.approved_at');
+    for (const row of rows) await db('approvals').insert(row);
+  },
+};
+
+export const migrations: readonly Migration[] = [initial, access, trust, oci, bundles, auditReleases, oneApprovalsTable];
 
 export const migrationSource: Knex.MigrationSource<Migration> = {
   getMigrations: async () => [...migrations],

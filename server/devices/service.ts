@@ -5,7 +5,7 @@ import { parseJson, parseWith } from '../../protocol/parse.ts';
 import type { Principal } from '../auth/policy.ts';
 import type { AuthStore } from '../auth/store.ts';
 import { generateToken, hashToken } from '../auth/tokens.ts';
-import { isUniqueViolation } from '../bundles/store.ts';
+import { isUniqueViolation } from '../db/errors.ts';
 import { ApiError } from '../http/errors.ts';
 import type { DeviceStore } from './store.ts';
 
@@ -36,6 +36,7 @@ export function createDeviceService(deps: {
     },
 
     list: (filter: { group?: string }): Promise<Device[]> => deps.store.list(filter),
+    find: (id: string): Promise<Device | undefined> => deps.store.find(id),
 
     /**
      * A status message from the broker. The broker already checked that a device publishes only

@@ -1,5 +1,5 @@
 import type { Db } from '../db/knex.ts';
-import { isUniqueViolation } from '../bundles/store.ts';
+import { isUniqueViolation } from '../db/errors.ts';
 
 /** knex queries for the registry. No rules here: service.ts decides. */
 

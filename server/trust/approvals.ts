@@ -1,19 +1,18 @@
 import { createHash } from 'node:crypto';
 import { Metadata, MetadataKind, Signature, type Targets } from '@tufjs/models';
-import type { Artifact, BundleVersion } from '../../protocol/api.ts';
+import type { BundleVersion } from '../../protocol/api.ts';
 import type { Logger } from '../../protocol/log.ts';
-import { manifestSchemaId, type BundleManifest } from '../../protocol/manifest.ts';
 import { hexOf } from '../../protocol/names.ts';
 import { artifactTargetPath, manifestTargetPath } from '../../protocol/targets.ts';
 import type { Approval, ApprovalSummary, SigningProposal } from '../../protocol/trust.ts';
-import type { BlobStore } from '../blobs/store.ts';
+import { contentFingerprint } from '../bundles/manifest.ts';
 import type { BundleService } from '../bundles/service.ts';
 import { toVersion, type BundleStore, type VersionRow } from '../bundles/store.ts';
 import { listApprovedTargets } from '../bundles/targets.ts';
-import type { Db } from '../db/knex.ts';
 import { ApiError } from '../http/errors.ts';
 import type { TargetEntry } from './repository.ts';
 import type { TrustService } from './service.ts';
+import type { ApprovalRow, ProposalRow, TrustStore } from './store.ts';
 
 /**
  * Approval = signature. A version needs approvals from `required` distinct users (a per-bundle
@@ -23,50 +22,30 @@ import type { TrustService } from './service.ts';
  * - offline mode (approvers hold the targets keys): the server proposes the next targets metadata
  *   (the bytes to sign), each approver signs it on their own machine and uploads the signature;
  *   once root's targets threshold and the bundle's approvals are met it is published.
- * An approval counts only for the content it saw: editing a draft makes earlier approvals moot.
+ * An approval counts only for the content it saw (`contentFingerprint`: everything the manifest
+ * signs): editing a draft, package metadata included, makes earlier approvals moot.
+ * Versions belong to bundles: freezing and revoking go through the bundles service.
  */
-interface ApprovalRow {
-  bundle: string;
-  version: string;
-  principal: string;
-  approved_at: string;
-  key_id: string | null;
-  signature: string | null;
-  content_digest: string;
-  proposal_id: number | null;
-}
-
-interface ProposalRow {
-  id: number;
-  bundle: string;
-  version: string;
-  content_digest: string;
-  manifest_digest: string | null;
-  manifest_size: number | string | null;
-  targets_version: number;
-  targets_signed: string;
-  state: 'open' | 'published' | 'stale';
-  created_at: string;
-}
-
-/** What an approval vouches for: the exact artifacts of the draft. */
-export function contentDigest(artifacts: readonly Artifact[]): string {
-  const canonical = JSON.stringify([...artifacts].sort((a, b) => (a.name < b.name ? -1 : 1)).map((a) => [a.name, a.type, a.digest, a.size]));
-  return `sha256:${createHash('sha256').update(canonical).digest('hex')}`;
-}
 
 /** Every target devices should see: approved, not revoked; allowed rollbacks marked as such. */
-export async function listSignedTargets(db: Db, store: BundleStore): Promise<TargetEntry[]> {
-  const entries = await listApprovedTargets(store);
-  const rollbacks = await db('trust_rollbacks').select<{ bundle: string; version: string }[]>('bundle', 'version');
-  const marked = new Set(rollbacks.map((r) => manifestTargetPath(r.bundle, r.version)));
+export async function listSignedTargets(trustStore: TrustStore, bundles: BundleStore): Promise<TargetEntry[]> {
+  const entries = await listApprovedTargets(bundles);
+  const marked = new Set((await trustStore.rollbacks()).map((r) => manifestTargetPath(r.bundle, r.version)));
   return entries.map((entry) => (marked.has(entry.path) ? { ...entry, custom: { convoy: { rollback: true } } } : entry));
+}
+
+/** What other capabilities hear of (wired in the composition root): releases announce them. */
+export interface ApprovalEvents {
+  /** A version became approved (signed); `approvers` are the distinct users whose approvals made it. */
+  approved?(version: BundleVersion, approvers: string[]): Promise<void>;
+  /** An approved version was revoked. */
+  revoked?(version: BundleVersion): Promise<void>;
 }
 
 const toApproval = (row: ApprovalRow): Approval => ({ principal: row.principal, at: row.approved_at, keyId: row.key_id });
 
-export function createApprovalService(deps: { db: Db; store: BundleStore; bundles: BundleService; blobs: BlobStore; trust: TrustService; now: () => Date; log: Logger }) {
-  const { db, store, trust } = deps;
+export function createApprovalService(deps: { trustStore: TrustStore; store: BundleStore; bundles: BundleService; trust: TrustService; events?: ApprovalEvents; now: () => Date; log: Logger }) {
+  const { trustStore, store, trust } = deps;
   const nowText = () => deps.now().toISOString();
 
   async function requireRow(bundle: string, version: string): Promise<VersionRow> {
@@ -77,12 +56,11 @@ export function createApprovalService(deps: { db: Db; store: BundleStore; bundle
   }
 
   async function requiredApprovals(bundle: string): Promise<number> {
-    const row = await db('trust_policies').where({ bundle }).first<{ required_approvals: number } | undefined>();
-    return row ? Number(row.required_approvals) : 1;
+    return (await trustStore.requiredApprovals(bundle)) ?? 1;
   }
 
   async function summary(bundle: string, version: string, digest: string | null): Promise<ApprovalSummary> {
-    const rows = digest === null ? [] : await db<ApprovalRow>('trust_approvals').where({ bundle, version, content_digest: digest }).orderBy('id');
+    const rows = digest === null ? [] : await trustStore.approvalsFor(bundle, version, digest);
     const seen = new Set<string>();
     const by: Approval[] = [];
     for (const row of rows) {
@@ -93,7 +71,7 @@ export function createApprovalService(deps: { db: Db; store: BundleStore; bundle
     return { required: await requiredApprovals(bundle), by };
   }
 
-  const desiredTargets = () => listSignedTargets(db, store);
+  const desiredTargets = () => listSignedTargets(trustStore, store);
 
   async function publishedTargetPaths(): Promise<string[]> {
     const version = await trust.targetsVersion();
@@ -103,8 +81,8 @@ export function createApprovalService(deps: { db: Db; store: BundleStore; bundle
 
   async function withDetails(row: VersionRow): Promise<BundleVersion> {
     const version = toVersion(row);
-    const revocation = await db('trust_revocations').where({ bundle: row.bundle, version: row.version }).first<{ reason: string; revoked_by: string; revoked_at: string } | undefined>();
-    const digest = row.status === 'draft' ? contentDigest(await store.listArtifacts(row.id)) : await approvedDigest(row);
+    const revocation = await trustStore.findRevocation(row.bundle, row.version);
+    const digest = await fingerprintOf(row);
     return {
       ...version,
       approvals: await summary(row.bundle, row.version, digest),
@@ -112,9 +90,25 @@ export function createApprovalService(deps: { db: Db; store: BundleStore; bundle
     };
   }
 
-  /** The content digest the approvals of a frozen version were made for. */
-  async function approvedDigest(row: VersionRow): Promise<string> {
-    return contentDigest(await store.listArtifacts(row.id));
+  /** The content an approval of this version vouches for (a frozen version's never changes). */
+  async function fingerprintOf(row: VersionRow): Promise<string> {
+    return contentFingerprint(await store.listArtifacts(row.id));
+  }
+
+  /** The distinct users whose approvals of its content count for a version. */
+  async function approversOf(row: VersionRow): Promise<string[]> {
+    return (await summary(row.bundle, row.version, await fingerprintOf(row))).by.map((a) => a.principal);
+  }
+
+  /** Tells the other capabilities; their failure never undoes what happened here. */
+  async function emit(what: string, send: (() => Promise<void>) | undefined): Promise<void> {
+    await send?.().catch((error: unknown) => deps.log.error(`a listener of "${what}" failed`, { error }));
+  }
+
+  async function emitApproved(bundle: string, version: string): Promise<void> {
+    const row = (await store.findVersionRow(bundle, version))!;
+    const listener = deps.events?.approved;
+    await emit('approved', listener && (async () => listener(toVersion(row), await approversOf(row))));
   }
 
   function proposalMetadata(row: ProposalRow, signatures: readonly ApprovalRow[]): Metadata<Targets> {
@@ -125,7 +119,7 @@ export function createApprovalService(deps: { db: Db; store: BundleStore; bundle
   }
 
   async function proposalView(row: ProposalRow): Promise<SigningProposal> {
-    const signatures = await db<ApprovalRow>('trust_approvals').where({ proposal_id: row.id }).orderBy('id');
+    const signatures = await trustStore.signaturesOf(row.id);
     const signed = JSON.parse(row.targets_signed) as { targets: Record<string, unknown> };
     const before = new Set(await publishedTargetPaths());
     const after = Object.keys(signed.targets);
@@ -148,7 +142,7 @@ export function createApprovalService(deps: { db: Db; store: BundleStore; bundle
     if (row.status === 'draft') {
       const artifacts = await store.listArtifacts(row.id);
       if (artifacts.length === 0) throw new ApiError('version_empty', `${row.bundle}@${row.version} has no artifacts; add at least one before approving`);
-      return contentDigest(artifacts);
+      return contentFingerprint(artifacts);
     }
     // Approved or revoked: the proposal re-signs the targets the database wants (a revocation,
     // an allowed rollback, or a renewal before expiry).
@@ -164,13 +158,13 @@ export function createApprovalService(deps: { db: Db; store: BundleStore; bundle
   return {
     requiredApprovals,
     desiredTargets,
+    /** The distinct users whose approvals made this version approved (for release notices). */
+    approvers: async (bundle: string, version: string) => approversOf(await requireRow(bundle, version)),
     details: async (bundle: string, version: string) => withDetails(await requireRow(bundle, version)),
 
     async setPolicy(bundle: string, required: number, by: string): Promise<{ bundle: string; requiredApprovals: number }> {
       await deps.bundles.getBundle(bundle);
-      const values = { required_approvals: required, updated_by: by, updated_at: nowText() };
-      const updated = await db('trust_policies').where({ bundle }).update(values);
-      if (updated === 0) await db('trust_policies').insert({ bundle, ...values });
+      await trustStore.setRequiredApprovals(bundle, required, by, nowText());
       deps.log.info('set the approvals a bundle requires', { bundle, required, by });
       return { bundle, requiredApprovals: required };
     },
@@ -184,18 +178,20 @@ export function createApprovalService(deps: { db: Db; store: BundleStore; bundle
         throw new ApiError('invalid_request', `targets are signed offline on this server: sign with \`convoy bundle sign ${bundle}@${version} --key FILE\``);
       }
       const digest = await currentContent(row);
-      const mine = await db('trust_approvals').where({ bundle, version, principal, content_digest: digest }).first();
+      const mine = (await trustStore.approvalsFor(bundle, version, digest)).some((a) => a.principal === principal);
       if (mine) throw new ApiError('already_exists', `${principal} already approved this content of ${bundle}@${version}; another user must approve`);
-      await db('trust_approvals').insert({ bundle, version, principal, content_digest: digest, approved_at: nowText() });
+      await trustStore.insertApproval({ bundle, version, principal, content_digest: digest, approved_at: nowText() });
       const approvals = await summary(bundle, version, digest);
       deps.log.info('recorded an approval', { bundle, version, principal, received: approvals.by.length, required: approvals.required });
       if (approvals.by.length < approvals.required) return { ...toVersion(row), approvals };
       try {
-        await deps.bundles.approve(bundle, version, { approvedContent: (artifacts) => contentDigest(artifacts) === digest });
+        await deps.bundles.approve(bundle, version, { expectedFingerprint: digest });
       } catch (error) {
-        // A concurrent approval met the threshold first: same outcome.
+        // A concurrent approval met the threshold first: same outcome (that request announces it).
         if (!(error instanceof ApiError && error.code === 'version_immutable')) throw error;
+        return withDetails((await store.findVersionRow(bundle, version))!);
       }
+      await emitApproved(bundle, version);
       return withDetails((await store.findVersionRow(bundle, version))!);
     },
 
@@ -203,33 +199,26 @@ export function createApprovalService(deps: { db: Db; store: BundleStore; bundle
     async proposal(bundle: string, version: string): Promise<SigningProposal> {
       const row = await requireRow(bundle, version);
       if (trust.signsTargets()) throw new ApiError('invalid_request', `this server signs targets itself: approve with \`convoy bundle approve ${bundle}@${version}\``);
-      const open = await db<ProposalRow>('trust_proposals').where({ bundle, version, state: 'open' }).orderBy('id', 'desc');
-      for (const candidate of open) {
+      for (const candidate of await trustStore.openProposals(bundle, version)) {
         if (await isFresh(candidate, row)) return proposalView(candidate);
-        await db('trust_proposals').where({ id: candidate.id }).update({ state: 'stale' });
+        await trustStore.setProposalState(candidate.id, 'stale');
       }
       const content = await currentContent(row);
       const entries = await desiredTargets();
       let manifest: { digest: string; size: number } | null = null;
       const createdAt = nowText();
       if (row.status === 'draft') {
-        const artifacts = await store.listArtifacts(row.id);
-        const body: BundleManifest = {
-          schema: manifestSchemaId,
-          bundle,
-          version,
-          approvedAt: createdAt,
-          artifacts: artifacts.map(({ name, type, digest, size }) => ({ name, type, digest, size })),
-        };
-        manifest = await deps.blobs.putBytes(Buffer.from(JSON.stringify(body, null, 2) + '\n'));
+        // The same builder as the server-signed path: offline-signed manifests keep everything.
+        const proposed = await deps.bundles.proposeManifest(bundle, version, createdAt);
+        if (proposed.fingerprint !== content) throw new ApiError('proposal_stale', `${bundle}@${version} changed while the proposal was made; ask again`);
+        manifest = { digest: proposed.digest, size: proposed.size };
         entries.push({ path: manifestTargetPath(bundle, version), length: manifest.size, sha256: hexOf(manifest.digest) });
-        for (const a of artifacts) entries.push({ path: artifactTargetPath(bundle, version, a.name), length: a.size, sha256: hexOf(a.digest) });
+        for (const a of proposed.artifacts) entries.push({ path: artifactTargetPath(bundle, version, a.name), length: a.size, sha256: hexOf(a.digest) });
       }
       const targetsVersion = (await trust.targetsVersion()) + 1;
       const metadata = trust.proposeTargets(entries);
       const signed = { ...(metadata.signed.toJSON() as Record<string, unknown>), version: targetsVersion };
-      const [inserted] = await db('trust_proposals')
-        .insert({
+      const created = await trustStore.insertProposal({
           bundle,
           version,
           content_digest: content,
@@ -239,28 +228,26 @@ export function createApprovalService(deps: { db: Db; store: BundleStore; bundle
           targets_signed: JSON.stringify(signed),
           state: 'open',
           created_at: createdAt,
-        })
-        .returning<{ id: number }[]>('id');
-      const created = await db<ProposalRow>('trust_proposals').where({ id: inserted!.id }).first();
-      deps.log.info('proposed targets for offline signing', { bundle, version, targetsVersion, proposal: inserted!.id });
-      return proposalView(created!);
+      });
+      deps.log.info('proposed targets for offline signing', { bundle, version, targetsVersion, proposal: created.id });
+      return proposalView(created);
     },
 
     /** Offline mode: records one approver's signature; the one that meets both thresholds publishes. */
     async sign(bundle: string, version: string, input: { proposalId: number; keyid: string; sig: string }, principal: string) {
       const row = await requireRow(bundle, version);
-      const proposal = await db<ProposalRow>('trust_proposals').where({ id: input.proposalId, bundle, version }).first();
+      const proposal = await trustStore.findProposal(input.proposalId, bundle, version);
       if (!proposal) throw new ApiError('not_found', `no proposal ${input.proposalId} for ${bundle}@${version}`);
       if (!(await isFresh(proposal, row))) {
-        await db('trust_proposals').where({ id: proposal.id }).update({ state: proposal.state === 'published' ? 'published' : 'stale' });
+        await trustStore.setProposalState(proposal.id, proposal.state === 'published' ? 'published' : 'stale');
         throw new ApiError('proposal_stale', 'the targets changed since this proposal was made; fetch it again and sign the new one');
       }
       trust.checkTargetsSignature(proposalMetadata(proposal, []), input);
-      const signatures = await db<ApprovalRow>('trust_approvals').where({ proposal_id: proposal.id });
+      const signatures = await trustStore.signaturesOf(proposal.id);
       if (signatures.some((s) => s.principal === principal)) throw new ApiError('already_exists', `${principal} already signed this proposal; another user must sign`);
       if (signatures.some((s) => s.key_id === input.keyid)) throw new ApiError('already_exists', 'this key already signed this proposal');
-      await db('trust_approvals').insert({ bundle, version, principal, content_digest: proposal.content_digest, proposal_id: proposal.id, key_id: input.keyid, signature: input.sig, approved_at: nowText() });
-      const all = await db<ApprovalRow>('trust_approvals').where({ proposal_id: proposal.id }).orderBy('id');
+      await trustStore.insertApproval({ bundle, version, principal, content_digest: proposal.content_digest, proposal_id: proposal.id, key_id: input.keyid, signature: input.sig, approved_at: nowText() });
+      const all = await trustStore.signaturesOf(proposal.id);
       const status = await trust.status();
       const threshold = status.roles.targets.threshold;
       const required = await requiredApprovals(bundle);
@@ -270,43 +257,44 @@ export function createApprovalService(deps: { db: Db; store: BundleStore; bundle
       const approvedNow = row.status === 'draft';
       if (all.length >= threshold && distinct >= required) {
         const metadata = proposalMetadata(proposal, all);
-        await db.transaction(async (trx) => {
-          if (row.status === 'draft') {
-            const locked = await store.findVersionRow(bundle, version, trx, true);
-            if (locked?.status !== 'draft') throw new ApiError('proposal_stale', `${bundle}@${version} changed meanwhile`);
-            await store.markApproved(row.id, proposal.created_at, { digest: proposal.manifest_digest!, size: Number(proposal.manifest_size) }, trx);
-          }
-          await trx('trust_proposals').where({ id: proposal.id }).update({ state: 'published' });
+        const publish = async (trx: typeof trustStore.db) => {
+          await trustStore.setProposalState(proposal.id, 'published', trx);
           // Last: if the threshold check in publishing fails, the transaction rolls back.
           await trust.publishSignedTargets(metadata, `signed offline: ${bundle}@${version}`);
-        });
+        };
+        if (row.status === 'draft') {
+          await deps.bundles.freezeSigned(bundle, version, {
+            approvedAt: proposal.created_at,
+            manifest: { digest: proposal.manifest_digest!, size: Number(proposal.manifest_size) },
+            fingerprint: proposal.content_digest,
+          }, publish);
+        } else {
+          await trustStore.db.transaction(publish);
+        }
         published = true;
       }
+      if (published && approvedNow) await emitApproved(bundle, version);
       return { published, approvedNow: published && approvedNow, signatures: all.map(toApproval), threshold };
     },
 
     /** Withdraws an approved version: out of targets, never installed again, devices told. */
     async revoke(bundle: string, version: string, reason: string, principal: string): Promise<BundleVersion & { pendingSignatures: boolean }> {
-      const row = await requireRow(bundle, version);
-      if (row.status === 'draft') throw new ApiError('version_not_approved', `${bundle}@${version} is a draft; delete it instead`);
-      if (row.status === 'revoked') throw new ApiError('version_revoked', `${bundle}@${version} is already revoked`);
-      await db.transaction(async (trx) => {
-        await trx('versions').where({ id: row.id }).update({ status: 'revoked' });
-        await trx('trust_revocations').insert({ bundle, version, reason, revoked_by: principal, revoked_at: nowText() });
-        await trx('trust_rollbacks').where({ bundle, version }).delete();
-      });
+      await requireRow(bundle, version);
+      await deps.bundles.markRevoked(bundle, version, (trx) => trustStore.insertRevocation(bundle, version, reason, principal, nowText(), trx));
       deps.log.warn('revoked a version', { bundle, version, reason, by: principal });
       const pendingSignatures = !trust.signsTargets();
       if (!pendingSignatures) await trust.publish(`revoked ${bundle}@${version}`);
-      return { ...(await withDetails((await store.findVersionRow(bundle, version))!)), pendingSignatures };
+      const revoked = (await store.findVersionRow(bundle, version))!;
+      const listener = deps.events?.revoked;
+      await emit('revoked', listener && (() => listener(toVersion(revoked))));
+      return { ...(await withDetails(revoked)), pendingSignatures };
     },
 
     /** Marks an approved version as an allowed downgrade target (signed into targets), or clears it. */
     async setRollback(bundle: string, version: string, allowed: boolean, principal: string): Promise<{ pendingSignatures: boolean }> {
       const row = await requireRow(bundle, version);
       if (row.status !== 'approved') throw new ApiError(row.status === 'revoked' ? 'version_revoked' : 'version_not_approved', `${bundle}@${version} is ${row.status}`);
-      await db('trust_rollbacks').where({ bundle, version }).delete();
-      if (allowed) await db('trust_rollbacks').insert({ bundle, version, allowed_by: principal, allowed_at: nowText() });
+      await trustStore.setRollback(bundle, version, allowed ? { by: principal, at: nowText() } : null);
       deps.log.info(allowed ? 'allowed a rollback' : 'cleared a rollback', { bundle, version, by: principal });
       const pendingSignatures = !trust.signsTargets();
       if (!pendingSignatures) await trust.publish(`rollback ${allowed ? 'allowed' : 'cleared'} ${bundle}@${version}`);

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { bundlePath, bundleVersion, tufFilePath, tufTargetPath, versionPath } from '../../protocol/api.ts';
 import { createdKey, createKeyRequest, revokeRequest, rollbackRequest, rootAccepted, signatureReceipt, signatureRequest, signingProposal, trustPolicy, trustPolicyRequest, trustStatus } from '../../protocol/trust.ts';
-import { principalName, type Principal } from '../auth/policy.ts';
+import { principalName } from '../auth/policy.ts';
 import { ApiError } from '../http/errors.ts';
 import { bundleInPath, route, type Route } from '../http/routes.ts';
 import type { BlobStore } from '../blobs/store.ts';
@@ -20,8 +20,6 @@ export function trustRoutes(deps: {
   blobs: BlobStore;
   resolveTarget: (path: string) => Promise<{ digest: string; size: number } | undefined>;
   anonymous: boolean;
-  /** Called once a version becomes approved (signed), with the user whose approval completed it. */
-  onApproved?: (bundle: string, version: string, by: Principal) => Promise<void>;
 }): Route[] {
   const base = '/api/v1/bundles/:name/versions/:version';
   const { approvals, trust } = deps;
@@ -48,9 +46,7 @@ export function trustRoutes(deps: {
     route({
       method: 'POST', params: versionPath, path: `${base}/approve`, resource: bundleInPath, action: 'version:approve', summary: 'Approve a draft; the approval that meets the bundle threshold freezes and signs it', responses: { 200: bundleVersion },
       async handler({ koa, params, principal }) {
-        const approved = await approvals.approve(params.name, params.version, principalName(principal!));
-        if (approved.status === 'approved') await deps.onApproved?.(approved.bundle, approved.version, principal!);
-        koa.body = approved;
+        koa.body = await approvals.approve(params.name, params.version, principalName(principal!));
       },
     }),
     route({
@@ -74,8 +70,7 @@ export function trustRoutes(deps: {
     route({
       method: 'POST', params: versionPath, path: `${base}/signatures`, resource: bundleInPath, action: 'version:sign', summary: "Offline mode: upload one approver's signature over the proposal", body: signatureRequest, responses: { 200: signatureReceipt },
       async handler({ koa, params, body, principal }) {
-        const { approvedNow, ...receipt } = await approvals.sign(params.name, params.version, body, principalName(principal!));
-        if (approvedNow) await deps.onApproved?.(params.name, params.version, principal!);
+        const { approvedNow: _approvedNow, ...receipt } = await approvals.sign(params.name, params.version, body, principalName(principal!));
         koa.body = receipt;
       },
     }),

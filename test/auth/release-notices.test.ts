@@ -3,7 +3,7 @@ import test from 'ava';
 import mqtt from 'mqtt';
 import { bundleReleaseNotice, bundleReleasesTopic } from '../../protocol/messages.ts';
 import { parseWith } from '../../protocol/parse.ts';
-import { pushArtifact, waitFor, withServer, type TestServer } from '../helpers/server.ts';
+import { adminToken, pushArtifact, waitFor, withServer, type TestServer } from '../helpers/server.ts';
 
 /*
  * Release notices over MQTT, heard with Debian's stock `mosquitto_sub` (mosquitto-clients), the
@@ -140,5 +140,54 @@ test('notices survive a restart (announced again) and a revoked token is disconn
       }
     });
     t.pass();
+  });
+});
+
+/**
+ * What a subscriber connecting now hears on a topic: the retained message, if any (sent right
+ * after SUBACK), and anything published while it listens for `ms`.
+ */
+async function listen(server: TestServer, topic: string, ms: number, during?: () => Promise<void>): Promise<{ payload: string; retain: boolean }[]> {
+  const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${server.mqttPort}`, { username: 'admin', password: adminToken, reconnectPeriod: 0, clean: true });
+  const heard: { payload: string; retain: boolean }[] = [];
+  client.on('message', (_topic, payload, packet) => heard.push({ payload: payload.toString('utf8'), retain: packet.retain }));
+  try {
+    await client.subscribeAsync(topic, { qos: 1 });
+    await during?.();
+    await new Promise((resolve) => setTimeout(resolve, ms));
+  } finally {
+    await client.endAsync(true);
+  }
+  return heard;
+}
+
+const notices = (heard: { payload: string }[]) => heard.map((m) => parseWith(bundleReleaseNotice, JSON.parse(m.payload), 'notice'));
+
+test('revoking withdraws the release notice: live subscribers hear it, later ones and those after a restart never hear the revoked version as approved', async (t) => {
+  await withServer(t, async (server) => {
+    const topic = bundleReleasesTopic('pos-app');
+    await server.api('POST', '/api/v1/bundles', { json: { name: 'pos-app' } });
+    for (const version of ['1.0.0', '1.1.0']) {
+      await pushArtifact(server, 'pos-app', version, 'app.txt', Buffer.from(`${version}\n`));
+      t.is((await server.api('POST', `/api/v1/bundles/pos-app/versions/${version}/approve`)).status, 200);
+    }
+    t.like(notices(await listen(server, topic, 300)), [{ type: 'approved', version: '1.1.0' }]);
+
+    // Revoking the newest: a live subscriber hears it withdrawn, then the release that is newest now.
+    const live = await listen(server, topic, 500, async () => {
+      t.is((await server.api('POST', '/api/v1/bundles/pos-app/versions/1.1.0/revoke', { json: { reason: 'crashes at start' } })).status, 200);
+    });
+    t.deepEqual(live.map((m) => m.retain), [true, false, false]);
+    t.deepEqual(notices(live).map((n) => [n.type, n.version]), [['approved', '1.1.0'], ['withdrawn', '1.1.0'], ['approved', '1.0.0']]);
+    const retainedNow = async () => notices((await listen(server, topic, 300)).filter((m) => m.retain));
+    t.like(await retainedNow(), [{ type: 'approved', version: '1.0.0', approvers: ['admin'] }]);
+    await server.restart();
+    t.like(await retainedNow(), [{ type: 'approved', version: '1.0.0' }], 'the start-up announcement skips the revoked version');
+
+    // Revoking the last release clears the retained notice (an empty retained payload, MQTT 3.1.1 §3.3.1.3).
+    t.is((await server.api('POST', '/api/v1/bundles/pos-app/versions/1.0.0/revoke', { json: { reason: 'superseded by a fix' } })).status, 200);
+    t.deepEqual(await listen(server, topic, 300), [], 'no retained notice is left');
+    await server.restart();
+    t.deepEqual(await listen(server, topic, 300), [], 'and none is announced again at start');
   });
 });

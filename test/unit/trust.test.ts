@@ -3,7 +3,7 @@ import { initCeremony, keyFromJson, publicKeyJson, rotateRole } from '../../cert
 import { generateSigningKey, signerFor } from '../../certs/tuf-keys.ts';
 import { isSignedRollback } from '../../device/guard.ts';
 import { ConfigError, loadServerConfig } from '../../server/config.ts';
-import { contentDigest } from '../../server/trust/approvals.ts';
+import { contentFingerprint } from '../../server/bundles/manifest.ts';
 import { buildRoot, rolePolicyOf, verifyRootRotation } from '../../server/trust/repository.ts';
 
 const now = new Date('2026-01-01T00:00:00Z');
@@ -89,9 +89,21 @@ for (const [custom, allowed] of rollbackCustom) {
 test('an approval is for exact content: order does not matter, any change does', (t) => {
   const a = { name: 'a', type: 'file' as const, digest: `sha256:${'1'.repeat(64)}`, size: 1, package: null, updatedAt: now.toISOString() };
   const b = { ...a, name: 'b' };
-  t.is(contentDigest([a, b]), contentDigest([b, a]));
-  t.not(contentDigest([a, b]), contentDigest([a, { ...b, size: 2 }]));
-  t.not(contentDigest([a, b]), contentDigest([a]));
+  t.is(contentFingerprint([a, b]), contentFingerprint([b, a]));
+  t.not(contentFingerprint([a, b]), contentFingerprint([a, { ...b, size: 2 }]));
+  t.not(contentFingerprint([a, b]), contentFingerprint([a]));
+});
+
+test('an approval covers package metadata: every field the manifest signs changes the fingerprint', (t) => {
+  const pkg = { format: 'deb' as const, name: 'pos', version: '1.0.0', architecture: 'amd64' };
+  const a = { name: 'pos.deb', type: 'package' as const, digest: `sha256:${'1'.repeat(64)}`, size: 1, package: pkg };
+  const base = contentFingerprint([a]);
+  for (const change of [{ name: 'other' }, { version: '1.0.1' }, { architecture: 'arm64' }, { format: 'generic' as const }]) {
+    t.not(contentFingerprint([{ ...a, package: { ...pkg, ...change } }]), base, JSON.stringify(change));
+  }
+  t.not(contentFingerprint([{ ...a, type: 'file', package: null }]), base);
+  // Key order of the input does not matter: the builder fixes it.
+  t.is(contentFingerprint([{ ...a, package: { architecture: 'amd64', version: '1.0.0', name: 'pos', format: 'deb' } }]), base);
 });
 
 test('CONVOY_TUF_EXPIRY sets online roles lifetimes and names itself when wrong', (t) => {
