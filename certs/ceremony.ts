@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import { canonicalize } from '@tufjs/canonical-json';
 import { Key, Metadata, type Root } from '@tufjs/models';
-import { buildRoot, defaultExpiry, rolePolicyOf, type Expiry, type RoleName, type RolePolicy } from '../server/trust/repository.ts';
-import { generateSigningKey, signerFor, type SigningKey } from './tuf-keys.ts';
+import { buildRoot, defaultExpiry, rolePolicyOf, type Expiry, type RoleName, type RolePolicy } from '../tuf/repository.ts';
+import { generateSigningKey, signerFor, type SigningKey } from '../tuf/keys.ts';
 
 /*
  * The TUF key ceremony, as pure functions over key material: `convoy keys init` and

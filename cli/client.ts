@@ -16,9 +16,25 @@ export class CliError extends Error {
   }
 }
 
+/**
+ * A mistake in how the command was called (a required flag or argument missing): exit 2 and the
+ * usage line, as the POSIX utility conventions have it, apart from failures of the work (exit 1).
+ */
+export class UsageError extends CliError {
+  constructor(message: string) {
+    super(message, 'usage');
+  }
+}
+
 export interface ApiClient {
   readonly baseUrl: string;
   request<S extends z.ZodType>(method: string, path: string, options: { json?: unknown; body?: RequestBody; headers?: Record<string, string>; schema: S }): Promise<z.output<S>>;
+  /** As `request`, with the status: 201 and 200 tell "created" from "replaced". */
+  exchange<S extends z.ZodType>(method: string, path: string, options: { json?: unknown; body?: RequestBody; headers?: Record<string, string>; schema: S }): Promise<{ status: number; data: z.output<S> }>;
+  /** A GET whose answer is bytes (a blob): the response, its body not yet read. */
+  download(path: string): Promise<Response>;
+  /** Any call, answered with the raw response (headers matter: upload sessions); errors as CliError. */
+  raw(method: string, path: string, options?: { body?: RequestBody; headers?: Record<string, string> }): Promise<Response>;
   /** For calls whose answer has no body (204). */
   send(method: string, path: string): Promise<void>;
   /** Every item of a paginated listing, following X-Next-Page (100 per request). */
@@ -50,7 +66,15 @@ export function createApiClient(env: NodeJS.ProcessEnv): ApiClient {
       try {
         parsed = parseWith(errorResponse, JSON.parse(text), 'error');
       } catch {
-        parsed = undefined;
+        // The /v2 routes answer in the distribution spec's shape: {"errors":[{"code","message"}]}.
+        const oci = (() => {
+          try {
+            return (JSON.parse(text) as { errors?: { code?: unknown; message?: unknown }[] }).errors?.[0];
+          } catch {
+            return undefined;
+          }
+        })();
+        parsed = typeof oci?.code === 'string' && typeof oci.message === 'string' ? { error: { code: oci.code, message: oci.message } } : undefined;
       }
       throw parsed
         ? new CliError(parsed.error.message, parsed.error.code, response.status)
@@ -62,12 +86,21 @@ export function createApiClient(env: NodeJS.ProcessEnv): ApiClient {
   return {
     baseUrl,
     async request(method, path, options) {
+      return (await this.exchange(method, path, options)).data;
+    },
+    async exchange(method, path, options) {
       const response = await call(method, path, options);
       try {
-        return parseWith(options.schema, await response.json(), `answer from ${method} ${path}`);
+        return { status: response.status, data: parseWith(options.schema, await response.json(), `answer from ${method} ${path}`) };
       } catch (error) {
         throw new CliError(`the server's answer was not understood: ${(error as Error).message}`);
       }
+    },
+    async download(path) {
+      return call('GET', path, {});
+    },
+    async raw(method, path, options = {}) {
+      return call(method, path, options);
     },
     async send(method, path) {
       await call(method, path, {});

@@ -1,5 +1,5 @@
 import { bundleName, parseRelease, version as versionSchema } from '../protocol/names.ts';
-import { CliError } from './client.ts';
+import { CliError, UsageError } from './client.ts';
 
 /**
  * The version variable: every command that takes a version falls back to CONVOY_RELEASE_VERSION,
@@ -23,7 +23,8 @@ export function parseReleaseArg(text: string | undefined, env: NodeJS.ProcessEnv
     if (fromEnv) return { bundle: text, version: fromEnv };
     throw new CliError(`no version for ${text}: write ${text}@VERSION or set ${releaseVersionVariable}`);
   }
-  const parsed = text ? parseRelease(text) : undefined;
+  if (text === undefined) throw new UsageError(`NAME@VERSION: missing (such as pos-app@1.2.0, or NAME with ${releaseVersionVariable} set)`);
+  const parsed = parseRelease(text);
   if (!parsed) throw new CliError(`expected NAME@VERSION such as pos-app@1.2.0 (or NAME with ${releaseVersionVariable} set), got "${text ?? ''}"`);
   return parsed;
 }

@@ -1,19 +1,18 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import mqtt, { type MqttClient } from 'mqtt';
 import type { DeviceConfig } from '../protocol/device-config.ts';
 import type { ErrorBody } from '../protocol/errors.ts';
 import type { Logger } from '../protocol/log.ts';
-import { deviceStatusTopic, groupReleaseTopic, maxMessageBytes, releaseNotice, type DeviceStatus, type ReleaseNotice } from '../protocol/messages.ts';
-import { parseJson, parseWith } from '../protocol/parse.ts';
+import type { DeviceStatus, ReleaseNotice } from '../protocol/messages.ts';
 import { createHookRunner } from './hooks.ts';
 import { readCurrentSlot, switchCurrent } from './install.ts';
 import { readJournal } from './journal.ts';
 import { watchInstalledRelease } from './revocation.ts';
 import { defaultModules, type ModuleTable } from './modules.ts';
-import { backoffDelay, reportedState, terminalStates, type Journal } from './state.ts';
+import { startOffers, type Offers } from './offers.ts';
+import { reportedState, terminalStates, type Journal } from './state.ts';
 import { createNotifier, type Notifier } from './systemd.ts';
-import { openTrustClient } from './trust.ts';
+import { openTrustClient } from '../tuf/client.ts';
 import { createUpdater, sleep, type Offer, type StepInfo } from './updater.ts';
 
 export interface DaemonOptions {
@@ -34,9 +33,10 @@ export interface Daemon {
 }
 
 /**
- * convoyd's shell. MQTT is a hint, TUF is the truth: a release notice (or, while the broker is
- * unreachable, a poll of the server) offers a release; the updater (state machine + journal)
- * verifies and applies it; the daemon reports every state over MQTT and to systemd.
+ * convoyd's shell and worker loop. MQTT is a hint, TUF is the truth: a release notice (or, while
+ * the broker is unreachable, a poll of the server; both in offers.ts) offers a release; the
+ * updater (state machine + journal) verifies and applies it; the daemon reports every state over
+ * MQTT and to systemd.
  */
 export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const { config, log } = options;
@@ -60,7 +60,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const initial = await readJournal(journalFile);
   const stopController = new AbortController();
 
-  let client: MqttClient | undefined;
+  let offers: Offers | undefined;
   let lastInfo: StepInfo = {};
   /** What the periodic signed-metadata check found about the running release (revoked, frozen). */
   let trustError: ErrorBody | null = null;
@@ -81,10 +81,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       ...(info.progress ? { progress: info.progress } : {}),
     };
     notifier.status(`${status.phase}${status.target ? ` ${status.target.bundle}@${status.target.version}` : ''}${info.waiting ? `: ${info.waiting}` : ''}`.slice(0, 400));
-    if (!client?.connected) return;
-    client.publish(deviceStatusTopic(config.id), JSON.stringify(status), { qos: 1 }, (error) => {
-      if (error) log.debug('status report not sent', { error });
-    });
+    offers?.publishStatus(status);
   };
 
   const hooksDir = policy.hooksDir ? path.resolve(options.configDir, policy.hooksDir) : null;
@@ -158,64 +155,17 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     kick();
   };
 
-  // MQTT, with reconnects backing off (and jittered) so a fleet does not hammer a broker that
-  // just came back. While it is down, the server is polled: no release is missed.
-  let reconnects = 0;
-  let disconnectedSince: number | undefined = Date.now();
-  client = mqtt.connect(config.mqttUrl, {
-    clientId: `convoyd-${config.id}`,
-    username: config.id,
-    password: token,
-    clean: true,
-    reconnectPeriod: Math.min(policy.retryBaseMs, 2_000),
-    connectTimeout: 10_000,
+  // Where offers come from (device/offers.ts): MQTT notices, and the poll while MQTT is down.
+  offers = startOffers({
+    config,
+    token,
+    log,
+    random,
+    pollRelease: options.pollRelease,
+    onOffer: offer,
+    onPolled: kick,
+    onConnect: () => report(updater.journal, lastInfo),
   });
-  client.on('connect', () => {
-    reconnects = 0;
-    disconnectedSince = undefined;
-    client!.options.reconnectPeriod = Math.min(policy.retryBaseMs, 2_000);
-    log.info('connected to the broker', { url: config.mqttUrl });
-    client!.subscribe(groupReleaseTopic(config.group), { qos: 1 }, (error, granted) => {
-      if (error || granted?.some((g) => g.qos === 128)) log.error('subscription refused', { topic: groupReleaseTopic(config.group) });
-      else log.info('subscribed to release notices', { topic: groupReleaseTopic(config.group) });
-    });
-    report(updater.journal, lastInfo);
-  });
-  client.on('close', () => {
-    disconnectedSince ??= Date.now();
-    reconnects++;
-    client!.options.reconnectPeriod = backoffDelay(reconnects, Math.min(policy.retryBaseMs, 2_000), 60_000, random());
-  });
-  client.on('error', (error) => log.warn('MQTT error', { error: error.message }));
-  client.on('message', (topic, payload) => {
-    if (topic !== groupReleaseTopic(config.group)) return;
-    if (payload.length === 0) return; // a cleared retained notice
-    try {
-      if (payload.length > maxMessageBytes) throw new Error(`notice of ${payload.length} bytes is over the limit`);
-      offer(parseWith(releaseNotice, parseJson(payload.toString('utf8'), 'release notice'), 'release notice'));
-    } catch (error) {
-      log.warn('dropped an invalid release notice', { topic, error });
-    }
-  });
-
-  const poll = options.pollRelease ?? defaultPoll(config.serverUrl, token, config.group);
-  let pollTimer: NodeJS.Timeout | undefined;
-  const schedulePoll = () => {
-    pollTimer = setTimeout(async () => {
-      if (disconnectedSince !== undefined && Date.now() - disconnectedSince >= policy.pollIntervalMs / 2) {
-        try {
-          const notice = await poll();
-          if (notice) offer(notice);
-        } catch (error) {
-          log.warn('polling the server failed', { error: (error as Error).message });
-        }
-        // A waiting update (a retry backoff) is tried again now as well.
-        kick();
-      }
-      if (!stopController.signal.aborted) schedulePoll();
-    }, backoffDelay(0, policy.pollIntervalMs, policy.pollIntervalMs, random()));
-  };
-  schedulePoll();
 
   const watchdog = notifier.watchdogIntervalMs ? setInterval(() => notifier.watchdog(), notifier.watchdogIntervalMs) : undefined;
   notifier.ready(`${updater.journal.update?.state ?? 'idle'}; running ${updater.journal.installed ? `${updater.journal.installed.bundle}@${updater.journal.installed.version}` : 'nothing'}`);
@@ -238,31 +188,13 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       watch.stop();
       notifier.stopping();
       stopController.abort();
-      clearTimeout(pollTimer);
+      offers!.stopPolling();
       if (watchdog) clearInterval(watchdog);
       // A step that cannot be interrupted (a hook, a health check) is not waited for long: the
       // journal already says how to go on after a restart.
       await Promise.race([running, sleep(5_000)]);
-      await client!.endAsync(true);
+      await offers!.close();
       notifier.close();
     },
-  };
-}
-
-/**
- * Asks the server for the group's current release. The route is the device's pull-side twin of
- * the retained MQTT notice; a server without it (404) is simply not polled successfully.
- */
-function defaultPoll(serverUrl: string, token: string, group: string): () => Promise<ReleaseNotice | null> {
-  return async () => {
-    const response = await fetch(`${serverUrl}/api/v1/groups/${encodeURIComponent(group)}/release`, {
-      headers: { authorization: `Bearer ${token}` },
-      signal: AbortSignal.timeout(30_000),
-    });
-    if (response.status === 204 || response.status === 404) return null;
-    if (!response.ok) throw new Error(`the server answered ${response.status}`);
-    const text = await response.text();
-    if (text.length > maxMessageBytes) throw new Error('the release answer is over the size limit');
-    return parseWith(releaseNotice, parseJson(text, 'release'), 'release');
   };
 }

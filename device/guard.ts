@@ -3,7 +3,7 @@ import semver from 'semver';
 import { manifestTargetPath } from '../protocol/targets.ts';
 import { UpdateError } from './errors.ts';
 import { readJournal } from './journal.ts';
-import type { TrustClient } from './trust.ts';
+import type { TrustClient } from '../tuf/client.ts';
 
 /**
  * Anti-downgrade (Uptane's "no rollback to a lower version"): after a refresh, a release whose

@@ -1,6 +1,8 @@
 import { constants } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { descriptor, imageManifestTypes as imageTypes, indexTypes, maxManifestBytes, mediaTypes } from '../protocol/oci.ts';
+import { digestPattern } from '../protocol/names.ts';
 import { UpdateError } from './errors.ts';
 import type { UpdateModule } from './modules.ts';
 
@@ -14,20 +16,10 @@ import type { UpdateModule } from './modules.ts';
  * containerd or umoci read as they are (`skopeo copy oci:current/<image>:<version> …`).
  */
 
-const mediaTypes = {
-  ociManifest: 'application/vnd.oci.image.manifest.v1+json',
-  ociIndex: 'application/vnd.oci.image.index.v1+json',
-  dockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
-  dockerList: 'application/vnd.docker.distribution.manifest.list.v2+json',
-} as const;
-const imageTypes: ReadonlySet<string> = new Set([mediaTypes.ociManifest, mediaTypes.dockerManifest]);
-const indexTypes: ReadonlySet<string> = new Set([mediaTypes.ociIndex, mediaTypes.dockerList]);
-
-/** Manifests are small; anything larger is installed as a plain file, never parsed. */
-const maxImageManifestBytes = 4 * 1024 * 1024;
 /** An index of indexes is legal but rare; the bound keeps a hostile graph from recursing forever. */
 const maxDepth = 3;
 
+/** The part of a descriptor the device uses: what to fetch, and its verified size. */
 interface Descriptor {
   mediaType: string;
   digest: string;
@@ -55,19 +47,20 @@ export function readImageManifest(bytes: Buffer): { mediaType: string; children:
 }
 
 function parseDescriptor(value: unknown): Descriptor {
-  const d = value as Partial<Descriptor> | null | undefined;
-  if (
-    !d || typeof d !== 'object' || typeof d.mediaType !== 'string' || typeof d.digest !== 'string' || !/^sha256:[0-9a-f]{64}$/.test(d.digest) ||
-    typeof d.size !== 'number' || !Number.isSafeInteger(d.size) || d.size < 0
-  ) {
+  // The registry's own descriptor schema (protocol/oci.ts), and only sha256, which the blob store keys by.
+  const result = descriptor.safeParse(value);
+  if (!result.success || !digestPattern.test(result.data.digest)) {
     throw new UpdateError('untrusted_metadata', 'the signed image manifest has a descriptor without a sha256 digest and a size', false);
   }
-  return { mediaType: d.mediaType, digest: d.digest, size: d.size };
+  return { mediaType: result.data.mediaType, digest: result.data.digest, size: result.data.size };
 }
 
-/** Reads a verified artifact file as an image manifest or index, or undefined when it is neither. */
+/**
+ * Reads a verified artifact file as an image manifest or index, or undefined when it is neither.
+ * Manifests are small: anything over maxManifestBytes is installed as a plain file, never parsed.
+ */
 async function readImageFile(file: string, length: number): Promise<ReturnType<typeof readImageManifest>> {
-  return length > maxImageManifestBytes ? undefined : readImageManifest(await fs.readFile(file));
+  return length > maxManifestBytes ? undefined : readImageManifest(await fs.readFile(file));
 }
 
 /**

@@ -4,7 +4,6 @@ import { parseArgs } from 'node:util';
 import { deviceConfig } from '../protocol/device-config.ts';
 import { createLogger, parseLogLevel } from '../protocol/log.ts';
 import { parseJson, parseWith } from '../protocol/parse.ts';
-import { startDaemon } from './daemon.ts';
 
 const usage = 'usage: convoyd --config <dir>/device.json';
 
@@ -31,6 +30,8 @@ export async function main(argv: string[]): Promise<void> {
     process.stderr.write(`convoyd: cannot use ${configPath}: ${(error as Error).message}\n`);
     process.exit(2);
   }
+  // Loaded only now: `--help` and a bad config answer without loading the daemon (mqtt, tuf-js, …).
+  const { startDaemon } = await import('./daemon.ts');
   const daemon = await startDaemon({ config, configDir: path.dirname(configPath), log });
   const stop = () => {
     daemon.stop().then(

@@ -2,7 +2,8 @@ import type { ErrorBody } from '../protocol/errors.ts';
 import type { Logger } from '../protocol/log.ts';
 import { manifestTargetPath } from '../protocol/targets.ts';
 import { UpdateError } from './errors.ts';
-import type { TrustClient } from './trust.ts';
+import type { TrustClient } from '../tuf/client.ts';
+import { TrustError } from '../tuf/errors.ts';
 
 /**
  * Between updates the device keeps refreshing signed metadata, so it learns two things without
@@ -33,7 +34,7 @@ export function watchInstalledRelease(options: {
       }
     } catch (error) {
       // A network outage is not news; untrusted or expired metadata is (rollback, freeze).
-      if (error instanceof UpdateError && !error.transient) verdict = { code: error.code, message: error.message };
+      if ((error instanceof UpdateError || error instanceof TrustError) && !error.transient) verdict = { code: error.code, message: error.message };
     } finally {
       checking = false;
     }

@@ -2,14 +2,12 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import type { TargetFile } from 'tuf-js';
 import type { UpdatePolicy } from '../protocol/device-config.ts';
 import { ProtocolError, type ErrorBody } from '../protocol/errors.ts';
 import type { Logger } from '../protocol/log.ts';
-import { bundleManifest, maxManifestBytes, type BundleManifest } from '../protocol/manifest.ts';
-import { hexOf } from '../protocol/names.ts';
+import { bundleManifest, type BundleManifest } from '../protocol/manifest.ts';
 import { parseJson, parseWith } from '../protocol/parse.ts';
-import { artifactTargetPath, manifestTargetPath } from '../protocol/targets.ts';
+import { manifestTargetPath } from '../protocol/targets.ts';
 import { describeResult, runCommand } from './command.ts';
 import { UpdateError } from './errors.ts';
 import { downloadVerified } from './fetch.ts';
@@ -19,6 +17,7 @@ import { pruneSlots, slotExists, stageSlot, switchCurrent } from './install.ts';
 import { writeJournal } from './journal.ts';
 import { readUpdateLock } from './lock.ts';
 import type { ModuleTable } from './modules.ts';
+import { artifactTargetPaths, planArtifacts, planManifest, planSpace, uniqueBlobs, type SignedTarget } from './plan.ts';
 import {
   backoffDelay,
   canStart,
@@ -30,7 +29,8 @@ import {
   type UpdateEvent,
   type UpdateRecord,
 } from './state.ts';
-import type { TrustClient } from './trust.ts';
+import type { TrustClient } from '../tuf/client.ts';
+import { TrustError } from '../tuf/errors.ts';
 
 /**
  * The shell around the pure state machine (state.ts): for the state the journal names, it does
@@ -114,6 +114,8 @@ export function createUpdater(deps: UpdaterDeps, initial: Journal) {
       sha256: info.sha256,
       stallTimeoutMs: deps.policy.stallTimeoutMs,
       bandwidthLimit: deps.policy.bandwidthLimit,
+      syncIntervalBytes: deps.policy.downloadSyncBytes,
+      syncIntervalMs: deps.policy.downloadSyncMs,
       signal: deps.signal,
       onProgress: (bytes) => {
         if (first === undefined) first = bytes;
@@ -130,20 +132,13 @@ export function createUpdater(deps: UpdaterDeps, initial: Journal) {
       await deps.trust.refresh();
       // Anti-downgrade (device/guard.ts): an older version than the one running needs a signed rollback.
       await checkDowngrade(deps.trust, deps.dataDir, update.release);
-      const manifestInfo = await requireTarget(deps.trust, manifestTargetPath(update.release.bundle, update.release.version));
-      if (manifestInfo.length > maxManifestBytes) throw new UpdateError('untrusted_metadata', `the signed manifest is ${manifestInfo.length} bytes, over the ${maxManifestBytes} limit`, false);
-      const manifestFile = await download({ sha256: manifestInfo.hashes.sha256!, length: manifestInfo.length });
-      const manifest = await readManifest(manifestFile, update.release);
-      const artifacts: PlannedArtifact[] = [];
-      for (const artifact of manifest.artifacts) {
-        const info = await requireTarget(deps.trust, artifactTargetPath(update.release.bundle, update.release.version, artifact.name));
-        // The manifest and the targets metadata are both signed; a disagreement means one of
-        // them was not produced by the same approval, so neither is trusted.
-        if (info.length !== artifact.size || info.hashes.sha256 !== hexOf(artifact.digest)) {
-          throw new UpdateError('untrusted_metadata', `artifact "${artifact.name}" differs between the manifest and the signed targets`, false);
-        }
-        artifacts.push({ name: artifact.name, type: artifact.type, length: info.length, sha256: info.hashes.sha256! });
-      }
+      // The plan (device/plan.ts) decides; this shell only looks up signed info and fetches.
+      const manifestInfo = planManifest(update.release, await deps.trust.targetInfo(manifestTargetPath(update.release.bundle, update.release.version)));
+      const manifestFile = await download(manifestInfo);
+      const manifest = await readManifest(manifestFile);
+      const targets = new Map<string, SignedTarget | undefined>();
+      for (const targetPath of artifactTargetPaths(update.release, manifest)) targets.set(targetPath, await deps.trust.targetInfo(targetPath));
+      const artifacts = planArtifacts(update.release, manifest, targets);
       log.info('manifest verified', { bundle: update.release.bundle, version: update.release.version, artifacts: artifacts.length });
       await commit({ type: 'planned', artifacts });
       return { type: 'continue' };
@@ -268,13 +263,9 @@ export function createUpdater(deps: UpdaterDeps, initial: Journal) {
 
   const checkSpace = async (pending: readonly PlannedArtifact[]) => {
     const update = journal.update!;
-    let needed = deps.policy.reserveBytes;
-    for (const artifact of pending) {
-      const have = await sizeOf(sourceOf(artifact)) ?? await sizeOf(`${sourceOf(artifact)}.part`) ?? 0;
-      needed += Math.max(0, artifact.length - have);
-    }
-    // Staging may copy every byte once more where the file system cannot reflink.
-    if (!(await slotExists(deps.dataDir, update.slot))) needed += update.artifacts!.reduce((s, a) => s + a.length, 0);
+    const held = new Map<string, number>();
+    for (const artifact of pending) held.set(artifact.sha256, await sizeOf(sourceOf(artifact)) ?? await sizeOf(`${sourceOf(artifact)}.part`) ?? 0);
+    const { needed } = planSpace({ pending, artifacts: update.artifacts!, held, staged: await slotExists(deps.dataDir, update.slot), reserveBytes: deps.policy.reserveBytes });
     const free = await (deps.freeBytes ?? statfsFree)(deps.dataDir);
     if (free < needed) {
       throw new UpdateError('insufficient_space', `${free} bytes free on the data file system, ${needed} needed (download, staging and a reserve of ${deps.policy.reserveBytes})`, true);
@@ -382,37 +373,19 @@ export function createUpdater(deps: UpdaterDeps, initial: Journal) {
 export type Updater = ReturnType<typeof createUpdater>;
 
 function errorBodyOf(error: unknown): ErrorBody {
-  if (error instanceof UpdateError || error instanceof ProtocolError) return { code: error.code, message: error.message.slice(0, 1000) };
+  if (error instanceof UpdateError || error instanceof TrustError || error instanceof ProtocolError) return { code: error.code, message: error.message.slice(0, 1000) };
   const code = (error as NodeJS.ErrnoException).code === 'ENOSPC' ? 'insufficient_space' : 'install_failed';
   return { code, message: String((error as Error)?.message ?? error).slice(0, 1000) };
 }
 
 function isTransient(error: unknown): boolean {
-  if (error instanceof UpdateError) return error.transient;
+  if (error instanceof UpdateError || error instanceof TrustError) return error.transient;
   // A full disk may be freed; anything else unexpected is a fault of this release or device.
   return (error as NodeJS.ErrnoException).code === 'ENOSPC';
 }
 
-async function requireTarget(trust: TrustClient, targetPath: string): Promise<TargetFile> {
-  const info = await trust.targetInfo(targetPath);
-  if (!info) throw new UpdateError('target_missing', `"${targetPath}" is not in the signed targets metadata`, false);
-  if (!info.hashes.sha256 || !/^[0-9a-f]{64}$/.test(info.hashes.sha256)) {
-    throw new UpdateError('untrusted_metadata', `"${targetPath}" has no SHA-256 in the signed targets`, false);
-  }
-  return info;
-}
-
-async function readManifest(file: string, release: Release): Promise<BundleManifest> {
-  const manifest = parseWith(bundleManifest, parseJson(await fs.readFile(file, 'utf8'), 'manifest'), 'manifest', 'untrusted_metadata');
-  if (manifest.bundle !== release.bundle || manifest.version !== release.version) {
-    throw new UpdateError('untrusted_metadata', `the manifest is for ${manifest.bundle}@${manifest.version}, not ${release.bundle}@${release.version}`, false);
-  }
-  return manifest;
-}
-
-function uniqueBlobs(artifacts: readonly PlannedArtifact[]): PlannedArtifact[] {
-  const seen = new Set<string>();
-  return artifacts.filter((a) => (seen.has(a.sha256) ? false : (seen.add(a.sha256), true)));
+async function readManifest(file: string): Promise<BundleManifest> {
+  return parseWith(bundleManifest, parseJson(await fs.readFile(file, 'utf8'), 'manifest'), 'manifest', 'untrusted_metadata');
 }
 
 function sum(map: Map<string, number>): number {

@@ -24,6 +24,12 @@ export const updatePolicy = z.strictObject({
   pollIntervalMs: z.number().int().min(100).default(15 * 60_000),
   /** Download speed cap in bytes per second; 0 means no cap. */
   bandwidthLimit: z.number().int().nonnegative().default(0),
+  /**
+   * A download's `.part` file is fsynced after this many new bytes, or after downloadSyncMs with
+   * unsynced bytes, whichever comes first: a power cut loses at most that much of the transfer.
+   */
+  downloadSyncBytes: z.number().int().min(1024 * 1024).default(64 * 1024 * 1024),
+  downloadSyncMs: z.number().int().min(100).default(10_000),
   /** Stage and switch only inside this local-time window (downloads run any time); null: any time. */
   installWindow: z.strictObject({ start: clock, end: clock }).nullable().default(null),
   /** The update lock (docs/device-install.md): while it is held, the switch waits. Relative to dataDir. */

@@ -33,6 +33,11 @@ export const errorCodes = [
   'insufficient_space',
   'health_check_failed',
   'hook_failed',
+  // Device side, why signed metadata was refused (from tuf-js's error classes; see tuf/errors.ts).
+  'metadata_expired',
+  'bad_signature',
+  'rollback',
+  'oversized',
   // Anything else: a bug or an outage, never the caller's fault.
   'internal',
 ] as const;

@@ -7,6 +7,8 @@ import { createAuditLog } from './audit/log.ts';
 import { createAuthService } from './auth/service.ts';
 import { createAuthStore } from './auth/store.ts';
 import { ConfigError, loadServerConfig, type ServerConfig } from './config.ts';
+
+export { ConfigError };
 import { openDatabase } from './db/knex.ts';
 import { PortInUseError } from './listeners.ts';
 

@@ -11,8 +11,10 @@ preid=${2:-}
 if command -v convoy >/dev/null 2>&1; then
   exec convoy version next "$CONVOY_BUNDLE" --bump "$bump" ${preid:+--preid "$preid"} --dotenv
 fi
+# --fail-with-body keeps the server's {"error":{"code","message"}} so the job log says why.
 answer=$(curl -sS --fail-with-body -H "Authorization: Bearer $CONVOY_TOKEN" \
-  "$CONVOY_URL/api/v1/bundles/$CONVOY_BUNDLE/versions/next?bump=$bump${preid:+&preid=$preid}")
+  "$CONVOY_URL/api/v1/bundles/$CONVOY_BUNDLE/versions/next?bump=$bump${preid:+&preid=$preid}") ||
+  { echo "convoy-next-version: ${answer:-no answer from $CONVOY_URL}" >&2; exit 1; }
 version=$(printf '%s' "$answer" | sed -n 's/.*"version":"\([^"]*\)".*/\1/p')
 [ -n "$version" ] || { echo "unexpected answer: $answer" >&2; exit 1; }
 echo "CONVOY_RELEASE_VERSION=$version"

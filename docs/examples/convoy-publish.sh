@@ -8,7 +8,8 @@
 #   CONVOY_IMAGES     NAME=SOURCE pairs for skopeo, e.g. "pos-app=oci-archive:dist/pos-app.tar";
 #                     pushed to <registry>/<bundle>/<NAME>:<version> (CONVOY_REGISTRY, default:
 #                     the host of CONVOY_URL)
-#   CONVOY_USER       user name for skopeo (default: ci); the token is the password
+#   CONVOY_USER       user name for skopeo (default: ci-bot, the CI user the README creates); the
+#                     token is the password
 set -eu
 : "${CONVOY_URL:?set CONVOY_URL}" "${CONVOY_TOKEN:?set CONVOY_TOKEN}" "${CONVOY_BUNDLE:?set CONVOY_BUNDLE}"
 : "${CONVOY_RELEASE_VERSION:?set CONVOY_RELEASE_VERSION (sh convoy-next-version.sh minor > release.env)}"
@@ -20,7 +21,7 @@ for image in ${CONVOY_IMAGES:-}; do
   source=${image#*=}
   tls=true
   case "$CONVOY_URL" in http://*) tls=false ;; esac
-  skopeo copy --dest-tls-verify="$tls" --dest-creds "${CONVOY_USER:-ci}:$CONVOY_TOKEN" \
+  skopeo copy --dest-tls-verify="$tls" --dest-creds "${CONVOY_USER:-ci-bot}:$CONVOY_TOKEN" \
     "$source" "docker://$registry/$CONVOY_BUNDLE/$name:$CONVOY_RELEASE_VERSION"
 done
 

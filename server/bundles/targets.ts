@@ -1,6 +1,6 @@
 import { artifactTargetPath, manifestTargetPath } from '../../protocol/targets.ts';
 import { hexOf } from '../../protocol/names.ts';
-import type { TargetEntry } from '../trust/repository.ts';
+import type { TargetEntry } from '../../tuf/repository.ts';
 import type { BundleStore } from './store.ts';
 
 /** What the signed targets metadata must name: every approved manifest and artifact. */

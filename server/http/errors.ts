@@ -41,6 +41,10 @@ const statusOf: Record<ErrorCode, number> = {
   insufficient_space: 500,
   health_check_failed: 500,
   hook_failed: 500,
+  metadata_expired: 500,
+  bad_signature: 500,
+  rollback: 500,
+  oversized: 500,
   internal: 500,
 };
 

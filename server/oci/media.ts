@@ -1,4 +1,5 @@
-import { z } from 'zod';
+import type { z } from 'zod';
+import { imageIndex, imageManifest, imageManifestTypes, indexTypes, manifestMediaTypes, type Descriptor } from '../../protocol/oci.ts';
 import { artifactNamePattern, bundleNamePattern, digestPattern, version } from '../../protocol/names.ts';
 import { OciError } from './errors.ts';
 
@@ -7,19 +8,8 @@ import { OciError } from './errors.ts';
  * distribution spec (v1.1) and image spec (v1.1) define them. No I/O here.
  */
 
-export const mediaTypes = {
-  ociManifest: 'application/vnd.oci.image.manifest.v1+json',
-  ociIndex: 'application/vnd.oci.image.index.v1+json',
-  dockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
-  dockerList: 'application/vnd.docker.distribution.manifest.list.v2+json',
-} as const;
-
-const imageManifestTypes: ReadonlySet<string> = new Set([mediaTypes.ociManifest, mediaTypes.dockerManifest]);
-const indexTypes: ReadonlySet<string> = new Set([mediaTypes.ociIndex, mediaTypes.dockerList]);
-export const manifestMediaTypes: readonly string[] = [...imageManifestTypes, ...indexTypes];
-
-/** The largest manifest accepted (distribution's default too): manifests are held in memory. */
-export const maxManifestBytes = 4 * 1024 * 1024;
+// The manifest schemas and media types live in protocol/oci.ts, shared with the daemon.
+export { maxManifestBytes, mediaTypes, manifestMediaTypes, type Descriptor } from '../../protocol/oci.ts';
 
 export interface Repository {
   /** `<bundle>/<image>`, as it appears in the URL. */
@@ -77,35 +67,6 @@ export function versionOfTag(tag: string): string {
   }
   return tag;
 }
-
-const descriptor = z.looseObject({
-  mediaType: z.string().min(1).max(255),
-  digest: z.string(),
-  size: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
-  artifactType: z.string().max(255).optional(),
-  annotations: z.record(z.string(), z.string()).optional(),
-  urls: z.array(z.string()).optional(),
-});
-export type Descriptor = z.infer<typeof descriptor>;
-
-const imageManifest = z.looseObject({
-  schemaVersion: z.literal(2),
-  mediaType: z.string().optional(),
-  artifactType: z.string().max(255).optional(),
-  config: descriptor,
-  layers: z.array(descriptor).max(10_000),
-  subject: descriptor.optional(),
-  annotations: z.record(z.string(), z.string()).optional(),
-});
-
-const imageIndex = z.looseObject({
-  schemaVersion: z.literal(2),
-  mediaType: z.string().optional(),
-  artifactType: z.string().max(255).optional(),
-  manifests: z.array(descriptor).max(10_000),
-  subject: descriptor.optional(),
-  annotations: z.record(z.string(), z.string()).optional(),
-});
 
 /** What the registry keeps about a manifest, besides its bytes. */
 export interface ParsedManifest {

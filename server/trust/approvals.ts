@@ -10,7 +10,7 @@ import type { BundleService } from '../bundles/service.ts';
 import { toVersion, type BundleStore, type VersionRow } from '../bundles/store.ts';
 import { listApprovedTargets } from '../bundles/targets.ts';
 import { ApiError } from '../http/errors.ts';
-import type { TargetEntry } from './repository.ts';
+import type { TargetEntry } from '../../tuf/repository.ts';
 import type { TrustService } from './service.ts';
 import type { ApprovalRow, ProposalRow, TrustStore } from './store.ts';
 

@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { Metadata, MetadataKind, Signature, type Root, type Targets } from '@tufjs/models';
-import { generateSigningKey, signingKeyFromPem, type SigningKey } from '../../certs/tuf-keys.ts';
+import { generateSigningKey, signingKeyFromPem, type SigningKey } from '../../tuf/keys.ts';
 import { readFileIfExists, writeFileAtomic } from '../../lib/files.ts';
 import type { Logger } from '../../protocol/log.ts';
 import { ApiError } from '../http/errors.ts';
@@ -20,7 +20,7 @@ import {
   type RoleKeys,
   type RoleName,
   type TargetEntry,
-} from './repository.ts';
+} from '../../tuf/repository.ts';
 
 /**
  * The signing shell around the pure repository: keeps the online keys and the metadata files in

@@ -46,12 +46,18 @@ const types: Record<string, string> = {
 
 /**
  * Where the built UI is: dist/ui at the package root, whether this module runs from its
- * TypeScript source (server/ui/) or from the compiled tree (dist/server/ui/).
+ * TypeScript source (server/ui/) or bundled into dist/ (dist/convoy.js, dist/chunks/).
  */
 export function defaultUiDir(): string {
-  const here = path.dirname(fileURLToPath(import.meta.url));
-  const candidates = [path.resolve(here, '../../dist/ui'), path.resolve(here, '../../ui')];
-  return candidates.find((dir) => existsSync(path.join(dir, 'index.html'))) ?? candidates[0]!;
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (let level = 0; level < 4; level++) {
+    const candidates = [path.join(dir, 'dist', 'ui'), ...(path.basename(dir) === 'dist' ? [path.join(dir, 'ui')] : [])];
+    const found = candidates.find((candidate) => existsSync(path.join(candidate, 'index.html')));
+    if (found) return found;
+    dir = path.dirname(dir);
+  }
+  // Not built: the middleware answers as if there were no UI, and says so once in the log.
+  return path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../dist/ui');
 }
 
 export function uiMiddleware(options: { dir: string; log: Logger }): Koa.Middleware {

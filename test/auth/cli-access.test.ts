@@ -1,28 +1,15 @@
-import { execFile } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import test from 'ava';
 import { convoyBin } from '../helpers/device.ts';
 import { adminToken, makeTempDir, withServer } from '../helpers/server.ts';
-
-const exec = promisify(execFile);
-
-async function convoy(url: string, args: string[], token: string = adminToken): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await exec(process.execPath, [convoyBin, ...args], { env: { ...process.env, CONVOY_URL: url, CONVOY_TOKEN: token } });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+import { convoy } from '../helpers/cli.ts';
 
 test('the access scenario from the CLI: users, members, scoped tokens, a refused and an accepted approval, the audit trail', async (t) => {
   await withServer(t, async (server) => {
     const work = await makeTempDir();
     const run = async (args: string[], token?: string) => {
-      const result = await convoy(server.url, args, token);
+      const result = await convoy(server.url, args, { token });
       t.is(result.code, 0, `convoy ${args.join(' ')}: ${result.stderr}`);
       return result;
     };
@@ -43,7 +30,7 @@ test('the access scenario from the CLI: users, members, scoped tokens, a refused
       await fs.writeFile(file, 'release\n');
       await run(['artifact', 'push', file, '--bundle', 'pos-app', '--version', '1.0.0'], ci);
 
-      const refused = await convoy(server.url, ['bundle', 'approve', 'pos-app@1.0.0'], rita);
+      const refused = await convoy(server.url, ['bundle', 'approve', 'pos-app@1.0.0'], { token: rita });
       t.is(refused.code, 1);
       t.regex(refused.stderr, /not allowed to version:approve: needs maintainer or higher on "pos-app".*\(forbidden\)/);
       await run(['bundle', 'approve', 'pos-app@1.0.0'], max);
@@ -60,7 +47,7 @@ test('the access scenario from the CLI: users, members, scoped tokens, a refused
       t.regex(table, /LAST USED/);
 
       await run(['token', 'revoke', String(listed[0].id)], ci);
-      const afterRevoke = await convoy(server.url, ['bundle', 'list'], ci);
+      const afterRevoke = await convoy(server.url, ['bundle', 'list'], { token: ci });
       t.is(afterRevoke.code, 1);
       t.regex(afterRevoke.stderr, /unauthenticated/);
 

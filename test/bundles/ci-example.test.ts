@@ -9,7 +9,8 @@ import { adminToken, makeTempDir, withServer } from '../helpers/server.ts';
 import { makeDeb, makeNpmTarball } from './fixtures.ts';
 
 const exec = promisify(execFile);
-const examples = path.join(path.dirname(fileURLToPath(import.meta.url)), '../../docs/examples');
+const repoRoot = path.join(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const examples = path.join(repoRoot, 'docs/examples');
 
 async function sh(script: string, args: string[], env: NodeJS.ProcessEnv, cwd: string): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
@@ -69,6 +70,62 @@ test('the CI examples work: next version into the variable (curl alone, or the C
         t.regex(text, /sh ci\/convoy-next-version\.sh/, file);
         t.regex(text, /sh ci\/convoy-publish\.sh/, file);
       }
+    } finally {
+      await fs.rm(work, { recursive: true, force: true });
+    }
+  });
+});
+
+/** The lines of the README's first `sh` block after `heading`, as a reader would copy them. */
+async function readmeBlock(heading: string): Promise<string[]> {
+  const readme = await fs.readFile(path.join(repoRoot, 'README.md'), 'utf8');
+  const section = readme.slice(readme.indexOf(heading));
+  const block = /```sh\n([^]*?)```/.exec(section);
+  if (!block) throw new Error(`no sh block after ${heading}`);
+  return block[1]!.trim().split('\n');
+}
+
+async function run(line: string, env: NodeJS.ProcessEnv, cwd: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await exec('sh', ['-c', line], { env, cwd });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const e = error as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+test('the README\'s CI recipe, as written: its user and token run the CI scripts; a refusal shows the server\'s error', async (t) => {
+  await withServer(t, async (server) => {
+    const work = await makeTempDir();
+    try {
+      await server.api('POST', '/api/v1/bundles', { json: { name: 'pos-app' } });
+      const bin = path.join(work, 'bin');
+      await fs.mkdir(bin);
+      await fs.writeFile(path.join(bin, 'convoy'), `#!/bin/sh\nexec "${process.execPath}" "${convoyBin}" "$@"\n`, { mode: 0o755 });
+      const admin: NodeJS.ProcessEnv = { PATH: `${bin}:/usr/local/bin:/usr/bin:/bin`, CONVOY_URL: server.url, CONVOY_TOKEN: adminToken };
+      let ciToken = '';
+      for (const line of await readmeBlock('## Users, roles and tokens')) {
+        const result = await run(line, admin, work);
+        t.is(result.code, 0, `${line}: ${result.stderr}`);
+        if (line.includes('token create')) ciToken = result.stdout.trim();
+      }
+      t.regex(ciToken, /^cvy_/);
+
+      // CI holds only the recipe's token; the scripts as shipped, with the CLI and with curl alone.
+      const ci: NodeJS.ProcessEnv = { PATH: '/usr/local/bin:/usr/bin:/bin', CONVOY_URL: server.url, CONVOY_TOKEN: ciToken, CONVOY_BUNDLE: 'pos-app' };
+      const viaCurl = await sh('convoy-next-version.sh', ['minor'], ci, work);
+      t.is(viaCurl.stdout, 'CONVOY_RELEASE_VERSION=0.1.0\n', viaCurl.stderr);
+      const viaCli = await sh('convoy-next-version.sh', ['minor', 'rc'], { ...ci, PATH: `${bin}:${ci.PATH}` }, work);
+      t.is(viaCli.stdout, 'CONVOY_RELEASE_VERSION=0.1.0-rc.0\n', viaCli.stderr);
+      await fs.writeFile(path.join(work, 'notes.txt'), 'release notes');
+      const published = await sh('convoy-publish.sh', [], { ...ci, CONVOY_RELEASE_VERSION: '0.1.0', CONVOY_PACKAGES: 'notes.txt' }, work);
+      t.is(published.stdout, '201 notes.txt\n', published.stderr);
+
+      // The curl fallback keeps the server's error body: the job log says why it failed.
+      const refused = await sh('convoy-next-version.sh', ['minor'], { ...ci, CONVOY_BUNDLE: 'no-such-bundle' }, work);
+      t.not(refused.code, 0);
+      t.regex(refused.stderr, /convoy-next-version: .*"code":"(not_found|forbidden)"/);
     } finally {
       await fs.rm(work, { recursive: true, force: true });
     }

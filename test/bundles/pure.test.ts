@@ -1,5 +1,6 @@
 import test from 'ava';
-import { compareFiles, diffArtifacts } from '../../cli/bundle-commands.ts';
+import { compareFiles } from '../../cli/verify.ts';
+import { diffArtifacts } from '../../cli/diff.ts';
 import { parseReleaseArg } from '../../cli/release.ts';
 import type { Artifact } from '../../protocol/api.ts';
 import { computeNextVersion } from '../../server/bundles/next-version.ts';
@@ -22,6 +23,10 @@ test('next version: semver bumps from the highest existing version, pre-releases
     [['1.2.0'], 'prerelease', 'rc', '1.2.1-rc.0'],
     [['1.2.0-rc.1', '1.2.0'], 'patch', undefined, '1.2.1'],
     [['2.0.0-alpha.1'], 'major', undefined, '2.0.0'],
+    // A preid with major, minor or patch: a pre-release of that bump (semver's premajor, preminor, prepatch).
+    [['1.2.0'], 'minor', 'rc', '1.3.0-rc.0'],
+    [['1.2.0'], 'major', 'beta', '2.0.0-beta.0'],
+    [['1.2.0'], 'patch', 'rc', '1.2.1-rc.0'],
   ];
   for (const [existing, bump, preid, expected] of table) t.is(computeNextVersion(existing, bump, preid).version, expected, `${existing.join(',')} + ${bump}${preid ? ` (${preid})` : ''}`);
   t.throws(() => computeNextVersion(['1.2.0-rc.1'], 'prerelease', 'beta'), { message: /not above 1\.2\.0-rc\.1/ });

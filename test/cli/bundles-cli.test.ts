@@ -1,25 +1,10 @@
-import { execFile } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import test from 'ava';
 import { convoyBin } from '../helpers/device.ts';
 import { adminToken, makeTempDir, pushArtifact, withServer, type TestServer } from '../helpers/server.ts';
 import { makeDeb } from '../bundles/fixtures.ts';
-
-const exec = promisify(execFile);
-
-async function convoy(url: string, args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-  const fullEnv: NodeJS.ProcessEnv = { ...process.env, CONVOY_URL: url, CONVOY_TOKEN: adminToken, ...env };
-  if (!('CONVOY_RELEASE_VERSION' in env)) delete fullEnv.CONVOY_RELEASE_VERSION;
-  try {
-    const { stdout, stderr } = await exec(process.execPath, [convoyBin, ...args], { env: fullEnv });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+import { convoy } from '../helpers/cli.ts';
 
 async function download(server: TestServer, release: string, dir: string): Promise<void> {
   const [bundle, version] = release.split('@');
@@ -42,24 +27,24 @@ test('a CI job: the next version into the variable, pushes tagged with it, appro
       const conf = path.join(work, 'conf.ini');
       await fs.writeFile(conf, 'a=1');
       const deb = await makeDeb(work, { name: 'pos-agent', version: '2.0-1', architecture: 'amd64' }, 'xz');
-      t.is((await convoy(server.url, ['artifact', 'push', app, '--bundle', 'pos', '--type', 'image'], env)).code, 0);
-      t.is((await convoy(server.url, ['artifact', 'push', conf, '--bundle', 'pos'], env)).code, 0);
-      const pushedDeb = await convoy(server.url, ['artifact', 'push', deb, '--bundle', 'pos', '--name', 'agent.deb', '--format', 'deb'], env);
+      t.is((await convoy(server.url, ['artifact', 'push', app, '--bundle', 'pos', '--type', 'image'], { env: env })).code, 0);
+      t.is((await convoy(server.url, ['artifact', 'push', conf, '--bundle', 'pos'], { env: env })).code, 0);
+      const pushedDeb = await convoy(server.url, ['artifact', 'push', deb, '--bundle', 'pos', '--name', 'agent.deb', '--format', 'deb'], { env: env });
       t.is(pushedDeb.code, 0, pushedDeb.stderr);
       t.regex(pushedDeb.stdout, /added package agent\.deb to pos@0\.1\.0 \(deb pos-agent 2\.0-1 amd64\)/);
-      const listed = JSON.parse((await convoy(server.url, ['artifact', 'list', 'pos', '--format', 'deb', '--json'], env)).stdout);
+      const listed = JSON.parse((await convoy(server.url, ['artifact', 'list', 'pos', '--format', 'deb', '--json'], { env: env })).stdout);
       t.deepEqual(listed.map((a: { name: string }) => a.name), ['agent.deb']);
-      const updated = await convoy(server.url, ['artifact', 'update', 'pos', 'conf.ini', '--format', 'generic', '--package-name', 'pos-conf', '--package-version', '1', '--arch', 'all'], env);
+      const updated = await convoy(server.url, ['artifact', 'update', 'pos', 'conf.ini', '--format', 'generic', '--package-name', 'pos-conf', '--package-version', '1', '--arch', 'all'], { env: env });
       t.is(updated.code, 0, updated.stderr);
-      t.regex((await convoy(server.url, ['artifact', 'show', 'pos', 'conf.ini'], env)).stdout, /generic pos-conf 1 all/);
-      t.is((await convoy(server.url, ['bundle', 'approve', 'pos'], env)).code, 0);
-      const late = await convoy(server.url, ['artifact', 'push', app, '--bundle', 'pos'], env);
+      t.regex((await convoy(server.url, ['artifact', 'show', 'pos', 'conf.ini'], { env: env })).stdout, /generic pos-conf 1 all/);
+      t.is((await convoy(server.url, ['bundle', 'approve', 'pos'], { env: env })).code, 0);
+      const late = await convoy(server.url, ['artifact', 'push', app, '--bundle', 'pos'], { env: env });
       t.is(late.code, 1);
       t.regex(late.stderr, /\(version_immutable\)/);
 
       t.is((await convoy(server.url, ['bundle', 'copy', 'pos@0.1.0', '--to', '0.1.1'])).code, 0);
       await fs.writeFile(app, 'app v2');
-      t.is((await convoy(server.url, ['artifact', 'push', app, '--bundle', 'pos', '--version', '0.1.1', '--type', 'image'], env)).code, 0, 'an explicit --version wins over the variable');
+      t.is((await convoy(server.url, ['artifact', 'push', app, '--bundle', 'pos', '--version', '0.1.1', '--type', 'image'], { env: env })).code, 0, 'an explicit --version wins over the variable');
       t.is((await convoy(server.url, ['artifact', 'delete', 'pos@0.1.1', 'agent.deb'])).code, 0);
       const extra = path.join(work, 'notes.txt');
       await fs.writeFile(extra, 'new');
@@ -76,7 +61,7 @@ test('a CI job: the next version into the variable, pushes tagged with it, appro
       const noVersion = await convoy(server.url, ['artifact', 'list', 'pos']);
       t.is(noVersion.code, 1);
       t.regex(noVersion.stderr, /no version for pos: write pos@VERSION or set CONVOY_RELEASE_VERSION/);
-      const badVar = await convoy(server.url, ['artifact', 'list', 'pos'], { CONVOY_RELEASE_VERSION: 'v1' });
+      const badVar = await convoy(server.url, ['artifact', 'list', 'pos'], { env: { CONVOY_RELEASE_VERSION: 'v1' } });
       t.regex(badVar.stderr, /CONVOY_RELEASE_VERSION="v1" is not a version/);
     } finally {
       await fs.rm(work, { recursive: true, force: true });
@@ -100,7 +85,7 @@ test('a consumer verifies the files they hold against the signed metadata, namin
       await fs.writeFile(root, (await server.api('GET', '/tuf/1.root.json')).raw);
       const held = path.join(work, 'held');
       await download(server, 'pos@0.1.0', held);
-      const good = await convoy(server.url, ['bundle', 'verify', 'pos', '--dir', held, '--root', root], env);
+      const good = await convoy(server.url, ['bundle', 'verify', 'pos', '--dir', held, '--root', root], { env: env });
       t.is(good.code, 0, good.stderr);
       t.is(good.stdout, 'verified 3 files of pos@0.1.0 against the signed metadata\n');
       await fs.writeFile(path.join(held, 'app.bin'), 'app v1 tampered');

@@ -1,26 +1,10 @@
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import test from 'ava';
 import { convoyBin, readCurrent, runDaemon } from '../helpers/device.ts';
 import { adminToken, makeTempDir, waitFor, withServer } from '../helpers/server.ts';
-
-const exec = promisify(execFile);
-
-async function convoy(url: string, args: string[], token: string | null = adminToken): Promise<{ code: number; stdout: string; stderr: string }> {
-  const env: NodeJS.ProcessEnv = { ...process.env, CONVOY_URL: url };
-  if (token) env.CONVOY_TOKEN = token;
-  else delete env.CONVOY_TOKEN;
-  try {
-    const { stdout, stderr } = await exec(process.execPath, [convoyBin, ...args], { env });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+import { convoy } from '../helpers/cli.ts';
 
 test('the CLI scenario: create, push, approve, add a device, deploy, list', async (t) => {
   await withServer(t, async (server) => {
@@ -69,10 +53,10 @@ test('CLI errors are one clear line and a non-zero exit', async (t) => {
     t.is(badRelease.stderr, 'convoy: no version for pos-app: write pos-app@VERSION or set CONVOY_RELEASE_VERSION\n');
     const malformed = await convoy(server.url, ['bundle', 'approve', 'pos-app@1.2']);
     t.is(malformed.stderr, 'convoy: expected NAME@VERSION such as pos-app@1.2.0 (or NAME with CONVOY_RELEASE_VERSION set), got "pos-app@1.2"\n');
-    const noToken = await convoy(server.url, ['bundle', 'list'], null);
+    const noToken = await convoy(server.url, ['bundle', 'list'], { token: null });
     t.is(noToken.code, 1);
     t.regex(noToken.stderr, /CONVOY_TOKEN is not set/);
-    const badToken = await convoy(server.url, ['bundle', 'list'], 'cvy_wrong-wrong-wrong-wrong');
+    const badToken = await convoy(server.url, ['bundle', 'list'], { token: 'cvy_wrong-wrong-wrong-wrong' });
     t.is(badToken.stderr, 'convoy: the access token is invalid, expired or revoked (unauthenticated)\n');
     const missing = await convoy(server.url, ['bundle', 'approve', 'nope@1.0.0']);
     t.is(missing.stderr, 'convoy: bundle "nope" does not exist (not_found)\n');

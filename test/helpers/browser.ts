@@ -26,10 +26,7 @@ let built: Promise<string> | undefined;
 export function buildUi(): Promise<string> {
   built ??= (async () => {
     const outDir = await makeTempDir('convoy-ui-');
-    // --bypass-lock: Vite refuses a second build of one project at a time, but each test file's
-    // build has an output dir of its own, and test files run in parallel.
-    const vite = path.join(root, 'node_modules/vite/bin/vite.js');
-    await promisify(execFile)(process.execPath, [vite, 'build', '--config', path.join(root, 'ui/vite.config.ts'), '--outDir', outDir, '--emptyOutDir', '--logLevel', 'warn', '--bypass-lock'], { cwd: root });
+    await promisify(execFile)(process.execPath, [path.join(root, 'scripts/build-ui.js'), '--outdir', outDir], { cwd: root });
     return outDir;
   })();
   return built;

@@ -7,8 +7,9 @@ import { deviceConfigSchemaId, type DeviceConfigInput } from '../../protocol/dev
 import { makeTempDir, type TestServer } from './server.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-export const convoydBin = path.join(repoRoot, 'bin/convoyd.js');
-export const convoyBin = path.join(repoRoot, 'bin/convoy.js');
+// The sources through tsx (test/helpers/bin/), not the built bin/: a stale dist/ must not decide a test.
+export const convoydBin = path.join(repoRoot, 'test/helpers/bin/convoyd.js');
+export const convoyBin = path.join(repoRoot, 'test/helpers/bin/convoy.js');
 
 export interface TestDevice {
   id: string;
@@ -20,12 +21,16 @@ export interface TestDevice {
   stop(): Promise<void>;
 }
 
-/** Writes a device directory as `convoy device add` does, pointing at the given URLs. */
+/**
+ * Writes a device directory as `convoy device add` does, pointing at the given URLs (`serverUrl`:
+ * e.g. a mirror or a fault-injecting proxy in front of the server); `tuning` sets the daemon's
+ * timing fields (timeouts, check intervals) so a test need not wait for production defaults.
+ */
 export async function provisionDevice(
   server: TestServer,
   id: string,
   group: string,
-  options: { mqttUrl?: string; serverUrl?: string; update?: DeviceConfigInput['update'] } = {},
+  options: { mqttUrl?: string; serverUrl?: string; update?: DeviceConfigInput['update']; tuning?: { timeoutSeconds?: number; trustCheckSeconds?: number } } = {},
 ): Promise<string> {
   const registered = await server.api('POST', '/api/v1/devices', { json: { id, group } });
   if (registered.status !== 201) throw new Error(`device registration answered ${registered.status}: ${registered.raw}`);
@@ -41,6 +46,7 @@ export async function provisionDevice(
       serverUrl: options.serverUrl ?? server.url,
       mqttUrl: options.mqttUrl ?? `mqtt://127.0.0.1:${server.mqttPort}`,
       ...(options.update ? { update: options.update } : {}),
+      ...options.tuning,
     }),
   );
   return dir;
@@ -79,6 +85,28 @@ export function runDaemon(id: string, dir: string, env: Record<string, string> =
 
 export async function startDevice(server: TestServer, id: string, group: string): Promise<TestDevice> {
   return runDaemon(id, await provisionDevice(server, id, group));
+}
+
+/**
+ * A provisioned, running `convoyd` for the length of `run`, stopped afterwards whatever happened
+ * (its directory is the test's to inspect inside `run`; removed after).
+ */
+export async function withDevice<T>(
+  server: TestServer,
+  id: string,
+  group: string,
+  run: (device: TestDevice) => Promise<T>,
+  options: Parameters<typeof provisionDevice>[3] & { env?: Record<string, string> } = {},
+): Promise<T> {
+  const { env, ...provision } = options;
+  const dir = await provisionDevice(server, id, group, provision);
+  const device = runDaemon(id, dir, env);
+  try {
+    return await run(device);
+  } finally {
+    await device.stop();
+    await fs.rm(dir, { recursive: true, force: true });
+  }
 }
 
 /** Every file in the device's `current/` slot, by name, with its bytes. */

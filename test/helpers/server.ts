@@ -3,7 +3,6 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { ExecutionContext } from 'ava';
-import pg from 'pg';
 import { startServer, type RunningServer, type ServerDeps } from '../../server/app.ts';
 import { defaultServerConfig, type ServerConfig } from '../../server/config.ts';
 import { createLogger, type Logger } from '../../protocol/log.ts';
@@ -28,34 +27,10 @@ export interface TestServer extends RunningServer {
   restart(): Promise<void>;
 }
 
+export { createTestDatabase };
+
 export async function makeTempDir(prefix = 'convoy-test-'): Promise<string> {
   return fs.mkdtemp(path.join(os.tmpdir(), prefix));
-}
-
-/**
- * With CONVOY_DATABASE_URL set (as `.ci/run` does on its second pass), every test server gets a
- * database of its own on that PostgreSQL server, dropped afterwards; otherwise SQLite in its
- * temp data dir.
- */
-async function createTestDatabase(): Promise<{ url: string; drop: () => Promise<void> } | undefined> {
-  const base = process.env.CONVOY_DATABASE_URL;
-  if (!base) return undefined;
-  const name = `convoy_test_${randomBytes(6).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: base });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE ${name}`);
-  await admin.end();
-  const url = new URL(base);
-  url.pathname = `/${name}`;
-  return {
-    url: url.toString(),
-    drop: async () => {
-      const client = new pg.Client({ connectionString: base });
-      await client.connect();
-      await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await client.end();
-    },
-  };
 }
 
 export async function startTestServer(overrides: Partial<ServerConfig> = {}, extraDeps: Pick<ServerDeps, 'uiDir'> = {}): Promise<TestServer & { dispose(): Promise<void> }> {
@@ -154,6 +129,7 @@ export function sha256Digest(bytes: Buffer): string {
 }
 
 import { createHash } from 'node:crypto';
+import { createTestDatabase } from './database.ts';
 function createHashHex(bytes: Buffer): string {
   return createHash('sha256').update(bytes).digest('hex');
 }

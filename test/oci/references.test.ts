@@ -1,21 +1,19 @@
 import { randomBytes } from 'node:crypto';
-import fs from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import test from 'ava';
-import pg from 'pg';
 import { createLogger } from '../../protocol/log.ts';
 import { BlobStore } from '../../server/blobs/store.ts';
 import { listApprovedTargets } from '../../server/bundles/targets.ts';
 import { createBundleService } from '../../server/bundles/service.ts';
 import { createBundleStore } from '../../server/bundles/store.ts';
-import { openDatabase, type Db } from '../../server/db/knex.ts';
+import type { Db } from '../../server/db/knex.ts';
 import { parseRepository } from '../../server/oci/media.ts';
 import { createOciService, type OciService } from '../../server/oci/service.ts';
 import { createOciStore, ociReferencedDigests } from '../../server/oci/store.ts';
 import { UploadFiles } from '../../server/oci/uploads.ts';
 import { openTrustService } from '../../server/trust/service.ts';
-import { makeTempDir } from '../helpers/server.ts';
+import { withDatabase } from '../helpers/database.ts';
 import { makeImage, ociIndexType, ociManifestType, sha256 } from './layout.ts';
 
 /*
@@ -24,28 +22,7 @@ import { makeImage, ociIndexType, ociManifestType, sha256 } from './layout.ts';
  */
 
 async function withRegistry(t: import('ava').ExecutionContext, run: (oci: OciService, db: Db, bundles: ReturnType<typeof createBundleService>) => Promise<void>) {
-  const dataDir = await makeTempDir('convoy-oci-refs-');
-  let databaseUrl: string | undefined;
-  let drop = async () => {};
-  const base = process.env.CONVOY_DATABASE_URL;
-  if (base) {
-    const name = `convoy_test_${randomBytes(6).toString('hex')}`;
-    const admin = new pg.Client({ connectionString: base });
-    await admin.connect();
-    await admin.query(`CREATE DATABASE ${name}`);
-    await admin.end();
-    const url = new URL(base);
-    url.pathname = `/${name}`;
-    databaseUrl = url.toString();
-    drop = async () => {
-      const client = new pg.Client({ connectionString: base });
-      await client.connect();
-      await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await client.end();
-    };
-  }
-  const db = await openDatabase({ databaseUrl, dataDir });
-  try {
+  await withDatabase(async (db, dataDir) => {
     const log = createLogger({ namespace: 'test', level: 'error', write: (line) => t.log(line) });
     const now = () => new Date();
     const blobs = await BlobStore.open(path.join(dataDir, 'blobs'));
@@ -64,11 +41,7 @@ async function withRegistry(t: import('ava').ExecutionContext, run: (oci: OciSer
     });
     await bundles.createBundle('shop');
     await run(oci, db, bundles);
-  } finally {
-    await db.destroy();
-    await drop();
-    await fs.rm(dataDir, { recursive: true, force: true });
-  }
+  }, 'convoy-oci-refs-');
 }
 
 const app = parseRepository('shop/app');

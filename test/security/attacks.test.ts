@@ -5,8 +5,8 @@ import test from 'ava';
 import { Metadata, MetadataKind } from '@tufjs/models';
 import { canonicalize } from '@tufjs/canonical-json';
 import { keyFromJson, rotateRole } from '../../certs/ceremony.ts';
-import { generateSigningKey, signerFor, signingKeyFromPem, type SigningKey } from '../../certs/tuf-keys.ts';
-import { buildRoot, rolePolicyOf, toBytes } from '../../server/trust/repository.ts';
+import { generateSigningKey, signerFor, signingKeyFromPem, type SigningKey } from '../../tuf/keys.ts';
+import { buildRoot, rolePolicyOf, toBytes } from '../../tuf/repository.ts';
 import { readCurrent, runDaemon } from '../helpers/device.ts';
 import { withServer, type TestServer } from '../helpers/server.ts';
 import { answer, drip, endless, startMirror, type Attack } from './mirror.ts';
@@ -133,15 +133,15 @@ test('attack suite: a malicious mirror between a real daemon and the real server
             const bytes = forged.get(req.path);
             return bytes ? answer(req.res, bytes) : false;
           };
-        }, ['untrusted_metadata']);
+        }, ['bad_signature']);
 
-        await attack('rollback: replay of an older signed timestamp', () => (req) => req.path === '/tuf/timestamp.json' && answer(req.res, start.timestamp), ['untrusted_metadata']);
+        await attack('rollback: replay of an older signed timestamp', () => (req) => req.path === '/tuf/timestamp.json' && answer(req.res, start.timestamp), ['rollback']);
 
         await attack('mix-and-match: snapshot from another time', () => (req) => /^\/tuf\/\d+\.snapshot\.json$/.test(req.path) && answer(req.res, start.snapshot), ['untrusted_metadata']);
 
         await attack('mix-and-match: targets from another time', () => (req) => /^\/tuf\/\d+\.targets\.json$/.test(req.path) && answer(req.res, start.targets), ['untrusted_metadata']);
 
-        await attack('endless data: infinite timestamp.json', () => (req) => req.path === '/tuf/timestamp.json' && endless(req.res), ['untrusted_metadata', 'download_failed']);
+        await attack('endless data: infinite timestamp.json', () => (req) => req.path === '/tuf/timestamp.json' && endless(req.res), ['oversized', 'download_failed']);
 
         await attack('endless data: oversized artifact', ({ files }) => (req) => isBlob(req.path, files['app.bin']!) && endless(req.res), ['size_mismatch']);
 
@@ -158,19 +158,19 @@ test('attack suite: a malicious mirror between a real daemon and the real server
           const timestamp = json((await req.fetchUpstream()).body);
           timestamp.signed.version += 1000;
           return answer(req.res, resign(timestamp, MetadataKind.Timestamp, [attacker]));
-        }, ['untrusted_metadata']);
+        }, ['bad_signature']);
 
         let frozen: Buffer | undefined;
         await attack(
           'indefinite freeze: timestamp kept past its expiry',
           () => (req) => req.path === '/tuf/timestamp.json' && answer(req.res, frozen!),
-          ['untrusted_metadata'],
+          ['metadata_expired'],
           {
             async beforeDeploy() {
               frozen = (await server.api('GET', '/tuf/timestamp.json')).raw;
               const expires = Date.parse(json(frozen).signed.expires);
               // The watch between updates reports the freeze by itself once the timestamp expires.
-              const watched = await waitForDevice(server, 'till-1', 'the watch to notice the freeze', (r) => r.error?.code === 'untrusted_metadata' && /expired/i.test(r.error.message), Math.max(0, expires - Date.now()) + 15_000);
+              const watched = await waitForDevice(server, 'till-1', 'the watch to notice the freeze', (r) => r.error?.code === 'metadata_expired' && /expired/i.test(r.error.message), Math.max(0, expires - Date.now()) + 15_000);
               t.is(watched.installed.version, running.version);
             },
           },
@@ -191,7 +191,7 @@ test('attack suite: a malicious mirror between a real daemon and the real server
             const timestamp = json((await req.fetchUpstream()).body);
             timestamp.signed.version += 1000;
             return answer(req.res, resign(timestamp, MetadataKind.Timestamp, [attacker]));
-          }, ['untrusted_metadata']);
+          }, ['bad_signature']);
         }
 
         // Fast-forward: the online timestamp key is stolen; the attacker serves timestamp version
@@ -213,7 +213,7 @@ test('attack suite: a malicious mirror between a real daemon and the real server
           const files = content(version);
           await publish(server, 'pos-app', version, files);
           await deploy(server, 'pos-app', version, 'shop');
-          const record = await expectRefused(version, ['untrusted_metadata']);
+          const record = await expectRefused(version, ['rollback']);
           t.regex(record.error.message, /1000000/);
           // `convoy keys rotate --role timestamp`, as the CLI does it: a new online key made by
           // the server, root N+1 signed offline by 2 of the 3 root keys, uploaded.

@@ -1,8 +1,8 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { initCeremony, type CeremonyResult } from '../../certs/ceremony.ts';
-import { deviceConfigSchemaId } from '../../protocol/device-config.ts';
-import { toBytes } from '../../server/trust/repository.ts';
+import { toBytes } from '../../tuf/repository.ts';
+import { deviceRecord, provisionDevice } from '../helpers/device.ts';
 import { makeTempDir, pushArtifact, waitFor, type TestServer } from '../helpers/server.ts';
 
 /** Runs the offline key ceremony and lays its server/ folder into a fresh data dir, as an operator would. */
@@ -18,17 +18,8 @@ export async function offlineRootDataDir(options: { targetsKeys?: Parameters<typ
 }
 
 /** Registers a device whose HTTP traffic goes through `serverUrl` (a mirror) and MQTT straight to the server. */
-export async function provisionThrough(server: TestServer, id: string, group: string, serverUrl: string, tuning: { timeoutSeconds: number; trustCheckSeconds: number }): Promise<string> {
-  const registered = await server.api('POST', '/api/v1/devices', { json: { id, group } });
-  if (registered.status !== 201) throw new Error(`device registration answered ${registered.status}: ${registered.raw}`);
-  const dir = await makeTempDir(`convoy-device-${id}-`);
-  await fs.writeFile(path.join(dir, 'device.token'), registered.body.token + '\n', { mode: 0o600 });
-  await fs.writeFile(path.join(dir, 'root.json'), JSON.stringify(registered.body.root));
-  await fs.writeFile(
-    path.join(dir, 'device.json'),
-    JSON.stringify({ schema: deviceConfigSchemaId, id, group, serverUrl, mqttUrl: `mqtt://127.0.0.1:${server.mqttPort}`, ...tuning }),
-  );
-  return dir;
+export function provisionThrough(server: TestServer, id: string, group: string, serverUrl: string, tuning: { timeoutSeconds: number; trustCheckSeconds: number }): Promise<string> {
+  return provisionDevice(server, id, group, { serverUrl, tuning });
 }
 
 export async function publish(server: TestServer, bundle: string, version: string, files: Record<string, Buffer>, token?: string) {
@@ -43,10 +34,7 @@ export async function deploy(server: TestServer, bundle: string, version: string
   if (deployed.status !== 201) throw new Error(`deploy answered ${deployed.status}: ${deployed.raw}`);
 }
 
-export async function deviceRecord(server: TestServer, id: string) {
-  const list = await server.api('GET', '/api/v1/devices');
-  return (list.body as any[]).find((d) => d.id === id);
-}
+export { deviceRecord };
 
 /** Waits until the device reports `check` true about its record; returns the record. */
 export function waitForDevice(server: TestServer, id: string, what: string, check: (record: any) => boolean, timeoutMs = 30_000) {

@@ -1,34 +1,23 @@
-import { execFile } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import test from 'ava';
 import { Metadata, MetadataKind } from '@tufjs/models';
 import { Updater } from 'tuf-js';
-import { signerFor, signingKeyFromPem } from '../../certs/tuf-keys.ts';
-import { buildRoot, rolePolicyOf } from '../../server/trust/repository.ts';
+import { signerFor, signingKeyFromPem } from '../../tuf/keys.ts';
+import { buildRoot, rolePolicyOf } from '../../tuf/repository.ts';
 import { manifestTargetPath } from '../../protocol/targets.ts';
 import { convoyBin, readCurrent, startDevice } from '../helpers/device.ts';
 import { addUsers } from './users.ts';
 import { adminToken, makeTempDir, pushArtifact, waitFor, withServer, type TestServer } from '../helpers/server.ts';
+import { convoy } from '../helpers/cli.ts';
+
+const convoyAs = (url: string, token: string, args: string[]) => convoy(url, args, { token });
 
 /*
  * The key ceremony and approvals as a user does them, through the real CLI: `convoy keys init`
  * offline, the server started on its server/ folder, 2-of-3 approvals in both modes, rotation,
  * revocation. A stock tuf-js client checks what devices would see after each step.
  */
-
-const exec = promisify(execFile);
-
-async function convoy(url: string, token: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await exec(process.execPath, [convoyBin, ...args], { env: { ...process.env, CONVOY_URL: url, CONVOY_TOKEN: token } });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
 
 /** What a device would see: a stock tuf-js client pinned to root version 1. */
 async function signedTargets(server: TestServer, root1: Buffer): Promise<{ has(path: string): Promise<boolean>; rootVersion: number }> {
@@ -42,7 +31,7 @@ async function signedTargets(server: TestServer, root1: Buffer): Promise<{ has(p
 
 async function ceremonyDataDir(args: string[]): Promise<{ keysDir: string; dataDir: string; root1: Buffer }> {
   const keysDir = path.join(await makeTempDir('convoy-ceremony-'), 'keys');
-  const init = await convoy('http://127.0.0.1:1', 'unused-token-0123456789', ['keys', 'init', '--out', keysDir, ...args]);
+  const init = await convoyAs('http://127.0.0.1:1', 'unused-token-0123456789', ['keys', 'init', '--out', keysDir, ...args]);
   if (init.code !== 0) throw new Error(`keys init failed: ${init.stderr}`);
   const dataDir = await makeTempDir('convoy-data-');
   await fs.cp(path.join(keysDir, 'server'), dataDir, { recursive: true });
@@ -58,37 +47,37 @@ test('offline root, 2-of-3 approvals signed by the server, rotation and revocati
   await withServer(
     t,
     async (server) => {
-      const status = JSON.parse((await convoy(server.url, adminToken, ['keys', 'status', '--json'])).stdout);
+      const status = JSON.parse((await convoyAs(server.url, adminToken, ['keys', 'status', '--json'])).stdout);
       t.like(status, { mode: 'offline-root', targetsSigning: 'server', rootVersion: 1, roles: { root: { threshold: 2, heldByServer: 0 } } });
 
       const users = await addUsers(server, ['alice', 'bob', 'carol'], dataDir);
       await server.api('POST', '/api/v1/bundles', { json: { name: 'pos-app' } });
-      t.is((await convoy(server.url, adminToken, ['bundle', 'policy', 'pos-app', '--approvals', '2'])).code, 0);
+      t.is((await convoyAs(server.url, adminToken, ['bundle', 'policy', 'pos-app', '--approvals', '2'])).code, 0);
       await pushArtifact(server, 'pos-app', '1.0.0', 'app.bin', Buffer.from('release one\n'));
 
-      const first = await convoy(server.url, users.alice!, ['bundle', 'approve', 'pos-app@1.0.0']);
+      const first = await convoyAs(server.url, users.alice!, ['bundle', 'approve', 'pos-app@1.0.0']);
       t.regex(first.stdout, /recorded your approval.*1 of 2 approvals: alice/);
-      const again = await convoy(server.url, users.alice!, ['bundle', 'approve', 'pos-app@1.0.0']);
+      const again = await convoyAs(server.url, users.alice!, ['bundle', 'approve', 'pos-app@1.0.0']);
       t.is(again.code, 1);
       t.regex(again.stderr, /alice already approved .*another user must approve \(already_exists\)/);
       t.false(await (await signedTargets(server, root1)).has(manifestTargetPath('pos-app', '1.0.0')), 'one approval signs nothing');
-      const second = await convoy(server.url, users.bob!, ['bundle', 'approve', 'pos-app@1.0.0']);
+      const second = await convoyAs(server.url, users.bob!, ['bundle', 'approve', 'pos-app@1.0.0']);
       t.regex(second.stdout, /approved pos-app@1\.0\.0 .*2 of 2 approvals: alice, bob/);
       t.true(await (await signedTargets(server, root1)).has(manifestTargetPath('pos-app', '1.0.0')));
-      const shown = JSON.parse((await convoy(server.url, adminToken, ['bundle', 'approvals', 'pos-app@1.0.0', '--json'])).stdout);
+      const shown = JSON.parse((await convoyAs(server.url, adminToken, ['bundle', 'approvals', 'pos-app@1.0.0', '--json'])).stdout);
       t.deepEqual(shown.approvals.by.map((a: { principal: string }) => a.principal), ['alice', 'bob']);
       t.true(shown.approvals.by.every((a: { at: string }) => !Number.isNaN(Date.parse(a.at))));
 
       // Rotation: one root key is below the threshold of 2; two make root version 2.
       const rootKey = (n: number) => path.join(keysDir, 'root-keys', `root-${n}.pem`);
-      const weak = await convoy(server.url, adminToken, ['keys', 'rotate', '--role', 'timestamp', '--root-key', rootKey(1)]);
+      const weak = await convoyAs(server.url, adminToken, ['keys', 'rotate', '--role', 'timestamp', '--root-key', rootKey(1)]);
       t.is(weak.code, 1);
       t.regex(weak.stderr, /would not be trusted by devices/);
-      const rotated = await convoy(server.url, adminToken, ['keys', 'rotate', '--role', 'timestamp', '--root-key', rootKey(1), '--root-key', rootKey(3)]);
+      const rotated = await convoyAs(server.url, adminToken, ['keys', 'rotate', '--role', 'timestamp', '--root-key', rootKey(1), '--root-key', rootKey(3)]);
       t.is(rotated.code, 0, rotated.stderr);
       t.regex(rotated.stdout, /root version \d+ is live/);
       const newRootDir = path.join(keysDir, 'root-keys-v3');
-      const rootRotated = await convoy(server.url, adminToken, ['keys', 'rotate', '--role', 'root', '--root-key', rootKey(2), '--root-key', rootKey(3), '--out', newRootDir, '--new-keys', '3', '--threshold', '2']);
+      const rootRotated = await convoyAs(server.url, adminToken, ['keys', 'rotate', '--role', 'root', '--root-key', rootKey(2), '--root-key', rootKey(3), '--out', newRootDir, '--new-keys', '3', '--threshold', '2']);
       t.is(rootRotated.code, 0, rootRotated.stderr);
       t.is((await fs.readdir(newRootDir)).length, 3);
       const after = await signedTargets(server, root1);
@@ -102,16 +91,16 @@ test('offline root, 2-of-3 approvals signed by the server, rotation and revocati
       t.is(refused.status, 400);
       t.is(refused.body.error.code, 'signature_invalid');
       t.regex(refused.body.error.message, /root was signed by 1\/2 keys/);
-      const oldKeysNow = await convoy(server.url, adminToken, ['keys', 'rotate', '--role', 'timestamp', '--root-key', rootKey(1), '--root-key', rootKey(2)]);
+      const oldKeysNow = await convoyAs(server.url, adminToken, ['keys', 'rotate', '--role', 'timestamp', '--root-key', rootKey(1), '--root-key', rootKey(2)]);
       t.is(oldKeysNow.code, 1, 'retired root keys sign nothing any more');
 
       // Revocation, with its reason and who did it.
-      const revoked = await convoy(server.url, users.carol!, ['bundle', 'revoke', 'pos-app@1.0.0', '--reason', 'CVE-2026-0001 in app.bin']);
+      const revoked = await convoyAs(server.url, users.carol!, ['bundle', 'revoke', 'pos-app@1.0.0', '--reason', 'CVE-2026-0001 in app.bin']);
       t.is(revoked.code, 0, revoked.stderr);
       t.false(await (await signedTargets(server, root1)).has(manifestTargetPath('pos-app', '1.0.0')));
-      const record = JSON.parse((await convoy(server.url, adminToken, ['bundle', 'approvals', 'pos-app@1.0.0', '--json'])).stdout);
+      const record = JSON.parse((await convoyAs(server.url, adminToken, ['bundle', 'approvals', 'pos-app@1.0.0', '--json'])).stdout);
       t.like(record, { status: 'revoked', revocation: { reason: 'CVE-2026-0001 in app.bin', by: 'carol' } });
-      const deploy = await convoy(server.url, adminToken, ['deploy', 'pos-app@1.0.0', '--group', 'shop']);
+      const deploy = await convoyAs(server.url, adminToken, ['deploy', 'pos-app@1.0.0', '--group', 'shop']);
       t.regex(deploy.stderr, /version_revoked/);
     },
     { dataDir, anonymousTufRead: true },
@@ -124,7 +113,7 @@ test('offline targets: approvers sign 2-of-3 with their own keys; the server nev
   t.teardown(() => fs.rm(approverDir, { recursive: true, force: true }));
   const key = (name: string) => path.join(approverDir, name);
   for (const name of ['alice', 'bob', 'carol']) {
-    const generated = await convoy('http://127.0.0.1:1', 'unused-token-0123456789', ['keys', 'generate', '--out', key(name)]);
+    const generated = await convoyAs('http://127.0.0.1:1', 'unused-token-0123456789', ['keys', 'generate', '--out', key(name)]);
     t.is(generated.code, 0, generated.stderr);
   }
   const { keysDir, dataDir, root1 } = await ceremonyDataDir([
@@ -135,22 +124,22 @@ test('offline targets: approvers sign 2-of-3 with their own keys; the server nev
   await withServer(
     t,
     async (server) => {
-      t.like(JSON.parse((await convoy(server.url, adminToken, ['keys', 'status', '--json'])).stdout), { targetsSigning: 'offline', roles: { targets: { threshold: 2, heldByServer: 0 } } });
+      t.like(JSON.parse((await convoyAs(server.url, adminToken, ['keys', 'status', '--json'])).stdout), { targetsSigning: 'offline', roles: { targets: { threshold: 2, heldByServer: 0 } } });
       const users = await addUsers(server, ['alice', 'bob', 'carol'], dataDir);
       await server.api('POST', '/api/v1/bundles', { json: { name: 'pos-app' } });
       await pushArtifact(server, 'pos-app', '1.0.0', 'app.bin', Buffer.from('release one\n'));
 
-      const approve = await convoy(server.url, users.alice!, ['bundle', 'approve', 'pos-app@1.0.0']);
+      const approve = await convoyAs(server.url, users.alice!, ['bundle', 'approve', 'pos-app@1.0.0']);
       t.regex(approve.stderr, /signed offline.*convoy bundle sign/);
-      const aliceSigns = await convoy(server.url, users.alice!, ['bundle', 'sign', 'pos-app@1.0.0', '--key', `${key('alice')}.pem`]);
+      const aliceSigns = await convoyAs(server.url, users.alice!, ['bundle', 'sign', 'pos-app@1.0.0', '--key', `${key('alice')}.pem`]);
       t.is(aliceSigns.code, 0, aliceSigns.stderr);
       t.regex(aliceSigns.stderr, /\+ pos-app\/1\.0\.0\/manifest\.json/, 'the approver sees what they sign');
       t.regex(aliceSigns.stdout, /1 of 2 signatures, waiting/);
-      const aliceTwice = await convoy(server.url, users.alice!, ['bundle', 'sign', 'pos-app@1.0.0', '--key', `${key('carol')}.pem`]);
+      const aliceTwice = await convoyAs(server.url, users.alice!, ['bundle', 'sign', 'pos-app@1.0.0', '--key', `${key('carol')}.pem`]);
       t.regex(aliceTwice.stderr, /alice already signed/, 'M-of-N counts distinct users, not keys');
-      const stranger = await convoy(server.url, users.carol!, ['bundle', 'sign', 'pos-app@1.0.0', '--key', path.join(keysDir, 'root-keys', 'root-1.pem')]);
+      const stranger = await convoyAs(server.url, users.carol!, ['bundle', 'sign', 'pos-app@1.0.0', '--key', path.join(keysDir, 'root-keys', 'root-1.pem')]);
       t.regex(stranger.stderr, /not a targets key/);
-      const bobSigns = await convoy(server.url, users.bob!, ['bundle', 'sign', 'pos-app@1.0.0', '--key', `${key('bob')}.pem`]);
+      const bobSigns = await convoyAs(server.url, users.bob!, ['bundle', 'sign', 'pos-app@1.0.0', '--key', `${key('bob')}.pem`]);
       t.regex(bobSigns.stdout, /2 of 2 signatures, published/);
       t.true(await (await signedTargets(server, root1)).has(manifestTargetPath('pos-app', '1.0.0')));
       // A real daemon installs what the approvers signed.
@@ -163,18 +152,18 @@ test('offline targets: approvers sign 2-of-3 with their own keys; the server nev
         await device.stop();
         await fs.rm(device.dir, { recursive: true, force: true });
       }
-      const shown = JSON.parse((await convoy(server.url, adminToken, ['bundle', 'approvals', 'pos-app@1.0.0', '--json'])).stdout);
+      const shown = JSON.parse((await convoyAs(server.url, adminToken, ['bundle', 'approvals', 'pos-app@1.0.0', '--json'])).stdout);
       t.is(shown.status, 'approved');
       t.deepEqual(shown.approvals.by.map((a: { principal: string; keyId: string | null }) => a.principal), ['alice', 'bob']);
       t.true(shown.approvals.by.every((a: { keyId: string | null }) => /^[0-9a-f]{64}$/.test(a.keyId ?? '')));
 
       // Revocation needs the approvers too: devices keep seeing it until they sign.
-      const revoke = await convoy(server.url, adminToken, ['bundle', 'revoke', 'pos-app@1.0.0', '--reason', 'bad build']);
+      const revoke = await convoyAs(server.url, adminToken, ['bundle', 'revoke', 'pos-app@1.0.0', '--reason', 'bad build']);
       t.regex(revoke.stdout, /once approvers sign/);
       t.true(await (await signedTargets(server, root1)).has(manifestTargetPath('pos-app', '1.0.0')));
-      const carolRevokes = await convoy(server.url, users.carol!, ['bundle', 'sign', 'pos-app@1.0.0', '--key', `${key('carol')}.pem`]);
+      const carolRevokes = await convoyAs(server.url, users.carol!, ['bundle', 'sign', 'pos-app@1.0.0', '--key', `${key('carol')}.pem`]);
       t.regex(carolRevokes.stderr, /- pos-app\/1\.0\.0\/manifest\.json/);
-      await convoy(server.url, users.bob!, ['bundle', 'sign', 'pos-app@1.0.0', '--key', `${key('bob')}.pem`]);
+      await convoyAs(server.url, users.bob!, ['bundle', 'sign', 'pos-app@1.0.0', '--key', `${key('bob')}.pem`]);
       t.false(await (await signedTargets(server, root1)).has(manifestTargetPath('pos-app', '1.0.0')));
     },
     { dataDir, anonymousTufRead: true },

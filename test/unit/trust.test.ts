@@ -1,10 +1,10 @@
 import test from 'ava';
 import { initCeremony, keyFromJson, publicKeyJson, rotateRole } from '../../certs/ceremony.ts';
-import { generateSigningKey, signerFor } from '../../certs/tuf-keys.ts';
+import { generateSigningKey, signerFor } from '../../tuf/keys.ts';
 import { isSignedRollback } from '../../device/guard.ts';
 import { ConfigError, loadServerConfig } from '../../server/config.ts';
 import { contentFingerprint } from '../../server/bundles/manifest.ts';
-import { buildRoot, rolePolicyOf, verifyRootRotation } from '../../server/trust/repository.ts';
+import { buildRoot, rolePolicyOf, verifyRootRotation } from '../../tuf/repository.ts';
 
 const now = new Date('2026-01-01T00:00:00Z');
 

@@ -1,10 +1,10 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { BaseFetcher, Updater, type TargetFile } from 'tuf-js';
-import { DownloadHTTPError } from 'tuf-js/dist/error.js';
+import { BaseFetcher, Updater, type Fetcher, type TargetFile } from 'tuf-js';
+import { DownloadHTTPError, RuntimeError } from 'tuf-js/dist/error.js';
 import { readFileIfExists, writeFileAtomic } from '../lib/files.ts';
 import type { Logger } from '../protocol/log.ts';
-import { UpdateError } from './errors.ts';
+import { toTrustError } from './errors.ts';
 
 /** The metadata files tuf-js keeps in its metadata directory (TUF §5: top-level roles). */
 const metadataFiles = ['root.json', 'timestamp.json', 'snapshot.json', 'targets.json'] as const;
@@ -60,7 +60,8 @@ async function keepGoodCopies(metadataDir: string, goodDir: string): Promise<voi
 }
 
 /**
- * The device's view of the TUF repository, through tuf-js: it pins the root the device was
+ * A client's view of the TUF repository (the daemon's, and `convoy bundle verify`'s), through
+ * tuf-js: it pins the root the device was
  * provisioned with, and every refresh walks root rotations, then timestamp, snapshot and targets
  * (TUF §5.3–5.6), refusing rollback, freeze and mix-and-match. Nothing is installed unless this
  * says the target is signed, with the exact length and hash.
@@ -72,7 +73,7 @@ export interface TrustClient {
 }
 
 /** tuf-js's fetcher with the device's token and a per-request timeout. */
-class AuthorizedFetcher extends BaseFetcher {
+export class AuthorizedFetcher extends BaseFetcher {
   constructor(
     private readonly token: string,
     private readonly timeoutMs: number,
@@ -87,18 +88,75 @@ class AuthorizedFetcher extends BaseFetcher {
   }
 }
 
-export async function openTrustClient(options: { metadataDir: string; goodDir: string; pinnedRootFile: string; serverUrl: string; token: string; timeoutMs: number; log: Logger }): Promise<TrustClient> {
+export interface TrustClientOptions {
+  metadataDir: string;
+  /** Where the last good copy of each metadata file is kept (see repairMetadata). */
+  goodDir: string;
+  /** The root the client was provisioned with: its trust anchor. */
+  pinnedRootFile: string;
+  serverUrl: string;
+  token: string;
+  /** Per-request timeout, in milliseconds. */
+  timeoutMs: number;
+  log: Logger;
+  /** How metadata bytes are fetched; by default over HTTP with the token (tests inject faults here). */
+  fetcher?: Fetcher;
+}
+
+/** Refresh failures are thrown as TrustError, with a code from tuf-js's error class. */
+export async function openTrustClient(options: TrustClientOptions): Promise<TrustClient> {
   await fs.mkdir(options.metadataDir, { recursive: true });
   // On first start this installs the provisioned root as the trust anchor (no root.json yet);
   // later roots come only through the signed rotation chain.
   await repairMetadata(options.metadataDir, options.goodDir, options.pinnedRootFile, options.log);
-  const makeUpdater = () =>
-    new Updater({
+  const fetcher = options.fetcher ?? new AuthorizedFetcher(options.token, options.timeoutMs);
+  /*
+   * tuf-js 5 wraps whatever fails while it loads snapshot or targets in a RuntimeError that keeps
+   * only the text of the original error (updater.js loadSnapshot/loadTargets): a frozen
+   * repository (ExpiredMetadataError), a forged snapshot (UnsignedMetadataError) and a network
+   * failure would all read as one. So the error is caught where it is thrown, with its class: in
+   * the fetcher (ours) and in the store's snapshot and targets steps. `thrown` is the outcome of
+   * the last such call, so it is the error tuf-js wrapped (a failed local load comes before the
+   * remote one that replaces it); when the last call succeeded, the wrapped failure came from
+   * elsewhere (e.g. persisting) and the wrapper's own code stands.
+   */
+  let thrown: unknown;
+  const recorded = <A extends unknown[], R>(fn: (...args: A) => R) => (...args: A): R => {
+    try {
+      const result = fn(...args);
+      if (!(result instanceof Promise)) {
+        thrown = undefined;
+        return result;
+      }
+      return result.then(
+        (value: unknown) => ((thrown = undefined), value),
+        (error: unknown) => ((thrown = error), Promise.reject(error)),
+      ) as R;
+    } catch (error) {
+      thrown = error;
+      throw error;
+    }
+  };
+  const recordingFetcher: Fetcher = {
+    downloadBytes: recorded((url: string, maxLength: number) => fetcher.downloadBytes(url, maxLength)),
+    downloadFile: (url, maxLength, handler) => recorded(() => fetcher.downloadFile(url, maxLength, handler))(),
+  };
+  const makeUpdater = () => {
+    const made = new Updater({
       metadataDir: options.metadataDir,
       metadataBaseUrl: `${options.serverUrl}/tuf`,
-      fetcher: new AuthorizedFetcher(options.token, options.timeoutMs),
+      fetcher: recordingFetcher,
       config: { fetchTimeout: options.timeoutMs },
     });
+    // A private field of tuf-js 5's Updater (pinned); if a later version renames it, only the
+    // fetcher's errors are told apart and the store's fall back to untrusted_metadata.
+    const store = (made as unknown as { trustedSet?: Record<string, unknown> }).trustedSet;
+    for (const step of ['updateSnapshot', 'updateDelegatedTargets']) {
+      const original = store?.[step];
+      if (typeof original === 'function') store![step] = recorded((...args: unknown[]) => original.apply(store, args));
+    }
+    return made;
+  };
   let updater = makeUpdater();
   // The update and the between-updates watch both refresh; one at a time, so two Updaters never
   // write the metadata directory together.
@@ -114,18 +172,16 @@ export async function openTrustClient(options: { metadataDir: string; goodDir: s
       // its targets view would otherwise be stale.
       await repairMetadata(options.metadataDir, options.goodDir, options.pinnedRootFile, options.log);
       updater = makeUpdater();
+      thrown = undefined;
       try {
         await updater.refresh();
+      } catch (error) {
+        throw toTrustError(error, error instanceof RuntimeError && thrown !== undefined ? thrown : error);
+      }
+      try {
         await keepGoodCopies(options.metadataDir, options.goodDir);
       } catch (error) {
-        const transient = error instanceof DownloadHTTPError && error.statusCode >= 500;
-        const network = error instanceof TypeError || (error as Error).name === 'TimeoutError';
-        throw new UpdateError(
-          network || transient ? 'download_failed' : 'untrusted_metadata',
-          `TUF metadata refresh failed: ${(error as Error).message}`,
-          network || transient,
-          { cause: error },
-        );
+        throw toTrustError(error);
       }
     }),
     async targetInfo(targetPath) {

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { canonicalize } from '@tufjs/canonical-json';
 import { Key, Metadata, MetadataKind, MetaFile, Root, Snapshot, TargetFile, Targets, Timestamp } from '@tufjs/models';
-import { signerFor, type SigningKey } from '../../certs/tuf-keys.ts';
+import { signerFor, type SigningKey } from './keys.ts';
 
 /*
  * The pure core of the TUF repository: given keys, the previous versions and the list of targets,

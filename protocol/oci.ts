@@ -1,0 +1,60 @@
+import { z } from 'zod';
+
+/*
+ * OCI manifests as the image spec (v1.1) defines them, shared by the registry (server/oci/), which
+ * checks what is pushed, and the daemon (device/image.ts), which walks what a signed manifest
+ * names. One copy, so the two sides cannot disagree on what an image is. Pure: no I/O.
+ */
+
+export const mediaTypes = {
+  ociManifest: 'application/vnd.oci.image.manifest.v1+json',
+  ociIndex: 'application/vnd.oci.image.index.v1+json',
+  dockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
+  dockerList: 'application/vnd.docker.distribution.manifest.list.v2+json',
+} as const;
+
+/** Media types of a manifest naming a config and layers (OCI, and Docker schema 2). */
+export const imageManifestTypes: ReadonlySet<string> = new Set([mediaTypes.ociManifest, mediaTypes.dockerManifest]);
+/** Media types of an index naming other manifests (OCI index, Docker manifest list). */
+export const indexTypes: ReadonlySet<string> = new Set([mediaTypes.ociIndex, mediaTypes.dockerList]);
+export const manifestMediaTypes: readonly string[] = [...imageManifestTypes, ...indexTypes];
+
+/** The largest manifest accepted or parsed (distribution's default too): manifests are held in memory. */
+export const maxManifestBytes = 4 * 1024 * 1024;
+
+/**
+ * A content descriptor (image spec, "Descriptors"). The digest is any string here: each side says
+ * in its own words that Convoy only takes sha256 (protocol/names.ts `digestPattern`).
+ */
+export const descriptor = z.looseObject({
+  mediaType: z.string().min(1).max(255),
+  digest: z.string(),
+  size: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
+  artifactType: z.string().max(255).optional(),
+  annotations: z.record(z.string(), z.string()).optional(),
+  urls: z.array(z.string()).optional(),
+});
+export type Descriptor = z.infer<typeof descriptor>;
+
+/** Image manifest (image spec, "Image Manifest"): one config and its layers. */
+export const imageManifest = z.looseObject({
+  schemaVersion: z.literal(2),
+  mediaType: z.string().optional(),
+  artifactType: z.string().max(255).optional(),
+  config: descriptor,
+  layers: z.array(descriptor).max(10_000),
+  subject: descriptor.optional(),
+  annotations: z.record(z.string(), z.string()).optional(),
+});
+export type ImageManifest = z.infer<typeof imageManifest>;
+
+/** Image index (image spec, "Image Index"): manifests, e.g. one per platform. */
+export const imageIndex = z.looseObject({
+  schemaVersion: z.literal(2),
+  mediaType: z.string().optional(),
+  artifactType: z.string().max(255).optional(),
+  manifests: z.array(descriptor).max(10_000),
+  subject: descriptor.optional(),
+  annotations: z.record(z.string(), z.string()).optional(),
+});
+export type ImageIndex = z.infer<typeof imageIndex>;
