@@ -146,10 +146,22 @@ test('sign-in refuses a wrong token and a token of someone else, and says which'
     await page.getByRole('alert').getByText('belongs to another user').waitFor();
     await fx.screenshot(page, 'signin-refused');
     await noViolations(t, fx, page, 'sign-in');
-    // The token is kept for the tab only: sessionStorage, never localStorage.
-    await page.getByLabel('User name').fill('admin');
-    await page.getByRole('button', { name: 'Sign in' }).click();
+    // By keyboard alone: the name field has focus, Tab moves on, Enter signs in.
+    await page.reload();
+    await page.keyboard.type('admin');
+    await page.keyboard.press('Tab');
+    await page.keyboard.type(adminToken);
+    await page.keyboard.press('Enter');
     await page.getByRole('button', { name: 'Sign out' }).waitFor();
+    // On a fresh load, the first Tab reaches the skip link, visibly focused.
+    await page.reload();
+    await page.getByRole('button', { name: 'Sign out' }).waitFor();
+    await page.keyboard.press('Tab');
+    const skip = page.getByRole('link', { name: 'Skip to content' });
+    t.true(await skip.evaluate((el) => el === (globalThis as any).document.activeElement));
+    t.not(await skip.evaluate((el) => (globalThis as any).getComputedStyle(el).outlineStyle), 'none', 'focus is visible');
+    await fx.screenshot(page, 'keyboard-skip-link');
+    // The token is kept for the tab only: sessionStorage, never localStorage.
     t.is(await page.evaluate(() => (globalThis as any).localStorage.length), 0);
     t.true((await page.evaluate(() => (globalThis as any).sessionStorage.getItem('convoy.session'))).includes(adminToken));
     await page.getByRole('button', { name: 'Sign out' }).click();

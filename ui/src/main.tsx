@@ -13,7 +13,7 @@ import { TokensPage } from './pages/tokens.tsx';
 import { TrustPage } from './pages/trust.tsx';
 import { UsersPage } from './pages/users.tsx';
 import { VersionPage } from './pages/version.tsx';
-import { Link, match, navigate, useLocation } from './router.tsx';
+import { Link, match, navigate, navigationCount, useLocation } from './router.tsx';
 import { canDo, loadStored, saveStored, SessionContext, type Session, type Stored } from './session.tsx';
 import { ErrorNotice, Loading } from './ui.tsx';
 import './styles.css';
@@ -57,7 +57,9 @@ function Shell({ session }: { session: Session }) {
   const active = (to: string) => location.path === to || location.path.startsWith(to + '/') || (to === '/bundles' && location.path === '/');
   const roleSummary = session.user.actingAsAdmin ? 'Administrator' : session.user.bundles.length === 1 ? `${session.user.bundles[0]!.role} of ${session.user.bundles[0]!.bundle}` : `member of ${session.user.bundles.length} bundles`;
   useEffect(() => {
-    // Move focus to the new screen's heading, so keyboard and screen-reader users land on it.
+    // After a navigation, move focus to the new screen's heading, so keyboard and screen-reader
+    // users land on it; on a page load, leave it at the start (the skip link comes first).
+    if (navigationCount() === 0) return;
     const heading = document.querySelector<HTMLElement>('main h1');
     if (heading) {
       heading.tabIndex = -1;

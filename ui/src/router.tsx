@@ -15,11 +15,18 @@ function current(): Location {
 }
 
 const listeners = new Set<() => void>();
-window.addEventListener('popstate', () => listeners.forEach((listener) => listener()));
+/** Navigations inside the app so far (not counting the page load): focus follows only these. */
+let navigations = 0;
+export const navigationCount = () => navigations;
+window.addEventListener('popstate', () => {
+  navigations++;
+  listeners.forEach((listener) => listener());
+});
 
 export function navigate(to: string, options: { replace?: boolean } = {}): void {
   if (options.replace) window.history.replaceState(null, '', to);
   else window.history.pushState(null, '', to);
+  navigations++;
   listeners.forEach((listener) => listener());
   window.scrollTo(0, 0);
 }
