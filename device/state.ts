@@ -70,7 +70,15 @@ export const updateRecord = z.strictObject({
 });
 export type UpdateRecord = z.infer<typeof updateRecord>;
 
-export const journalSchemaId = 'convoy.device.journal/v2';
+export const journalSchemaId = 'convoy.device.journal/v3';
+/**
+ * Per bundle, the version the device last committed: the anti-downgrade floor for the device's
+ * whole life (device/guard.ts). It rises with every commit and only goes down when a release
+ * below it is committed, which the guard allows only with a signed rollback permission; so no
+ * detour through another bundle (or an empty slot) forgets it.
+ */
+export const highWaterMarks = z.record(bundleName, version).refine((marks) => Object.keys(marks).length <= 10_000, 'at most 10000 bundles');
+export type HighWaterMarks = z.infer<typeof highWaterMarks>;
 export const journalSchema = z.strictObject({
   schema: z.literal(journalSchemaId),
   /** Incremented on every write: tells two journals apart, and shows how busy a device was. */
@@ -81,10 +89,12 @@ export const journalSchema = z.strictObject({
   kept: z.array(slotRecord).max(10),
   /** The last or running update; its state is the device's state. */
   update: updateRecord.nullable(),
+  /** bundle → version last committed (v3): what an unsigned offer may not go below. */
+  highWater: highWaterMarks,
 });
 export type Journal = z.infer<typeof journalSchema>;
 
-export const emptyJournal: Journal = { schema: journalSchemaId, storeCount: 0, installed: null, kept: [], update: null };
+export const emptyJournal: Journal = { schema: journalSchemaId, storeCount: 0, installed: null, kept: [], update: null, highWater: {} };
 
 /** Restarts of one state after which the update stops redoing it (a crash loop must end). */
 export const maxRestarts = 20;
@@ -173,7 +183,9 @@ export function transition(journal: Journal, event: UpdateEvent): Journal {
     case 'healthy': {
       expect('testing');
       const kept = update.from ? [update.from, ...journal.kept.filter((k) => k.slot !== update.from!.slot && k.slot !== update.slot)] : journal.kept;
-      return to('committed', {}, { kept: kept.slice(0, 10) });
+      // The mark follows the commit: up for a newer version, down only for a rollback the guard
+      // let through because it was signed.
+      return to('committed', {}, { kept: kept.slice(0, 10), highWater: { ...journal.highWater, [update.release.bundle]: update.release.version } });
     }
     case 'unhealthy':
       expect('testing');

@@ -131,7 +131,7 @@ export function createUpdater(deps: UpdaterDeps, initial: Journal) {
     async 'fetching-metadata'(update) {
       await deps.trust.refresh();
       // Anti-downgrade (device/guard.ts): an older version than the one running needs a signed rollback.
-      await checkDowngrade(deps.trust, deps.dataDir, update.release);
+      await checkDowngrade(deps.trust, journal, update.release);
       // The plan (device/plan.ts) decides; this shell only looks up signed info and fetches.
       const manifestInfo = planManifest(update.release, await deps.trust.targetInfo(manifestTargetPath(update.release.bundle, update.release.version)));
       const manifestFile = await download(manifestInfo);

@@ -34,12 +34,17 @@ export type Member = z.infer<typeof member>;
 
 /** At most one year ahead: a token that never ends is a leak that never ends. */
 export const maxTokenLifetimeMs = 366 * 24 * 3600 * 1000;
+/** A token created without an expiry lives this long (the CLI's default too). */
+export const defaultTokenLifetimeMs = 30 * 24 * 3600 * 1000;
 
 export const createTokenRequest = z.strictObject({
   name: z.string().min(1).max(128).regex(/^[\x20-\x7e]+$/, 'must be printable ASCII'),
   scopes: z.array(scope).min(1).max(scopes.length).refine((list) => new Set(list).size === list.length, 'must not repeat a scope'),
-  /** Absent: the token does not expire (unless the token creating it does). */
-  expiresAt: timestamp.optional(),
+  /**
+   * Absent: 30 days (never later than the token creating it); null: never expires, which only a
+   * token that never expires may ask for.
+   */
+  expiresAt: timestamp.nullable().optional(),
   /** Another user's name: only an admin may create tokens for someone else. */
   user: userName.optional(),
 });

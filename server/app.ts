@@ -17,6 +17,8 @@ import { createBundleService } from './bundles/service.ts';
 import { createBundleStore } from './bundles/store.ts';
 import { resolveTargetUrl } from './bundles/targets.ts';
 import type { ServerConfig } from './config.ts';
+import { cutIdleBodies } from './http/body-timeout.ts';
+import { ensurePrivateDir } from '../lib/files.ts';
 import { openDatabase } from './db/knex.ts';
 import { bindPorts } from './listeners.ts';
 import { deploymentRoutes } from './deployments/routes.ts';
@@ -86,7 +88,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     for (const cleanup of cleanups.reverse()) await cleanup().catch((error: unknown) => log.error('shutdown step failed', { error }));
   };
   try {
-    await fs.mkdir(config.dataDir, { recursive: true });
+    await ensurePrivateDir(config.dataDir); // 0700: the database, blobs and keys are the server's alone
     const db = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
     cleanups.push(() => db.destroy());
     const blobs = await BlobStore.open(path.join(config.dataDir, 'blobs'));
@@ -119,7 +121,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     resignTimer.unref();
     cleanups.push(async () => clearInterval(resignTimer));
 
-    const bundles = createBundleService({ store: bundleStore, blobs, trust, now, log: log.child('bundles') });
+    const bundles = createBundleService({ store: bundleStore, blobs, trust, now, log: log.child('bundles'), onDeleted: (name) => oci.forgetBundle(name) });
     // Every table that names blobs contributes its digests; the collector deletes only the rest.
     // OCI manifests and their blobs live in the same store; an offline proposal's manifest waits
     // for its signatures, however long approvers take.
@@ -154,6 +156,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       onMessage: (topic, payload, principal) => void devices?.receiveStatus(topic, payload, principal),
       log: log.child('mqtt'),
       listener: { server: ports.mqtt, serve: (handler) => ports.serveMqtt(handler) },
+      limits: config.mqttLimits,
     });
     const startedBroker = broker;
     cleanups.push(() => startedBroker.close());
@@ -217,6 +220,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     // Bound header size and idle time: a slow or oversized client must not pin the server.
     server.headersTimeout = 30_000;
     server.requestTimeout = 0; // large uploads may take long; idle sockets are cut by keepAliveTimeout
+    cutIdleBodies(server, config.bodyIdleTimeoutMs, log.child('http'));
     ports.serveHttp(app.callback());
     // Closed first at shutdown: no request may reach a database already closed.
     cleanups.push(

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { parseLogLevel, type LogLevel } from '../protocol/log.ts';
+import { defaultMqttLimits, type MqttLimits } from './broker/limits.ts';
 
 /** Everything the origin server reads from its environment, validated once at start. */
 export interface ServerConfig {
@@ -19,6 +20,15 @@ export interface ServerConfig {
   maxBlobBytes: number;
   /** Largest JSON request body, in bytes. */
   maxJsonBytes: number;
+  /** A request body with no new byte for this long has its connection closed (CONVOY_BODY_IDLE_TIMEOUT_MS), in milliseconds. */
+  bodyIdleTimeoutMs: number;
+  /**
+   * Embedded MQTT broker bounds: bytes before sign-in (CONVOY_MQTT_PRE_AUTH_BYTES, 8 KiB), packet
+   * size after (CONVOY_MQTT_MAX_PACKET_BYTES, 64 KiB), connections waiting to sign in
+   * (CONVOY_MQTT_MAX_PENDING_CONNECTIONS, 256) and how long they may wait (CONVOY_MQTT_CONNECT_TIMEOUT_MS, 10 s);
+   * status messages per device (CONVOY_MQTT_STATUS_PER_SECOND, 2, after a burst of CONVOY_MQTT_STATUS_BURST, 20).
+   */
+  mqttLimits: MqttLimits;
   /** Lets anyone read /tuf/ (metadata and targets) without a token, for stock TUF clients. */
   anonymousTufRead: boolean;
   logLevel: LogLevel;
@@ -40,6 +50,8 @@ export const defaultServerConfig: Omit<ServerConfig, 'dataDir'> = {
   adminToken: undefined,
   maxBlobBytes: 64 * 1024 ** 3, // 64 GiB: OS images are large; disk space is the real limit
   maxJsonBytes: 1024 * 1024, // 1 MiB
+  mqttLimits: defaultMqttLimits,
+  bodyIdleTimeoutMs: 30_000, // a healthy upload never pauses this long; a trickle is cut
   anonymousTufRead: false,
   logLevel: 'info',
 };
@@ -102,6 +114,15 @@ export function loadServerConfig(env: NodeJS.ProcessEnv, cwd = process.cwd()): S
     adminToken,
     maxBlobBytes: positive(env, 'CONVOY_MAX_BLOB_BYTES', defaultServerConfig.maxBlobBytes),
     maxJsonBytes: defaultServerConfig.maxJsonBytes,
+    bodyIdleTimeoutMs: positive(env, 'CONVOY_BODY_IDLE_TIMEOUT_MS', defaultServerConfig.bodyIdleTimeoutMs),
+    mqttLimits: {
+      preAuthBytes: positive(env, 'CONVOY_MQTT_PRE_AUTH_BYTES', defaultMqttLimits.preAuthBytes),
+      maxPacketBytes: positive(env, 'CONVOY_MQTT_MAX_PACKET_BYTES', defaultMqttLimits.maxPacketBytes),
+      maxPendingConnections: positive(env, 'CONVOY_MQTT_MAX_PENDING_CONNECTIONS', defaultMqttLimits.maxPendingConnections),
+      connectTimeoutMs: positive(env, 'CONVOY_MQTT_CONNECT_TIMEOUT_MS', defaultMqttLimits.connectTimeoutMs),
+      statusPerSecond: positive(env, 'CONVOY_MQTT_STATUS_PER_SECOND', defaultMqttLimits.statusPerSecond),
+      statusBurst: positive(env, 'CONVOY_MQTT_STATUS_BURST', defaultMqttLimits.statusBurst),
+    },
     anonymousTufRead: bool(env, 'CONVOY_ANONYMOUS_TUF_READ', defaultServerConfig.anonymousTufRead),
     logLevel,
     ...(tufExpiry(env) ? { tufExpiry: tufExpiry(env)! } : {}),

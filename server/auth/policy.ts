@@ -34,6 +34,7 @@ export const actions = [
   'keys:read',
   'keys:admin',
   'openapi:read',
+  'bundle:pull',
   'session:read',
 ] as const;
 export type Action = (typeof actions)[number];
@@ -99,13 +100,15 @@ export const policy: { readonly [A in Action]?: Rule } = {
   'user:read': { on: 'instance', role: 'admin', scope: 'read', what: 'List users' },
   'user:write': { on: 'instance', role: 'admin', scope: 'admin', what: 'Create users; create or revoke tokens of other users' },
   'token:read': { on: 'instance', role: 'user', scope: 'read', what: 'List one’s own access tokens' },
-  'token:write': { on: 'instance', role: 'user', scope: 'read', what: 'Create (never wider or longer-lived than the token used) and revoke one’s own tokens' },
+  'token:write': { on: 'instance', role: 'user', scope: 'read', what: 'Create (never wider or longer-lived than the token used; 30 days unless told) and revoke one’s own tokens (a token revokes itself; another only with the write scope and every scope it carries)' },
   'audit:read': { on: 'instance', role: 'admin', scope: 'read', what: 'Read the audit log' },
   'version:revoke': { on: 'bundle', role: 'maintainer', scope: 'approve', what: 'Revoke an approved version: out of the signed targets, never installed again' },
   'version:sign': { on: 'bundle', role: 'maintainer', scope: 'approve', what: 'Offline mode: fetch the proposed targets and upload a signature made with one’s own key' },
   'keys:read': { on: 'instance', role: 'user', scope: 'read', what: 'See who signs what: roles, key ids, thresholds' },
   'keys:admin': { on: 'instance', role: 'admin', scope: 'admin', what: 'Set approval thresholds, create online keys, upload root metadata signed offline' },
   'openapi:read': { on: 'instance', role: 'user', scope: 'read', devices: true, what: 'Read the OpenAPI document of this API (also served without a token)' },
+  // The same role as blob:read: downloading content needs Reporter whichever path it takes.
+  'bundle:pull': { on: 'bundle', role: 'reporter', scope: 'read', what: 'Download a bundle’s content through /v2: blobs and manifests (pulling an image; mounting from it)' },
   'session:read': { on: 'instance', role: 'user', scope: 'read', what: 'See who one is: one’s roles, token scopes and the actions one holds (the web UI asks this)' },
 };
 

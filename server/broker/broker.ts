@@ -1,9 +1,12 @@
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { Aedes, type AuthenticateError, type Client } from 'aedes';
+import { clientIdAllowed } from '../../protocol/client-ids.ts';
 import type { Logger } from '../../protocol/log.ts';
 import { bundleFromReleasesTopic, bundleReleasesTopic, deviceStatusTopic, groupReleaseTopic, maxMessageBytes } from '../../protocol/messages.ts';
 import { actsAsAdmin, isAllowed, type Principal } from '../auth/policy.ts';
+import { createConnectionGuard, defaultMqttLimits, type MqttLimits } from './limits.ts';
+import { createStatusRate } from './status-rate.ts';
 
 /**
  * The embedded MQTT broker (aedes) with Convoy's policy as hooks: clients sign in with a user
@@ -31,6 +34,8 @@ export interface BrokerDeps {
   log: Logger;
   /** A listener bound already (server/listeners.ts: ports are bound before any state is made); without one the broker binds `port` itself. */
   listener?: { server: net.Server; serve(handler: (socket: net.Socket) => void): void };
+  /** Packet, pre-auth and pending-connection bounds (server/broker/limits.ts); defaults when unset. */
+  limits?: MqttLimits;
 }
 
 /** All bundles' notices at once; each message is then forwarded only to those who may read it. */
@@ -48,6 +53,9 @@ export async function startBroker(deps: BrokerDeps): Promise<Broker> {
   const principals = new WeakMap<Client, Principal>();
   const clients = new Set<Client>();
   const expiryTimers = new Map<Client, NodeJS.Timeout>();
+  const limits = deps.limits ?? defaultMqttLimits;
+  const statusRate = createStatusRate({ perSecond: limits.statusPerSecond, burst: limits.statusBurst, log: deps.log });
+  const guard = createConnectionGuard(limits, (reason, remote) => deps.log.debug('MQTT connection closed by the guard', { reason, remote }));
 
   /** A connection lives no longer than its token: it is closed when the token expires. */
   function closeAtExpiry(client: Client, expiresAt: string): void {
@@ -59,10 +67,12 @@ export async function startBroker(deps: BrokerDeps): Promise<Broker> {
     expiryTimers.set(client, timer);
   }
   const aedes = await Aedes.createBroker({
+    connectTimeout: limits.connectTimeoutMs,
     authenticate(client, username, password, done) {
-      const refuse = () => {
-        const error = new Error('bad user name or password') as AuthenticateError;
-        error.returnCode = 4; // MQTT 3.1.1 §3.2.2.3: bad user name or password
+      const refuse = (returnCode: 2 | 4 = 4) => {
+        const error = new Error(returnCode === 2 ? 'client id not allowed for this sign-in' : 'bad user name or password') as AuthenticateError;
+        // MQTT 3.1.1 §3.2.2.3: 2 identifier rejected, 4 bad user name or password
+        error.returnCode = returnCode;
         done(error, false);
       };
       if (!username || !password) return refuse();
@@ -70,8 +80,15 @@ export async function startBroker(deps: BrokerDeps): Promise<Broker> {
         (principal) => {
           const claimed = principal?.type === 'device' ? principal.deviceId : principal?.name;
           if (!principal || claimed !== username) return refuse();
+          // Refused before aedes looks the id up, so the session it names is left alone.
+          const owner = principal.type === 'device' ? { type: 'device' as const, deviceId: principal.deviceId } : { type: 'user' as const, name: principal.name };
+          if (!clientIdAllowed(owner, client.id)) {
+            deps.log.info('MQTT client id refused', { client: client.id, principal: claimed });
+            return refuse(2);
+          }
           principals.set(client, principal);
           clients.add(client);
+          guard.authenticated(client.conn);
           if (principal.type === 'user' && principal.tokenExpiresAt) closeAtExpiry(client, principal.tokenExpiresAt);
           done(null, true);
         },
@@ -112,12 +129,21 @@ export async function startBroker(deps: BrokerDeps): Promise<Broker> {
   aedes.on('publish', (packet, client) => {
     const principal = client ? principals.get(client) : undefined;
     if (!principal) return; // the server's own publications and $SYS traffic
-    deps.onMessage(packet.topic, Buffer.from(packet.payload), principal);
+    const payload = Buffer.from(packet.payload);
+    const deliver = () => deps.onMessage(packet.topic, payload, principal);
+    // One device must not flood the database: beyond its rate, the latest message waits its turn.
+    if (principal.type === 'device') statusRate.offer(principal.deviceId, deliver);
+    else deliver();
   });
   aedes.on('clientError', (client, error) => deps.log.debug('MQTT client error', { client: client.id, error }));
 
-  const server = deps.listener?.server ?? net.createServer(aedes.handle);
-  if (deps.listener) deps.listener.serve((socket) => aedes.handle(socket));
+  // Every connection reaches aedes through the guard (limits.ts), never as the raw socket.
+  const admit = (socket: net.Socket) => {
+    const connection = guard.admit(socket);
+    if (connection) aedes.handle(connection);
+  };
+  const server = deps.listener?.server ?? net.createServer(admit);
+  if (deps.listener) deps.listener.serve(admit);
   else {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -140,6 +166,8 @@ export async function startBroker(deps: BrokerDeps): Promise<Broker> {
     },
     close: async () => {
       for (const timer of expiryTimers.values()) clearTimeout(timer);
+      guard.close();
+      statusRate.close();
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },

@@ -99,7 +99,7 @@ async function readManifestBody(koa: Koa.Context): Promise<Buffer> {
 
 export function ociRoutes(service: OciService, blobs: BlobStore): OciRoute[] {
   const blobRead = (method: 'GET' | 'HEAD'): OciRoute => ({
-    method, path: 'blobs/*', action: 'bundle:read', summary: 'Fetch a blob (Range supported)',
+    method, path: 'blobs/*', action: 'bundle:pull', summary: 'Fetch a blob (Range supported)',
     async handler({ koa, repo, param }) {
       const digest = parseDigest(param);
       const { size } = await service.statBlob(repo, digest);
@@ -129,7 +129,7 @@ export function ociRoutes(service: OciService, blobs: BlobStore): OciRoute[] {
     },
   });
   const manifestRead = (method: 'GET' | 'HEAD'): OciRoute => ({
-    method, path: 'manifests/*', action: 'bundle:read', summary: 'Fetch a manifest by tag (version) or digest',
+    method, path: 'manifests/*', action: 'bundle:pull', summary: 'Fetch a manifest by tag (version) or digest',
     async handler({ koa, repo, param }) {
       const manifest = await service.resolveManifest(repo, parseReference(param));
       koa.set('Docker-Content-Digest', manifest.digest);
@@ -157,7 +157,7 @@ export function ociRoutes(service: OciService, blobs: BlobStore): OciRoute[] {
           if (from !== undefined) {
             const source = parseRepository(from);
             // Mounting reads the source repository: the caller must be allowed to pull from it.
-            if (authorize(principal, 'bundle:read', source) && (await service.mountBlob(repo, source, digest))) {
+            if (authorize(principal, 'bundle:pull', source) && (await service.mountBlob(repo, source, digest))) {
               setCreatedBlob(koa, repo, digest);
               return;
             }
@@ -177,8 +177,8 @@ export function ociRoutes(service: OciService, blobs: BlobStore): OciRoute[] {
     },
     {
       method: 'GET', path: 'blobs/uploads/*', action: 'bundle:write', summary: 'Upload progress',
-      async handler({ koa, repo, param }) {
-        const size = await service.uploadStatus(repo, param);
+      async handler({ koa, repo, param, principal }) {
+        const size = await service.uploadStatus(repo, param, principalName(principal));
         setUploadHeaders(koa, repo, param, size);
         koa.body = null;
         koa.status = 204;
@@ -186,8 +186,8 @@ export function ociRoutes(service: OciService, blobs: BlobStore): OciRoute[] {
     },
     {
       method: 'PATCH', path: 'blobs/uploads/*', action: 'bundle:write', summary: 'Upload a chunk (Content-Range) or the whole blob streamed',
-      async handler({ koa, repo, param }) {
-        const size = await service.appendChunk(repo, param, koa.req, contentRange(koa), contentLength(koa));
+      async handler({ koa, repo, param, principal }) {
+        const size = await service.appendChunk(repo, param, principalName(principal), koa.req, contentRange(koa), contentLength(koa));
         setUploadHeaders(koa, repo, param, size);
         koa.body = null;
         koa.status = 202;
@@ -195,17 +195,17 @@ export function ociRoutes(service: OciService, blobs: BlobStore): OciRoute[] {
     },
     {
       method: 'PUT', path: 'blobs/uploads/*', action: 'bundle:write', summary: 'Finish an upload (?digest=), with an optional last chunk',
-      async handler({ koa, repo, param }) {
+      async handler({ koa, repo, param, principal }) {
         const digest = queryString(koa, 'digest');
         if (digest === undefined) throw new OciError('DIGEST_INVALID', 'finishing an upload needs ?digest=sha256:<hex>');
-        const stored = await service.completeUpload(repo, param, koa.req, parseDigest(digest), contentRange(koa), contentLength(koa));
+        const stored = await service.completeUpload(repo, param, principalName(principal), koa.req, parseDigest(digest), contentRange(koa), contentLength(koa));
         setCreatedBlob(koa, repo, stored.digest);
       },
     },
     {
       method: 'DELETE', path: 'blobs/uploads/*', action: 'bundle:write', summary: 'Cancel an upload',
-      async handler({ koa, repo, param }) {
-        await service.cancelUpload(repo, param);
+      async handler({ koa, repo, param, principal }) {
+        await service.cancelUpload(repo, param, principalName(principal));
         koa.body = null;
         koa.status = 204;
       },

@@ -96,11 +96,29 @@ export function createOciStore(db: Db) {
     async insertUpload(id: string, repository: string, createdBy: string, now: string): Promise<void> {
       await db('oci_uploads').insert({ id, repository, created_by: createdBy, created_at: now });
     },
-    async findUpload(id: string): Promise<{ id: string; repository: string; created_at: string } | undefined> {
+    async findUpload(id: string): Promise<{ id: string; repository: string; created_by: string; created_at: string } | undefined> {
       return db('oci_uploads').where({ id }).first();
     },
     async deleteUpload(id: string): Promise<void> {
       await db('oci_uploads').where({ id }).delete();
+    },
+    /**
+     * Forgets every repository of a bundle (`<bundle>/<image>`): its manifests, blob links and
+     * upload sessions (whose ids it answers, for their files). The manifest references are keyed
+     * by content and shared, so they stay; the blob collector then frees what nothing names.
+     */
+    async deleteBundleRepositories(bundle: string): Promise<string[]> {
+      // Matched by prefix in code: "_" in a bundle name would be a LIKE wildcard.
+      const inBundle = (repository: string) => repository.startsWith(`${bundle}/`);
+      return db.transaction(async (trx) => {
+        const manifests = [...new Set((await trx('oci_manifests').distinct('repository')).map((r: { repository: string }) => r.repository))].filter(inBundle);
+        const links = [...new Set((await trx('oci_repository_blobs').distinct('repository')).map((r: { repository: string }) => r.repository))].filter(inBundle);
+        const uploads = (await trx('oci_uploads').select('id', 'repository')).filter((r: { repository: string }) => inBundle(r.repository)).map((r: { id: string }) => r.id);
+        for (let i = 0; i < manifests.length; i += 500) await trx('oci_manifests').whereIn('repository', manifests.slice(i, i + 500)).delete();
+        for (let i = 0; i < links.length; i += 500) await trx('oci_repository_blobs').whereIn('repository', links.slice(i, i + 500)).delete();
+        for (let i = 0; i < uploads.length; i += 500) await trx('oci_uploads').whereIn('id', uploads.slice(i, i + 500)).delete();
+        return uploads;
+      });
     },
     /** Upload sessions started before `before`, for the sweeper. */
     async listUploadsBefore(before: string): Promise<string[]> {

@@ -19,7 +19,7 @@ interface Sub {
 }
 
 function mosquittoSub(port: number, user: string, password: string, topic: string, extra: string[] = []): Sub {
-  const child = spawn('mosquitto_sub', ['-h', '127.0.0.1', '-p', String(port), '-u', user, '-P', password, '-t', topic, '-q', '1', '-i', `sub-${user}-${Date.now()}`, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn('mosquitto_sub', ['-h', '127.0.0.1', '-p', String(port), '-u', user, '-P', password, '-t', topic, '-q', '1', '-i', `${user}:sub-${Date.now()}`, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
   const sub: Sub = {
     stdout: '',
     stderr: '',
@@ -101,7 +101,7 @@ test('a connection ends when its token expires', async (t) => {
     await server.api('POST', '/api/v1/users', { json: { name: 'short' } });
     const expiresAt = new Date(Date.now() + 2000).toISOString();
     const token = (await server.api('POST', '/api/v1/tokens', { json: { name: 'brief', scopes: ['read'], user: 'short', expiresAt } })).body.token;
-    const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${server.mqttPort}`, { username: 'short', password: token, reconnectPeriod: 0 });
+    const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${server.mqttPort}`, { username: 'short', password: token, reconnectPeriod: 0, clientId: 'short:notices' });
     await new Promise<void>((resolve) => client.once('close', () => resolve()));
     t.true(Date.now() >= Date.parse(expiresAt) - 50, 'closed at expiry, not before');
     await client.endAsync(true);
@@ -124,7 +124,7 @@ test('notices survive a restart (announced again) and a revoked token is disconn
       after.stop();
     }
 
-    const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${server.mqttPort}`, { username: 'ci', password: token, reconnectPeriod: 0 });
+    const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${server.mqttPort}`, { username: 'ci', password: token, reconnectPeriod: 0, clientId: 'ci:notices' });
     const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
     const list = await server.api('GET', '/api/v1/tokens?user=ci');
     t.is((await server.api('DELETE', `/api/v1/tokens/${list.body[0].id}`)).status, 200);
@@ -132,7 +132,7 @@ test('notices survive a restart (announced again) and a revoked token is disconn
     await client.endAsync(true);
     await waitFor('the revoked token to be refused', async () => {
       try {
-        const again = await mqtt.connectAsync(`mqtt://127.0.0.1:${server.mqttPort}`, { username: 'ci', password: token, reconnectPeriod: 0 });
+        const again = await mqtt.connectAsync(`mqtt://127.0.0.1:${server.mqttPort}`, { username: 'ci', password: token, reconnectPeriod: 0, clientId: 'ci:notices' });
         await again.endAsync(true);
         return undefined;
       } catch {

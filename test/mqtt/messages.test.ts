@@ -5,12 +5,13 @@ import path from 'node:path';
 import test from 'ava';
 import { Aedes } from 'aedes';
 import mqtt from 'mqtt';
+import { deviceClientId } from '../../protocol/client-ids.ts';
 import { deviceStatusTopic, groupReleaseTopic } from '../../protocol/messages.ts';
 import { provisionDevice, readCurrent, runDaemon } from '../helpers/device.ts';
 import { pushArtifact, waitFor, withServer } from '../helpers/server.ts';
 
 async function connectAs(port: number, username: string, password: string) {
-  return mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { username, password, reconnectPeriod: 0, clientId: `test-${username}-${Date.now()}` });
+  return mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { username, password, reconnectPeriod: 0, clientId: deviceClientId(username) });
 }
 
 test('the broker admits devices by token, scopes their topics, and the server drops invalid status messages', async (t) => {
