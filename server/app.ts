@@ -9,6 +9,7 @@ import { accessRoutes } from './auth/routes.ts';
 import { createAuthService } from './auth/service.ts';
 import { createAuthStore } from './auth/store.ts';
 import { collectGarbage, type GcReport, type ReferenceSource } from './blobs/gc.ts';
+import { createBlobReaders } from './blobs/readers.ts';
 import { blobRoutes } from './blobs/routes.ts';
 import { BlobStore } from './blobs/store.ts';
 import { startBroker, type Broker } from './broker/broker.ts';
@@ -175,8 +176,14 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     app.silent = true; // errors are logged by errorMiddleware, once
     app.use(errorMiddleware(log.child('http')));
     // The OCI registry under /v2 (repositories `<bundle>/<image>`), with its own error shape.
+    const ociStore = createOciStore(db);
+    // The read model per bundle: every table naming blobs tells which bundles hold a digest.
+    const readers = createBlobReaders({
+      sources: [(d) => bundleStore.bundlesReferencing(d), (d) => ociStore.bundlesReferencing(d), (d) => trustStore.bundlesProposing(d)],
+      groupBundles: (group) => deployments.bundlesFor(group),
+    });
     const oci = createOciService({
-      store: createOciStore(db),
+      store: ociStore,
       uploads: await UploadFiles.open(path.join(config.dataDir, 'oci-uploads')),
       blobs,
       bundles,
@@ -187,9 +194,10 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     });
     app.use(ociMiddleware({ service: oci, blobs, auth, log: log.child('oci'), audit }));
     const routes: Route[] = [
-        ...blobRoutes(blobs, config.maxBlobBytes),
+        ...blobRoutes(blobs, config.maxBlobBytes, readers),
         ...bundleRoutes(bundles, {
           created: (name, by) => auth.addCreator(name, by),
+          mayName: (principal, digest, bundle) => readers.mayName(principal, digest, bundle),
           maxBlobBytes: config.maxBlobBytes,
         }),
         ...deploymentRoutes(deployments),
@@ -197,7 +205,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
         ...trustRoutes({
           trust,
           approvals,
-          blobs, resolveTarget: (p) => resolveTargetUrl(bundleStore, p), anonymous: config.anonymousTufRead }),
+          blobs, resolveTarget: (p) => resolveTargetUrl(bundleStore, p), anonymous: config.anonymousTufRead, readers }),
         ...accessRoutes(auth, { requireBundle: (name) => bundles.getBundle(name) }),
         ...auditRoutes(audit),
     ];

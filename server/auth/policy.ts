@@ -151,6 +151,23 @@ export function isAllowed(principal: Principal, action: Action, resource?: Resou
   }
 }
 
+/**
+ * The read model per bundle: whether a principal may use an `any-bundle` action (blob and TUF
+ * target reads) on the content of one bundle. Content-addressed paths name no bundle, so the
+ * route's own check only says "a reporter somewhere"; this narrows it to the bundles whose
+ * versions hold the bytes. Users need the action's role on that bundle (admins acting as admins:
+ * any); devices read only the bundles their group may run (`runs`, from the deployments).
+ */
+export function isAllowedOnBundle(principal: Principal, action: Action, bundle: string, runs: ReadonlySet<string> = new Set()): boolean {
+  const rule = ruleOf(action);
+  if (principal.type === 'device') return rule.devices === true && runs.has(bundle);
+  if (rule.on !== 'any-bundle') return isAllowed(principal, action, { bundle });
+  if (!principal.scopes.has(rule.scope)) return false;
+  if (actsAsAdmin(principal)) return true;
+  if (rule.role === 'admin' || rule.role === 'user') return isAllowed(principal, action);
+  return roleRank(principal.roles.get(bundle)) >= roleRank(rule.role);
+}
+
 export function principalName(principal: Principal): string {
   return principal.type === 'user' ? principal.name : `device:${principal.deviceId}`;
 }

@@ -48,6 +48,15 @@ export function createDeploymentService(deps: { db: Db; bundles: BundleService; 
       return row ? noticeOf(toDeployment(row)) : undefined;
     },
 
+    /**
+     * The bundles a group's devices may read: every bundle ever deployed to the group (a device
+     * may still be fetching, or rolling back to, the one deployed before the latest).
+     */
+    async bundlesFor(group: string): Promise<string[]> {
+      const rows = await deps.db('deployments').where('group_name', group).distinct('bundle');
+      return rows.map((r: { bundle: string }) => r.bundle);
+    },
+
     async list(): Promise<Deployment[]> {
       return (await deps.db<DeploymentRow>('deployments').orderBy('id', 'desc')).map(toDeployment);
     },

@@ -50,6 +50,15 @@ export function createOciStore(db: Db) {
     async linkBlob(repository: string, digest: string, now: string): Promise<void> {
       await insertIgnore(db, 'oci_repository_blobs', { repository, digest, created_at: now });
     },
+    /**
+     * The bundles whose repositories (`<bundle>/<image>`) hold the digest: blobs pushed or
+     * mounted there (configs, layers) and manifests stored there (images, indexes, referrers).
+     */
+    async bundlesReferencing(digest: string): Promise<string[]> {
+      const blobs = await db('oci_repository_blobs').where({ digest }).distinct('repository');
+      const manifests = await db('oci_manifests').where({ digest }).distinct('repository');
+      return [...new Set([...blobs, ...manifests].map((r: { repository: string }) => r.repository.split('/')[0]!))];
+    },
     async findManifest(repository: string, digest: string): Promise<StoredManifest | undefined> {
       const row = await db<ManifestRow>('oci_manifests').where({ repository, digest }).first();
       return row ? toManifest(row) : undefined;

@@ -166,6 +166,8 @@ async function setUp(server: TestServer) {
     return name;
   }
   const shared = await fresh('approved');
+  // Devices read only the bundles deployed to their group (the read model per bundle).
+  await expectOk(server, 'POST', '/api/v1/deployments', { bundle: shared, version: '1.0.0', group: 'g1' });
   return { tokens, unique, fresh, shared, sharedBlob: sha256Digest(Buffer.from('hello\n')) };
 }
 
