@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import fs from 'node:fs/promises';
 import test from 'ava';
 import type { Page } from 'playwright-core';
 import { signIn, withBrowser, type BrowserFixture } from '../helpers/browser.ts';
@@ -114,6 +115,12 @@ test('release manager: draft, upload with progress, reporter cannot approve, mai
     t.is(await reporterPage.getByText('Drop files here').count(), 0, 'no upload for a reporter');
     t.is(await reporterPage.getByRole('button', { name: /Remove/ }).count(), 0, 'no remove for a reporter');
     await reporterPage.getByText('Approving needs the Maintainer role').waitFor();
+    // A reporter may download what is in the draft.
+    const downloading = reporterPage.waitForEvent('download');
+    await reporterPage.getByRole('button', { name: 'Download config.json' }).click();
+    const downloaded = await downloading;
+    t.is(downloaded.suggestedFilename(), 'config.json');
+    t.is((await fs.readFile(await downloaded.path())).toString(), '{"currency":"EUR","tax":true}\n');
     await fx.screenshot(reporterPage, 'rm-05-reporter-view');
     await expectAccessible(t, fx, reporterPage, "the reporter's view");
     // And what the UI does not offer, the server refuses anyway: the message is clear.
