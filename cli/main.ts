@@ -16,6 +16,7 @@ const nouns: Record<string, () => Promise<Module>> = {
   deploy: () => import('./commands/deploy.ts'),
   deployment: () => import('./commands/deployment.ts'),
   device: () => import('./commands/device.ts'),
+  group: () => import('./commands/group.ts'),
   keys: () => import('./commands/keys.ts'),
   user: () => import('./commands/user.ts'),
   member: () => import('./commands/member.ts'),

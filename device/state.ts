@@ -23,10 +23,12 @@ export const updateStates = [
   'rolling-back',
   'rolled-back',
   'failed',
+  // The operator aborted the deployment before the switch: nothing changed, the update ended.
+  'aborted',
 ] as const;
 export type UpdateState = (typeof updateStates)[number];
 
-export const terminalStates: ReadonlySet<UpdateState> = new Set(['idle', 'committed', 'rolled-back', 'failed']);
+export const terminalStates: ReadonlySet<UpdateState> = new Set(['idle', 'committed', 'rolled-back', 'failed', 'aborted']);
 /** Before the switch nothing the device runs has changed: a failure simply ends the update. */
 const beforeSwitch: ReadonlySet<UpdateState> = new Set(['fetching-metadata', 'downloading', 'verifying', 'staging']);
 
@@ -67,6 +69,10 @@ export const updateRecord = z.strictObject({
   restarts: z.number().int().nonnegative(),
   error: errorBody.nullable(),
   startedAt: z.iso.datetime(),
+  /** The operator's retry generation of the deployment this update is for (absent in older journals: 0). */
+  attempt: z.number().int().nonnegative().optional(),
+  /** Verification failures allowed before the update fails (the deployment's retry policy; absent: 1). */
+  maxAttempts: z.number().int().min(1).max(100).optional(),
 });
 export type UpdateRecord = z.infer<typeof updateRecord>;
 
@@ -101,7 +107,9 @@ export const maxRestarts = 20;
 export const maxDigestFailures = 3;
 
 export type UpdateEvent =
-  | { type: 'start'; id: string; release: { bundle: string; version: string }; deploymentId: number | null; at: string }
+  | { type: 'start'; id: string; release: { bundle: string; version: string }; deploymentId: number | null; at: string; attempt?: number; maxAttempts?: number }
+  /** The operator aborted this update's deployment: allowed only while nothing has switched. */
+  | { type: 'abort' }
   | { type: 'planned'; artifacts: PlannedArtifact[] }
   | { type: 'downloaded' }
   | { type: 'verified' }
@@ -120,6 +128,12 @@ export type UpdateEvent =
 
 export class TransitionError extends Error {
   override readonly name = 'TransitionError';
+}
+
+/** May the running update be aborted? Only while nothing the device runs changed. */
+export function canAbort(journal: Journal): boolean {
+  const update = journal.update;
+  return update !== null && (beforeSwitch.has(update.state) || update.state === 'switching');
 }
 
 /** May a new release replace the running update? Only while nothing the device runs changed. */
@@ -149,6 +163,8 @@ export function transition(journal: Journal, event: UpdateEvent): Journal {
       restarts: 0,
       error: null,
       startedAt: event.at,
+      ...(event.attempt !== undefined ? { attempt: event.attempt } : {}),
+      ...(event.maxAttempts !== undefined ? { maxAttempts: event.maxAttempts } : {}),
     });
   }
   const update = journal.update;
@@ -160,6 +176,10 @@ export function transition(journal: Journal, event: UpdateEvent): Journal {
   };
 
   switch (event.type) {
+    case 'abort':
+      // Before the switch (the switching state waits on the lock or window before it renames).
+      if (!beforeSwitch.has(update.state) && update.state !== 'switching') throw new TransitionError(`cannot abort while ${update.state}`);
+      return to('aborted', { error: null });
     case 'planned':
       expect('fetching-metadata');
       return to('downloading', { artifacts: event.artifacts });
@@ -241,6 +261,7 @@ export function recover(state: UpdateState): RecoveryAction {
     case 'committed':
     case 'rolled-back':
     case 'failed':
+    case 'aborted':
       return 'nothing';
     case 'fetching-metadata':
     case 'downloading':
@@ -257,7 +278,7 @@ export function recover(state: UpdateState): RecoveryAction {
 /** The coarse state reported over MQTT (at most 16 characters, see protocol/messages.ts). */
 export function reportedState(journal: Journal, waiting: boolean): DeviceState {
   const update = journal.update;
-  if (!update || update.state === 'idle') return journal.installed ? 'installed' : 'idle';
+  if (!update || update.state === 'idle' || update.state === 'aborted') return journal.installed ? 'installed' : 'idle';
   if (waiting) return 'waiting';
   switch (update.state) {
     case 'fetching-metadata':

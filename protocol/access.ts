@@ -131,5 +131,9 @@ export const currentUser = z.strictObject({
   bundles: z.array(z.strictObject({ bundle: bundleName, role, actions: z.array(z.string()) })),
   /** Bundle actions held on a bundle one is not a member of (admins: all the token's scopes allow). */
   otherBundles: z.array(z.string()),
+  /** The device groups one is a member of, one's role there and the group actions one holds on it. */
+  groups: z.array(z.strictObject({ group: z.string(), role, actions: z.array(z.string()) })),
+  /** Group actions held on a device group one is not a member of (admins). */
+  otherGroups: z.array(z.string()),
 });
 export type CurrentUser = z.infer<typeof currentUser>;

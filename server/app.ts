@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { createLogger, type Logger } from '../protocol/log.ts';
 import { auditRoutes } from './audit/routes.ts';
 import { createAuditLog } from './audit/log.ts';
+import { principalName } from './auth/policy.ts';
 import { accessRoutes } from './auth/routes.ts';
 import { createAuthService } from './auth/service.ts';
 import { createAuthStore } from './auth/store.ts';
@@ -23,12 +24,16 @@ import { ensurePrivateDir } from '../lib/files.ts';
 import { openDatabase } from './db/knex.ts';
 import { bindPorts } from './listeners.ts';
 import { deploymentRoutes } from './deployments/routes.ts';
-import { createDeploymentService } from './deployments/service.ts';
+import { createDeploymentService, type DeploymentService } from './deployments/service.ts';
 import { deviceRoutes } from './devices/routes.ts';
 import { createDeviceService, type DeviceService } from './devices/service.ts';
 import { createDeviceStore } from './devices/store.ts';
 import { createReleaseNotices, type ReleaseNotices } from './releases/service.ts';
-import { errorMiddleware } from './http/errors.ts';
+import { createDeploymentStore } from './deployments/store.ts';
+import { groupRoutes } from './groups/routes.ts';
+import { createGroupService, type GroupService } from './groups/service.ts';
+import { createGroupStore } from './groups/store.ts';
+import { ApiError, errorMiddleware } from './http/errors.ts';
 import { buildOpenApiDocument } from './http/openapi.ts';
 import { buildRouter, route, type Route } from './http/routes.ts';
 import { ociMiddleware, registryRouteTable, type RegistryRoute } from './oci/routes.ts';
@@ -76,6 +81,8 @@ const gcIntervalMs = 60 * 60 * 1000;
 const gcGraceMs = 60 * 60 * 1000;
 /** Upload temp files untouched this long are left over from a crash or an abandoned client. */
 const abandonedUploadMs = 24 * 60 * 60 * 1000;
+/** How often unfinished deployments are looked at without a report (soak times, scheduled starts). */
+const deploymentTickMs = 1000;
 
 /** The composition root: config → db → blobs → trust → broker → http. */
 export async function startServer(config: ServerConfig, deps: ServerDeps = {}): Promise<RunningServer> {
@@ -96,11 +103,11 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     const authStore = createAuthStore(db);
     let broker: Broker | undefined;
     // Capabilities meet through their services; the ones made later are reached through these.
-    let devices: DeviceService | undefined;
+    let deviceLookup: DeviceService | undefined;
     let releases: ReleaseNotices | undefined;
     const auth = createAuthService({
       store: authStore,
-      findDevice: async (id) => devices?.find(id),
+      findDevice: async (id) => deviceLookup?.findActive(id),
       now,
       log: log.child('auth'),
       onTokenRevoked: (id) => broker?.disconnectToken(id),
@@ -142,27 +149,83 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       now,
       log: log.child('trust'),
     });
-    devices = createDeviceService({
+    // Rollouts: devices, groups and deployments refer to each other through these late-bound
+    // functions (each capability owns its tables; they meet here).
+    let groups: GroupService | undefined;
+    let deployments: DeploymentService | undefined;
+    const devices = createDeviceService({
       store: createDeviceStore(db),
       auth: authStore,
       rootMetadata: () => trust.currentRoot(),
       mqttPort: () => broker!.port,
+      ensureGroup: (group, actor) => groups!.ensureStatic(group, actor, actor ? principalName(actor) : 'registration'),
+      groupsOf: (device) => groups!.groupsOf(device),
+      requireStaticGroup: async (group) => {
+        const found = await groups!.requireGroup(group);
+        if (found.kind !== 'static') throw new ApiError('invalid_request', `"${group}" is a dynamic group: devices join it by matching its filter`);
+      },
+      assignment: async (id) => {
+        const notice = await deployments!.noticeFor(id);
+        return notice?.type === 'release' ? { deploymentId: notice.deploymentId, bundle: notice.bundle, version: notice.version, group: notice.group } : null;
+      },
+      events: {
+        reported: (status) => deployments!.onReport(status.deviceId, status),
+        membershipChanged: () => void deployments?.syncMembers(),
+        decommissioned: async (id) => {
+          broker?.disconnectDevice(id);
+          await deployments!.deviceRemoved(id);
+        },
+        moved: (id) => broker?.disconnectDevice(id),
+      },
       now,
       log: log.child('devices'),
+    });
+    deviceLookup = devices;
+    // Runs after the broker has closed (cleanups run in reverse): no report arrives any more.
+    cleanups.push(async () => {
+      await devices.drain();
+      await deployments?.drain();
+    });
+    groups = createGroupService({
+      store: createGroupStore(db),
+      auth: authStore,
+      listDevices: () => devices.listActive(),
+      hasActiveDeployments: (group) => deployments!.hasActiveDeployments(group),
+      now,
+      log: log.child('groups'),
     });
     broker = await startBroker({
       host: config.host,
       port: config.mqttPort,
       authenticate: (token) => auth.authenticate(token),
-      onMessage: (topic, payload, principal) => void devices?.receiveStatus(topic, payload, principal),
+      onMessage: (topic, payload, principal) => void devices.receiveStatus(topic, payload, principal),
+      onPresence: (id, online) => void devices.presence(id, online).catch((error: unknown) => log.warn('presence not recorded', { error })),
       log: log.child('mqtt'),
       listener: { server: ports.mqtt, serve: (handler) => ports.serveMqtt(handler) },
       limits: config.mqttLimits,
     });
     const startedBroker = broker;
     cleanups.push(() => startedBroker.close());
-    const deployments = createDeploymentService({ db, bundles, broker: () => startedBroker, now, log: log.child('deployments') });
-    await deployments.announceLatest();
+    const startedGroups = groups;
+    deployments = createDeploymentService({
+      store: createDeploymentStore(db),
+      requireApproved: (bundle, version) => bundles.requireApproved(bundle, version),
+      devicesOf: (group) => startedGroups.devicesOf(group),
+      ensureGroup: (group, by) => startedGroups.ensureStatic(group, undefined, by),
+      hasRollback: (bundle, version) => approvals.isRollbackAllowed(bundle, version),
+      findDevice: (id) => devices.requireDevice(id).catch(() => undefined),
+      allowRollback: async (bundle, version, by) => void (await approvals.setRollback(bundle, version, true, by)),
+      broker: () => startedBroker,
+      now,
+      log: log.child('deployments'),
+    });
+    const startedDeployments = deployments;
+    // Nothing a restart loses: phases and targets are stored; notices are announced again.
+    await startedDeployments.announceAll();
+    await startedDeployments.syncMembers();
+    const deploymentTimer = setInterval(() => startedDeployments.tickAll().catch((error: unknown) => log.error('deployment tick failed', { error })), deploymentTickMs);
+    deploymentTimer.unref();
+    cleanups.push(async () => clearInterval(deploymentTimer));
     releases = createReleaseNotices({
       sources: { heads: (bundle) => bundles.releaseHeads(bundle), approvers: (bundle, version) => approvals.approvers(bundle, version) },
       publisher: () => startedBroker,
@@ -180,7 +243,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     // The read model per bundle: every table naming blobs tells which bundles hold a digest.
     const readers = createBlobReaders({
       sources: [(d) => bundleStore.bundlesReferencing(d), (d) => ociStore.bundlesReferencing(d), (d) => trustStore.bundlesProposing(d)],
-      groupBundles: (group) => deployments.bundlesFor(group),
+      deviceBundles: (device) => startedDeployments.bundlesForDevice(device.deviceId, device.group),
     });
     const oci = createOciService({
       store: ociStore,
@@ -200,8 +263,16 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
           mayName: (principal, digest, bundle) => readers.mayName(principal, digest, bundle),
           maxBlobBytes: config.maxBlobBytes,
         }),
-        ...deploymentRoutes(deployments),
-        ...deviceRoutes(devices),
+        ...deploymentRoutes(startedDeployments),
+        ...deviceRoutes(devices, {
+          inGroup: async (group) => {
+            // A listing filtered on a group nobody created yet is empty, not an error.
+            const members = new Set((await startedGroups.devicesOf(group).catch(() => [])).map((d) => d.id));
+            return async (d) => members.has(d.id);
+          },
+          noticeFor: (id) => startedDeployments.noticeFor(id),
+        }),
+        ...groupRoutes(startedGroups, { changed: () => void startedDeployments.syncMembers() }),
         ...trustRoutes({
           trust,
           approvals,

@@ -11,7 +11,7 @@ import { actions, isAllowed, ruleOf, type Principal } from './policy.ts';
 
 const title = (role: string) => role[0]!.toUpperCase() + role.slice(1);
 
-/** A user holding `role` on the bundle `b` (and nothing else), with a token of every scope. */
+/** A user holding `role` on the bundle `b` and the device group `g1` (and nothing else), with a token of every scope. */
 export function memberOf(role: Role | undefined, admin = false): Principal {
   return {
     type: 'user',
@@ -20,12 +20,14 @@ export function memberOf(role: Role | undefined, admin = false): Principal {
     isAdmin: admin,
     scopes: new Set(scopes),
     roles: new Map(role ? [['b', role]] : []),
+    groupRoles: new Map(role ? [['g1', role]] : []),
     tokenId: 0,
     tokenExpiresAt: null,
   };
 }
 
-const device: Principal = { type: 'device', deviceId: 'd', group: 'g' };
+const device: Principal = { type: 'device', deviceId: 'd', group: 'g1' };
+const on = { bundle: 'b', group: 'g1' };
 
 /** A route of another protocol (the OCI registry under /v2), listed with the action it needs. */
 export interface ProtocolRoute {
@@ -84,11 +86,11 @@ export function renderPermissionsDoc(routes: readonly Route[], registryRoutes: r
   );
   for (const action of actions) {
     const rule = ruleOf(action);
-    const on = rule.on === 'bundle' ? 'the bundle' : rule.on === 'any-bundle' ? 'any bundle' : 'instance';
-    const cells = [undefined, ...roles].map((r) => (isAllowed(memberOf(r), action, { bundle: 'b' }) ? '✓' : ''));
-    const admin = isAllowed(memberOf(undefined, true), action, { bundle: 'b' }) ? '✓' : '';
-    const dev = isAllowed(device, action, { bundle: 'b' }) ? '✓' : '';
-    out(`| \`${action}\` | ${rule.what} | ${on} | ${cells.join(' | ')} | ${admin} | ${dev} | \`${rule.scope}\` |`);
+    const where = rule.on === 'bundle' ? 'the bundle' : rule.on === 'any-bundle' ? (rule.anyGroup ? 'any bundle or group' : 'any bundle') : rule.on === 'group' ? (rule.bundleRole ? 'the group (and the bundle)' : 'the group') : 'instance';
+    const cells = [undefined, ...roles].map((r) => (isAllowed(memberOf(r), action, on) ? '✓' : ''));
+    const admin = isAllowed(memberOf(undefined, true), action, on) ? '✓' : '';
+    const dev = isAllowed(device, action, on) ? '✓' : '';
+    out(`| \`${action}\` | ${rule.what} | ${where} | ${cells.join(' | ')} | ${admin} | ${dev} | \`${rule.scope}\` |`);
   }
   out(
     '',
@@ -98,10 +100,18 @@ export function renderPermissionsDoc(routes: readonly Route[], registryRoutes: r
     '  a token carrying `deploy`: it changes what runs on devices, like GitLab protected environments',
     '  that Maintainers deploy to. A DevOps engineer is a Maintainer whose token has `read,deploy`',
     '  only, so the same person cannot approve with it.',
-    '- **Devices and groups** belong to the instance, not to a bundle: one device runs whatever',
-    '  bundle is deployed to its group. Registering a device mints credentials that read signed',
-    '  targets, so it is for instance admins. Listing devices is for Maintainers (of any bundle),',
-    '  who deploy and need to see what the fleet runs.',
+    '- **Device groups are owned** like bundles: each has members with roles (its creator is the',
+    '  first Owner). Deploying needs Maintainer on the group and at least Guest (read) on the bundle,',
+    '  so a maintainer of bundle `beta` cannot push it onto the group that runs `alpha`. Pausing,',
+    '  resuming, aborting and retrying a deployment need Maintainer on its group. The columns above',
+    '  show a user holding the role on both the bundle and the group. An emergency rollback to a',
+    '  version approved before is a deploy action (`--rollback`): it records the signed rollback',
+    '  permission without the `approve` scope.',
+    '- **Devices**: registering one mints credentials that read signed targets, so it is for instance',
+    '  admins (a new group name creates a static group). Listing devices and deployments is for',
+    '  Maintainers of some bundle and Reporters of some group. Moving a device needs Maintainer on',
+    '  both static groups; decommissioning one needs Maintainer on its group and the `admin` scope:',
+    '  its token stops at once on HTTP, `/tuf/` and MQTT, and its session is closed.',
     '- **Blobs** are content-addressed and shared by every bundle that names them. Uploading one',
     '  (Developer of some bundle) changes nothing until a draft one may edit names it; downloading by',
     '  digest follows the read model per bundle below. Downloading is Reporter whichever path it',
@@ -116,7 +126,8 @@ export function renderPermissionsDoc(routes: readonly Route[], registryRoutes: r
     '  admins) grant, change or remove the Owner role. A bundle keeps at least one Owner.',
     '- **Users** are created by admins; the audit log is read by admins.',
     '- Devices keep a principal of their own: they read blobs and `/tuf/` for the releases they',
-    '  install, over MQTT they subscribe only to their group and publish only their own status.',
+    '  install, ask for their own release (`GET /api/v1/devices/ID/release`); over MQTT they subscribe',
+    '  only to their own release topic and their group\'s, and publish only their own status.',
     '',
     '## Reads per bundle',
     '',

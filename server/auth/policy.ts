@@ -35,13 +35,23 @@ export const actions = [
   'keys:admin',
   'openapi:read',
   'bundle:pull',
+  'group:list',
+  'group:create',
+  'group:read',
+  'group:delete',
+  'group-member:read',
+  'group-member:write',
+  'device:write',
+  'deployment:control',
   'session:read',
 ] as const;
 export type Action = (typeof actions)[number];
 
 /** What an action applies to, taken from the request by the route declaration. */
 export interface Resource {
-  bundle: string;
+  bundle?: string;
+  /** A device group (issue #14 item 2: groups are owned like bundles). */
+  group?: string;
 }
 
 export type Principal =
@@ -54,6 +64,8 @@ export type Principal =
       scopes: ReadonlySet<Scope>;
       /** The user's role on each bundle they are a member of. */
       roles: ReadonlyMap<string, Role>;
+      /** The user's role on each device group they are a member of. */
+      groupRoles?: ReadonlyMap<string, Role>;
       tokenId: number;
       /** When the token used expires (null: never); tokens it creates may not outlive it. */
       tokenExpiresAt: string | null;
@@ -71,7 +83,11 @@ export type Principal =
  * Devices hold only the actions marked `devices`, for the releases they install.
  */
 export interface Rule {
-  on: 'bundle' | 'any-bundle' | 'instance';
+  on: 'bundle' | 'any-bundle' | 'group' | 'instance';
+  /** `on: 'group'` only: the caller must also hold at least this role on the bundle the request names. */
+  bundleRole?: Role;
+  /** `on: 'any-bundle'` only: at least this role on some device group holds the action too. */
+  anyGroup?: Role;
   role: Role | 'user' | 'admin';
   scope: Scope;
   devices?: boolean;
@@ -93,9 +109,17 @@ export const policy: { readonly [A in Action]?: Rule } = {
   'blob:read': { on: 'any-bundle', role: 'reporter', scope: 'read', devices: true, what: 'Download a blob by digest' },
   'blob:write': { on: 'any-bundle', role: 'developer', scope: 'write', what: 'Upload a blob (inert until a draft one may edit names it)' },
   'tuf:read': { on: 'any-bundle', role: 'reporter', scope: 'read', devices: true, what: 'Read TUF metadata and signed targets' },
-  'deployment:read': { on: 'any-bundle', role: 'reporter', scope: 'read', what: 'List deployments' },
-  'deployment:create': { on: 'bundle', role: 'maintainer', scope: 'deploy', what: "Deploy an approved version of the bundle to a device group" },
-  'device:read': { on: 'any-bundle', role: 'maintainer', scope: 'read', what: 'List devices and their reported state' },
+  'deployment:read': { on: 'any-bundle', role: 'reporter', anyGroup: 'reporter', scope: 'read', what: 'List deployments and see one with its progress (any bundle or group role)' },
+  'deployment:create': { on: 'group', role: 'maintainer', bundleRole: 'guest', scope: 'deploy', what: 'Deploy an approved version to a device group: Maintainer on the group and read on the bundle (a rollback to a version approved before needs no approve scope)' },
+  'deployment:control': { on: 'group', role: 'maintainer', scope: 'deploy', what: "Pause, resume, abort a deployment to the group, or retry its failed devices" },
+  'device:read': { on: 'any-bundle', role: 'maintainer', anyGroup: 'reporter', scope: 'read', what: 'List devices, their inventory and reported state (Maintainer of any bundle, Reporter of any group)' },
+  'device:write': { on: 'group', role: 'maintainer', scope: 'admin', what: "Move a device between static groups (Maintainer on both) or decommission it (its token stops at once)" },
+  'group:list': { on: 'instance', role: 'user', scope: 'read', what: 'List the device groups one is a member of (admins: all)' },
+  'group:create': { on: 'instance', role: 'admin', scope: 'admin', what: 'Create a device group, static or dynamic (its creator becomes an Owner)' },
+  'group:read': { on: 'group', role: 'guest', scope: 'read', what: 'See a device group, its members and a preview of a filter' },
+  'group:delete': { on: 'group', role: 'owner', scope: 'admin', what: 'Delete a device group without devices or running deployments' },
+  'group-member:read': { on: 'group', role: 'guest', scope: 'read', what: "List a device group's members" },
+  'group-member:write': { on: 'group', role: 'maintainer', scope: 'write', what: 'Add, change or remove members of a device group (only Owners touch the Owner role)' },
   'device:create': { on: 'instance', role: 'admin', scope: 'admin', what: 'Register a device and mint its credentials' },
   'user:read': { on: 'instance', role: 'admin', scope: 'read', what: 'List users' },
   'user:write': { on: 'instance', role: 'admin', scope: 'admin', what: 'Create users; create or revoke tokens of other users' },
@@ -126,6 +150,12 @@ export function actsAsAdmin(principal: Principal): boolean {
   return principal.type === 'user' && principal.isAdmin && principal.scopes.has('admin');
 }
 
+/** The role a principal effectively holds on a device group (admins act as Owners). */
+export function roleOnGroup(principal: Principal, group: string): Role | undefined {
+  if (principal.type !== 'user') return undefined;
+  return actsAsAdmin(principal) ? 'owner' : principal.groupRoles?.get(group);
+}
+
 /** The role a principal effectively holds on a bundle (admins act as Owners). */
 export function roleOn(principal: Principal, bundle: string): Role | undefined {
   if (principal.type !== 'user') return undefined;
@@ -143,9 +173,15 @@ export function isAllowed(principal: Principal, action: Action, resource?: Resou
   switch (rule.on) {
     case 'bundle':
       // A bundle-level action without a bundle to check against is refused (fail closed).
-      return resource !== undefined && roleRank(principal.roles.get(resource.bundle)) >= needed;
+      return resource?.bundle !== undefined && roleRank(principal.roles.get(resource.bundle)) >= needed;
+    case 'group':
+      if (resource?.group === undefined || roleRank(principal.groupRoles?.get(resource.group)) < needed) return false;
+      return rule.bundleRole === undefined || (resource.bundle !== undefined && roleRank(principal.roles.get(resource.bundle)) >= roleRank(rule.bundleRole));
     case 'any-bundle':
-      return [...principal.roles.values()].some((held) => roleRank(held) >= needed);
+      return (
+        [...principal.roles.values()].some((held) => roleRank(held) >= needed) ||
+        (rule.anyGroup !== undefined && [...(principal.groupRoles?.values() ?? [])].some((held) => roleRank(held) >= roleRank(rule.anyGroup)))
+      );
     case 'instance':
       return false;
   }

@@ -30,11 +30,11 @@ export interface BlobReaders {
 
 export function createBlobReaders(deps: {
   sources: readonly BundleSource[];
-  /** The bundles a device group may run (today: those deployed to it). */
-  groupBundles: (group: string) => Promise<readonly string[]>;
+  /** The bundles a device may run (those deployed to it or to its group). */
+  deviceBundles: (device: { deviceId: string; group: string }) => Promise<readonly string[]>;
 }): BlobReaders {
   const runsOf = async (principal: Principal): Promise<Set<string>> =>
-    principal.type === 'device' ? new Set(await deps.groupBundles(principal.group)) : new Set();
+    principal.type === 'device' ? new Set(await deps.deviceBundles(principal)) : new Set();
   const bundlesOf = async (digest: string): Promise<Set<string>> => {
     const found = new Set<string>();
     for (const source of deps.sources) for (const bundle of await source(digest)) found.add(bundle);

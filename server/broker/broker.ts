@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { Aedes, type AuthenticateError, type Client } from 'aedes';
 import { clientIdAllowed } from '../../protocol/client-ids.ts';
 import type { Logger } from '../../protocol/log.ts';
-import { bundleFromReleasesTopic, bundleReleasesTopic, deviceStatusTopic, groupReleaseTopic, maxMessageBytes } from '../../protocol/messages.ts';
+import { bundleFromReleasesTopic, bundleReleasesTopic, deviceReleaseTopic, deviceStatusTopic, groupReleaseTopic, maxMessageBytes } from '../../protocol/messages.ts';
 import { actsAsAdmin, isAllowed, type Principal } from '../auth/policy.ts';
 import { createConnectionGuard, defaultMqttLimits, type MqttLimits } from './limits.ts';
 import { createStatusRate } from './status-rate.ts';
@@ -22,6 +22,8 @@ export interface Broker {
   publish(topic: string, payload: string, retain: boolean): Promise<void>;
   /** Drops every connection signed in with this token (after it is revoked). */
   disconnectToken(tokenId: number): void;
+  /** Drops every connection of this device (decommissioned, or moved to another group). */
+  disconnectDevice(deviceId: string): void;
   close(): Promise<void>;
 }
 
@@ -31,6 +33,8 @@ export interface BrokerDeps {
   authenticate: (token: string) => Promise<Principal | undefined>;
   /** Called for every message a client publishes that passed authorisation. */
   onMessage: (topic: string, payload: Buffer, principal: Principal) => void;
+  /** A device's session opened or closed (online state; rollouts). */
+  onPresence?: (deviceId: string, online: boolean) => void;
   log: Logger;
   /** A listener bound already (server/listeners.ts: ports are bound before any state is made); without one the broker binds `port` itself. */
   listener?: { server: net.Server; serve(handler: (socket: net.Socket) => void): void };
@@ -107,7 +111,7 @@ export async function startBroker(deps: BrokerDeps): Promise<Broker> {
     authorizeSubscribe(client, subscription, callback) {
       const principal = principals.get(client);
       const allowed =
-        (principal?.type === 'device' && subscription.topic === groupReleaseTopic(principal.group)) ||
+        (principal?.type === 'device' && (subscription.topic === groupReleaseTopic(principal.group) || subscription.topic === deviceReleaseTopic(principal.deviceId))) ||
         (principal?.type === 'user' && userMaySubscribe(principal, subscription.topic));
       // A null subscription answers SUBACK 0x80 (failure) without dropping the connection.
       callback(null, allowed ? subscription : null);
@@ -121,7 +125,16 @@ export async function startBroker(deps: BrokerDeps): Promise<Broker> {
       return bundle !== undefined && isAllowed(principal, 'bundle:read', { bundle }) ? packet : null;
     },
   });
+  aedes.on('clientReady', (client) => {
+    const principal = principals.get(client);
+    if (principal?.type === 'device') deps.onPresence?.(principal.deviceId, true);
+  });
   aedes.on('clientDisconnect', (client) => {
+    const principal = principals.get(client);
+    // Offline only when no other session of the device remains (a reconnect may overlap).
+    if (principal?.type === 'device' && ![...clients].some((c) => c !== client && (principals.get(c) as { deviceId?: string } | undefined)?.deviceId === principal.deviceId)) {
+      deps.onPresence?.(principal.deviceId, false);
+    }
     clients.delete(client);
     clearTimeout(expiryTimers.get(client));
     expiryTimers.delete(client);
@@ -162,6 +175,12 @@ export async function startBroker(deps: BrokerDeps): Promise<Broker> {
       for (const client of clients) {
         const principal = principals.get(client);
         if (principal?.type === 'user' && principal.tokenId === tokenId) client.close();
+      }
+    },
+    disconnectDevice(deviceId) {
+      for (const client of clients) {
+        const principal = principals.get(client);
+        if (principal?.type === 'device' && principal.deviceId === deviceId) client.close();
       }
     },
     close: async () => {

@@ -370,7 +370,102 @@ const oneApprovalsTable: Migration = {
   },
 };
 
-export const migrations: readonly Migration[] = [initial, access, trust, oci, bundles, auditReleases, oneApprovalsTable];
+/**
+ * Rollouts (issue #10, #14 items 2 and 4): device groups as owned resources (static or dynamic by
+ * a filter over inventory), device inventory, online state, report sequence numbers, state
+ * history, decommissioning; deployments with a lifecycle, phases and a retry policy, and each
+ * targeted device's progress with its phase chosen once and stored.
+ */
+const rollouts: Migration = {
+  name: '0008_rollouts',
+  async up(db) {
+    await db.schema.createTable('device_groups', (t) => {
+      t.string('name', 64).primary();
+      t.string('kind', 16).notNullable(); // static | dynamic
+      t.string('description', 1000).notNullable().defaultTo('');
+      t.string('filter', 1000);
+      t.string('created_by', 128).notNullable();
+      t.string('created_at', 32).notNullable();
+    });
+    await db.schema.createTable('group_members', (t) => {
+      t.string('group_name', 64).notNullable().references('device_groups.name').onDelete('CASCADE');
+      t.integer('user_id').notNullable().references('users.id').onDelete('CASCADE').index();
+      t.string('role', 16).notNullable();
+      t.string('created_at', 32).notNullable();
+      t.primary(['group_name', 'user_id']);
+    });
+    await db.schema.alterTable('devices', (t) => {
+      t.text('inventory');
+      t.boolean('online').notNullable().defaultTo(false);
+      t.bigInteger('last_seq');
+      t.string('decommissioned_at', 32);
+    });
+    await db.schema.createTable('device_events', (t) => {
+      t.increments('id').primary();
+      t.string('device_id', 64).notNullable().index();
+      t.integer('deployment_id');
+      t.string('state', 32).notNullable();
+      t.string('detail', 1000);
+      t.string('at', 32).notNullable();
+    });
+    await db.schema.alterTable('deployments', (t) => {
+      t.string('state', 16).notNullable().defaultTo('completed');
+      t.text('phases');
+      t.integer('phase').notNullable().defaultTo(0);
+      t.string('phase_started_at', 32);
+      t.bigInteger('soak_ms').notNullable().defaultTo(0);
+      t.string('max_failures', 64);
+      t.string('retry', 200);
+      t.boolean('rollback').notNullable().defaultTo(false);
+      t.string('reason', 1000);
+      t.string('start_at', 32);
+      t.string('updated_at', 32);
+      // Failures the operator accepted by resuming: the threshold counts only those beyond.
+      t.integer('failures_accepted').notNullable().defaultTo(0);
+    });
+    await db.schema.createTable('deployment_devices', (t) => {
+      t.integer('deployment_id').notNullable().references('deployments.id').onDelete('CASCADE');
+      t.string('device_id', 64).notNullable().index();
+      t.integer('phase').notNullable();
+      t.string('state', 16).notNullable();
+      t.integer('attempt').notNullable().defaultTo(0);
+      t.string('error_code', 64);
+      t.string('error_message', 1000);
+      // When the device was last sent this deployment's notice (null: not yet, still pending).
+      t.string('notified_at', 32);
+      t.string('updated_at', 32).notNullable();
+      t.primary(['deployment_id', 'device_id']);
+      t.index(['deployment_id', 'state']);
+    });
+    await db.schema.createTable('deployment_events', (t) => {
+      t.increments('id').primary();
+      t.integer('deployment_id').notNullable().references('deployments.id').onDelete('CASCADE');
+      t.string('device_id', 64);
+      t.string('state', 32).notNullable();
+      t.string('detail', 1000);
+      t.string('at', 32).notNullable();
+      t.index(['deployment_id', 'device_id']);
+    });
+    // Groups that devices or deployments already name become static groups, owned by admins.
+    const names = new Set<string>([
+      ...(await db('devices').distinct('group_name')).map((r: { group_name: string }) => r.group_name),
+      ...(await db('deployments').distinct('group_name')).map((r: { group_name: string }) => r.group_name),
+    ]);
+    const now = new Date().toISOString();
+    for (const name of names) await db('device_groups').insert({ name, kind: 'static', description: '', created_by: 'migration', created_at: now });
+  },
+  async down(db) {
+    for (const table of ['deployment_events', 'deployment_devices', 'device_events', 'group_members', 'device_groups']) await db.schema.dropTableIfExists(table);
+    await db.schema.alterTable('deployments', (t) => {
+      t.dropColumns('state', 'phases', 'phase', 'phase_started_at', 'soak_ms', 'max_failures', 'retry', 'rollback', 'reason', 'start_at', 'updated_at', 'failures_accepted');
+    });
+    await db.schema.alterTable('devices', (t) => {
+      t.dropColumns('inventory', 'online', 'last_seq', 'decommissioned_at');
+    });
+  },
+};
+
+export const migrations: readonly Migration[] = [initial, access, trust, oci, bundles, auditReleases, oneApprovalsTable, rollouts];
 
 export const migrationSource: Knex.MigrationSource<Migration> = {
   getMigrations: async () => [...migrations],

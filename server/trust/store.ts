@@ -94,6 +94,9 @@ export function createTrustStore(db: Db) {
       await trx('trust_rollbacks').where({ bundle, version }).delete();
     },
 
+    async isRollbackAllowed(bundle: string, version: string): Promise<boolean> {
+      return (await db('trust_rollbacks').where({ bundle, version }).first()) !== undefined;
+    },
     async rollbacks(): Promise<{ bundle: string; version: string }[]> {
       return db('trust_rollbacks').select<{ bundle: string; version: string }[]>('bundle', 'version');
     },

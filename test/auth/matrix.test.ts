@@ -38,6 +38,12 @@ interface Fixture {
   fresh(state?: 'empty' | 'draft' | 'artifact' | 'approved'): Promise<string>;
   /** The acting user's name (for routes about one's own things). */
   actor: string;
+  /** A fresh running deployment to group g1 (an approved fresh bundle). */
+  deployment(): Promise<number>;
+  /** A fresh device registered in g1. */
+  device(): Promise<string>;
+  /** A fresh device group where every role user holds their role, as on g1. */
+  group(): Promise<string>;
   unique(prefix: string): string;
 }
 
@@ -121,6 +127,32 @@ const cases: Record<string, (fx: Fixture) => Promise<Request>> = {
     headers: { 'content-type': 'application/octet-stream' },
     ok: [201],
   }),
+  // Rollouts: deployments are acted on through their group (g1, where every role user holds their role).
+  'GET /api/v1/deployments/:id': async (fx) => ({ path: `/api/v1/deployments/${await fx.deployment()}`, ok: [200] }),
+  'POST /api/v1/deployments/:id/pause': async (fx) => ({ path: `/api/v1/deployments/${await fx.deployment()}/pause`, ok: [200] }),
+  'POST /api/v1/deployments/:id/resume': async (fx) => {
+    const id = await fx.deployment();
+    await expectOk(fx.server, 'POST', `/api/v1/deployments/${id}/pause`);
+    return { path: `/api/v1/deployments/${id}/resume`, ok: [200] };
+  },
+  'POST /api/v1/deployments/:id/abort': async (fx) => ({ path: `/api/v1/deployments/${await fx.deployment()}/abort`, ok: [200] }),
+  'POST /api/v1/deployments/:id/retry': async (fx) => ({ path: `/api/v1/deployments/${await fx.deployment()}/retry`, json: {}, ok: [200] }),
+  'GET /api/v1/devices/:id': async () => ({ path: '/api/v1/devices/matrix-device', ok: [200] }),
+  'POST /api/v1/devices/:id/move': async (fx) => ({ path: `/api/v1/devices/${await fx.device()}/move`, json: { group: 'g1' }, ok: [200] }),
+  'DELETE /api/v1/devices/:id': async (fx) => ({ method: 'DELETE', path: `/api/v1/devices/${await fx.device()}`, ok: [200] }),
+  'GET /api/v1/devices/:id/release': async () => ({ path: '/api/v1/devices/matrix-device/release', ok: [200, 204] }),
+  'GET /api/v1/groups': async () => ({ path: '/api/v1/groups', ok: [200] }),
+  'POST /api/v1/groups': async (fx) => ({ path: '/api/v1/groups', json: { name: fx.unique('grp') }, ok: [201] }),
+  'POST /api/v1/groups/preview': async () => ({ path: '/api/v1/groups/preview', json: { filter: 'model = "pos-x2"' }, ok: [200] }),
+  'GET /api/v1/groups/:group': async () => ({ path: '/api/v1/groups/g1', ok: [200] }),
+  'DELETE /api/v1/groups/:group': async (fx) => ({ path: `/api/v1/groups/${await fx.group()}`, ok: [204] }),
+  'GET /api/v1/groups/:group/members': async () => ({ path: '/api/v1/groups/g1/members', ok: [200] }),
+  'POST /api/v1/groups/:group/members': async (fx) => ({ path: `/api/v1/groups/${await fx.group()}/members`, json: { user: 'extra', role: 'guest' }, ok: [201] }),
+  'DELETE /api/v1/groups/:group/members/:user': async (fx) => {
+    const group = await fx.group();
+    await expectOk(fx.server, 'POST', `/api/v1/groups/${group}/members`, { user: 'extra', role: 'guest' });
+    return { path: `/api/v1/groups/${group}/members/extra`, ok: [204] };
+  },
   // Served without a token too (anonymous): checked apart from the matrix below.
   'GET /api/v1/openapi.json': async () => ({ path: '/api/v1/openapi.json', ok: [200] }),
 };
@@ -141,7 +173,7 @@ function modelOf(who: Who): Principal {
 }
 
 function expectedAllowed(who: Who, route: Route): boolean {
-  return isAllowed(modelOf(who), route.action, route.resource ? { bundle: 'b' } : undefined);
+  return isAllowed(modelOf(who), route.action, route.resource ? { bundle: 'b', group: 'g1' } : undefined);
 }
 
 async function setUp(server: TestServer) {
@@ -152,6 +184,8 @@ async function setUp(server: TestServer) {
   }
   const registered = await expectOk(server, 'POST', '/api/v1/devices', { id: 'matrix-device', group: 'g1' });
   tokens.set('device', registered.token);
+  // Device groups are owned like bundles: each role user holds their role on g1 too.
+  for (const role of roles) await expectOk(server, 'POST', '/api/v1/groups/g1/members', { user: role, role });
   tokens.set('admin', (await expectOk(server, 'POST', '/api/v1/tokens', { name: 'all scopes', scopes: [...scopes] })).token);
 
   let n = 0;
@@ -168,14 +202,22 @@ async function setUp(server: TestServer) {
   const shared = await fresh('approved');
   // Devices read only the bundles deployed to their group (the read model per bundle).
   await expectOk(server, 'POST', '/api/v1/deployments', { bundle: shared, version: '1.0.0', group: 'g1' });
-  return { tokens, unique, fresh, shared, sharedBlob: sha256Digest(Buffer.from('hello\n')) };
+  const deployment = async () => (await expectOk(server, 'POST', '/api/v1/deployments', { bundle: await fresh('approved'), version: '1.0.0', group: 'g1' })).id as number;
+  const device = async () => (await expectOk(server, 'POST', '/api/v1/devices', { id: unique('dev'), group: 'g1' })).device.id as string;
+  const group = async () => {
+    const name = unique('grp');
+    await expectOk(server, 'POST', '/api/v1/groups', { name });
+    for (const role of roles) await expectOk(server, 'POST', `/api/v1/groups/${name}/members`, { user: role, role });
+    return name;
+  };
+  return { tokens, unique, fresh, shared, sharedBlob: sha256Digest(Buffer.from('hello\n')), deployment, device, group };
 }
 
 test('every route, every role: allowed → success, denied → 403, missing scope → 403, bad token → 401', async (t) => {
   await withServer(t, async (server) => {
     const setup = await setUp(server);
     const { tokens } = setup;
-    const fixtureFor = (actor: string): Fixture => ({ server, shared: setup.shared, sharedBlob: setup.sharedBlob, fresh: setup.fresh, unique: setup.unique, actor });
+    const fixtureFor = (actor: string): Fixture => ({ server, shared: setup.shared, sharedBlob: setup.sharedBlob, fresh: setup.fresh, unique: setup.unique, actor, deployment: setup.deployment, device: setup.device, group: setup.group });
 
     const uncovered = server.routes.filter((r) => !cases[keyOf(r)]).map(keyOf);
     t.deepEqual(uncovered, [], 'every declared route has a case in this matrix');

@@ -43,7 +43,7 @@ test('blob readers: any holding bundle the caller may read suffices; a digest no
   const holders: Record<string, string[]> = { shared: ['beta', 'alpha'], betaOnly: ['beta'] };
   const readers = createBlobReaders({
     sources: [async (digest) => holders[digest] ?? [], async () => []],
-    groupBundles: async (group) => (group === 'alpha-fleet' ? ['alpha'] : []),
+    deviceBundles: async (device) => (device.group === 'alpha-fleet' ? ['alpha'] : []),
   });
   const reporter = user({ alpha: 'reporter' });
   t.true(await readers.mayRead(reporter, 'blob:read', 'shared'));

@@ -148,7 +148,7 @@ test('notices survive a restart (announced again) and a revoked token is disconn
  * after SUBACK), and anything published while it listens for `ms`.
  */
 async function listen(server: TestServer, topic: string, ms: number, during?: () => Promise<void>): Promise<{ payload: string; retain: boolean }[]> {
-  const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${server.mqttPort}`, { username: 'admin', password: adminToken, reconnectPeriod: 0, clean: true });
+  const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${server.mqttPort}`, { username: 'admin', password: adminToken, reconnectPeriod: 0, clean: true, clientId: `admin:listen-${Math.random().toString(36).slice(2, 10)}` });
   const heard: { payload: string; retain: boolean }[] = [];
   client.on('message', (_topic, payload, packet) => heard.push({ payload: payload.toString('utf8'), retain: packet.retain }));
   try {

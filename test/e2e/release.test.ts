@@ -18,7 +18,7 @@ async function publish(server: TestServer, version: string, files: Record<string
 }
 
 async function deploy(server: TestServer, version: string) {
-  const deployed = await server.api('POST', '/api/v1/deployments', { json: { bundle: 'pos-app', version, group: 'shop' } });
+  const deployed = await server.api('POST', '/api/v1/deployments', { json: { bundle: 'pos-app', version, group: 'shop', force: true } });
   if (deployed.status !== 201) throw new Error(`deploy answered ${deployed.status}: ${deployed.raw}`);
 }
 

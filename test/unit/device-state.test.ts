@@ -107,6 +107,7 @@ test('the recovery table: redo every step, except a crash while testing, which r
     'rolling-back': 'redo',
     'rolled-back': 'nothing',
     failed: 'nothing',
+    aborted: 'nothing',
   });
   const testing = run(installedOld, start, { type: 'planned', artifacts }, { type: 'downloaded' }, { type: 'verified' }, { type: 'staged' }, { type: 'switched' });
   const restarted = run(testing, { type: 'restarted' });
@@ -185,4 +186,17 @@ test('the high-water mark per bundle follows each commit and survives other bund
   j = through(j, 'alpha', '1.0.0', 'dddddd');
   t.is(floorOf(j, 'alpha'), '1.0.0');
   t.is(floorOf(j, 'gamma'), undefined);
+});
+
+test('an abort ends an update before the switch (also while switching waits on its lock), never after', (t) => {
+  const waiting = run(installedOld, start, { type: 'planned', artifacts }, { type: 'downloaded' }, { type: 'verified' }, { type: 'staged' });
+  t.is(waiting.update!.state, 'switching');
+  const aborted = run(waiting, { type: 'abort' });
+  t.is(aborted.update!.state, 'aborted');
+  t.deepEqual(aborted.installed, installedOld.installed, 'the device stays on what it runs');
+  t.is(reportedState(aborted, false), 'installed');
+  const downloading = run(installedOld, start, { type: 'planned', artifacts });
+  t.is(run(downloading, { type: 'abort' }).update!.state, 'aborted');
+  const testing = run(waiting, { type: 'switched' });
+  t.throws(() => run(testing, { type: 'abort' }), { message: /cannot abort while testing/ });
 });
