@@ -11,6 +11,7 @@
  */
 import { parseArgs } from 'node:util';
 import mqtt, { type MqttClient } from 'mqtt';
+import { deviceClientId } from '../protocol/client-ids.ts';
 import { deviceNotice, deviceReleaseTopic, deviceStatusTopic, type DeviceNotice, type DeviceStatus } from '../protocol/messages.ts';
 import type { InventoryReport } from '../protocol/rollout.ts';
 
@@ -169,7 +170,7 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
     }
 
     async function connect(): Promise<void> {
-      const client = mqtt.connect(mqttUrl, { clientId: `sim-${spec.id}`, username: spec.id, password: token, clean: true, reconnectPeriod: 1000, connectTimeout: 20_000 });
+      const client = mqtt.connect(mqttUrl, { clientId: deviceClientId(spec.id), username: spec.id, password: token, clean: true, reconnectPeriod: 1000, connectTimeout: 20_000 });
       device.client = client;
       client.on('message', (topic, payload) => {
         if (topic !== deviceReleaseTopic(spec.id) || payload.length === 0) return;

@@ -24,6 +24,7 @@ import { ensurePrivateDir } from '../lib/files.ts';
 import { openDatabase } from './db/knex.ts';
 import { bindPorts } from './listeners.ts';
 import { deploymentRoutes } from './deployments/routes.ts';
+import { defaultDeploymentEvents, deploymentEventRoutes } from './deployments/events.ts';
 import { createDeploymentService, type DeploymentService } from './deployments/service.ts';
 import { deviceRoutes } from './devices/routes.ts';
 import { createDeviceService, type DeviceService } from './devices/service.ts';
@@ -256,6 +257,9 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       log: log.child('oci'),
     });
     app.use(ociMiddleware({ service: oci, blobs, auth, log: log.child('oci'), audit }));
+    // Open event streams (live deployment progress) end when the server stops.
+    const streams = new AbortController();
+    cleanups.push(async () => streams.abort());
     const routes: Route[] = [
         ...blobRoutes(blobs, config.maxBlobBytes, readers),
         ...bundleRoutes(bundles, {
@@ -264,6 +268,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
           maxBlobBytes: config.maxBlobBytes,
         }),
         ...deploymentRoutes(startedDeployments),
+        ...deploymentEventRoutes(startedDeployments, { ...defaultDeploymentEvents, signal: streams.signal }),
         ...deviceRoutes(devices, {
           inGroup: async (group) => {
             // A listing filtered on a group nobody created yet is empty, not an error.

@@ -129,6 +129,12 @@ const cases: Record<string, (fx: Fixture) => Promise<Request>> = {
   }),
   // Rollouts: deployments are acted on through their group (g1, where every role user holds their role).
   'GET /api/v1/deployments/:id': async (fx) => ({ path: `/api/v1/deployments/${await fx.deployment()}`, ok: [200] }),
+  // A finished deployment's stream sends it once and ends.
+  'GET /api/v1/deployments/:id/events': async (fx) => {
+    const id = await fx.deployment();
+    await expectOk(fx.server, 'POST', `/api/v1/deployments/${id}/abort`);
+    return { path: `/api/v1/deployments/${id}/events`, ok: [200] };
+  },
   'POST /api/v1/deployments/:id/pause': async (fx) => ({ path: `/api/v1/deployments/${await fx.deployment()}/pause`, ok: [200] }),
   'POST /api/v1/deployments/:id/resume': async (fx) => {
     const id = await fx.deployment();

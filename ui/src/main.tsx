@@ -5,9 +5,11 @@ import { getJson, type Client } from './api.ts';
 import { AuditPage } from './pages/audit.tsx';
 import { BundlePage } from './pages/bundle.tsx';
 import { BundlesPage } from './pages/bundles.tsx';
+import { DeploymentPage } from './pages/deployment.tsx';
 import { DeploymentsPage } from './pages/deployments.tsx';
-import { DevicesPage } from './pages/devices.tsx';
+import { DevicePage, DevicesPage } from './pages/devices.tsx';
 import { DiffPage } from './pages/diff.tsx';
+import { GroupPage, GroupsPage } from './pages/groups.tsx';
 import { SignInPage } from './pages/signin.tsx';
 import { TokensPage } from './pages/tokens.tsx';
 import { TrustPage } from './pages/trust.tsx';
@@ -26,7 +28,11 @@ const screens: { pattern: string; render: (params: Record<string, string>) => Re
   { pattern: '/bundles/:name/diff', render: (p) => <DiffPage name={p.name!} /> },
   { pattern: '/bundles/:name/versions/:version', render: (p) => <VersionPage name={p.name!} version={p.version!} /> },
   { pattern: '/deployments', render: () => <DeploymentsPage /> },
+  { pattern: '/deployments/:id', render: (p) => <DeploymentPage id={p.id!} /> },
   { pattern: '/devices', render: () => <DevicesPage /> },
+  { pattern: '/devices/:id', render: (p) => <DevicePage id={p.id!} /> },
+  { pattern: '/groups', render: () => <GroupsPage /> },
+  { pattern: '/groups/:name', render: (p) => <GroupPage name={p.name!} /> },
   { pattern: '/audit', render: () => <AuditPage /> },
   { pattern: '/users', render: () => <UsersPage /> },
   { pattern: '/tokens', render: () => <TokensPage /> },
@@ -37,6 +43,7 @@ const screens: { pattern: string; render: (params: Record<string, string>) => Re
 const nav: { to: string; label: string; needs?: string }[] = [
   { to: '/bundles', label: 'Bundles', needs: 'bundle:list' },
   { to: '/deployments', label: 'Deployments', needs: 'deployment:read' },
+  { to: '/groups', label: 'Device groups', needs: 'group:list' },
   { to: '/devices', label: 'Devices', needs: 'device:read' },
   { to: '/trust', label: 'Signing keys', needs: 'keys:read' },
   { to: '/audit', label: 'Audit log', needs: 'audit:read' },
@@ -167,7 +174,7 @@ function App() {
       </main>
     );
   }
-  const session: Session = { user, client, signOut, can: (action, bundle) => canDo(user, action, bundle) };
+  const session: Session = { user, client, signOut, can: (action, bundle, group) => canDo(user, action, bundle, group) };
   return (
     <SessionContext.Provider value={session}>
       <Shell session={session} />

@@ -37,10 +37,14 @@ export interface Session {
    * Whether the policy lets one do `action` (on `bundle` for bundle actions), as the server told
    * us at sign-in. What is not allowed is not offered; the server still decides every request.
    */
-  can(action: string, bundle?: string): boolean;
+  can(action: string, bundle?: string, group?: string): boolean;
 }
 
-export function canDo(user: CurrentUser, action: string, bundle?: string): boolean {
+export function canDo(user: CurrentUser, action: string, bundle?: string, group?: string): boolean {
+  if (group !== undefined) {
+    const entry = user.groups.find((g) => g.group === group);
+    return (entry ? entry.actions : user.otherGroups).includes(action);
+  }
   if (bundle === undefined) return user.actions.includes(action);
   const entry = user.bundles.find((b) => b.bundle === bundle);
   return (entry ? entry.actions : user.otherBundles).includes(action);
