@@ -80,3 +80,23 @@ test('devices have no session, and a token without the read scope cannot ask', a
     t.is((await server.api('GET', '/api/v1/user', { token: null })).status, 401);
   });
 });
+
+test('a device group member sees the group actions their role holds; deploying also needs a role on some bundle', async (t) => {
+  await withServer(t, async (server) => {
+    await ok(server, 'POST', '/api/v1/groups', { name: 'shop' });
+    await ok(server, 'POST', '/api/v1/users', { name: 'otto' });
+    await ok(server, 'POST', '/api/v1/groups/shop/members', { user: 'otto', role: 'maintainer' });
+    const token = await tokenFor(server, 'otto', ['read', 'deploy']);
+    const before = currentUser.parse((await server.api('GET', '/api/v1/user', { token })).body);
+    t.deepEqual(before.groups.map((g) => [g.group, g.role]), [['shop', 'maintainer']]);
+    t.true(before.groups[0]!.actions.includes('deployment:control'));
+    t.false(before.groups[0]!.actions.includes('deployment:create'), 'no bundle to deploy from yet');
+    t.deepEqual(before.otherGroups, []);
+    await ok(server, 'POST', '/api/v1/bundles', { name: 'pos' });
+    await ok(server, 'POST', '/api/v1/bundles/pos/members', { user: 'otto', role: 'guest' });
+    const after = currentUser.parse((await server.api('GET', '/api/v1/user', { token })).body);
+    t.true(after.groups[0]!.actions.includes('deployment:create'));
+    t.true(after.actions.includes('deployment:read'));
+    t.false(after.groups[0]!.actions.includes('group:delete'), 'owners only');
+  });
+});

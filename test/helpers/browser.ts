@@ -68,7 +68,8 @@ export async function withBrowser(t: ExecutionContext, run: (fx: BrowserFixture)
           if (message.type() === 'error' && !/Failed to load resource/.test(message.text())) pageErrors.push(message.text());
         });
         page.on('pageerror', (error) => pageErrors.push(String(error)));
-        page.setDefaultTimeout(15_000);
+        // Generous: the suite runs many servers and browsers at once on two shared cores.
+        page.setDefaultTimeout(30_000);
         return page;
       },
       async screenshot(page, name) {

@@ -110,10 +110,12 @@ test('administrator: users, tokens shown once and revoked, members, audit filter
     await page.getByRole('link', { name: 'Deployments' }).click();
     await page.getByRole('button', { name: 'New deployment' }).click();
     const deployDialog = page.getByRole('dialog', { name: 'New deployment' });
-    await deployDialog.getByLabel('Bundle name').fill('kiosk');
-    await deployDialog.getByLabel('Approved version').fill('2.0.0');
-    await deployDialog.getByLabel('Device group').fill('shop-north');
-    await deployDialog.getByRole('button', { name: 'Deploy' }).click();
+    await deployDialog.getByLabel('Bundle', { exact: true }).fill('kiosk');
+    await deployDialog.getByLabel('Approved version', { exact: true }).selectOption('2.0.0');
+    await deployDialog.getByLabel('Device group', { exact: true }).selectOption('shop-north');
+    await deployDialog.getByRole('button', { name: 'Start deployment' }).click();
+    await page.waitForURL(/\/deployments\/\d+$/);
+    await page.getByRole('heading', { level: 1, name: /Deployment \d+/ }).waitFor();
     await page.getByRole('link', { name: 'kiosk 2.0.0' }).waitFor();
     await fx.screenshot(page, 'admin-06-deployments');
     await noViolations(t, fx, page, 'deployments');
@@ -148,6 +150,8 @@ test('sign-in refuses a wrong token and a token of someone else, and says which'
     await noViolations(t, fx, page, 'sign-in');
     // By keyboard alone: the name field has focus, Tab moves on, Enter signs in.
     await page.reload();
+    // The name field takes focus by itself once the form is there.
+    await page.waitForFunction(() => (globalThis as any).document.activeElement?.id === 'signin-user');
     await page.keyboard.type('admin');
     await page.keyboard.press('Tab');
     await page.keyboard.type(adminToken);
@@ -155,7 +159,7 @@ test('sign-in refuses a wrong token and a token of someone else, and says which'
     await page.getByRole('button', { name: 'Sign out' }).waitFor();
     // On a fresh load, the first Tab reaches the skip link, visibly focused.
     await page.reload();
-    await page.getByRole('button', { name: 'Sign out' }).waitFor();
+    await page.getByRole('heading', { level: 1, name: 'Bundles' }).waitFor();
     await page.keyboard.press('Tab');
     const skip = page.getByRole('link', { name: 'Skip to content' });
     t.true(await skip.evaluate((el) => el === (globalThis as any).document.activeElement));

@@ -72,7 +72,7 @@ test('operator: dynamic group with preview, phased deployment, live progress, pa
       await deploy.getByLabel('Phases', { exact: true }).fill('1dev,50,100');
       await deploy.getByLabel('Soak per phase', { exact: true }).fill('4s');
       await deploy.getByLabel('Pause after failures', { exact: true }).fill('1');
-      await deploy.getByText('Phases: 1 devices → 50 % → 100 %, each soaking 4s, pausing when 1 fail.').waitFor();
+      await deploy.getByText('Phases: 1 device → 50 % → 100 %, each soaking 4s, pausing when 1 fail.').waitFor();
       await fx.screenshot(page, 'op-03-new-deployment');
       t.deepEqual(await fx.accessibility(page), [], 'accessibility of the deployment form');
       await deploy.getByRole('button', { name: 'Start deployment' }).click();

@@ -14,7 +14,14 @@ export const deploymentTone: Record<string, string> = { running: 'info', schedul
 const finalStates = new Set(['completed', 'aborted', 'superseded']);
 
 export function describePhase(spec: PhaseSpec): string {
-  return 'percent' in spec ? `${spec.percent} %` : `${spec.count} devices`;
+  return 'percent' in spec ? `${spec.percent} %` : `${spec.count} device${spec.count === 1 ? '' : 's'}`;
+}
+
+/** 4000 → "4 s", 1800000 → "30 min", 7200000 → "2 h". */
+export function describeDuration(ms: number): string {
+  if (ms < 60_000) return `${Math.round(ms / 1000)} s`;
+  if (ms < 3_600_000) return `${Math.round(ms / 60_000)} min`;
+  return `${Math.round((ms / 3_600_000) * 10) / 10} h`;
 }
 
 /** A bar split by device state: what share of the devices is where. */
@@ -142,7 +149,7 @@ export function DeploymentPage({ id }: { id: string }) {
           <dt>Phases</dt>
           <dd>{d.phases.map(describePhase).join(' → ')}</dd>
           <dt>Soak</dt>
-          <dd>{d.soakMs > 0 ? `${Math.round(d.soakMs / 60000)} min per phase` : 'none'}</dd>
+          <dd>{d.soakMs > 0 ? `${describeDuration(d.soakMs)} per phase` : 'none'}</dd>
           <dt>Pause after</dt>
           <dd>{d.maxFailures ? ('percent' in d.maxFailures ? `${d.maxFailures.percent} % failed` : `${d.maxFailures.count} failed devices`) : 'never (no failure limit)'}</dd>
           <dt>Retries</dt>
