@@ -112,3 +112,28 @@ export const auditQuery = z.strictObject({
 
 /** Request ids a caller may supply (X-Request-Id); anything else is replaced by a fresh one. */
 export const requestIdPattern = /^[A-Za-z0-9._:-]{1,64}$/;
+
+/**
+ * `GET /api/v1/user`: who the caller is and what they may do, computed by the server's policy
+ * table, so a client (the web UI) offers only what will be allowed without a copy of the rules.
+ */
+export const currentUser = z.strictObject({
+  name: userName,
+  /** The user is an instance admin (their powers need a token with the `admin` scope). */
+  admin: z.boolean(),
+  /** Acting as an admin now: the admin flag and a token carrying the `admin` scope. */
+  actingAsAdmin: z.boolean(),
+  scopes: z.array(scope),
+  tokenExpiresAt: timestamp.nullable(),
+  /** Actions held without naming a bundle (instance-wide ones, and those on "some bundle"). */
+  actions: z.array(z.string()),
+  /** The bundles one is a member of, one's role there and the bundle actions one holds on it. */
+  bundles: z.array(z.strictObject({ bundle: bundleName, role, actions: z.array(z.string()) })),
+  /** Bundle actions held on a bundle one is not a member of (admins: all the token's scopes allow). */
+  otherBundles: z.array(z.string()),
+  /** The device groups one is a member of, one's role there and the group actions one holds on it. */
+  groups: z.array(z.strictObject({ group: z.string(), role, actions: z.array(z.string()) })),
+  /** Group actions held on a device group one is not a member of (admins). */
+  otherGroups: z.array(z.string()),
+});
+export type CurrentUser = z.infer<typeof currentUser>;

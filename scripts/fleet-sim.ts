@@ -11,6 +11,7 @@
  */
 import { parseArgs } from 'node:util';
 import mqtt, { type MqttClient } from 'mqtt';
+import { deviceClientId } from '../protocol/client-ids.ts';
 import { deviceNotice, deviceReleaseTopic, deviceStatusTopic, type DeviceNotice, type DeviceStatus } from '../protocol/messages.ts';
 import type { InventoryReport } from '../protocol/rollout.ts';
 
@@ -169,9 +170,7 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
     }
 
     async function connect(): Promise<void> {
-      // The client id convoyd sends: a broker that binds client ids to who signs in (MQTT §3.1.4
-      // takeover) admits a device only with `convoyd-<id>`.
-      const client = mqtt.connect(mqttUrl, { clientId: `convoyd-${spec.id}`, username: spec.id, password: token, clean: true, reconnectPeriod: 1000, connectTimeout: 20_000 });
+      const client = mqtt.connect(mqttUrl, { clientId: deviceClientId(spec.id), username: spec.id, password: token, clean: true, reconnectPeriod: 1000, connectTimeout: 20_000 });
       device.client = client;
       client.on('message', (topic, payload) => {
         if (topic !== deviceReleaseTopic(spec.id) || payload.length === 0) return;

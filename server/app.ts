@@ -24,6 +24,7 @@ import { ensurePrivateDir } from '../lib/files.ts';
 import { openDatabase } from './db/knex.ts';
 import { bindPorts } from './listeners.ts';
 import { deploymentRoutes } from './deployments/routes.ts';
+import { defaultDeploymentEvents, deploymentEventRoutes } from './deployments/events.ts';
 import { createDeploymentService, type DeploymentService } from './deployments/service.ts';
 import { deviceRoutes } from './devices/routes.ts';
 import { createDeviceService, type DeviceService } from './devices/service.ts';
@@ -49,6 +50,7 @@ import { replicationRoutes } from './replication/routes.ts';
 import { createSealer } from './replication/secrets.ts';
 import { createReplicationService, type ReplicationService } from './replication/service.ts';
 import { createReplicationStore } from './replication/store.ts';
+import { defaultUiDir, uiMiddleware } from './ui/static.ts';
 
 export interface RunningServer {
   /** Base URL of the HTTP API, e.g. http://127.0.0.1:8080 */
@@ -71,6 +73,8 @@ export interface ServerDeps {
   log?: Logger;
   /** Sees every answer a route handler gave (tests check them against the declared schemas). */
   onResponse?: (spec: Route, ctx: Koa.Context) => void;
+  /** The built web UI served at `/` (default: dist/ui of this package). */
+  uiDir?: string;
 }
 
 /** Upload sessions on /v2 left unfinished this long are removed (a day: slow links resume). */
@@ -287,6 +291,9 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     const replicationTimer = setInterval(() => void startedReplication.tick().catch((error: unknown) => log.error('replication schedule check failed', { error })), config.replicationTickMs ?? 20_000);
     replicationTimer.unref();
     cleanups.push(async () => clearInterval(replicationTimer));
+    // Open event streams (live deployment progress) end when the server stops.
+    const streams = new AbortController();
+    cleanups.push(async () => streams.abort());
     const routes: Route[] = [
         ...blobRoutes(blobs, config.maxBlobBytes, readers),
         ...bundleRoutes(bundles, {
@@ -295,6 +302,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
           maxBlobBytes: config.maxBlobBytes,
         }),
         ...deploymentRoutes(startedDeployments),
+        ...deploymentEventRoutes(startedDeployments, { ...defaultDeploymentEvents, signal: streams.signal }),
         ...deviceRoutes(devices, {
           inGroup: async (group) => {
             // A listing filtered on a group nobody created yet is empty, not an error.
@@ -324,6 +332,8 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     const router = buildRouter(routes, { auth, maxJsonBytes: config.maxJsonBytes, audit, ...(deps.onResponse ? { onResponse: deps.onResponse } : {}) });
     app.use(router.routes());
     app.use(router.allowedMethods());
+    // The web UI: after the API so it never shadows a route; it answers only what none did.
+    app.use(uiMiddleware({ dir: deps.uiDir ?? defaultUiDir(), log: log.child('ui') }));
 
     const server = ports.http;
     // Bound header size and idle time: a slow or oversized client must not pin the server.

@@ -50,6 +50,7 @@ export const actions = [
   'replication:read',
   'replication:write',
   'replication:run',
+  'session:read',
 ] as const;
 export type Action = (typeof actions)[number];
 
@@ -149,6 +150,7 @@ export const policy: { readonly [A in Action]?: Rule } = {
   // Replicating a release is distributing it, as a deployment is: the same role and scope.
   'replication:write': { on: 'bundle', role: 'maintainer', scope: 'deploy', what: 'Create, change, enable, disable and delete the bundle’s replication policies' },
   'replication:run': { on: 'bundle', role: 'maintainer', scope: 'deploy', what: 'Start a replication run of one of the bundle’s policies' },
+  'session:read': { on: 'instance', role: 'user', scope: 'read', what: 'See who one is: one’s roles, token scopes and the actions one holds (the web UI asks this)' },
 };
 
 /** The rule of an action; an action nobody wrote a rule for is held by admins only. */

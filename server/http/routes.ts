@@ -36,7 +36,12 @@ export interface RouteContext<Body, Query = undefined, Params = Record<string, s
  * body. Error answers (4xx/5xx) all share `errorResponse` and are not listed. The OpenAPI
  * document is generated from these, and tests check every answer against them.
  */
-export type RouteResponses = Partial<Record<number, z.ZodType | 'binary' | 'empty'>>;
+export type RouteResponses = Partial<Record<number, z.ZodType | 'binary' | 'empty' | EventStream>>;
+
+/** A `text/event-stream` of snapshots, each event's data described by the schema (server/http/events.ts). */
+export interface EventStream {
+  eventStream: z.ZodType;
+}
 
 type Out<T, Fallback> = T extends z.ZodType ? z.output<T> : Fallback;
 

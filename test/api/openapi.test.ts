@@ -92,6 +92,9 @@ test('every route answers with the shape it declares (a walk through the whole A
     await ok('POST', `/api/v1/deployments/${deployed.body.id}/resume`);
     await ok('POST', `/api/v1/deployments/${deployed.body.id}/retry`, { json: {} });
     await ok('POST', `/api/v1/deployments/${deployed.body.id}/abort`);
+    // The live stream of a finished deployment: one snapshot, then the end.
+    const events = await ok('GET', `/api/v1/deployments/${deployed.body.id}/events`);
+    t.regex(events.raw.toString(), /^event: snapshot\ndata: \{"id":/);
     await ok('GET', '/api/v1/devices/till-1');
     await ok('GET', '/api/v1/devices/till-1/release');
     await ok('POST', '/api/v1/groups', { json: { name: 'elsewhere' } });
@@ -115,6 +118,7 @@ test('every route answers with the shape it declares (a walk through the whole A
     await ok('POST', '/api/v1/trust/keys', { json: { role: 'timestamp' } });
     await ok('POST', '/api/v1/users', { json: { name: 'ann' } });
     await ok('GET', '/api/v1/users');
+    await ok('GET', '/api/v1/user');
     await ok('POST', '/api/v1/bundles/pos/members', { json: { user: 'ann', role: 'guest' } });
     await ok('GET', '/api/v1/bundles/pos/members');
     await ok('DELETE', '/api/v1/bundles/pos/members/ann');

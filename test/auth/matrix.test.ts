@@ -95,6 +95,7 @@ const cases: Record<string, (fx: Fixture) => Promise<Request>> = {
   'GET /api/v1/groups/:group/release': async () => ({ path: '/api/v1/groups/g1/release', ok: [200, 204] }),
   'POST /api/v1/users': async (fx) => ({ path: '/api/v1/users', json: { name: fx.unique('user') }, ok: [201] }),
   'GET /api/v1/users': async () => ({ path: '/api/v1/users', ok: [200] }),
+  'GET /api/v1/user': async () => ({ path: '/api/v1/user', ok: [200] }),
   'GET /api/v1/bundles/:name/members': async (fx) => ({ path: `/api/v1/bundles/${fx.shared}/members`, ok: [200] }),
   'POST /api/v1/bundles/:name/members': async (fx) => ({ path: `/api/v1/bundles/${await fx.fresh()}/members`, json: { user: 'extra', role: 'guest' }, ok: [201] }),
   'DELETE /api/v1/bundles/:name/members/:user': async (fx) => {
@@ -128,6 +129,12 @@ const cases: Record<string, (fx: Fixture) => Promise<Request>> = {
   }),
   // Rollouts: deployments are acted on through their group (g1, where every role user holds their role).
   'GET /api/v1/deployments/:id': async (fx) => ({ path: `/api/v1/deployments/${await fx.deployment()}`, ok: [200] }),
+  // A finished deployment's stream sends it once and ends.
+  'GET /api/v1/deployments/:id/events': async (fx) => {
+    const id = await fx.deployment();
+    await expectOk(fx.server, 'POST', `/api/v1/deployments/${id}/abort`);
+    return { path: `/api/v1/deployments/${id}/events`, ok: [200] };
+  },
   'POST /api/v1/deployments/:id/pause': async (fx) => ({ path: `/api/v1/deployments/${await fx.deployment()}/pause`, ok: [200] }),
   'POST /api/v1/deployments/:id/resume': async (fx) => {
     const id = await fx.deployment();

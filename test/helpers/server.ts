@@ -3,7 +3,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { ExecutionContext } from 'ava';
-import { startServer, type RunningServer } from '../../server/app.ts';
+import { startServer, type RunningServer, type ServerDeps } from '../../server/app.ts';
 import { defaultServerConfig, type ServerConfig } from '../../server/config.ts';
 import { createLogger, type Logger } from '../../protocol/log.ts';
 import { checkResponse } from '../../server/http/openapi.ts';
@@ -33,7 +33,7 @@ export async function makeTempDir(prefix = 'convoy-test-'): Promise<string> {
   return fs.mkdtemp(path.join(os.tmpdir(), prefix));
 }
 
-export async function startTestServer(overrides: Partial<ServerConfig> = {}): Promise<TestServer & { dispose(): Promise<void> }> {
+export async function startTestServer(overrides: Partial<ServerConfig> = {}, extraDeps: Pick<ServerDeps, 'uiDir'> = {}): Promise<TestServer & { dispose(): Promise<void> }> {
   const dataDir = await makeTempDir();
   const database = await createTestDatabase();
   const logs: string[] = [];
@@ -55,7 +55,7 @@ export async function startTestServer(overrides: Partial<ServerConfig> = {}): Pr
     const violation = checkResponse(spec, ctx);
     if (violation) responseViolations.push(violation);
   };
-  let running = await startServer(config, { log, onResponse });
+  let running = await startServer(config, { log, onResponse, ...extraDeps });
   const server = {
     dataDir,
     logs,
@@ -83,7 +83,7 @@ export async function startTestServer(overrides: Partial<ServerConfig> = {}): Pr
     async restart() {
       await running.close();
       // Same ports, so devices configured with them reconnect on their own.
-      running = await startServer({ ...config, httpPort: running.httpPort, mqttPort: running.mqttPort }, { log, onResponse });
+      running = await startServer({ ...config, httpPort: running.httpPort, mqttPort: running.mqttPort }, { log, onResponse, ...extraDeps });
     },
     async api(method: string, urlPath: string, options: { json?: unknown; body?: Buffer | string; token?: string | null; headers?: Record<string, string> } = {}) {
       const headers: Record<string, string> = { ...options.headers };
