@@ -25,6 +25,11 @@ import { deviceRoutes } from './devices/routes.ts';
 import { createDeviceService, type DeviceService } from './devices/service.ts';
 import { createDeviceStore } from './devices/store.ts';
 import { createReleaseNotices, type ReleaseNotices } from './releases/service.ts';
+import { openFleetPki } from './enrollment/pki.ts';
+import { enrollmentRoutes } from './enrollment/routes.ts';
+import { createEnrollmentService } from './enrollment/service.ts';
+import { createEnrollmentStore } from './enrollment/store.ts';
+import { generateToken, hashToken } from './auth/tokens.ts';
 import { errorMiddleware } from './http/errors.ts';
 import { buildOpenApiDocument } from './http/openapi.ts';
 import { buildRouter, route, type Route } from './http/routes.ts';
@@ -154,6 +159,23 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     });
     const startedBroker = broker;
     cleanups.push(() => startedBroker.close());
+    // Device identity (issue 11): enrollment adds devices (devices capability) and mints their
+    // tokens (auth capability) in one transaction, through the functions passed here.
+    const deviceStore = createDeviceStore(db);
+    const enrollment = createEnrollmentService({
+      store: createEnrollmentStore(db),
+      pki: await openFleetPki({ pkiDir: config.pkiDir, dataDir: config.dataDir, now, log: log.child('pki') }),
+      devices: { find: (id) => deviceStore.find(id), add: (id, group, at, trx) => deviceStore.insert(id, group, at, trx) },
+      async mintDeviceToken(id, at, trx) {
+        const token = generateToken();
+        await authStore.insertDeviceToken(id, hashToken(token), at, trx);
+        return token;
+      },
+      rootMetadata: () => trust.currentRoot(),
+      mqttPort: () => startedBroker.port,
+      now,
+      log: log.child('enrollment'),
+    });
     const deployments = createDeploymentService({ db, bundles, broker: () => startedBroker, now, log: log.child('deployments') });
     await deployments.announceLatest();
     releases = createReleaseNotices({
@@ -194,6 +216,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
           blobs, resolveTarget: (p) => resolveTargetUrl(bundleStore, p), anonymous: config.anonymousTufRead }),
         ...accessRoutes(auth, { requireBundle: (name) => bundles.getBundle(name) }),
         ...auditRoutes(audit),
+        ...enrollmentRoutes(enrollment),
     ];
     routes.push(
       route({

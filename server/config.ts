@@ -26,6 +26,8 @@ export interface ServerConfig {
   tufExpiry?: { root: number; targets: number; snapshot: number; timestamp: number };
   /** How often the server checks whether metadata needs re-signing, in milliseconds (unset: 10 minutes). */
   tufResignCheckMs?: number;
+  /** The `server/` folder of `convoy ca init` (CONVOY_PKI_DIR); unset: a fleet CA made in dataDir/pki at first enrollment. */
+  pkiDir?: string;
 }
 
 export class ConfigError extends Error {
@@ -105,5 +107,6 @@ export function loadServerConfig(env: NodeJS.ProcessEnv, cwd = process.cwd()): S
     anonymousTufRead: bool(env, 'CONVOY_ANONYMOUS_TUF_READ', defaultServerConfig.anonymousTufRead),
     logLevel,
     ...(tufExpiry(env) ? { tufExpiry: tufExpiry(env)! } : {}),
+    ...(env.CONVOY_PKI_DIR ? { pkiDir: path.resolve(cwd, env.CONVOY_PKI_DIR) } : {}),
   };
 }

@@ -34,6 +34,8 @@ export const actions = [
   'keys:read',
   'keys:admin',
   'openapi:read',
+  'enrollment:create',
+  'device:enroll',
 ] as const;
 export type Action = (typeof actions)[number];
 
@@ -105,6 +107,9 @@ export const policy: { readonly [A in Action]?: Rule } = {
   'keys:read': { on: 'instance', role: 'user', scope: 'read', what: 'See who signs what: roles, key ids, thresholds' },
   'keys:admin': { on: 'instance', role: 'admin', scope: 'admin', what: 'Set approval thresholds, create online keys, upload root metadata signed offline' },
   'openapi:read': { on: 'instance', role: 'user', scope: 'read', devices: true, what: 'Read the OpenAPI document of this API (also served without a token)' },
+  'enrollment:create': { on: 'instance', role: 'admin', scope: 'admin', what: 'Create enrollment tokens: a group for a batch of devices, or one device to enroll again' },
+  // Served without a token: the enrollment token or the current certificate in the body is the credential.
+  'device:enroll': { on: 'instance', role: 'user', scope: 'read', devices: true, what: 'Enroll a device (an enrollment token and a CSR) or renew its certificate (also served without a token)' },
 };
 
 /** The rule of an action; an action nobody wrote a rule for is held by admins only. */

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import test from 'ava';
+import { createDeviceCsr, generateKeyPem } from '../../certs/pki.ts';
 import { z } from 'zod';
 import { artifact } from '../../protocol/api.ts';
 import { checkResponse, isDocumented, openApiPath } from '../../server/http/openapi.ts';
@@ -107,6 +108,10 @@ test('every route answers with the shape it declares (a walk through the whole A
     await ok('GET', '/api/v1/tokens');
     await ok('DELETE', `/api/v1/tokens/${created.body.info.id}`);
     await ok('GET', '/api/v1/audit');
+    const enrollmentToken = await ok('POST', '/api/v1/enrollment-tokens', { json: { group: 'shop', ttlSeconds: 600 } });
+    const csr = createDeviceCsr({ deviceId: 'till-2', keyPem: generateKeyPem() });
+    const enrolled = await ok('POST', '/api/v1/enroll', { token: null, json: { token: enrollmentToken.body.token, csr } });
+    await ok('POST', '/api/v1/enroll/renew', { token: null, json: { certificate: enrolled.body.certificate, csr } });
     // @koa/router answers HEAD with the GET route declared before it: a HEAD twin counts as reached with it.
     const reached = (key: string) => server.answeredRoutes.has(key) || (key.startsWith('HEAD ') && server.answeredRoutes.has(key.replace(/^HEAD/, 'GET')));
     // Routes only a server with offline keys answers successfully: test/trust/ceremony.test.ts

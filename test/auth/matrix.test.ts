@@ -122,6 +122,14 @@ const cases: Record<string, (fx: Fixture) => Promise<Request>> = {
   }),
   // Served without a token too (anonymous): checked apart from the matrix below.
   'GET /api/v1/openapi.json': async () => ({ path: '/api/v1/openapi.json', ok: [200] }),
+  'POST /api/v1/enrollment-tokens': async () => ({ path: '/api/v1/enrollment-tokens', json: { group: 'g1', ttlSeconds: 3600 }, ok: [201] }),
+  // Anonymous: the credential is in the body (an enrollment token; a certificate), and these are not valid ones.
+  'POST /api/v1/enroll': async () => ({ path: '/api/v1/enroll', json: { token: `cve_${'x'.repeat(43)}`, csr: `-----BEGIN CERTIFICATE REQUEST-----\n${'A'.repeat(64)}\n-----END CERTIFICATE REQUEST-----\n` }, ok: [401] }),
+  'POST /api/v1/enroll/renew': async () => ({
+    path: '/api/v1/enroll/renew',
+    json: { certificate: `-----BEGIN CERTIFICATE-----\n${'A'.repeat(64)}\n-----END CERTIFICATE-----\n`, csr: `-----BEGIN CERTIFICATE REQUEST-----\n${'A'.repeat(64)}\n-----END CERTIFICATE REQUEST-----\n` },
+    ok: [400],
+  }),
 };
 
 async function expectOk(server: TestServer, method: string, path: string, json?: unknown, token?: string): Promise<any> {
@@ -179,7 +187,7 @@ test('every route, every role: allowed → success, denied → 403, missing scop
     // Anonymous routes answer without a token; the matrix is about the routes that need one.
     for (const route of server.routes.filter((r) => r.anonymous)) {
       const req = { method: route.method, ...(await cases[keyOf(route)]!(fixtureFor('outsider'))) };
-      const res = await server.api(req.method, req.path, { token: null });
+      const res = await server.api(req.method, req.path, { token: null, ...(req.json !== undefined ? { json: req.json } : {}) });
       t.true(req.ok.includes(res.status), `${keyOf(route)} without a token answered ${res.status}`);
     }
     const guarded = server.routes.filter((r) => !r.anonymous);
