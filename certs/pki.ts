@@ -254,7 +254,12 @@ export function signDeviceCsr(options: { issuer: KeyPair; csrPem: string; device
 export function describeCertificate(certPem: string): { commonName: string; notBefore: Date; notAfter: Date; serial: string } {
   const cert = forge.pki.certificateFromPem(certPem);
   const cn = cert.subject.getField('CN') as { value?: unknown } | null;
-  return { commonName: String(cn?.value ?? ''), notBefore: cert.validity.notBefore, notAfter: cert.validity.notAfter, serial: cert.serialNumber };
+  return { commonName: String(cn?.value ?? ''), notBefore: cert.validity.notBefore, notAfter: cert.validity.notAfter, serial: normalSerial(cert.serialNumber) };
+}
+
+/** One spelling of a serial number: node's TLS peer certificate and node-forge print it differently (case, leading zero octets). */
+export function normalSerial(serial: string): string {
+  return serial.toLowerCase().replace(/^(00)+(?=.)/, '');
 }
 
 /**

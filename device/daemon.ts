@@ -15,6 +15,13 @@ import { createNotifier, type Notifier } from './systemd.ts';
 import { openTrustClient } from '../tuf/client.ts';
 import { createUpdater, sleep, type Offer, type StepInfo } from './updater.ts';
 
+/** The enrolled device's certificate, key and fleet root, when device.json names them. */
+async function readIdentity(config: DeviceConfig, configDir: string): Promise<{ cert: string; key: string; ca: string } | undefined> {
+  if (!config.certFile || !config.keyFile || !config.caFile) return undefined;
+  const read = (file: string) => fs.readFile(path.resolve(configDir, file), 'utf8');
+  return { cert: await read(config.certFile), key: await read(config.keyFile), ca: await read(config.caFile) };
+}
+
 /** How often an enrolled device checks whether its certificate is due for renewal. */
 const renewalCheckMs = 60 * 60 * 1000;
 
@@ -162,6 +169,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   offers = startOffers({
     config,
     token,
+    tls: await readIdentity(config, options.configDir),
     log,
     random,
     pollRelease: options.pollRelease,
@@ -193,6 +201,10 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     const check = () =>
       import('./enroll.ts')
         .then(({ renewIfDue }) => renewIfDue({ config, configDir: options.configDir, now: now(), timeoutMs: config.timeoutSeconds * 1000, log: log.child('identity') }))
+        .then(async (renewed) => {
+          const identity = renewed ? await readIdentity(config, options.configDir) : undefined;
+          if (identity) offers?.updateTls(identity);
+        })
         .catch((error: unknown) => log.warn('certificate renewal failed; retrying at the next check', { error }));
     void check();
     const timer = setInterval(() => void check(), renewalCheckMs);

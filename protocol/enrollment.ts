@@ -79,3 +79,12 @@ export function parseDuration(text: string): number | undefined {
   if (!match) return undefined;
   return Number(match[1]) * { s: 1, m: 60, h: 3600, d: 86_400 }[match[2] as 's' | 'm' | 'h' | 'd'];
 }
+
+export const devicePath = z.strictObject({ id: deviceId });
+
+/** What `POST /api/v1/devices/:id/revoke` did: how many certificates and tokens stopped working. */
+export const deviceRevocation = z.strictObject({
+  device: deviceId,
+  certificates: z.number().int().nonnegative(),
+  tokens: z.number().int().nonnegative(),
+});

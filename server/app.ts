@@ -1,4 +1,7 @@
 import fs from 'node:fs/promises';
+import https from 'node:https';
+import tls from 'node:tls';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import Koa from 'koa';
 import { z } from 'zod';
@@ -27,7 +30,7 @@ import { createDeviceStore } from './devices/store.ts';
 import { createReleaseNotices, type ReleaseNotices } from './releases/service.ts';
 import { openFleetPki } from './enrollment/pki.ts';
 import { enrollmentRoutes } from './enrollment/routes.ts';
-import { createEnrollmentService } from './enrollment/service.ts';
+import { createEnrollmentService, type EnrollmentService } from './enrollment/service.ts';
 import { createEnrollmentStore } from './enrollment/store.ts';
 import { generateToken, hashToken } from './auth/tokens.ts';
 import { errorMiddleware } from './http/errors.ts';
@@ -47,6 +50,9 @@ export interface RunningServer {
   url: string;
   httpPort: number;
   mqttPort: number;
+  /** The devices' mutual-TLS listeners (CONVOY_MQTTS_PORT, CONVOY_HTTPS_PORT), when configured. */
+  mqttsPort?: number | undefined;
+  httpsPort?: number | undefined;
   /** The admin token generated at first start, if one was (shown once, never stored). */
   generatedAdminToken: string | undefined;
   /** Every route declaration served (the OpenAPI document, the permission matrix and generated docs come from them). */
@@ -149,7 +155,28 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       now,
       log: log.child('devices'),
     });
+    // Device identity (issue 11). The fleet CA is opened before the broker: its TLS listener needs
+    // the server's certificate. Enrollment is made after the broker (it reports the MQTT port).
+    const pki = await openFleetPki({ pkiDir: config.pkiDir, dataDir: config.dataDir, now, log: log.child('pki') });
+    let enrollment: EnrollmentService | undefined;
+    const certificatePrincipal = async (peer: { commonName: string; serial: string }) => enrollment?.principalOfCertificate(peer);
+    const mtls = async () => {
+      const material = await pki.tls();
+      // requestCert + rejectUnauthorized: only clients with a certificate chaining to the fleet root get through.
+      return { cert: material.certPem, key: material.keyPem, ca: material.ca, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.2' as const };
+    };
+    const listenOn = (server: tls.Server, port: number) =>
+      new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, config.host, () => resolve());
+      });
+    let mqttsServer: tls.Server | undefined;
+    if (config.mqttsPort !== undefined) {
+      mqttsServer = tls.createServer(await mtls());
+      await listenOn(mqttsServer, config.mqttsPort);
+    }
     broker = await startBroker({
+      ...(mqttsServer ? { tls: { server: mqttsServer, authenticate: certificatePrincipal } } : {}),
       host: config.host,
       port: config.mqttPort,
       authenticate: (token) => auth.authenticate(token),
@@ -162,9 +189,14 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     // Device identity (issue 11): enrollment adds devices (devices capability) and mints their
     // tokens (auth capability) in one transaction, through the functions passed here.
     const deviceStore = createDeviceStore(db);
-    const enrollment = createEnrollmentService({
+    enrollment = createEnrollmentService({
       store: createEnrollmentStore(db),
-      pki: await openFleetPki({ pkiDir: config.pkiDir, dataDir: config.dataDir, now, log: log.child('pki') }),
+      pki,
+      async onRevoked(id, at) {
+        const tokens = await authStore.revokeDeviceTokens(id, at);
+        startedBroker.disconnectDevice(id);
+        return { tokens };
+      },
       devices: { find: (id) => deviceStore.find(id), add: (id, group, at, trx) => deviceStore.insert(id, group, at, trx) },
       async mintDeviceToken(id, at, trx) {
         const token = generateToken();
@@ -227,7 +259,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
         },
       }),
     );
-    const router = buildRouter(routes, { auth, maxJsonBytes: config.maxJsonBytes, audit, ...(deps.onResponse ? { onResponse: deps.onResponse } : {}) });
+    const router = buildRouter(routes, { auth, maxJsonBytes: config.maxJsonBytes, audit, certificatePrincipal, ...(deps.onResponse ? { onResponse: deps.onResponse } : {}) });
     app.use(router.routes());
     app.use(router.allowedMethods());
 
@@ -245,12 +277,29 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
         }),
     );
     const httpPort = ports.httpPort;
+    // HTTPS for devices (API calls and downloads), authenticated by their certificates.
+    let httpsPort: number | undefined;
+    if (config.httpsPort !== undefined) {
+      const httpsServer = https.createServer(await mtls(), app.callback());
+      httpsServer.headersTimeout = 30_000;
+      await listenOn(httpsServer, config.httpsPort);
+      httpsPort = (httpsServer.address() as AddressInfo).port;
+      cleanups.push(
+        () =>
+          new Promise<void>((resolve) => {
+            httpsServer.close(() => resolve());
+            httpsServer.closeAllConnections();
+          }),
+      );
+    }
     const shownHost = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
     log.info('serving', { http: httpPort, mqtt: broker.port, dataDir: config.dataDir, database: config.databaseUrl ? 'postgresql' : 'sqlite' });
     return {
       url: `http://${shownHost}:${httpPort}`,
       httpPort,
       mqttPort: broker.port,
+      mqttsPort: broker.mqttsPort,
+      httpsPort,
       generatedAdminToken,
       routes,
       registryRoutes: registryRouteTable(oci, blobs),

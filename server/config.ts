@@ -28,6 +28,9 @@ export interface ServerConfig {
   tufResignCheckMs?: number;
   /** The `server/` folder of `convoy ca init` (CONVOY_PKI_DIR); unset: a fleet CA made in dataDir/pki at first enrollment. */
   pkiDir?: string;
+  /** Mutual-TLS listeners for devices (certificates of the fleet CA); unset: not served. 0 picks a free port (tests). */
+  mqttsPort?: number;
+  httpsPort?: number;
 }
 
 export class ConfigError extends Error {
@@ -108,5 +111,7 @@ export function loadServerConfig(env: NodeJS.ProcessEnv, cwd = process.cwd()): S
     logLevel,
     ...(tufExpiry(env) ? { tufExpiry: tufExpiry(env)! } : {}),
     ...(env.CONVOY_PKI_DIR ? { pkiDir: path.resolve(cwd, env.CONVOY_PKI_DIR) } : {}),
+    ...(env.CONVOY_MQTTS_PORT ? { mqttsPort: port(env, 'CONVOY_MQTTS_PORT', 8883) } : {}),
+    ...(env.CONVOY_HTTPS_PORT ? { httpsPort: port(env, 'CONVOY_HTTPS_PORT', 8443) } : {}),
   };
 }

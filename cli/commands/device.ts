@@ -5,7 +5,7 @@ import { deviceConfigSchemaId, type DeviceConfigInput } from '../../protocol/dev
 import { deviceId, groupName } from '../../protocol/names.ts';
 import { writeFileAtomic } from '../../lib/files.ts';
 import { command, enc, json, need, needText, type Command } from '../command.ts';
-import { enrollmentToken, maxEnrollmentTtlSeconds, parseDuration } from '../../protocol/enrollment.ts';
+import { deviceRevocation, enrollmentToken, maxEnrollmentTtlSeconds, parseDuration } from '../../protocol/enrollment.ts';
 import { CliError, UsageError } from '../client.ts';
 import { printJsonOr, printList } from '../output.ts';
 
@@ -43,6 +43,15 @@ export const commands: Record<string, Command> = {
       const created = await api().request('POST', '/api/v1/enrollment-tokens', { json: { ...target, ttlSeconds, uses }, schema: enrollmentToken });
       const what = created.group ? `${uses} device${uses > 1 ? 's' : ''} to join group ${created.group}` : `device ${created.device} to enroll again`;
       printJsonOr(created, flags.json === true, `${created.token}\n\nlets ${what} until ${created.expiresAt} (shown once; on each device: convoyd enroll --server URL --token TOKEN --dir DIR)`);
+    },
+  }),
+  'device revoke': command({
+    usage: 'convoy device revoke ID [--json]',
+    options: { ...json },
+    async run({ positionals, flags, api }) {
+      const id = need(deviceId, positionals[0], 'ID');
+      const revoked = await api().request('POST', `/api/v1/devices/${enc(id)}/revoke`, { schema: deviceRevocation });
+      printJsonOr(revoked, flags.json === true, `revoked device ${id}: ${revoked.certificates} certificate(s) and ${revoked.tokens} token(s) stop working now; its MQTT sessions were closed`);
     },
   }),
   'device list': command({

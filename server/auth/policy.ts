@@ -36,6 +36,7 @@ export const actions = [
   'openapi:read',
   'enrollment:create',
   'device:enroll',
+  'device:revoke',
 ] as const;
 export type Action = (typeof actions)[number];
 
@@ -110,6 +111,7 @@ export const policy: { readonly [A in Action]?: Rule } = {
   'enrollment:create': { on: 'instance', role: 'admin', scope: 'admin', what: 'Create enrollment tokens: a group for a batch of devices, or one device to enroll again' },
   // Served without a token: the enrollment token or the current certificate in the body is the credential.
   'device:enroll': { on: 'instance', role: 'user', scope: 'read', devices: true, what: 'Enroll a device (an enrollment token and a CSR) or renew its certificate (also served without a token)' },
+  'device:revoke': { on: 'instance', role: 'admin', scope: 'admin', what: 'Revoke a device: its certificates and tokens stop working, its MQTT sessions end' },
 };
 
 /** The rule of an action; an action nobody wrote a rule for is held by admins only. */

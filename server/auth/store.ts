@@ -154,6 +154,11 @@ export function createAuthStore(db: Db) {
       return (await query).map(toToken);
     },
 
+    /** Every live token of a device (`convoy device revoke`); returns how many. */
+    async revokeDeviceTokens(deviceId: string, now: string): Promise<number> {
+      return db('tokens').where({ device_id: deviceId }).whereNull('revoked_at').update({ revoked_at: now });
+    },
+
     async revokeToken(id: number, now: string): Promise<void> {
       await db('tokens').where({ id }).whereNull('revoked_at').update({ revoked_at: now });
     },

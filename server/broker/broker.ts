@@ -1,4 +1,5 @@
 import net from 'node:net';
+import type tls from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import { Aedes, type AuthenticateError, type Client } from 'aedes';
 import type { Logger } from '../../protocol/log.ts';
@@ -19,6 +20,10 @@ export interface Broker {
   publish(topic: string, payload: string, retain: boolean): Promise<void>;
   /** Drops every connection signed in with this token (after it is revoked). */
   disconnectToken(tokenId: number): void;
+  /** Drops every connection of this device, however it signed in (after it is revoked). */
+  disconnectDevice(deviceId: string): void;
+  /** The mutual-TLS listener's port, when there is one. */
+  readonly mqttsPort: number | undefined;
   close(): Promise<void>;
 }
 
@@ -31,6 +36,12 @@ export interface BrokerDeps {
   log: Logger;
   /** A listener bound already (server/listeners.ts: ports are bound before any state is made); without one the broker binds `port` itself. */
   listener?: { server: net.Server; serve(handler: (socket: net.Socket) => void): void };
+  /**
+   * A bound TLS listener that requires a client certificate of the fleet CA (MQTT over TLS,
+   * port 8883 by convention): a client signs in with its certificate, the user name if given
+   * must be its CN, the password is ignored. `authenticate` says whom the certificate stands for.
+   */
+  tls?: { server: tls.Server; authenticate: (peer: { commonName: string; serial: string }) => Promise<Principal | undefined> };
 }
 
 /** All bundles' notices at once; each message is then forwarded only to those who may read it. */
@@ -48,6 +59,8 @@ export async function startBroker(deps: BrokerDeps): Promise<Broker> {
   const principals = new WeakMap<Client, Principal>();
   const clients = new Set<Client>();
   const expiryTimers = new Map<Client, NodeJS.Timeout>();
+  /** The verified client certificate of each connection from the TLS listener, by the stream aedes reads. */
+  const peers = new WeakMap<object, { commonName: string; serial: string }>();
 
   /** A connection lives no longer than its token: it is closed when the token expires. */
   function closeAtExpiry(client: Client, expiresAt: string): void {
@@ -65,6 +78,25 @@ export async function startBroker(deps: BrokerDeps): Promise<Broker> {
         error.returnCode = 4; // MQTT 3.1.1 §3.2.2.3: bad user name or password
         done(error, false);
       };
+      const peer = peers.get(client.conn);
+      if (peer && deps.tls) {
+        deps.tls.authenticate(peer).then(
+          (principal) => {
+            if (!principal || (username && username !== peer.commonName)) {
+              deps.log.info('MQTT certificate refused', { client: client.id, device: peer.commonName });
+              return refuse();
+            }
+            principals.set(client, principal);
+            clients.add(client);
+            done(null, true);
+          },
+          (error: unknown) => {
+            deps.log.error('MQTT authentication failed', { error });
+            refuse();
+          },
+        );
+        return;
+      }
       if (!username || !password) return refuse();
       deps.authenticate(password.toString('utf8')).then(
         (principal) => {
@@ -125,6 +157,16 @@ export async function startBroker(deps: BrokerDeps): Promise<Broker> {
     });
   }
   const port = (server.address() as AddressInfo).port;
+  if (deps.tls) {
+    // rejectUnauthorized on the server: a connection arrives here only with a verified chain.
+    deps.tls.server.on('secureConnection', (socket: tls.TLSSocket) => {
+      const cert = socket.getPeerCertificate();
+      peers.set(socket, { commonName: String(cert.subject?.CN ?? ''), serial: cert.serialNumber ?? '' });
+      aedes.handle(socket);
+    });
+    deps.tls.server.on('tlsClientError', (error) => deps.log.debug('MQTT TLS handshake refused', { error }));
+  }
+  const tlsServer = deps.tls?.server;
 
   return {
     port,
@@ -132,6 +174,13 @@ export async function startBroker(deps: BrokerDeps): Promise<Broker> {
       new Promise((resolve, reject) =>
         aedes.publish({ cmd: 'publish', topic, payload: Buffer.from(payload), qos: 1, retain, dup: false }, (error) => (error ? reject(error) : resolve())),
       ),
+    mqttsPort: tlsServer ? (tlsServer.address() as AddressInfo).port : undefined,
+    disconnectDevice(deviceId) {
+      for (const client of clients) {
+        const principal = principals.get(client);
+        if (principal?.type === 'device' && principal.deviceId === deviceId) client.close();
+      }
+    },
     disconnectToken(tokenId) {
       for (const client of clients) {
         const principal = principals.get(client);
@@ -142,6 +191,7 @@ export async function startBroker(deps: BrokerDeps): Promise<Broker> {
       for (const timer of expiryTimers.values()) clearTimeout(timer);
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
       await new Promise<void>((resolve) => server.close(() => resolve()));
+      if (tlsServer) await new Promise<void>((resolve) => tlsServer.close(() => resolve()));
     },
   };
 }

@@ -1,6 +1,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { createRootCa, splitPem, type KeyPair } from '../../certs/pki.ts';
+import os from 'node:os';
+import { createRootCa, createServerCertificate, splitPem, type KeyPair } from '../../certs/pki.ts';
 import type { Logger } from '../../protocol/log.ts';
 import { writeFileAtomic } from '../../lib/files.ts';
 import { ConfigError } from '../config.ts';
@@ -17,6 +18,8 @@ import { ConfigError } from '../config.ts';
  */
 export interface FleetPki {
   issuer(): Promise<{ issuer: KeyPair; chain: string; ca: string }>;
+  /** The server's TLS certificate (with its chain), key and the root that verifies devices: for the mTLS listeners. */
+  tls(): Promise<{ certPem: string; keyPem: string; ca: string }>;
 }
 
 async function readLayout(dir: string): Promise<{ issuer: KeyPair; chain: string; ca: string }> {
@@ -38,7 +41,8 @@ async function readLayout(dir: string): Promise<{ issuer: KeyPair; chain: string
 export async function openFleetPki(options: { pkiDir?: string | undefined; dataDir: string; now: () => Date; log: Logger }): Promise<FleetPki> {
   if (options.pkiDir) {
     const loaded = await readLayout(options.pkiDir);
-    return { issuer: async () => loaded };
+    const tls = await readTls(options.pkiDir, loaded.ca);
+    return { issuer: async () => loaded, tls: async () => tls };
   }
   const dir = path.join(options.dataDir, 'pki');
   let pending: Promise<{ issuer: KeyPair; chain: string; ca: string }> | undefined;
@@ -55,13 +59,40 @@ export async function openFleetPki(options: { pkiDir?: string | undefined; dataD
     }
     return readLayout(dir);
   }
+  const issuer = () => {
+    pending ??= loadOrCreate().catch((error: unknown) => {
+      pending = undefined;
+      throw error;
+    });
+    return pending;
+  };
+  let pendingTls: Promise<{ certPem: string; keyPem: string; ca: string }> | undefined;
+  async function loadOrCreateTls() {
+    const loaded = await issuer();
+    if (!(await fs.stat(path.join(dir, 'tls.key')).then(() => true, () => false))) {
+      // Names a device on this machine or the local network may dial; `convoy ca init` names real ones.
+      const server = createServerCertificate({ issuer: loaded.issuer, dns: ['localhost', ...(/^[A-Za-z0-9-]{1,63}$/.test(os.hostname()) ? [os.hostname()] : [])], ip: ['127.0.0.1', '::1'], now: options.now() });
+      await writeFileAtomic(path.join(dir, 'tls.pem'), server.certPem + loaded.chain);
+      await writeFileAtomic(path.join(dir, 'tls.key'), server.keyPem, 0o600);
+    }
+    return readTls(dir, loaded.ca);
+  }
   return {
-    issuer() {
-      pending ??= loadOrCreate().catch((error: unknown) => {
-        pending = undefined;
+    issuer,
+    tls() {
+      pendingTls ??= loadOrCreateTls().catch((error: unknown) => {
+        pendingTls = undefined;
         throw error;
       });
-      return pending;
+      return pendingTls;
     },
   };
+}
+
+async function readTls(dir: string, ca: string): Promise<{ certPem: string; keyPem: string; ca: string }> {
+  const read = (name: string) =>
+    fs.readFile(path.join(dir, name), 'utf8').catch((error: NodeJS.ErrnoException) => {
+      throw new ConfigError(`cannot read the server's TLS ${name} in ${dir} (${error.code ?? 'error'})`);
+    });
+  return { certPem: await read('tls.pem'), keyPem: await read('tls.key'), ca };
 }

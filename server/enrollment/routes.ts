@@ -1,4 +1,4 @@
-import { createEnrollmentTokenRequest, enrollment, enrollmentToken, enrollRequest, renewal, renewRequest } from '../../protocol/enrollment.ts';
+import { createEnrollmentTokenRequest, devicePath, deviceRevocation, enrollment, enrollmentToken, enrollRequest, renewal, renewRequest } from '../../protocol/enrollment.ts';
 import { route, type Route } from '../http/routes.ts';
 import type { EnrollmentService } from './service.ts';
 
@@ -25,6 +25,13 @@ export function enrollmentRoutes(service: EnrollmentService): Route[] {
       body: renewRequest, responses: { 200: renewal },
       async handler({ koa, body }) {
         koa.body = await service.renew(body.certificate, body.csr);
+      },
+    }),
+    route({
+      method: 'POST', path: '/api/v1/devices/:id/revoke', action: 'device:revoke', summary: "Revoke a device: its certificates and tokens stop working at once, its MQTT sessions are closed",
+      params: devicePath, responses: { 200: deviceRevocation },
+      async handler({ koa, params, principal }) {
+        koa.body = await service.revokeDevice(principal!, params.id);
       },
     }),
   ];

@@ -1,5 +1,5 @@
 import { createPublicKey, randomBytes, X509Certificate } from 'node:crypto';
-import { describeCertificate, PkiError, readCsr, signDeviceCsr } from '../../certs/pki.ts';
+import { describeCertificate, normalSerial, PkiError, readCsr, signDeviceCsr } from '../../certs/pki.ts';
 import type { Device } from '../../protocol/api.ts';
 import type { Enrollment, EnrollmentToken, Renewal } from '../../protocol/enrollment.ts';
 import type { Logger } from '../../protocol/log.ts';
@@ -26,6 +26,8 @@ export function createEnrollmentService(deps: {
   mintDeviceToken(id: string, now: string, trx: Db): Promise<string>;
   rootMetadata: () => Record<string, unknown>;
   mqttPort: () => number;
+  /** Revokes the device's access tokens (auth capability) and ends its MQTT sessions (broker). */
+  onRevoked?: (deviceId: string, now: string) => Promise<{ tokens: number }>;
   now: () => Date;
   log: Logger;
 }) {
@@ -113,6 +115,28 @@ export function createEnrollmentService(deps: {
         token: deviceToken,
         mqtt: { port: deps.mqttPort() },
       };
+    },
+
+    /**
+     * Who a TLS client certificate stands for. The TLS layer already verified the chain and the
+     * dates; this refuses certificates the server did not record (another CA's key reused) or
+     * revoked, and devices no longer registered.
+     */
+    async principalOfCertificate(peer: { commonName: string; serial: string }): Promise<Principal | undefined> {
+      const record = await store.findCertificate(normalSerial(peer.serial));
+      if (!record || record.revoked_at !== null || record.device_id !== peer.commonName) return undefined;
+      const found = await deps.devices.find(record.device_id);
+      return found ? { type: 'device', deviceId: found.id, group: found.group } : undefined;
+    },
+
+    /** `convoy device revoke`: every certificate and token of the device stops working now. */
+    async revokeDevice(actor: Principal, deviceId: string): Promise<{ device: string; certificates: number; tokens: number }> {
+      if (!(await deps.devices.find(deviceId))) throw new ApiError('not_found', `device "${deviceId}" is not registered`);
+      const now = deps.now().toISOString();
+      const certificates = await store.revokeCertificates(deviceId, now);
+      const { tokens } = (await deps.onRevoked?.(deviceId, now)) ?? { tokens: 0 };
+      deps.log.warn('revoked a device', { device: deviceId, certificates, tokens, by: principalName(actor) });
+      return { device: deviceId, certificates, tokens };
     },
 
     async renew(certificate: string, csr: string): Promise<Renewal> {

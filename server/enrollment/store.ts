@@ -39,6 +39,10 @@ export function createEnrollmentStore(db: Db) {
       await trx('device_certificates').insert(row);
     },
 
+    async revokeCertificates(deviceId: string, now: string): Promise<number> {
+      return db('device_certificates').where({ device_id: deviceId }).whereNull('revoked_at').update({ revoked_at: now });
+    },
+
     async findCertificate(serial: string): Promise<{ serial: string; device_id: string; revoked_at: string | null } | undefined> {
       return db('device_certificates').where({ serial }).first();
     },

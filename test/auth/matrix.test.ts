@@ -122,6 +122,11 @@ const cases: Record<string, (fx: Fixture) => Promise<Request>> = {
   }),
   // Served without a token too (anonymous): checked apart from the matrix below.
   'GET /api/v1/openapi.json': async () => ({ path: '/api/v1/openapi.json', ok: [200] }),
+  'POST /api/v1/devices/:id/revoke': async (fx) => {
+    const id = fx.unique('revoked');
+    await expectOk(fx.server, 'POST', '/api/v1/devices', { id, group: 'g9' });
+    return { path: `/api/v1/devices/${id}/revoke`, ok: [200] };
+  },
   'POST /api/v1/enrollment-tokens': async () => ({ path: '/api/v1/enrollment-tokens', json: { group: 'g1', ttlSeconds: 3600 }, ok: [201] }),
   // Anonymous: the credential is in the body (an enrollment token; a certificate), and these are not valid ones.
   'POST /api/v1/enroll': async () => ({ path: '/api/v1/enroll', json: { token: `cve_${'x'.repeat(43)}`, csr: `-----BEGIN CERTIFICATE REQUEST-----\n${'A'.repeat(64)}\n-----END CERTIFICATE REQUEST-----\n` }, ok: [401] }),
