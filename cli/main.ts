@@ -24,6 +24,7 @@ const nouns: Record<string, () => Promise<Module>> = {
   admin: () => import('./commands/admin.ts'),
   serve: () => import('./commands/serve.ts'),
   ca: () => import('./commands/ca.ts'),
+  broker: () => import('./commands/broker.ts'),
 };
 
 const environment = 'environment: CONVOY_URL (default http://127.0.0.1:8080), CONVOY_TOKEN (an access token), CONVOY_RELEASE_VERSION (the version when a command is given NAME alone)';

@@ -2,8 +2,9 @@ import net from 'node:net';
 import type tls from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import { Aedes, type AuthenticateError, type Client } from 'aedes';
+import { decideDeviceTopic, type MqttAction } from '../../protocol/acl.ts';
 import type { Logger } from '../../protocol/log.ts';
-import { bundleFromReleasesTopic, bundleReleasesTopic, deviceStatusTopic, groupReleaseTopic, maxMessageBytes } from '../../protocol/messages.ts';
+import { bundleFromReleasesTopic, bundleReleasesTopic, maxMessageBytes } from '../../protocol/messages.ts';
 import { actsAsAdmin, isAllowed, type Principal } from '../auth/policy.ts';
 
 /**
@@ -53,6 +54,13 @@ function userMaySubscribe(principal: Extract<Principal, { type: 'user' }>, topic
   if (topic === allBundleReleases) return principal.scopes.has('read');
   const bundle = bundleFromReleasesTopic(topic);
   return bundle !== undefined && isAllowed(principal, 'bundle:read', { bundle });
+}
+
+/** A device's publish or subscribe, decided by the one ACL (protocol/acl.ts); refusals are logged. */
+function deviceMay(principal: Extract<Principal, { type: 'device' }>, action: MqttAction, topic: string, log: Logger): boolean {
+  const decision = decideDeviceTopic({ deviceId: principal.deviceId, groups: [principal.group] }, action, topic);
+  if (!decision.allow) log.warn('MQTT refused', { device: principal.deviceId, action, topic, reason: decision.reason });
+  return decision.allow;
 }
 
 export async function startBroker(deps: BrokerDeps): Promise<Broker> {
@@ -115,14 +123,14 @@ export async function startBroker(deps: BrokerDeps): Promise<Broker> {
     },
     authorizePublish(client, packet, callback) {
       const principal = client ? principals.get(client) : undefined;
-      const allowed =
-        principal?.type === 'device' && packet.topic === deviceStatusTopic(principal.deviceId) && packet.payload.length <= maxMessageBytes;
+      const allowed = principal?.type === 'device' && packet.payload.length <= maxMessageBytes && deviceMay(principal, 'publish', packet.topic, deps.log);
+      if (principal?.type === 'user') deps.log.warn('MQTT refused', { user: principal.name, action: 'publish', topic: packet.topic, reason: 'users do not publish' });
       callback(allowed ? null : new Error('not authorised to publish here'));
     },
     authorizeSubscribe(client, subscription, callback) {
       const principal = principals.get(client);
       const allowed =
-        (principal?.type === 'device' && subscription.topic === groupReleaseTopic(principal.group)) ||
+        (principal?.type === 'device' && deviceMay(principal, 'subscribe', subscription.topic, deps.log)) ||
         (principal?.type === 'user' && userMaySubscribe(principal, subscription.topic));
       // A null subscription answers SUBACK 0x80 (failure) without dropping the connection.
       callback(null, allowed ? subscription : null);
