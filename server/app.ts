@@ -28,7 +28,9 @@ import { deviceRoutes } from './devices/routes.ts';
 import { createDeviceService, type DeviceService } from './devices/service.ts';
 import { createDeviceStore } from './devices/store.ts';
 import { createReleaseNotices, type ReleaseNotices } from './releases/service.ts';
-import { openFleetPki } from './enrollment/pki.ts';
+import { openFleetPki, readMqttClientIdentity } from './enrollment/pki.ts';
+import { connectExternalBroker } from './broker/external.ts';
+import { deviceIdFromStatusTopic } from '../protocol/messages.ts';
 import { enrollmentRoutes } from './enrollment/routes.ts';
 import { createEnrollmentService, type EnrollmentService } from './enrollment/service.ts';
 import { createEnrollmentStore } from './enrollment/store.ts';
@@ -175,7 +177,22 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       mqttsServer = tls.createServer(await mtls());
       await listenOn(mqttsServer, config.mqttsPort);
     }
-    broker = await startBroker({
+    if (config.mqttUrl) {
+      // An external broker serves the devices: the port bound for the embedded one is let go.
+      await new Promise<void>((resolve) => ports.mqtt.close(() => resolve()));
+      broker = await connectExternalBroker({
+        url: config.mqttUrl,
+        tls: config.mqttUrl.startsWith('mqtts:') && config.pkiDir ? await readMqttClientIdentity(config.pkiDir) : undefined,
+        clientId: 'convoy-server',
+        // The broker's ACL lets only <id> write devices/<id>/status: the topic names the sender.
+        onMessage: (topic, payload) => {
+          const id = deviceIdFromStatusTopic(topic);
+          if (!id) return;
+          void devices?.find(id).then((found) => found && devices?.receiveStatus(topic, payload, { type: 'device', deviceId: found.id, group: found.group }));
+        },
+        log: log.child('mqtt'),
+      });
+    } else broker = await startBroker({
       ...(mqttsServer ? { tls: { server: mqttsServer, authenticate: certificatePrincipal } } : {}),
       host: config.host,
       port: config.mqttPort,

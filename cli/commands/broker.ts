@@ -16,8 +16,8 @@ import { print } from '../output.ts';
 
 export const commands: Record<string, Command> = {
   'broker config': command({
-    usage: 'convoy broker config mosquitto --pki DIR --acl-file FILE [--port 8883] [--host 0.0.0.0] [--server-user convoy-server]',
-    options: { pki: { type: 'string' }, 'acl-file': { type: 'string' }, port: { type: 'string' }, host: { type: 'string' }, 'server-user': { type: 'string' } },
+    usage: 'convoy broker config mosquitto --pki DIR --acl-file FILE [--port 8883] [--host 0.0.0.0] [--server-user convoy-server] [--offline]',
+    options: { pki: { type: 'string' }, 'acl-file': { type: 'string' }, port: { type: 'string' }, host: { type: 'string' }, 'server-user': { type: 'string' }, offline: { type: 'boolean' } },
     async run({ positionals, flags, api }) {
       if (positionals[0] !== 'mosquitto') throw new CliError(`only "mosquitto" is supported, got "${positionals[0] ?? ''}"`);
       const pki = path.resolve(needText(flags.pki, '--pki DIR', 'the server/ folder of convoy ca init (ca.pem, tls.pem, tls.key)'));
@@ -29,7 +29,8 @@ export const commands: Record<string, Command> = {
       for (const file of ['ca.pem', 'tls.pem', 'tls.key']) {
         if (!(await fs.stat(path.join(pki, file)).catch(() => undefined))) throw new CliError(`${path.join(pki, file)} does not exist: --pki is the server/ folder of convoy ca init`);
       }
-      const devices = await api().request('GET', '/api/v1/devices', { schema: listOf(device) });
+      // --offline: the first configuration, before the server (its client) runs: no group lines yet.
+      const devices = flags.offline ? [] : await api().request('GET', '/api/v1/devices', { schema: listOf(device) });
       await writeFileAtomic(aclFile, mosquittoAcl({ serverUser, devices: devices.map((d) => ({ deviceId: d.id, groups: [d.group] })) }));
       print(
         [

@@ -1,6 +1,6 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { createIntermediateCa, createRootCa, createServerCertificate, PkiError, type KeyPair } from '../../certs/pki.ts';
+import { createDeviceCsr, createIntermediateCa, createRootCa, createServerCertificate, generateKeyPem, PkiError, signDeviceCsr, type KeyPair } from '../../certs/pki.ts';
 import { writeFileAtomic } from '../../lib/files.ts';
 import { CliError } from '../client.ts';
 import { command, needText, type Command } from '../command.ts';
@@ -15,6 +15,7 @@ import { print } from '../output.ts';
  *     ca.pem                the root certificate (verifies device certificates)
  *     issuer.pem, .key      the CA that signs device certificates (the intermediate, or the root)
  *     tls.pem, tls.key      the server's TLS certificate (with the intermediate after it) and key
+ *     mqtt-client.pem, .key the server's client certificate (CN convoy-server) for an external broker
  * Private keys are 0600 in 0700 folders.
  */
 
@@ -44,11 +45,14 @@ export const commands: Record<string, Command> = {
       if (dns.length + ip.length === 0) throw new CliError('--dns HOST or --ip ADDR: give the names devices use to reach the server (at least one)');
       if ((await fs.readdir(dir).catch(() => [])).length > 0) throw new CliError(`${dir} is not empty: refusing to overwrite key material`);
       const now = new Date();
-      let root: KeyPair, issuer: KeyPair, server: KeyPair;
+      let root: KeyPair, issuer: KeyPair, server: KeyPair, mqttClient: KeyPair;
       try {
         root = createRootCa({ name: `${name} root CA`, now });
         issuer = flags['no-intermediate'] ? root : createIntermediateCa({ issuer: root, name: `${name} issuing CA`, now });
         server = createServerCertificate({ issuer, dns, ip, now });
+        const clientKey = generateKeyPem();
+        // A client certificate like a device's, for a long time: it lives on the server, not in the field.
+        mqttClient = { keyPem: clientKey, certPem: signDeviceCsr({ issuer, csrPem: createDeviceCsr({ deviceId: 'convoy-server', keyPem: clientKey }), deviceId: 'convoy-server', now, days: 397 }) };
       } catch (error) {
         if (error instanceof PkiError) throw new CliError(error.message.replace(/^the server (name|certificate)/, '--dns/--ip'));
         throw error;
@@ -63,6 +67,8 @@ export const commands: Record<string, Command> = {
       await writeSecret(path.join(dir, 'server', 'issuer.key'), issuer.keyPem);
       await writePublic(path.join(dir, 'server', 'tls.pem'), server.certPem + chain);
       await writeSecret(path.join(dir, 'server', 'tls.key'), server.keyPem);
+      await writePublic(path.join(dir, 'server', 'mqtt-client.pem'), mqttClient.certPem + chain);
+      await writeSecret(path.join(dir, 'server', 'mqtt-client.key'), mqttClient.keyPem);
       print(
         [
           `fleet CA "${name}": ${issuer === root ? 'the root signs device certificates' : 'an intermediate signs device certificates; the root stays offline'}; server names: ${[...dns, ...ip].join(', ')}`,

@@ -89,6 +89,15 @@ export async function openFleetPki(options: { pkiDir?: string | undefined; dataD
   };
 }
 
+/** The server's client identity for an external broker (`convoy ca init` writes it). */
+export async function readMqttClientIdentity(pkiDir: string): Promise<{ cert: string; key: string; ca: string }> {
+  const read = (name: string) =>
+    fs.readFile(path.join(pkiDir, name), 'utf8').catch((error: NodeJS.ErrnoException) => {
+      throw new ConfigError(`CONVOY_MQTT_URL: cannot read ${path.join(pkiDir, name)} (${error.code ?? 'error'}); convoy ca init writes it`);
+    });
+  return { cert: await read('mqtt-client.pem'), key: await read('mqtt-client.key'), ca: await read('ca.pem') };
+}
+
 async function readTls(dir: string, ca: string): Promise<{ certPem: string; keyPem: string; ca: string }> {
   const read = (name: string) =>
     fs.readFile(path.join(dir, name), 'utf8').catch((error: NodeJS.ErrnoException) => {
