@@ -129,7 +129,7 @@ test('convoy ca init writes the layout with private keys 0600 in 0700 folders, a
   const result = await convoy('http://127.0.0.1:9', ['ca', 'init', '--dir', dir, '--name', 'Acme fleet', '--dns', 'updates.acme.test', '--ip', '127.0.0.1'], { token: null });
   t.is(result.code, 0, result.stderr);
   t.regex(result.stdout, /root stays offline/);
-  for (const key of ['root/ca.key', 'server/issuer.key', 'server/tls.key']) t.is((await fs.stat(path.join(dir, key))).mode & 0o777, 0o600, key);
+  for (const key of ['root/ca.key', 'server/issuer.key', 'server/tls.key', 'server/mqtt-client.key']) t.is((await fs.stat(path.join(dir, key))).mode & 0o777, 0o600, key);
   for (const folder of ['root', 'server']) t.is((await fs.stat(path.join(dir, folder))).mode & 0o777, 0o700, folder);
   const rootCert = new X509Certificate(await fs.readFile(path.join(dir, 'ca.pem')));
   const issuerCert = new X509Certificate(await fs.readFile(path.join(dir, 'server/issuer.pem')));
