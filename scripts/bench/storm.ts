@@ -4,7 +4,7 @@
  *
  * Enrolls --devices simulated devices through the real API (one CSR each; the bench shares one
  * RSA key among them, because making 2,000 keys would take minutes and measures nothing here),
- * then for each broker: connects them all at once with their certificates (as after a server
+ * then for each broker: connects them all (waves of 100, no pause) with their certificates (as after a server
  * restart) and times until every one is connected and subscribed to its group's notices; then
  * sends one notice per group and times each device's receipt (p50, p99); then reads the broker
  * process's peak RSS (VmHWM). Convoy's notices go out through the API (a deployment per group,
