@@ -1,4 +1,6 @@
-import { z } from 'zod';
+import type { IncomingMessage } from 'node:http';
+import * as z from 'zod';
+import { httpRequest, readText } from '../lib/http.ts';
 import { errorResponse } from '../protocol/api.ts';
 import { parseWith } from '../protocol/parse.ts';
 
@@ -46,7 +48,14 @@ export function createApiClient(env: NodeJS.ProcessEnv): ApiClient {
   const token = env.CONVOY_TOKEN;
   if (!/^https?:\/\//.test(baseUrl)) throw new CliError(`CONVOY_URL must be an http:// or https:// URL, got "${baseUrl}"`);
 
-  async function call(method: string, path: string, options: { json?: unknown; body?: RequestBody; headers?: Record<string, string> }): Promise<Response> {
+  /**
+   * One call. A JSON call (no body, or one in full) whose answer is read whole goes over
+   * node:http (lib/http.ts: fetch() would cost every command ~130 ms of CPU loading undici);
+   * streamed bodies and answers handed out as a Response (uploads, blob downloads) use fetch.
+   */
+  async function call(method: string, path: string, options: { json?: unknown; body?: RequestBody; headers?: Record<string, string> }, want: 'answer'): Promise<Answer>;
+  async function call(method: string, path: string, options: { json?: unknown; body?: RequestBody; headers?: Record<string, string> }, want: 'response'): Promise<Response>;
+  async function call(method: string, path: string, options: { json?: unknown; body?: RequestBody; headers?: Record<string, string> }, want: 'answer' | 'response'): Promise<Answer | Response> {
     if (!token) throw new CliError('CONVOY_TOKEN is not set: export the access token the server printed at first start');
     const headers: Record<string, string> = { authorization: `Bearer ${token}`, ...options.headers };
     let body = options.body;
@@ -54,9 +63,12 @@ export function createApiClient(env: NodeJS.ProcessEnv): ApiClient {
       headers['content-type'] = 'application/json';
       body = JSON.stringify(options.json);
     }
-    let response: Response;
+    let response: Answer | Response;
     try {
-      response = await fetch(`${baseUrl}${path}`, { method, headers, body: body ?? null, ...(body && typeof body !== 'string' ? { duplex: 'half' } : {}) } as RequestInit);
+      response =
+        want === 'answer' && (body === undefined || typeof body === 'string')
+          ? answerOf(await httpRequest(`${baseUrl}${path}`, { method, headers, ...(body !== undefined ? { body } : {}) }))
+          : await fetch(`${baseUrl}${path}`, { method, headers, body: body ?? null, ...(body && typeof body !== 'string' ? { duplex: 'half' } : {}) } as RequestInit);
     } catch (error) {
       throw new CliError(`cannot reach ${baseUrl}: ${(error as Error & { cause?: Error }).cause?.message ?? (error as Error).message}`);
     }
@@ -89,7 +101,7 @@ export function createApiClient(env: NodeJS.ProcessEnv): ApiClient {
       return (await this.exchange(method, path, options)).data;
     },
     async exchange(method, path, options) {
-      const response = await call(method, path, options);
+      const response = await call(method, path, options, 'answer');
       try {
         return { status: response.status, data: parseWith(options.schema, await response.json(), `answer from ${method} ${path}`) };
       } catch (error) {
@@ -97,20 +109,20 @@ export function createApiClient(env: NodeJS.ProcessEnv): ApiClient {
       }
     },
     async download(path) {
-      return call('GET', path, {});
+      return call('GET', path, {}, 'response');
     },
     async raw(method, path, options = {}) {
-      return call(method, path, options);
+      return call(method, path, options, 'response');
     },
     async send(method, path) {
-      await call(method, path, {});
+      await (await call(method, path, {}, 'answer')).text();
     },
     async requestAll(path, item) {
       const items: z.output<typeof item>[] = [];
       const list = z.array(item);
       for (let page = 1; ; ) {
         const url = `${path}${path.includes('?') ? '&' : '?'}page=${page}&per_page=100`;
-        const response = await call('GET', url, {});
+        const response = await call('GET', url, {}, 'answer');
         let parsed: z.output<typeof list>;
         try {
           parsed = parseWith(list, await response.json(), `answer from GET ${path}`);
@@ -124,5 +136,33 @@ export function createApiClient(env: NodeJS.ProcessEnv): ApiClient {
         page = next;
       }
     },
+  };
+}
+
+/** What a JSON call's caller reads of an answer: the part of a fetch Response it uses. */
+interface Answer {
+  status: number;
+  ok: boolean;
+  headers: { get(name: string): string | null };
+  text(): Promise<string>;
+  json(): Promise<unknown>;
+}
+
+/** An answer over node:http, read whole (a JSON answer is small; 64 MiB is far beyond any). */
+function answerOf(message: IncomingMessage): Answer {
+  const status = message.statusCode ?? 0;
+  let text: Promise<string> | undefined;
+  const read = () => (text ??= readText(message, 64 * 1024 * 1024));
+  return {
+    status,
+    ok: status >= 200 && status <= 299,
+    headers: {
+      get(name) {
+        const value = message.headers[name.toLowerCase()];
+        return value === undefined ? null : Array.isArray(value) ? value.join(', ') : String(value);
+      },
+    },
+    text: read,
+    json: async () => JSON.parse(await read()),
   };
 }

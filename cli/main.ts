@@ -16,6 +16,7 @@ const nouns: Record<string, () => Promise<Module>> = {
   deploy: () => import('./commands/deploy.ts'),
   deployment: () => import('./commands/deployment.ts'),
   device: () => import('./commands/device.ts'),
+  group: () => import('./commands/group.ts'),
   keys: () => import('./commands/keys.ts'),
   user: () => import('./commands/user.ts'),
   member: () => import('./commands/member.ts'),
@@ -23,6 +24,9 @@ const nouns: Record<string, () => Promise<Module>> = {
   audit: () => import('./commands/audit.ts'),
   admin: () => import('./commands/admin.ts'),
   serve: () => import('./commands/serve.ts'),
+  edge: () => import('./commands/edge.ts'),
+  registry: () => import('./commands/registry.ts'),
+  replication: () => import('./commands/replication.ts'),
   ca: () => import('./commands/ca.ts'),
   broker: () => import('./commands/broker.ts'),
 };
@@ -49,7 +53,9 @@ export async function main(argv: string[]): Promise<number> {
   }
   const { commands } = await load();
   const twoWords = `${noun} ${argv[1] ?? ''}`;
-  const [key, rest] = commands[twoWords] ? [twoWords, argv.slice(2)] : [noun, argv.slice(1)];
+  // Three words first (`replication policy create`, `replication run show`), then two, then one.
+  const threeWords = `${twoWords} ${argv[2] ?? ''}`;
+  const [key, rest] = commands[threeWords] ? [threeWords, argv.slice(3)] : commands[twoWords] ? [twoWords, argv.slice(2)] : [noun, argv.slice(1)];
   const command = commands[key];
   if (!command) {
     // `convoy version`, `convoy version --help`: the noun's commands. A wrong verb: the same, exit 2.

@@ -3,8 +3,10 @@ import path from 'node:path';
 import type { DeviceConfig } from '../protocol/device-config.ts';
 import type { ErrorBody } from '../protocol/errors.ts';
 import type { Logger } from '../protocol/log.ts';
-import type { DeviceStatus, ReleaseNotice } from '../protocol/messages.ts';
+import type { DeviceNotice, DeviceStatus } from '../protocol/messages.ts';
+import type { InventoryReport } from '../protocol/rollout.ts';
 import { createHookRunner } from './hooks.ts';
+import { collectInventory } from './inventory.ts';
 import { readCurrentSlot, switchCurrent } from './install.ts';
 import { readJournal } from './journal.ts';
 import { watchInstalledRelease } from './revocation.ts';
@@ -34,8 +36,8 @@ export interface DaemonOptions {
   random?: () => number;
   env?: NodeJS.ProcessEnv;
   modules?: ModuleTable;
-  /** Asks the server which release the device's group should run (used while MQTT is down). */
-  pollRelease?: () => Promise<ReleaseNotice | null>;
+  /** Asks the server which release this device should run (used while MQTT is down). */
+  pollRelease?: () => Promise<DeviceNotice | null>;
 }
 
 export interface Daemon {
@@ -72,6 +74,10 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
 
   let offers: Offers | undefined;
   let lastInfo: StepInfo = {};
+  // Reports carry an increasing sequence number, also across restarts (the clock seeds it), so
+  // the server stores each once and never an older one over a newer (QoS 1 may deliver twice).
+  let seq = Date.now();
+  const nextSeq = () => (seq = Math.max(seq + 1, Date.now()));
   /** What the periodic signed-metadata check found about the running release (revoked, frozen). */
   let trustError: ErrorBody | null = null;
   const report = (journal: Journal, info: StepInfo = {}) => {
@@ -83,12 +89,15 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       deviceId: config.id,
       state,
       installed: journal.installed ? { bundle: journal.installed.bundle, version: journal.installed.version } : null,
-      target: update && update.state !== 'committed' ? update.release : null,
+      // An aborted update moves the device nowhere: it reports no target.
+      target: update && update.state !== 'committed' && update.state !== 'aborted' ? update.release : null,
       error: update?.error ?? trustError,
       reportedAt: now().toISOString(),
       phase: update?.state ?? 'idle',
       ...(info.waiting ? { detail: info.waiting.slice(0, 1000) } : {}),
       ...(info.progress ? { progress: info.progress } : {}),
+      seq: nextSeq(),
+      ...(update?.deploymentId ? { deploymentId: update.deploymentId } : {}),
     };
     notifier.status(`${status.phase}${status.target ? ` ${status.target.bundle}@${status.target.version}` : ''}${info.waiting ? `: ${info.waiting}` : ''}`.slice(0, 400));
     offers?.publishStatus(status);
@@ -135,6 +144,9 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   };
   const work = async () => {
     while (!stopController.signal.aborted) {
+      for (const id of aborts) {
+        if (await updater.abort(id).catch((error) => (log.error('cannot abort the update', { error }), false))) report(updater.journal);
+      }
       if (pending) {
         const offer = pending;
         const outcome = await updater.offer(offer).catch((error) => {
@@ -153,20 +165,64 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
         return;
       }
       if (result.type === 'wait') {
-        report(updater.journal, { ...lastInfo, waiting: result.reason });
+        // Logged before it is reported: whoever sees the report can already read the reason.
         log.info('update waits', { reason: result.reason, ms: result.ms });
+        report(updater.journal, { ...lastInfo, waiting: result.reason });
         await sleep(result.ms, AbortSignal.any([wake.signal, stopController.signal]));
       }
     }
   };
-  const offer = (notice: ReleaseNotice) => {
-    if (notice.group !== config.group) throw new Error(`notice is for group "${notice.group}"`);
-    pending = { bundle: notice.bundle, version: notice.version, deploymentId: notice.deploymentId };
+  /**
+   * A notice on the device's own topic (or its poll twin): a release to move to, or the abort of
+   * a deployment. An abort stops an update that has not switched, also one waiting on its lock or
+   * install window; a device never retries what the operator aborted.
+   */
+  const offer = (notice: DeviceNotice) => {
+    if (notice.type === 'abort') {
+      if (pending?.deploymentId === notice.deploymentId) pending = undefined;
+      aborts.add(notice.deploymentId);
+      kick();
+      return;
+    }
+    if (aborts.has(notice.deploymentId) && (notice.attempt ?? 0) === 0) return;
+    pending = {
+      bundle: notice.bundle,
+      version: notice.version,
+      deploymentId: notice.deploymentId,
+      ...(notice.attempt !== undefined ? { attempt: notice.attempt } : {}),
+      ...(notice.retry ? { maxAttempts: notice.retry.attempts } : {}),
+    };
     kick();
   };
+  const aborts = new Set<number>();
 
+  // Inventory at start (each connection) and whenever it changes (checked on an interval).
+  let lastInventory = '';
+  const reportInventory = async (force: boolean) => {
+    try {
+      const attributes = await collectInventory({ config, dataDir, configDir: options.configDir, log: log.child('inventory') });
+      const text = JSON.stringify(attributes);
+      if ((!force && text === lastInventory) || !offers?.connected()) return;
+      lastInventory = text;
+      const message: InventoryReport = { type: 'inventory', deviceId: config.id, seq: nextSeq(), attributes, reportedAt: now().toISOString() };
+      offers.publishStatus(message);
+    } catch (error) {
+      log.warn('collecting the inventory failed', { error: (error as Error).message });
+    }
+  };
+  const inventoryTimer = setInterval(() => void reportInventory(false), config.inventory.intervalSeconds * 1000);
+  inventoryTimer.unref();
+
+  const watchdog = notifier.watchdogIntervalMs ? setInterval(() => notifier.watchdog(), notifier.watchdogIntervalMs) : undefined;
+  notifier.ready(`${updater.journal.update?.state ?? 'idle'}; running ${updater.journal.installed ? `${updater.journal.installed.bundle}@${updater.journal.installed.version}` : 'nothing'}`);
+  // READY=1 means the journal is recovered and the worker can run: sent before the broker is
+  // dialled, since the network may take long or be down (offers then come from the poll), and
+  // systemd must not hold the boot or kill the daemon for that (TimeoutStartSec).
   // Where offers come from (device/offers.ts): MQTT notices, and the poll while MQTT is down.
+  // mqtt (its streams and packet codec: ~40 ms of CPU on a small device) is loaded only now.
+  const { default: mqtt } = await import('mqtt');
   offers = startOffers({
+    connect: (url, mqttOptions) => mqtt.connect(url, mqttOptions),
     config,
     token,
     tls: await readIdentity(config, options.configDir),
@@ -175,11 +231,11 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     pollRelease: options.pollRelease,
     onOffer: offer,
     onPolled: kick,
-    onConnect: () => report(updater.journal, lastInfo),
+    onConnect: () => {
+      report(updater.journal, lastInfo);
+      void reportInventory(true);
+    },
   });
-
-  const watchdog = notifier.watchdogIntervalMs ? setInterval(() => notifier.watchdog(), notifier.watchdogIntervalMs) : undefined;
-  notifier.ready(`${updater.journal.update?.state ?? 'idle'}; running ${updater.journal.installed ? `${updater.journal.installed.bundle}@${updater.journal.installed.version}` : 'nothing'}`);
   kick();
 
   const watch = watchInstalledRelease({
@@ -219,6 +275,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       notifier.stopping();
       stopController.abort();
       offers!.stopPolling();
+      clearInterval(inventoryTimer);
       if (watchdog) clearInterval(watchdog);
       // A step that cannot be interrupted (a hook, a health check) is not waited for long: the
       // journal already says how to go on after a restart.

@@ -1,9 +1,10 @@
 import fs from 'node:fs/promises';
-import { z } from 'zod';
+import semver from 'semver';
+import * as z from 'zod';
 import { writeFileAtomic } from '../lib/files.ts';
 import { bundleName, version } from '../protocol/names.ts';
 import { parseJson, parseWith } from '../protocol/parse.ts';
-import { emptyJournal, journalSchema, journalSchemaId, slotRecord, type Journal } from './state.ts';
+import { emptyJournal, journalSchema, journalSchemaId, slotRecord, type HighWaterMarks, type Journal, type SlotRecord } from './state.ts';
 
 export { emptyJournal, type Journal, type SlotRecord } from './state.ts';
 
@@ -18,6 +19,23 @@ const journalV1 = z.strictObject({
   installed: z.strictObject({ bundle: bundleName, version, slot: z.string() }).nullable(),
   previous: z.strictObject({ bundle: bundleName, version, slot: z.string() }).nullable(),
 });
+/** v2: v3 without the per-bundle high-water marks. */
+const journalV2 = journalSchema.omit({ highWater: true }).extend({ schema: z.literal('convoy.device.journal/v2') });
+
+/**
+ * Marks for a journal written before v3: the highest version of each bundle it still names
+ * (installed and kept were all committed once). Err on the high side: a signed rollback brings
+ * an older one back, an unsigned offer must not.
+ */
+export function marksOf(releases: readonly (SlotRecord | null)[]): HighWaterMarks {
+  const marks: HighWaterMarks = {};
+  for (const r of releases) {
+    if (!r) continue;
+    const mark = marks[r.bundle];
+    if (!mark || semver.gt(r.version, mark)) marks[r.bundle] = r.version;
+  }
+  return marks;
+}
 
 export async function readJournal(file: string): Promise<Journal> {
   let text: string;
@@ -33,7 +51,12 @@ export async function readJournal(file: string): Promise<Journal> {
     const v1 = parseWith(journalV1, value, 'device journal');
     const slot = (r: typeof v1.installed) => (r && slotRecord.safeParse(r).success ? slotRecord.parse(r) : null);
     const previous = slot(v1.previous);
-    return { schema: journalSchemaId, storeCount: 0, installed: slot(v1.installed), kept: previous ? [previous] : [], update: null };
+    const installed = slot(v1.installed);
+    return { schema: journalSchemaId, storeCount: 0, installed, kept: previous ? [previous] : [], update: null, highWater: marksOf([installed, previous]) };
+  }
+  if (value && value.schema === 'convoy.device.journal/v2') {
+    const v2 = parseWith(journalV2, value, 'device journal');
+    return { ...v2, schema: journalSchemaId, highWater: marksOf([v2.installed, ...v2.kept]) };
   }
   return parseWith(journalSchema, value, 'device journal');
 }

@@ -4,6 +4,7 @@ import path from 'node:path';
 import type { UpdatePolicy } from '../protocol/device-config.ts';
 import type { Logger } from '../protocol/log.ts';
 import type { ArtifactType } from '../protocol/names.ts';
+import { checkArchive } from './archive-check.ts';
 import { describeResult, runCommand } from './command.ts';
 import { UpdateError } from './errors.ts';
 import { imageModule } from './image.ts';
@@ -50,12 +51,15 @@ export const fileModule: UpdateModule = {
 
 /**
  * `archive`: a tar (plain, gzip, xz: GNU tar detects it) extracted into a directory named after
- * the artifact. GNU tar refuses members with `..` and strips leading `/`; ownership is not
- * restored (`--no-same-owner`), so an archive cannot plant root-owned files.
+ * the artifact. Every member is checked first (archive-check.ts): only regular files,
+ * directories and links that stay inside are extracted; device nodes, fifos, setuid/setgid bits
+ * and absolute or escaping links refuse the archive. Ownership is not restored
+ * (`--no-same-owner`), so an archive cannot plant root-owned files either.
  */
 export function archiveModule(options: { timeoutMs: number }): UpdateModule {
   return {
     async stage({ artifact, source, stageDir, log }) {
+      await checkArchive(source, artifact.name);
       const dir = path.join(stageDir, artifact.name);
       await fs.mkdir(dir);
       const argv = ['tar', '-x', '-f', source, '-C', dir, '--no-same-owner', '--no-overwrite-dir'];

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { errorCodes, type ErrorBody } from '../protocol/errors.ts';
 import type { DeviceState } from '../protocol/messages.ts';
 import { artifactName, artifactType, bundleName, version } from '../protocol/names.ts';
@@ -23,10 +23,12 @@ export const updateStates = [
   'rolling-back',
   'rolled-back',
   'failed',
+  // The operator aborted the deployment before the switch: nothing changed, the update ended.
+  'aborted',
 ] as const;
 export type UpdateState = (typeof updateStates)[number];
 
-export const terminalStates: ReadonlySet<UpdateState> = new Set(['idle', 'committed', 'rolled-back', 'failed']);
+export const terminalStates: ReadonlySet<UpdateState> = new Set(['idle', 'committed', 'rolled-back', 'failed', 'aborted']);
 /** Before the switch nothing the device runs has changed: a failure simply ends the update. */
 const beforeSwitch: ReadonlySet<UpdateState> = new Set(['fetching-metadata', 'downloading', 'verifying', 'staging']);
 
@@ -67,10 +69,22 @@ export const updateRecord = z.strictObject({
   restarts: z.number().int().nonnegative(),
   error: errorBody.nullable(),
   startedAt: z.iso.datetime(),
+  /** The operator's retry generation of the deployment this update is for (absent in older journals: 0). */
+  attempt: z.number().int().nonnegative().optional(),
+  /** Verification failures allowed before the update fails (the deployment's retry policy; absent: 1). */
+  maxAttempts: z.number().int().min(1).max(100).optional(),
 });
 export type UpdateRecord = z.infer<typeof updateRecord>;
 
-export const journalSchemaId = 'convoy.device.journal/v2';
+export const journalSchemaId = 'convoy.device.journal/v3';
+/**
+ * Per bundle, the version the device last committed: the anti-downgrade floor for the device's
+ * whole life (device/guard.ts). It rises with every commit and only goes down when a release
+ * below it is committed, which the guard allows only with a signed rollback permission; so no
+ * detour through another bundle (or an empty slot) forgets it.
+ */
+export const highWaterMarks = z.record(bundleName, version).refine((marks) => Object.keys(marks).length <= 10_000, 'at most 10000 bundles');
+export type HighWaterMarks = z.infer<typeof highWaterMarks>;
 export const journalSchema = z.strictObject({
   schema: z.literal(journalSchemaId),
   /** Incremented on every write: tells two journals apart, and shows how busy a device was. */
@@ -81,17 +95,21 @@ export const journalSchema = z.strictObject({
   kept: z.array(slotRecord).max(10),
   /** The last or running update; its state is the device's state. */
   update: updateRecord.nullable(),
+  /** bundle → version last committed (v3): what an unsigned offer may not go below. */
+  highWater: highWaterMarks,
 });
 export type Journal = z.infer<typeof journalSchema>;
 
-export const emptyJournal: Journal = { schema: journalSchemaId, storeCount: 0, installed: null, kept: [], update: null };
+export const emptyJournal: Journal = { schema: journalSchemaId, storeCount: 0, installed: null, kept: [], update: null, highWater: {} };
 
 /** Restarts of one state after which the update stops redoing it (a crash loop must end). */
 export const maxRestarts = 20;
 export const maxDigestFailures = 3;
 
 export type UpdateEvent =
-  | { type: 'start'; id: string; release: { bundle: string; version: string }; deploymentId: number | null; at: string }
+  | { type: 'start'; id: string; release: { bundle: string; version: string }; deploymentId: number | null; at: string; attempt?: number; maxAttempts?: number }
+  /** The operator aborted this update's deployment: allowed only while nothing has switched. */
+  | { type: 'abort' }
   | { type: 'planned'; artifacts: PlannedArtifact[] }
   | { type: 'downloaded' }
   | { type: 'verified' }
@@ -110,6 +128,12 @@ export type UpdateEvent =
 
 export class TransitionError extends Error {
   override readonly name = 'TransitionError';
+}
+
+/** May the running update be aborted? Only while nothing the device runs changed. */
+export function canAbort(journal: Journal): boolean {
+  const update = journal.update;
+  return update !== null && (beforeSwitch.has(update.state) || update.state === 'switching');
 }
 
 /** May a new release replace the running update? Only while nothing the device runs changed. */
@@ -139,6 +163,8 @@ export function transition(journal: Journal, event: UpdateEvent): Journal {
       restarts: 0,
       error: null,
       startedAt: event.at,
+      ...(event.attempt !== undefined ? { attempt: event.attempt } : {}),
+      ...(event.maxAttempts !== undefined ? { maxAttempts: event.maxAttempts } : {}),
     });
   }
   const update = journal.update;
@@ -150,6 +176,10 @@ export function transition(journal: Journal, event: UpdateEvent): Journal {
   };
 
   switch (event.type) {
+    case 'abort':
+      // Before the switch (the switching state waits on the lock or window before it renames).
+      if (!beforeSwitch.has(update.state) && update.state !== 'switching') throw new TransitionError(`cannot abort while ${update.state}`);
+      return to('aborted', { error: null });
     case 'planned':
       expect('fetching-metadata');
       return to('downloading', { artifacts: event.artifacts });
@@ -173,7 +203,9 @@ export function transition(journal: Journal, event: UpdateEvent): Journal {
     case 'healthy': {
       expect('testing');
       const kept = update.from ? [update.from, ...journal.kept.filter((k) => k.slot !== update.from!.slot && k.slot !== update.slot)] : journal.kept;
-      return to('committed', {}, { kept: kept.slice(0, 10) });
+      // The mark follows the commit: up for a newer version, down only for a rollback the guard
+      // let through because it was signed.
+      return to('committed', {}, { kept: kept.slice(0, 10), highWater: { ...journal.highWater, [update.release.bundle]: update.release.version } });
     }
     case 'unhealthy':
       expect('testing');
@@ -229,6 +261,7 @@ export function recover(state: UpdateState): RecoveryAction {
     case 'committed':
     case 'rolled-back':
     case 'failed':
+    case 'aborted':
       return 'nothing';
     case 'fetching-metadata':
     case 'downloading':
@@ -245,7 +278,7 @@ export function recover(state: UpdateState): RecoveryAction {
 /** The coarse state reported over MQTT (at most 16 characters, see protocol/messages.ts). */
 export function reportedState(journal: Journal, waiting: boolean): DeviceState {
   const update = journal.update;
-  if (!update || update.state === 'idle') return journal.installed ? 'installed' : 'idle';
+  if (!update || update.state === 'idle' || update.state === 'aborted') return journal.installed ? 'installed' : 'idle';
   if (waiting) return 'waiting';
   switch (update.state) {
     case 'fetching-metadata':

@@ -20,6 +20,7 @@ import type { ModuleTable } from './modules.ts';
 import { artifactTargetPaths, planArtifacts, planManifest, planSpace, uniqueBlobs, type SignedTarget } from './plan.ts';
 import {
   backoffDelay,
+  canAbort,
   canStart,
   delayUntilWindow,
   terminalStates,
@@ -73,7 +74,19 @@ export interface Release {
 
 export interface Offer extends Release {
   deploymentId: number | null;
+  /** The operator's retry generation (`convoy deployment retry` raises it); absent: 0. */
+  attempt?: number;
+  /** The deployment's retry policy: verification failures allowed before the update fails. */
+  maxAttempts?: number;
 }
+
+/**
+ * Failures of verification (metadata, manifest, artifact bytes) that may come from one bad
+ * mirror or cache rather than from the release: they count as attempts, with backoff, up to the
+ * deployment's retry policy, never as an instant permanent failure (issue #10 item 3).
+ */
+const verificationCodes = new Set(['untrusted_metadata', 'target_missing', 'digest_mismatch']);
+const beforeSwitchStates = new Set(['fetching-metadata', 'downloading', 'verifying', 'staging']);
 
 export function createUpdater(deps: UpdaterDeps, initial: Journal) {
   let journal = initial;
@@ -84,6 +97,13 @@ export function createUpdater(deps: UpdaterDeps, initial: Journal) {
   const sourceOf = (artifact: { sha256: string }) => path.join(downloadsDir, artifact.sha256);
   /** Whether the current step received new bytes: a retry after progress starts its backoff over. */
   let progressed = false;
+  /**
+   * Blobs the last download step verified in this process (hashed while they arrived, fsynced,
+   * renamed only then): the verifying step trusts them instead of reading a large file a second
+   * time (for 1 GiB, seconds of disk and CPU on a small device). A blob found already downloaded,
+   * or anything after a restart (this set is empty then), is hashed again from disk.
+   */
+  const verifiedHere = new Set<string>();
 
   const commit = async (event: UpdateEvent, info: StepInfo = {}): Promise<Journal> => {
     const next = transition(journal, event);
@@ -124,6 +144,8 @@ export function createUpdater(deps: UpdaterDeps, initial: Journal) {
       },
     });
     if (result.resumedFrom > 0 && result.received > 0) log.info('resumed a download', { sha256: info.sha256, from: result.resumedFrom, received: result.received });
+    if (result.cached) verifiedHere.delete(info.sha256);
+    else verifiedHere.add(info.sha256);
     return destination;
   };
 
@@ -131,7 +153,7 @@ export function createUpdater(deps: UpdaterDeps, initial: Journal) {
     async 'fetching-metadata'(update) {
       await deps.trust.refresh();
       // Anti-downgrade (device/guard.ts): an older version than the one running needs a signed rollback.
-      await checkDowngrade(deps.trust, deps.dataDir, update.release);
+      await checkDowngrade(deps.trust, journal, update.release);
       // The plan (device/plan.ts) decides; this shell only looks up signed info and fetches.
       const manifestInfo = planManifest(update.release, await deps.trust.targetInfo(manifestTargetPath(update.release.bundle, update.release.version)));
       const manifestFile = await download(manifestInfo);
@@ -182,9 +204,11 @@ export function createUpdater(deps: UpdaterDeps, initial: Journal) {
     },
 
     async verifying(update) {
-      // The bytes were hashed while they arrived; hash them again as they are on disk now, so a
-      // torn write or a bit flip since is caught before anything is staged from them.
+      // A blob this process just downloaded was hashed while it arrived and renamed only after
+      // (verifiedHere). Any other (found on disk, or after a restart: a power cut may have torn
+      // it) is hashed again as it is on disk now, before anything is staged from it.
       for (const artifact of uniqueBlobs(update.artifacts!)) {
+        if (verifiedHere.has(artifact.sha256)) continue;
         const actual = await hashFile(sourceOf(artifact));
         if (actual !== artifact.sha256) {
           await fs.rm(sourceOf(artifact), { force: true });
@@ -322,13 +346,37 @@ export function createUpdater(deps: UpdaterDeps, initial: Journal) {
       const same = (r: Release | undefined | null) => r?.bundle === offer.bundle && r.version === offer.version;
       if (update && !terminalStates.has(update.state) && same(update.release)) return 'running';
       if (same(journal.installed) && (!update || terminalStates.has(update.state))) return 'current';
-      if (update && terminalStates.has(update.state) && update.state !== 'committed' && same(update.release) && update.deploymentId === offer.deploymentId) return 'refused-before';
+      // What failed (or was aborted) for this deployment is tried again only when the operator
+      // re-armed it (a higher attempt), never in a loop.
+      if (update && terminalStates.has(update.state) && update.state !== 'committed' && same(update.release) && update.deploymentId === offer.deploymentId && (offer.attempt ?? 0) <= (update.attempt ?? 0)) return 'refused-before';
       if (!canStart(journal)) return 'busy';
       if (update && !terminalStates.has(update.state)) log.info('a newer deployment replaces the running update', { from: update.release.version, to: offer.version });
       const id = randomBytes(5).toString('hex');
-      await commit({ type: 'start', id, release: { bundle: offer.bundle, version: offer.version }, deploymentId: offer.deploymentId, at: deps.now().toISOString() });
+      await commit({
+        type: 'start',
+        id,
+        release: { bundle: offer.bundle, version: offer.version },
+        deploymentId: offer.deploymentId,
+        at: deps.now().toISOString(),
+        ...(offer.attempt !== undefined ? { attempt: offer.attempt } : {}),
+        ...(offer.maxAttempts !== undefined ? { maxAttempts: offer.maxAttempts } : {}),
+      });
       // A replaced update may have left a stage directory or downloads behind.
       return 'started';
+    },
+
+    /**
+     * The operator aborted this deployment: an update for it that has not switched ends here
+     * (also while it waits on the update lock or the install window) and the device stays on what
+     * it runs. Returns whether it stopped one.
+     */
+    async abort(deploymentId: number): Promise<boolean> {
+      const update = journal.update;
+      if (!update || update.deploymentId !== deploymentId || !canAbort(journal)) return false;
+      log.info('the deployment was aborted; the update stops before the switch', { deployment: deploymentId, state: update.state, version: update.release.version });
+      await commit({ type: 'abort' });
+      await cleanUp();
+      return true;
     },
 
     /** At start: apply the recovery table to the state the journal holds. */
@@ -352,7 +400,8 @@ export function createUpdater(deps: UpdaterDeps, initial: Journal) {
         return await handler(update);
       } catch (error) {
         const body = errorBodyOf(error);
-        const transient = isTransient(error);
+        const verificationRetry = verificationCodes.has(body.code) && beforeSwitchStates.has(update.state) && update.attempts + 1 < (update.maxAttempts ?? 1);
+        const transient = isTransient(error) || verificationRetry;
         if (deps.signal.aborted) return { type: 'idle' };
         if (!transient) {
           log.warn('update step failed', { state: update.state, code: body.code, reason: body.message });
@@ -360,7 +409,9 @@ export function createUpdater(deps: UpdaterDeps, initial: Journal) {
           if (next.update && terminalStates.has(next.update.state)) await cleanUp();
           return { type: 'continue' };
         }
-        const next = await commit({ type: 'retry', error: body, progressed });
+        // Bytes that arrived but failed verification are no progress: the attempt counts, so a bad
+        // mirror never makes a tight loop.
+        const next = await commit({ type: 'retry', error: body, progressed: progressed && !verificationRetry });
         const attempts = next.update!.attempts;
         const ms = backoffDelay(attempts, deps.policy.retryBaseMs, deps.policy.retryMaxMs, deps.random());
         log.warn('update step will be retried', { state: update.state, code: body.code, reason: body.message, attempt: attempts, inMs: ms });

@@ -52,3 +52,14 @@ export async function readFileIfExists(file: string): Promise<Buffer | undefined
     throw error;
   }
 }
+
+/**
+ * Creates `dir` (and missing parents) readable by its owner only, and tightens it to 0700 if it
+ * exists with looser bits (made by an older version, or by hand under a loose umask). Server data
+ * (database, blobs, uploads) is nobody else's business on a shared machine.
+ */
+export async function ensurePrivateDir(dir: string): Promise<void> {
+  await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+  const stat = await fs.stat(dir);
+  if ((stat.mode & 0o777) !== 0o700) await fs.chmod(dir, 0o700);
+}

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { pageQueryFields } from './api.ts';
 import { bundleName } from './names.ts';
 
@@ -34,12 +34,17 @@ export type Member = z.infer<typeof member>;
 
 /** At most one year ahead: a token that never ends is a leak that never ends. */
 export const maxTokenLifetimeMs = 366 * 24 * 3600 * 1000;
+/** A token created without an expiry lives this long (the CLI's default too). */
+export const defaultTokenLifetimeMs = 30 * 24 * 3600 * 1000;
 
 export const createTokenRequest = z.strictObject({
   name: z.string().min(1).max(128).regex(/^[\x20-\x7e]+$/, 'must be printable ASCII'),
   scopes: z.array(scope).min(1).max(scopes.length).refine((list) => new Set(list).size === list.length, 'must not repeat a scope'),
-  /** Absent: the token does not expire (unless the token creating it does). */
-  expiresAt: timestamp.optional(),
+  /**
+   * Absent: 30 days (never later than the token creating it); null: never expires, which only a
+   * token that never expires may ask for.
+   */
+  expiresAt: timestamp.nullable().optional(),
   /** Another user's name: only an admin may create tokens for someone else. */
   user: userName.optional(),
 });
@@ -107,3 +112,28 @@ export const auditQuery = z.strictObject({
 
 /** Request ids a caller may supply (X-Request-Id); anything else is replaced by a fresh one. */
 export const requestIdPattern = /^[A-Za-z0-9._:-]{1,64}$/;
+
+/**
+ * `GET /api/v1/user`: who the caller is and what they may do, computed by the server's policy
+ * table, so a client (the web UI) offers only what will be allowed without a copy of the rules.
+ */
+export const currentUser = z.strictObject({
+  name: userName,
+  /** The user is an instance admin (their powers need a token with the `admin` scope). */
+  admin: z.boolean(),
+  /** Acting as an admin now: the admin flag and a token carrying the `admin` scope. */
+  actingAsAdmin: z.boolean(),
+  scopes: z.array(scope),
+  tokenExpiresAt: timestamp.nullable(),
+  /** Actions held without naming a bundle (instance-wide ones, and those on "some bundle"). */
+  actions: z.array(z.string()),
+  /** The bundles one is a member of, one's role there and the bundle actions one holds on it. */
+  bundles: z.array(z.strictObject({ bundle: bundleName, role, actions: z.array(z.string()) })),
+  /** Bundle actions held on a bundle one is not a member of (admins: all the token's scopes allow). */
+  otherBundles: z.array(z.string()),
+  /** The device groups one is a member of, one's role there and the group actions one holds on it. */
+  groups: z.array(z.strictObject({ group: z.string(), role, actions: z.array(z.string()) })),
+  /** Group actions held on a device group one is not a member of (admins). */
+  otherGroups: z.array(z.string()),
+});
+export type CurrentUser = z.infer<typeof currentUser>;

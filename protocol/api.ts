@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { artifactName, artifactType, bundleName, deviceId, digest, groupName, version } from './names.ts';
 import { deviceState } from './messages.ts';
 import type { ErrorCode } from './errors.ts';
@@ -205,13 +205,20 @@ export type Deployment = z.infer<typeof deployment>;
 
 export const device = z.strictObject({
   id: deviceId,
+  /** The device's static group (see device groups in the README: it may be in dynamic ones too). */
   group: groupName,
   state: deviceState.nullable(),
+  /** Connected to the broker now (its MQTT session; cleared by its last will or disconnect). */
+  online: z.boolean(),
   installed: release.nullable(),
   target: release.nullable(),
   error: z.strictObject({ code: z.string(), message: z.string() }).nullable(),
+  /** The latest inventory the device reported (attributes dynamic groups filter on). */
+  inventory: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])),
   lastSeenAt: timestamp.nullable(),
   createdAt: timestamp,
+  /** Set once the device is decommissioned: its token no longer works anywhere. */
+  decommissionedAt: timestamp.nullable(),
 });
 export type Device = z.infer<typeof device>;
 

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { deviceId, groupName } from './names.ts';
 
 /**
@@ -86,6 +86,18 @@ export const deviceConfig = z.strictObject({
   /** How often the daemon re-checks signed metadata between updates (revocation, freeze), in seconds. */
   trustCheckSeconds: z.number().positive().max(86_400).default(600),
   update: updatePolicy.default(() => updatePolicy.parse({})),
+  /**
+   * Inventory the device reports (issue #10 item 4): `attributes` are fixed values (region, shop),
+   * `command` prints `key=value` lines (custom facts); both merge over what convoyd detects.
+   */
+  inventory: z
+    .strictObject({
+      attributes: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_.-]{0,63}$/), z.union([z.string().max(256), z.number(), z.boolean()])).default({}),
+      command: command.optional(),
+      /** How often the inventory is collected again (a change is reported), in seconds. */
+      intervalSeconds: z.number().positive().max(86_400).default(3600),
+    })
+    .default(() => ({ attributes: {}, intervalSeconds: 3600 })),
 });
 export type DeviceConfig = z.infer<typeof deviceConfig>;
 export type DeviceConfigInput = z.input<typeof deviceConfig>;

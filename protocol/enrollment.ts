@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { device } from './api.ts';
 import { deviceId, groupName } from './names.ts';
 

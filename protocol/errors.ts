@@ -24,6 +24,10 @@ export const errorCodes = [
   'version_empty',
   'version_revoked',
   'proposal_stale',
+  // Rollouts.
+  'group_empty',
+  'downgrade_not_allowed',
+  'invalid_state',
   // Device side.
   'untrusted_metadata',
   'target_missing',

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { packageInfo } from './api.ts';
 import { artifactName, artifactType, bundleName, digest, version } from './names.ts';
 

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { errorCodes } from './errors.ts';
 import { bundleName, deviceId, digest, groupName, version } from './names.ts';
 
@@ -17,6 +17,16 @@ export function groupReleaseTopic(group: string): string {
 /** A device's reports about itself. */
 export function deviceStatusTopic(id: string): string {
   return `${topicPrefix}/devices/${id}/status`;
+}
+
+/**
+ * Retained notice of what this one device should run (or that its deployment was aborted). Phased
+ * deployments and multi-group membership make this per device: the group topic above stays for
+ * dashboards and older daemons and names what the whole group runs once a deployment is fully
+ * released.
+ */
+export function deviceReleaseTopic(id: string): string {
+  return `${topicPrefix}/devices/${id}/release`;
 }
 
 export const deviceStatusWildcard = `${topicPrefix}/devices/+/status`;
@@ -56,8 +66,32 @@ export const releaseNotice = z.strictObject({
   bundle: bundleName,
   version,
   issuedAt: z.iso.datetime(),
+  /**
+   * Per-device notices only: the operator's retry generation (0 first; `convoy deployment retry`
+   * raises it), so a device that gave up on this deployment tries it again, and only then.
+   */
+  attempt: z.number().int().nonnegative().optional(),
+  /** Per-device notices only: how the device retries failures of this deployment. */
+  retry: z.strictObject({ attempts: z.number().int().min(1).max(100), baseMs: z.number().int().min(100), maxMs: z.number().int().min(100) }).optional(),
 });
 export type ReleaseNotice = z.infer<typeof releaseNotice>;
+
+/**
+ * The operator aborted the deployment: a device that has not switched to it stops (also while it
+ * waits on its lock or install window) and stays on what it runs. Sent retained on the device's
+ * release topic, replacing the release notice.
+ */
+export const abortNotice = z.strictObject({
+  type: z.literal('abort'),
+  deploymentId: z.number().int().positive(),
+  bundle: bundleName,
+  version,
+  issuedAt: z.iso.datetime(),
+});
+export type AbortNotice = z.infer<typeof abortNotice>;
+
+export const deviceNotice = z.discriminatedUnion('type', [releaseNotice, abortNotice]);
+export type DeviceNotice = z.infer<typeof deviceNotice>;
 
 /** What a device is doing, as it reports it. Stable strings: dashboards and scripts key on them. */
 /**
@@ -87,6 +121,10 @@ export const deviceStatus = z.strictObject({
   detail: z.string().max(1000).optional(),
   /** Bytes of the release already verified on the device, out of the total to download. */
   progress: z.strictObject({ bytes: z.number().int().nonnegative(), total: z.number().int().nonnegative() }).optional(),
+  /** Per-device sequence number, increasing across restarts: the server ignores one it has seen. */
+  seq: z.number().int().nonnegative().optional(),
+  /** The deployment this report is about, when the device follows one. */
+  deploymentId: z.number().int().positive().optional(),
 });
 export type DeviceStatus = z.infer<typeof deviceStatus>;
 

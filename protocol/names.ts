@@ -1,5 +1,5 @@
 import semver from 'semver';
-import { z } from 'zod';
+import * as z from 'zod';
 
 /*
  * Names travel into file paths (blob store, device slots), URLs, MQTT topics and TUF target paths,

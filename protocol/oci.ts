@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 
 /*
  * OCI manifests as the image spec (v1.1) defines them, shared by the registry (server/oci/), which

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 
 /*
  * Bodies of the trust API (approvals, offline signatures, revocation, keys). The server validates

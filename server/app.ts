@@ -4,14 +4,16 @@ import tls from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import Koa from 'koa';
-import { z } from 'zod';
+import * as z from 'zod';
 import { createLogger, type Logger } from '../protocol/log.ts';
 import { auditRoutes } from './audit/routes.ts';
 import { createAuditLog } from './audit/log.ts';
+import { principalName } from './auth/policy.ts';
 import { accessRoutes } from './auth/routes.ts';
 import { createAuthService } from './auth/service.ts';
 import { createAuthStore } from './auth/store.ts';
 import { collectGarbage, type GcReport, type ReferenceSource } from './blobs/gc.ts';
+import { createBlobReaders } from './blobs/readers.ts';
 import { blobRoutes } from './blobs/routes.ts';
 import { BlobStore } from './blobs/store.ts';
 import { startBroker, type Broker } from './broker/broker.ts';
@@ -20,10 +22,13 @@ import { createBundleService } from './bundles/service.ts';
 import { createBundleStore } from './bundles/store.ts';
 import { resolveTargetUrl } from './bundles/targets.ts';
 import type { ServerConfig } from './config.ts';
+import { cutIdleBodies } from './http/body-timeout.ts';
+import { ensurePrivateDir } from '../lib/files.ts';
 import { openDatabase } from './db/knex.ts';
 import { bindPorts } from './listeners.ts';
 import { deploymentRoutes } from './deployments/routes.ts';
-import { createDeploymentService } from './deployments/service.ts';
+import { defaultDeploymentEvents, deploymentEventRoutes } from './deployments/events.ts';
+import { createDeploymentService, type DeploymentService } from './deployments/service.ts';
 import { deviceRoutes } from './devices/routes.ts';
 import { createDeviceService, type DeviceService } from './devices/service.ts';
 import { createDeviceStore } from './devices/store.ts';
@@ -35,7 +40,11 @@ import { enrollmentRoutes } from './enrollment/routes.ts';
 import { createEnrollmentService, type EnrollmentService } from './enrollment/service.ts';
 import { createEnrollmentStore } from './enrollment/store.ts';
 import { generateToken, hashToken } from './auth/tokens.ts';
-import { errorMiddleware } from './http/errors.ts';
+import { createDeploymentStore } from './deployments/store.ts';
+import { groupRoutes } from './groups/routes.ts';
+import { createGroupService, type GroupService } from './groups/service.ts';
+import { createGroupStore } from './groups/store.ts';
+import { ApiError, errorMiddleware } from './http/errors.ts';
 import { buildOpenApiDocument } from './http/openapi.ts';
 import { buildRouter, route, type Route } from './http/routes.ts';
 import { ociMiddleware, registryRouteTable, type RegistryRoute } from './oci/routes.ts';
@@ -46,6 +55,12 @@ import { createApprovalService, listSignedTargets } from './trust/approvals.ts';
 import { openTrustService } from './trust/service.ts';
 import { createTrustStore } from './trust/store.ts';
 import { trustRoutes } from './trust/routes.ts';
+import { tufMetadataFiles } from './replication/metadata.ts';
+import { replicationRoutes } from './replication/routes.ts';
+import { createSealer } from './replication/secrets.ts';
+import { createReplicationService, type ReplicationService } from './replication/service.ts';
+import { createReplicationStore } from './replication/store.ts';
+import { defaultUiDir, uiMiddleware } from './ui/static.ts';
 
 export interface RunningServer {
   /** Base URL of the HTTP API, e.g. http://127.0.0.1:8080 */
@@ -71,6 +86,8 @@ export interface ServerDeps {
   log?: Logger;
   /** Sees every answer a route handler gave (tests check them against the declared schemas). */
   onResponse?: (spec: Route, ctx: Koa.Context) => void;
+  /** The built web UI served at `/` (default: dist/ui of this package). */
+  uiDir?: string;
 }
 
 /** Upload sessions on /v2 left unfinished this long are removed (a day: slow links resume). */
@@ -83,6 +100,8 @@ const gcIntervalMs = 60 * 60 * 1000;
 const gcGraceMs = 60 * 60 * 1000;
 /** Upload temp files untouched this long are left over from a crash or an abandoned client. */
 const abandonedUploadMs = 24 * 60 * 60 * 1000;
+/** How often unfinished deployments are looked at without a report (soak times, scheduled starts). */
+const deploymentTickMs = 1000;
 
 /** The composition root: config → db → blobs → trust → broker → http. */
 export async function startServer(config: ServerConfig, deps: ServerDeps = {}): Promise<RunningServer> {
@@ -96,18 +115,19 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     for (const cleanup of cleanups.reverse()) await cleanup().catch((error: unknown) => log.error('shutdown step failed', { error }));
   };
   try {
-    await fs.mkdir(config.dataDir, { recursive: true });
+    await ensurePrivateDir(config.dataDir); // 0700: the database, blobs and keys are the server's alone
     const db = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
     cleanups.push(() => db.destroy());
     const blobs = await BlobStore.open(path.join(config.dataDir, 'blobs'));
     const authStore = createAuthStore(db);
     let broker: Broker | undefined;
     // Capabilities meet through their services; the ones made later are reached through these.
-    let devices: DeviceService | undefined;
+    let deviceLookup: DeviceService | undefined;
     let releases: ReleaseNotices | undefined;
+    let replication: ReplicationService | undefined;
     const auth = createAuthService({
       store: authStore,
-      findDevice: async (id) => devices?.find(id),
+      findDevice: async (id) => deviceLookup?.findActive(id),
       now,
       log: log.child('auth'),
       onTokenRevoked: (id) => broker?.disconnectToken(id),
@@ -129,7 +149,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     resignTimer.unref();
     cleanups.push(async () => clearInterval(resignTimer));
 
-    const bundles = createBundleService({ store: bundleStore, blobs, trust, now, log: log.child('bundles') });
+    const bundles = createBundleService({ store: bundleStore, blobs, trust, now, log: log.child('bundles'), onDeleted: (name) => oci.forgetBundle(name) });
     // Every table that names blobs contributes its digests; the collector deletes only the rest.
     // OCI manifests and their blobs live in the same store; an offline proposal's manifest waits
     // for its signatures, however long approvers take.
@@ -145,17 +165,65 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       bundles,
       trust,
       // Release notices follow approvals and revocations (wired here: neither knows the other).
-      events: { approved: async (version, approvers) => releases?.approved(version, approvers), revoked: async (version) => releases?.revoked(version) },
+      events: {
+        approved: async (version, approvers) => {
+          await releases?.approved(version, approvers);
+          // Policies triggered on approval start their runs (replication knows nothing of trust).
+          await replication?.approved(version);
+        },
+        revoked: async (version) => {
+          await releases?.revoked(version);
+          // Policies that propagate revocations withdraw the version from their registries.
+          await replication?.revoked(version);
+        },
+      },
       now,
       log: log.child('trust'),
     });
-    devices = createDeviceService({
+    // Rollouts: devices, groups and deployments refer to each other through these late-bound
+    // functions (each capability owns its tables; they meet here).
+    let groups: GroupService | undefined;
+    let deployments: DeploymentService | undefined;
+    const devices = createDeviceService({
       store: createDeviceStore(db),
       auth: authStore,
       rootMetadata: () => trust.currentRoot(),
       mqttPort: () => broker!.port,
+      ensureGroup: (group, actor) => groups!.ensureStatic(group, actor, actor ? principalName(actor) : 'registration'),
+      groupsOf: (device) => groups!.groupsOf(device),
+      requireStaticGroup: async (group) => {
+        const found = await groups!.requireGroup(group);
+        if (found.kind !== 'static') throw new ApiError('invalid_request', `"${group}" is a dynamic group: devices join it by matching its filter`);
+      },
+      assignment: async (id) => {
+        const notice = await deployments!.noticeFor(id);
+        return notice?.type === 'release' ? { deploymentId: notice.deploymentId, bundle: notice.bundle, version: notice.version, group: notice.group } : null;
+      },
+      events: {
+        reported: (status) => deployments!.onReport(status.deviceId, status),
+        membershipChanged: () => void deployments?.syncMembers(),
+        decommissioned: async (id) => {
+          broker?.disconnectDevice(id);
+          await deployments!.deviceRemoved(id);
+        },
+        moved: (id) => broker?.disconnectDevice(id),
+      },
       now,
       log: log.child('devices'),
+    });
+    deviceLookup = devices;
+    // Runs after the broker has closed (cleanups run in reverse): no report arrives any more.
+    cleanups.push(async () => {
+      await devices.drain();
+      await deployments?.drain();
+    });
+    groups = createGroupService({
+      store: createGroupStore(db),
+      auth: authStore,
+      listDevices: () => devices.listActive(),
+      hasActiveDeployments: (group) => deployments!.hasActiveDeployments(group),
+      now,
+      log: log.child('groups'),
     });
     // Device identity (issue 11). The fleet CA is opened before the broker: its TLS listener needs
     // the server's certificate. Enrollment is made after the broker (it reports the MQTT port).
@@ -188,7 +256,8 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
         onMessage: (topic, payload) => {
           const id = deviceIdFromStatusTopic(topic);
           if (!id) return;
-          void devices?.find(id).then((found) => found && devices?.receiveStatus(topic, payload, { type: 'device', deviceId: found.id, group: found.group }));
+          // A decommissioned device is refused here as on the embedded broker.
+          void devices.findActive(id).then((found) => found && devices.receiveStatus(topic, payload, { type: 'device', deviceId: found.id, group: found.group }));
         },
         log: log.child('mqtt'),
       });
@@ -197,9 +266,11 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       host: config.host,
       port: config.mqttPort,
       authenticate: (token) => auth.authenticate(token),
-      onMessage: (topic, payload, principal) => void devices?.receiveStatus(topic, payload, principal),
+      onMessage: (topic, payload, principal) => void devices.receiveStatus(topic, payload, principal),
+      onPresence: (id, online) => void devices.presence(id, online).catch((error: unknown) => log.warn('presence not recorded', { error })),
       log: log.child('mqtt'),
       listener: { server: ports.mqtt, serve: (handler) => ports.serveMqtt(handler) },
+      limits: config.mqttLimits,
     });
     const startedBroker = broker;
     cleanups.push(() => startedBroker.close());
@@ -209,12 +280,21 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     enrollment = createEnrollmentService({
       store: createEnrollmentStore(db),
       pki,
+      // `convoy device revoke` decommissions the device (the devices capability's one path: marked
+      // decommissioned, MQTT sessions closed, out of its deployments) once its certificates are
+      // revoked; its live tokens are counted here first, for the answer.
       async onRevoked(id, at) {
         const tokens = await authStore.revokeDeviceTokens(id, at);
-        startedBroker.disconnectDevice(id);
+        await devices.decommission(id, 'convoy device revoke');
         return { tokens };
       },
-      devices: { find: (id) => deviceStore.find(id), add: (id, group, at, trx) => deviceStore.insert(id, group, at, trx) },
+      devices: {
+        // Certificates of a decommissioned device are refused: only active devices are found.
+        find: (id) => devices.findActive(id),
+        ensureGroup: (group) => groups!.ensureStatic(group, undefined, 'enrollment'),
+        add: (id, group, at, trx) => deviceStore.insert(id, group, at, trx),
+        added: () => void deployments?.syncMembers(),
+      },
       async mintDeviceToken(id, at, trx) {
         const token = generateToken();
         await authStore.insertDeviceToken(id, hashToken(token), at, trx);
@@ -225,8 +305,26 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       now,
       log: log.child('enrollment'),
     });
-    const deployments = createDeploymentService({ db, bundles, broker: () => startedBroker, now, log: log.child('deployments') });
-    await deployments.announceLatest();
+    const startedGroups = groups;
+    deployments = createDeploymentService({
+      store: createDeploymentStore(db),
+      requireApproved: (bundle, version) => bundles.requireApproved(bundle, version),
+      devicesOf: (group) => startedGroups.devicesOf(group),
+      ensureGroup: (group, by) => startedGroups.ensureStatic(group, undefined, by),
+      hasRollback: (bundle, version) => approvals.isRollbackAllowed(bundle, version),
+      findDevice: (id) => devices.requireDevice(id).catch(() => undefined),
+      allowRollback: async (bundle, version, by) => void (await approvals.setRollback(bundle, version, true, by)),
+      broker: () => startedBroker,
+      now,
+      log: log.child('deployments'),
+    });
+    const startedDeployments = deployments;
+    // Nothing a restart loses: phases and targets are stored; notices are announced again.
+    await startedDeployments.announceAll();
+    await startedDeployments.syncMembers();
+    const deploymentTimer = setInterval(() => startedDeployments.tickAll().catch((error: unknown) => log.error('deployment tick failed', { error })), deploymentTickMs);
+    deploymentTimer.unref();
+    cleanups.push(async () => clearInterval(deploymentTimer));
     releases = createReleaseNotices({
       sources: { heads: (bundle) => bundles.releaseHeads(bundle), approvers: (bundle, version) => approvals.approvers(bundle, version) },
       publisher: () => startedBroker,
@@ -240,8 +338,14 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     app.silent = true; // errors are logged by errorMiddleware, once
     app.use(errorMiddleware(log.child('http')));
     // The OCI registry under /v2 (repositories `<bundle>/<image>`), with its own error shape.
+    const ociStore = createOciStore(db);
+    // The read model per bundle: every table naming blobs tells which bundles hold a digest.
+    const readers = createBlobReaders({
+      sources: [(d) => bundleStore.bundlesReferencing(d), (d) => ociStore.bundlesReferencing(d), (d) => trustStore.bundlesProposing(d)],
+      deviceBundles: (device) => startedDeployments.bundlesForDevice(device.deviceId, device.group),
+    });
     const oci = createOciService({
-      store: createOciStore(db),
+      store: ociStore,
       uploads: await UploadFiles.open(path.join(config.dataDir, 'oci-uploads')),
       blobs,
       bundles,
@@ -251,21 +355,52 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       log: log.child('oci'),
     });
     app.use(ociMiddleware({ service: oci, blobs, auth, log: log.child('oci'), audit }));
+    replication = createReplicationService({
+      store: createReplicationStore(db),
+      sealer: createSealer(config.secretKey),
+      bundles,
+      blobs,
+      imageGraph: (digest) => ociStore.imageGraph(digest),
+      metadataFiles: () => tufMetadataFiles(trust),
+      ...(config.replicationRetry ? { retry: config.replicationRetry } : {}),
+      now,
+      log: log.child('replication'),
+    });
+    const startedReplication = replication;
+    cleanups.push(() => startedReplication.idle(true));
+    await startedReplication.resume();
+    const replicationTimer = setInterval(() => void startedReplication.tick().catch((error: unknown) => log.error('replication schedule check failed', { error })), config.replicationTickMs ?? 20_000);
+    replicationTimer.unref();
+    cleanups.push(async () => clearInterval(replicationTimer));
+    // Open event streams (live deployment progress) end when the server stops.
+    const streams = new AbortController();
+    cleanups.push(async () => streams.abort());
     const routes: Route[] = [
-        ...blobRoutes(blobs, config.maxBlobBytes),
+        ...blobRoutes(blobs, config.maxBlobBytes, readers),
         ...bundleRoutes(bundles, {
           created: (name, by) => auth.addCreator(name, by),
+          mayName: (principal, digest, bundle) => readers.mayName(principal, digest, bundle),
           maxBlobBytes: config.maxBlobBytes,
         }),
-        ...deploymentRoutes(deployments),
-        ...deviceRoutes(devices),
+        ...deploymentRoutes(startedDeployments),
+        ...deploymentEventRoutes(startedDeployments, { ...defaultDeploymentEvents, signal: streams.signal }),
+        ...deviceRoutes(devices, {
+          inGroup: async (group) => {
+            // A listing filtered on a group nobody created yet is empty, not an error.
+            const members = new Set((await startedGroups.devicesOf(group).catch(() => [])).map((d) => d.id));
+            return async (d) => members.has(d.id);
+          },
+          noticeFor: (id) => startedDeployments.noticeFor(id),
+        }),
+        ...groupRoutes(startedGroups, { changed: () => void startedDeployments.syncMembers() }),
         ...trustRoutes({
           trust,
           approvals,
-          blobs, resolveTarget: (p) => resolveTargetUrl(bundleStore, p), anonymous: config.anonymousTufRead }),
+          blobs, resolveTarget: (p) => resolveTargetUrl(bundleStore, p), anonymous: config.anonymousTufRead, readers }),
         ...accessRoutes(auth, { requireBundle: (name) => bundles.getBundle(name) }),
         ...auditRoutes(audit),
         ...enrollmentRoutes(enrollment),
+        ...replicationRoutes(replication),
     ];
     routes.push(
       route({
@@ -279,11 +414,14 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     const router = buildRouter(routes, { auth, maxJsonBytes: config.maxJsonBytes, audit, certificatePrincipal, ...(deps.onResponse ? { onResponse: deps.onResponse } : {}) });
     app.use(router.routes());
     app.use(router.allowedMethods());
+    // The web UI: after the API so it never shadows a route; it answers only what none did.
+    app.use(uiMiddleware({ dir: deps.uiDir ?? defaultUiDir(), log: log.child('ui') }));
 
     const server = ports.http;
     // Bound header size and idle time: a slow or oversized client must not pin the server.
     server.headersTimeout = 30_000;
     server.requestTimeout = 0; // large uploads may take long; idle sockets are cut by keepAliveTimeout
+    cutIdleBodies(server, config.bodyIdleTimeoutMs, log.child('http'));
     ports.serveHttp(app.callback());
     // Closed first at shutdown: no request may reach a database already closed.
     cleanups.push(

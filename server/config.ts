@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { parseLogLevel, type LogLevel } from '../protocol/log.ts';
+import { defaultMqttLimits, type MqttLimits } from './broker/limits.ts';
 
 /** Everything the origin server reads from its environment, validated once at start. */
 export interface ServerConfig {
@@ -19,6 +20,15 @@ export interface ServerConfig {
   maxBlobBytes: number;
   /** Largest JSON request body, in bytes. */
   maxJsonBytes: number;
+  /** A request body with no new byte for this long has its connection closed (CONVOY_BODY_IDLE_TIMEOUT_MS), in milliseconds. */
+  bodyIdleTimeoutMs: number;
+  /**
+   * Embedded MQTT broker bounds: bytes before sign-in (CONVOY_MQTT_PRE_AUTH_BYTES, 8 KiB), packet
+   * size after (CONVOY_MQTT_MAX_PACKET_BYTES, 64 KiB), connections waiting to sign in
+   * (CONVOY_MQTT_MAX_PENDING_CONNECTIONS, 256) and how long they may wait (CONVOY_MQTT_CONNECT_TIMEOUT_MS, 10 s);
+   * status messages per device (CONVOY_MQTT_STATUS_PER_SECOND, 2, after a burst of CONVOY_MQTT_STATUS_BURST, 20).
+   */
+  mqttLimits: MqttLimits;
   /** Lets anyone read /tuf/ (metadata and targets) without a token, for stock TUF clients. */
   anonymousTufRead: boolean;
   logLevel: LogLevel;
@@ -33,6 +43,15 @@ export interface ServerConfig {
   httpsPort?: number;
   /** CONVOY_MQTT_URL: an external broker the server is a client of, instead of the embedded one (mqtts:// uses CONVOY_PKI_DIR's mqtt-client.pem). */
   mqttUrl?: string;
+  /**
+   * CONVOY_SECRET_KEY: 32 bytes (64 hex digits or base64) that encrypt registry endpoint
+   * credentials at rest (AES-256-GCM). Unset: credentials are refused, never stored in clear.
+   */
+  secretKey?: Buffer;
+  /** How often scheduled replication policies are checked, in milliseconds (unset: 20 seconds, so no cron minute is missed). */
+  replicationTickMs?: number;
+  /** Tries per replication task and the first backoff in milliseconds, doubled each try (unset: 4 tries from 500 ms). */
+  replicationRetry?: { attempts: number; baseDelayMs: number };
 }
 
 export class ConfigError extends Error {
@@ -47,6 +66,8 @@ export const defaultServerConfig: Omit<ServerConfig, 'dataDir'> = {
   adminToken: undefined,
   maxBlobBytes: 64 * 1024 ** 3, // 64 GiB: OS images are large; disk space is the real limit
   maxJsonBytes: 1024 * 1024, // 1 MiB
+  mqttLimits: defaultMqttLimits,
+  bodyIdleTimeoutMs: 30_000, // a healthy upload never pauses this long; a trickle is cut
   anonymousTufRead: false,
   logLevel: 'info',
 };
@@ -123,6 +144,15 @@ export function loadServerConfig(env: NodeJS.ProcessEnv, cwd = process.cwd()): S
     adminToken,
     maxBlobBytes: positive(env, 'CONVOY_MAX_BLOB_BYTES', defaultServerConfig.maxBlobBytes),
     maxJsonBytes: defaultServerConfig.maxJsonBytes,
+    bodyIdleTimeoutMs: positive(env, 'CONVOY_BODY_IDLE_TIMEOUT_MS', defaultServerConfig.bodyIdleTimeoutMs),
+    mqttLimits: {
+      preAuthBytes: positive(env, 'CONVOY_MQTT_PRE_AUTH_BYTES', defaultMqttLimits.preAuthBytes),
+      maxPacketBytes: positive(env, 'CONVOY_MQTT_MAX_PACKET_BYTES', defaultMqttLimits.maxPacketBytes),
+      maxPendingConnections: positive(env, 'CONVOY_MQTT_MAX_PENDING_CONNECTIONS', defaultMqttLimits.maxPendingConnections),
+      connectTimeoutMs: positive(env, 'CONVOY_MQTT_CONNECT_TIMEOUT_MS', defaultMqttLimits.connectTimeoutMs),
+      statusPerSecond: positive(env, 'CONVOY_MQTT_STATUS_PER_SECOND', defaultMqttLimits.statusPerSecond),
+      statusBurst: positive(env, 'CONVOY_MQTT_STATUS_BURST', defaultMqttLimits.statusBurst),
+    },
     anonymousTufRead: bool(env, 'CONVOY_ANONYMOUS_TUF_READ', defaultServerConfig.anonymousTufRead),
     logLevel,
     ...(tufExpiry(env) ? { tufExpiry: tufExpiry(env)! } : {}),
@@ -130,5 +160,15 @@ export function loadServerConfig(env: NodeJS.ProcessEnv, cwd = process.cwd()): S
     ...(env.CONVOY_MQTTS_PORT ? { mqttsPort: port(env, 'CONVOY_MQTTS_PORT', 8883) } : {}),
     ...(env.CONVOY_HTTPS_PORT ? { httpsPort: port(env, 'CONVOY_HTTPS_PORT', 8443) } : {}),
     ...(env.CONVOY_MQTT_URL ? { mqttUrl: externalBrokerUrl(env) } : {}),
+    ...(secretKey(env) ? { secretKey: secretKey(env)! } : {}),
   };
+}
+
+/** CONVOY_SECRET_KEY: exactly 32 bytes, as 64 hex digits or base64 (`openssl rand -hex 32`). */
+export function secretKey(env: NodeJS.ProcessEnv): Buffer | undefined {
+  const raw = env.CONVOY_SECRET_KEY;
+  if (raw === undefined || raw === '') return undefined;
+  const key = /^[0-9a-fA-F]{64}$/.test(raw) ? Buffer.from(raw, 'hex') : /^[A-Za-z0-9+/]{43}=?$/.test(raw) ? Buffer.from(raw, 'base64') : undefined;
+  if (key?.length !== 32) throw new ConfigError('CONVOY_SECRET_KEY must be 32 bytes as 64 hex digits or base64 (make one with: openssl rand -hex 32)');
+  return key;
 }

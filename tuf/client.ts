@@ -2,7 +2,9 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { BaseFetcher, Updater, type Fetcher, type TargetFile } from 'tuf-js';
 import { DownloadHTTPError, RuntimeError } from 'tuf-js/dist/error.js';
+import { Readable } from 'node:stream';
 import { readFileIfExists, writeFileAtomic } from '../lib/files.ts';
+import { httpGet } from '../lib/http.ts';
 import type { Logger } from '../protocol/log.ts';
 import { toTrustError } from './errors.ts';
 
@@ -72,7 +74,10 @@ export interface TrustClient {
   targetInfo(targetPath: string): Promise<TargetFile | undefined>;
 }
 
-/** tuf-js's fetcher with the device's token and a per-request timeout. */
+/**
+ * tuf-js's fetcher with the device's token and a per-request timeout, over node:http rather than
+ * fetch(), which would load undici into the daemon for good (+13 MiB RSS; lib/http.ts).
+ */
 export class AuthorizedFetcher extends BaseFetcher {
   constructor(
     private readonly token: string,
@@ -81,10 +86,14 @@ export class AuthorizedFetcher extends BaseFetcher {
     super();
   }
   override async fetch(url: string): Promise<ReadableStream<Uint8Array<ArrayBuffer>>> {
-    const response = await fetch(url, { headers: { authorization: `Bearer ${this.token}` }, signal: AbortSignal.timeout(this.timeoutMs) });
+    const response = await httpGet(url, { headers: { authorization: `Bearer ${this.token}` }, timeoutMs: this.timeoutMs });
+    const status = response.statusCode ?? 0;
     // tuf-js reads a 403/404 on `N.root.json` as "no newer root", so the status must be kept.
-    if (!response.ok || !response.body) throw new DownloadHTTPError(`GET ${new URL(url).pathname} answered ${response.status}`, response.status);
-    return response.body as ReadableStream<Uint8Array<ArrayBuffer>>;
+    if (status < 200 || status > 299) {
+      response.destroy();
+      throw new DownloadHTTPError(`GET ${new URL(url).pathname} answered ${status}`, status);
+    }
+    return Readable.toWeb(response) as ReadableStream<Uint8Array<ArrayBuffer>>;
   }
 }
 
@@ -157,7 +166,9 @@ export async function openTrustClient(options: TrustClientOptions): Promise<Trus
     }
     return made;
   };
-  let updater = makeUpdater();
+  // Made at the first refresh, not here: tuf-js loads and verifies the trusted root when an
+  // Updater is made, which convoyd's start (before READY=1) does not need.
+  let updater: Updater | undefined;
   // The update and the between-updates watch both refresh; one at a time, so two Updaters never
   // write the metadata directory together.
   let queue: Promise<unknown> = Promise.resolve();
@@ -185,6 +196,8 @@ export async function openTrustClient(options: TrustClientOptions): Promise<Trus
       }
     }),
     async targetInfo(targetPath) {
+      // Before any refresh tuf-js refreshes here itself, as it did when the Updater was made early.
+      updater ??= makeUpdater();
       return updater.getTargetInfo(targetPath);
     },
   };

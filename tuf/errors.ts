@@ -46,9 +46,17 @@ export function trustErrorCodeOf(error: unknown): { code: TrustErrorCode; transi
   }
   // tuf-js reads a 404 as "no such metadata"; a 5xx is an outage worth retrying.
   if (error instanceof DownloadHTTPError) return { code: error.statusCode >= 500 ? 'download_failed' : 'untrusted_metadata', transient: error.statusCode >= 500 };
-  // fetch() rejects with a TypeError on a network failure, AbortSignal.timeout with TimeoutError.
-  if (error instanceof TypeError || (error as Error)?.name === 'TimeoutError') return { code: 'download_failed', transient: true };
+  // fetch() and lib/http.ts reject with a TypeError on a network failure, AbortSignal.timeout
+  // with a TimeoutError; a body cut while it is read fails with the socket's error (ECONNRESET, …)
+  // or an AbortError when the deadline passes.
+  if (error instanceof TypeError || ['TimeoutError', 'AbortError'].includes((error as Error)?.name) || isSocketError(error)) return { code: 'download_failed', transient: true };
   return { code: 'untrusted_metadata', transient: false };
+}
+
+/** A node system error from a socket (a reset, a refused or timed-out connection, a broken pipe). */
+function isSocketError(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException)?.code;
+  return typeof code === 'string' && /^(ECONN|ETIMEDOUT|EPIPE|EHOSTUNREACH|ENETUNREACH|ENOTFOUND|EAI_AGAIN)/.test(code);
 }
 
 /**

@@ -1,5 +1,5 @@
 import fs from 'node:fs/promises';
-import { z } from 'zod';
+import * as z from 'zod';
 import { bundle, bundleVersion } from '../../protocol/api.ts';
 import { bundleName, version as versionSchema } from '../../protocol/names.ts';
 import { signatureReceipt, signingProposal, trustPolicy } from '../../protocol/trust.ts';

@@ -1,13 +1,14 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { device, deviceRegistration, listOf } from '../../protocol/api.ts';
+import { deviceRegistration } from '../../protocol/api.ts';
 import { deviceConfigSchemaId, type DeviceConfigInput } from '../../protocol/device-config.ts';
 import { deviceId, groupName } from '../../protocol/names.ts';
 import { writeFileAtomic } from '../../lib/files.ts';
 import { command, enc, json, need, needText, type Command } from '../command.ts';
 import { deviceRevocation, enrollmentToken, maxEnrollmentTtlSeconds, parseDuration } from '../../protocol/enrollment.ts';
 import { CliError, UsageError } from '../client.ts';
-import { printJsonOr, printList } from '../output.ts';
+import { printJsonOr } from '../output.ts';
+import { rolloutCommandsOf } from './rollouts.ts';
 
 /* `convoy device …`: registering devices (their configuration written for convoyd) and the fleet's state. */
 
@@ -54,19 +55,6 @@ export const commands: Record<string, Command> = {
       printJsonOr(revoked, flags.json === true, `revoked device ${id}: ${revoked.certificates} certificate(s) and ${revoked.tokens} token(s) stop working now; its MQTT sessions were closed`);
     },
   }),
-  'device list': command({
-    usage: 'convoy device list [--group GROUP] [--json]',
-    options: { group: { type: 'string' }, ...json },
-    async run({ flags, api }) {
-      const query = typeof flags.group === 'string' ? `?group=${enc(need(groupName, flags.group, '--group'))}` : '';
-      const rows = await api().request('GET', `/api/v1/devices${query}`, { schema: listOf(device) });
-      printList(rows, [
-        { header: 'ID', value: (d) => d.id },
-        { header: 'GROUP', value: (d) => d.group },
-        { header: 'STATE', value: (d) => d.state ?? 'never seen' },
-        { header: 'INSTALLED', value: (d) => (d.installed ? `${d.installed.bundle}@${d.installed.version}` : '-') },
-        { header: 'ERROR', value: (d) => (d.error ? `${d.error.code}: ${d.error.message}` : '') },
-      ], flags.json === true);
-    },
-  }),
+  // device list | show | move | decommission
+  ...rolloutCommandsOf('device'),
 };

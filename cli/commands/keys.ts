@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { Metadata, MetadataKind, type Root } from '@tufjs/models';
-import { z } from 'zod';
+import * as z from 'zod';
 import { initCeremony, keyFromJson, publicKeyJson, rotateRole } from '../../certs/ceremony.ts';
 import { generateSigningKey, type SigningKey } from '../../tuf/keys.ts';
 import { writeFileAtomic } from '../../lib/files.ts';

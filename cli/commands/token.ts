@@ -29,7 +29,7 @@ export const commands: Record<string, Command> = {
       const owner = typeof flags.user === 'string' ? need(userName, flags.user, '--user') : undefined;
       const name = typeof flags.name === 'string' ? flags.name : `cli ${new Date().toISOString().slice(0, 10)}`;
       const created = await api().request('POST', '/api/v1/tokens', {
-        json: { name, scopes, ...(expiresAt ? { expiresAt } : {}), ...(owner ? { user: owner } : {}) },
+        json: { name, scopes, expiresAt: expiresAt ?? null, ...(owner ? { user: owner } : {}) },
         schema: createdToken,
       });
       if (flags.json === true) {

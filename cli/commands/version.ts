@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { bumpKinds, nextVersion } from '../../protocol/api.ts';
 import { bundleName } from '../../protocol/names.ts';
 import { command, enc, json, need, release, releaseVersionVariable, versionPath, type Command } from '../command.ts';

@@ -11,7 +11,7 @@ import { actions, isAllowed, ruleOf, type Principal } from './policy.ts';
 
 const title = (role: string) => role[0]!.toUpperCase() + role.slice(1);
 
-/** A user holding `role` on the bundle `b` (and nothing else), with a token of every scope. */
+/** A user holding `role` on the bundle `b` and the device group `g1` (and nothing else), with a token of every scope. */
 export function memberOf(role: Role | undefined, admin = false): Principal {
   return {
     type: 'user',
@@ -20,12 +20,14 @@ export function memberOf(role: Role | undefined, admin = false): Principal {
     isAdmin: admin,
     scopes: new Set(scopes),
     roles: new Map(role ? [['b', role]] : []),
+    groupRoles: new Map(role ? [['g1', role]] : []),
     tokenId: 0,
     tokenExpiresAt: null,
   };
 }
 
-const device: Principal = { type: 'device', deviceId: 'd', group: 'g' };
+const device: Principal = { type: 'device', deviceId: 'd', group: 'g1' };
+const on = { bundle: 'b', group: 'g1' };
 
 /** A route of another protocol (the OCI registry under /v2), listed with the action it needs. */
 export interface ProtocolRoute {
@@ -84,11 +86,11 @@ export function renderPermissionsDoc(routes: readonly Route[], registryRoutes: r
   );
   for (const action of actions) {
     const rule = ruleOf(action);
-    const on = rule.on === 'bundle' ? 'the bundle' : rule.on === 'any-bundle' ? 'any bundle' : 'instance';
-    const cells = [undefined, ...roles].map((r) => (isAllowed(memberOf(r), action, { bundle: 'b' }) ? '✓' : ''));
-    const admin = isAllowed(memberOf(undefined, true), action, { bundle: 'b' }) ? '✓' : '';
-    const dev = isAllowed(device, action, { bundle: 'b' }) ? '✓' : '';
-    out(`| \`${action}\` | ${rule.what} | ${on} | ${cells.join(' | ')} | ${admin} | ${dev} | \`${rule.scope}\` |`);
+    const where = rule.on === 'bundle' ? 'the bundle' : rule.on === 'any-bundle' ? (rule.anyGroup ? 'any bundle or group' : 'any bundle') : rule.on === 'group' ? (rule.bundleRole ? 'the group (and the bundle)' : 'the group') : 'instance';
+    const cells = [undefined, ...roles].map((r) => (isAllowed(memberOf(r), action, on) ? '✓' : ''));
+    const admin = isAllowed(memberOf(undefined, true), action, on) ? '✓' : '';
+    const dev = isAllowed(device, action, on) ? '✓' : '';
+    out(`| \`${action}\` | ${rule.what} | ${where} | ${cells.join(' | ')} | ${admin} | ${dev} | \`${rule.scope}\` |`);
   }
   out(
     '',
@@ -98,16 +100,25 @@ export function renderPermissionsDoc(routes: readonly Route[], registryRoutes: r
     '  a token carrying `deploy`: it changes what runs on devices, like GitLab protected environments',
     '  that Maintainers deploy to. A DevOps engineer is a Maintainer whose token has `read,deploy`',
     '  only, so the same person cannot approve with it.',
-    '- **Devices and groups** belong to the instance, not to a bundle: one device runs whatever',
-    '  bundle is deployed to its group. Registering a device mints credentials that read signed',
-    '  targets, so it is for instance admins. Listing devices is for Maintainers (of any bundle),',
-    '  who deploy and need to see what the fleet runs.',
+    '- **Device groups are owned** like bundles: each has members with roles (its creator is the',
+    '  first Owner). Deploying needs Maintainer on the group and at least Guest (read) on the bundle,',
+    '  so a maintainer of bundle `beta` cannot push it onto the group that runs `alpha`. Pausing,',
+    '  resuming, aborting and retrying a deployment need Maintainer on its group. The columns above',
+    '  show a user holding the role on both the bundle and the group. An emergency rollback to a',
+    '  version approved before is a deploy action (`--rollback`): it records the signed rollback',
+    '  permission without the `approve` scope.',
+    '- **Devices**: registering one mints credentials that read signed targets, so it is for instance',
+    '  admins (a new group name creates a static group). Listing devices and deployments is for',
+    '  Maintainers of some bundle and Reporters of some group. Moving a device needs Maintainer on',
+    '  both static groups; decommissioning one needs Maintainer on its group and the `admin` scope:',
+    '  its token stops at once on HTTP, `/tuf/` and MQTT, and its session is closed.',
     '- **Blobs** are content-addressed and shared by every bundle that names them. Uploading one',
     '  (Developer of some bundle) changes nothing until a draft one may edit names it; downloading by',
-    '  digest is for Reporters of some bundle and for devices.',
-    '- **The TUF repository** is one per instance: its metadata names every approved release, so it',
-    '  is readable by Reporters of some bundle and by devices (or by anyone with',
-    '  `CONVOY_ANONYMOUS_TUF_READ=true`, for stock TUF clients).',
+    '  digest follows the read model per bundle below. Downloading is Reporter whichever path it',
+    '  takes: through `/v2` (`bundle:pull`) a Guest sees the tags but pulls no blob or manifest.',
+    '- **The TUF repository** is one per instance; its target files follow the read model per',
+    '  bundle below, and its metadata is readable by Reporters of some bundle and by devices (or by',
+    '  anyone with `CONVOY_ANONYMOUS_TUF_READ=true`, for stock TUF clients).',
     '- **Bundles** are created by admins (the creator becomes an Owner), who then add the team lead as',
     '  Owner. Letting anyone create one would let anyone become an Owner, and Owners hold the',
     '  "any bundle" actions. A bundle listing shows only the bundles one is a member of (admins: all).',
@@ -115,7 +126,50 @@ export function renderPermissionsDoc(routes: readonly Route[], registryRoutes: r
     '  admins) grant, change or remove the Owner role. A bundle keeps at least one Owner.',
     '- **Users** are created by admins; the audit log is read by admins.',
     '- Devices keep a principal of their own: they read blobs and `/tuf/` for the releases they',
-    '  install, over MQTT they subscribe only to their group and publish only their own status.',
+    '  install, ask for their own release (`GET /api/v1/devices/ID/release`); over MQTT they subscribe',
+    '  only to their own release topic and their group\'s, and publish only their own status.',
+    '',
+    '## Reads per bundle',
+    '',
+    'What a bundle holds is read only by who may read that bundle, whatever the path:',
+    '',
+    '| path | served to |',
+    '| --- | --- |',
+    '| `GET`/`HEAD /api/v1/blobs/<digest>` | a user with `blob:read` (Reporter and up) on at least one bundle that holds the digest; a device whose group may run such a bundle; an admin |',
+    '| `GET /tuf/targets/<bundle>/<version>/…` | a user with `tuf:read` (Reporter and up) on `<bundle>`; a device whose group may run `<bundle>`; an admin; anyone when `CONVOY_ANONYMOUS_TUF_READ=true` |',
+    '| `/v2/<bundle>/<image>/blobs/…`, `…/manifests/…` | `bundle:read` on `<bundle>`, and only what was pushed or mounted into that repository |',
+    '',
+    'A bundle **holds** a digest when one of its versions, draft or approved, names it (an artifact, the',
+    "bundle manifest), when one of its registry repositories holds it (a config, a layer, a manifest",
+    'pushed or mounted there, including the `convoy-upload` repository the CLI pushes through), or',
+    "when an open offline signing proposal of the bundle names it as its manifest. A device's group",
+    '**may run** every bundle ever deployed to the group (a device may still be fetching, or rolling',
+    'back to, the one before the latest; group ownership will narrow this).',
+    '',
+    'Anything else answers **404**, exactly as a digest never stored: a refusal would confirm that',
+    'the bytes exist. A digest no bundle holds yet (just uploaded, not named) is read by admins only.',
+    '',
+    "**Naming a digest is a read.** A draft may name a stored blob by digest (`PUT …/artifacts/<name>`",
+    "`{digest}`, `POST …/artifacts`) only when no bundle holds it yet, the draft's bundle holds it, or",
+    'the caller may read a bundle that holds it; otherwise the answer is the same 400 as for a blob not',
+    "stored. Whoever has the bytes proves it by sending them: through the bundle's registry",
+    '(`/v2/<bundle>/<image>/blobs/uploads/`, as `convoy artifact push` does) or the streamed artifact',
+    'upload (`PUT …/files/<name>`).',
+    '',
+    '**Known gap: the TUF metadata lists every bundle.** `targets.json` is one document naming the',
+    "target paths, lengths and hashes of every approved version of every bundle, and it is readable by",
+    'every Reporter and every device. The bytes are protected (above); the names, sizes and hashes',
+    'are not. The design that closes it, not built yet: top-level `targets.json` delegates (TUF §5.6,',
+    '`delegations.roles`) the paths `<bundle>/*` to one role per bundle, named after it, with',
+    "`terminating: true`; that role's metadata (`<bundle>.json`, versioned `<n>.<bundle>.json` under",
+    'consistent snapshots) lists the bundle\'s targets and is listed in `snapshot.json`. In development',
+    'mode the online targets key signs it; in offline mode the same keys and threshold as',
+    '`targets.json` sign it (the delegation names those keys), so approvals keep their meaning.',
+    'The server serves `/tuf/<n>.<bundle>.json` only to who may read `<bundle>` (404 otherwise);',
+    'tuf-js follows the delegation for a target path and never asks for another bundle\'s role.',
+    "Edge mirrors must then mirror every delegated file named in `snapshot.json`, not only the four",
+    'top-level roles. Hashes in `snapshot.json` (meta of each delegated role: version only) reveal',
+    'nothing of the targets.',
     '',
     '## MQTT',
     '',

@@ -34,6 +34,23 @@ export const actions = [
   'keys:read',
   'keys:admin',
   'openapi:read',
+  'bundle:pull',
+  'group:list',
+  'group:create',
+  'group:read',
+  'group:delete',
+  'group-member:read',
+  'group-member:write',
+  'device:write',
+  'deployment:control',
+  'edge:read',
+  'edge:write',
+  'registry:read',
+  'registry:write',
+  'replication:read',
+  'replication:write',
+  'replication:run',
+  'session:read',
   'enrollment:create',
   'device:enroll',
   'device:revoke',
@@ -42,7 +59,9 @@ export type Action = (typeof actions)[number];
 
 /** What an action applies to, taken from the request by the route declaration. */
 export interface Resource {
-  bundle: string;
+  bundle?: string;
+  /** A device group (issue #14 item 2: groups are owned like bundles). */
+  group?: string;
 }
 
 export type Principal =
@@ -55,6 +74,8 @@ export type Principal =
       scopes: ReadonlySet<Scope>;
       /** The user's role on each bundle they are a member of. */
       roles: ReadonlyMap<string, Role>;
+      /** The user's role on each device group they are a member of. */
+      groupRoles?: ReadonlyMap<string, Role>;
       tokenId: number;
       /** When the token used expires (null: never); tokens it creates may not outlive it. */
       tokenExpiresAt: string | null;
@@ -72,7 +93,11 @@ export type Principal =
  * Devices hold only the actions marked `devices`, for the releases they install.
  */
 export interface Rule {
-  on: 'bundle' | 'any-bundle' | 'instance';
+  on: 'bundle' | 'any-bundle' | 'group' | 'instance';
+  /** `on: 'group'` only: the caller must also hold at least this role on the bundle the request names. */
+  bundleRole?: Role;
+  /** `on: 'any-bundle'` only: at least this role on some device group holds the action too. */
+  anyGroup?: Role;
   role: Role | 'user' | 'admin';
   scope: Scope;
   devices?: boolean;
@@ -94,24 +119,45 @@ export const policy: { readonly [A in Action]?: Rule } = {
   'blob:read': { on: 'any-bundle', role: 'reporter', scope: 'read', devices: true, what: 'Download a blob by digest' },
   'blob:write': { on: 'any-bundle', role: 'developer', scope: 'write', what: 'Upload a blob (inert until a draft one may edit names it)' },
   'tuf:read': { on: 'any-bundle', role: 'reporter', scope: 'read', devices: true, what: 'Read TUF metadata and signed targets' },
-  'deployment:read': { on: 'any-bundle', role: 'reporter', scope: 'read', what: 'List deployments' },
-  'deployment:create': { on: 'bundle', role: 'maintainer', scope: 'deploy', what: "Deploy an approved version of the bundle to a device group" },
-  'device:read': { on: 'any-bundle', role: 'maintainer', scope: 'read', what: 'List devices and their reported state' },
+  'deployment:read': { on: 'any-bundle', role: 'reporter', anyGroup: 'reporter', scope: 'read', what: 'List deployments and see one with its progress (any bundle or group role)' },
+  'deployment:create': { on: 'group', role: 'maintainer', bundleRole: 'guest', scope: 'deploy', what: 'Deploy an approved version to a device group: Maintainer on the group and read on the bundle (a rollback to a version approved before needs no approve scope)' },
+  'deployment:control': { on: 'group', role: 'maintainer', scope: 'deploy', what: "Pause, resume, abort a deployment to the group, or retry its failed devices" },
+  'device:read': { on: 'any-bundle', role: 'maintainer', anyGroup: 'reporter', scope: 'read', what: 'List devices, their inventory and reported state (Maintainer of any bundle, Reporter of any group)' },
+  'device:write': { on: 'group', role: 'maintainer', scope: 'admin', what: "Move a device between static groups (Maintainer on both) or decommission it (its token stops at once)" },
+  'group:list': { on: 'instance', role: 'user', scope: 'read', what: 'List the device groups one is a member of (admins: all)' },
+  'group:create': { on: 'instance', role: 'admin', scope: 'admin', what: 'Create a device group, static or dynamic (its creator becomes an Owner)' },
+  'group:read': { on: 'group', role: 'guest', scope: 'read', what: 'See a device group, its members and a preview of a filter' },
+  'group:delete': { on: 'group', role: 'owner', scope: 'admin', what: 'Delete a device group without devices or running deployments' },
+  'group-member:read': { on: 'group', role: 'guest', scope: 'read', what: "List a device group's members" },
+  'group-member:write': { on: 'group', role: 'maintainer', scope: 'write', what: 'Add, change or remove members of a device group (only Owners touch the Owner role)' },
   'device:create': { on: 'instance', role: 'admin', scope: 'admin', what: 'Register a device and mint its credentials' },
   'user:read': { on: 'instance', role: 'admin', scope: 'read', what: 'List users' },
   'user:write': { on: 'instance', role: 'admin', scope: 'admin', what: 'Create users; create or revoke tokens of other users' },
   'token:read': { on: 'instance', role: 'user', scope: 'read', what: 'List one’s own access tokens' },
-  'token:write': { on: 'instance', role: 'user', scope: 'read', what: 'Create (never wider or longer-lived than the token used) and revoke one’s own tokens' },
+  'token:write': { on: 'instance', role: 'user', scope: 'read', what: 'Create (never wider or longer-lived than the token used; 30 days unless told) and revoke one’s own tokens (a token revokes itself; another only with the write scope and every scope it carries)' },
   'audit:read': { on: 'instance', role: 'admin', scope: 'read', what: 'Read the audit log' },
   'version:revoke': { on: 'bundle', role: 'maintainer', scope: 'approve', what: 'Revoke an approved version: out of the signed targets, never installed again' },
   'version:sign': { on: 'bundle', role: 'maintainer', scope: 'approve', what: 'Offline mode: fetch the proposed targets and upload a signature made with one’s own key' },
   'keys:read': { on: 'instance', role: 'user', scope: 'read', what: 'See who signs what: roles, key ids, thresholds' },
   'keys:admin': { on: 'instance', role: 'admin', scope: 'admin', what: 'Set approval thresholds, create online keys, upload root metadata signed offline' },
   'openapi:read': { on: 'instance', role: 'user', scope: 'read', devices: true, what: 'Read the OpenAPI document of this API (also served without a token)' },
+  // The same role as blob:read: downloading content needs Reporter whichever path it takes.
+  'bundle:pull': { on: 'bundle', role: 'reporter', scope: 'read', what: 'Download a bundle’s content through /v2: blobs and manifests (pulling an image; mounting from it)' },
+  // Destinations are shared by every bundle's policies: anyone may see their names (never a
+  // credential) to write a policy; only admins add or remove them (an edge token is a fleet key).
+  'edge:read': { on: 'instance', role: 'user', scope: 'read', what: 'List edge nodes and when each last reached the origin' },
+  'edge:write': { on: 'instance', role: 'admin', scope: 'admin', what: 'Add an edge node (its token is shown once) or remove one' },
+  'registry:read': { on: 'instance', role: 'user', scope: 'read', what: 'List registry endpoints (URL, whether credentials are set; never the credentials)' },
+  'registry:write': { on: 'instance', role: 'admin', scope: 'admin', what: 'Add a registry endpoint with its credentials (stored encrypted) or remove one' },
+  'replication:read': { on: 'bundle', role: 'reporter', scope: 'read', what: 'See the bundle’s replication policies, runs and their tasks' },
+  // Replicating a release is distributing it, as a deployment is: the same role and scope.
+  'replication:write': { on: 'bundle', role: 'maintainer', scope: 'deploy', what: 'Create, change, enable, disable and delete the bundle’s replication policies' },
+  'replication:run': { on: 'bundle', role: 'maintainer', scope: 'deploy', what: 'Start a replication run of one of the bundle’s policies' },
+  'session:read': { on: 'instance', role: 'user', scope: 'read', what: 'See who one is: one’s roles, token scopes and the actions one holds (the web UI asks this)' },
   'enrollment:create': { on: 'instance', role: 'admin', scope: 'admin', what: 'Create enrollment tokens: a group for a batch of devices, or one device to enroll again' },
   // Served without a token: the enrollment token or the current certificate in the body is the credential.
   'device:enroll': { on: 'instance', role: 'user', scope: 'read', devices: true, what: 'Enroll a device (an enrollment token and a CSR) or renew its certificate (also served without a token)' },
-  'device:revoke': { on: 'instance', role: 'admin', scope: 'admin', what: 'Revoke a device: its certificates and tokens stop working, its MQTT sessions end' },
+  'device:revoke': { on: 'instance', role: 'admin', scope: 'admin', what: 'Revoke a device: its certificates and tokens stop working, it is decommissioned, its MQTT sessions end' },
 };
 
 /** The rule of an action; an action nobody wrote a rule for is held by admins only. */
@@ -126,6 +172,12 @@ export function roleRank(role: Role | undefined): number {
 /** Instance admin powers need the admin flag AND a token that carries the `admin` scope. */
 export function actsAsAdmin(principal: Principal): boolean {
   return principal.type === 'user' && principal.isAdmin && principal.scopes.has('admin');
+}
+
+/** The role a principal effectively holds on a device group (admins act as Owners). */
+export function roleOnGroup(principal: Principal, group: string): Role | undefined {
+  if (principal.type !== 'user') return undefined;
+  return actsAsAdmin(principal) ? 'owner' : principal.groupRoles?.get(group);
 }
 
 /** The role a principal effectively holds on a bundle (admins act as Owners). */
@@ -145,12 +197,35 @@ export function isAllowed(principal: Principal, action: Action, resource?: Resou
   switch (rule.on) {
     case 'bundle':
       // A bundle-level action without a bundle to check against is refused (fail closed).
-      return resource !== undefined && roleRank(principal.roles.get(resource.bundle)) >= needed;
+      return resource?.bundle !== undefined && roleRank(principal.roles.get(resource.bundle)) >= needed;
+    case 'group':
+      if (resource?.group === undefined || roleRank(principal.groupRoles?.get(resource.group)) < needed) return false;
+      return rule.bundleRole === undefined || (resource.bundle !== undefined && roleRank(principal.roles.get(resource.bundle)) >= roleRank(rule.bundleRole));
     case 'any-bundle':
-      return [...principal.roles.values()].some((held) => roleRank(held) >= needed);
+      return (
+        [...principal.roles.values()].some((held) => roleRank(held) >= needed) ||
+        (rule.anyGroup !== undefined && [...(principal.groupRoles?.values() ?? [])].some((held) => roleRank(held) >= roleRank(rule.anyGroup)))
+      );
     case 'instance':
       return false;
   }
+}
+
+/**
+ * The read model per bundle: whether a principal may use an `any-bundle` action (blob and TUF
+ * target reads) on the content of one bundle. Content-addressed paths name no bundle, so the
+ * route's own check only says "a reporter somewhere"; this narrows it to the bundles whose
+ * versions hold the bytes. Users need the action's role on that bundle (admins acting as admins:
+ * any); devices read only the bundles their group may run (`runs`, from the deployments).
+ */
+export function isAllowedOnBundle(principal: Principal, action: Action, bundle: string, runs: ReadonlySet<string> = new Set()): boolean {
+  const rule = ruleOf(action);
+  if (principal.type === 'device') return rule.devices === true && runs.has(bundle);
+  if (rule.on !== 'any-bundle') return isAllowed(principal, action, { bundle });
+  if (!principal.scopes.has(rule.scope)) return false;
+  if (actsAsAdmin(principal)) return true;
+  if (rule.role === 'admin' || rule.role === 'user') return isAllowed(principal, action);
+  return roleRank(principal.roles.get(bundle)) >= roleRank(rule.role);
 }
 
 export function principalName(principal: Principal): string {

@@ -1,11 +1,20 @@
-import { accessToken, createdToken, createTokenRequest, createUserRequest, member, memberPath, putMemberRequest, tokenListQuery, tokenPath, user } from '../../protocol/access.ts';
+import { accessToken, createdToken, createTokenRequest, createUserRequest, currentUser, member, memberPath, putMemberRequest, tokenListQuery, tokenPath, user } from '../../protocol/access.ts';
 import { bundlePath, listOf } from '../../protocol/api.ts';
+import { ApiError } from '../http/errors.ts';
 import { bundleInPath, route, type Route } from '../http/routes.ts';
 import type { AuthService } from './service.ts';
+import { describeUser } from './whoami.ts';
 
 /** Users, bundle membership and access tokens. */
 export function accessRoutes(auth: AuthService, deps: { requireBundle: (name: string) => Promise<unknown> }): Route[] {
   return [
+    route({
+      method: 'GET', path: '/api/v1/user', action: 'session:read', summary: 'Who the caller is: roles, token scopes and the actions they hold', responses: { 200: currentUser },
+      async handler({ koa, principal }) {
+        if (principal?.type !== 'user') throw new ApiError('forbidden', 'only users have a session; devices do not');
+        koa.body = describeUser(principal);
+      },
+    }),
     route({
       method: 'POST', path: '/api/v1/users', action: 'user:write', summary: 'Create a user (admin)', body: createUserRequest, responses: { 201: user },
       async handler({ koa, body }) {

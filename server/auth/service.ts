@@ -1,4 +1,4 @@
-import { maxTokenLifetimeMs, scopes, type AccessToken, type Member, type Role, type Scope, type User } from '../../protocol/access.ts';
+import { defaultTokenLifetimeMs, maxTokenLifetimeMs, scopes, type AccessToken, type Member, type Role, type Scope, type User } from '../../protocol/access.ts';
 import type { Logger } from '../../protocol/log.ts';
 import { isUniqueViolation } from '../db/errors.ts';
 import { ApiError } from '../http/errors.ts';
@@ -25,7 +25,7 @@ export interface AuthService {
   listMembers(bundle: string): Promise<Member[]>;
   /** The bundle's creator becomes its first Owner. */
   addCreator(bundle: string, actor: Principal): Promise<void>;
-  createToken(actor: Principal, input: { name: string; scopes: Scope[]; expiresAt?: string | undefined; user?: string | undefined }): Promise<{ token: string; info: AccessToken }>;
+  createToken(actor: Principal, input: { name: string; scopes: Scope[]; expiresAt?: string | null | undefined; user?: string | undefined }): Promise<{ token: string; info: AccessToken }>;
   listTokens(actor: Principal, user: string | undefined): Promise<AccessToken[]>;
   revokeToken(actor: Principal, id: number): Promise<AccessToken>;
 }
@@ -152,8 +152,16 @@ export function createAuthService(deps: {
       if (forOther && !isAllowed(actor, 'user:write')) throw new ApiError('forbidden', 'only an admin may create tokens for another user');
       const owner = await requireUser(input.user ?? self.name);
       const at = deps.now();
-      if (input.expiresAt !== undefined) {
-        const expires = Date.parse(input.expiresAt);
+      // No expiry given: 30 days, and never past the creating token's own expiry. Never
+      // expiring has to be asked for (null): a forgotten token must not live forever by default.
+      let expiresAt = input.expiresAt;
+      if (expiresAt === undefined) {
+        const fallback = at.getTime() + defaultTokenLifetimeMs;
+        const own = !forOther && self.tokenExpiresAt !== null ? Date.parse(self.tokenExpiresAt) : Infinity;
+        expiresAt = new Date(Math.min(fallback, own)).toISOString();
+      }
+      if (expiresAt !== null) {
+        const expires = Date.parse(expiresAt);
         if (expires <= at.getTime()) throw new ApiError('invalid_request', 'expiresAt must be in the future');
         if (expires - at.getTime() > maxTokenLifetimeMs) throw new ApiError('invalid_request', 'expiresAt must be at most a year ahead');
       }
@@ -163,7 +171,7 @@ export function createAuthService(deps: {
       if (!forOther) {
         const wider = input.scopes.filter((s) => !self.scopes.has(s));
         if (wider.length > 0) throw new ApiError('forbidden', `this token lacks the scope(s) ${wider.join(', ')}, so it cannot grant them`);
-        if (self.tokenExpiresAt !== null && (input.expiresAt === undefined || Date.parse(input.expiresAt) > Date.parse(self.tokenExpiresAt))) {
+        if (self.tokenExpiresAt !== null && (expiresAt === null || Date.parse(expiresAt) > Date.parse(self.tokenExpiresAt))) {
           throw new ApiError('forbidden', `this token expires at ${self.tokenExpiresAt}; a token it creates must expire no later`);
         }
       }
@@ -173,7 +181,7 @@ export function createAuthService(deps: {
         name: input.name,
         hash: hashToken(token),
         scopes: input.scopes,
-        expiresAt: input.expiresAt === undefined ? null : new Date(input.expiresAt).toISOString(),
+        expiresAt: expiresAt === null ? null : new Date(expiresAt).toISOString(),
         now: at.toISOString(),
       });
       deps.log.info('created an access token', { id, user: owner.name, scopes: input.scopes.join(','), by: self.name });
@@ -195,6 +203,13 @@ export function createAuthService(deps: {
       // Someone else's token is answered as missing unless one may manage it: ids are guessable.
       if (!found || (found.user !== self.name && !actsAsAdmin(actor))) throw new ApiError('not_found', `no token ${id}`);
       if (found.user !== self.name && !isAllowed(actor, 'user:write')) throw new ApiError('forbidden', "only an admin may revoke another user's token");
+      // As with creating, a token never acts wider than itself: a leaked read-only token must not
+      // cut its user off, nor a narrow token revoke a wider one. Any token may revoke itself.
+      if (found.id !== self.tokenId && !actsAsAdmin(actor)) {
+        if (!self.scopes.has('write')) throw new ApiError('forbidden', 'a read-only token may revoke only itself');
+        const wider = found.scopes.filter((s) => !self.scopes.has(s));
+        if (wider.length > 0) throw new ApiError('forbidden', `token ${id} carries the scope(s) ${wider.join(', ')}, which this token lacks, so it cannot revoke it`);
+      }
       await store.revokeToken(id, now());
       deps.onTokenRevoked?.(id);
       deps.log.info('revoked an access token', { id, user: found.user, by: self.name });

@@ -81,6 +81,7 @@ export function createAuthStore(db: Db) {
         const user = await db('users').where({ id: token.user_id }).first<UserRow | undefined>();
         if (!user) return undefined;
         const memberships = await db('members').where({ user_id: user.id }).select<{ bundle: string; role: Role }[]>('bundle', 'role');
+        const groupMemberships = await db('group_members').where({ user_id: user.id }).select<{ group_name: string; role: Role }[]>('group_name', 'role');
         return {
           type: 'user',
           userId: user.id,
@@ -88,6 +89,7 @@ export function createAuthStore(db: Db) {
           isAdmin: Boolean(user.is_admin),
           scopes: new Set(parseScopes(token.scopes)),
           roles: new Map(memberships.map((m) => [m.bundle, m.role])),
+          groupRoles: new Map(groupMemberships.map((m) => [m.group_name, m.role])),
           tokenId: token.id,
           tokenExpiresAt: token.expires_at,
         };
@@ -154,9 +156,31 @@ export function createAuthStore(db: Db) {
       return (await query).map(toToken);
     },
 
-    /** Every live token of a device (`convoy device revoke`); returns how many. */
-    async revokeDeviceTokens(deviceId: string, now: string): Promise<number> {
-      return db('tokens').where({ device_id: deviceId }).whereNull('revoked_at').update({ revoked_at: now });
+    /** Device tokens are revoked with their device (decommissioning); returns how many were live. */
+    async revokeDeviceTokens(deviceId: string, now: string, trx: Db = db): Promise<number> {
+      return trx('tokens').where({ device_id: deviceId }).whereNull('revoked_at').update({ revoked_at: now });
+    },
+
+    /* Members of device groups (issue #14 item 2): the same ladder as bundles. */
+    async findGroupMember(group: string, userId: number, trx: Db = db): Promise<Role | undefined> {
+      const row = await trx('group_members').where({ group_name: group, user_id: userId }).first<{ role: Role } | undefined>();
+      return row?.role;
+    },
+    async putGroupMember(group: string, userId: number, role: Role, now: string, trx: Db = db): Promise<void> {
+      const updated = await trx('group_members').where({ group_name: group, user_id: userId }).update({ role });
+      if (updated === 0) await trx('group_members').insert({ group_name: group, user_id: userId, role, created_at: now });
+    },
+    async deleteGroupMember(group: string, userId: number, trx: Db = db): Promise<number> {
+      return trx('group_members').where({ group_name: group, user_id: userId }).delete();
+    },
+    async countGroupOwners(group: string, trx: Db = db): Promise<number> {
+      const row = await trx('group_members').where({ group_name: group, role: 'owner' }).count<{ n: number | string }[]>({ n: '*' }).first();
+      return Number(row?.n ?? 0);
+    },
+    async listGroupMembers(group: string): Promise<{ group: string; user: string; role: Role; createdAt: string }[]> {
+      const rows = await db('group_members').join('users', 'users.id', 'group_members.user_id').where({ group_name: group }).orderBy('users.name')
+        .select<{ group_name: string; name: string; role: Role; created_at: string }[]>('group_members.group_name', 'users.name', 'group_members.role', 'group_members.created_at');
+      return rows.map((r) => ({ group: r.group_name, user: r.name, role: r.role, createdAt: r.created_at }));
     },
 
     async revokeToken(id: number, now: string): Promise<void> {

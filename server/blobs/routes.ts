@@ -2,6 +2,7 @@ import type Koa from 'koa';
 import { blobReceipt, digestPath } from '../../protocol/api.ts';
 import { ApiError } from '../http/errors.ts';
 import { route, type Route } from '../http/routes.ts';
+import type { BlobReaders } from './readers.ts';
 import type { BlobStore } from './store.ts';
 
 /**
@@ -61,7 +62,7 @@ export function parseRange(header: string, size: number): { start: number; end: 
   return { start, end };
 }
 
-export function blobRoutes(blobs: BlobStore, maxBlobBytes: number): Route[] {
+export function blobRoutes(blobs: BlobStore, maxBlobBytes: number, readers?: BlobReaders): Route[] {
   return [
     route({
       method: 'PUT', path: '/api/v1/blobs/:digest', action: 'blob:write', summary: 'Upload a blob (streamed, digest verified)', params: digestPath, rawBody: 'application/octet-stream', responses: { 200: blobReceipt, 201: blobReceipt },
@@ -79,9 +80,13 @@ export function blobRoutes(blobs: BlobStore, maxBlobBytes: number): Route[] {
     ...(['GET', 'HEAD'] as const).map((method) =>
       route({
         method, path: '/api/v1/blobs/:digest', action: 'blob:read', summary: 'Download a blob (Range supported)', params: digestPath, responses: { 200: 'binary', 206: 'binary', 304: 'empty' },
-        async handler({ koa, params }) {
+        async handler({ koa, params, principal }) {
           const { digest } = params;
-          const stat = await blobs.stat(digest);
+          // The read model per bundle (server/blobs/readers.ts): a blob only of bundles the
+          // caller may not read answers exactly as a blob never stored (404, not 403), so its
+          // existence is not confirmed either.
+          const readable = readers === undefined || (principal !== undefined && (await readers.mayRead(principal, 'blob:read', digest)));
+          const stat = readable ? await blobs.stat(digest) : undefined;
           if (!stat) throw new ApiError('not_found', `blob ${digest} is not stored`);
           await sendBlob(koa, blobs, digest, stat.size);
         },

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { digestPattern, hexOf } from '../../protocol/names.ts';
-import { syncDirectory } from '../../lib/files.ts';
+import { ensurePrivateDir, syncDirectory } from '../../lib/files.ts';
 import { ApiError } from '../http/errors.ts';
 
 /**
@@ -24,9 +24,12 @@ export class BlobStore {
     this.#root = root;
   }
 
+  /** Directories 0700 and files 0600 (tightened at open where an older version left them looser). */
   static async open(root: string): Promise<BlobStore> {
-    await fs.mkdir(path.join(root, 'sha256'), { recursive: true });
-    await fs.mkdir(path.join(root, 'uploads'), { recursive: true });
+    for (const dir of [root, path.join(root, 'sha256'), path.join(root, 'uploads')]) await ensurePrivateDir(dir);
+    for (const prefix of await fs.readdir(path.join(root, 'sha256'))) {
+      if (/^[0-9a-f]{2}$/.test(prefix)) await ensurePrivateDir(path.join(root, 'sha256', prefix));
+    }
     return new BlobStore(root);
   }
 
@@ -69,7 +72,7 @@ export class BlobStore {
     // The stream owns its file descriptor (autoClose), so a client that drops the connection
     // mid-upload cannot leave a descriptor or a pending write behind; fsync then goes through a
     // second descriptor (fsync flushes the file, whichever descriptor asks).
-    const out = createWriteStream(tempPath, { flags: 'wx', mode: 0o644 });
+    const out = createWriteStream(tempPath, { flags: 'wx', mode: 0o600 });
     try {
       await pipeline(source, meter, out);
       const handle = await fs.open(tempPath, 'r');
@@ -92,7 +95,7 @@ export class BlobStore {
         throw new ApiError('digest_mismatch', `content hashes to ${digest}, not ${options.expected}`);
       }
       const finalPath = this.pathOf(digest);
-      await fs.mkdir(path.dirname(finalPath), { recursive: true });
+      await fs.mkdir(path.dirname(finalPath), { recursive: true, mode: 0o700 });
       // Identical bytes may already be there (content addressing): the rename replaces a file
       // with the same content, which is harmless and keeps this path free of races.
       await fs.rename(tempPath, finalPath);

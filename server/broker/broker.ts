@@ -3,9 +3,12 @@ import type tls from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import { Aedes, type AuthenticateError, type Client } from 'aedes';
 import { decideDeviceTopic, type MqttAction } from '../../protocol/acl.ts';
+import { clientIdAllowed } from '../../protocol/client-ids.ts';
 import type { Logger } from '../../protocol/log.ts';
 import { bundleFromReleasesTopic, bundleReleasesTopic, maxMessageBytes } from '../../protocol/messages.ts';
 import { actsAsAdmin, isAllowed, type Principal } from '../auth/policy.ts';
+import { createConnectionGuard, defaultMqttLimits, type MqttLimits } from './limits.ts';
+import { createStatusRate } from './status-rate.ts';
 
 /**
  * The embedded MQTT broker (aedes) with Convoy's policy as hooks: clients sign in with a user
@@ -21,7 +24,7 @@ export interface Broker {
   publish(topic: string, payload: string, retain: boolean): Promise<void>;
   /** Drops every connection signed in with this token (after it is revoked). */
   disconnectToken(tokenId: number): void;
-  /** Drops every connection of this device, however it signed in (after it is revoked). */
+  /** Drops every connection of this device, however it signed in (decommissioned, revoked, or moved to another group). */
   disconnectDevice(deviceId: string): void;
   /** The mutual-TLS listener's port, when there is one. */
   readonly mqttsPort: number | undefined;
@@ -34,6 +37,8 @@ export interface BrokerDeps {
   authenticate: (token: string) => Promise<Principal | undefined>;
   /** Called for every message a client publishes that passed authorisation. */
   onMessage: (topic: string, payload: Buffer, principal: Principal) => void;
+  /** A device's session opened or closed (online state; rollouts). */
+  onPresence?: (deviceId: string, online: boolean) => void;
   log: Logger;
   /** A listener bound already (server/listeners.ts: ports are bound before any state is made); without one the broker binds `port` itself. */
   listener?: { server: net.Server; serve(handler: (socket: net.Socket) => void): void };
@@ -43,6 +48,8 @@ export interface BrokerDeps {
    * must be its CN, the password is ignored. `authenticate` says whom the certificate stands for.
    */
   tls?: { server: tls.Server; authenticate: (peer: { commonName: string; serial: string }) => Promise<Principal | undefined> };
+  /** Packet, pre-auth and pending-connection bounds (server/broker/limits.ts); defaults when unset. */
+  limits?: MqttLimits;
 }
 
 /** All bundles' notices at once; each message is then forwarded only to those who may read it. */
@@ -67,8 +74,14 @@ export async function startBroker(deps: BrokerDeps): Promise<Broker> {
   const principals = new WeakMap<Client, Principal>();
   const clients = new Set<Client>();
   const expiryTimers = new Map<Client, NodeJS.Timeout>();
-  /** The verified client certificate of each connection from the TLS listener, by the stream aedes reads. */
+  /**
+   * The verified client certificate of each connection from the TLS listener, by the stream aedes
+   * reads: the guard's wrapper (`guard.admit`), not the TLS socket itself.
+   */
   const peers = new WeakMap<object, { commonName: string; serial: string }>();
+  const limits = deps.limits ?? defaultMqttLimits;
+  const statusRate = createStatusRate({ perSecond: limits.statusPerSecond, burst: limits.statusBurst, log: deps.log });
+  const guard = createConnectionGuard(limits, (reason, remote) => deps.log.debug('MQTT connection closed by the guard', { reason, remote }));
 
   /** A connection lives no longer than its token: it is closed when the token expires. */
   function closeAtExpiry(client: Client, expiresAt: string): void {
@@ -80,10 +93,12 @@ export async function startBroker(deps: BrokerDeps): Promise<Broker> {
     expiryTimers.set(client, timer);
   }
   const aedes = await Aedes.createBroker({
+    connectTimeout: limits.connectTimeoutMs,
     authenticate(client, username, password, done) {
-      const refuse = () => {
-        const error = new Error('bad user name or password') as AuthenticateError;
-        error.returnCode = 4; // MQTT 3.1.1 §3.2.2.3: bad user name or password
+      const refuse = (returnCode: 2 | 4 = 4) => {
+        const error = new Error(returnCode === 2 ? 'client id not allowed for this sign-in' : 'bad user name or password') as AuthenticateError;
+        // MQTT 3.1.1 §3.2.2.3: 2 identifier rejected, 4 bad user name or password
+        error.returnCode = returnCode;
         done(error, false);
       };
       const peer = peers.get(client.conn);
@@ -94,8 +109,15 @@ export async function startBroker(deps: BrokerDeps): Promise<Broker> {
               deps.log.info('MQTT certificate refused', { client: client.id, device: peer.commonName });
               return refuse();
             }
+            // The same client-id binding as a token sign-in (protocol/client-ids.ts).
+            const owner = principal.type === 'device' ? { type: 'device' as const, deviceId: principal.deviceId } : { type: 'user' as const, name: principal.name };
+            if (!clientIdAllowed(owner, client.id)) {
+              deps.log.info('MQTT client id refused', { client: client.id, device: peer.commonName });
+              return refuse(2);
+            }
             principals.set(client, principal);
             clients.add(client);
+            guard.authenticated(client.conn);
             done(null, true);
           },
           (error: unknown) => {
@@ -110,8 +132,15 @@ export async function startBroker(deps: BrokerDeps): Promise<Broker> {
         (principal) => {
           const claimed = principal?.type === 'device' ? principal.deviceId : principal?.name;
           if (!principal || claimed !== username) return refuse();
+          // Refused before aedes looks the id up, so the session it names is left alone.
+          const owner = principal.type === 'device' ? { type: 'device' as const, deviceId: principal.deviceId } : { type: 'user' as const, name: principal.name };
+          if (!clientIdAllowed(owner, client.id)) {
+            deps.log.info('MQTT client id refused', { client: client.id, principal: claimed });
+            return refuse(2);
+          }
           principals.set(client, principal);
           clients.add(client);
+          guard.authenticated(client.conn);
           if (principal.type === 'user' && principal.tokenExpiresAt) closeAtExpiry(client, principal.tokenExpiresAt);
           done(null, true);
         },
@@ -144,7 +173,16 @@ export async function startBroker(deps: BrokerDeps): Promise<Broker> {
       return bundle !== undefined && isAllowed(principal, 'bundle:read', { bundle }) ? packet : null;
     },
   });
+  aedes.on('clientReady', (client) => {
+    const principal = principals.get(client);
+    if (principal?.type === 'device') deps.onPresence?.(principal.deviceId, true);
+  });
   aedes.on('clientDisconnect', (client) => {
+    const principal = principals.get(client);
+    // Offline only when no other session of the device remains (a reconnect may overlap).
+    if (principal?.type === 'device' && ![...clients].some((c) => c !== client && (principals.get(c) as { deviceId?: string } | undefined)?.deviceId === principal.deviceId)) {
+      deps.onPresence?.(principal.deviceId, false);
+    }
     clients.delete(client);
     clearTimeout(expiryTimers.get(client));
     expiryTimers.delete(client);
@@ -152,12 +190,21 @@ export async function startBroker(deps: BrokerDeps): Promise<Broker> {
   aedes.on('publish', (packet, client) => {
     const principal = client ? principals.get(client) : undefined;
     if (!principal) return; // the server's own publications and $SYS traffic
-    deps.onMessage(packet.topic, Buffer.from(packet.payload), principal);
+    const payload = Buffer.from(packet.payload);
+    const deliver = () => deps.onMessage(packet.topic, payload, principal);
+    // One device must not flood the database: beyond its rate, the latest message waits its turn.
+    if (principal.type === 'device') statusRate.offer(principal.deviceId, deliver);
+    else deliver();
   });
   aedes.on('clientError', (client, error) => deps.log.debug('MQTT client error', { client: client.id, error }));
 
-  const server = deps.listener?.server ?? net.createServer(aedes.handle);
-  if (deps.listener) deps.listener.serve((socket) => aedes.handle(socket));
+  // Every connection reaches aedes through the guard (limits.ts), never as the raw socket.
+  const admit = (socket: net.Socket) => {
+    const connection = guard.admit(socket);
+    if (connection) aedes.handle(connection);
+  };
+  const server = deps.listener?.server ?? net.createServer(admit);
+  if (deps.listener) deps.listener.serve(admit);
   else {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -169,8 +216,11 @@ export async function startBroker(deps: BrokerDeps): Promise<Broker> {
     // rejectUnauthorized on the server: a connection arrives here only with a verified chain.
     deps.tls.server.on('secureConnection', (socket: tls.TLSSocket) => {
       const cert = socket.getPeerCertificate();
-      peers.set(socket, { commonName: String(cert.subject?.CN ?? ''), serial: cert.serialNumber ?? '' });
-      aedes.handle(socket);
+      // Through the guard like every connection; aedes sees (and the lookup keys on) its wrapper.
+      const connection = guard.admit(socket);
+      if (!connection) return;
+      peers.set(connection, { commonName: String(cert.subject?.CN ?? ''), serial: cert.serialNumber ?? '' });
+      aedes.handle(connection);
     });
     deps.tls.server.on('tlsClientError', (error) => deps.log.debug('MQTT TLS handshake refused', { error }));
   }
@@ -183,20 +233,22 @@ export async function startBroker(deps: BrokerDeps): Promise<Broker> {
         aedes.publish({ cmd: 'publish', topic, payload: Buffer.from(payload), qos: 1, retain, dup: false }, (error) => (error ? reject(error) : resolve())),
       ),
     mqttsPort: tlsServer ? (tlsServer.address() as AddressInfo).port : undefined,
-    disconnectDevice(deviceId) {
-      for (const client of clients) {
-        const principal = principals.get(client);
-        if (principal?.type === 'device' && principal.deviceId === deviceId) client.close();
-      }
-    },
     disconnectToken(tokenId) {
       for (const client of clients) {
         const principal = principals.get(client);
         if (principal?.type === 'user' && principal.tokenId === tokenId) client.close();
       }
     },
+    disconnectDevice(deviceId) {
+      for (const client of clients) {
+        const principal = principals.get(client);
+        if (principal?.type === 'device' && principal.deviceId === deviceId) client.close();
+      }
+    },
     close: async () => {
       for (const timer of expiryTimers.values()) clearTimeout(timer);
+      guard.close();
+      statusRate.close();
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
       await new Promise<void>((resolve) => server.close(() => resolve()));
       if (tlsServer) await new Promise<void>((resolve) => tlsServer.close(() => resolve()));

@@ -19,8 +19,11 @@ type Fields = Partial<Pick<PackageInfo, 'name' | 'version' | 'architecture'>>;
 
 /** Largest control.tar member, package.json, or RPM header we read (bytes). */
 const maxMetadataBytes = 4 * 1024 * 1024;
-/** How far into an npm tarball (uncompressed) we look for package/package.json. */
-const maxTarScanBytes = 512 * 1024 * 1024;
+/**
+ * How far into an npm tarball (uncompressed) we look for package/package.json, counted while
+ * inflating: npm puts it first, and a gzip of zeros inflates a thousandfold (a bomb).
+ */
+const maxTarScanBytes = 64 * 1024 * 1024;
 
 const unreadable = (what: string, why: string) => new ApiError('invalid_request', `cannot read the ${what}: ${why}`);
 
@@ -249,10 +252,10 @@ async function* chunksOf(bytes: Buffer): AsyncIterable<Buffer> {
  * the first regular file whose path matches, without holding the rest of the archive.
  */
 export async function findInTar(source: AsyncIterable<Buffer>, matches: (path: string) => boolean, maxEntryBytes: number, maxScanBytes = Number.MAX_SAFE_INTEGER): Promise<Buffer | undefined> {
-  const reader = new ByteReader(source[Symbol.asyncIterator]());
+  // The limit holds inside an entry too: a reader past it stops pulling (and inflating) bytes.
+  const reader = new ByteReader(source[Symbol.asyncIterator](), maxScanBytes);
   let longName: string | undefined;
   for (;;) {
-    if (reader.consumed > maxScanBytes) return undefined;
     const header = await reader.read(512);
     if (!header || header.every((b) => b === 0)) return undefined;
     const size = tarNumber(header.subarray(124, 136));
@@ -302,10 +305,14 @@ class ByteReader {
   #buffered = 0;
   #done = false;
   consumed = 0;
-  constructor(private readonly source: AsyncIterator<Buffer>) {}
+  constructor(
+    private readonly source: AsyncIterator<Buffer>,
+    private readonly limit = Number.MAX_SAFE_INTEGER,
+  ) {}
 
   async #fill(n: number): Promise<void> {
     while (this.#buffered < n && !this.#done) {
+      if (this.consumed + this.#buffered > this.limit) throw unreadable('tar archive', `the file looked for is not within the first ${this.limit} bytes`);
       const next = await this.source.next();
       if (next.done) this.#done = true;
       else {
@@ -328,6 +335,7 @@ class ByteReader {
   async skip(n: number): Promise<boolean> {
     while (n > 0) {
       if (this.#buffered === 0) {
+        if (this.consumed > this.limit) throw unreadable('tar archive', `the file looked for is not within the first ${this.limit} bytes`);
         await this.#fill(1);
         if (this.#buffered === 0) return false;
       }

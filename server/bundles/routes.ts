@@ -28,11 +28,23 @@ import type { BundleService } from './service.ts';
 /** What happens around a bundle's life that is not the bundle's own business (membership). */
 export interface BundleHooks {
   created?(bundle: string, by: Principal): Promise<void>;
+  /**
+   * Whether the caller may name an already stored blob in a draft of `bundle` (see
+   * server/blobs/readers.ts): naming a digest would otherwise let a developer of one bundle read
+   * another bundle's blob through their own. Without it, every stored digest may be named.
+   */
+  mayName?(principal: Principal, digest: string, bundle: string): Promise<boolean>;
 }
 
 export function bundleRoutes(service: BundleService, hooks: BundleHooks & { maxBlobBytes: number }): Route[] {
   const limits = { maxBlobBytes: hooks.maxBlobBytes };
   const base = '/api/v1/bundles/:name/versions/:version';
+  // A digest the caller may not read answers as if it were not stored (never confirm it exists).
+  const requireNameable = async (principal: Principal, digest: string, bundle: string) => {
+    if (hooks.mayName && !(await hooks.mayName(principal, digest, bundle))) {
+      throw new ApiError('invalid_request', `blob ${digest} is not in the store; upload it first (through /v2/${bundle}/<image>/blobs/uploads/, or the streamed artifact upload)`);
+    }
+  };
   return [
     route({
       method: 'POST', path: '/api/v1/bundles', action: 'bundle:create', summary: 'Create a bundle', body: createBundleRequest, responses: { 201: bundle },
@@ -116,7 +128,8 @@ export function bundleRoutes(service: BundleService, hooks: BundleHooks & { maxB
     route({
       method: 'POST', path: `${base}/artifacts`, action: 'bundle:write', params: versionPath, resource: bundleInPath, summary: 'Add or replace many artifacts in one request (all or none), creating the draft if needed',
       body: addArtifactsRequest, responses: { 201: listOf(artifact) },
-      async handler({ koa, params, body }) {
+      async handler({ koa, params, body, principal }) {
+        for (const artifact of body.artifacts) await requireNameable(principal!, artifact.digest, params.name);
         koa.status = 201;
         koa.body = await service.addArtifacts(params.name, params.version, body.artifacts);
       },
@@ -130,7 +143,8 @@ export function bundleRoutes(service: BundleService, hooks: BundleHooks & { maxB
     route({
       method: 'PUT', path: `${base}/artifacts/:artifact`, action: 'bundle:write', params: artifactPath, resource: bundleInPath, summary: 'Add or replace an artifact in a draft (the blob must be uploaded)',
       body: putArtifactRequest, responses: { 200: artifact, 201: artifact },
-      async handler({ koa, params, body }) {
+      async handler({ koa, params, body, principal }) {
+        await requireNameable(principal!, body.digest, params.name);
         const result = await service.putArtifact(params.name, params.version, { name: params.artifact, ...body });
         koa.status = result.created ? 201 : 200;
         koa.body = result.artifact;

@@ -28,7 +28,15 @@ export interface ArtifactInput {
  * Every edit re-reads the version inside its transaction, so an approval racing an edit leaves
  * either the edit in the approved version or the edit refused, never half of it.
  */
-export function createBundleService(deps: { store: BundleStore; blobs: BlobStore; trust: TrustService; now: () => Date; log: Logger }) {
+export function createBundleService(deps: {
+  store: BundleStore;
+  blobs: BlobStore;
+  trust: TrustService;
+  now: () => Date;
+  log: Logger;
+  /** After a bundle is deleted: what other capabilities keep of it goes too (the registry's images). */
+  onDeleted?: (bundle: string) => Promise<void>;
+}) {
   const { store } = deps;
   const now = () => deps.now().toISOString();
 
@@ -54,16 +62,25 @@ export function createBundleService(deps: { store: BundleStore; blobs: BlobStore
   }
 
   /**
-   * Checks that the blob is stored with the claimed size and reads the package metadata from
-   * it. Runs inside `blobs.referencing`, so the blob cannot be collected before it is referenced.
+   * Checks that the blob is stored with the claimed size and reads the package metadata from it.
+   * Runs before `blobs.referencing`: a scan may take a while, and the collector (and every
+   * writer queued behind it) must not wait for it; `confirmStored` checks again inside.
    */
   async function describeArtifact(input: ArtifactInput): Promise<Omit<Artifact, 'updatedAt'>> {
+    await confirmStored(input);
+    return { name: input.name, type: input.type, digest: input.digest, size: input.size, package: await packageOf(input.type, input.package, input.digest) };
+  }
+
+  /**
+   * The blob is stored with the claimed size. Inside `blobs.referencing` this holds until the
+   * reference is recorded: the blob cannot be collected in between.
+   */
+  async function confirmStored(input: { digest: string; size: number }): Promise<void> {
     const stored = await deps.blobs.stat(input.digest);
     if (!stored) throw new ApiError('invalid_request', `blob ${input.digest} is not in the store; upload it first (PUT /api/v1/blobs/${input.digest})`);
     if (stored.size !== input.size) throw new ApiError('size_mismatch', `blob ${input.digest} is ${stored.size} bytes, not ${input.size}`);
     // A blob about to be referenced must not look old to a collector sweep that starts now.
     await deps.blobs.touch(input.digest);
-    return { name: input.name, type: input.type, digest: input.digest, size: input.size, package: await packageOf(input.type, input.package, input.digest) };
   }
 
   async function packageOf(type: ArtifactType, input: PackageInput | undefined | null, digest: string): Promise<PackageInfo | null> {
@@ -75,13 +92,33 @@ export function createBundleService(deps: { store: BundleStore; blobs: BlobStore
     return resolvePackage(input, await readPackageFields(input.format, deps.blobs.pathOf(digest)));
   }
 
-  /** Adds or replaces one artifact; the caller holds `blobs.referencing`. */
-  async function upsertReferenced(bundle: string, version: string, input: ArtifactInput, create: boolean): Promise<{ artifact: Artifact; created: boolean }> {
-    const artifact = await describeArtifact(input);
+  /** Adds or replaces one described artifact; the caller holds `blobs.referencing` (kept short). */
+  async function upsertReferenced(bundle: string, version: string, artifact: Omit<Artifact, 'updatedAt'>, create: boolean): Promise<{ artifact: Artifact; created: boolean }> {
+    await confirmStored(artifact);
     return editDraft(bundle, version, async (row, trx) => {
       const outcome = await store.upsertArtifact(row.id, artifact, now(), trx);
       return { artifact: (await store.findArtifact(row.id, artifact.name, trx))!, created: outcome === 'created' };
     }, { create });
+  }
+
+  /** The transaction of a PATCH: `scanned` was read from `digest` beforehand; 'changed' if the artifact moved on. */
+  async function patchArtifactIn(bundle: string, version: string, name: string, patch: { type?: ArtifactType | undefined; package?: PackageInput | null | undefined }, digest: string, scanned: PackageInfo | null | undefined): Promise<Artifact | 'changed'> {
+    return editDraft(bundle, version, async (row, trx) => {
+      const existing = await store.findArtifact(row.id, name, trx);
+      if (!existing) throw new ApiError('not_found', `artifact "${name}" is not in ${bundle}@${version}`);
+      if (existing.digest !== digest) return 'changed';
+      // Package metadata without a type makes the artifact a package: there is no other reading.
+      const type = patch.type ?? (patch.package ? 'package' : existing.type);
+      let pkg: PackageInfo | null;
+      if (patch.package === undefined) {
+        if (type === 'package' && !existing.package) throw new ApiError('invalid_request', 'changing the type to "package" needs package metadata too');
+        pkg = type === 'package' ? existing.package : null;
+      } else {
+        pkg = scanned !== undefined ? scanned : await packageOf(type, patch.package, existing.digest);
+      }
+      await store.updateArtifactMetadata(row.id, name, { type, package: pkg }, now(), trx);
+      return (await store.findArtifact(row.id, name, trx))!;
+    });
   }
 
   /**
@@ -154,6 +191,8 @@ export function createBundleService(deps: { store: BundleStore; blobs: BlobStore
         // Blobs stay: the store is content-addressed and other versions may share them.
         await store.deleteBundle(name, trx);
       });
+      // A new bundle of the same name must not inherit anything (its members are new people).
+      await deps.onDeleted?.(name);
     },
 
     /** Creates a draft; with `copyFrom`, holding every artifact of that version (blobs shared). */
@@ -226,7 +265,8 @@ export function createBundleService(deps: { store: BundleStore; blobs: BlobStore
     /** Adds or replaces an artifact in a draft. Its bytes must already be in the blob store. */
     async putArtifact(bundle: string, version: string, input: ArtifactInput, options: { createDraft?: boolean; referencing?: boolean } = {}): Promise<{ artifact: Artifact; created: boolean }> {
       await refuseIfApproved(bundle, version);
-      const upsert = () => upsertReferenced(bundle, version, input, options.createDraft === true);
+      const artifact = await describeArtifact(input);
+      const upsert = () => upsertReferenced(bundle, version, artifact, options.createDraft === true);
       // `referencing: the caller already holds blobs.referencing` (nesting it could deadlock
       // behind a waiting sweep).
       return options.referencing ? upsert() : deps.blobs.referencing(upsert);
@@ -239,9 +279,10 @@ export function createBundleService(deps: { store: BundleStore; blobs: BlobStore
     async addArtifacts(bundle: string, version: string, inputs: readonly ArtifactInput[]): Promise<Artifact[]> {
       await requireBundle(bundle);
       await refuseIfApproved(bundle, version);
+      const artifacts: Omit<Artifact, 'updatedAt'>[] = [];
+      for (const input of inputs) artifacts.push(await describeArtifact(input));
       return deps.blobs.referencing(async () => {
-        const artifacts: Omit<Artifact, 'updatedAt'>[] = [];
-        for (const input of inputs) artifacts.push(await describeArtifact(input));
+        for (const artifact of artifacts) await confirmStored(artifact);
         return editDraft(bundle, version, async (row, trx) => {
           for (const artifact of artifacts) await store.upsertArtifact(row.id, artifact, now(), trx);
           const result: Artifact[] = [];
@@ -253,21 +294,17 @@ export function createBundleService(deps: { store: BundleStore; blobs: BlobStore
 
     /** New metadata (type, package fields) for an artifact of a draft; its bytes stay. */
     async patchArtifact(bundle: string, version: string, name: string, patch: { type?: ArtifactType | undefined; package?: PackageInput | null | undefined }): Promise<Artifact> {
-      return editDraft(bundle, version, async (row, trx) => {
-        const existing = await store.findArtifact(row.id, name, trx);
-        if (!existing) throw new ApiError('not_found', `artifact "${name}" is not in ${bundle}@${version}`);
-        // Package metadata without a type makes the artifact a package: there is no other reading.
-        const type = patch.type ?? (patch.package ? 'package' : existing.type);
-        let pkg: PackageInfo | null;
-        if (patch.package === undefined) {
-          if (type === 'package' && !existing.package) throw new ApiError('invalid_request', 'changing the type to "package" needs package metadata too');
-          pkg = type === 'package' ? existing.package : null;
-        } else {
-          pkg = await packageOf(type, patch.package, existing.digest);
-        }
-        await store.updateArtifactMetadata(row.id, name, { type, package: pkg }, now(), trx);
-        return (await store.findArtifact(row.id, name, trx))!;
-      });
+      // A package scan reads the file: it runs before the transaction, never inside it (on SQLite
+      // a transaction holds the only connection). The transaction then checks the artifact still
+      // names the bytes that were read; if it was replaced meanwhile, read again.
+      await refuseIfApproved(bundle, version);
+      for (let attempt = 1; ; attempt++) {
+        const before = await this.getArtifact(bundle, version, name);
+        const scanned = patch.package ? await packageOf(patch.type ?? 'package', patch.package, before.digest) : undefined;
+        const result = await patchArtifactIn(bundle, version, name, patch, before.digest, scanned);
+        if (result !== 'changed') return result;
+        if (attempt === 3) throw new ApiError('invalid_request', `artifact "${name}" keeps changing while its package metadata is read; try again`);
+      }
     },
 
     /**
@@ -285,15 +322,17 @@ export function createBundleService(deps: { store: BundleStore; blobs: BlobStore
       await refuseIfApproved(bundle, version);
       if (input.type !== 'package' && input.package) throw new ApiError('invalid_request', `only artifacts of type "package" carry package metadata; this one is "${input.type}"`);
       if (input.type === 'package' && !input.package) throw new ApiError('invalid_request', 'an artifact of type "package" needs ?format=deb|rpm|npm|generic');
-      // The collector waits for this upload: its blob cannot be swept between write and reference.
-      return deps.blobs.referencing(async () => {
-        const stored = await deps.blobs.put(source, {
-          maxBytes: input.maxBytes,
-          ...(input.expectedDigest ? { expected: input.expectedDigest } : {}),
-          ...(input.expectedSize !== undefined ? { expectedSize: input.expectedSize } : {}),
-        });
-        return upsertReferenced(bundle, version, { name: input.name, type: input.type, digest: stored.digest, size: stored.size, package: input.package }, true);
+      // The bytes stream in outside `blobs.referencing`: a slow client must not make the
+      // collector wait, nor every writer queued behind the collector. A blob just written is
+      // inside the collector's grace period; the short referencing section checks it is still
+      // there before naming it in the draft.
+      const stored = await deps.blobs.put(source, {
+        maxBytes: input.maxBytes,
+        ...(input.expectedDigest ? { expected: input.expectedDigest } : {}),
+        ...(input.expectedSize !== undefined ? { expectedSize: input.expectedSize } : {}),
       });
+      const artifact = await describeArtifact({ name: input.name, type: input.type, digest: stored.digest, size: stored.size, package: input.package });
+      return deps.blobs.referencing(() => upsertReferenced(bundle, version, artifact, true));
     },
 
     async deleteArtifact(bundle: string, version: string, name: string): Promise<void> {

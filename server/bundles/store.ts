@@ -182,6 +182,12 @@ export function createBundleStore(db: Db) {
       const manifests = await db('versions').whereNotNull('manifest_digest').distinct('manifest_digest');
       return [...artifacts.map((r: { digest: string }) => r.digest), ...manifests.map((r: { manifest_digest: string }) => r.manifest_digest)];
     },
+    /** The bundles whose versions (draft or approved) name the digest, as an artifact or a manifest. */
+    async bundlesReferencing(digest: string): Promise<string[]> {
+      const byArtifact = db('versions').join('artifacts', 'artifacts.version_id', 'versions.id').where('artifacts.digest', digest).distinct('versions.bundle as bundle');
+      const byManifest = db('versions').where('manifest_digest', digest).distinct('bundle');
+      return [...new Set([...(await byArtifact), ...(await byManifest)].map((r: { bundle: string }) => r.bundle))];
+    },
     async upsertArtifact(versionId: number, artifact: Omit<Artifact, 'updatedAt'>, now: string, trx: Db): Promise<'created' | 'replaced'> {
       const existing = await trx('artifacts').where({ version_id: versionId, name: artifact.name }).first();
       const row = { type: artifact.type, digest: artifact.digest, size: artifact.size, ...packageColumns(artifact.package), updated_at: now };

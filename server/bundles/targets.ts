@@ -20,7 +20,7 @@ export async function listApprovedTargets(store: BundleStore): Promise<TargetEnt
  * file name carries the target's hash as a prefix (`<bundle>/<version>/<sha256>.manifest.json`);
  * a prefixed name must match the signed hash, else it does not exist.
  */
-export async function resolveTargetUrl(store: BundleStore, urlPath: string): Promise<{ digest: string; size: number } | undefined> {
+export async function resolveTargetUrl(store: BundleStore, urlPath: string): Promise<{ bundle: string; digest: string; size: number } | undefined> {
   const segments = urlPath.split('/');
   const basename = segments.pop() ?? '';
   const prefixed = /^([0-9a-f]{64})\.(.+)$/.exec(basename);
@@ -37,5 +37,5 @@ export async function resolveTargetUrl(store: BundleStore, urlPath: string): Pro
     found = await store.findArtifact(row.id, artifactName);
   }
   if (!found || (prefixed && hexOf(found.digest) !== prefixed[1])) return undefined;
-  return { digest: found.digest, size: found.size };
+  return { bundle: bundle!, digest: found.digest, size: found.size };
 }

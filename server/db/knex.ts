@@ -1,3 +1,4 @@
+import fs from 'node:fs/promises';
 import path from 'node:path';
 import knex, { type Knex } from 'knex';
 import { migrationSource } from './migrations.ts';
@@ -9,6 +10,9 @@ export type Db = Knex;
  * schema up to date. The same knex queries run on both engines.
  */
 export async function openDatabase(options: { databaseUrl: string | undefined; dataDir: string }): Promise<Db> {
+  // The SQLite file is made (or tightened) 0600 before SQLite opens it; SQLite gives its -wal and
+  // -shm files the database file's permissions.
+  if (!options.databaseUrl) await makePrivateFile(path.join(options.dataDir, 'convoy.sqlite'));
   const db = options.databaseUrl
     ? knex({ client: 'pg', connection: options.databaseUrl, pool: { min: 0, max: 10 } })
     : knex({
@@ -35,6 +39,11 @@ export async function openDatabase(options: { databaseUrl: string | undefined; d
     throw error;
   }
   return db;
+}
+
+async function makePrivateFile(file: string): Promise<void> {
+  await (await fs.open(file, 'a', 0o600)).close();
+  await fs.chmod(file, 0o600);
 }
 
 /** ISO-8601 text timestamps: identical on SQLite and PostgreSQL, sortable as strings. */

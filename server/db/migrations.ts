@@ -371,12 +371,188 @@ const oneApprovalsTable: Migration = {
 };
 
 /**
+ * Rollouts (issue #10, #14 items 2 and 4): device groups as owned resources (static or dynamic by
+ * a filter over inventory), device inventory, online state, report sequence numbers, state
+ * history, decommissioning; deployments with a lifecycle, phases and a retry policy, and each
+ * targeted device's progress with its phase chosen once and stored.
+ */
+const rollouts: Migration = {
+  name: '0008_rollouts',
+  async up(db) {
+    await db.schema.createTable('device_groups', (t) => {
+      t.string('name', 64).primary();
+      t.string('kind', 16).notNullable(); // static | dynamic
+      t.string('description', 1000).notNullable().defaultTo('');
+      t.string('filter', 1000);
+      t.string('created_by', 128).notNullable();
+      t.string('created_at', 32).notNullable();
+    });
+    await db.schema.createTable('group_members', (t) => {
+      t.string('group_name', 64).notNullable().references('device_groups.name').onDelete('CASCADE');
+      t.integer('user_id').notNullable().references('users.id').onDelete('CASCADE').index();
+      t.string('role', 16).notNullable();
+      t.string('created_at', 32).notNullable();
+      t.primary(['group_name', 'user_id']);
+    });
+    await db.schema.alterTable('devices', (t) => {
+      t.text('inventory');
+      t.boolean('online').notNullable().defaultTo(false);
+      t.bigInteger('last_seq');
+      t.string('decommissioned_at', 32);
+    });
+    await db.schema.createTable('device_events', (t) => {
+      t.increments('id').primary();
+      t.string('device_id', 64).notNullable().index();
+      t.integer('deployment_id');
+      t.string('state', 32).notNullable();
+      t.string('detail', 1000);
+      t.string('at', 32).notNullable();
+    });
+    await db.schema.alterTable('deployments', (t) => {
+      t.string('state', 16).notNullable().defaultTo('completed');
+      t.text('phases');
+      t.integer('phase').notNullable().defaultTo(0);
+      t.string('phase_started_at', 32);
+      t.bigInteger('soak_ms').notNullable().defaultTo(0);
+      t.string('max_failures', 64);
+      t.string('retry', 200);
+      t.boolean('rollback').notNullable().defaultTo(false);
+      t.string('reason', 1000);
+      t.string('start_at', 32);
+      t.string('updated_at', 32);
+      // Failures the operator accepted by resuming: the threshold counts only those beyond.
+      t.integer('failures_accepted').notNullable().defaultTo(0);
+    });
+    await db.schema.createTable('deployment_devices', (t) => {
+      t.integer('deployment_id').notNullable().references('deployments.id').onDelete('CASCADE');
+      t.string('device_id', 64).notNullable().index();
+      t.integer('phase').notNullable();
+      t.string('state', 16).notNullable();
+      t.integer('attempt').notNullable().defaultTo(0);
+      t.string('error_code', 64);
+      t.string('error_message', 1000);
+      // When the device was last sent this deployment's notice (null: not yet, still pending).
+      t.string('notified_at', 32);
+      t.string('updated_at', 32).notNullable();
+      t.primary(['deployment_id', 'device_id']);
+      t.index(['deployment_id', 'state']);
+    });
+    await db.schema.createTable('deployment_events', (t) => {
+      t.increments('id').primary();
+      t.integer('deployment_id').notNullable().references('deployments.id').onDelete('CASCADE');
+      t.string('device_id', 64);
+      t.string('state', 32).notNullable();
+      t.string('detail', 1000);
+      t.string('at', 32).notNullable();
+      t.index(['deployment_id', 'device_id']);
+    });
+    // Groups that devices or deployments already name become static groups, owned by admins.
+    const names = new Set<string>([
+      ...(await db('devices').distinct('group_name')).map((r: { group_name: string }) => r.group_name),
+      ...(await db('deployments').distinct('group_name')).map((r: { group_name: string }) => r.group_name),
+    ]);
+    const now = new Date().toISOString();
+    for (const name of names) await db('device_groups').insert({ name, kind: 'static', description: '', created_by: 'migration', created_at: now });
+  },
+  async down(db) {
+    for (const table of ['deployment_events', 'deployment_devices', 'device_events', 'group_members', 'device_groups']) await db.schema.dropTableIfExists(table);
+    await db.schema.alterTable('deployments', (t) => {
+      t.dropColumns('state', 'phases', 'phase', 'phase_started_at', 'soak_ms', 'max_failures', 'retry', 'rollback', 'reason', 'start_at', 'updated_at', 'failures_accepted');
+    });
+    await db.schema.alterTable('devices', (t) => {
+      t.dropColumns('inventory', 'online', 'last_seq', 'decommissioned_at');
+    });
+  },
+};
+
+/*
+ * Replication (server/replication/ owns these tables): edges, registry endpoints (credentials
+ * sealed with AES-256-GCM), policies per bundle, runs, their tasks, and what each destination
+ * is known to hold (so a blob already there is never sent again).
+ */
+const replication: Migration = {
+  name: '0009_replication',
+  async up(db) {
+    await db.schema.createTable('replication_edges', (t) => {
+      t.string('name', 64).primary();
+      t.string('description', 1000).notNullable().defaultTo('');
+      t.string('token_hash', 64).notNullable().unique();
+      t.string('created_at', 32).notNullable();
+      t.string('last_seen_at', 32);
+    });
+    await db.schema.createTable('replication_registries', (t) => {
+      t.string('name', 64).primary();
+      t.string('url', 2048).notNullable();
+      t.string('namespace', 128);
+      t.text('sealed_username');
+      t.text('sealed_password');
+      t.string('created_at', 32).notNullable();
+    });
+    await db.schema.createTable('replication_policies', (t) => {
+      t.increments('id').primary();
+      t.string('bundle', 64).notNullable();
+      t.string('name', 64).notNullable();
+      t.text('destinations').notNullable();
+      t.string('mode', 8).notNullable();
+      t.text('trigger').notNullable();
+      t.text('filter').notNullable();
+      t.bigInteger('bandwidth');
+      t.boolean('propagate_revocations').notNullable();
+      t.boolean('enabled').notNullable();
+      t.string('created_at', 32).notNullable();
+      t.string('updated_at', 32).notNullable();
+      t.unique(['bundle', 'name']);
+    });
+    await db.schema.createTable('replication_runs', (t) => {
+      t.increments('id').primary();
+      t.string('bundle', 64).notNullable();
+      t.string('policy', 64).notNullable();
+      t.string('trigger', 16).notNullable();
+      t.text('versions').notNullable();
+      t.string('status', 16).notNullable();
+      t.string('by', 128).notNullable();
+      t.string('started_at', 32).notNullable();
+      t.string('finished_at', 32);
+      t.index(['bundle', 'policy']);
+    });
+    await db.schema.createTable('replication_tasks', (t) => {
+      t.increments('id').primary();
+      t.integer('run_id').notNullable().references('replication_runs.id').onDelete('CASCADE').index();
+      t.string('destination_type', 16).notNullable();
+      t.string('destination', 64).notNullable();
+      t.string('kind', 16).notNullable();
+      t.string('ref', 512).notNullable();
+      t.string('version', 128).notNullable();
+      t.string('digest', 71);
+      t.string('media_type', 255);
+      t.bigInteger('size').notNullable();
+      t.string('status', 16).notNullable();
+      t.bigInteger('bytes').notNullable().defaultTo(0);
+      t.integer('duration_ms');
+      t.integer('attempts').notNullable().defaultTo(0);
+      t.string('error', 1000);
+    });
+    await db.schema.createTable('replication_held', (t) => {
+      t.string('destination_type', 16).notNullable();
+      t.string('destination', 64).notNullable();
+      t.string('repository', 256).notNullable().defaultTo('');
+      t.string('digest', 71).notNullable();
+      t.string('recorded_at', 32).notNullable();
+      t.primary(['destination_type', 'destination', 'repository', 'digest']);
+    });
+  },
+  async down(db) {
+    for (const table of ['replication_held', 'replication_tasks', 'replication_runs', 'replication_policies', 'replication_registries', 'replication_edges']) await db.schema.dropTableIfExists(table);
+  },
+};
+
+/**
  * Device identity (issue 11): enrollment tokens (only their SHA-256 stored; a token lets `uses`
  * devices join a group, or one device enroll again) and the certificates issued to devices,
  * by serial, so a renewal can be checked against what was issued and a device revoked.
  */
 const enrollment: Migration = {
-  name: '0008_enrollment',
+  name: '0010_enrollment',
   async up(db) {
     await db.schema.createTable('enrollment_tokens', (t) => {
       t.increments('id').primary();
@@ -403,7 +579,7 @@ const enrollment: Migration = {
   },
 };
 
-export const migrations: readonly Migration[] = [initial, access, trust, oci, bundles, auditReleases, oneApprovalsTable, enrollment];
+export const migrations: readonly Migration[] = [initial, access, trust, oci, bundles, auditReleases, oneApprovalsTable, rollouts, replication, enrollment];
 
 export const migrationSource: Knex.MigrationSource<Migration> = {
   getMigrations: async () => [...migrations],

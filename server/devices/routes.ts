@@ -1,21 +1,70 @@
-import { createDeviceRequest, device, deviceListQuery, deviceRegistration, listOf } from '../../protocol/api.ts';
+import { createDeviceRequest, device, deviceRegistration, listOf } from '../../protocol/api.ts';
+import { deviceNotice } from '../../protocol/messages.ts';
+import { deviceDetail, deviceListQuery, devicePath, moveDeviceRequest } from '../../protocol/rollout.ts';
+import { principalName, type Principal } from '../auth/policy.ts';
+import { ApiError } from '../http/errors.ts';
+import { pageOf, sendPage } from '../http/pagination.ts';
 import { route, type Route } from '../http/routes.ts';
 import type { DeviceService } from './service.ts';
 
-export function deviceRoutes(service: DeviceService): Route[] {
+/** The router already parsed it (devicePath). */
+const idParam = (params: unknown): string => (params as { id: string }).id;
+
+export function deviceRoutes(service: DeviceService, deps: { inGroup: (group: string) => Promise<(d: import('../../protocol/api.ts').Device) => Promise<boolean>>; noticeFor: (id: string) => Promise<unknown> }): Route[] {
+  const groupOfDevice = async ({ params }: { params: unknown }) => ({ group: (await service.requireDevice(idParam(params))).group });
   return [
     route({
-      method: 'POST', path: '/api/v1/devices', action: 'device:create', summary: 'Register a device and mint its token', body: createDeviceRequest, responses: { 201: deviceRegistration },
-      async handler({ koa, body }) {
+      method: 'POST', path: '/api/v1/devices', action: 'device:create', summary: 'Register a device and mint its token (a new group name creates a static group)', body: createDeviceRequest, responses: { 201: deviceRegistration },
+      async handler({ koa, body, principal }) {
         koa.status = 201;
-        koa.body = await service.register(body.id, body.group);
+        koa.body = await service.register(body.id, body.group, principal);
       },
     }),
     route({
-      method: 'GET', path: '/api/v1/devices', action: 'device:read', summary: 'List devices with their reported state (?group=)', query: deviceListQuery, responses: { 200: listOf(device) },
+      method: 'GET', path: '/api/v1/devices', action: 'device:read',
+      summary: 'List devices with inventory, state and online state (paginated; ?group= ?state= ?online= ?filter= in the dynamic-group language)',
+      query: deviceListQuery, responses: { 200: listOf(device) },
       async handler({ koa, query }) {
-        const group = query.group;
-        koa.body = await service.list(group ? { group } : {});
+        const page = pageOf(query);
+        const inGroup = query.group ? await deps.inGroup(query.group) : undefined;
+        sendPage(koa, page, await service.list({ state: query.state, online: query.online === undefined ? undefined : query.online === 'true', filter: query.filter, inGroup }, { offset: page.offset, limit: page.perPage }));
+      },
+    }),
+    route({
+      method: 'GET', path: '/api/v1/devices/:id', action: 'device:read', params: devicePath, summary: 'One device: inventory, groups, what it should run, its state history',
+      responses: { 200: deviceDetail },
+      async handler({ koa, params }) {
+        koa.body = await service.show(idParam(params));
+      },
+    }),
+    route({
+      method: 'POST', path: '/api/v1/devices/:id/move', action: 'device:write', params: devicePath, summary: 'Move a device to another static group (Maintainer on both groups)',
+      body: moveDeviceRequest, responses: { 200: device },
+      resource: ({ body }) => ({ group: body.group }),
+      async handler({ koa, params, body, can }) {
+        const id = idParam(params);
+        const from = (await service.requireDevice(id)).group;
+        if (!can('device:write', { group: from })) throw new ApiError('forbidden', `not allowed to device:write: needs maintainer or higher on group "${from}" too (the device's group now)`);
+        koa.body = await service.move(id, body.group);
+      },
+    }),
+    route({
+      method: 'DELETE', path: '/api/v1/devices/:id', action: 'device:write', params: devicePath, summary: 'Decommission a device: its token stops at once on HTTP, /tuf/ and MQTT (the record stays for history)',
+      resource: groupOfDevice, responses: { 200: device },
+      async handler({ koa, params, principal }) {
+        koa.body = await service.decommission(idParam(params), principalName(principal as Principal));
+      },
+    }),
+    route({
+      // The pull twin of the device's retained notice: a device whose broker is unreachable polls it.
+      method: 'GET', path: '/api/v1/devices/:id/release', action: 'tuf:read', params: devicePath, summary: 'What this device should run (or that its deployment was aborted), as its MQTT notice (204: nothing)',
+      responses: { 200: deviceNotice, 204: 'empty' },
+      async handler({ koa, params, principal }) {
+        const id = idParam(params);
+        if (principal?.type === 'device' && principal.deviceId !== id) throw new ApiError('forbidden', 'a device may only ask for its own release');
+        const notice = await deps.noticeFor(id);
+        if (notice) koa.body = notice;
+        else koa.status = 204;
       },
     }),
   ];

@@ -20,8 +20,17 @@ import type { EnrollmentStore } from './store.ts';
 export function createEnrollmentService(deps: {
   store: EnrollmentStore;
   pki: FleetPki;
-  /** The devices capability. `add` runs inside the enrollment's transaction. */
-  devices: { find(id: string): Promise<Device | undefined>; add(id: string, group: string, now: string, trx: Db): Promise<void> };
+  /**
+   * The devices capability. `find` answers only devices that may still sign in (a decommissioned
+   * one is refused everywhere here); `ensureGroup` runs before the enrollment's transaction (the
+   * group a token names becomes a static group), `add` inside it; `added` after a new device.
+   */
+  devices: {
+    find(id: string): Promise<Device | undefined>;
+    ensureGroup?(group: string): Promise<void>;
+    add(id: string, group: string, now: string, trx: Db): Promise<void>;
+    added?(id: string): void;
+  };
   /** Mints a device access token inside the transaction (auth capability), returned once. */
   mintDeviceToken(id: string, now: string, trx: Db): Promise<string>;
   rootMetadata: () => Record<string, unknown>;
@@ -93,6 +102,7 @@ export function createEnrollmentService(deps: {
         group = found.group_name!;
       }
       const issued = await issue(csr, deviceId, at);
+      if (found.device_id === null) await deps.devices.ensureGroup?.(group);
       let deviceToken: string;
       try {
         deviceToken = await store.db.transaction(async (trx) => {
@@ -106,6 +116,7 @@ export function createEnrollmentService(deps: {
         throw error;
       }
       deps.log.info('enrolled a device', { device: deviceId, group, token: found.id, serial: issued.serial, notAfter: issued.notAfter });
+      if (found.device_id === null) deps.devices.added?.(deviceId);
       return {
         device: (await deps.devices.find(deviceId))!,
         certificate: issued.certificate,

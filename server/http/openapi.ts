@@ -1,5 +1,5 @@
 import type Koa from 'koa';
-import { z } from 'zod';
+import * as z from 'zod';
 import { errorResponse } from '../../protocol/api.ts';
 import type { Route } from './routes.ts';
 
@@ -67,7 +67,10 @@ export function buildOpenApiDocument(routes: readonly Route[], info: { title: st
     for (const [status, answer] of Object.entries(route.responses ?? {})) {
       if (answer === 'empty') responses[status] = { description: 'no body' };
       else if (answer === 'binary') responses[status] = { description: 'the bytes', content: { 'application/octet-stream': { schema: { type: 'string', contentMediaType: 'application/octet-stream' } } } };
-      else if (answer) responses[status] = { description: 'success', content: { 'application/json': { schema: toSchema(answer, 'output') } } };
+      else if (typeof answer === 'object' && 'eventStream' in answer) {
+        // Server-sent events: each `snapshot` event's data is one JSON document of this schema.
+        responses[status] = { description: 'server-sent events (event: snapshot) whose data is this schema', content: { 'text/event-stream': { schema: { type: 'string' }, itemSchema: toSchema(answer.eventStream, 'output') } } };
+      } else if (answer) responses[status] = { description: 'success', content: { 'application/json': { schema: toSchema(answer, 'output') } } };
     }
     responses.default = { description: 'an error: 4xx for bad input or state, 5xx for faults', content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } };
     const operation: Record<string, unknown> = {
@@ -109,6 +112,7 @@ export function checkResponse(route: Route, ctx: Pick<Koa.Context, 'status' | 'b
   }
   if (declared === 'empty') return ctx.body === undefined || ctx.body === null || ctx.body === '' ? undefined : `${where} with a body, declared empty`;
   if (declared === 'binary') return undefined;
+  if (typeof declared === 'object' && 'eventStream' in declared) return typeof (ctx.body as { pipe?: unknown } | null)?.pipe === 'function' ? undefined : `${where} without a stream, declared text/event-stream`;
   if (ctx.method === 'HEAD') return undefined;
   const wire: unknown = ctx.body === undefined ? undefined : JSON.parse(JSON.stringify(ctx.body));
   const result = declared.safeParse(wire);

@@ -37,7 +37,12 @@ export interface RouteContext<Body, Query = undefined, Params = Record<string, s
  * body. Error answers (4xx/5xx) all share `errorResponse` and are not listed. The OpenAPI
  * document is generated from these, and tests check every answer against them.
  */
-export type RouteResponses = Partial<Record<number, z.ZodType | 'binary' | 'empty'>>;
+export type RouteResponses = Partial<Record<number, z.ZodType | 'binary' | 'empty' | EventStream>>;
+
+/** A `text/event-stream` of snapshots, each event's data described by the schema (server/http/events.ts). */
+export interface EventStream {
+  eventStream: z.ZodType;
+}
 
 type Out<T, Fallback> = T extends z.ZodType ? z.output<T> : Fallback;
 
@@ -72,7 +77,7 @@ export interface Route<
    * What the action applies to, read from the validated path or body (e.g. the bundle name in
    * the path). Bundle-level actions need it: without one the policy refuses all but admins.
    */
-  resource?(request: { params: Out<P, Record<string, string>>; body: Out<S, undefined> }): Resource | undefined;
+  resource?(request: { params: Out<P, Record<string, string>>; body: Out<S, undefined> }): Resource | undefined | Promise<Resource | undefined>;
   handler(ctx: RouteContext<Out<S, undefined>, Out<Q, undefined>, Out<P, Record<string, string>>>): Promise<void>;
 }
 
@@ -123,7 +128,8 @@ export function buildRouter(routes: readonly Route[], deps: RouterDeps): Router 
         const params = parseParams(spec, ctx);
         const query = parseQuery(spec, ctx);
         const body = spec.body ? parseWith(spec.body, await readJson(ctx, deps.maxJsonBytes), 'request body') : undefined;
-        resource = spec.resource?.({ params, body } as never);
+        // May look something up (the group a device or deployment belongs to).
+        resource = await spec.resource?.({ params, body } as never);
         audited = releaseOf(params, body);
         if (principal && needsResource) deny(principal, spec.action, resource);
         const who = principal;
@@ -198,7 +204,12 @@ function releaseOf(params: unknown, body: unknown): { version?: string; group?: 
 function deny(principal: Principal, action: Action, resource: Resource | undefined): void {
   if (isAllowed(principal, action, resource)) return;
   const rule = ruleOf(action);
-  const needs = rule.on === 'instance' ? (rule.role === 'admin' ? 'an instance admin' : 'a signed-in user') : `${rule.role} or higher${rule.on === 'bundle' ? ` on "${resource?.bundle ?? '?'}"` : ' on some bundle'}`;
+  const needs =
+    rule.on === 'instance'
+      ? rule.role === 'admin' ? 'an instance admin' : 'a signed-in user'
+      : rule.on === 'group'
+        ? `${rule.role} or higher on group "${resource?.group ?? '?'}"${rule.bundleRole ? ` and ${rule.bundleRole} or higher on bundle "${resource?.bundle ?? '?'}"` : ''}`
+        : `${rule.role} or higher${rule.on === 'bundle' ? ` on "${resource?.bundle ?? '?'}"` : ' on some bundle'}`;
   throw new ApiError('forbidden', `not allowed to ${action}: needs ${needs} and a token with the "${rule.scope}" scope`);
 }
 

@@ -99,7 +99,7 @@ async function readManifestBody(koa: Koa.Context): Promise<Buffer> {
 
 export function ociRoutes(service: OciService, blobs: BlobStore): OciRoute[] {
   const blobRead = (method: 'GET' | 'HEAD'): OciRoute => ({
-    method, path: 'blobs/*', action: 'bundle:read', summary: 'Fetch a blob (Range supported)',
+    method, path: 'blobs/*', action: 'bundle:pull', summary: 'Fetch a blob (Range supported)',
     async handler({ koa, repo, param }) {
       const digest = parseDigest(param);
       const { size } = await service.statBlob(repo, digest);
@@ -129,7 +129,7 @@ export function ociRoutes(service: OciService, blobs: BlobStore): OciRoute[] {
     },
   });
   const manifestRead = (method: 'GET' | 'HEAD'): OciRoute => ({
-    method, path: 'manifests/*', action: 'bundle:read', summary: 'Fetch a manifest by tag (version) or digest',
+    method, path: 'manifests/*', action: 'bundle:pull', summary: 'Fetch a manifest by tag (version) or digest',
     async handler({ koa, repo, param }) {
       const manifest = await service.resolveManifest(repo, parseReference(param));
       koa.set('Docker-Content-Digest', manifest.digest);
@@ -157,7 +157,7 @@ export function ociRoutes(service: OciService, blobs: BlobStore): OciRoute[] {
           if (from !== undefined) {
             const source = parseRepository(from);
             // Mounting reads the source repository: the caller must be allowed to pull from it.
-            if (authorize(principal, 'bundle:read', source) && (await service.mountBlob(repo, source, digest))) {
+            if (authorize(principal, 'bundle:pull', source) && (await service.mountBlob(repo, source, digest))) {
               setCreatedBlob(koa, repo, digest);
               return;
             }
@@ -177,8 +177,8 @@ export function ociRoutes(service: OciService, blobs: BlobStore): OciRoute[] {
     },
     {
       method: 'GET', path: 'blobs/uploads/*', action: 'bundle:write', summary: 'Upload progress',
-      async handler({ koa, repo, param }) {
-        const size = await service.uploadStatus(repo, param);
+      async handler({ koa, repo, param, principal }) {
+        const size = await service.uploadStatus(repo, param, principalName(principal));
         setUploadHeaders(koa, repo, param, size);
         koa.body = null;
         koa.status = 204;
@@ -186,8 +186,8 @@ export function ociRoutes(service: OciService, blobs: BlobStore): OciRoute[] {
     },
     {
       method: 'PATCH', path: 'blobs/uploads/*', action: 'bundle:write', summary: 'Upload a chunk (Content-Range) or the whole blob streamed',
-      async handler({ koa, repo, param }) {
-        const size = await service.appendChunk(repo, param, koa.req, contentRange(koa), contentLength(koa));
+      async handler({ koa, repo, param, principal }) {
+        const size = await service.appendChunk(repo, param, principalName(principal), koa.req, contentRange(koa), contentLength(koa));
         setUploadHeaders(koa, repo, param, size);
         koa.body = null;
         koa.status = 202;
@@ -195,17 +195,17 @@ export function ociRoutes(service: OciService, blobs: BlobStore): OciRoute[] {
     },
     {
       method: 'PUT', path: 'blobs/uploads/*', action: 'bundle:write', summary: 'Finish an upload (?digest=), with an optional last chunk',
-      async handler({ koa, repo, param }) {
+      async handler({ koa, repo, param, principal }) {
         const digest = queryString(koa, 'digest');
         if (digest === undefined) throw new OciError('DIGEST_INVALID', 'finishing an upload needs ?digest=sha256:<hex>');
-        const stored = await service.completeUpload(repo, param, koa.req, parseDigest(digest), contentRange(koa), contentLength(koa));
+        const stored = await service.completeUpload(repo, param, principalName(principal), koa.req, parseDigest(digest), contentRange(koa), contentLength(koa));
         setCreatedBlob(koa, repo, stored.digest);
       },
     },
     {
       method: 'DELETE', path: 'blobs/uploads/*', action: 'bundle:write', summary: 'Cancel an upload',
-      async handler({ koa, repo, param }) {
-        await service.cancelUpload(repo, param);
+      async handler({ koa, repo, param, principal }) {
+        await service.cancelUpload(repo, param, principalName(principal));
         koa.body = null;
         koa.status = 204;
       },
@@ -328,12 +328,48 @@ export interface RegistryRoute {
 
 /** The registry's route table, described (the permission doc lists it beside the REST routes). */
 export function registryRouteTable(service: OciService, blobs: BlobStore): RegistryRoute[] {
-  return ociRoutes(service, blobs).map(({ method, path, action, summary }) => ({
-    method,
-    path: `/v2/<bundle>/<image>/${path.replace('*', path.startsWith('manifests') ? '<reference>' : path.startsWith('blobs/uploads') ? '<session>' : '<digest>')}`,
-    action,
-    summary,
-  }));
+  return [
+    catalogRoute,
+    ...ociRoutes(service, blobs).map(({ method, path, action, summary }) => ({
+      method,
+      path: `/v2/<bundle>/<image>/${path.replace('*', path.startsWith('manifests') ? '<reference>' : path.startsWith('blobs/uploads') ? '<session>' : '<digest>')}`,
+      action,
+      summary,
+    })),
+  ];
+}
+
+/**
+ * `GET /v2/_catalog` is not under a repository: any signed-in user may ask, and the answer names
+ * only the repositories whose bundle the caller may read (pull), so it reveals nothing else.
+ */
+const catalogRoute: RegistryRoute = {
+  method: 'GET',
+  path: '/v2/_catalog',
+  action: 'bundle:list',
+  summary: 'List the repositories one may pull from, with n/last and Link (distribution\'s catalog API)',
+};
+
+/** Without `n` a page holds this many names; `n` above the cap is lowered to it (as distribution does). */
+const catalogDefaultPage = 100;
+const catalogMaxPage = 1000;
+
+async function listCatalog(koa: Koa.Context, service: OciService, principal: Principal): Promise<void> {
+  for (const name of Object.keys(koa.query)) {
+    if (name !== 'n' && name !== 'last') throw new OciError('UNSUPPORTED', `unknown query parameter "${name.slice(0, 40)}" on /v2/_catalog (n and last are known)`, {}, { status: 400 });
+    if (Array.isArray(koa.query[name])) throw new OciError('UNSUPPORTED', `query parameter "${name}" is given more than once`, {}, { status: 400 });
+  }
+  const nRaw = queryString(koa, 'n');
+  if (nRaw !== undefined && !/^\d{1,6}$/.test(nRaw)) throw new OciError('UNSUPPORTED', 'n must be a whole number', {}, { status: 400 });
+  const n = Math.min(nRaw === undefined ? catalogDefaultPage : Number(nRaw), catalogMaxPage);
+  const last = queryString(koa, 'last');
+  if (last !== undefined && last.length > 256) throw new OciError('UNSUPPORTED', 'last is at most 256 characters', {}, { status: 400 });
+  const page = n === 0 ? { repositories: [], more: false } : await service.listRepositories((name) => authorize(principal, 'bundle:pull', { name, bundle: name.split('/')[0]!, image: name.split('/')[1] ?? '' }), n, last);
+  // Distribution spec, "Listing repositories": the next page is linked with RFC 5988 Link, its
+  // URL relative to this host (the client resolves it against the request's).
+  if (page.more) koa.set('Link', `</v2/_catalog?n=${n}&last=${encodeURIComponent(page.repositories.at(-1)!)}>; rel="next"`);
+  koa.type = 'application/json';
+  koa.body = { repositories: page.repositories };
 }
 
 /** What the audit log needs to know about one /v2 request, filled in as the request is understood. */
@@ -408,6 +444,13 @@ export function ociMiddleware(deps: { service: OciService; blobs: BlobStore; aut
       if (ctx.method !== 'GET' && ctx.method !== 'HEAD') throw new OciError('UNSUPPORTED', `${ctx.method} is not supported on /v2/`);
       ctx.type = 'application/json';
       ctx.body = {};
+      return;
+    }
+    if (ctx.path === '/v2/_catalog') {
+      note.action = catalogRoute.action;
+      if (ctx.method !== 'GET') throw new OciError('UNSUPPORTED', `${ctx.method} is not supported on /v2/_catalog`);
+      if (!isAllowed(principal, catalogRoute.action)) throw new OciError('DENIED', `${principalName(principal)} may not list repositories`, { action: catalogRoute.action });
+      await listCatalog(ctx, deps.service, principal);
       return;
     }
     if (!matched) throw new OciError('NAME_INVALID', `no registry endpoint at ${ctx.path.slice(0, 200)}`, {}, { status: 404 });

@@ -48,9 +48,10 @@ export function createOciService(deps: OciServiceDeps) {
     return blobs.stat(digest);
   }
 
-  async function requireUpload(repo: Repository, id: string): Promise<number> {
+  /** A session is its starter's: someone else's is answered as unknown, like one of another repository. */
+  async function requireUpload(repo: Repository, id: string, by: string): Promise<number> {
     const session = /^[0-9a-f-]{36}$/.test(id) ? await store.findUpload(id) : undefined;
-    const size = session && session.repository === repo.name ? await uploads.size(id) : undefined;
+    const size = session && session.repository === repo.name && session.created_by === by ? await uploads.size(id) : undefined;
     if (size === undefined) throw new OciError('BLOB_UPLOAD_UNKNOWN', `upload ${id.slice(0, 40)} is unknown in ${repo.name} (finished, cancelled or expired)`);
     return size;
   }
@@ -129,12 +130,12 @@ export function createOciService(deps: OciServiceDeps) {
       return stored;
     },
 
-    uploadStatus: (repo: Repository, id: string) => requireUpload(repo, id),
+    uploadStatus: (repo: Repository, id: string, by: string) => requireUpload(repo, id, by),
 
     /** PATCH: one chunk, at the offset the session has reached (else 416). */
-    async appendChunk(repo: Repository, id: string, source: Readable, range: { start: number; end: number } | undefined, contentLength: number | undefined): Promise<number> {
+    async appendChunk(repo: Repository, id: string, by: string, source: Readable, range: { start: number; end: number } | undefined, contentLength: number | undefined): Promise<number> {
       return uploads.exclusive(id, async () => {
-        const size = await requireUpload(repo, id);
+        const size = await requireUpload(repo, id, by);
         if (range && range.start !== size) {
           throw new OciError('RANGE_INVALID', `the chunk starts at byte ${range.start}, but the upload has ${size} bytes; continue from ${size}`, { offset: size }, { status: 416 });
         }
@@ -144,9 +145,9 @@ export function createOciService(deps: OciServiceDeps) {
     },
 
     /** PUT `?digest=`: the last chunk (optional), then verify and store. */
-    async completeUpload(repo: Repository, id: string, source: Readable, digest: string, range: { start: number; end: number } | undefined, contentLength: number | undefined): Promise<{ digest: string; size: number }> {
+    async completeUpload(repo: Repository, id: string, by: string, source: Readable, digest: string, range: { start: number; end: number } | undefined, contentLength: number | undefined): Promise<{ digest: string; size: number }> {
       return uploads.exclusive(id, async () => {
-        let size = await requireUpload(repo, id);
+        let size = await requireUpload(repo, id, by);
         if (range && range.start !== size) {
           throw new OciError('RANGE_INVALID', `the chunk starts at byte ${range.start}, but the upload has ${size} bytes`, { offset: size }, { status: 416 });
         }
@@ -158,11 +159,17 @@ export function createOciService(deps: OciServiceDeps) {
       });
     },
 
-    async cancelUpload(repo: Repository, id: string): Promise<void> {
+    async cancelUpload(repo: Repository, id: string, by: string): Promise<void> {
       await uploads.exclusive(id, async () => {
-        await requireUpload(repo, id);
+        await requireUpload(repo, id, by);
         await cancelUpload(id);
       });
+    },
+
+    /** A bundle was deleted: its registry data goes with it, so a new bundle of that name starts empty. */
+    async forgetBundle(bundle: string): Promise<void> {
+      for (const id of await store.deleteBundleRepositories(bundle)) await uploads.exclusive(id, () => uploads.remove(id));
+      deps.log.info('removed the registry data of a deleted bundle', { bundle });
     },
 
     /** Removes sessions older than the TTL: abandoned pushes must not fill the disk. */
@@ -245,6 +252,26 @@ export function createOciService(deps: OciServiceDeps) {
     async listTags(repo: Repository, n: number | undefined, last: string | undefined): Promise<{ tags: string[]; more: boolean }> {
       await requireBundle(repo);
       return pageTags(await store.listTags(repo.name, repo.bundle, repo.image), n, last);
+    },
+
+    /**
+     * The catalog (distribution's `GET /v2/_catalog`): repositories the caller may read, at most
+     * `n` after `last`. Others' repositories are skipped, never counted, so a page holds `n`
+     * readable names whenever there are that many; the scan reads the table in batches.
+     */
+    async listRepositories(mayRead: (repository: string) => boolean, n: number, last: string | undefined): Promise<{ repositories: string[]; more: boolean }> {
+      const batch = Math.max(n + 1, 100);
+      const found: string[] = [];
+      let cursor = last;
+      for (;;) {
+        const names = await store.listRepositories(cursor, batch);
+        for (const name of names) {
+          if (mayRead(name)) found.push(name);
+          if (found.length > n) return { repositories: found.slice(0, n), more: true };
+        }
+        if (names.length < batch) return { repositories: found, more: false };
+        cursor = names.at(-1);
+      }
     },
 
     async listReferrers(repo: Repository, subject: string, artifactType: string | undefined): Promise<StoredManifest[]> {

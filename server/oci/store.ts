@@ -50,6 +50,15 @@ export function createOciStore(db: Db) {
     async linkBlob(repository: string, digest: string, now: string): Promise<void> {
       await insertIgnore(db, 'oci_repository_blobs', { repository, digest, created_at: now });
     },
+    /**
+     * The bundles whose repositories (`<bundle>/<image>`) hold the digest: blobs pushed or
+     * mounted there (configs, layers) and manifests stored there (images, indexes, referrers).
+     */
+    async bundlesReferencing(digest: string): Promise<string[]> {
+      const blobs = await db('oci_repository_blobs').where({ digest }).distinct('repository');
+      const manifests = await db('oci_manifests').where({ digest }).distinct('repository');
+      return [...new Set([...blobs, ...manifests].map((r: { repository: string }) => r.repository.split('/')[0]!))];
+    },
     async findManifest(repository: string, digest: string): Promise<StoredManifest | undefined> {
       const row = await db<ManifestRow>('oci_manifests').where({ repository, digest }).first();
       return row ? toManifest(row) : undefined;
@@ -93,14 +102,78 @@ export function createOciStore(db: Db) {
         .select('versions.version');
       return rows.map((r: { version: string }) => r.version);
     },
+    /**
+     * Repositories that have at least one tag (a version holding the image), name-ordered, after
+     * `after`, at most `limit`: the catalog is exactly what tags/list would answer for.
+     */
+    async listRepositories(after: string | undefined, limit: number): Promise<string[]> {
+      const name = "versions.bundle || '/' || artifacts.name";
+      const query = db('versions')
+        .join('artifacts', 'artifacts.version_id', 'versions.id')
+        .join('oci_manifests', function () {
+          this.on('oci_manifests.digest', '=', 'artifacts.digest').andOn('oci_manifests.repository', '=', db.raw(name));
+        })
+        .where('artifacts.type', 'image')
+        .select(db.raw(`distinct ${name} as repository`))
+        .orderBy('repository')
+        .limit(limit);
+      if (after !== undefined) query.whereRaw(`${name} > ?`, [after]);
+      return (await query).map((r: { repository: string }) => r.repository);
+    },
+    /**
+     * What an image manifest (or index) references, for replication: its media type, the child
+     * manifests an index names (with theirs) and every config/layer blob below it.
+     */
+    async imageGraph(root: string): Promise<{ mediaType: string; children: { digest: string; mediaType: string; size: number }[]; blobs: string[] } | undefined> {
+      const describe = async (digest: string) => db<ManifestRow>('oci_manifests').where({ digest }).first();
+      const top = await describe(root);
+      if (!top) return undefined;
+      const children: { digest: string; mediaType: string; size: number }[] = [];
+      const blobs = new Set<string>();
+      const seen = new Set<string>([root]);
+      let frontier = [root];
+      while (frontier.length > 0) {
+        const next: string[] = [];
+        for (const row of await db('oci_manifest_refs').whereIn('manifest', frontier).orderBy('ref').select('ref', 'kind')) {
+          if (row.kind === 'blob') blobs.add(row.ref);
+          else if (!seen.has(row.ref)) {
+            seen.add(row.ref);
+            const child = await describe(row.ref);
+            if (child) children.push({ digest: child.digest, mediaType: child.media_type, size: Number(child.size) });
+            next.push(row.ref);
+          }
+        }
+        frontier = next;
+      }
+      // Deepest first: a registry accepts an index only once the manifests it names are there.
+      return { mediaType: top.media_type, children: children.reverse(), blobs: [...blobs] };
+    },
     async insertUpload(id: string, repository: string, createdBy: string, now: string): Promise<void> {
       await db('oci_uploads').insert({ id, repository, created_by: createdBy, created_at: now });
     },
-    async findUpload(id: string): Promise<{ id: string; repository: string; created_at: string } | undefined> {
+    async findUpload(id: string): Promise<{ id: string; repository: string; created_by: string; created_at: string } | undefined> {
       return db('oci_uploads').where({ id }).first();
     },
     async deleteUpload(id: string): Promise<void> {
       await db('oci_uploads').where({ id }).delete();
+    },
+    /**
+     * Forgets every repository of a bundle (`<bundle>/<image>`): its manifests, blob links and
+     * upload sessions (whose ids it answers, for their files). The manifest references are keyed
+     * by content and shared, so they stay; the blob collector then frees what nothing names.
+     */
+    async deleteBundleRepositories(bundle: string): Promise<string[]> {
+      // Matched by prefix in code: "_" in a bundle name would be a LIKE wildcard.
+      const inBundle = (repository: string) => repository.startsWith(`${bundle}/`);
+      return db.transaction(async (trx) => {
+        const manifests = [...new Set((await trx('oci_manifests').distinct('repository')).map((r: { repository: string }) => r.repository))].filter(inBundle);
+        const links = [...new Set((await trx('oci_repository_blobs').distinct('repository')).map((r: { repository: string }) => r.repository))].filter(inBundle);
+        const uploads = (await trx('oci_uploads').select('id', 'repository')).filter((r: { repository: string }) => inBundle(r.repository)).map((r: { id: string }) => r.id);
+        for (let i = 0; i < manifests.length; i += 500) await trx('oci_manifests').whereIn('repository', manifests.slice(i, i + 500)).delete();
+        for (let i = 0; i < links.length; i += 500) await trx('oci_repository_blobs').whereIn('repository', links.slice(i, i + 500)).delete();
+        for (let i = 0; i < uploads.length; i += 500) await trx('oci_uploads').whereIn('id', uploads.slice(i, i + 500)).delete();
+        return uploads;
+      });
     },
     /** Upload sessions started before `before`, for the sweeper. */
     async listUploadsBefore(before: string): Promise<string[]> {

@@ -5,7 +5,7 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { syncDirectory } from '../../lib/files.ts';
+import { ensurePrivateDir, syncDirectory } from '../../lib/files.ts';
 import type { BlobStore } from '../blobs/store.ts';
 import { OciError } from './errors.ts';
 
@@ -30,7 +30,7 @@ export class UploadFiles {
   }
 
   static async open(dir: string): Promise<UploadFiles> {
-    await fs.mkdir(dir, { recursive: true });
+    await ensurePrivateDir(dir);
     return new UploadFiles(dir);
   }
 
@@ -41,7 +41,7 @@ export class UploadFiles {
   }
 
   async create(id: string): Promise<void> {
-    await (await fs.open(this.#pathOf(id), 'wx', 0o644)).close();
+    await (await fs.open(this.#pathOf(id), 'wx', 0o600)).close();
     this.#hashes.set(id, { hash: createHash('sha256'), size: 0 });
   }
 
@@ -141,7 +141,7 @@ export class UploadFiles {
       await handle.close();
     }
     const target = blobs.pathOf(digest);
-    await fs.mkdir(path.dirname(target), { recursive: true });
+    await fs.mkdir(path.dirname(target), { recursive: true, mode: 0o700 });
     await fs.rename(file, target);
     await syncDirectory(path.dirname(target));
     this.#hashes.delete(id);

@@ -300,6 +300,11 @@ export function createApprovalService(deps: { trustStore: TrustStore; store: Bun
       if (!pendingSignatures) await trust.publish(`rollback ${allowed ? 'allowed' : 'cleared'} ${bundle}@${version}`);
       return { pendingSignatures };
     },
+
+    /** Whether a signed rollback to this version is allowed (deployments accept the downgrade). */
+    async isRollbackAllowed(bundle: string, version: string): Promise<boolean> {
+      return trustStore.isRollbackAllowed(bundle, version);
+    },
   };
 }
 

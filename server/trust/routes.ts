@@ -1,9 +1,10 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { bundlePath, bundleVersion, tufFilePath, tufTargetPath, versionPath } from '../../protocol/api.ts';
 import { createdKey, createKeyRequest, revokeRequest, rollbackRequest, rootAccepted, signatureReceipt, signatureRequest, signingProposal, trustPolicy, trustPolicyRequest, trustStatus } from '../../protocol/trust.ts';
 import { principalName } from '../auth/policy.ts';
 import { ApiError } from '../http/errors.ts';
 import { bundleInPath, route, type Route } from '../http/routes.ts';
+import type { BlobReaders } from '../blobs/readers.ts';
 import type { BlobStore } from '../blobs/store.ts';
 import { sendBlob } from '../blobs/routes.ts';
 import type { ApprovalService } from './approvals.ts';
@@ -18,17 +19,22 @@ export function trustRoutes(deps: {
   trust: TrustService;
   approvals: ApprovalService;
   blobs: BlobStore;
-  resolveTarget: (path: string) => Promise<{ digest: string; size: number } | undefined>;
+  resolveTarget: (path: string) => Promise<{ bundle: string; digest: string; size: number } | undefined>;
   anonymous: boolean;
+  /** The read model per bundle: a target file is served only to who may read its bundle. */
+  readers?: BlobReaders;
 }): Route[] {
   const base = '/api/v1/bundles/:name/versions/:version';
   const { approvals, trust } = deps;
   return [
     route({
       method: 'GET', path: '/tuf/targets/*path', action: 'tuf:read', anonymous: deps.anonymous, summary: 'Download a signed target', params: tufTargetPath, responses: { 200: 'binary', 206: 'binary', 304: 'empty' },
-      async handler({ koa, params }) {
+      async handler({ koa, params, principal }) {
         const found = await deps.resolveTarget(params.path);
-        if (!found) throw new ApiError('not_found', 'no such target');
+        // Anonymous reads (CONVOY_ANONYMOUS_TUF_READ) see every bundle by the operator's choice;
+        // a caller with a token sees the targets of the bundles it may read, others are 404.
+        const hidden = found !== undefined && principal !== undefined && deps.readers !== undefined && !(await deps.readers.mayReadBundle(principal, 'tuf:read', found.bundle));
+        if (!found || hidden) throw new ApiError('not_found', 'no such target');
         await sendBlob(koa, deps.blobs, found.digest, found.size);
       },
     }),

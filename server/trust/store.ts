@@ -76,6 +76,11 @@ export function createTrustStore(db: Db) {
       const rows = await db('trust_proposals').where({ state: 'open' }).whereNotNull('manifest_digest').distinct('manifest_digest');
       return rows.map((r: { manifest_digest: string }) => r.manifest_digest);
     },
+    /** The bundles with an open offline proposal whose manifest is the digest (not yet in `versions`). */
+    async bundlesProposing(digest: string): Promise<string[]> {
+      const rows = await db('trust_proposals').where({ state: 'open', manifest_digest: digest }).distinct('bundle');
+      return rows.map((r: { bundle: string }) => r.bundle);
+    },
     async setProposalState(id: number, state: ProposalRow['state'], trx: Db = db): Promise<void> {
       await trx('trust_proposals').where({ id }).update({ state });
     },
@@ -89,6 +94,9 @@ export function createTrustStore(db: Db) {
       await trx('trust_rollbacks').where({ bundle, version }).delete();
     },
 
+    async isRollbackAllowed(bundle: string, version: string): Promise<boolean> {
+      return (await db('trust_rollbacks').where({ bundle, version }).first()) !== undefined;
+    },
     async rollbacks(): Promise<{ bundle: string; version: string }[]> {
       return db('trust_rollbacks').select<{ bundle: string; version: string }[]>('bundle', 'version');
     },

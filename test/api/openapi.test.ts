@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import test from 'ava';
 import { createDeviceCsr, generateKeyPem } from '../../certs/pki.ts';
-import { z } from 'zod';
+import * as z from 'zod';
 import { artifact } from '../../protocol/api.ts';
 import { checkResponse, isDocumented, openApiPath } from '../../server/http/openapi.ts';
 import { route } from '../../server/http/routes.ts';
@@ -43,7 +43,7 @@ test('the OpenAPI document lists every route with its request and response schem
     const undeclared = server.routes.filter((r) => /[:*]/.test(r.path) && !r.params).map((r) => `${r.method} ${r.path}`);
     t.deepEqual(undeclared, [], 'routes with path parameters but no `params` schema');
     const queryNames = (p: string, m = 'get') => (doc.paths[p]![m].parameters as { in: string; name: string }[]).filter((q) => q.in === 'query').map((q) => q.name).sort();
-    t.deepEqual(queryNames('/api/v1/devices'), ['group']);
+    t.deepEqual(queryNames('/api/v1/devices'), ['filter', 'group', 'online', 'page', 'per_page', 'state']);
     t.deepEqual(queryNames('/api/v1/audit'), ['action', 'actor', 'bundle', 'outcome', 'page', 'per_page', 'since', 'until']);
     t.deepEqual(queryNames('/api/v1/tokens'), ['user']);
     const revoke = doc.paths['/api/v1/tokens/{id}']!.delete.parameters[0];
@@ -86,8 +86,26 @@ test('every route answers with the shape it declares (a walk through the whole A
     await ok('POST', '/api/v1/bundles/pos/versions/1.0.0/approve');
     await ok('POST', '/api/v1/devices', { json: { id: 'till-1', group: 'shop' } });
     await ok('GET', '/api/v1/devices');
-    await ok('POST', '/api/v1/deployments', { json: { bundle: 'pos', version: '1.0.0', group: 'shop' } });
+    const deployed = await ok('POST', '/api/v1/deployments', { json: { bundle: 'pos', version: '1.0.0', group: 'shop', phases: [{ percent: 50 }], soakMs: 60_000 } });
     await ok('GET', '/api/v1/deployments');
+    await ok('GET', `/api/v1/deployments/${deployed.body.id}`);
+    await ok('POST', `/api/v1/deployments/${deployed.body.id}/pause`);
+    await ok('POST', `/api/v1/deployments/${deployed.body.id}/resume`);
+    await ok('POST', `/api/v1/deployments/${deployed.body.id}/retry`, { json: {} });
+    await ok('POST', `/api/v1/deployments/${deployed.body.id}/abort`);
+    // The live stream of a finished deployment: one snapshot, then the end.
+    const events = await ok('GET', `/api/v1/deployments/${deployed.body.id}/events`);
+    t.regex(events.raw.toString(), /^event: snapshot\ndata: \{"id":/);
+    await ok('GET', '/api/v1/devices/till-1');
+    await ok('GET', '/api/v1/devices/till-1/release');
+    await ok('POST', '/api/v1/groups', { json: { name: 'elsewhere' } });
+    await ok('POST', '/api/v1/groups', { json: { name: 'x2', filter: 'model = "pos-x2"' } });
+    await ok('GET', '/api/v1/groups');
+    await ok('GET', '/api/v1/groups/x2');
+    await ok('POST', '/api/v1/groups/preview', { json: { filter: 'model = "pos-x2"' } });
+    await ok('POST', '/api/v1/devices/till-1/move', { json: { group: 'elsewhere' } });
+    await ok('DELETE', '/api/v1/devices/till-1');
+    await ok('DELETE', '/api/v1/groups/x2');
     await ok('GET', '/tuf/timestamp.json');
     await ok('GET', `/tuf/targets/pos/1.0.0/artifacts/${digest.slice(7)}.conf`);
     await ok('GET', '/api/v1/groups/shop/release');
@@ -101,9 +119,13 @@ test('every route answers with the shape it declares (a walk through the whole A
     await ok('POST', '/api/v1/trust/keys', { json: { role: 'timestamp' } });
     await ok('POST', '/api/v1/users', { json: { name: 'ann' } });
     await ok('GET', '/api/v1/users');
+    await ok('GET', '/api/v1/user');
     await ok('POST', '/api/v1/bundles/pos/members', { json: { user: 'ann', role: 'guest' } });
     await ok('GET', '/api/v1/bundles/pos/members');
     await ok('DELETE', '/api/v1/bundles/pos/members/ann');
+    await ok('POST', '/api/v1/groups/shop/members', { json: { user: 'ann', role: 'guest' } });
+    await ok('GET', '/api/v1/groups/shop/members');
+    await ok('DELETE', '/api/v1/groups/shop/members/ann');
     const created = await ok('POST', '/api/v1/tokens', { json: { name: 'walk', scopes: ['read'] } });
     await ok('GET', '/api/v1/tokens');
     await ok('DELETE', `/api/v1/tokens/${created.body.info.id}`);
@@ -113,6 +135,26 @@ test('every route answers with the shape it declares (a walk through the whole A
     const enrolled = await ok('POST', '/api/v1/enroll', { token: null, json: { token: enrollmentToken.body.token, csr } });
     await ok('POST', '/api/v1/enroll/renew', { token: null, json: { certificate: enrolled.body.certificate, csr } });
     await ok('POST', '/api/v1/devices/till-2/revoke');
+    await ok('POST', '/api/v1/edges', { json: { name: 'shop-eu' } });
+    await ok('GET', '/api/v1/edges');
+    await ok('GET', '/api/v1/edges/shop-eu');
+    await ok('POST', '/api/v1/registries', { json: { name: 'site', url: 'http://127.0.0.1:9' } });
+    await ok('GET', '/api/v1/registries');
+    await ok('GET', '/api/v1/registries/site');
+    await ok('POST', '/api/v1/bundles/pos/replication-policies', { json: { name: 'eu', destinations: ['shop-eu'], filter: { versions: '>=1.0.0' } } });
+    await ok('GET', '/api/v1/bundles/pos/replication-policies');
+    await ok('GET', '/api/v1/bundles/pos/replication-policies/eu');
+    await ok('PATCH', '/api/v1/bundles/pos/replication-policies/eu', { json: { bandwidth: 5_000_000 } });
+    await ok('POST', '/api/v1/bundles/pos/replication-policies/eu/disable');
+    await ok('POST', '/api/v1/bundles/pos/replication-policies/eu/enable');
+    const run = await ok('POST', '/api/v1/bundles/pos/replication-policies/eu/runs', { json: {} });
+    await ok('GET', '/api/v1/bundles/pos/replication-runs?policy=eu');
+    await ok('GET', `/api/v1/bundles/pos/replication-runs/${run.body.run.id}`);
+    await ok('POST', `/api/v1/bundles/pos/replication-runs/${run.body.run.id}/cancel`);
+    await ok('POST', `/api/v1/bundles/pos/replication-runs/${run.body.run.id}/retry`);
+    await ok('DELETE', '/api/v1/bundles/pos/replication-policies/eu');
+    await ok('DELETE', '/api/v1/registries/site');
+    await ok('DELETE', '/api/v1/edges/shop-eu');
     // @koa/router answers HEAD with the GET route declared before it: a HEAD twin counts as reached with it.
     const reached = (key: string) => server.answeredRoutes.has(key) || (key.startsWith('HEAD ') && server.answeredRoutes.has(key.replace(/^HEAD/, 'GET')));
     // Routes only a server with offline keys answers successfully: test/trust/ceremony.test.ts

@@ -44,7 +44,7 @@ test('repeated and unknown query parameters are refused, by name, on every route
       ['/api/v1/audit?actr=admin', 'actr'],
       ['/api/v1/tokens?usr=admin', 'usr'],
       ['/api/v1/bundles/pos?verbose=1', '"verbose"'],
-      ['/api/v1/deployments?bundle=pos', '"bundle"'],
+      ['/api/v1/deployments?bundel=pos', '"bundel"'],
       ['/api/v1/users?admin=true&x=1', '"admin", "x"'],
     ];
     for (const [url, named] of cases) {

@@ -113,7 +113,7 @@ test('deployments and new drafts are recorded with their version and device grou
     t.is((await server.api('POST', '/api/v1/bundles/pos-app/versions', { json: { version: '1.0.0' } })).status, 201);
     await pushArtifact(server, 'pos-app', '1.0.0', 'app.txt', Buffer.from('one\n'));
     t.is((await server.api('POST', '/api/v1/bundles/pos-app/versions/1.0.0/approve')).status, 200);
-    t.is((await server.api('POST', '/api/v1/deployments', { json: { bundle: 'pos-app', version: '1.0.0', group: 'tills' } })).status, 201);
+    t.is((await server.api('POST', '/api/v1/deployments', { json: { bundle: 'pos-app', version: '1.0.0', group: 'tills', force: true } })).status, 201, 'forced: nobody registered a till yet');
     // A refused deployment says what was attempted too.
     t.is((await server.api('POST', '/api/v1/deployments', { json: { bundle: 'pos-app', version: '9.9.9', group: 'kiosks' } })).status, 404);
 
@@ -161,7 +161,7 @@ test('the OCI registry under /v2 reaches the audit log: pushes, refusals and 401
     t.deepEqual(
       events.map((e) => [e.actor, e.action, e.method, e.target, e.bundle, e.version, e.outcome, e.status]),
       [
-        [null, 'bundle:read', 'GET', '/v2/shop/app/manifests/1.0.0', 'shop', '1.0.0', 'unauthenticated', 401],
+        [null, 'bundle:pull', 'GET', '/v2/shop/app/manifests/1.0.0', 'shop', '1.0.0', 'unauthenticated', 401],
         [null, 'bundle:write', 'PUT', '/v2/shop/app/manifests/1.0.2', 'shop', '1.0.2', 'unauthenticated', 401],
         ['rita', 'bundle:write', 'PUT', '/v2/shop/app/manifests/1.0.1', 'shop', '1.0.1', 'denied', 403],
         ['admin', 'bundle:write', 'PUT', '/v2/shop/app/manifests/1.0.0', 'shop', '1.0.0', 'success', 201],

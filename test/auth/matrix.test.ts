@@ -38,6 +38,12 @@ interface Fixture {
   fresh(state?: 'empty' | 'draft' | 'artifact' | 'approved'): Promise<string>;
   /** The acting user's name (for routes about one's own things). */
   actor: string;
+  /** A fresh running deployment to group g1 (an approved fresh bundle). */
+  deployment(): Promise<number>;
+  /** A fresh device registered in g1. */
+  device(): Promise<string>;
+  /** A fresh device group where every role user holds their role, as on g1. */
+  group(): Promise<string>;
   unique(prefix: string): string;
 }
 
@@ -89,6 +95,7 @@ const cases: Record<string, (fx: Fixture) => Promise<Request>> = {
   'GET /api/v1/groups/:group/release': async () => ({ path: '/api/v1/groups/g1/release', ok: [200, 204] }),
   'POST /api/v1/users': async (fx) => ({ path: '/api/v1/users', json: { name: fx.unique('user') }, ok: [201] }),
   'GET /api/v1/users': async () => ({ path: '/api/v1/users', ok: [200] }),
+  'GET /api/v1/user': async () => ({ path: '/api/v1/user', ok: [200] }),
   'GET /api/v1/bundles/:name/members': async (fx) => ({ path: `/api/v1/bundles/${fx.shared}/members`, ok: [200] }),
   'POST /api/v1/bundles/:name/members': async (fx) => ({ path: `/api/v1/bundles/${await fx.fresh()}/members`, json: { user: 'extra', role: 'guest' }, ok: [201] }),
   'DELETE /api/v1/bundles/:name/members/:user': async (fx) => {
@@ -120,6 +127,38 @@ const cases: Record<string, (fx: Fixture) => Promise<Request>> = {
     headers: { 'content-type': 'application/octet-stream' },
     ok: [201],
   }),
+  // Rollouts: deployments are acted on through their group (g1, where every role user holds their role).
+  'GET /api/v1/deployments/:id': async (fx) => ({ path: `/api/v1/deployments/${await fx.deployment()}`, ok: [200] }),
+  // A finished deployment's stream sends it once and ends.
+  'GET /api/v1/deployments/:id/events': async (fx) => {
+    const id = await fx.deployment();
+    await expectOk(fx.server, 'POST', `/api/v1/deployments/${id}/abort`);
+    return { path: `/api/v1/deployments/${id}/events`, ok: [200] };
+  },
+  'POST /api/v1/deployments/:id/pause': async (fx) => ({ path: `/api/v1/deployments/${await fx.deployment()}/pause`, ok: [200] }),
+  'POST /api/v1/deployments/:id/resume': async (fx) => {
+    const id = await fx.deployment();
+    await expectOk(fx.server, 'POST', `/api/v1/deployments/${id}/pause`);
+    return { path: `/api/v1/deployments/${id}/resume`, ok: [200] };
+  },
+  'POST /api/v1/deployments/:id/abort': async (fx) => ({ path: `/api/v1/deployments/${await fx.deployment()}/abort`, ok: [200] }),
+  'POST /api/v1/deployments/:id/retry': async (fx) => ({ path: `/api/v1/deployments/${await fx.deployment()}/retry`, json: {}, ok: [200] }),
+  'GET /api/v1/devices/:id': async () => ({ path: '/api/v1/devices/matrix-device', ok: [200] }),
+  'POST /api/v1/devices/:id/move': async (fx) => ({ path: `/api/v1/devices/${await fx.device()}/move`, json: { group: 'g1' }, ok: [200] }),
+  'DELETE /api/v1/devices/:id': async (fx) => ({ method: 'DELETE', path: `/api/v1/devices/${await fx.device()}`, ok: [200] }),
+  'GET /api/v1/devices/:id/release': async () => ({ path: '/api/v1/devices/matrix-device/release', ok: [200, 204] }),
+  'GET /api/v1/groups': async () => ({ path: '/api/v1/groups', ok: [200] }),
+  'POST /api/v1/groups': async (fx) => ({ path: '/api/v1/groups', json: { name: fx.unique('grp') }, ok: [201] }),
+  'POST /api/v1/groups/preview': async () => ({ path: '/api/v1/groups/preview', json: { filter: 'model = "pos-x2"' }, ok: [200] }),
+  'GET /api/v1/groups/:group': async () => ({ path: '/api/v1/groups/g1', ok: [200] }),
+  'DELETE /api/v1/groups/:group': async (fx) => ({ path: `/api/v1/groups/${await fx.group()}`, ok: [204] }),
+  'GET /api/v1/groups/:group/members': async () => ({ path: '/api/v1/groups/g1/members', ok: [200] }),
+  'POST /api/v1/groups/:group/members': async (fx) => ({ path: `/api/v1/groups/${await fx.group()}/members`, json: { user: 'extra', role: 'guest' }, ok: [201] }),
+  'DELETE /api/v1/groups/:group/members/:user': async (fx) => {
+    const group = await fx.group();
+    await expectOk(fx.server, 'POST', `/api/v1/groups/${group}/members`, { user: 'extra', role: 'guest' });
+    return { path: `/api/v1/groups/${group}/members/extra`, ok: [204] };
+  },
   // Served without a token too (anonymous): checked apart from the matrix below.
   'GET /api/v1/openapi.json': async () => ({ path: '/api/v1/openapi.json', ok: [200] }),
   'POST /api/v1/devices/:id/revoke': async (fx) => {
@@ -135,7 +174,73 @@ const cases: Record<string, (fx: Fixture) => Promise<Request>> = {
     json: { certificate: `-----BEGIN CERTIFICATE-----\n${'A'.repeat(64)}\n-----END CERTIFICATE-----\n`, csr: `-----BEGIN CERTIFICATE REQUEST-----\n${'A'.repeat(64)}\n-----END CERTIFICATE REQUEST-----\n` },
     ok: [400],
   }),
+  // Replication: one shared edge and policy on the shared bundle, made once by the admin.
+  'POST /api/v1/edges': async (fx) => ({ path: '/api/v1/edges', json: { name: fx.unique('edge') }, ok: [201] }),
+  'GET /api/v1/edges': async () => ({ path: '/api/v1/edges', ok: [200] }),
+  'GET /api/v1/edges/:edge': async (fx) => ({ path: `/api/v1/edges/${(await replicationFixture(fx)).edge}`, ok: [200] }),
+  'DELETE /api/v1/edges/:edge': async (fx) => {
+    const name = fx.unique('edge');
+    await expectOk(fx.server, 'POST', '/api/v1/edges', { name });
+    return { path: `/api/v1/edges/${name}`, ok: [200] };
+  },
+  'POST /api/v1/registries': async (fx) => ({ path: '/api/v1/registries', json: { name: fx.unique('reg'), url: 'http://127.0.0.1:9' }, ok: [201] }),
+  'GET /api/v1/registries': async () => ({ path: '/api/v1/registries', ok: [200] }),
+  'GET /api/v1/registries/:registry': async (fx) => ({ path: `/api/v1/registries/${(await replicationFixture(fx)).registry}`, ok: [200] }),
+  'DELETE /api/v1/registries/:registry': async (fx) => {
+    const name = fx.unique('reg');
+    await expectOk(fx.server, 'POST', '/api/v1/registries', { name, url: 'http://127.0.0.1:9' });
+    return { path: `/api/v1/registries/${name}`, ok: [200] };
+  },
+  'POST /api/v1/bundles/:name/replication-policies': async (fx) => ({
+    path: `/api/v1/bundles/${fx.shared}/replication-policies`,
+    json: { name: fx.unique('policy'), destinations: [(await replicationFixture(fx)).edge] },
+    ok: [201],
+  }),
+  'GET /api/v1/bundles/:name/replication-policies': async (fx) => ({ path: `/api/v1/bundles/${fx.shared}/replication-policies`, ok: [200] }),
+  'GET /api/v1/bundles/:name/replication-policies/:policy': async (fx) => ({ path: `/api/v1/bundles/${fx.shared}/replication-policies/${(await replicationFixture(fx)).policy}`, ok: [200] }),
+  'PATCH /api/v1/bundles/:name/replication-policies/:policy': async (fx) => ({ path: `/api/v1/bundles/${fx.shared}/replication-policies/${(await replicationFixture(fx)).policy}`, json: { enabled: true }, ok: [200] }),
+  'DELETE /api/v1/bundles/:name/replication-policies/:policy': async (fx) => {
+    const name = fx.unique('policy');
+    await expectOk(fx.server, 'POST', `/api/v1/bundles/${fx.shared}/replication-policies`, { name, destinations: [(await replicationFixture(fx)).edge] });
+    return { path: `/api/v1/bundles/${fx.shared}/replication-policies/${name}`, ok: [200] };
+  },
+  'POST /api/v1/bundles/:name/replication-policies/:policy/enable': async (fx) => ({ path: `/api/v1/bundles/${fx.shared}/replication-policies/${(await replicationFixture(fx)).policy}/enable`, ok: [200] }),
+  'POST /api/v1/bundles/:name/replication-policies/:policy/disable': async (fx) => {
+    const name = fx.unique('policy');
+    await expectOk(fx.server, 'POST', `/api/v1/bundles/${fx.shared}/replication-policies`, { name, destinations: [(await replicationFixture(fx)).edge] });
+    return { path: `/api/v1/bundles/${fx.shared}/replication-policies/${name}/disable`, ok: [200] };
+  },
+  'POST /api/v1/bundles/:name/replication-policies/:policy/runs': async (fx) => ({ path: `/api/v1/bundles/${fx.shared}/replication-policies/${(await replicationFixture(fx)).policy}/runs`, json: { version: '1.0.0' }, ok: [202] }),
+  'GET /api/v1/bundles/:name/replication-runs': async (fx) => ({ path: `/api/v1/bundles/${fx.shared}/replication-runs`, ok: [200] }),
+  'POST /api/v1/bundles/:name/replication-runs/:run/cancel': async (fx) => {
+    // A run to an edge stays running until the edge fetches: a fresh one to cancel.
+    const run = await expectOk(fx.server, 'POST', `/api/v1/bundles/${fx.shared}/replication-policies/${(await replicationFixture(fx)).policy}/runs`, { version: '1.0.0' });
+    return { path: `/api/v1/bundles/${fx.shared}/replication-runs/${run.run.id}/cancel`, ok: [200] };
+  },
+  'POST /api/v1/bundles/:name/replication-runs/:run/retry': async (fx) => {
+    const run = await expectOk(fx.server, 'POST', `/api/v1/bundles/${fx.shared}/replication-policies/${(await replicationFixture(fx)).policy}/runs`, { version: '1.0.0' });
+    await expectOk(fx.server, 'POST', `/api/v1/bundles/${fx.shared}/replication-runs/${run.run.id}/cancel`);
+    return { path: `/api/v1/bundles/${fx.shared}/replication-runs/${run.run.id}/retry`, ok: [202] };
+  },
+  'GET /api/v1/bundles/:name/replication-runs/:run': async (fx) => ({ path: `/api/v1/bundles/${fx.shared}/replication-runs/${(await replicationFixture(fx)).run}`, ok: [200] }),
 };
+
+const replicationFixtures = new WeakMap<TestServer, Promise<{ edge: string; registry: string; policy: string; run: number }>>();
+/** An edge, a registry endpoint, a policy on the shared bundle and one run of it, made once per server. */
+function replicationFixture(fx: Fixture): Promise<{ edge: string; registry: string; policy: string; run: number }> {
+  let made = replicationFixtures.get(fx.server);
+  if (!made) {
+    made = (async () => {
+      await expectOk(fx.server, 'POST', '/api/v1/edges', { name: 'mx-edge' });
+      await expectOk(fx.server, 'POST', '/api/v1/registries', { name: 'mx-registry', url: 'http://127.0.0.1:9' });
+      await expectOk(fx.server, 'POST', `/api/v1/bundles/${fx.shared}/replication-policies`, { name: 'mx-policy', destinations: ['mx-edge'] });
+      const run = await expectOk(fx.server, 'POST', `/api/v1/bundles/${fx.shared}/replication-policies/mx-policy/runs`, { version: '1.0.0' });
+      return { edge: 'mx-edge', registry: 'mx-registry', policy: 'mx-policy', run: run.run.id as number };
+    })();
+    replicationFixtures.set(fx.server, made);
+  }
+  return made;
+}
 
 async function expectOk(server: TestServer, method: string, path: string, json?: unknown, token?: string): Promise<any> {
   const res = await server.api(method, path, { ...(json === undefined ? {} : { json }), ...(token ? { token } : {}) });
@@ -153,7 +258,7 @@ function modelOf(who: Who): Principal {
 }
 
 function expectedAllowed(who: Who, route: Route): boolean {
-  return isAllowed(modelOf(who), route.action, route.resource ? { bundle: 'b' } : undefined);
+  return isAllowed(modelOf(who), route.action, route.resource ? { bundle: 'b', group: 'g1' } : undefined);
 }
 
 async function setUp(server: TestServer) {
@@ -164,6 +269,8 @@ async function setUp(server: TestServer) {
   }
   const registered = await expectOk(server, 'POST', '/api/v1/devices', { id: 'matrix-device', group: 'g1' });
   tokens.set('device', registered.token);
+  // Device groups are owned like bundles: each role user holds their role on g1 too.
+  for (const role of roles) await expectOk(server, 'POST', '/api/v1/groups/g1/members', { user: role, role });
   tokens.set('admin', (await expectOk(server, 'POST', '/api/v1/tokens', { name: 'all scopes', scopes: [...scopes] })).token);
 
   let n = 0;
@@ -178,14 +285,24 @@ async function setUp(server: TestServer) {
     return name;
   }
   const shared = await fresh('approved');
-  return { tokens, unique, fresh, shared, sharedBlob: sha256Digest(Buffer.from('hello\n')) };
+  // Devices read only the bundles deployed to their group (the read model per bundle).
+  await expectOk(server, 'POST', '/api/v1/deployments', { bundle: shared, version: '1.0.0', group: 'g1' });
+  const deployment = async () => (await expectOk(server, 'POST', '/api/v1/deployments', { bundle: await fresh('approved'), version: '1.0.0', group: 'g1' })).id as number;
+  const device = async () => (await expectOk(server, 'POST', '/api/v1/devices', { id: unique('dev'), group: 'g1' })).device.id as string;
+  const group = async () => {
+    const name = unique('grp');
+    await expectOk(server, 'POST', '/api/v1/groups', { name });
+    for (const role of roles) await expectOk(server, 'POST', `/api/v1/groups/${name}/members`, { user: role, role });
+    return name;
+  };
+  return { tokens, unique, fresh, shared, sharedBlob: sha256Digest(Buffer.from('hello\n')), deployment, device, group };
 }
 
 test('every route, every role: allowed → success, denied → 403, missing scope → 403, bad token → 401', async (t) => {
   await withServer(t, async (server) => {
     const setup = await setUp(server);
     const { tokens } = setup;
-    const fixtureFor = (actor: string): Fixture => ({ server, shared: setup.shared, sharedBlob: setup.sharedBlob, fresh: setup.fresh, unique: setup.unique, actor });
+    const fixtureFor = (actor: string): Fixture => ({ server, shared: setup.shared, sharedBlob: setup.sharedBlob, fresh: setup.fresh, unique: setup.unique, actor, deployment: setup.deployment, device: setup.device, group: setup.group });
 
     const uncovered = server.routes.filter((r) => !cases[keyOf(r)]).map(keyOf);
     t.deepEqual(uncovered, [], 'every declared route has a case in this matrix');

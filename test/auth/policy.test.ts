@@ -19,7 +19,8 @@ const cases: [string, Principal, Action, string | undefined, boolean][] = [
   ['a guest reads', user({ app: 'guest' }), 'bundle:read', 'app', true],
   ['a guest does not download blobs', user({ app: 'guest' }), 'blob:read', undefined, false],
   ['a reporter somewhere downloads blobs', user({ app: 'reporter' }), 'blob:read', undefined, true],
-  ['a maintainer deploys with the deploy scope', user({ app: 'maintainer' }, ['deploy']), 'deployment:create', 'app', true],
+  // Device groups are owned (#14): deploying needs the group too (test/unit/group-policy.test.ts).
+  ['a bundle maintainer alone does not deploy: the group decides', user({ app: 'maintainer' }, ['deploy']), 'deployment:create', 'app', false],
   ['an owner deletes', user({ app: 'owner' }), 'bundle:delete', 'app', true],
   ['a maintainer does not delete', user({ app: 'maintainer' }), 'bundle:delete', 'app', false],
   ['anyone signed in lists bundles', user({}), 'bundle:list', undefined, true],

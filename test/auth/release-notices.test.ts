@@ -19,7 +19,7 @@ interface Sub {
 }
 
 function mosquittoSub(port: number, user: string, password: string, topic: string, extra: string[] = []): Sub {
-  const child = spawn('mosquitto_sub', ['-h', '127.0.0.1', '-p', String(port), '-u', user, '-P', password, '-t', topic, '-q', '1', '-i', `sub-${user}-${Date.now()}`, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn('mosquitto_sub', ['-h', '127.0.0.1', '-p', String(port), '-u', user, '-P', password, '-t', topic, '-q', '1', '-i', `${user}:sub-${Date.now()}`, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
   const sub: Sub = {
     stdout: '',
     stderr: '',
@@ -99,10 +99,20 @@ test('approving publishes a retained notice that mosquitto_sub hears, only for u
 test('a connection ends when its token expires', async (t) => {
   await withServer(t, async (server) => {
     await server.api('POST', '/api/v1/users', { json: { name: 'short' } });
-    const expiresAt = new Date(Date.now() + 2000).toISOString();
+    // The token must still be valid when the connection is made: a loaded CI machine took over
+    // 2 s for the token request and the MQTT sign-in, so the lifetime leaves room for that.
+    const expiresAt = new Date(Date.now() + 6_000).toISOString();
     const token = (await server.api('POST', '/api/v1/tokens', { json: { name: 'brief', scopes: ['read'], user: 'short', expiresAt } })).body.token;
-    const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${server.mqttPort}`, { username: 'short', password: token, reconnectPeriod: 0 });
-    await new Promise<void>((resolve) => client.once('close', () => resolve()));
+    const client = mqtt.connect(`mqtt://127.0.0.1:${server.mqttPort}`, { username: 'short', password: token, reconnectPeriod: 0, clientId: 'short:notices' });
+    // Listened for before the sign-in completes, so a close however early is never missed.
+    const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
+    const connected = await new Promise<boolean>((resolve) => {
+      client.once('connect', () => resolve(true));
+      client.once('error', () => resolve(false));
+      client.once('close', () => resolve(false));
+    });
+    t.true(connected, `signed in before the token expired (at ${expiresAt}, now ${new Date().toISOString()})`);
+    await closed;
     t.true(Date.now() >= Date.parse(expiresAt) - 50, 'closed at expiry, not before');
     await client.endAsync(true);
   });
@@ -124,7 +134,7 @@ test('notices survive a restart (announced again) and a revoked token is disconn
       after.stop();
     }
 
-    const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${server.mqttPort}`, { username: 'ci', password: token, reconnectPeriod: 0 });
+    const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${server.mqttPort}`, { username: 'ci', password: token, reconnectPeriod: 0, clientId: 'ci:notices' });
     const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
     const list = await server.api('GET', '/api/v1/tokens?user=ci');
     t.is((await server.api('DELETE', `/api/v1/tokens/${list.body[0].id}`)).status, 200);
@@ -132,7 +142,7 @@ test('notices survive a restart (announced again) and a revoked token is disconn
     await client.endAsync(true);
     await waitFor('the revoked token to be refused', async () => {
       try {
-        const again = await mqtt.connectAsync(`mqtt://127.0.0.1:${server.mqttPort}`, { username: 'ci', password: token, reconnectPeriod: 0 });
+        const again = await mqtt.connectAsync(`mqtt://127.0.0.1:${server.mqttPort}`, { username: 'ci', password: token, reconnectPeriod: 0, clientId: 'ci:notices' });
         await again.endAsync(true);
         return undefined;
       } catch {
@@ -148,7 +158,7 @@ test('notices survive a restart (announced again) and a revoked token is disconn
  * after SUBACK), and anything published while it listens for `ms`.
  */
 async function listen(server: TestServer, topic: string, ms: number, during?: () => Promise<void>): Promise<{ payload: string; retain: boolean }[]> {
-  const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${server.mqttPort}`, { username: 'admin', password: adminToken, reconnectPeriod: 0, clean: true });
+  const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${server.mqttPort}`, { username: 'admin', password: adminToken, reconnectPeriod: 0, clean: true, clientId: `admin:listen-${Math.random().toString(36).slice(2, 10)}` });
   const heard: { payload: string; retain: boolean }[] = [];
   client.on('message', (_topic, payload, packet) => heard.push({ payload: payload.toString('utf8'), retain: packet.retain }));
   try {

@@ -17,7 +17,8 @@ test('tokens are shown once, stored hashed, listed with their last use, and revo
   await withServer(t, async (server) => {
     const dev = await makeUser(server, 'dev', ['read', 'write']);
     t.regex(dev.token, /^cvy_[A-Za-z0-9_-]{43}$/);
-    t.like(dev.info, { user: 'dev', scopes: ['read', 'write'], lastUsedAt: null, expiresAt: null, revokedAt: null });
+    t.like(dev.info, { user: 'dev', scopes: ['read', 'write'], lastUsedAt: null, revokedAt: null });
+    t.truthy(dev.info.expiresAt, 'without an expiry given, it expires (in 30 days)');
 
     const mine = await server.api('GET', '/api/v1/tokens', { token: dev.token });
     const listed = parseWith(listOf(accessToken), mine.body, 'tokens');
@@ -69,7 +70,7 @@ test('scopes narrow a role and never widen it; a token cannot mint a wider or lo
     // Expiring tokens mint only tokens that expire no later.
     const soon = new Date(Date.now() + 3600_000).toISOString();
     const expiring = await makeUser(server, 'ci', ['read'], { expiresAt: soon });
-    t.is((await server.api('POST', '/api/v1/tokens', { token: expiring.token, json: { name: 'forever', scopes: ['read'] } })).status, 403);
+    t.is((await server.api('POST', '/api/v1/tokens', { token: expiring.token, json: { name: 'forever', scopes: ['read'], expiresAt: null } })).status, 403);
     const later = new Date(Date.now() + 7200_000).toISOString();
     t.is((await server.api('POST', '/api/v1/tokens', { token: expiring.token, json: { name: 'later', scopes: ['read'], expiresAt: later } })).status, 403);
     t.is((await server.api('POST', '/api/v1/tokens', { token: expiring.token, json: { name: 'sooner', scopes: ['read'], expiresAt: soon } })).status, 201);

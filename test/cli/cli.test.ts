@@ -37,7 +37,7 @@ test('the CLI scenario: create, push, approve, add a device, deploy, list', asyn
       const current = await readCurrent(deviceDir);
       t.true(current.get('app.bin')!.equals(await fs.readFile(app)));
       t.true(current.get('settings.conf')!.equals(await fs.readFile(conf)));
-      t.regex((await convoy(server.url, ['device', 'list'])).stdout, /till-1\s+shop\s+installed\s+pos-app@1\.0\.0/);
+      t.regex((await convoy(server.url, ['device', 'list'])).stdout, /till-1\s+shop\s+online\s+installed\s+pos-app@1\.0\.0/);
       t.regex((await convoy(server.url, ['bundle', 'show', 'pos-app'])).stdout, /1\.0\.0\s+approved/);
     } finally {
       await device?.stop();

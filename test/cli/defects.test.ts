@@ -10,7 +10,7 @@ test('usage errors exit 2 with the usage line; every noun answers --help', async
   await withServer(t, async (server) => {
     const noGroup = await convoy(server.url, ['deploy', 'pos@1.0.0']);
     t.is(noGroup.code, 2);
-    t.is(noGroup.stderr, 'convoy: --group: missing\nusage: convoy deploy NAME@VERSION --group GROUP [--rollback] [--json]   (--rollback: a signed permission to downgrade)\n');
+    t.regex(noGroup.stderr, /^convoy: --group: missing\nusage: convoy deploy NAME@VERSION --group GROUP \[--phases [^\n]*\n$/);
     const noReason = await convoy(server.url, ['bundle', 'revoke', 'pos@1.0.0']);
     t.is(noReason.code, 2);
     t.regex(noReason.stderr, /--reason TEXT is required.*\nusage: convoy bundle revoke /);

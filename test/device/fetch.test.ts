@@ -23,7 +23,7 @@ test('a download synced every MiB arrives whole, verified, under its final name'
     t.teardown(() => fs.rm(dir, { recursive: true, force: true }));
     const destination = path.join(dir, 'blob.bin');
     const result = await downloadVerified({ ...blob, token: adminToken, destination, length: bytes.length, stallTimeoutMs: 10_000, syncIntervalBytes: MiB });
-    t.deepEqual(result, { resumedFrom: 0, received: bytes.length });
+    t.deepEqual(result, { resumedFrom: 0, received: bytes.length, cached: false });
     t.true((await fs.readFile(destination)).equals(bytes));
     await t.throwsAsync(fs.access(`${destination}.part`), undefined, 'no part file is left');
   });
@@ -47,7 +47,7 @@ test('a transfer stopped midway keeps the bytes it had and resumes after them (R
     t.true((await fs.readFile(`${destination}.part`)).equals(bytes.subarray(0, kept)));
 
     const resumed = await downloadVerified({ ...blob, token: adminToken, destination, length: bytes.length, stallTimeoutMs: 10_000, syncIntervalBytes: MiB });
-    t.deepEqual(resumed, { resumedFrom: kept, received: bytes.length - kept });
+    t.deepEqual(resumed, { resumedFrom: kept, received: bytes.length - kept, cached: false });
     t.true((await fs.readFile(destination)).equals(bytes));
   });
 });

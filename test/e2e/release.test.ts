@@ -18,7 +18,7 @@ async function publish(server: TestServer, version: string, files: Record<string
 }
 
 async function deploy(server: TestServer, version: string) {
-  const deployed = await server.api('POST', '/api/v1/deployments', { json: { bundle: 'pos-app', version, group: 'shop' } });
+  const deployed = await server.api('POST', '/api/v1/deployments', { json: { bundle: 'pos-app', version, group: 'shop', force: true } });
   if (deployed.status !== 201) throw new Error(`deploy answered ${deployed.status}: ${deployed.raw}`);
 }
 
@@ -38,7 +38,12 @@ test('a release travels from push to two devices, is replaced, and a tampered on
       await publish(server, '1.0.0', v1);
       await deploy(server, '1.0.0');
       for (const device of devices) {
-        await waitFor(`${device.id} on 1.0.0`, async () => ((await deviceRecord(server, device.id))?.installed?.version === '1.0.0' ? true : undefined));
+        // Switched is not finished: the device reports the new release as installed while its
+        // health check runs ('testing'), and says 'installed' once it commits. Wait for that.
+        await waitFor(`${device.id} on 1.0.0`, async () => {
+          const record = await deviceRecord(server, device.id);
+          return record?.installed?.version === '1.0.0' && record.state !== 'testing' ? true : undefined;
+        });
         t.true(sameFiles(await readCurrent(device.dir), v1), `${device.id} holds exactly the 1.0.0 bytes`);
         t.like(await deviceRecord(server, device.id), { state: 'installed', installed: { bundle: 'pos-app', version: '1.0.0' }, error: null });
       }

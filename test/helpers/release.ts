@@ -58,7 +58,8 @@ export async function publishRelease(server: TestServer, bundle: string, version
 
 /** Deploys and returns the deployment id. */
 export async function deploy(server: TestServer, bundle: string, version: string, group: string): Promise<number> {
-  const deployed = await server.api('POST', '/api/v1/deployments', { json: { bundle, version, group } });
+  // force: tests deploy ahead of registering devices, and deploy downgrades on purpose.
+  const deployed = await server.api('POST', '/api/v1/deployments', { json: { bundle, version, group, force: true } });
   if (deployed.status !== 201) throw new Error(`deploy answered ${deployed.status}: ${deployed.raw}`);
   return deployed.body.id;
 }

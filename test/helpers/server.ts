@@ -3,7 +3,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { ExecutionContext } from 'ava';
-import { startServer, type RunningServer } from '../../server/app.ts';
+import { startServer, type RunningServer, type ServerDeps } from '../../server/app.ts';
 import { defaultServerConfig, type ServerConfig } from '../../server/config.ts';
 import { createLogger, type Logger } from '../../protocol/log.ts';
 import { checkResponse } from '../../server/http/openapi.ts';
@@ -33,7 +33,7 @@ export async function makeTempDir(prefix = 'convoy-test-'): Promise<string> {
   return fs.mkdtemp(path.join(os.tmpdir(), prefix));
 }
 
-export async function startTestServer(overrides: Partial<ServerConfig> = {}): Promise<TestServer & { dispose(): Promise<void> }> {
+export async function startTestServer(overrides: Partial<ServerConfig> = {}, extraDeps: Pick<ServerDeps, 'uiDir'> = {}): Promise<TestServer & { dispose(): Promise<void> }> {
   const dataDir = await makeTempDir();
   const database = await createTestDatabase();
   const logs: string[] = [];
@@ -55,7 +55,7 @@ export async function startTestServer(overrides: Partial<ServerConfig> = {}): Pr
     const violation = checkResponse(spec, ctx);
     if (violation) responseViolations.push(violation);
   };
-  let running = await startServer(config, { log, onResponse });
+  let running = await startServer(config, { log, onResponse, ...extraDeps });
   const server = {
     dataDir,
     logs,
@@ -89,7 +89,7 @@ export async function startTestServer(overrides: Partial<ServerConfig> = {}): Pr
     async restart() {
       await running.close();
       // Same ports, so devices configured with them reconnect on their own.
-      running = await startServer({ ...config, httpPort: running.httpPort, mqttPort: running.mqttPort }, { log, onResponse });
+      running = await startServer({ ...config, httpPort: running.httpPort, mqttPort: running.mqttPort }, { log, onResponse, ...extraDeps });
     },
     async api(method: string, urlPath: string, options: { json?: unknown; body?: Buffer | string; token?: string | null; headers?: Record<string, string> } = {}) {
       const headers: Record<string, string> = { ...options.headers };
@@ -152,8 +152,13 @@ export async function pushArtifact(server: TestServer, bundle: string, version: 
   return digest;
 }
 
-/** Polls until `check` returns a value other than undefined, or fails after `timeoutMs`. */
-export async function waitFor<T>(what: string, check: () => Promise<T | undefined> | T | undefined, timeoutMs = 30_000, intervalMs = 100): Promise<T> {
+/**
+ * Polls until `check` returns a value other than undefined, or fails after `timeoutMs`. The
+ * deadline only catches a hang, it asserts no speed: CI machines are shared and a loaded 2-core
+ * box took over 30 s to bring a daemon to its first report, so the default is generous (still
+ * under ava's 3-minute timeout, which catches what this does not).
+ */
+export async function waitFor<T>(what: string, check: () => Promise<T | undefined> | T | undefined, timeoutMs = 120_000, intervalMs = 100): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {

@@ -102,7 +102,7 @@ test('a device certificate in mosquitto_sub/pub is refused everything outside it
     await deploy(server, 'app', '1.0.0', 'south');
 
     // The embedded broker: the observer is the admin on the plain port.
-    const admin = await mqtt.connectAsync(`mqtt://127.0.0.1:${server.mqttPort}`, { username: 'admin', password: adminToken, reconnectPeriod: 0 });
+    const admin = await mqtt.connectAsync(`mqtt://127.0.0.1:${server.mqttPort}`, { username: 'admin', password: adminToken, clientId: 'admin:acl-observer', reconnectPeriod: 0 });
     try {
       // The notices name the group in their payload: match on it.
       await checkAcl(t, server.mqttsPort!, admin, a, b, 'aedes');

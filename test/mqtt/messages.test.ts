@@ -5,12 +5,13 @@ import path from 'node:path';
 import test from 'ava';
 import { Aedes } from 'aedes';
 import mqtt from 'mqtt';
-import { deviceStatusTopic, groupReleaseTopic } from '../../protocol/messages.ts';
+import { deviceClientId } from '../../protocol/client-ids.ts';
+import { deviceReleaseTopic, deviceStatusTopic, groupReleaseTopic } from '../../protocol/messages.ts';
 import { provisionDevice, readCurrent, runDaemon } from '../helpers/device.ts';
 import { pushArtifact, waitFor, withServer } from '../helpers/server.ts';
 
 async function connectAs(port: number, username: string, password: string) {
-  return mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { username, password, reconnectPeriod: 0, clientId: `test-${username}-${Date.now()}` });
+  return mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { username, password, reconnectPeriod: 0, clientId: deviceClientId(username) });
 }
 
 test('the broker admits devices by token, scopes their topics, and the server drops invalid status messages', async (t) => {
@@ -67,16 +68,20 @@ test('convoyd drops malformed release notices and keeps working', async (t) => {
     await new Promise<void>((resolve) => broker.listen(0, '127.0.0.1', resolve));
     const port = (broker.address() as AddressInfo).port;
     const dir = await provisionDevice(server, 'till-1', 'shop', { mqttUrl: `mqtt://127.0.0.1:${port}` });
+    // Deployed to the device's group, so the device may read the bundle (reads are per bundle);
+    // the notices it hears below come from elsewhere, though.
+    t.is((await server.api('POST', '/api/v1/deployments', { json: { bundle: 'pos-app', version: '1.0.0', group: 'shop' } })).status, 201);
     const device = runDaemon('till-1', dir);
     const publisher = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`);
     try {
       await waitFor('the daemon to subscribe', () => (device.logs.join('').includes('subscribed to release notices') ? true : undefined));
       const notice = { type: 'release', deploymentId: 1, group: 'shop', bundle: 'pos-app', version: '1.0.0', issuedAt: new Date().toISOString() };
-      const garbage = ['', 'not json', '[]', JSON.stringify({ ...notice, version: '../../etc' }), JSON.stringify({ ...notice, group: 'other' }), JSON.stringify({ ...notice, extra: 1 }), 'x'.repeat(20_000)];
-      for (const payload of garbage) await publisher.publishAsync(groupReleaseTopic('shop'), payload, { qos: 1 });
+      const garbage = ['', 'not json', '[]', JSON.stringify({ ...notice, version: '../../etc' }), JSON.stringify({ ...notice, deploymentId: -1 }), JSON.stringify({ ...notice, extra: 1 }), 'x'.repeat(20_000)];
+      // The daemon follows its own release topic (phases, several groups and aborts are per device).
+      for (const payload of garbage) await publisher.publishAsync(deviceReleaseTopic('till-1'), payload, { qos: 1 });
       await waitFor('six dropped notices', () => (device.logs.join('').split('dropped an invalid release notice').length - 1 === 6 ? true : undefined));
       t.is(device.process.exitCode, null, 'the daemon is still running');
-      await publisher.publishAsync(groupReleaseTopic('shop'), JSON.stringify(notice), { qos: 1 });
+      await publisher.publishAsync(deviceReleaseTopic('till-1'), JSON.stringify(notice), { qos: 1 });
       await waitFor('the valid notice to be applied', async () => ((await readCurrent(dir).catch(() => undefined))?.get('app.txt')?.equals(bytes) ? true : undefined));
       t.pass();
     } catch (error) {

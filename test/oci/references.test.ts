@@ -106,7 +106,7 @@ test('a chunk broken off mid-way leaves the upload at its old end; the retried c
   await withRegistry(t, async (oci) => {
     const bytes = randomBytes(70_000);
     const id = await oci.startUpload(app, 'admin');
-    await oci.appendChunk(app, id, Readable.from([bytes.subarray(0, 30_000)]), { start: 0, end: 29_999 }, undefined);
+    await oci.appendChunk(app, id, 'admin', Readable.from([bytes.subarray(0, 30_000)]), { start: 0, end: 29_999 }, undefined);
     // A chunk that breaks off mid-way (a dropped connection) leaves the session at its old end.
     const broken = new Readable({
       read() {
@@ -114,10 +114,10 @@ test('a chunk broken off mid-way leaves the upload at its old end; the retried c
         this.destroy(new Error('connection reset'));
       },
     });
-    await t.throwsAsync(oci.appendChunk(app, id, broken, { start: 30_000, end: 69_999 }, undefined));
-    t.is(await oci.uploadStatus(app, id), 30_000);
-    await oci.appendChunk(app, id, Readable.from([bytes.subarray(30_000)]), { start: 30_000, end: 69_999 }, undefined);
-    const done = await oci.completeUpload(app, id, Readable.from([]), sha256(bytes), undefined, 0);
+    await t.throwsAsync(oci.appendChunk(app, id, 'admin', broken, { start: 30_000, end: 69_999 }, undefined));
+    t.is(await oci.uploadStatus(app, id, 'admin'), 30_000);
+    await oci.appendChunk(app, id, 'admin', Readable.from([bytes.subarray(30_000)]), { start: 30_000, end: 69_999 }, undefined);
+    const done = await oci.completeUpload(app, id, 'admin', Readable.from([]), sha256(bytes), undefined, 0);
     t.deepEqual(done, { digest: sha256(bytes), size: bytes.length });
     t.deepEqual(await oci.statBlob(app, sha256(bytes)), { size: bytes.length });
   });

@@ -111,7 +111,8 @@ test('a device installs approved images as OCI layouts, every blob verified; a t
       t.is((await server.api('PUT', '/api/v1/bundles/shop/versions/2.0.0/artifacts/config.json', { json: { type: 'file', digest: put.body.digest, size: config.length } })).status, 201);
       t.is((await server.api('POST', '/api/v1/bundles/shop/versions/2.0.0/approve')).status, 200);
 
-      const dir = await provisionDevice(server, 'till-1', 'shop');
+      // Verification failures are retried (with backoff) before the device gives up: keep it short.
+      const dir = await provisionDevice(server, 'till-1', 'shop', { update: { retryBaseMs: 200, retryMaxMs: 1_000 } });
       const device = runDaemon('till-1', dir);
       try {
         t.is((await server.api('POST', '/api/v1/deployments', { json: { bundle: 'shop', version: '2.0.0', group: 'shop' } })).status, 201);

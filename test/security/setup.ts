@@ -30,7 +30,8 @@ export async function publish(server: TestServer, bundle: string, version: strin
 }
 
 export async function deploy(server: TestServer, bundle: string, version: string, group: string): Promise<void> {
-  const deployed = await server.api('POST', '/api/v1/deployments', { json: { bundle, version, group } });
+  // force: the attacks deploy downgrades on purpose, to show the device refuses them itself.
+  const deployed = await server.api('POST', '/api/v1/deployments', { json: { bundle, version, group, force: true } });
   if (deployed.status !== 201) throw new Error(`deploy answered ${deployed.status}: ${deployed.raw}`);
 }
 

@@ -27,9 +27,25 @@ test("the skeleton's v1 journal is upgraded, never refused; a damaged one is ref
     const installed = { bundle: 'pos-app', version: '1.1.0', slot: 'pos-app@1.1.0-mf0abc123456' };
     const previous = { bundle: 'pos-app', version: '1.0.0', slot: 'pos-app@1.0.0-mf0abc000000' };
     await fs.writeFile(file, JSON.stringify({ schema: 'convoy.device.journal/v1', installed, previous }));
-    t.deepEqual(await readJournal(file), { schema: 'convoy.device.journal/v2', storeCount: 0, installed, kept: [previous], update: null });
+    t.deepEqual(await readJournal(file), { schema: 'convoy.device.journal/v3', storeCount: 0, installed, kept: [previous], update: null, highWater: { 'pos-app': '1.1.0' } });
     await fs.writeFile(file, JSON.stringify({ schema: 'convoy.device.journal/v2', storeCount: 1, installed: { ...installed, slot: '../etc' }, kept: [], update: null }));
     await t.throwsAsync(readJournal(file), { message: /invalid device journal: installed\.slot/ });
+  } finally {
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('a v2 journal is upgraded to v3 with a high-water mark per bundle it names (the highest, installed or kept)', async (t) => {
+  const dir = await makeTempDir('convoy-journal-');
+  try {
+    const file = path.join(dir, 'journal.json');
+    const installed = { bundle: 'pos-app', version: '1.0.0', slot: 'pos-app@1.0.0-abcdef' };
+    const kept = [
+      { bundle: 'pos-app', version: '1.2.0', slot: 'pos-app@1.2.0-abcdef' },
+      { bundle: 'kiosk', version: '0.3.0', slot: 'kiosk@0.3.0-abcdef' },
+    ];
+    await fs.writeFile(file, JSON.stringify({ schema: 'convoy.device.journal/v2', storeCount: 7, installed, kept, update: null }));
+    t.deepEqual(await readJournal(file), { schema: 'convoy.device.journal/v3', storeCount: 7, installed, kept, update: null, highWater: { 'pos-app': '1.2.0', kiosk: '0.3.0' } });
   } finally {
     await fs.rm(dir, { recursive: true, force: true });
   }

@@ -107,6 +107,7 @@ test('the recovery table: redo every step, except a crash while testing, which r
     'rolling-back': 'redo',
     'rolled-back': 'nothing',
     failed: 'nothing',
+    aborted: 'nothing',
   });
   const testing = run(installedOld, start, { type: 'planned', artifacts }, { type: 'downloaded' }, { type: 'verified' }, { type: 'staged' }, { type: 'switched' });
   const restarted = run(testing, { type: 'restarted' });
@@ -168,4 +169,34 @@ test('backoff doubles, is capped, and is jittered ±50 %', (t) => {
   t.is(backoffDelay(30, 1000, 60_000, 0.5), 60_000);
   t.is(backoffDelay(1, 1000, 60_000, 0), 1000);
   t.is(backoffDelay(1, 1000, 60_000, 0.999), 2998);
+});
+
+test('the high-water mark per bundle follows each commit and survives other bundles and failed updates', async (t) => {
+  const { floorOf } = await import('../../device/guard.ts');
+  const through = (j: Journal, bundle: string, version: string, id: string, end: UpdateEvent[] = [{ type: 'healthy' }]) =>
+    run(j, { ...start, id, release: { bundle, version } } as UpdateEvent, { type: 'planned', artifacts }, { type: 'downloaded' }, { type: 'verified' }, { type: 'staged' }, { type: 'switched' }, ...end);
+  let j = through(emptyJournal, 'alpha', '1.1.0', 'aaaaaa');
+  t.deepEqual(j.highWater, { alpha: '1.1.0' });
+  j = through(j, 'beta', '1.0.0', 'bbbbbb');
+  t.deepEqual(j.highWater, { alpha: '1.1.0', beta: '1.0.0' });
+  t.is(floorOf(j, 'alpha'), '1.1.0', 'the detour through beta does not forget alpha');
+  j = through(j, 'alpha', '2.0.0', 'cccccc', [{ type: 'unhealthy', error: fatal }, { type: 'reverted' }]);
+  t.deepEqual(j.highWater, { alpha: '1.1.0', beta: '1.0.0' }, 'a release that never committed sets no mark');
+  // A commit below the mark happens only when the guard let a signed rollback through: it lowers the mark.
+  j = through(j, 'alpha', '1.0.0', 'dddddd');
+  t.is(floorOf(j, 'alpha'), '1.0.0');
+  t.is(floorOf(j, 'gamma'), undefined);
+});
+
+test('an abort ends an update before the switch (also while switching waits on its lock), never after', (t) => {
+  const waiting = run(installedOld, start, { type: 'planned', artifacts }, { type: 'downloaded' }, { type: 'verified' }, { type: 'staged' });
+  t.is(waiting.update!.state, 'switching');
+  const aborted = run(waiting, { type: 'abort' });
+  t.is(aborted.update!.state, 'aborted');
+  t.deepEqual(aborted.installed, installedOld.installed, 'the device stays on what it runs');
+  t.is(reportedState(aborted, false), 'installed');
+  const downloading = run(installedOld, start, { type: 'planned', artifacts });
+  t.is(run(downloading, { type: 'abort' }).update!.state, 'aborted');
+  const testing = run(waiting, { type: 'switched' });
+  t.throws(() => run(testing, { type: 'abort' }), { message: /cannot abort while testing/ });
 });

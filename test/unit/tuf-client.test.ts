@@ -1,4 +1,6 @@
 import fs from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import test from 'ava';
@@ -106,5 +108,77 @@ test('an unreachable repository is a transient download_failed', async (t) => {
   };
   const error = await t.throwsAsync(trust.refresh(), { instanceOf: TrustError });
   t.is(error?.code, 'download_failed');
+  t.true(error?.transient);
+});
+
+/*
+ * The default fetcher (node:http, not fetch(): lib/http.ts) against a real HTTP server on
+ * loopback: the honest repository verifies with the token sent, and an outage (a refused
+ * connection, a body cut halfway) is a transient download_failed, as fetch()'s TypeError was.
+ */
+async function httpClient(t: { teardown(fn: () => Promise<void> | void): void }, roleKeys: RoleKeys, handle: (path: string, files: Map<string, Buffer>, res: http.ServerResponse) => void) {
+  const files = new Map<string, Buffer>();
+  const seen: (string | undefined)[] = [];
+  const server = http.createServer((req, res) => {
+    seen.push(req.headers.authorization);
+    handle(req.url ?? '', files, res);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => void server.close());
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'convoy-tuf-'));
+  t.teardown(() => fs.rm(dir, { recursive: true, force: true }));
+  const root = toBytes(createRoot(roleKeys, new Date()));
+  await fs.writeFile(path.join(dir, 'root.json'), root);
+  files.set('/tuf/1.root.json', root);
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const trust = await openTrustClient({ metadataDir: path.join(dir, 'metadata'), goodDir: path.join(dir, 'good'), pinnedRootFile: path.join(dir, 'root.json'), serverUrl: url, token: 'device-token', timeoutMs: 5_000, log: silentLogger });
+  return { trust, files, seen, server };
+}
+
+const honest = (url: string, files: Map<string, Buffer>, res: http.ServerResponse) => {
+  const bytes = files.get(url);
+  res.writeHead(bytes ? 200 : 404).end(bytes);
+};
+
+test('the default fetcher verifies an honest repository over HTTP, sending the token', async (t) => {
+  const roleKeys = keys();
+  const { trust, files, seen } = await httpClient(t, roleKeys, honest);
+  const set = sign(roleKeys, zero, new Date());
+  files.set(`/tuf/${set.versions.targets}.targets.json`, set.targets);
+  files.set(`/tuf/${set.versions.snapshot}.snapshot.json`, set.snapshot);
+  files.set('/tuf/timestamp.json', set.timestamp);
+  await trust.refresh();
+  t.truthy(await trust.targetInfo('a/1.0.0/manifest.json'));
+  t.true(seen.length > 0 && seen.every((value) => value === 'Bearer device-token'));
+});
+
+test('the default fetcher: a server answering 503 is a transient download_failed', async (t) => {
+  const { trust } = await httpClient(t, keys(), (_url, _files, res) => res.writeHead(503).end('busy'));
+  const error = await t.throwsAsync(trust.refresh(), { instanceOf: TrustError });
+  t.is(error?.code, 'download_failed', error?.message);
+  t.true(error?.transient);
+});
+
+test('the default fetcher: a refused connection is a transient download_failed', async (t) => {
+  const { trust, server } = await httpClient(t, keys(), honest);
+  await new Promise((resolve) => server.close(resolve));
+  const error = await t.throwsAsync(trust.refresh(), { instanceOf: TrustError });
+  t.is(error?.code, 'download_failed', error?.message);
+  t.true(error?.transient);
+});
+
+test('the default fetcher: a body cut halfway is a transient download_failed', async (t) => {
+  const roleKeys = keys();
+  const { trust, files } = await httpClient(t, roleKeys, (url, files, res) => {
+    const bytes = files.get(url);
+    if (url !== '/tuf/timestamp.json' || !bytes) return honest(url, files, res);
+    res.writeHead(200, { 'content-length': String(bytes.length) });
+    res.write(bytes.subarray(0, 10));
+    setTimeout(() => res.destroy(), 20);
+  });
+  const set = sign(roleKeys, zero, new Date());
+  files.set('/tuf/timestamp.json', set.timestamp);
+  const error = await t.throwsAsync(trust.refresh(), { instanceOf: TrustError });
+  t.is(error?.code, 'download_failed', error?.message);
   t.true(error?.transient);
 });

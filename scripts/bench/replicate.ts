@@ -1,0 +1,162 @@
+/**
+ * `npm run bench:replicate -- [--size 1G] [--artifacts 10]`: replication of one bundle version to
+ * two destinations, against rsync of the same bytes in the same run; then the bytes a run sends
+ * when one artifact of ten changed.
+ *
+ * Destinations are two CNCF distribution registries (Debian's `docker-registry`) as registry
+ * endpoints: edge mode is not built yet, so edges cannot be measured (issue #12). Each artifact
+ * is an image of one layer of random bytes (nothing compresses or deduplicates). The peer is
+ * `rsync -a` of the image layouts' blob files to two fresh directories on the same disk. Convoy
+ * sends over HTTP on loopback (HEAD, POST, PUT per blob) from its blob store.
+ *
+ * Needs skopeo, rsync and docker-registry. Not run by CI.
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { startServer } from '../../server/app.ts';
+import { defaultServerConfig } from '../../server/config.ts';
+import { createLogger } from '../../protocol/log.ts';
+
+const run = promisify(execFile);
+const say = (line: string) => process.stdout.write(`${line}\n`);
+const token = `bench-${randomBytes(16).toString('hex')}`;
+const sha256 = (bytes: Buffer) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+
+function parseSize(text: string): number {
+  const match = /^(\d+(?:\.\d+)?)([KMG]?)i?B?$/i.exec(text);
+  if (!match) throw new Error(`--size: "${text}" is not a size such as 256M or 1G`);
+  return Math.round(Number(match[1]) * { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 }[match[2]!.toUpperCase() as '' | 'K' | 'M' | 'G']);
+}
+
+function options(argv: string[]): { size: number; artifacts: number } {
+  const result = { size: 1024 ** 3, artifacts: 10 };
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === '--size') result.size = parseSize(argv[++i] ?? '');
+    else if (argv[i] === '--artifacts') result.artifacts = Number(argv[++i]);
+    else throw new Error(`unknown option ${argv[i]} (usage: --size 1G --artifacts 10)`);
+  }
+  return result;
+}
+
+/** An OCI layout with one image of one layer of `size` random bytes, written in 64 MiB pieces. */
+async function writeImage(dir: string, size: number): Promise<{ digest: string }> {
+  const blobs = path.join(dir, 'blobs', 'sha256');
+  await fs.mkdir(blobs, { recursive: true });
+  const hash = createHash('sha256');
+  const tmp = path.join(dir, 'layer.tmp');
+  const handle = await fs.open(tmp, 'w');
+  for (let left = size; left > 0; left -= 64 << 20) {
+    const piece = randomBytes(Math.min(left, 64 << 20));
+    hash.update(piece);
+    await handle.write(piece);
+  }
+  await handle.close();
+  const layer = `sha256:${hash.digest('hex')}`;
+  await fs.rename(tmp, path.join(blobs, layer.slice(7)));
+  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [layer] } }));
+  await fs.writeFile(path.join(blobs, sha256(config).slice(7)), config);
+  const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256(config), size: config.length }, layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: layer, size }] }));
+  await fs.writeFile(path.join(blobs, sha256(manifest).slice(7)), manifest);
+  await fs.writeFile(path.join(dir, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
+  await fs.writeFile(path.join(dir, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: sha256(manifest), size: manifest.length, annotations: { 'org.opencontainers.image.ref.name': 'build' } }] }));
+  return { digest: sha256(manifest) };
+}
+
+async function startRegistry(dir: string): Promise<{ url: string; child: ChildProcess }> {
+  await fs.mkdir(dir, { recursive: true });
+  await fs.writeFile(path.join(dir, 'config.yml'), `version: 0.1\nlog: {level: info}\nstorage: {filesystem: {rootdirectory: ${dir}/data}}\nhttp: {addr: "127.0.0.1:0"}\n`);
+  const child = spawn('docker-registry', ['serve', path.join(dir, 'config.yml')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const port = await new Promise<number>((resolve, reject) => {
+    let seen = '';
+    const onData = (chunk: Buffer) => {
+      seen += chunk.toString('utf8');
+      const match = /listening on 127\.0\.0\.1:(\d+)/.exec(seen);
+      if (match) resolve(Number(match[1]));
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', onData);
+    child.once('exit', () => reject(new Error(`docker-registry exited: ${seen.slice(-300)}`)));
+  });
+  return { url: `http://127.0.0.1:${port}`, child };
+}
+
+async function main(): Promise<void> {
+  const { size, artifacts } = options(process.argv.slice(2));
+  const work = await fs.mkdtemp(path.join(os.tmpdir(), 'convoy-bench-replicate-'));
+  const children: ChildProcess[] = [];
+  const server = await startServer(
+    { ...defaultServerConfig, dataDir: path.join(work, 'convoy'), host: '127.0.0.1', httpPort: 0, mqttPort: 0, adminToken: token },
+    { log: createLogger({ namespace: 'server', level: 'warn', write: (line) => process.stderr.write(line) }) },
+  );
+  const api = async (method: string, url: string, json?: unknown) => {
+    const response = await fetch(`${server.url}${url}`, { method, headers: { authorization: `Bearer ${token}`, ...(json !== undefined ? { 'content-type': 'application/json' } : {}) }, ...(json !== undefined ? { body: JSON.stringify(json) } : {}) });
+    const body = (await response.json()) as any;
+    if (response.status >= 300) throw new Error(`${method} ${url}: ${response.status} ${JSON.stringify(body)}`);
+    return body;
+  };
+  const push = (dir: string, image: string, version: string) => run('skopeo', ['--insecure-policy', 'copy', '--dest-tls-verify=false', '--dest-creds', `admin:${token}`, `oci:${dir}:build`, `docker://127.0.0.1:${server.httpPort}/shop/${image}:${version}`]);
+  const waitRun = async (id: number) => {
+    for (;;) {
+      const detail = await api('GET', `/api/v1/bundles/shop/replication-runs/${id}`);
+      if (detail.run.status !== 'running') return detail;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  };
+  try {
+    say(`bundle: ${artifacts} images of ${(size / artifacts / 1024 ** 2).toFixed(1)} MiB (total ${(size / 1024 ** 2).toFixed(0)} MiB), two destinations`);
+    await api('POST', '/api/v1/bundles', { name: 'shop' });
+    const layouts: string[] = [];
+    for (let i = 0; i < artifacts; i++) {
+      const dir = path.join(work, 'src', `img-${i}`);
+      await writeImage(dir, Math.floor(size / artifacts));
+      await push(dir, `img-${i}`, '1.0.0');
+      layouts.push(dir);
+    }
+    await api('POST', '/api/v1/bundles/shop/versions/1.0.0/approve');
+    const registries = [await startRegistry(path.join(work, 'r1')), await startRegistry(path.join(work, 'r2'))];
+    children.push(...registries.map((r) => r.child));
+    await api('POST', '/api/v1/registries', { name: 'r1', url: registries[0]!.url });
+    await api('POST', '/api/v1/registries', { name: 'r2', url: registries[1]!.url });
+    await api('POST', '/api/v1/bundles/shop/replication-policies', { name: 'both', destinations: ['r1', 'r2'] });
+
+    let started = performance.now();
+    const first = await waitRun((await api('POST', '/api/v1/bundles/shop/replication-policies/both/runs', { version: '1.0.0' })).run.id);
+    const convoyMs = performance.now() - started;
+    if (first.run.status !== 'succeeded') throw new Error(`run failed: ${JSON.stringify(first.tasks.filter((t: any) => t.error))}`);
+
+    started = performance.now();
+    for (const target of ['rsync-1', 'rsync-2']) {
+      await fs.mkdir(path.join(work, target), { recursive: true });
+      await run('rsync', ['-a', ...layouts.map((dir) => `${dir}/blobs`), path.join(work, target)], { maxBuffer: 1 << 20 }).catch(async () => {
+        for (const [i, dir] of layouts.entries()) await run('rsync', ['-a', `${dir}/`, path.join(work, target, `img-${i}`)]);
+      });
+    }
+    const rsyncMs = performance.now() - started;
+    say(`first replication: convoy ${(convoyMs / 1000).toFixed(2)} s (${first.run.bytes} bytes, ${first.tasks.length} tasks), rsync ${(rsyncMs / 1000).toFixed(2)} s; ratio ${(convoyMs / rsyncMs).toFixed(2)} (target <= 1.3)`);
+
+    // One artifact of ten changes: 1.1.0 is 1.0.0 with img-0 replaced.
+    await api('POST', '/api/v1/bundles/shop/versions', { version: '1.1.0', copyFrom: '1.0.0' });
+    const changed = path.join(work, 'src', 'img-0-new');
+    await writeImage(changed, Math.floor(size / artifacts));
+    await push(changed, 'img-0', '1.1.0');
+    await api('POST', '/api/v1/bundles/shop/versions/1.1.0/approve');
+    const second = await waitRun((await api('POST', '/api/v1/bundles/shop/replication-policies/both/runs', { version: '1.1.0' })).run.id);
+    const changedBytes = Math.floor(size / artifacts);
+    const manifests = second.tasks.filter((t: any) => t.kind === 'manifest').reduce((sum: number, t: any) => sum + t.bytes, 0);
+    const blobBytes = second.run.bytes - manifests;
+    say(`one of ${artifacts} changed: ${second.run.bytes} bytes sent to two destinations = ${blobBytes} blob bytes (changed artifact: 2 x ${changedBytes} + its config) + ${manifests} manifest bytes (${second.tasks.filter((t: any) => t.status === 'skipped').length} blob tasks skipped)`);
+  } finally {
+    for (const child of children) child.kill('SIGTERM');
+    await server.close();
+    await fs.rm(work, { recursive: true, force: true });
+  }
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`${(error as Error).stack ?? String(error)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,29 @@
+/*
+ * The TUF metadata an edge must hold to serve its devices as the origin does (TUF spec §5, the
+ * client workflow): every root version (a device may be several behind: §5.3 walks them one by
+ * one), the current timestamp, and the snapshot and targets versions it names (consistent
+ * snapshots: `<version>.<role>.json`). Read from the trust service; no other I/O.
+ */
+export async function tufMetadataFiles(trust: { readMetadata(name: string): Promise<Buffer | undefined>; currentRoot(): Record<string, unknown> }): Promise<{ name: string; size: number }[]> {
+  const files: { name: string; size: number }[] = [];
+  const add = async (name: string): Promise<Buffer | undefined> => {
+    const bytes = await trust.readMetadata(name);
+    if (bytes) files.push({ name, size: bytes.length });
+    return bytes;
+  };
+  const rootVersion = Number((trust.currentRoot().signed as { version?: unknown } | undefined)?.version ?? 1);
+  for (let v = 1; v <= rootVersion; v++) await add(`${v}.root.json`);
+  const versionIn = (bytes: Buffer | undefined, role: string): number | undefined => {
+    if (!bytes) return undefined;
+    const meta = (JSON.parse(bytes.toString('utf8')) as { signed?: { meta?: Record<string, { version?: number }> } }).signed?.meta;
+    return meta?.[`${role}.json`]?.version;
+  };
+  const timestamp = await trust.readMetadata('timestamp.json');
+  const snapshotVersion = versionIn(timestamp, 'snapshot');
+  const snapshot = snapshotVersion !== undefined ? await add(`${snapshotVersion}.snapshot.json`) : undefined;
+  const targetsVersion = versionIn(snapshot, 'targets');
+  if (targetsVersion !== undefined) await add(`${targetsVersion}.targets.json`);
+  // The timestamp last: an edge that has it has everything it names.
+  if (timestamp) files.push({ name: 'timestamp.json', size: timestamp.length });
+  return files;
+}

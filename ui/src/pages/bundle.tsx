@@ -1,0 +1,327 @@
+import { useState } from 'react';
+import { z } from 'zod';
+import { member, roles } from '../../../protocol/access.ts';
+import { bundle, bundleVersion, nextVersion } from '../../../protocol/api.ts';
+import { trustPolicy } from '../../../protocol/trust.ts';
+import { call, getJson, getPage } from '../api.ts';
+import { enc, Link, navigate, useLocation } from '../router.tsx';
+import { useSession } from '../session.tsx';
+import { Badge, ConfirmDialog, Empty, Flash, Loaded, PageHeader, Pager, Time, useLoad } from '../ui.tsx';
+
+const statuses = ['draft', 'approved', 'revoked'] as const;
+
+export function BundlePage({ name }: { name: string }) {
+  const session = useSession();
+  const location = useLocation();
+  const status = location.query.get('status') ?? '';
+  const page = Number(location.query.get('page') ?? 1) || 1;
+  const info = useLoad(() => getJson(session.client, `/api/v1/bundles/${enc(name)}`, bundle), [name]);
+  const versions = useLoad(() => getPage(session.client, `/api/v1/bundles/${enc(name)}/versions`, bundleVersion, { status: status || undefined, page }), [name, status, page]);
+  const [creating, setCreating] = useState(false);
+  const [deleting, setDeleting] = useState(false);
+  const [flash, setFlash] = useState<string | undefined>(undefined);
+  const setQuery = (next: { status?: string; page?: number }) => {
+    const params = new URLSearchParams();
+    const s = next.status ?? status;
+    if (s) params.set('status', s);
+    if ((next.page ?? 1) > 1) params.set('page', String(next.page));
+    navigate(`/bundles/${enc(name)}${params.size ? `?${params}` : ''}`);
+  };
+
+  return (
+    <>
+      <PageHeader
+        title={name}
+        crumbs={[{ to: '/bundles', label: 'Bundles' }]}
+        actions={
+          <>
+            <Link to={`/bundles/${enc(name)}/diff`} className="button">
+              Compare versions
+            </Link>
+            {session.can('bundle:write', name) && (
+              <button type="button" className="button button-primary" onClick={() => setCreating(true)}>
+                New draft
+              </button>
+            )}
+          </>
+        }
+      >
+        {info.state === 'ok' && info.data.description && <p className="lede">{info.data.description}</p>}
+      </PageHeader>
+      <Flash message={flash} />
+
+      <section aria-labelledby="versions-heading" className="section">
+        <div className="section-head">
+          <h2 id="versions-heading">Versions</h2>
+          <div className="segmented" role="group" aria-label="Filter by status">
+            {['', ...statuses].map((s) => (
+              <button key={s || 'all'} type="button" className="button button-small" aria-pressed={status === s} onClick={() => setQuery({ status: s, page: 1 })}>
+                {s || 'all'}
+              </button>
+            ))}
+          </div>
+        </div>
+        <Loaded load={versions} what="versions">
+          {(result) =>
+            result.items.length === 0 ? (
+              <Empty title={status ? `No ${status} versions` : 'No versions yet'}>{session.can('bundle:write', name) && !status ? 'Start one with “New draft”.' : null}</Empty>
+            ) : (
+              <>
+                <table className="table">
+                  <caption className="sr-only">Versions of {name}</caption>
+                  <thead>
+                    <tr>
+                      <th scope="col">Version</th>
+                      <th scope="col">Status</th>
+                      <th scope="col">Created</th>
+                      <th scope="col">Approved</th>
+                    </tr>
+                  </thead>
+                  <tbody>
+                    {[...result.items].reverse().map((v) => (
+                      <tr key={v.version}>
+                        <td>
+                          <Link to={`/bundles/${enc(name)}/versions/${enc(v.version)}`} className="strong-link">
+                            {v.version}
+                          </Link>
+                        </td>
+                        <td>
+                          <Badge>{v.status}</Badge>
+                        </td>
+                        <td>
+                          <Time at={v.createdAt} />
+                        </td>
+                        <td>
+                          <Time at={v.approvedAt} />
+                        </td>
+                      </tr>
+                    ))}
+                  </tbody>
+                </table>
+                <Pager page={result.page} pages={result.pages} onPage={(p) => setQuery({ page: p })} />
+              </>
+            )
+          }
+        </Loaded>
+      </section>
+
+      <MembersSection name={name} />
+      {session.can('keys:admin', name) && <ApprovalPolicySection name={name} onSaved={setFlash} />}
+
+      {session.can('bundle:delete', name) && (
+        <section className="section danger-zone" aria-labelledby="danger-heading">
+          <h2 id="danger-heading">Delete this bundle</h2>
+          <p>Only a bundle without an approved version can be deleted. Its drafts go with it.</p>
+          <button type="button" className="button button-danger" onClick={() => setDeleting(true)}>
+            Delete bundle…
+          </button>
+        </section>
+      )}
+
+      <NewDraftDialog name={name} open={creating} onClose={() => setCreating(false)} versions={versions.state === 'ok' ? versions.data.items.map((v) => v.version) : []} />
+      <ConfirmDialog
+        open={deleting}
+        title={`Delete ${name}?`}
+        confirmLabel="Delete bundle"
+        tone="danger"
+        onClose={() => setDeleting(false)}
+        onConfirm={async () => {
+          await call(session.client, 'DELETE', `/api/v1/bundles/${enc(name)}`, undefined);
+          navigate('/bundles');
+        }}
+      >
+        <p>
+          The bundle <strong>{name}</strong> and its drafts will be deleted. This cannot be undone.
+        </p>
+      </ConfirmDialog>
+    </>
+  );
+}
+
+function NewDraftDialog({ name, open, onClose, versions }: { name: string; open: boolean; onClose: () => void; versions: string[] }) {
+  const session = useSession();
+  const [version, setVersion] = useState('');
+  const [copyFrom, setCopyFrom] = useState('');
+  const suggest = async (bump: 'major' | 'minor' | 'patch') => {
+    const next = await getJson(session.client, `/api/v1/bundles/${enc(name)}/versions/next`, nextVersion, { bump });
+    setVersion(next.version);
+    if (next.previous && !copyFrom) setCopyFrom(next.previous);
+  };
+  return (
+    <ConfirmDialog
+      open={open}
+      title="New draft version"
+      confirmLabel="Create draft"
+      confirmDisabled={!version.trim()}
+      onClose={onClose}
+      onConfirm={async () => {
+        const created = await call(session.client, 'POST', `/api/v1/bundles/${enc(name)}/versions`, bundleVersion, { version: version.trim(), ...(copyFrom ? { copyFrom } : {}) });
+        navigate(`/bundles/${enc(name)}/versions/${enc(created!.version)}`);
+      }}
+    >
+      <div className="field">
+        <label htmlFor="draft-version">Version</label>
+        <input id="draft-version" value={version} onChange={(e) => setVersion(e.target.value)} placeholder="1.0.0" aria-describedby="draft-version-hint" />
+        <p className="hint" id="draft-version-hint">
+          Semantic version (major.minor.patch, optionally -rc.1). Suggest the next:
+        </p>
+        <div className="button-row">
+          {(['patch', 'minor', 'major'] as const).map((bump) => (
+            <button key={bump} type="button" className="button button-small" onClick={() => void suggest(bump)}>
+              next {bump}
+            </button>
+          ))}
+        </div>
+      </div>
+      <div className="field">
+        <label htmlFor="draft-copy">Start from</label>
+        <select id="draft-copy" value={copyFrom} onChange={(e) => setCopyFrom(e.target.value)}>
+          <option value="">an empty draft</option>
+          {versions.map((v) => (
+            <option key={v} value={v}>
+              the artifacts of {v}
+            </option>
+          ))}
+        </select>
+      </div>
+    </ConfirmDialog>
+  );
+}
+
+function MembersSection({ name }: { name: string }) {
+  const session = useSession();
+  const members = useLoad(() => getJson(session.client, `/api/v1/bundles/${enc(name)}/members`, z.array(member)), [name]);
+  const [user, setUser] = useState('');
+  const [role, setRole] = useState<string>('reporter');
+  const [removing, setRemoving] = useState<string | undefined>(undefined);
+  const [adding, setAdding] = useState(false);
+  const canWrite = session.can('member:write', name);
+  if (!session.can('member:read', name)) return null;
+  return (
+    <section className="section" aria-labelledby="members-heading">
+      <div className="section-head">
+        <h2 id="members-heading">Members</h2>
+        {canWrite && (
+          <button type="button" className="button" onClick={() => setAdding(true)}>
+            Add member
+          </button>
+        )}
+      </div>
+      <Loaded load={members} what="members">
+        {(list) =>
+          list.length === 0 ? (
+            <Empty title="No members" />
+          ) : (
+            <table className="table">
+              <caption className="sr-only">Members of {name}</caption>
+              <thead>
+                <tr>
+                  <th scope="col">User</th>
+                  <th scope="col">Role</th>
+                  <th scope="col">Since</th>
+                  {canWrite && (
+                    <th scope="col">
+                      <span className="sr-only">Actions</span>
+                    </th>
+                  )}
+                </tr>
+              </thead>
+              <tbody>
+                {list.map((m) => (
+                  <tr key={m.user}>
+                    <td>{m.user}</td>
+                    <td>
+                      <Badge>{m.role}</Badge>
+                    </td>
+                    <td>
+                      <Time at={m.createdAt} />
+                    </td>
+                    {canWrite && (
+                      <td className="row-actions">
+                        <button type="button" className="button button-small button-ghost" onClick={() => setRemoving(m.user)} aria-label={`Remove ${m.user}`}>
+                          Remove
+                        </button>
+                      </td>
+                    )}
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          )
+        }
+      </Loaded>
+      <ConfirmDialog
+        open={adding}
+        title="Add a member or change a role"
+        confirmLabel="Save"
+        confirmDisabled={!user.trim()}
+        onClose={() => setAdding(false)}
+        onConfirm={async () => {
+          await call(session.client, 'POST', `/api/v1/bundles/${enc(name)}/members`, member, { user: user.trim(), role });
+          members.reload();
+        }}
+      >
+        <div className="field">
+          <label htmlFor="member-user">User name</label>
+          <input id="member-user" value={user} onChange={(e) => setUser(e.target.value)} />
+        </div>
+        <div className="field">
+          <label htmlFor="member-role">Role</label>
+          <select id="member-role" value={role} onChange={(e) => setRole(e.target.value)}>
+            {roles.map((r) => (
+              <option key={r} value={r}>
+                {r}
+              </option>
+            ))}
+          </select>
+        </div>
+      </ConfirmDialog>
+      <ConfirmDialog
+        open={removing !== undefined}
+        title={`Remove ${removing ?? ''}?`}
+        confirmLabel="Remove member"
+        tone="danger"
+        onClose={() => setRemoving(undefined)}
+        onConfirm={async () => {
+          await call(session.client, 'DELETE', `/api/v1/bundles/${enc(name)}/members/${enc(removing!)}`, undefined);
+          members.reload();
+        }}
+      >
+        <p>{removing} will lose access to {name}.</p>
+      </ConfirmDialog>
+    </section>
+  );
+}
+
+function ApprovalPolicySection({ name, onSaved }: { name: string; onSaved: (message: string) => void }) {
+  const session = useSession();
+  const [required, setRequired] = useState('1');
+  const [error, setError] = useState<string | undefined>(undefined);
+  const save = async () => {
+    setError(undefined);
+    try {
+      const saved = await call(session.client, 'PUT', `/api/v1/bundles/${enc(name)}/trust-policy`, trustPolicy, { requiredApprovals: Number(required) });
+      onSaved(`Versions of ${name} now need ${saved!.requiredApprovals} approval${saved!.requiredApprovals === 1 ? '' : 's'}.`);
+    } catch (failure) {
+      setError((failure as Error).message);
+    }
+  };
+  return (
+    <section className="section" aria-labelledby="policy-heading">
+      <h2 id="policy-heading">Approval policy</h2>
+      <p>How many different people must approve a draft before it is signed.</p>
+      <div className="toolbar">
+        <label htmlFor="policy-required">Required approvals</label>
+        <input id="policy-required" type="number" min={1} max={32} value={required} onChange={(e) => setRequired(e.target.value)} className="input-narrow" />
+        <button type="button" className="button" onClick={() => void save()}>
+          Save policy
+        </button>
+      </div>
+      {error && (
+        <div className="notice notice-error" role="alert">
+          {error}
+        </div>
+      )}
+    </section>
+  );
+}

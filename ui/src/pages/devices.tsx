@@ -1,0 +1,293 @@
+import { useState, type FormEvent } from 'react';
+import { device, deviceRegistration } from '../../../protocol/api.ts';
+import { deviceStates } from '../../../protocol/messages.ts';
+import { deviceDetail } from '../../../protocol/rollout.ts';
+import { call, getJson, getPage } from '../api.ts';
+import { enc, Link, navigate, useLocation } from '../router.tsx';
+import { useSession } from '../session.tsx';
+import { Badge, ConfirmDialog, Empty, Flash, Loaded, PageHeader, Pager, Time, useLoad } from '../ui.tsx';
+import { DeviceTable } from './groups.tsx';
+
+const filterKeys = ['group', 'state', 'online', 'filter'] as const;
+
+/** The fleet, filtered by group, state, online state or a filter over inventory; the filters live in the URL. */
+export function DevicesPage() {
+  const session = useSession();
+  const location = useLocation();
+  const current = Object.fromEntries(filterKeys.map((k) => [k, location.query.get(k) ?? ''])) as Record<(typeof filterKeys)[number], string>;
+  const page = Number(location.query.get('page') ?? 1) || 1;
+  const [draft, setDraft] = useState(current);
+  const load = useLoad(() => getPage(session.client, '/api/v1/devices', device, { ...current, page, per_page: 50 }), [location.query.toString()]);
+  const [open, setOpen] = useState(false);
+  const [form, setForm] = useState({ id: '', group: '' });
+  const [secret, setSecret] = useState<string | undefined>(undefined);
+  const go = (values: Record<string, string>, toPage = 1) => {
+    const params = new URLSearchParams();
+    for (const [k, v] of Object.entries(values)) if (v.trim()) params.set(k, v.trim());
+    if (toPage > 1) params.set('page', String(toPage));
+    navigate(`/devices${params.size ? `?${params}` : ''}`);
+  };
+  const submit = (event: FormEvent) => {
+    event.preventDefault();
+    go(draft);
+  };
+  return (
+    <>
+      <PageHeader
+        title="Devices"
+        actions={
+          session.can('device:create') && (
+            <button type="button" className="button button-primary" onClick={() => setOpen(true)}>
+              Register device
+            </button>
+          )
+        }
+      />
+      {secret && (
+        <div className="notice notice-success" role="status">
+          <strong>Device registered.</strong> Its token is shown only once:
+          <div className="secret-row">
+            <label htmlFor="device-secret" className="sr-only">
+              Device token
+            </label>
+            <input id="device-secret" readOnly value={secret} className="mono" />
+            <button type="button" className="button button-ghost" onClick={() => setSecret(undefined)}>
+              Done
+            </button>
+          </div>
+        </div>
+      )}
+      <form className="filters" onSubmit={submit} aria-label="Filter devices">
+        <div className="field">
+          <label htmlFor="devices-group">Group</label>
+          <input id="devices-group" value={draft.group} onChange={(e) => setDraft({ ...draft, group: e.target.value })} placeholder="any" />
+        </div>
+        <div className="field">
+          <label htmlFor="devices-state">State</label>
+          <select id="devices-state" value={draft.state} onChange={(e) => setDraft({ ...draft, state: e.target.value })}>
+            <option value="">any</option>
+            {deviceStates.map((s) => (
+              <option key={s} value={s}>
+                {s}
+              </option>
+            ))}
+          </select>
+        </div>
+        <div className="field">
+          <label htmlFor="devices-online">Connection</label>
+          <select id="devices-online" value={draft.online} onChange={(e) => setDraft({ ...draft, online: e.target.value })}>
+            <option value="">any</option>
+            <option value="true">online</option>
+            <option value="false">offline</option>
+          </select>
+        </div>
+        <div className="field field-wide">
+          <label htmlFor="devices-filter">Inventory filter</label>
+          <input id="devices-filter" className="mono" value={draft.filter} onChange={(e) => setDraft({ ...draft, filter: e.target.value })} placeholder='model = "pos-x2"' />
+        </div>
+        <div className="field field-actions">
+          <button type="submit" className="button button-primary">
+            Filter
+          </button>
+        </div>
+      </form>
+      <Loaded load={load} what="devices">
+        {(result) =>
+          result.items.length === 0 ? (
+            <Empty title={Object.values(current).some(Boolean) ? 'No device matches these filters' : 'No devices yet'} />
+          ) : (
+            <>
+              <DeviceTable list={result.items} />
+              <p className="muted small">{result.total} devices</p>
+              <Pager page={result.page} pages={result.pages} onPage={(p) => go(current, p)} />
+            </>
+          )
+        }
+      </Loaded>
+      <ConfirmDialog
+        open={open}
+        title="Register a device"
+        confirmLabel="Register"
+        confirmDisabled={!form.id || !form.group}
+        onClose={() => setOpen(false)}
+        onConfirm={async () => {
+          const made = await call(session.client, 'POST', '/api/v1/devices', deviceRegistration, form);
+          setSecret(made!.token);
+          load.reload();
+        }}
+      >
+        <div className="field">
+          <label htmlFor="device-id">Device id</label>
+          <input id="device-id" value={form.id} onChange={(e) => setForm({ ...form, id: e.target.value })} />
+        </div>
+        <div className="field">
+          <label htmlFor="device-new-group">Group</label>
+          <input id="device-new-group" value={form.group} onChange={(e) => setForm({ ...form, group: e.target.value })} />
+        </div>
+      </ConfirmDialog>
+    </>
+  );
+}
+
+export function DevicePage({ id }: { id: string }) {
+  const session = useSession();
+  const url = `/api/v1/devices/${enc(id)}`;
+  const load = useLoad(() => getJson(session.client, url, deviceDetail), [url]);
+  const [moving, setMoving] = useState(false);
+  const [to, setTo] = useState('');
+  const [decommissioning, setDecommissioning] = useState(false);
+  const [flash, setFlash] = useState<string | undefined>(undefined);
+  return (
+    <Loaded load={load} what="the device">
+      {(d) => (
+        <>
+          <PageHeader
+            title={
+              <>
+                <span className="mono">{d.id}</span> <Badge tone={d.online ? 'success' : 'neutral'}>{d.online ? 'online' : 'offline'}</Badge>
+                {d.decommissionedAt && <Badge tone="danger">decommissioned</Badge>}
+              </>
+            }
+            crumbs={[{ to: '/devices', label: 'Devices' }]}
+            actions={
+              !d.decommissionedAt &&
+              session.can('device:write', undefined, d.group) && (
+                <>
+                  <button type="button" className="button" onClick={() => setMoving(true)}>
+                    Move…
+                  </button>
+                  <button type="button" className="button button-danger" onClick={() => setDecommissioning(true)}>
+                    Decommission…
+                  </button>
+                </>
+              )
+            }
+          />
+          <Flash message={flash} />
+          <div className="grid-2">
+            <section className="panel" aria-labelledby="device-state-heading">
+              <h2 id="device-state-heading">State</h2>
+              <dl className="facts">
+                <dt>State</dt>
+                <dd>{d.state ? <Badge tone={d.state === 'failed' ? 'danger' : d.state === 'installed' ? 'success' : 'info'}>{d.state}</Badge> : 'never reported'}</dd>
+                <dt>Runs</dt>
+                <dd>{d.installed ? `${d.installed.bundle} ${d.installed.version}` : '—'}</dd>
+                <dt>Should run</dt>
+                <dd>
+                  {d.assigned ? (
+                    <>
+                      {d.assigned.bundle} {d.assigned.version} (<Link to={`/deployments/${d.assigned.deploymentId}`}>deployment {d.assigned.deploymentId}</Link>, group {d.assigned.group})
+                    </>
+                  ) : (
+                    'nothing assigned'
+                  )}
+                </dd>
+                <dt>Groups</dt>
+                <dd>
+                  {d.groups.map((g, i) => (
+                    <span key={g}>
+                      {i > 0 && ', '}
+                      <Link to={`/groups/${enc(g)}`}>{g}</Link>
+                    </span>
+                  ))}
+                </dd>
+                <dt>Last seen</dt>
+                <dd>
+                  <Time at={d.lastSeenAt} />
+                </dd>
+              </dl>
+              {d.error && (
+                <div className="notice notice-error">
+                  <strong>{d.error.code}</strong>: {d.error.message}
+                </div>
+              )}
+            </section>
+            <section className="panel" aria-labelledby="inventory-heading">
+              <h2 id="inventory-heading">Inventory</h2>
+              {Object.keys(d.inventory).length === 0 ? (
+                <p className="muted">The device has not reported its inventory yet.</p>
+              ) : (
+                <dl className="facts">
+                  {Object.entries(d.inventory)
+                    .sort(([a], [b]) => a.localeCompare(b))
+                    .map(([k, v]) => (
+                      <div key={k} className="facts-row">
+                        <dt className="mono">{k}</dt>
+                        <dd>{String(v)}</dd>
+                      </div>
+                    ))}
+                </dl>
+              )}
+            </section>
+          </div>
+          <section className="section" aria-labelledby="history-heading">
+            <h2 id="history-heading">History</h2>
+            {d.history.length === 0 ? (
+              <Empty title="No state changes recorded yet" />
+            ) : (
+              <table className="table">
+                <caption className="sr-only">State changes, newest first</caption>
+                <thead>
+                  <tr>
+                    <th scope="col">When</th>
+                    <th scope="col">State</th>
+                    <th scope="col">Deployment</th>
+                    <th scope="col">Detail</th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {[...d.history].reverse().map((h, i) => (
+                    <tr key={i}>
+                      <td>
+                        <Time at={h.at} />
+                      </td>
+                      <td>
+                        <Badge tone={h.state === 'failed' ? 'danger' : h.state === 'installed' ? 'success' : 'neutral'}>{h.state}</Badge>
+                      </td>
+                      <td>{h.deploymentId ? <Link to={`/deployments/${h.deploymentId}`}>{h.deploymentId}</Link> : '—'}</td>
+                      <td className="small">{h.detail ?? ''}</td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            )}
+          </section>
+          <ConfirmDialog
+            open={moving}
+            title={`Move ${d.id}`}
+            confirmLabel="Move device"
+            confirmDisabled={!to.trim()}
+            onClose={() => setMoving(false)}
+            onConfirm={async () => {
+              await call(session.client, 'POST', `${url}/move`, device, { group: to.trim() });
+              setFlash(`${d.id} moved to ${to.trim()}.`);
+              load.reload();
+            }}
+          >
+            <p>
+              From the static group <strong>{d.group}</strong> to:
+            </p>
+            <div className="field">
+              <label htmlFor="move-to">Static group</label>
+              <input id="move-to" value={to} onChange={(e) => setTo(e.target.value)} />
+            </div>
+          </ConfirmDialog>
+          <ConfirmDialog
+            open={decommissioning}
+            title={`Decommission ${d.id}?`}
+            confirmLabel="Decommission"
+            tone="danger"
+            onClose={() => setDecommissioning(false)}
+            onConfirm={async () => {
+              await call(session.client, 'DELETE', url, device);
+              setFlash(`${d.id} is decommissioned: its token no longer works.`);
+              load.reload();
+            }}
+          >
+            <p>Its token stops working at once, over HTTP and MQTT. The record stays for history.</p>
+          </ConfirmDialog>
+        </>
+      )}
+    </Loaded>
+  );
+}

@@ -1,0 +1,93 @@
+import { useState } from 'react';
+import { z } from 'zod';
+import { user } from '../../../protocol/access.ts';
+import { call, getJson } from '../api.ts';
+import { enc, Link } from '../router.tsx';
+import { useSession } from '../session.tsx';
+import { Badge, ConfirmDialog, Empty, Flash, Loaded, PageHeader, Time, useLoad } from '../ui.tsx';
+
+export function UsersPage() {
+  const session = useSession();
+  const load = useLoad(() => getJson(session.client, '/api/v1/users', z.array(user)), []);
+  const [open, setOpen] = useState(false);
+  const [name, setName] = useState('');
+  const [admin, setAdmin] = useState(false);
+  const [flash, setFlash] = useState<string | undefined>(undefined);
+  return (
+    <>
+      <PageHeader
+        title="Users"
+        actions={
+          session.can('user:write') && (
+            <button type="button" className="button button-primary" onClick={() => setOpen(true)}>
+              New user
+            </button>
+          )
+        }
+      >
+        <p className="lede">People who may sign in. Their roles are given per bundle, on each bundle’s page.</p>
+      </PageHeader>
+      <Flash message={flash} />
+      <Loaded load={load} what="users">
+        {(list) =>
+          list.length === 0 ? (
+            <Empty title="No users" />
+          ) : (
+            <table className="table">
+              <caption className="sr-only">Users</caption>
+              <thead>
+                <tr>
+                  <th scope="col">Name</th>
+                  <th scope="col">Kind</th>
+                  <th scope="col">Created</th>
+                  <th scope="col">
+                    <span className="sr-only">Links</span>
+                  </th>
+                </tr>
+              </thead>
+              <tbody>
+                {list.map((u) => (
+                  <tr key={u.name}>
+                    <td>{u.name}</td>
+                    <td>{u.admin ? <Badge>admin</Badge> : <Badge tone="neutral">user</Badge>}</td>
+                    <td>
+                      <Time at={u.createdAt} />
+                    </td>
+                    <td className="row-actions">
+                      {session.can('user:write') && <Link to={`/tokens?user=${enc(u.name)}`}>Tokens</Link>}
+                    </td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          )
+        }
+      </Loaded>
+      <ConfirmDialog
+        open={open}
+        title="New user"
+        confirmLabel="Create user"
+        confirmDisabled={!name.trim()}
+        onClose={() => setOpen(false)}
+        onConfirm={async () => {
+          await call(session.client, 'POST', '/api/v1/users', user, { name: name.trim(), admin });
+          setFlash(`${name.trim()} was created. Create an access token for them on the tokens screen.`);
+          setName('');
+          load.reload();
+        }}
+      >
+        <div className="field">
+          <label htmlFor="user-name">User name</label>
+          <input id="user-name" value={name} onChange={(e) => setName(e.target.value)} aria-describedby="user-name-hint" />
+          <p className="hint" id="user-name-hint">
+            Lowercase letters, digits, “.”, “_” and “-”.
+          </p>
+        </div>
+        <div className="field field-check">
+          <input id="user-admin" type="checkbox" checked={admin} onChange={(e) => setAdmin(e.target.checked)} />
+          <label htmlFor="user-admin">Instance administrator</label>
+        </div>
+      </ConfirmDialog>
+    </>
+  );
+}
