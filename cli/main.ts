@@ -27,6 +27,8 @@ const nouns: Record<string, () => Promise<Module>> = {
   edge: () => import('./commands/edge.ts'),
   registry: () => import('./commands/registry.ts'),
   replication: () => import('./commands/replication.ts'),
+  ca: () => import('./commands/ca.ts'),
+  broker: () => import('./commands/broker.ts'),
 };
 
 const environment = 'environment: CONVOY_URL (default http://127.0.0.1:8080), CONVOY_TOKEN (an access token), CONVOY_RELEASE_VERSION (the version when a command is given NAME alone)';

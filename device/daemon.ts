@@ -17,6 +17,16 @@ import { createNotifier, type Notifier } from './systemd.ts';
 import { openTrustClient } from '../tuf/client.ts';
 import { createUpdater, sleep, type Offer, type StepInfo } from './updater.ts';
 
+/** The enrolled device's certificate, key and fleet root, when device.json names them. */
+async function readIdentity(config: DeviceConfig, configDir: string): Promise<{ cert: string; key: string; ca: string } | undefined> {
+  if (!config.certFile || !config.keyFile || !config.caFile) return undefined;
+  const read = (file: string) => fs.readFile(path.resolve(configDir, file), 'utf8');
+  return { cert: await read(config.certFile), key: await read(config.keyFile), ca: await read(config.caFile) };
+}
+
+/** How often an enrolled device checks whether its certificate is due for renewal. */
+const renewalCheckMs = 60 * 60 * 1000;
+
 export interface DaemonOptions {
   config: DeviceConfig;
   /** Directory of device.json: relative paths in the config are resolved against it. */
@@ -215,6 +225,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     connect: (url, mqttOptions) => mqtt.connect(url, mqttOptions),
     config,
     token,
+    tls: await readIdentity(config, options.configDir),
     log,
     random,
     pollRelease: options.pollRelease,
@@ -239,8 +250,27 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     },
   });
 
+  // An enrolled device renews its certificate by itself (two thirds into its life), checked at
+  // start and every hour; a failure is retried at the next check (a third of the life remains).
+  const renewCheck = config.certFile ? startRenewal() : undefined;
+  function startRenewal(): NodeJS.Timeout {
+    const check = () =>
+      import('./enroll.ts')
+        .then(({ renewIfDue }) => renewIfDue({ config, configDir: options.configDir, now: now(), timeoutMs: config.timeoutSeconds * 1000, log: log.child('identity') }))
+        .then(async (renewed) => {
+          const identity = renewed ? await readIdentity(config, options.configDir) : undefined;
+          if (identity) offers?.updateTls(identity);
+        })
+        .catch((error: unknown) => log.warn('certificate renewal failed; retrying at the next check', { error }));
+    void check();
+    const timer = setInterval(() => void check(), renewalCheckMs);
+    timer.unref();
+    return timer;
+  }
+
   return {
     async stop() {
+      if (renewCheck) clearInterval(renewCheck);
       watch.stop();
       notifier.stopping();
       stopController.abort();

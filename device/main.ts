@@ -5,10 +5,15 @@ import { deviceConfig } from '../protocol/device-config.ts';
 import { createLogger, parseLogLevel } from '../protocol/log.ts';
 import { parseJson, parseWith } from '../protocol/parse.ts';
 
-const usage = 'usage: convoyd --config <dir>/device.json';
+const usage = 'usage: convoyd --config <dir>/device.json\n       convoyd enroll --server URL --token TOKEN --dir DIR [--id ID] [--mqtt-url mqtt://HOST:PORT]\n       convoyd renew --config <dir>/device.json [--force]';
 
-/** `convoyd --config <dir>/device.json`: the device daemon. */
+/** `convoyd --config <dir>/device.json`: the device daemon (and `enroll`, `renew`). */
 export async function main(argv: string[]): Promise<void> {
+  if (argv[0] === 'enroll' || argv[0] === 'renew') {
+    // Loaded only for these: the daemon never pays for node-forge.
+    const { runIdentityCommand } = await import('./identity-command.ts');
+    process.exit(await runIdentityCommand(argv[0], argv.slice(1), usage));
+  }
   let configPath: string;
   try {
     const { values } = parseArgs({ args: argv, options: { config: { type: 'string' }, help: { type: 'boolean' } }, strict: true });

@@ -17,6 +17,8 @@ import { backoffDelay } from './state.ts';
 export interface OfferOptions {
   config: DeviceConfig;
   token: string;
+  /** The device's certificate (with chain), key and the fleet root, for mqtts:// (device.json certFile, keyFile, caFile). */
+  tls?: { cert: string; key: string; ca: string } | undefined;
   log: Logger;
   random: () => number;
   /** Asks the server which release this device should run (default: GET /api/v1/devices/:id/release). */
@@ -38,6 +40,8 @@ export interface Offers {
   connected(): boolean;
   /** Stops polling (first, so no offer arrives while the worker winds down). */
   stopPolling(): void;
+  /** A renewed certificate: used from the next (re)connection on. */
+  updateTls(tls: { cert: string; key: string; ca: string }): void;
   /** Closes the MQTT connection. */
   close(): Promise<void>;
 }
@@ -53,7 +57,8 @@ export function startOffers(options: OfferOptions): Offers {
   const client: MqttClient = options.connect(config.mqttUrl, {
     clientId: `convoyd-${config.id}`,
     username: config.id,
-    password: token,
+    // Over mutual TLS the certificate is the credential: no token goes on the wire.
+    ...(options.tls && config.mqttUrl.startsWith('mqtts:') ? { ...options.tls, rejectUnauthorized: true } : { password: token }),
     clean: true,
     reconnectPeriod: Math.min(policy.retryBaseMs, 2_000),
     connectTimeout: 10_000,
@@ -111,6 +116,9 @@ export function startOffers(options: OfferOptions): Offers {
   schedulePoll();
 
   return {
+    updateTls(tls) {
+      if (options.tls && config.mqttUrl.startsWith('mqtts:')) Object.assign(client.options, tls);
+    },
     publishStatus(status) {
       if (!client.connected) return;
       client.publish(deviceStatusTopic(config.id), JSON.stringify(status), { qos: 1 }, (error) => {

@@ -72,6 +72,14 @@ export const deviceConfig = z.strictObject({
   /** Paths are relative to the config file's directory. */
   tokenFile: z.string().min(1).default('device.token'),
   rootFile: z.string().min(1).default('root.json'),
+  /**
+   * The device's identity from `convoyd enroll` (docs/device-install.md): its certificate (with
+   * the CA chain after it), its private key (0600, made on the device) and the fleet's root
+   * certificate. Absent for devices registered with `convoy device add`.
+   */
+  certFile: z.string().min(1).optional(),
+  keyFile: z.string().min(1).optional(),
+  caFile: z.string().min(1).optional(),
   dataDir: z.string().min(1).default('.'),
   /** Abort a metadata request after this long, and a blob transfer when no byte arrives for this long, in seconds. */
   timeoutSeconds: z.number().positive().max(3600).default(30),

@@ -1,4 +1,7 @@
 import fs from 'node:fs/promises';
+import https from 'node:https';
+import tls from 'node:tls';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import Koa from 'koa';
 import * as z from 'zod';
@@ -30,6 +33,13 @@ import { deviceRoutes } from './devices/routes.ts';
 import { createDeviceService, type DeviceService } from './devices/service.ts';
 import { createDeviceStore } from './devices/store.ts';
 import { createReleaseNotices, type ReleaseNotices } from './releases/service.ts';
+import { openFleetPki, readMqttClientIdentity } from './enrollment/pki.ts';
+import { connectExternalBroker } from './broker/external.ts';
+import { deviceIdFromStatusTopic } from '../protocol/messages.ts';
+import { enrollmentRoutes } from './enrollment/routes.ts';
+import { createEnrollmentService, type EnrollmentService } from './enrollment/service.ts';
+import { createEnrollmentStore } from './enrollment/store.ts';
+import { generateToken, hashToken } from './auth/tokens.ts';
 import { createDeploymentStore } from './deployments/store.ts';
 import { groupRoutes } from './groups/routes.ts';
 import { createGroupService, type GroupService } from './groups/service.ts';
@@ -57,6 +67,9 @@ export interface RunningServer {
   url: string;
   httpPort: number;
   mqttPort: number;
+  /** The devices' mutual-TLS listeners (CONVOY_MQTTS_PORT, CONVOY_HTTPS_PORT), when configured. */
+  mqttsPort?: number | undefined;
+  httpsPort?: number | undefined;
   /** The admin token generated at first start, if one was (shown once, never stored). */
   generatedAdminToken: string | undefined;
   /** Every route declaration served (the OpenAPI document, the permission matrix and generated docs come from them). */
@@ -212,7 +225,44 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       now,
       log: log.child('groups'),
     });
-    broker = await startBroker({
+    // Device identity (issue 11). The fleet CA is opened before the broker: its TLS listener needs
+    // the server's certificate. Enrollment is made after the broker (it reports the MQTT port).
+    const pki = await openFleetPki({ pkiDir: config.pkiDir, dataDir: config.dataDir, now, log: log.child('pki') });
+    let enrollment: EnrollmentService | undefined;
+    const certificatePrincipal = async (peer: { commonName: string; serial: string }) => enrollment?.principalOfCertificate(peer);
+    const mtls = async () => {
+      const material = await pki.tls();
+      // requestCert + rejectUnauthorized: only clients with a certificate chaining to the fleet root get through.
+      return { cert: material.certPem, key: material.keyPem, ca: material.ca, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.2' as const };
+    };
+    const listenOn = (server: tls.Server, port: number) =>
+      new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, config.host, () => resolve());
+      });
+    let mqttsServer: tls.Server | undefined;
+    if (config.mqttsPort !== undefined) {
+      mqttsServer = tls.createServer(await mtls());
+      await listenOn(mqttsServer, config.mqttsPort);
+    }
+    if (config.mqttUrl) {
+      // An external broker serves the devices: the port bound for the embedded one is let go.
+      await new Promise<void>((resolve) => ports.mqtt.close(() => resolve()));
+      broker = await connectExternalBroker({
+        url: config.mqttUrl,
+        tls: config.mqttUrl.startsWith('mqtts:') && config.pkiDir ? await readMqttClientIdentity(config.pkiDir) : undefined,
+        clientId: 'convoy-server',
+        // The broker's ACL lets only <id> write devices/<id>/status: the topic names the sender.
+        onMessage: (topic, payload) => {
+          const id = deviceIdFromStatusTopic(topic);
+          if (!id) return;
+          // A decommissioned device is refused here as on the embedded broker.
+          void devices.findActive(id).then((found) => found && devices.receiveStatus(topic, payload, { type: 'device', deviceId: found.id, group: found.group }));
+        },
+        log: log.child('mqtt'),
+      });
+    } else broker = await startBroker({
+      ...(mqttsServer ? { tls: { server: mqttsServer, authenticate: certificatePrincipal } } : {}),
       host: config.host,
       port: config.mqttPort,
       authenticate: (token) => auth.authenticate(token),
@@ -224,6 +274,37 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     });
     const startedBroker = broker;
     cleanups.push(() => startedBroker.close());
+    // Device identity (issue 11): enrollment adds devices (devices capability) and mints their
+    // tokens (auth capability) in one transaction, through the functions passed here.
+    const deviceStore = createDeviceStore(db);
+    enrollment = createEnrollmentService({
+      store: createEnrollmentStore(db),
+      pki,
+      // `convoy device revoke` decommissions the device (the devices capability's one path: marked
+      // decommissioned, MQTT sessions closed, out of its deployments) once its certificates are
+      // revoked; its live tokens are counted here first, for the answer.
+      async onRevoked(id, at) {
+        const tokens = await authStore.revokeDeviceTokens(id, at);
+        await devices.decommission(id, 'convoy device revoke');
+        return { tokens };
+      },
+      devices: {
+        // Certificates of a decommissioned device are refused: only active devices are found.
+        find: (id) => devices.findActive(id),
+        ensureGroup: (group) => groups!.ensureStatic(group, undefined, 'enrollment'),
+        add: (id, group, at, trx) => deviceStore.insert(id, group, at, trx),
+        added: () => void deployments?.syncMembers(),
+      },
+      async mintDeviceToken(id, at, trx) {
+        const token = generateToken();
+        await authStore.insertDeviceToken(id, hashToken(token), at, trx);
+        return token;
+      },
+      rootMetadata: () => trust.currentRoot(),
+      mqttPort: () => startedBroker.port,
+      now,
+      log: log.child('enrollment'),
+    });
     const startedGroups = groups;
     deployments = createDeploymentService({
       store: createDeploymentStore(db),
@@ -318,6 +399,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
           blobs, resolveTarget: (p) => resolveTargetUrl(bundleStore, p), anonymous: config.anonymousTufRead, readers }),
         ...accessRoutes(auth, { requireBundle: (name) => bundles.getBundle(name) }),
         ...auditRoutes(audit),
+        ...enrollmentRoutes(enrollment),
         ...replicationRoutes(replication),
     ];
     routes.push(
@@ -329,7 +411,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
         },
       }),
     );
-    const router = buildRouter(routes, { auth, maxJsonBytes: config.maxJsonBytes, audit, ...(deps.onResponse ? { onResponse: deps.onResponse } : {}) });
+    const router = buildRouter(routes, { auth, maxJsonBytes: config.maxJsonBytes, audit, certificatePrincipal, ...(deps.onResponse ? { onResponse: deps.onResponse } : {}) });
     app.use(router.routes());
     app.use(router.allowedMethods());
     // The web UI: after the API so it never shadows a route; it answers only what none did.
@@ -350,12 +432,29 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
         }),
     );
     const httpPort = ports.httpPort;
+    // HTTPS for devices (API calls and downloads), authenticated by their certificates.
+    let httpsPort: number | undefined;
+    if (config.httpsPort !== undefined) {
+      const httpsServer = https.createServer(await mtls(), app.callback());
+      httpsServer.headersTimeout = 30_000;
+      await listenOn(httpsServer, config.httpsPort);
+      httpsPort = (httpsServer.address() as AddressInfo).port;
+      cleanups.push(
+        () =>
+          new Promise<void>((resolve) => {
+            httpsServer.close(() => resolve());
+            httpsServer.closeAllConnections();
+          }),
+      );
+    }
     const shownHost = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
     log.info('serving', { http: httpPort, mqtt: broker.port, dataDir: config.dataDir, database: config.databaseUrl ? 'postgresql' : 'sqlite' });
     return {
       url: `http://${shownHost}:${httpPort}`,
       httpPort,
       mqttPort: broker.port,
+      mqttsPort: broker.mqttsPort,
+      httpsPort,
       generatedAdminToken,
       routes,
       registryRoutes: registryRouteTable(oci, blobs),

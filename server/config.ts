@@ -36,6 +36,13 @@ export interface ServerConfig {
   tufExpiry?: { root: number; targets: number; snapshot: number; timestamp: number };
   /** How often the server checks whether metadata needs re-signing, in milliseconds (unset: 10 minutes). */
   tufResignCheckMs?: number;
+  /** The `server/` folder of `convoy ca init` (CONVOY_PKI_DIR); unset: a fleet CA made in dataDir/pki at first enrollment. */
+  pkiDir?: string;
+  /** Mutual-TLS listeners for devices (certificates of the fleet CA); unset: not served. 0 picks a free port (tests). */
+  mqttsPort?: number;
+  httpsPort?: number;
+  /** CONVOY_MQTT_URL: an external broker the server is a client of, instead of the embedded one (mqtts:// uses CONVOY_PKI_DIR's mqtt-client.pem). */
+  mqttUrl?: string;
   /**
    * CONVOY_SECRET_KEY: 32 bytes (64 hex digits or base64) that encrypt registry endpoint
    * credentials at rest (AES-256-GCM). Unset: credentials are refused, never stored in clear.
@@ -102,6 +109,20 @@ function tufExpiry(env: NodeJS.ProcessEnv): ServerConfig['tufExpiry'] {
   return expiry;
 }
 
+function externalBrokerUrl(env: NodeJS.ProcessEnv): string {
+  const raw = env.CONVOY_MQTT_URL!;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError(`CONVOY_MQTT_URL must be an mqtt:// or mqtts:// URL, got "${raw}"`);
+  }
+  if (url.protocol !== 'mqtt:' && url.protocol !== 'mqtts:') throw new ConfigError(`CONVOY_MQTT_URL must be an mqtt:// or mqtts:// URL, got "${raw}"`);
+  if (url.protocol === 'mqtts:' && !env.CONVOY_PKI_DIR) throw new ConfigError('CONVOY_MQTT_URL=mqtts://… needs CONVOY_PKI_DIR (the server signs in with its mqtt-client.pem)');
+  if (url.protocol === 'mqtt:' && env.CONVOY_MQTTS_PORT) throw new ConfigError('CONVOY_MQTTS_PORT is for the embedded broker; with CONVOY_MQTT_URL the external broker serves devices');
+  return raw;
+}
+
 export function loadServerConfig(env: NodeJS.ProcessEnv, cwd = process.cwd()): ServerConfig {
   const databaseUrl = env.CONVOY_DATABASE_URL || undefined;
   if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
@@ -135,6 +156,10 @@ export function loadServerConfig(env: NodeJS.ProcessEnv, cwd = process.cwd()): S
     anonymousTufRead: bool(env, 'CONVOY_ANONYMOUS_TUF_READ', defaultServerConfig.anonymousTufRead),
     logLevel,
     ...(tufExpiry(env) ? { tufExpiry: tufExpiry(env)! } : {}),
+    ...(env.CONVOY_PKI_DIR ? { pkiDir: path.resolve(cwd, env.CONVOY_PKI_DIR) } : {}),
+    ...(env.CONVOY_MQTTS_PORT ? { mqttsPort: port(env, 'CONVOY_MQTTS_PORT', 8883) } : {}),
+    ...(env.CONVOY_HTTPS_PORT ? { httpsPort: port(env, 'CONVOY_HTTPS_PORT', 8443) } : {}),
+    ...(env.CONVOY_MQTT_URL ? { mqttUrl: externalBrokerUrl(env) } : {}),
     ...(secretKey(env) ? { secretKey: secretKey(env)! } : {}),
   };
 }

@@ -1,9 +1,11 @@
 import net from 'node:net';
+import type tls from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import { Aedes, type AuthenticateError, type Client } from 'aedes';
+import { decideDeviceTopic, type MqttAction } from '../../protocol/acl.ts';
 import { clientIdAllowed } from '../../protocol/client-ids.ts';
 import type { Logger } from '../../protocol/log.ts';
-import { bundleFromReleasesTopic, bundleReleasesTopic, deviceReleaseTopic, deviceStatusTopic, groupReleaseTopic, maxMessageBytes } from '../../protocol/messages.ts';
+import { bundleFromReleasesTopic, bundleReleasesTopic, maxMessageBytes } from '../../protocol/messages.ts';
 import { actsAsAdmin, isAllowed, type Principal } from '../auth/policy.ts';
 import { createConnectionGuard, defaultMqttLimits, type MqttLimits } from './limits.ts';
 import { createStatusRate } from './status-rate.ts';
@@ -22,8 +24,10 @@ export interface Broker {
   publish(topic: string, payload: string, retain: boolean): Promise<void>;
   /** Drops every connection signed in with this token (after it is revoked). */
   disconnectToken(tokenId: number): void;
-  /** Drops every connection of this device (decommissioned, or moved to another group). */
+  /** Drops every connection of this device, however it signed in (decommissioned, revoked, or moved to another group). */
   disconnectDevice(deviceId: string): void;
+  /** The mutual-TLS listener's port, when there is one. */
+  readonly mqttsPort: number | undefined;
   close(): Promise<void>;
 }
 
@@ -38,6 +42,12 @@ export interface BrokerDeps {
   log: Logger;
   /** A listener bound already (server/listeners.ts: ports are bound before any state is made); without one the broker binds `port` itself. */
   listener?: { server: net.Server; serve(handler: (socket: net.Socket) => void): void };
+  /**
+   * A bound TLS listener that requires a client certificate of the fleet CA (MQTT over TLS,
+   * port 8883 by convention): a client signs in with its certificate, the user name if given
+   * must be its CN, the password is ignored. `authenticate` says whom the certificate stands for.
+   */
+  tls?: { server: tls.Server; authenticate: (peer: { commonName: string; serial: string }) => Promise<Principal | undefined> };
   /** Packet, pre-auth and pending-connection bounds (server/broker/limits.ts); defaults when unset. */
   limits?: MqttLimits;
 }
@@ -53,10 +63,22 @@ function userMaySubscribe(principal: Extract<Principal, { type: 'user' }>, topic
   return bundle !== undefined && isAllowed(principal, 'bundle:read', { bundle });
 }
 
+/** A device's publish or subscribe, decided by the one ACL (protocol/acl.ts); refusals are logged. */
+function deviceMay(principal: Extract<Principal, { type: 'device' }>, action: MqttAction, topic: string, log: Logger): boolean {
+  const decision = decideDeviceTopic({ deviceId: principal.deviceId, groups: [principal.group] }, action, topic);
+  if (!decision.allow) log.warn('MQTT refused', { device: principal.deviceId, action, topic, reason: decision.reason });
+  return decision.allow;
+}
+
 export async function startBroker(deps: BrokerDeps): Promise<Broker> {
   const principals = new WeakMap<Client, Principal>();
   const clients = new Set<Client>();
   const expiryTimers = new Map<Client, NodeJS.Timeout>();
+  /**
+   * The verified client certificate of each connection from the TLS listener, by the stream aedes
+   * reads: the guard's wrapper (`guard.admit`), not the TLS socket itself.
+   */
+  const peers = new WeakMap<object, { commonName: string; serial: string }>();
   const limits = deps.limits ?? defaultMqttLimits;
   const statusRate = createStatusRate({ perSecond: limits.statusPerSecond, burst: limits.statusBurst, log: deps.log });
   const guard = createConnectionGuard(limits, (reason, remote) => deps.log.debug('MQTT connection closed by the guard', { reason, remote }));
@@ -79,6 +101,32 @@ export async function startBroker(deps: BrokerDeps): Promise<Broker> {
         error.returnCode = returnCode;
         done(error, false);
       };
+      const peer = peers.get(client.conn);
+      if (peer && deps.tls) {
+        deps.tls.authenticate(peer).then(
+          (principal) => {
+            if (!principal || (username && username !== peer.commonName)) {
+              deps.log.info('MQTT certificate refused', { client: client.id, device: peer.commonName });
+              return refuse();
+            }
+            // The same client-id binding as a token sign-in (protocol/client-ids.ts).
+            const owner = principal.type === 'device' ? { type: 'device' as const, deviceId: principal.deviceId } : { type: 'user' as const, name: principal.name };
+            if (!clientIdAllowed(owner, client.id)) {
+              deps.log.info('MQTT client id refused', { client: client.id, device: peer.commonName });
+              return refuse(2);
+            }
+            principals.set(client, principal);
+            clients.add(client);
+            guard.authenticated(client.conn);
+            done(null, true);
+          },
+          (error: unknown) => {
+            deps.log.error('MQTT authentication failed', { error });
+            refuse();
+          },
+        );
+        return;
+      }
       if (!username || !password) return refuse();
       deps.authenticate(password.toString('utf8')).then(
         (principal) => {
@@ -104,14 +152,14 @@ export async function startBroker(deps: BrokerDeps): Promise<Broker> {
     },
     authorizePublish(client, packet, callback) {
       const principal = client ? principals.get(client) : undefined;
-      const allowed =
-        principal?.type === 'device' && packet.topic === deviceStatusTopic(principal.deviceId) && packet.payload.length <= maxMessageBytes;
+      const allowed = principal?.type === 'device' && packet.payload.length <= maxMessageBytes && deviceMay(principal, 'publish', packet.topic, deps.log);
+      if (principal?.type === 'user') deps.log.warn('MQTT refused', { user: principal.name, action: 'publish', topic: packet.topic, reason: 'users do not publish' });
       callback(allowed ? null : new Error('not authorised to publish here'));
     },
     authorizeSubscribe(client, subscription, callback) {
       const principal = principals.get(client);
       const allowed =
-        (principal?.type === 'device' && (subscription.topic === groupReleaseTopic(principal.group) || subscription.topic === deviceReleaseTopic(principal.deviceId))) ||
+        (principal?.type === 'device' && deviceMay(principal, 'subscribe', subscription.topic, deps.log)) ||
         (principal?.type === 'user' && userMaySubscribe(principal, subscription.topic));
       // A null subscription answers SUBACK 0x80 (failure) without dropping the connection.
       callback(null, allowed ? subscription : null);
@@ -164,6 +212,19 @@ export async function startBroker(deps: BrokerDeps): Promise<Broker> {
     });
   }
   const port = (server.address() as AddressInfo).port;
+  if (deps.tls) {
+    // rejectUnauthorized on the server: a connection arrives here only with a verified chain.
+    deps.tls.server.on('secureConnection', (socket: tls.TLSSocket) => {
+      const cert = socket.getPeerCertificate();
+      // Through the guard like every connection; aedes sees (and the lookup keys on) its wrapper.
+      const connection = guard.admit(socket);
+      if (!connection) return;
+      peers.set(connection, { commonName: String(cert.subject?.CN ?? ''), serial: cert.serialNumber ?? '' });
+      aedes.handle(connection);
+    });
+    deps.tls.server.on('tlsClientError', (error) => deps.log.debug('MQTT TLS handshake refused', { error }));
+  }
+  const tlsServer = deps.tls?.server;
 
   return {
     port,
@@ -171,6 +232,7 @@ export async function startBroker(deps: BrokerDeps): Promise<Broker> {
       new Promise((resolve, reject) =>
         aedes.publish({ cmd: 'publish', topic, payload: Buffer.from(payload), qos: 1, retain, dup: false }, (error) => (error ? reject(error) : resolve())),
       ),
+    mqttsPort: tlsServer ? (tlsServer.address() as AddressInfo).port : undefined,
     disconnectToken(tokenId) {
       for (const client of clients) {
         const principal = principals.get(client);
@@ -189,6 +251,7 @@ export async function startBroker(deps: BrokerDeps): Promise<Broker> {
       statusRate.close();
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
       await new Promise<void>((resolve) => server.close(() => resolve()));
+      if (tlsServer) await new Promise<void>((resolve) => tlsServer.close(() => resolve()));
     },
   };
 }

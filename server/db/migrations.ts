@@ -546,7 +546,40 @@ const replication: Migration = {
   },
 };
 
-export const migrations: readonly Migration[] = [initial, access, trust, oci, bundles, auditReleases, oneApprovalsTable, rollouts, replication];
+/**
+ * Device identity (issue 11): enrollment tokens (only their SHA-256 stored; a token lets `uses`
+ * devices join a group, or one device enroll again) and the certificates issued to devices,
+ * by serial, so a renewal can be checked against what was issued and a device revoked.
+ */
+const enrollment: Migration = {
+  name: '0010_enrollment',
+  async up(db) {
+    await db.schema.createTable('enrollment_tokens', (t) => {
+      t.increments('id').primary();
+      t.string('hash', 64).notNullable().unique();
+      t.string('group_name', 64);
+      t.string('device_id', 64);
+      t.integer('uses').notNullable();
+      t.integer('uses_left').notNullable();
+      t.string('expires_at', 32).notNullable();
+      t.string('created_by', 64).notNullable();
+      t.string('created_at', 32).notNullable();
+    });
+    await db.schema.createTable('device_certificates', (t) => {
+      t.string('serial', 64).primary();
+      t.string('device_id', 64).notNullable().references('devices.id').onDelete('CASCADE').index();
+      t.string('not_after', 32).notNullable();
+      t.string('issued_at', 32).notNullable();
+      t.string('revoked_at', 32);
+    });
+  },
+  async down(db) {
+    await db.schema.dropTable('device_certificates');
+    await db.schema.dropTable('enrollment_tokens');
+  },
+};
+
+export const migrations: readonly Migration[] = [initial, access, trust, oci, bundles, auditReleases, oneApprovalsTable, rollouts, replication, enrollment];
 
 export const migrationSource: Knex.MigrationSource<Migration> = {
   getMigrations: async () => [...migrations],

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { rolloutDetail, type RolloutDetail } from '../../protocol/rollout.ts';
 import { streamSnapshots } from '../http/events.ts';
 import { route, type Route } from '../http/routes.ts';

@@ -1,5 +1,6 @@
 import Router from '@koa/router';
 import type Koa from 'koa';
+import type { TLSSocket } from 'node:tls';
 import { randomUUID } from 'node:crypto';
 import type { z } from 'zod';
 import { requestIdPattern } from '../../protocol/access.ts';
@@ -93,7 +94,11 @@ export interface RouterDeps {
   audit?: AuditLog;
   /** Called after each handler with what it answered (tests use it to check response shapes). */
   onResponse?: (spec: Route, ctx: Koa.Context) => void;
+  /** Who a verified TLS client certificate stands for (the devices' mTLS listener); undefined: refused. */
+  certificatePrincipal?: CertificatePrincipal;
 }
+
+export type CertificatePrincipal = (peer: { commonName: string; serial: string }) => Promise<Principal | undefined>;
 
 /** A path parameter `:name` as the bundle acted on; most bundle routes declare this. */
 export const bundleInPath = ({ params }: { params: Record<string, string> }): Resource | undefined =>
@@ -114,7 +119,7 @@ export function buildRouter(routes: readonly Route[], deps: RouterDeps): Router 
       let failure: unknown;
       let audited: { version?: string; group?: string } = {};
       try {
-        principal = await authenticate(ctx, deps.auth);
+        principal = await authenticate(ctx, deps.auth, deps.certificatePrincipal);
         if (!principal && !spec.anonymous) throw new ApiError('unauthenticated', 'a valid access token is required (Authorization: Bearer <token>)');
         // Instance-level actions are decided before the body is read; bundle-level ones may
         // name their bundle in the body, so those are decided right after it is validated.
@@ -216,9 +221,18 @@ function outcomeOf(ctx: Koa.Context, failure: unknown): { status: number; error:
   return { status: typeof status === 'number' ? status : 500, error: 'internal' };
 }
 
-async function authenticate(ctx: Koa.Context, auth: AuthService): Promise<Principal | undefined> {
+async function authenticate(ctx: Koa.Context, auth: AuthService, byCertificate?: CertificatePrincipal): Promise<Principal | undefined> {
   const header = ctx.get('authorization');
-  if (!header) return undefined;
+  if (!header) {
+    // The devices' mTLS listener: the TLS layer verified the chain; the certificate must also be
+    // one the server issued and has not revoked (checked per request, so a revocation is at once).
+    const socket = ctx.req.socket as Partial<TLSSocket>;
+    if (!byCertificate || !socket.authorized || !socket.getPeerCertificate) return undefined;
+    const cert = socket.getPeerCertificate();
+    const principal = await byCertificate({ commonName: String(cert.subject?.CN ?? ''), serial: cert.serialNumber ?? '' });
+    if (!principal) throw new ApiError('unauthenticated', 'this device certificate is revoked or unknown to the server');
+    return principal;
+  }
   const match = /^Bearer ([^\s]+)$/i.exec(header);
   const principal = match ? await auth.authenticate(match[1]!) : undefined;
   // A token that is present but wrong is an error even on anonymous routes: the caller meant to

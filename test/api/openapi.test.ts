@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import test from 'ava';
+import { createDeviceCsr, generateKeyPem } from '../../certs/pki.ts';
 import * as z from 'zod';
 import { artifact } from '../../protocol/api.ts';
 import { checkResponse, isDocumented, openApiPath } from '../../server/http/openapi.ts';
@@ -129,6 +130,11 @@ test('every route answers with the shape it declares (a walk through the whole A
     await ok('GET', '/api/v1/tokens');
     await ok('DELETE', `/api/v1/tokens/${created.body.info.id}`);
     await ok('GET', '/api/v1/audit');
+    const enrollmentToken = await ok('POST', '/api/v1/enrollment-tokens', { json: { group: 'shop', ttlSeconds: 600 } });
+    const csr = createDeviceCsr({ deviceId: 'till-2', keyPem: generateKeyPem() });
+    const enrolled = await ok('POST', '/api/v1/enroll', { token: null, json: { token: enrollmentToken.body.token, csr } });
+    await ok('POST', '/api/v1/enroll/renew', { token: null, json: { certificate: enrolled.body.certificate, csr } });
+    await ok('POST', '/api/v1/devices/till-2/revoke');
     await ok('POST', '/api/v1/edges', { json: { name: 'shop-eu' } });
     await ok('GET', '/api/v1/edges');
     await ok('GET', '/api/v1/edges/shop-eu');

@@ -161,6 +161,19 @@ const cases: Record<string, (fx: Fixture) => Promise<Request>> = {
   },
   // Served without a token too (anonymous): checked apart from the matrix below.
   'GET /api/v1/openapi.json': async () => ({ path: '/api/v1/openapi.json', ok: [200] }),
+  'POST /api/v1/devices/:id/revoke': async (fx) => {
+    const id = fx.unique('revoked');
+    await expectOk(fx.server, 'POST', '/api/v1/devices', { id, group: 'g9' });
+    return { path: `/api/v1/devices/${id}/revoke`, ok: [200] };
+  },
+  'POST /api/v1/enrollment-tokens': async () => ({ path: '/api/v1/enrollment-tokens', json: { group: 'g1', ttlSeconds: 3600 }, ok: [201] }),
+  // Anonymous: the credential is in the body (an enrollment token; a certificate), and these are not valid ones.
+  'POST /api/v1/enroll': async () => ({ path: '/api/v1/enroll', json: { token: `cve_${'x'.repeat(43)}`, csr: `-----BEGIN CERTIFICATE REQUEST-----\n${'A'.repeat(64)}\n-----END CERTIFICATE REQUEST-----\n` }, ok: [401] }),
+  'POST /api/v1/enroll/renew': async () => ({
+    path: '/api/v1/enroll/renew',
+    json: { certificate: `-----BEGIN CERTIFICATE-----\n${'A'.repeat(64)}\n-----END CERTIFICATE-----\n`, csr: `-----BEGIN CERTIFICATE REQUEST-----\n${'A'.repeat(64)}\n-----END CERTIFICATE REQUEST-----\n` },
+    ok: [400],
+  }),
   // Replication: one shared edge and policy on the shared bundle, made once by the admin.
   'POST /api/v1/edges': async (fx) => ({ path: '/api/v1/edges', json: { name: fx.unique('edge') }, ok: [201] }),
   'GET /api/v1/edges': async () => ({ path: '/api/v1/edges', ok: [200] }),
@@ -296,7 +309,7 @@ test('every route, every role: allowed → success, denied → 403, missing scop
     // Anonymous routes answer without a token; the matrix is about the routes that need one.
     for (const route of server.routes.filter((r) => r.anonymous)) {
       const req = { method: route.method, ...(await cases[keyOf(route)]!(fixtureFor('outsider'))) };
-      const res = await server.api(req.method, req.path, { token: null });
+      const res = await server.api(req.method, req.path, { token: null, ...(req.json !== undefined ? { json: req.json } : {}) });
       t.true(req.ok.includes(res.status), `${keyOf(route)} without a token answered ${res.status}`);
     }
     const guarded = server.routes.filter((r) => !r.anonymous);

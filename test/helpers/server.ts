@@ -77,6 +77,12 @@ export async function startTestServer(overrides: Partial<ServerConfig> = {}, ext
     get mqttPort() {
       return running.mqttPort;
     },
+    get mqttsPort() {
+      return running.mqttsPort;
+    },
+    get httpsPort() {
+      return running.httpsPort;
+    },
     generatedAdminToken: running.generatedAdminToken,
     collectGarbage: (options?: { graceMs?: number }) => running.collectGarbage(options),
     close: () => running.close(),

@@ -1,0 +1,38 @@
+import { createEnrollmentTokenRequest, devicePath, deviceRevocation, enrollment, enrollmentToken, enrollRequest, renewal, renewRequest } from '../../protocol/enrollment.ts';
+import { route, type Route } from '../http/routes.ts';
+import type { EnrollmentService } from './service.ts';
+
+export function enrollmentRoutes(service: EnrollmentService): Route[] {
+  return [
+    route({
+      method: 'POST', path: '/api/v1/enrollment-tokens', action: 'enrollment:create', summary: 'Create an enrollment token for a group (or for one device to enroll again); shown once',
+      body: createEnrollmentTokenRequest, responses: { 201: enrollmentToken },
+      async handler({ koa, body, principal }) {
+        koa.status = 201;
+        koa.body = await service.createToken(principal!, body);
+      },
+    }),
+    route({
+      method: 'POST', path: '/api/v1/enroll', action: 'device:enroll', anonymous: true, summary: 'Enroll a device: an enrollment token and a CSR in, its certificate, the CA chain and the TUF root out',
+      body: enrollRequest, responses: { 201: enrollment },
+      async handler({ koa, body }) {
+        koa.status = 201;
+        koa.body = await service.enroll(body.token, body.csr);
+      },
+    }),
+    route({
+      method: 'POST', path: '/api/v1/enroll/renew', action: 'device:enroll', anonymous: true, summary: "Renew a device's certificate: the current one (still valid) and a CSR of the same key",
+      body: renewRequest, responses: { 200: renewal },
+      async handler({ koa, body }) {
+        koa.body = await service.renew(body.certificate, body.csr);
+      },
+    }),
+    route({
+      method: 'POST', path: '/api/v1/devices/:id/revoke', action: 'device:revoke', summary: "Revoke a device: its certificates and tokens stop working at once, its MQTT sessions are closed",
+      params: devicePath, responses: { 200: deviceRevocation },
+      async handler({ koa, params, principal }) {
+        koa.body = await service.revokeDevice(principal!, params.id);
+      },
+    }),
+  ];
+}

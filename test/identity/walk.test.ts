@@ -1,0 +1,82 @@
+import { execFile } from 'node:child_process';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import test from 'ava';
+import mqtt from 'mqtt';
+import { convoyBin, convoydBin, deviceRecord, runDaemon } from '../helpers/device.ts';
+import { deploy, publishRelease } from '../helpers/release.ts';
+import { adminToken, makeTempDir, waitFor, withServer } from '../helpers/server.ts';
+
+/*
+ * docs/device-install.md, "Enrolling a device with its own key", run as written: the shell blocks
+ * marked `<!-- walk: … -->` are run by bash with `convoy` and `convoyd` on the PATH. Only what
+ * cannot be real here is replaced: the server's address (convoy.example.com, 10.0.0.5) by
+ * loopback and /etc/convoy by a temp dir.
+ */
+
+const exec = promisify(execFile);
+const doc = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../docs/device-install.md');
+
+async function block(name: string): Promise<string> {
+  const text = await fs.readFile(doc, 'utf8');
+  const match = new RegExp(`<!-- walk: ${name} [^>]*-->\\n\`\`\`sh\\n([\\s\\S]*?)\`\`\``).exec(text);
+  if (!match) throw new Error(`docs/device-install.md has no "walk: ${name}" block`);
+  return match[1]!;
+}
+
+async function shell(script: string, options: { cwd: string; env: Record<string, string> }): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await exec('bash', ['-euo', 'pipefail', '-c', script], { cwd: options.cwd, env: { ...process.env, ...options.env } });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const e = error as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+test('the enrollment walk of docs/device-install.md, as written: CA, token, enroll, run under mTLS, install, revoke', async (t) => {
+  const work = await makeTempDir('convoy-walk-');
+  const bin = path.join(work, 'bin');
+  await fs.mkdir(bin);
+  for (const [name, target] of [['convoy', convoyBin], ['convoyd', convoydBin]] as const) {
+    await fs.writeFile(path.join(bin, name), `#!/bin/sh\nexec "${process.execPath}" "${target}" "$@"\n`, { mode: 0o755 });
+  }
+  const etc = path.join(work, 'etc-convoy');
+  const env = { PATH: `${bin}:${process.env.PATH}` };
+  const ca = await shell((await block('ca')).replaceAll('10.0.0.5', '127.0.0.1'), { cwd: work, env });
+  t.is(ca.code, 0, ca.stderr);
+
+  await withServer(t, async (server) => {
+    const local = (script: string) =>
+      script
+        .replaceAll('http://convoy.example.com:8080', server.url)
+        .replaceAll('mqtts://convoy.example.com:8883', `mqtts://127.0.0.1:${server.mqttsPort}`)
+        .replaceAll('/etc/convoy', etc);
+    const operatorEnv = { ...env, CONVOY_URL: server.url, CONVOY_TOKEN: adminToken };
+    const enrolled = await shell(local(await block('enroll')), { cwd: work, env: operatorEnv });
+    t.is(enrolled.code, 0, enrolled.stderr);
+    for (const file of ['device.key', 'device.pem', 'ca.pem', 'root.json', 'device.token', 'device.json']) t.true(enrolled.stdout.includes(file), `${file} in /etc/convoy`);
+    t.is((await fs.stat(path.join(etc, 'device.key'))).mode & 0o777, 0o600);
+
+    await publishRelease(server, 'pos', '1.0.0', [{ name: 'app.txt', type: 'file', bytes: Buffer.from('walk\n') }]);
+    const daemon = runDaemon('till-042', etc);
+    try {
+      await deploy(server, 'pos', '1.0.0', 'shop-berlin');
+      await waitFor('till-042 to install 1.0.0', async () => ((await deviceRecord(server, 'till-042'))?.installed?.version === '1.0.0' ? true : undefined), 90_000);
+
+      const revoked = await shell(local(await block('revoke')), { cwd: work, env: operatorEnv });
+      t.is(revoked.code, 0, revoked.stderr);
+      // Cut off at once: the session is closed and the certificate no longer signs in.
+      await waitFor('the revoked device to be refused on MQTT', () => (server.logs.some((l) => l.includes('MQTT certificate refused') && l.includes('till-042')) ? true : undefined), 30_000);
+      const read = (name: string) => fs.readFile(path.join(etc, name), 'utf8');
+      const again = await mqtt
+        .connectAsync(`mqtts://127.0.0.1:${server.mqttsPort}`, { clientId: 'convoyd-till-042', cert: await read('device.pem'), key: await read('device.key'), ca: await read('ca.pem'), reconnectPeriod: 0, connectTimeout: 10_000 })
+        .then((client) => client.endAsync().then(() => 'connected'), (error: Error) => error.message);
+      t.not(again, 'connected');
+    } finally {
+      await daemon.stop();
+    }
+  }, { pkiDir: path.join(work, 'fleet-ca', 'server'), mqttsPort: 0, httpsPort: 0 });
+});
