@@ -1,7 +1,6 @@
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { hashFile } from './command.ts';
 
 /*
  * OCI image layouts (image spec, "OCI Image Layout"): `oci-layout`, `index.json` and
@@ -49,14 +48,7 @@ export async function isOciLayout(dir: string): Promise<boolean> {
 
 async function hashBlob(file: string): Promise<{ digest: string; size: number } | undefined> {
   const stat = await fs.stat(file).catch(() => undefined);
-  if (!stat?.isFile()) return undefined;
-  const hash = createHash('sha256');
-  let size = 0;
-  for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 })) {
-    hash.update(chunk as Buffer);
-    size += (chunk as Buffer).length;
-  }
-  return { digest: `sha256:${hash.digest('hex')}`, size };
+  return stat?.isFile() ? hashFile(file) : undefined;
 }
 
 /**
