@@ -1,5 +1,6 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { maxIndexDepth, maxManifestBytes, readManifest } from '../protocol/oci.ts';
 import { hashFile } from './command.ts';
 
 /*
@@ -10,36 +11,9 @@ import { hashFile } from './command.ts';
  * an index, each child manifest and its blobs), each hashed against its digest and size.
  */
 
-const maxManifestBytes = 4 * 1024 * 1024;
-/** An index of indexes is legal but rare; the bound keeps a hostile graph from recursing forever. */
-const maxDepth = 3;
-const digestPattern = /^sha256:[0-9a-f]{64}$/;
-
 export interface Descriptor {
   digest: string;
   size: number;
-}
-
-/** The descriptors a manifest or index names (children), or undefined when it is neither. Pure. */
-export function manifestChildren(bytes: Buffer): Descriptor[] | undefined {
-  let json: Record<string, unknown>;
-  try {
-    const parsed: unknown = JSON.parse(bytes.toString('utf8'));
-    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return undefined;
-    json = parsed as Record<string, unknown>;
-  } catch {
-    return undefined;
-  }
-  if (json.schemaVersion !== 2) return undefined;
-  const list = 'manifests' in json ? json.manifests : 'config' in json ? [json.config, ...(Array.isArray(json.layers) ? json.layers : [null])] : undefined;
-  if (!Array.isArray(list)) return undefined;
-  const children: Descriptor[] = [];
-  for (const item of list) {
-    const d = item as Partial<Descriptor> | null;
-    if (!d || typeof d.digest !== 'string' || !digestPattern.test(d.digest) || typeof d.size !== 'number' || !Number.isSafeInteger(d.size) || d.size < 0) return undefined;
-    children.push({ digest: d.digest, size: d.size });
-  }
-  return children;
 }
 
 export async function isOciLayout(dir: string): Promise<boolean> {
@@ -69,12 +43,11 @@ export async function verifyLayout(dir: string, expected: Descriptor): Promise<s
     if (held.digest !== d.digest) return void problems.push(`${what} ${d.digest}: hashes to ${held.digest}`);
     if (what === 'blob') return;
     if (d.size > maxManifestBytes) return void problems.push(`${what} ${d.digest} is larger than a manifest may be`);
-    const children = manifestChildren(await fs.readFile(blobPath(d.digest)));
-    if (!children) return void problems.push(`${what} ${d.digest} is not an image manifest or index`);
-    const bytes = JSON.parse((await fs.readFile(blobPath(d.digest))).toString('utf8')) as Record<string, unknown>;
-    const isIndex = 'manifests' in bytes;
-    if (isIndex && depth >= maxDepth) return void problems.push(`${what} ${d.digest}: indexes nested deeper than ${maxDepth}`);
-    for (const child of children) await check(child, depth + 1, isIndex ? 'manifest' : 'blob');
+    const manifest = readManifest(await fs.readFile(blobPath(d.digest)));
+    if (manifest.kind === 'other') return void problems.push(`${what} ${d.digest} is not an image manifest or index`);
+    if (manifest.kind === 'invalid') return void problems.push(`${what} ${d.digest}: ${manifest.reason}`);
+    if (manifest.kind === 'index' && depth >= maxIndexDepth) return void problems.push(`${what} ${d.digest}: indexes nested deeper than ${maxIndexDepth}`);
+    for (const child of manifest.children) await check(child, depth + 1, manifest.kind === 'index' ? 'manifest' : 'blob');
   }
   await check(expected, 0, 'manifest');
   return problems;

@@ -6,16 +6,14 @@ import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Artifact } from '../protocol/api.ts';
 import { CliError, type ApiClient } from './client.ts';
-import { manifestChildren, type Descriptor } from './oci-layout.ts';
+import { maxIndexDepth, maxManifestBytes, mediaTypes, readManifest } from '../protocol/oci.ts';
+import type { Descriptor } from './oci-layout.ts';
 
 /*
  * `convoy artifact pull`: what a consumer fetches before checking it with `convoy bundle verify`.
  * Every blob is written to a temp file, its length and hash checked while it streams, and only
  * then renamed into place: a cut transfer or a wrong byte never leaves a file that looks whole.
  */
-
-const maxManifestBytes = 4 * 1024 * 1024;
-const maxDepth = 3;
 
 async function fetchBlob(client: ApiClient, want: Descriptor, target: string): Promise<void> {
   const response = await client.download(`/api/v1/blobs/${want.digest}`);
@@ -52,25 +50,26 @@ export async function pullImage(client: ApiClient, artifact: Artifact, out: stri
   const blobDir = path.join(out, 'blobs', 'sha256');
   await fs.mkdir(blobDir, { recursive: true });
   const done = new Set<string>();
-  async function pull(d: Descriptor, depth: number, manifest: boolean): Promise<void> {
+  async function pull(d: Descriptor, depth: number, isManifest: boolean): Promise<void> {
     if (done.has(d.digest)) return;
     done.add(d.digest);
     const target = path.join(blobDir, d.digest.slice('sha256:'.length));
     await fetchBlob(client, d, target);
-    if (!manifest) return;
+    if (!isManifest) return;
     if (d.size > maxManifestBytes) throw new CliError(`${artifact.name}: manifest ${d.digest} is too large`, 'invalid_image');
     const bytes = await fs.readFile(target);
-    const children = manifestChildren(bytes);
-    if (!children) throw new CliError(`${artifact.name}: ${d.digest} is not an image manifest or index`, 'invalid_image');
-    const isIndex = 'manifests' in (JSON.parse(bytes.toString('utf8')) as object);
-    if (isIndex && depth >= maxDepth) throw new CliError(`${artifact.name}: indexes nested deeper than ${maxDepth}`, 'invalid_image');
-    for (const child of children) await pull(child, depth + 1, isIndex);
+    const manifest = readManifest(bytes);
+    if (manifest.kind === 'other') throw new CliError(`${artifact.name}: ${d.digest} is not an image manifest or index`, 'invalid_image');
+    if (manifest.kind === 'invalid') throw new CliError(`${artifact.name}: ${d.digest}: ${manifest.reason}`, 'invalid_image');
+    if (manifest.kind === 'index' && depth >= maxIndexDepth) throw new CliError(`${artifact.name}: indexes nested deeper than ${maxIndexDepth}`, 'invalid_image');
+    if (depth === 0) topMediaType = manifest.mediaType;
+    for (const child of manifest.children) await pull(child, depth + 1, manifest.kind === 'index');
   }
+  let topMediaType: string = mediaTypes.ociManifest;
   await pull({ digest: artifact.digest, size: artifact.size }, 0, true);
-  const top = JSON.parse((await fs.readFile(path.join(blobDir, artifact.digest.slice(7)))).toString('utf8')) as { mediaType?: string; manifests?: unknown };
-  const mediaType = top.mediaType ?? (top.manifests ? 'application/vnd.oci.image.index.v1+json' : 'application/vnd.oci.image.manifest.v1+json');
+  const mediaType = topMediaType;
   await fs.writeFile(path.join(out, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
-  const index = { schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [{ mediaType, digest: artifact.digest, size: artifact.size, annotations: { 'org.opencontainers.image.ref.name': tag } }] };
+  const index = { schemaVersion: 2, mediaType: mediaTypes.ociIndex, manifests: [{ mediaType, digest: artifact.digest, size: artifact.size, annotations: { 'org.opencontainers.image.ref.name': tag } }] };
   await fs.writeFile(path.join(out, 'index.json'), JSON.stringify(index, null, 2) + '\n');
   return done.size;
 }

@@ -3,6 +3,7 @@ import { createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { createGunzip } from 'node:zlib';
+import { paxRecord, readTarHeader } from '../lib/tar-header.ts';
 import { UpdateError } from './errors.ts';
 
 /*
@@ -106,8 +107,8 @@ export async function* readTarEntries(source: AsyncIterable<Buffer>): AsyncGener
           if (collecting.type === 'L') longName = text.replace(/\0.*$/s, '');
           else if (collecting.type === 'K') longLink = text.replace(/\0.*$/s, '');
           else {
-            paxPath = /(?:^|\n)\d+ path=([^\n]*)\n/.exec(text)?.[1] ?? paxPath;
-            paxLink = /(?:^|\n)\d+ linkpath=([^\n]*)\n/.exec(text)?.[1] ?? paxLink;
+            paxPath = paxRecord(text, 'path') ?? paxPath;
+            paxLink = paxRecord(text, 'linkpath') ?? paxLink;
           }
           collecting = undefined;
         }
@@ -116,10 +117,9 @@ export async function* readTarEntries(source: AsyncIterable<Buffer>): AsyncGener
       const header = pending.subarray(0, 512);
       pending = pending.subarray(512);
       if (header.every((b) => b === 0)) continue; // end-of-archive blocks
-      const size = tarNumber(header.subarray(124, 136));
-      if (size === undefined) throw new UpdateError('install_failed', 'the archive has a corrupt tar header', false);
-      const padded = size + ((512 - (size % 512)) % 512);
-      const type = String.fromCharCode(header[156]!);
+      const read = readTarHeader(header);
+      if (!read) throw new UpdateError('install_failed', 'the archive has a corrupt tar header', false);
+      const { type, size, padded } = read;
       if (type === 'L' || type === 'K' || type === 'x') {
         if (size > 1024 * 1024) throw new UpdateError('install_failed', 'the archive has an extended header over 1 MiB', false);
         collecting = { type, size, data: [], got: 0 };
@@ -130,13 +130,11 @@ export async function* readTarEntries(source: AsyncIterable<Buffer>): AsyncGener
         skip = padded; // global pax header: defaults for later members, no path of its own
         continue;
       }
-      const prefix = header.toString('latin1', 257, 263).startsWith('ustar') ? cString(header.subarray(345, 500)) : '';
-      const name = cString(header.subarray(0, 100));
       const entry: TarEntry = {
-        path: paxPath ?? longName ?? (prefix ? `${prefix}/${name}` : name),
+        path: paxPath ?? longName ?? read.path,
         type,
-        mode: tarNumber(header.subarray(100, 108)) ?? 0,
-        linkTarget: paxLink ?? longLink ?? cString(header.subarray(157, 257)),
+        mode: read.mode,
+        linkTarget: paxLink ?? longLink ?? read.linkTarget,
       };
       longName = longLink = paxPath = paxLink = undefined;
       yield entry;
@@ -147,22 +145,4 @@ export async function* readTarEntries(source: AsyncIterable<Buffer>): AsyncGener
       skip = type === '0' || type === '\0' || type === '7' ? padded : 0;
     }
   }
-}
-
-function cString(bytes: Buffer): string {
-  const end = bytes.indexOf(0);
-  return bytes.toString('utf8', 0, end === -1 ? bytes.length : end);
-}
-
-/** Octal, NUL/space terminated; or base-256 when the high bit of the first byte is set. */
-function tarNumber(field: Buffer): number | undefined {
-  if (field[0]! & 0x80) {
-    let value = 0;
-    for (let i = 1; i < field.length; i++) value = value * 256 + field[i]!;
-    return Number.isSafeInteger(value) ? value : undefined;
-  }
-  const text = field.toString('latin1').replace(/[\0 ]+$/, '').trim();
-  if (text === '') return 0;
-  if (!/^[0-7]+$/.test(text)) return undefined;
-  return parseInt(text, 8);
 }

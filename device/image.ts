@@ -1,8 +1,7 @@
 import { constants } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { descriptor, imageManifestTypes as imageTypes, indexTypes, maxManifestBytes, mediaTypes } from '../protocol/oci.ts';
-import { digestPattern } from '../protocol/names.ts';
+import { maxIndexDepth as maxDepth, maxManifestBytes, mediaTypes, readManifest, type ManifestReading } from '../protocol/oci.ts';
 import { UpdateError } from './errors.ts';
 import type { UpdateModule } from './modules.ts';
 
@@ -16,50 +15,21 @@ import type { UpdateModule } from './modules.ts';
  * containerd or umoci read as they are (`skopeo copy oci:current/<image>:<version> …`).
  */
 
-/** An index of indexes is legal but rare; the bound keeps a hostile graph from recursing forever. */
-const maxDepth = 3;
-
-/** The part of a descriptor the device uses: what to fetch, and its verified size. */
-interface Descriptor {
-  mediaType: string;
-  digest: string;
-  size: number;
-}
+type Descriptor = { mediaType: string; digest: string; size: number };
+type ImageReading = Extract<ManifestReading, { kind: 'image' | 'index' }>;
 
 /** What a manifest names, or undefined when the bytes are not an image manifest or index. */
-export function readImageManifest(bytes: Buffer): { mediaType: string; children: Descriptor[]; kind: 'image' | 'index' } | undefined {
-  let json: Record<string, unknown>;
-  try {
-    const parsed: unknown = JSON.parse(bytes.toString('utf8'));
-    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return undefined;
-    json = parsed as Record<string, unknown>;
-  } catch {
-    return undefined;
-  }
-  if (json.schemaVersion !== 2) return undefined;
-  // mediaType is optional in OCI manifests: fall back to the shape (image spec, "Image Manifest").
-  const declared = typeof json.mediaType === 'string' ? json.mediaType : undefined;
-  const kind = declared ? (imageTypes.has(declared) ? 'image' : indexTypes.has(declared) ? 'index' : undefined) : 'config' in json ? 'image' : 'manifests' in json ? 'index' : undefined;
-  if (!kind) return undefined;
-  const list = kind === 'image' ? [json.config, ...(Array.isArray(json.layers) ? json.layers : [undefined])] : Array.isArray(json.manifests) ? json.manifests : [undefined];
-  const children = list.map(parseDescriptor);
-  return { mediaType: declared ?? (kind === 'image' ? mediaTypes.ociManifest : mediaTypes.ociIndex), children, kind };
-}
-
-function parseDescriptor(value: unknown): Descriptor {
-  // The registry's own descriptor schema (protocol/oci.ts), and only sha256, which the blob store keys by.
-  const result = descriptor.safeParse(value);
-  if (!result.success || !digestPattern.test(result.data.digest)) {
-    throw new UpdateError('untrusted_metadata', 'the signed image manifest has a descriptor without a sha256 digest and a size', false);
-  }
-  return { mediaType: result.data.mediaType, digest: result.data.digest, size: result.data.size };
+function readImageManifest(bytes: Buffer): ImageReading | undefined {
+  const reading = readManifest(bytes);
+  if (reading.kind === 'invalid') throw new UpdateError('untrusted_metadata', `the signed image manifest is unusable: ${reading.reason}`, false);
+  return reading.kind === 'other' ? undefined : reading;
 }
 
 /**
  * Reads a verified artifact file as an image manifest or index, or undefined when it is neither.
  * Manifests are small: anything over maxManifestBytes is installed as a plain file, never parsed.
  */
-async function readImageFile(file: string, length: number): Promise<ReturnType<typeof readImageManifest>> {
+async function readImageFile(file: string, length: number): Promise<ImageReading | undefined> {
   return length > maxManifestBytes ? undefined : readImageManifest(await fs.readFile(file));
 }
 
@@ -70,11 +40,11 @@ async function readImageFile(file: string, length: number): Promise<ReturnType<t
  */
 async function walkImage(
   name: string,
-  top: NonNullable<ReturnType<typeof readImageManifest>>,
+  top: ImageReading,
   resolve: (child: Descriptor) => Promise<string>,
 ): Promise<Map<string, string>> {
   const seen = new Map<string, string>();
-  const visit = async (manifest: NonNullable<ReturnType<typeof readImageManifest>>, depth: number): Promise<void> => {
+  const visit = async (manifest: ImageReading, depth: number): Promise<void> => {
     for (const child of manifest.children) {
       const hex = hexOf(child.digest);
       if (seen.has(hex)) continue;

@@ -1,4 +1,5 @@
 import * as z from 'zod';
+import { digestPattern } from './names.ts';
 
 /*
  * OCI manifests as the image spec (v1.1) defines them, shared by the registry (server/oci/), which
@@ -58,3 +59,45 @@ export const imageIndex = z.looseObject({
   annotations: z.record(z.string(), z.string()).optional(),
 });
 export type ImageIndex = z.infer<typeof imageIndex>;
+
+/** An index of indexes is legal but rare; every walker stops at this depth so a hostile graph cannot recurse forever. */
+export const maxIndexDepth = 3;
+
+/** What a blob is, read as a manifest: an image or index and the blobs it names, or not one at all. */
+export type ManifestReading =
+  | { kind: 'image' | 'index'; mediaType: string; children: { mediaType: string; digest: string; size: number }[] }
+  /** Not an image manifest or index (any other JSON, or not JSON): a plain file to whoever holds it. */
+  | { kind: 'other' }
+  /** Shaped like a manifest, but a descriptor has no sha256 digest or no size: never walk it. */
+  | { kind: 'invalid'; reason: string };
+
+/**
+ * Reads bytes as an image manifest or index: the registry's checks, the daemon's install walk,
+ * `convoy artifact pull` and `convoy bundle verify` all use this one reading. The media type is
+ * optional in OCI manifests; without it the shape decides (image spec, "Image Manifest").
+ */
+export function readManifest(bytes: Buffer): ManifestReading {
+  let json: Record<string, unknown>;
+  try {
+    const parsed: unknown = JSON.parse(bytes.toString('utf8'));
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return { kind: 'other' };
+    json = parsed as Record<string, unknown>;
+  } catch {
+    return { kind: 'other' };
+  }
+  if (json.schemaVersion !== 2) return { kind: 'other' };
+  const declared = typeof json.mediaType === 'string' ? json.mediaType : undefined;
+  const kind = declared
+    ? imageManifestTypes.has(declared) ? 'image' : indexTypes.has(declared) ? 'index' : undefined
+    : 'config' in json ? 'image' : 'manifests' in json ? 'index' : undefined;
+  if (!kind) return { kind: 'other' };
+  const list: unknown[] = kind === 'image' ? [json.config, ...(Array.isArray(json.layers) ? json.layers : [undefined])] : Array.isArray(json.manifests) ? json.manifests : [undefined];
+  const children: { mediaType: string; digest: string; size: number }[] = [];
+  for (const item of list) {
+    const result = descriptor.safeParse(item);
+    // Only sha256, which every blob store here keys by.
+    if (!result.success || !digestPattern.test(result.data.digest)) return { kind: 'invalid', reason: 'a descriptor has no sha256 digest and size' };
+    children.push({ mediaType: result.data.mediaType, digest: result.data.digest, size: result.data.size });
+  }
+  return { kind, mediaType: declared ?? (kind === 'image' ? mediaTypes.ociManifest : mediaTypes.ociIndex), children };
+}

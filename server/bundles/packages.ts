@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import { createGunzip, gunzipSync } from 'node:zlib';
+import { cString, paxRecord, readTarHeader } from '../../lib/tar-header.ts';
 import { packageInfo, type PackageInfo, type PackageInput } from '../../protocol/api.ts';
 import { ApiError } from '../http/errors.ts';
 
@@ -258,19 +259,17 @@ export async function findInTar(source: AsyncIterable<Buffer>, matches: (path: s
   for (;;) {
     const header = await reader.read(512);
     if (!header || header.every((b) => b === 0)) return undefined;
-    const size = tarNumber(header.subarray(124, 136));
-    if (size === undefined) throw unreadable('tar archive', 'corrupt entry size');
-    const type = String.fromCharCode(header[156]!);
-    const prefix = header.toString('latin1', 257, 263).startsWith('ustar') ? cString(header.subarray(345, 500)) : '';
-    const path = longName ?? (prefix ? `${prefix}/${cString(header.subarray(0, 100))}` : cString(header.subarray(0, 100)));
-    const padded = size + ((512 - (size % 512)) % 512);
+    const read = readTarHeader(header);
+    if (!read) throw unreadable('tar archive', 'corrupt entry size');
+    const { type, size, padded } = read;
+    const path = longName ?? read.path;
     longName = undefined;
     if (type === 'L' || type === 'x') {
       if (size > 64 * 1024) throw unreadable('tar archive', 'extended header too large');
       const data = await reader.read(padded);
       if (!data) return undefined;
       const text = data.toString('utf8', 0, size);
-      longName = type === 'L' ? cString(data.subarray(0, size)) : /(?:^|\n)\d+ path=([^\n]*)\n/.exec(text)?.[1];
+      longName = type === 'L' ? cString(data.subarray(0, size)) : paxRecord(text, 'path');
       continue;
     }
     if ((type === '0' || type === '\0') && matches(path)) {
@@ -282,23 +281,6 @@ export async function findInTar(source: AsyncIterable<Buffer>, matches: (path: s
   }
 }
 
-function cString(bytes: Buffer): string {
-  const end = bytes.indexOf(0);
-  return bytes.toString('utf8', 0, end === -1 ? bytes.length : end);
-}
-
-/** Octal, NUL/space terminated; or base-256 when the high bit of the first byte is set. */
-function tarNumber(field: Buffer): number | undefined {
-  if (field[0]! & 0x80) {
-    let value = 0;
-    for (let i = 1; i < field.length; i++) value = value * 256 + field[i]!;
-    return Number.isSafeInteger(value) ? value : undefined;
-  }
-  const text = field.toString('latin1').replace(/[\0 ]+$/, '').trim();
-  if (text === '') return 0;
-  if (!/^[0-7]+$/.test(text)) return undefined;
-  return parseInt(text, 8);
-}
 
 class ByteReader {
   #chunks: Buffer[] = [];
