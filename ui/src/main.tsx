@@ -7,14 +7,18 @@ import { BundlePage } from './pages/bundle.tsx';
 import { BundlesPage } from './pages/bundles.tsx';
 import { DeploymentPage } from './pages/deployment.tsx';
 import { DeploymentsPage } from './pages/deployments.tsx';
+import { EdgesPage, RegistriesPage } from './pages/destinations.tsx';
 import { DevicePage, DevicesPage } from './pages/devices.tsx';
 import { DiffPage } from './pages/diff.tsx';
+import { EnrollmentPage } from './pages/enrollment.tsx';
 import { GroupPage, GroupsPage } from './pages/groups.tsx';
+import { ReplicationPage, RunPage } from './pages/replication.tsx';
 import { SignInPage } from './pages/signin.tsx';
 import { TokensPage } from './pages/tokens.tsx';
 import { TrustPage } from './pages/trust.tsx';
 import { UsersPage } from './pages/users.tsx';
 import { VersionPage } from './pages/version.tsx';
+import { describeRoles } from './roles.ts';
 import { Link, match, navigate, navigationCount, useLocation } from './router.tsx';
 import { canDo, loadStored, saveStored, SessionContext, type Session, type Stored } from './session.tsx';
 import { ErrorNotice, Loading } from './ui.tsx';
@@ -27,6 +31,8 @@ const screens: { pattern: string; render: (params: Record<string, string>) => Re
   { pattern: '/bundles/:name', render: (p) => <BundlePage name={p.name!} /> },
   { pattern: '/bundles/:name/diff', render: (p) => <DiffPage name={p.name!} /> },
   { pattern: '/bundles/:name/versions/:version', render: (p) => <VersionPage name={p.name!} version={p.version!} /> },
+  { pattern: '/bundles/:name/replication', render: (p) => <ReplicationPage name={p.name!} /> },
+  { pattern: '/bundles/:name/replication/runs/:run', render: (p) => <RunPage name={p.name!} id={p.run!} /> },
   { pattern: '/deployments', render: () => <DeploymentsPage /> },
   { pattern: '/deployments/:id', render: (p) => <DeploymentPage id={p.id!} /> },
   { pattern: '/devices', render: () => <DevicesPage /> },
@@ -37,6 +43,9 @@ const screens: { pattern: string; render: (params: Record<string, string>) => Re
   { pattern: '/users', render: () => <UsersPage /> },
   { pattern: '/tokens', render: () => <TokensPage /> },
   { pattern: '/trust', render: () => <TrustPage /> },
+  { pattern: '/edges', render: () => <EdgesPage /> },
+  { pattern: '/registries', render: () => <RegistriesPage /> },
+  { pattern: '/enrollment', render: () => <EnrollmentPage /> },
 ];
 
 /** Navigation entries, each shown only to those whose role holds the action behind it. */
@@ -45,6 +54,9 @@ const nav: { to: string; label: string; needs?: string }[] = [
   { to: '/deployments', label: 'Deployments', needs: 'deployment:read' },
   { to: '/groups', label: 'Device groups', needs: 'group:list' },
   { to: '/devices', label: 'Devices', needs: 'device:read' },
+  { to: '/enrollment', label: 'Enrollment', needs: 'enrollment:create' },
+  { to: '/edges', label: 'Edges', needs: 'edge:read' },
+  { to: '/registries', label: 'Registries', needs: 'registry:read' },
   { to: '/trust', label: 'Signing keys', needs: 'keys:read' },
   { to: '/audit', label: 'Audit log', needs: 'audit:read' },
   { to: '/users', label: 'Users', needs: 'user:read' },
@@ -62,7 +74,7 @@ function Shell({ session }: { session: Session }) {
     }
   }
   const active = (to: string) => location.path === to || location.path.startsWith(to + '/') || (to === '/bundles' && location.path === '/');
-  const roleSummary = session.user.actingAsAdmin ? 'Administrator' : session.user.bundles.length === 1 ? `${session.user.bundles[0]!.role} of ${session.user.bundles[0]!.bundle}` : `member of ${session.user.bundles.length} bundles`;
+  const roleSummary = describeRoles(session.user);
   useEffect(() => {
     // After a navigation, move focus to the new screen's heading, so keyboard and screen-reader
     // users land on it; on a page load, leave it at the start (the skip link comes first).
