@@ -170,7 +170,7 @@ export function ReplicationPage({ name }: { name: string }) {
                       </td>
                       <td className="row-actions">
                         {canRun && (
-                          <button type="button" className="button button-small" aria-label={`Run ${p.name} now`} onClick={() => void runNow(p)}>
+                          <button type="button" className="button button-small" aria-label={`Run now ${p.name}`} onClick={() => void runNow(p)}>
                             Run now
                           </button>
                         )}
