@@ -2,8 +2,9 @@ import { useState } from 'react';
 import { z } from 'zod';
 import { createdEdge, edge, registryEndpoint, type Edge, type RegistryEndpoint } from '../../../protocol/replication.ts';
 import { call, getJson } from '../api.ts';
+import { edgeHealth } from '../health.ts';
 import { useSession } from '../session.tsx';
-import { Badge, ConfirmDialog, Empty, Flash, Loaded, PageHeader, Time, useLoad } from '../ui.tsx';
+import { Badge, ConfirmDialog, Empty, Flash, Loaded, PageHeader, SecretRow, Time, useLoad } from '../ui.tsx';
 
 /*
  * Replication destinations (admin screens): edges, which mirror approved versions and serve
@@ -11,16 +12,6 @@ import { Badge, ConfirmDialog, Empty, Flash, Loaded, PageHeader, Time, useLoad }
  * destinations by these names. Secrets go one way: an edge's token is shown once, a registry's
  * password is sent once and never comes back (the API says only whether credentials are set).
  */
-
-/** An edge that has not called the origin for this long is shown as quiet (it polls every minute or so). */
-const quietAfterMs = 15 * 60_000;
-
-/** How an edge looks from its last call to the origin: the health the API can tell today. */
-export function edgeHealth(e: Edge, now = Date.now()): { label: string; tone: string } {
-  if (!e.lastSeenAt) return { label: 'never connected', tone: 'warning' };
-  const age = now - new Date(e.lastSeenAt).getTime();
-  return age <= quietAfterMs ? { label: 'healthy', tone: 'success' } : { label: 'quiet', tone: 'danger' };
-}
 
 export function EdgesPage() {
   const session = useSession();
@@ -49,15 +40,7 @@ export function EdgesPage() {
       {secret && (
         <div className="notice notice-success" role="status">
           <strong>Edge “{secret.name}” added.</strong> Give this token to the edge (<span className="mono">CONVOY_EDGE_TOKEN</span>); it is shown only once.
-          <div className="secret-row">
-            <label htmlFor="edge-secret" className="sr-only">
-              Edge token
-            </label>
-            <input id="edge-secret" readOnly value={secret.token} className="mono" onFocus={(e) => e.target.select()} />
-            <button type="button" className="button button-ghost" onClick={() => setSecret(undefined)}>
-              Done
-            </button>
-          </div>
+          <SecretRow id="edge-secret" label="Edge token" value={secret.token} onDone={() => setSecret(undefined)} />
         </div>
       )}
       <Loaded load={load} what="the edges">

@@ -297,7 +297,7 @@ export function DevicePage({ id }: { id: string }) {
               load.reload();
             }}
           >
-            <p>Its token stops working at once, over HTTP and MQTT. The record stays for history.</p>
+            <p>Its token stops working at once, over HTTP and MQTT. The record stays for history. (A device that holds a certificate: Revoke cuts that off too.)</p>
           </ConfirmDialog>
           <ConfirmDialog
             open={revoking}

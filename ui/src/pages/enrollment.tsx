@@ -4,7 +4,7 @@ import { deviceGroup } from '../../../protocol/rollout.ts';
 import { call, getAll } from '../api.ts';
 import { Link, useLocation } from '../router.tsx';
 import { useSession } from '../session.tsx';
-import { ConfirmDialog, PageHeader, Time, useLoad } from '../ui.tsx';
+import { ConfirmDialog, PageHeader, SecretRow, Time, useLoad } from '../ui.tsx';
 
 /*
  * Enrollment tokens (docs/device-install.md): a short-lived secret that lets a batch of devices
@@ -57,15 +57,7 @@ export function EnrollmentPage() {
       {latest && latest.token && (
         <div className="notice notice-success secret" role="status">
           <strong>Enrollment token created</strong> for {latest.group ? `group ${latest.group}` : `device ${latest.device}`}: {latest.uses} use{latest.uses === 1 ? '' : 's'}, valid until <Time at={latest.expiresAt} />. Copy it now: it is shown only once.
-          <div className="secret-row">
-            <label htmlFor="enrollment-secret" className="sr-only">
-              The new enrollment token
-            </label>
-            <input id="enrollment-secret" readOnly value={latest.token} className="mono" onFocus={(e) => e.target.select()} />
-            <button type="button" className="button button-ghost" onClick={() => setMade(made.map((t, i) => (i === 0 ? { ...t, token: '' } : t)))}>
-              Done
-            </button>
-          </div>
+          <SecretRow id="enrollment-secret" label="The new enrollment token" value={latest.token} onDone={() => setMade(made.map((t, i) => (i === 0 ? { ...t, token: '' } : t)))} />
           <p className="small">On the device:</p>
           <pre className="manifest small">{`convoyd enroll --server ${window.location.origin} --token "$TOKEN" --dir /etc/convoy${latest.device ? ` --id ${latest.device}` : ' --id <device id>'}`}</pre>
         </div>

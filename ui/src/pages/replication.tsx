@@ -152,7 +152,7 @@ export function ReplicationPage({ name }: { name: string }) {
                 <tbody>
                   {list.map((p) => (
                     <tr key={p.name}>
-                      <td className="mono">{p.name}</td>
+                      <td className="mono nowrap">{p.name}</td>
                       <td>
                         {p.destinations.map((d, i) => (
                           <span key={d.name}>
@@ -169,7 +169,7 @@ export function ReplicationPage({ name }: { name: string }) {
                         <Badge tone={p.enabled ? 'success' : 'neutral'}>{p.enabled ? 'enabled' : 'disabled'}</Badge>
                       </td>
                       <td className="row-actions">
-                        {canRun && (
+                        {canRun && p.enabled && (
                           <button type="button" className="button button-small" aria-label={`Run now ${p.name}`} onClick={() => void runNow(p)}>
                             Run now
                           </button>
@@ -281,11 +281,11 @@ function RunsTable({ name, runs }: { name: string; runs: ReplicationRun[] }) {
         {runs.map((r) => (
           <tr key={r.id}>
             <td>
-              <Link to={`/bundles/${enc(name)}/replication/runs/${r.id}`} className="strong-link">
+              <Link to={`/bundles/${enc(name)}/replication/runs/${r.id}`} className="strong-link nowrap">
                 Run {r.id}
               </Link>
             </td>
-            <td className="mono">{r.policy}</td>
+            <td className="mono nowrap">{r.policy}</td>
             <td>{r.versions.join(', ') || <span className="muted">none</span>}</td>
             <td>
               <Badge tone={statusTone[r.status]}>{r.status}</Badge>
@@ -427,13 +427,17 @@ function PolicyDialog({ name, policy, onClose, onSaved }: { name: string; policy
             <option value="schedule">on a schedule</option>
           </select>
         </div>
-        <div className="field">
-          <label htmlFor="policy-cron">Schedule (cron, UTC)</label>
-          <input id="policy-cron" className="mono" value={form.cron} onChange={(e) => set('cron', e.target.value)} disabled={form.trigger !== 'schedule'} aria-describedby="policy-cron-hint" />
-          <p className="hint" id="policy-cron-hint">
-            minute hour day month weekday, e.g. 0 3 * * *
-          </p>
-        </div>
+        {form.trigger === 'schedule' ? (
+          <div className="field">
+            <label htmlFor="policy-cron">Schedule (cron, UTC)</label>
+            <input id="policy-cron" className="mono" value={form.cron} onChange={(e) => set('cron', e.target.value)} aria-describedby="policy-cron-hint" />
+            <p className="hint" id="policy-cron-hint">
+              minute hour day month weekday, e.g. 0 3 * * *
+            </p>
+          </div>
+        ) : (
+          <p className="hint field">{form.trigger === 'approval' ? 'Runs by itself when a version the filter matches is approved.' : 'Runs only when someone starts it (Run now).'}</p>
+        )}
         <div className="field">
           <label htmlFor="policy-versions">Versions (optional)</label>
           <input id="policy-versions" className="mono" value={form.versions} onChange={(e) => set('versions', e.target.value)} placeholder=">=2.0.0" aria-describedby="policy-versions-hint" />
@@ -610,7 +614,7 @@ function TasksTable({ tasks }: { tasks: ReplicationTask[] }) {
         {tasks.map((task) => (
           <tr key={task.id}>
             <td>
-              <span className="muted small">{task.kind}</span> {task.kind === 'blob' ? <Digest value={task.ref} /> : <span className="mono small">{task.ref}</span>}
+              <span className="muted small">{task.kind}</span> <TaskRef task={task} />
             </td>
             <td>
               {task.destination.name} <span className="muted small">({task.destination.type})</span>
@@ -622,10 +626,22 @@ function TasksTable({ tasks }: { tasks: ReplicationTask[] }) {
             <td>{formatBytes(task.bytes)}</td>
             <td>{formatDuration(task.durationMs)}</td>
             <td>{task.attempts}</td>
-            <td className="small">{task.error ? <span className="error-text">{task.error}</span> : <span className="muted">—</span>}</td>
+            <td className="small cell-wrap">{task.error ? <span className="error-text">{task.error}</span> : <span className="muted">—</span>}</td>
           </tr>
         ))}
       </tbody>
     </table>
+  );
+}
+
+/** A blob is named by digest, at a registry as `<repository>@<digest>`: the repository in full, the digest short (its title holds all of it). */
+function TaskRef({ task }: { task: ReplicationTask }) {
+  if (task.kind !== 'blob') return <span className="mono small cell-wrap">{task.ref}</span>;
+  const at = task.ref.lastIndexOf('@');
+  if (at < 0) return <Digest value={task.ref} />;
+  return (
+    <>
+      <span className="mono small">{task.ref.slice(0, at)}</span> <Digest value={task.ref.slice(at + 1)} />
+    </>
   );
 }
