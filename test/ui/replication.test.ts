@@ -154,6 +154,27 @@ test('replication: edges, registry endpoints, a policy run with its tasks, a ref
         await mara.getByRole('row', { name: /^to-site / }).getByText('disabled').waitFor();
         await fx.screenshot(mara, 'repl-07-policies-and-runs');
         await noViolations(t, fx, mara, 'replication');
+        // A run to the edge waits for it (edge mode is not there to pull): the page says it is
+        // live, and the run is cancelled from it; then the policy is deleted.
+        await mara.getByRole('button', { name: 'New policy' }).click();
+        const edgePolicy = mara.getByRole('dialog', { name: 'New replication policy' });
+        await edgePolicy.getByLabel('Name', { exact: true }).fill('to-edge');
+        await edgePolicy.getByLabel(/^shop-eu \(edge\)/).check();
+        await edgePolicy.getByRole('button', { name: 'Create policy' }).click();
+        await mara.getByRole('button', { name: 'Run now to-edge' }).click();
+        await mara.getByText('Running: this page refreshes by itself.').waitFor();
+        await mara.getByRole('row').filter({ hasText: 'timestamp.json' }).getByText('pending').waitFor();
+        await fx.screenshot(mara, 'repl-07b-run-running');
+        await mara.getByRole('button', { name: 'Cancel run…' }).click();
+        await mara.getByRole('dialog', { name: /Cancel run/ }).getByRole('button', { name: 'Cancel run' }).click();
+        await mara.getByRole('heading', { level: 1 }).getByText('cancelled').waitFor();
+        t.is(await mara.getByText('Running: this page refreshes by itself.').count(), 0);
+        await mara.getByRole('link', { name: 'Replication' }).click();
+        await mara.getByRole('button', { name: 'Delete to-edge' }).click();
+        await mara.getByRole('dialog', { name: /Delete policy/ }).getByRole('button', { name: 'Delete policy' }).click();
+        await mara.getByText('Policy to-edge deleted; its run history stays.').waitFor();
+        await mara.getByRole('row', { name: /^to-edge / }).waitFor({ state: 'detached' });
+        await mara.getByRole('link', { name: 'Run 3' }).waitFor();
         // Not an admin: edges are shown, adding one is not offered.
         await mara.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Edges' }).click();
         await mara.getByRole('cell', { name: 'shop-eu', exact: true }).waitFor();
