@@ -115,6 +115,10 @@ test('replication: edges, registry endpoints, a policy run with its tasks, a ref
         t.regex(await policyRow.innerText(), /by hand/);
         t.regex(await policyRow.innerText(), /4\.0 MiB\/s/);
         await mara.getByRole('button', { name: 'Run now to-site' }).click();
+        const runDialog = mara.getByRole('dialog', { name: 'Run to-site now' });
+        await runDialog.getByLabel('Version').selectOption('1.0.0');
+        await noViolations(t, fx, mara, 'the run dialog');
+        await runDialog.getByRole('button', { name: 'Start run' }).click();
         await mara.waitForURL(/\/bundles\/shop\/replication\/runs\/\d+$/);
         // The page refreshes itself until the run is done.
         await mara.getByRole('heading', { level: 1 }).getByText('succeeded').waitFor();
@@ -137,6 +141,7 @@ test('replication: edges, registry endpoints, a policy run with its tasks, a ref
         await editDialog.getByRole('button', { name: 'Save policy' }).click();
         await mara.getByRole('row', { name: /^to-site / }).getByRole('link', { name: 'site-wrong' }).waitFor();
         await mara.getByRole('button', { name: 'Run now to-site' }).click();
+        await mara.getByRole('dialog', { name: 'Run to-site now' }).getByRole('button', { name: 'Start run' }).click();
         await mara.getByRole('heading', { level: 1 }).getByText('failed').waitFor();
         const failedRow = mara.getByRole('row').filter({ hasText: 'failed' }).first();
         t.regex(await failedRow.innerText(), /401|unauthori[sz]ed/i, "the registry's reason is on the task");
@@ -162,6 +167,7 @@ test('replication: edges, registry endpoints, a policy run with its tasks, a ref
         await edgePolicy.getByLabel(/^shop-eu \(edge\)/).check();
         await edgePolicy.getByRole('button', { name: 'Create policy' }).click();
         await mara.getByRole('button', { name: 'Run now to-edge' }).click();
+        await mara.getByRole('dialog', { name: 'Run to-edge now' }).getByRole('button', { name: 'Start run' }).click();
         await mara.getByText('Running: this page refreshes by itself.').waitFor();
         await mara.getByRole('row').filter({ hasText: 'timestamp.json' }).getByText('pending').waitFor();
         await fx.screenshot(mara, 'repl-07b-run-running');

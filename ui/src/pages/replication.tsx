@@ -1,5 +1,6 @@
 import { useEffect, useState } from 'react';
 import { z } from 'zod';
+import { bundleVersion } from '../../../protocol/api.ts';
 import { artifactTypes } from '../../../protocol/names.ts';
 import {
   edge,
@@ -12,7 +13,7 @@ import {
   type ReplicationRun,
   type ReplicationTask,
 } from '../../../protocol/replication.ts';
-import { call, describeError, getJson, getPage } from '../api.ts';
+import { call, describeError, getAll, getJson, getPage } from '../api.ts';
 import { enc, Link, navigate, useLocation } from '../router.tsx';
 import { useSession } from '../session.tsx';
 import { Badge, ConfirmDialog, Digest, Empty, Flash, formatBytes, Loaded, PageHeader, Pager, Time, useLoad } from '../ui.tsx';
@@ -96,11 +97,7 @@ export function ReplicationPage({ name }: { name: string }) {
       setFlash(`Policy ${p.name} ${p.enabled ? 'disabled: its triggers stop' : 'enabled'}.`);
       policies.reload();
     });
-  const runNow = (p: ReplicationPolicy) =>
-    act(async () => {
-      const started = await call(session.client, 'POST', `${base}/replication-policies/${enc(p.name)}/runs`, replicationRunDetail, {});
-      navigate(`/bundles/${enc(name)}/replication/runs/${started!.run.id}`);
-    });
+  const [starting, setStarting] = useState<ReplicationPolicy | undefined>(undefined);
 
   return (
     <>
@@ -170,7 +167,7 @@ export function ReplicationPage({ name }: { name: string }) {
                       </td>
                       <td className="row-actions">
                         {canRun && p.enabled && (
-                          <button type="button" className="button button-small" aria-label={`Run now ${p.name}`} onClick={() => void runNow(p)}>
+                          <button type="button" className="button button-small" aria-label={`Run now ${p.name}`} onClick={() => setStarting(p)}>
                             Run now
                           </button>
                         )}
@@ -243,6 +240,7 @@ export function ReplicationPage({ name }: { name: string }) {
           }}
         />
       )}
+      {starting && <RunDialog name={name} policy={starting} onClose={() => setStarting(undefined)} />}
       <ConfirmDialog
         open={deleting !== undefined}
         title={`Delete policy “${deleting?.name ?? ''}”?`}
@@ -258,6 +256,41 @@ export function ReplicationPage({ name }: { name: string }) {
         <p>Its triggers stop. What it already copied stays at the destinations, and its runs stay in the history.</p>
       </ConfirmDialog>
     </>
+  );
+}
+
+/** Run now: every approved version the filter matches, or one chosen. */
+function RunDialog({ name, policy, onClose }: { name: string; policy: ReplicationPolicy; onClose: () => void }) {
+  const session = useSession();
+  const versions = useLoad(() => getAll(session.client, `/api/v1/bundles/${enc(name)}/versions`, bundleVersion, { status: 'approved' }), [name]);
+  const [version, setVersion] = useState('');
+  return (
+    <ConfirmDialog
+      open
+      title={`Run ${policy.name} now`}
+      confirmLabel="Start run"
+      onClose={onClose}
+      onConfirm={async () => {
+        const started = await call(session.client, 'POST', `/api/v1/bundles/${enc(name)}/replication-policies/${enc(policy.name)}/runs`, replicationRunDetail, version ? { version } : {});
+        navigate(`/bundles/${enc(name)}/replication/runs/${started!.run.id}`);
+      }}
+    >
+      <p>
+        To {policy.destinations.map((d) => d.name).join(', ')}: {describeFilter(policy)}. What a destination already holds is skipped.
+      </p>
+      <div className="field">
+        <label htmlFor="run-version">Version</label>
+        <select id="run-version" value={version} onChange={(e) => setVersion(e.target.value)}>
+          <option value="">every approved version the filter matches</option>
+          {versions.state === 'ok' &&
+            [...versions.data].reverse().map((v) => (
+              <option key={v.version} value={v.version}>
+                {v.version}
+              </option>
+            ))}
+        </select>
+      </div>
+    </ConfirmDialog>
   );
 }
 
