@@ -54,6 +54,8 @@ test('replication: edges, registry endpoints, a policy run with its tasks, a ref
         t.is(await admin.locator('.user-role').innerText(), 'Administrator');
         await admin.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Edges' }).click();
         await admin.getByText('No edges yet').waitFor();
+        // The screen's code loads on first use; focus still lands on its heading.
+        await admin.waitForFunction(() => (globalThis as any).document.activeElement?.textContent === 'Edges' && (globalThis as any).document.activeElement?.tagName === 'H1');
         await admin.getByRole('button', { name: 'Add edge' }).click();
         const edgeDialog = admin.getByRole('dialog', { name: 'Add an edge' });
         await edgeDialog.getByLabel('Name', { exact: true }).fill('shop-eu');

@@ -1,4 +1,4 @@
-import { StrictMode, useCallback, useEffect, useMemo, useState } from 'react';
+import { lazy, StrictMode, Suspense, useCallback, useEffect, useMemo, useState } from 'react';
 import { createRoot } from 'react-dom/client';
 import { currentUser, type CurrentUser } from '../../protocol/access.ts';
 import { getJson, type Client } from './api.ts';
@@ -7,12 +7,9 @@ import { BundlePage } from './pages/bundle.tsx';
 import { BundlesPage } from './pages/bundles.tsx';
 import { DeploymentPage } from './pages/deployment.tsx';
 import { DeploymentsPage } from './pages/deployments.tsx';
-import { EdgesPage, RegistriesPage } from './pages/destinations.tsx';
 import { DevicePage, DevicesPage } from './pages/devices.tsx';
 import { DiffPage } from './pages/diff.tsx';
-import { EnrollmentPage } from './pages/enrollment.tsx';
 import { GroupPage, GroupsPage } from './pages/groups.tsx';
-import { ReplicationPage, RunPage } from './pages/replication.tsx';
 import { SignInPage } from './pages/signin.tsx';
 import { TokensPage } from './pages/tokens.tsx';
 import { TrustPage } from './pages/trust.tsx';
@@ -23,6 +20,14 @@ import { Link, match, navigate, navigationCount, useLocation } from './router.ts
 import { canDo, loadStored, saveStored, SessionContext, type Session, type Stored } from './session.tsx';
 import { ErrorNotice, Loading } from './ui.tsx';
 import './styles.css';
+
+// Replication and identity screens load on first use: most sessions never open them, and they
+// keep the first download under Vite's 500 kB warning.
+const ReplicationPage = lazy(() => import('./pages/replication.tsx').then((m) => ({ default: m.ReplicationPage })));
+const RunPage = lazy(() => import('./pages/replication.tsx').then((m) => ({ default: m.RunPage })));
+const EdgesPage = lazy(() => import('./pages/destinations.tsx').then((m) => ({ default: m.EdgesPage })));
+const RegistriesPage = lazy(() => import('./pages/destinations.tsx').then((m) => ({ default: m.RegistriesPage })));
+const EnrollmentPage = lazy(() => import('./pages/enrollment.tsx').then((m) => ({ default: m.EnrollmentPage })));
 
 /** The screens, by URL. The first that matches wins. */
 const screens: { pattern: string; render: (params: Record<string, string>) => React.ReactNode }[] = [
@@ -79,11 +84,30 @@ function Shell({ session }: { session: Session }) {
     // After a navigation, move focus to the new screen's heading, so keyboard and screen-reader
     // users land on it; on a page load, leave it at the start (the skip link comes first).
     if (navigationCount() === 0) return;
-    const heading = document.querySelector<HTMLElement>('main h1');
-    if (heading) {
+    const focusHeading = () => {
+      // The visible one: while a screen's code loads, React keeps the previous screen in the
+      // page, hidden (display: none), behind the fallback.
+      const heading = [...document.querySelectorAll<HTMLElement>('main h1')].find((h) => h.offsetParent !== null);
+      if (!heading) return false;
       heading.tabIndex = -1;
       heading.focus({ preventScroll: true });
-    }
+      return true;
+    };
+    if (focusHeading()) return;
+    // A screen still loading (its code or its data) has no heading yet: wait for it, briefly.
+    const main = document.getElementById('main');
+    if (!main) return;
+    // Not if the person has moved on meanwhile (typing in a field).
+    const observer = new MutationObserver(() => {
+      if (document.activeElement?.matches('input, select, textarea')) observer.disconnect();
+      else if (focusHeading()) observer.disconnect();
+    });
+    observer.observe(main, { childList: true, subtree: true });
+    const timer = setTimeout(() => observer.disconnect(), 5000);
+    return () => {
+      observer.disconnect();
+      clearTimeout(timer);
+    };
   }, [location.path]);
   return (
     <div className="app">
@@ -118,13 +142,15 @@ function Shell({ session }: { session: Session }) {
           </ul>
         </nav>
         <main id="main" className="content">
-          {content ?? (
-            <div>
-              <h1>Page not found</h1>
-              <p>There is no screen at {location.path}.</p>
-              <Link to="/bundles">Go to the bundles</Link>
-            </div>
-          )}
+          <Suspense fallback={<Loading what="the screen" />}>
+            {content ?? (
+              <div>
+                <h1>Page not found</h1>
+                <p>There is no screen at {location.path}.</p>
+                <Link to="/bundles">Go to the bundles</Link>
+              </div>
+            )}
+          </Suspense>
         </main>
       </div>
     </div>
