@@ -195,6 +195,10 @@ test('replication: edges, registry endpoints, a policy run with its tasks, a ref
         await rita.getByRole('row', { name: /^to-site / }).waitFor();
         for (const name of ['New policy', 'Run now to-site', 'Edit to-site', 'Enable to-site', 'Delete to-site']) t.is(await rita.getByRole('button', { name }).count(), 0, `${name} is not offered to a reporter`);
         t.is(await rita.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Enrollment' }).count(), 0);
+        // Following a link there anyway: what is needed is said, nothing is offered.
+        await rita.goto(`${server.url}/enrollment`);
+        await rita.getByText('Creating enrollment tokens needs an administrator').waitFor();
+        t.is(await rita.getByRole('button', { name: 'New enrollment token' }).count(), 0);
 
         // --- Identity, as the administrator: an enrollment token for a group, and a device revoked.
         const till = await api('POST', '/api/v1/devices', { id: 'till-9', group: 'shop-north' });
