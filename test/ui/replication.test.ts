@@ -227,6 +227,22 @@ test('replication: edges, registry endpoints, a policy run with its tasks, a ref
         t.is((await server.api('GET', '/api/v1/devices/till-9/release', { token: till.token })).status, 401, 'the revoked device is refused');
         await fx.screenshot(admin, 'repl-10-device-revoked');
         await noViolations(t, fx, admin, 'a revoked device');
+
+        // Removing a destination a policy still names is refused with the reason, in the dialog.
+        await admin.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Registries' }).click();
+        await admin.getByRole('button', { name: 'Remove registry endpoint site-wrong' }).click();
+        const removeDialog = admin.getByRole('dialog', { name: /Remove registry endpoint/ });
+        await removeDialog.getByRole('button', { name: 'Remove endpoint' }).click();
+        await removeDialog.getByRole('alert').getByText('is a destination of shop/to-site').waitFor();
+        await fx.screenshot(admin, 'repl-11-remove-refused');
+        await removeDialog.getByRole('button', { name: 'Cancel' }).click();
+        await admin.getByRole('button', { name: 'Remove registry endpoint site', exact: true }).click();
+        await admin.getByRole('dialog', { name: /Remove registry endpoint/ }).getByRole('button', { name: 'Remove endpoint' }).click();
+        await admin.getByRole('row', { name: /^site / }).waitFor({ state: 'detached' });
+        await admin.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Edges' }).click();
+        await admin.getByRole('button', { name: 'Remove edge shop-eu' }).click();
+        await admin.getByRole('dialog', { name: /Remove edge/ }).getByRole('button', { name: 'Remove edge' }).click();
+        await admin.getByText('No edges yet').waitFor();
         t.deepEqual(fx.pageErrors, []);
       },
       { secretKey: Buffer.alloc(32, 7) },
