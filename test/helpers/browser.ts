@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import type { ExecutionContext } from 'ava';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import type { ServerConfig } from '../../server/config.ts';
 import { makeTempDir, startTestServer, type TestServer } from './server.ts';
 
 /*
@@ -47,9 +48,9 @@ export interface BrowserFixture {
 
 let axeSource: Promise<string> | undefined;
 
-export async function withBrowser(t: ExecutionContext, run: (fx: BrowserFixture) => Promise<void>): Promise<void> {
+export async function withBrowser(t: ExecutionContext, run: (fx: BrowserFixture) => Promise<void>, overrides: Partial<ServerConfig> = {}): Promise<void> {
   const uiDir = await buildUi();
-  const server = await startTestServer({}, { uiDir });
+  const server = await startTestServer(overrides, { uiDir });
   const browser = await chromium.launch({ executablePath: chromiumPath, args: chromiumArgs, headless: true });
   const contexts: BrowserContext[] = [];
   const pageErrors: string[] = [];

@@ -1,4 +1,4 @@
-import { StrictMode, useCallback, useEffect, useMemo, useState } from 'react';
+import { lazy, StrictMode, Suspense, useCallback, useEffect, useMemo, useState } from 'react';
 import { createRoot } from 'react-dom/client';
 import { currentUser, type CurrentUser } from '../../protocol/access.ts';
 import { getJson, type Client } from './api.ts';
@@ -15,10 +15,19 @@ import { TokensPage } from './pages/tokens.tsx';
 import { TrustPage } from './pages/trust.tsx';
 import { UsersPage } from './pages/users.tsx';
 import { VersionPage } from './pages/version.tsx';
+import { describeRoles } from './roles.ts';
 import { Link, match, navigate, navigationCount, useLocation } from './router.tsx';
 import { canDo, loadStored, saveStored, SessionContext, type Session, type Stored } from './session.tsx';
 import { ErrorNotice, Loading } from './ui.tsx';
 import './styles.css';
+
+// Replication and identity screens load on first use: most sessions never open them, and they
+// keep the first download under Vite's 500 kB warning.
+const ReplicationPage = lazy(() => import('./pages/replication.tsx').then((m) => ({ default: m.ReplicationPage })));
+const RunPage = lazy(() => import('./pages/replication.tsx').then((m) => ({ default: m.RunPage })));
+const EdgesPage = lazy(() => import('./pages/destinations.tsx').then((m) => ({ default: m.EdgesPage })));
+const RegistriesPage = lazy(() => import('./pages/destinations.tsx').then((m) => ({ default: m.RegistriesPage })));
+const EnrollmentPage = lazy(() => import('./pages/enrollment.tsx').then((m) => ({ default: m.EnrollmentPage })));
 
 /** The screens, by URL. The first that matches wins. */
 const screens: { pattern: string; render: (params: Record<string, string>) => React.ReactNode }[] = [
@@ -27,6 +36,8 @@ const screens: { pattern: string; render: (params: Record<string, string>) => Re
   { pattern: '/bundles/:name', render: (p) => <BundlePage name={p.name!} /> },
   { pattern: '/bundles/:name/diff', render: (p) => <DiffPage name={p.name!} /> },
   { pattern: '/bundles/:name/versions/:version', render: (p) => <VersionPage name={p.name!} version={p.version!} /> },
+  { pattern: '/bundles/:name/replication', render: (p) => <ReplicationPage name={p.name!} /> },
+  { pattern: '/bundles/:name/replication/runs/:run', render: (p) => <RunPage name={p.name!} id={p.run!} /> },
   { pattern: '/deployments', render: () => <DeploymentsPage /> },
   { pattern: '/deployments/:id', render: (p) => <DeploymentPage id={p.id!} /> },
   { pattern: '/devices', render: () => <DevicesPage /> },
@@ -37,6 +48,9 @@ const screens: { pattern: string; render: (params: Record<string, string>) => Re
   { pattern: '/users', render: () => <UsersPage /> },
   { pattern: '/tokens', render: () => <TokensPage /> },
   { pattern: '/trust', render: () => <TrustPage /> },
+  { pattern: '/edges', render: () => <EdgesPage /> },
+  { pattern: '/registries', render: () => <RegistriesPage /> },
+  { pattern: '/enrollment', render: () => <EnrollmentPage /> },
 ];
 
 /** Navigation entries, each shown only to those whose role holds the action behind it. */
@@ -45,6 +59,9 @@ const nav: { to: string; label: string; needs?: string }[] = [
   { to: '/deployments', label: 'Deployments', needs: 'deployment:read' },
   { to: '/groups', label: 'Device groups', needs: 'group:list' },
   { to: '/devices', label: 'Devices', needs: 'device:read' },
+  { to: '/enrollment', label: 'Enrollment', needs: 'enrollment:create' },
+  { to: '/edges', label: 'Edges', needs: 'edge:read' },
+  { to: '/registries', label: 'Registries', needs: 'registry:read' },
   { to: '/trust', label: 'Signing keys', needs: 'keys:read' },
   { to: '/audit', label: 'Audit log', needs: 'audit:read' },
   { to: '/users', label: 'Users', needs: 'user:read' },
@@ -62,16 +79,35 @@ function Shell({ session }: { session: Session }) {
     }
   }
   const active = (to: string) => location.path === to || location.path.startsWith(to + '/') || (to === '/bundles' && location.path === '/');
-  const roleSummary = session.user.actingAsAdmin ? 'Administrator' : session.user.bundles.length === 1 ? `${session.user.bundles[0]!.role} of ${session.user.bundles[0]!.bundle}` : `member of ${session.user.bundles.length} bundles`;
+  const roleSummary = describeRoles(session.user);
   useEffect(() => {
     // After a navigation, move focus to the new screen's heading, so keyboard and screen-reader
     // users land on it; on a page load, leave it at the start (the skip link comes first).
     if (navigationCount() === 0) return;
-    const heading = document.querySelector<HTMLElement>('main h1');
-    if (heading) {
+    const focusHeading = () => {
+      // The visible one: while a screen's code loads, React keeps the previous screen in the
+      // page, hidden (display: none), behind the fallback.
+      const heading = [...document.querySelectorAll<HTMLElement>('main h1')].find((h) => h.offsetParent !== null);
+      if (!heading) return false;
       heading.tabIndex = -1;
       heading.focus({ preventScroll: true });
-    }
+      return true;
+    };
+    if (focusHeading()) return;
+    // A screen still loading (its code or its data) has no heading yet: wait for it, briefly.
+    const main = document.getElementById('main');
+    if (!main) return;
+    // Not if the person has moved on meanwhile (typing in a field).
+    const observer = new MutationObserver(() => {
+      if (document.activeElement?.matches('input, select, textarea')) observer.disconnect();
+      else if (focusHeading()) observer.disconnect();
+    });
+    observer.observe(main, { childList: true, subtree: true });
+    const timer = setTimeout(() => observer.disconnect(), 5000);
+    return () => {
+      observer.disconnect();
+      clearTimeout(timer);
+    };
   }, [location.path]);
   return (
     <div className="app">
@@ -106,13 +142,15 @@ function Shell({ session }: { session: Session }) {
           </ul>
         </nav>
         <main id="main" className="content">
-          {content ?? (
-            <div>
-              <h1>Page not found</h1>
-              <p>There is no screen at {location.path}.</p>
-              <Link to="/bundles">Go to the bundles</Link>
-            </div>
-          )}
+          <Suspense fallback={<Loading what="the screen" />}>
+            {content ?? (
+              <div>
+                <h1>Page not found</h1>
+                <p>There is no screen at {location.path}.</p>
+                <Link to="/bundles">Go to the bundles</Link>
+              </div>
+            )}
+          </Suspense>
         </main>
       </div>
     </div>

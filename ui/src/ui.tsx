@@ -239,3 +239,22 @@ export function Pager({ page, pages, onPage }: { page: number; pages: number; on
     </nav>
   );
 }
+
+/** A secret shown once (a new token): read-only, selected on focus, with Copy and Done. */
+export function SecretRow({ id, label, value, onDone }: { id: string; label: string; value: string; onDone: () => void }) {
+  const [copied, setCopied] = useState(false);
+  return (
+    <div className="secret-row">
+      <label htmlFor={id} className="sr-only">
+        {label}
+      </label>
+      <input id={id} readOnly value={value} className="mono" onFocus={(e) => e.target.select()} />
+      <button type="button" className="button" onClick={() => void navigator.clipboard?.writeText(value).then(() => setCopied(true))}>
+        {copied ? 'Copied' : 'Copy'}
+      </button>
+      <button type="button" className="button button-ghost" onClick={onDone}>
+        Done
+      </button>
+    </div>
+  );
+}

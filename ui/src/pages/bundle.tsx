@@ -38,6 +38,11 @@ export function BundlePage({ name }: { name: string }) {
             <Link to={`/bundles/${enc(name)}/diff`} className="button">
               Compare versions
             </Link>
+            {session.can('replication:read', name) && (
+              <Link to={`/bundles/${enc(name)}/replication`} className="button">
+                Replication
+              </Link>
+            )}
             {session.can('bundle:write', name) && (
               <button type="button" className="button button-primary" onClick={() => setCreating(true)}>
                 New draft

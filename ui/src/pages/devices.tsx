@@ -1,5 +1,6 @@
 import { useState, type FormEvent } from 'react';
 import { device, deviceRegistration } from '../../../protocol/api.ts';
+import { deviceRevocation } from '../../../protocol/enrollment.ts';
 import { deviceStates } from '../../../protocol/messages.ts';
 import { deviceDetail } from '../../../protocol/rollout.ts';
 import { call, getJson, getPage } from '../api.ts';
@@ -136,6 +137,7 @@ export function DevicePage({ id }: { id: string }) {
   const [moving, setMoving] = useState(false);
   const [to, setTo] = useState('');
   const [decommissioning, setDecommissioning] = useState(false);
+  const [revoking, setRevoking] = useState(false);
   const [flash, setFlash] = useState<string | undefined>(undefined);
   return (
     <Loaded load={load} what="the device">
@@ -150,17 +152,28 @@ export function DevicePage({ id }: { id: string }) {
             }
             crumbs={[{ to: '/devices', label: 'Devices' }]}
             actions={
-              !d.decommissionedAt &&
-              session.can('device:write', undefined, d.group) && (
-                <>
-                  <button type="button" className="button" onClick={() => setMoving(true)}>
-                    Move…
+              <>
+                {session.can('enrollment:create') && (
+                  <Link to={`/enrollment?device=${enc(d.id)}`} className="button">
+                    Enrollment token…
+                  </Link>
+                )}
+                {!d.decommissionedAt && session.can('device:write', undefined, d.group) && (
+                  <>
+                    <button type="button" className="button" onClick={() => setMoving(true)}>
+                      Move…
+                    </button>
+                    <button type="button" className="button button-danger" onClick={() => setDecommissioning(true)}>
+                      Decommission…
+                    </button>
+                  </>
+                )}
+                {session.can('device:revoke') && (
+                  <button type="button" className="button button-danger" onClick={() => setRevoking(true)}>
+                    Revoke…
                   </button>
-                  <button type="button" className="button button-danger" onClick={() => setDecommissioning(true)}>
-                    Decommission…
-                  </button>
-                </>
-              )
+                )}
+              </>
             }
           />
           <Flash message={flash} />
@@ -284,7 +297,24 @@ export function DevicePage({ id }: { id: string }) {
               load.reload();
             }}
           >
-            <p>Its token stops working at once, over HTTP and MQTT. The record stays for history.</p>
+            <p>Its token stops working at once, over HTTP and MQTT. The record stays for history. (A device that holds a certificate: Revoke cuts that off too.)</p>
+          </ConfirmDialog>
+          <ConfirmDialog
+            open={revoking}
+            title={`Revoke ${d.id}?`}
+            confirmLabel="Revoke device"
+            tone="danger"
+            onClose={() => setRevoking(false)}
+            onConfirm={async () => {
+              const done = await call(session.client, 'POST', `${url}/revoke`, deviceRevocation);
+              setFlash(`${d.id} is revoked: ${done!.certificates} certificate${done!.certificates === 1 ? '' : 's'} and ${done!.tokens} token${done!.tokens === 1 ? '' : 's'} no longer work, its MQTT sessions are closed.`);
+              load.reload();
+            }}
+          >
+            <p>
+              For a lost or stolen device: every certificate and token it holds stops working at once, on HTTPS and MQTT (its live sessions are closed), and it is decommissioned. To let it back in later, make an
+              enrollment token for it.
+            </p>
           </ConfirmDialog>
         </>
       )}

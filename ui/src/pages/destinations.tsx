@@ -1,0 +1,279 @@
+import { useState } from 'react';
+import { z } from 'zod';
+import { createdEdge, edge, registryEndpoint, type Edge, type RegistryEndpoint } from '../../../protocol/replication.ts';
+import { call, getJson } from '../api.ts';
+import { edgeHealth } from '../health.ts';
+import { useSession } from '../session.tsx';
+import { Badge, ConfirmDialog, Empty, Flash, Loaded, PageHeader, SecretRow, Time, useLoad } from '../ui.tsx';
+
+/*
+ * Replication destinations (admin screens): edges, which mirror approved versions and serve
+ * devices near them, and OCI registry endpoints that images are pushed to. A policy names its
+ * destinations by these names. Secrets go one way: an edge's token is shown once, a registry's
+ * password is sent once and never comes back (the API says only whether credentials are set).
+ */
+
+export function EdgesPage() {
+  const session = useSession();
+  const load = useLoad(() => getJson(session.client, '/api/v1/edges', z.array(edge)), []);
+  const [adding, setAdding] = useState(false);
+  const [form, setForm] = useState({ name: '', description: '' });
+  const [secret, setSecret] = useState<{ name: string; token: string } | undefined>(undefined);
+  const [removing, setRemoving] = useState<Edge | undefined>(undefined);
+  const [flash, setFlash] = useState<string | undefined>(undefined);
+  const canWrite = session.can('edge:write');
+  return (
+    <>
+      <PageHeader
+        title="Edges"
+        actions={
+          canWrite && (
+            <button type="button" className="button button-primary" onClick={() => setAdding(true)}>
+              Add edge
+            </button>
+          )
+        }
+      >
+        <p className="lede">Edge nodes mirror approved versions from this server and serve the devices near them. Health is when each last reached this server.</p>
+      </PageHeader>
+      <Flash message={flash} />
+      {secret && (
+        <div className="notice notice-success" role="status">
+          <strong>Edge “{secret.name}” added.</strong> Give this token to the edge (<span className="mono">CONVOY_EDGE_TOKEN</span>); it is shown only once.
+          <SecretRow id="edge-secret" label="Edge token" value={secret.token} onDone={() => setSecret(undefined)} />
+        </div>
+      )}
+      <Loaded load={load} what="the edges">
+        {(list) =>
+          list.length === 0 ? (
+            <Empty title="No edges yet">{canWrite ? 'Add one to mirror releases close to a site.' : null}</Empty>
+          ) : (
+            <table className="table">
+              <caption className="sr-only">Edge nodes</caption>
+              <thead>
+                <tr>
+                  <th scope="col">Name</th>
+                  <th scope="col">Description</th>
+                  <th scope="col">Health</th>
+                  <th scope="col">Last seen</th>
+                  <th scope="col">Added</th>
+                  <th scope="col">
+                    <span className="sr-only">Actions</span>
+                  </th>
+                </tr>
+              </thead>
+              <tbody>
+                {list.map((e) => {
+                  const health = edgeHealth(e);
+                  return (
+                    <tr key={e.name}>
+                      <td className="mono">{e.name}</td>
+                      <td>{e.description || <span className="muted">—</span>}</td>
+                      <td>
+                        <Badge tone={health.tone}>{health.label}</Badge>
+                      </td>
+                      <td>
+                        <Time at={e.lastSeenAt} />
+                      </td>
+                      <td>
+                        <Time at={e.createdAt} />
+                      </td>
+                      <td className="row-actions">
+                        {canWrite && (
+                          <button type="button" className="button button-small button-ghost" aria-label={`Remove edge ${e.name}`} onClick={() => setRemoving(e)}>
+                            Remove
+                          </button>
+                        )}
+                      </td>
+                    </tr>
+                  );
+                })}
+              </tbody>
+            </table>
+          )
+        }
+      </Loaded>
+      <ConfirmDialog
+        open={adding}
+        title="Add an edge"
+        confirmLabel="Add edge"
+        confirmDisabled={!form.name.trim()}
+        onClose={() => setAdding(false)}
+        onConfirm={async () => {
+          const made = await call(session.client, 'POST', '/api/v1/edges', createdEdge, { name: form.name.trim(), ...(form.description.trim() ? { description: form.description.trim() } : {}) });
+          setSecret({ name: made!.edge.name, token: made!.token });
+          setForm({ name: '', description: '' });
+          load.reload();
+        }}
+      >
+        <div className="field">
+          <label htmlFor="edge-name">Name</label>
+          <input id="edge-name" value={form.name} onChange={(e) => setForm({ ...form, name: e.target.value })} placeholder="shop-eu" aria-describedby="edge-name-hint" />
+          <p className="hint" id="edge-name-hint">
+            Letters, digits, “.”, “_” or “-”. Policies name their destinations by it.
+          </p>
+        </div>
+        <div className="field">
+          <label htmlFor="edge-description">Description (optional)</label>
+          <input id="edge-description" value={form.description} onChange={(e) => setForm({ ...form, description: e.target.value })} />
+        </div>
+      </ConfirmDialog>
+      <ConfirmDialog
+        open={removing !== undefined}
+        title={`Remove edge “${removing?.name ?? ''}”?`}
+        confirmLabel="Remove edge"
+        tone="danger"
+        onClose={() => setRemoving(undefined)}
+        onConfirm={async () => {
+          await call(session.client, 'DELETE', `/api/v1/edges/${encodeURIComponent(removing!.name)}`, edge);
+          setFlash(`Edge ${removing!.name} removed: its token no longer works.`);
+          load.reload();
+        }}
+      >
+        <p>Its token stops working at once; the devices it serves must reach another server.</p>
+      </ConfirmDialog>
+    </>
+  );
+}
+
+export function RegistriesPage() {
+  const session = useSession();
+  const load = useLoad(() => getJson(session.client, '/api/v1/registries', z.array(registryEndpoint)), []);
+  const empty = { name: '', url: '', namespace: '', username: '', password: '' };
+  const [adding, setAdding] = useState(false);
+  const [form, setForm] = useState(empty);
+  const [removing, setRemoving] = useState<RegistryEndpoint | undefined>(undefined);
+  const [flash, setFlash] = useState<string | undefined>(undefined);
+  const canWrite = session.can('registry:write');
+  const set = (key: keyof typeof empty, value: string) => setForm({ ...form, [key]: value });
+  const halfCredentials = !!form.username !== !!form.password;
+  const close = () => {
+    // The password is never kept once the dialog is closed.
+    setForm(empty);
+    setAdding(false);
+  };
+  return (
+    <>
+      <PageHeader
+        title="Registry endpoints"
+        actions={
+          canWrite && (
+            <button type="button" className="button button-primary" onClick={() => setAdding(true)}>
+              Add registry endpoint
+            </button>
+          )
+        }
+      >
+        <p className="lede">OCI registries that replication policies push a version’s images to. Credentials are stored encrypted and never shown again.</p>
+      </PageHeader>
+      <Flash message={flash} />
+      <Loaded load={load} what="the registry endpoints">
+        {(list) =>
+          list.length === 0 ? (
+            <Empty title="No registry endpoints yet">{canWrite ? 'Add one to push images to a site’s registry.' : null}</Empty>
+          ) : (
+            <table className="table">
+              <caption className="sr-only">Registry endpoints</caption>
+              <thead>
+                <tr>
+                  <th scope="col">Name</th>
+                  <th scope="col">URL</th>
+                  <th scope="col">Namespace</th>
+                  <th scope="col">Credentials</th>
+                  <th scope="col">Added</th>
+                  <th scope="col">
+                    <span className="sr-only">Actions</span>
+                  </th>
+                </tr>
+              </thead>
+              <tbody>
+                {list.map((r) => (
+                  <tr key={r.name}>
+                    <td className="mono">{r.name}</td>
+                    <td className="mono">{r.url}</td>
+                    <td className="mono">{r.namespace ?? <span className="muted">—</span>}</td>
+                    <td>{r.credentials ? <Badge tone="info">set</Badge> : <Badge tone="neutral">none</Badge>}</td>
+                    <td>
+                      <Time at={r.createdAt} />
+                    </td>
+                    <td className="row-actions">
+                      {canWrite && (
+                        <button type="button" className="button button-small button-ghost" aria-label={`Remove registry endpoint ${r.name}`} onClick={() => setRemoving(r)}>
+                          Remove
+                        </button>
+                      )}
+                    </td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          )
+        }
+      </Loaded>
+      <ConfirmDialog
+        open={adding}
+        title="Add a registry endpoint"
+        confirmLabel="Add endpoint"
+        confirmDisabled={!form.name.trim() || !form.url.trim() || halfCredentials}
+        onClose={close}
+        onConfirm={async () => {
+          const made = await call(session.client, 'POST', '/api/v1/registries', registryEndpoint, {
+            name: form.name.trim(),
+            url: form.url.trim(),
+            ...(form.namespace.trim() ? { namespace: form.namespace.trim() } : {}),
+            ...(form.username ? { username: form.username, password: form.password } : {}),
+          });
+          setFlash(`Registry endpoint ${made!.name} added${made!.credentials ? ' with its credentials (stored encrypted)' : ''}.`);
+          setForm(empty);
+          load.reload();
+        }}
+      >
+        <div className="form-grid">
+          <div className="field">
+            <label htmlFor="registry-name">Name</label>
+            <input id="registry-name" value={form.name} onChange={(e) => set('name', e.target.value)} placeholder="site-registry" />
+          </div>
+          <div className="field">
+            <label htmlFor="registry-url">URL</label>
+            <input id="registry-url" className="mono" value={form.url} onChange={(e) => set('url', e.target.value)} placeholder="https://registry.example.com:5000" />
+          </div>
+          <div className="field">
+            <label htmlFor="registry-namespace">Namespace (optional)</label>
+            <input id="registry-namespace" className="mono" value={form.namespace} onChange={(e) => set('namespace', e.target.value)} placeholder="site/convoy" aria-describedby="registry-namespace-hint" />
+            <p className="hint" id="registry-namespace-hint">
+              Images go to namespace/bundle/image.
+            </p>
+          </div>
+          <div />
+          <div className="field">
+            <label htmlFor="registry-username">User name (optional)</label>
+            <input id="registry-username" autoComplete="off" value={form.username} onChange={(e) => set('username', e.target.value)} />
+          </div>
+          <div className="field">
+            <label htmlFor="registry-password">Password (optional)</label>
+            <input id="registry-password" type="password" autoComplete="new-password" value={form.password} onChange={(e) => set('password', e.target.value)} />
+          </div>
+        </div>
+        {halfCredentials && (
+          <p className="error-text" role="alert">
+            Give both a user name and a password, or neither.
+          </p>
+        )}
+      </ConfirmDialog>
+      <ConfirmDialog
+        open={removing !== undefined}
+        title={`Remove registry endpoint “${removing?.name ?? ''}”?`}
+        confirmLabel="Remove endpoint"
+        tone="danger"
+        onClose={() => setRemoving(undefined)}
+        onConfirm={async () => {
+          await call(session.client, 'DELETE', `/api/v1/registries/${encodeURIComponent(removing!.name)}`, registryEndpoint);
+          setFlash(`Registry endpoint ${removing!.name} removed with its credentials.`);
+          load.reload();
+        }}
+      >
+        <p>Its stored credentials are deleted. Images already pushed stay in the registry.</p>
+      </ConfirmDialog>
+    </>
+  );
+}
