@@ -10,6 +10,7 @@ import { AuthorizedFetcher, openTrustClient, type TrustClient } from '../../tuf/
 import { TrustError } from '../../tuf/errors.ts';
 import { signingKeyFromPem } from '../../tuf/keys.ts';
 import { publishTargets } from '../../tuf/repository.ts';
+import { tufMetadataFiles } from '../../server/replication/metadata.ts';
 import { adminToken, makeTempDir, pushArtifact, withServer, type TestServer } from '../helpers/server.ts';
 
 /*
@@ -256,5 +257,32 @@ test('a repository of the flat layout migrates at start, and a device that trust
     const held = JSON.parse(await fs.readFile(path.join(dir, 'metadata', 'targets.json'), 'utf8'));
     t.deepEqual(held.signed.targets, {});
     t.deepEqual(held.signed.delegations.roles.map((r: { name: string }) => r.name), ['bundle-alpha']);
+  });
+});
+
+test("an edge's metadata list names the bundle roles the snapshot names: all of them, or one bundle's for its policy", async (t) => {
+  await withServer(t, async (server) => {
+    await twoBundles(server);
+    await release(server, 'alpha', '1.1.0');
+    const trust = {
+      readMetadata: async (name: string) => {
+        const answer = await server.api('GET', `/tuf/${name}`);
+        return answer.status === 200 ? answer.raw : undefined;
+      },
+      currentRoot: () => ({ signed: { version: 1 } }),
+    };
+    const meta = await snapshotMeta(server);
+    const names = (files: { name: string; size: number }[]) => files.map((f) => f.name);
+    const all = await tufMetadataFiles(trust);
+    t.is(names(all)[0], '1.root.json');
+    t.deepEqual(names(all).slice(1), [
+      `${(await ok(server, 'GET', '/tuf/timestamp.json')).signed.meta['snapshot.json'].version}.snapshot.json`,
+      `${meta['targets.json']}.targets.json`,
+      `${meta['bundle-alpha.json']}.bundle-alpha.json`,
+      `${meta['bundle-beta.json']}.bundle-beta.json`,
+      'timestamp.json',
+    ]);
+    t.true(all.every((f) => f.size > 0));
+    t.deepEqual(names(await tufMetadataFiles(trust, 'beta')).filter((n) => n.includes('bundle-')), [`${meta['bundle-beta.json']}.bundle-beta.json`]);
   });
 });
