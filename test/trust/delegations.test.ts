@@ -9,8 +9,10 @@ import { bundleRoleName, manifestTargetPath } from '../../protocol/targets.ts';
 import { AuthorizedFetcher, openTrustClient, type TrustClient } from '../../tuf/client.ts';
 import { TrustError } from '../../tuf/errors.ts';
 import { signingKeyFromPem } from '../../tuf/keys.ts';
+import { signProposal } from '../../cli/sign.ts';
 import { publishTargets } from '../../tuf/repository.ts';
 import { tufMetadataFiles } from '../../server/replication/metadata.ts';
+import { convoy } from '../helpers/cli.ts';
 import { adminToken, makeTempDir, pushArtifact, withServer, type TestServer } from '../helpers/server.ts';
 
 /*
@@ -208,6 +210,66 @@ test("a tampered bundle role is refused as bad_signature, a replayed older one a
   });
 });
 
+/** Rewrites the server's metadata as the flat layout (one targets.json listing every target, same keys). */
+async function rewriteAsFlat(server: TestServer): Promise<string> {
+  const tufDir = path.join(server.dataDir, 'tuf');
+  const meta = await snapshotMeta(server);
+  const targets = [];
+  for (const [file, version] of Object.entries(meta)) {
+    if (!file.startsWith('bundle-')) continue;
+    const role = await ok(server, 'GET', `/tuf/${version}.${file}`);
+    for (const [targetPath, info] of Object.entries(role.signed.targets as Record<string, { length: number; hashes: { sha256: string } }>)) targets.push({ path: targetPath, length: info.length, sha256: info.hashes.sha256 });
+  }
+  for (const file of await fs.readdir(tufDir)) if (!file.endsWith('root.json')) await fs.rm(path.join(tufDir, file));
+  const key = async (role: string) => signingKeyFromPem(await fs.readFile(path.join(server.dataDir, 'keys', `${role}.pem`), 'utf8'));
+  const flat = publishTargets({ keys: { targets: [await key('targets')], snapshot: [await key('snapshot')], timestamp: [await key('timestamp')] }, previous: { targets: 0, snapshot: 0, timestamp: 0 }, targets, now: new Date() });
+  await fs.writeFile(path.join(tufDir, '1.targets.json'), flat.targets);
+  await fs.writeFile(path.join(tufDir, '1.snapshot.json'), flat.snapshot);
+  await fs.writeFile(path.join(tufDir, 'timestamp.json'), flat.timestamp);
+  return tufDir;
+}
+
+test('offline targets: a flat repository migrates with the next proposal, which carries targets.json and every bundle role; convoy bundle sign signs them all', async (t) => {
+  await withServer(t, async (server) => {
+    for (const name of ['alpha', 'beta']) await ok(server, 'POST', '/api/v1/bundles', { name });
+    await release(server, 'alpha', '1.0.0');
+    await release(server, 'beta', '1.0.0');
+    await rewriteAsFlat(server);
+    // The approvers take the targets key away: the server now signs targets offline only.
+    const keyDir = await makeTempDir('convoy-approver-');
+    t.teardown(() => fs.rm(keyDir, { recursive: true, force: true }));
+    await fs.rename(path.join(server.dataDir, 'keys', 'targets.pem'), path.join(keyDir, 'targets.pem'));
+    await server.restart();
+    t.is((await ok(server, 'GET', '/api/v1/trust')).targetsSigning, 'offline');
+    t.deepEqual(Object.keys(await snapshotMeta(server)), ['targets.json'], 'the server cannot migrate by itself');
+    const { client } = await trustClient(t, server, adminToken);
+    await client.refresh();
+    t.truthy(await client.targetInfo(manifestTargetPath('beta', '1.0.0')));
+
+    await pushArtifact(server, 'alpha', '1.1.0', 'app.bin', randomBytes(48));
+    const proposal = await ok(server, 'GET', '/api/v1/bundles/alpha/versions/1.1.0/signing');
+    t.is(proposal.role, 'bundle-alpha');
+    t.deepEqual(proposal.also.map((d: { role: string }) => d.role).sort(), ['bundle-beta', 'targets']);
+    t.deepEqual(proposal.added.sort(), ['alpha/1.1.0/artifacts/app.bin', 'alpha/1.1.0/manifest.json']);
+    t.deepEqual(proposal.removed, []);
+    // A signature over the bundle's role alone does not publish a change that needs the others.
+    const key = signingKeyFromPem(await fs.readFile(path.join(keyDir, 'targets.pem'), 'utf8'));
+    const partial = await server.api('POST', '/api/v1/bundles/alpha/versions/1.1.0/signatures', { json: { proposalId: proposal.proposalId, keyid: key.keyId, sig: signProposal(proposal.signed, key).sig } });
+    t.is(partial.status, 400);
+    t.regex(partial.body.error.message, /signature over (targets|bundle-beta) is missing/);
+
+    const signed = await convoy(server.url, ['bundle', 'sign', 'alpha@1.1.0', '--key', path.join(keyDir, 'targets.pem')]);
+    t.is(signed.code, 0, signed.stderr);
+    t.regex(signed.stderr, /targets version 2 delegates to bundle-alpha, bundle-beta/);
+    t.regex(signed.stdout, /1 of 1 signatures, published/);
+    const meta = await snapshotMeta(server);
+    t.deepEqual(meta, { 'targets.json': 2, 'bundle-alpha.json': 1, 'bundle-beta.json': 1 });
+    await client.refresh();
+    t.truthy(await client.targetInfo(manifestTargetPath('alpha', '1.1.0')), 'the device that trusted the flat layout follows the delegation');
+    t.truthy(await client.targetInfo(manifestTargetPath('beta', '1.0.0')), "beta's targets carried over into its role");
+  });
+});
+
 /** Serves a directory of metadata files over HTTP, as a server of the flat layout did. */
 async function serveDirectory(t: { teardown(fn: () => Promise<void>): void }, dir: string): Promise<string> {
   const server = http.createServer((req, res) => {
@@ -227,17 +289,7 @@ test('a repository of the flat layout migrates at start, and a device that trust
     await release(server, 'alpha', '1.0.0');
     // The data dir as a server before bundle roles left it: one targets.json listing every target,
     // signed with the same keys; the device pinned to the same root 1 installed from it.
-    const tufDir = path.join(server.dataDir, 'tuf');
-    const meta = await snapshotMeta(server);
-    const targets = Object.entries((await ok(server, 'GET', `/tuf/${meta['bundle-alpha.json']}.bundle-alpha.json`)).signed.targets as Record<string, { length: number; hashes: { sha256: string } }>)
-      .map(([targetPath, info]) => ({ path: targetPath, length: info.length, sha256: info.hashes.sha256 }));
-    for (const file of await fs.readdir(tufDir)) if (!file.endsWith('root.json')) await fs.rm(path.join(tufDir, file));
-    const key = async (role: string) => signingKeyFromPem(await fs.readFile(path.join(server.dataDir, 'keys', `${role}.pem`), 'utf8'));
-    const flat = publishTargets({ keys: { targets: [await key('targets')], snapshot: [await key('snapshot')], timestamp: [await key('timestamp')] }, previous: { targets: 0, snapshot: 0, timestamp: 0 }, targets, now: new Date() });
-    await fs.writeFile(path.join(tufDir, '1.targets.json'), flat.targets);
-    await fs.writeFile(path.join(tufDir, '1.snapshot.json'), flat.snapshot);
-    await fs.writeFile(path.join(tufDir, 'timestamp.json'), flat.timestamp);
-
+    const tufDir = await rewriteAsFlat(server);
     const flatUrl = await serveDirectory(t, tufDir);
     const { client: before, dir } = await trustClient(t, { ...server, url: flatUrl, dataDir: server.dataDir } as TestServer, 'unused');
     await before.refresh();
