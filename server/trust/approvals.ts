@@ -237,7 +237,7 @@ export function createApprovalService(deps: { trustStore: TrustStore; store: Bun
       }
       // The bundle's role first: the document approvers review; the others follow from it.
       const own = bundleRoleName(bundle);
-      const planned = (await trust.proposeTargets(entries)).sort((a, b) => (a.role === own ? -1 : b.role === own ? 1 : 0));
+      const planned = (await trust.proposeTargets(entries, bundle)).sort((a, b) => (a.role === own ? -1 : b.role === own ? 1 : 0));
       if (planned.length === 0) throw new ApiError('invalid_request', `nothing to sign: devices already see the targets of ${bundle} as they should be`);
       const documents = planned.map(({ role, metadata }) => ({ role, signed: metadata.signed.toJSON() as Record<string, unknown> }));
       const targetsVersion = documents[0]!.signed.version as number;

@@ -5,7 +5,7 @@ import { generateSigningKey, signerFor, signingKeyFromPem, type SigningKey } fro
 import { readFileIfExists, writeFileAtomic } from '../../lib/files.ts';
 import type { Logger } from '../../protocol/log.ts';
 import { ApiError } from '../http/errors.ts';
-import { bundleOfRole } from '../../protocol/targets.ts';
+import { bundleOfRole, bundleOfTarget } from '../../protocol/targets.ts';
 import {
   createRoot,
   defaultExpiry,
@@ -67,10 +67,12 @@ export interface TrustService {
   /** True when the server holds a threshold of targets keys (the default approval mode). */
   signsTargets(): boolean;
   /**
-   * Offline targets: the unsigned documents to sign so that devices see `entries`, by role
-   * (`targets` or a bundle role), each one version above the one devices have.
+   * Offline targets: the unsigned documents to sign so that devices see `entries` of `bundle`, by
+   * role (`targets` or a bundle role), each one version above the one devices have. Other
+   * bundles keep what devices see of them now: their roles are in it only when they must be
+   * signed anyway (the flat layout's migration, keys root no longer trusts, half-life passed).
    */
-  proposeTargets(entries: readonly TargetEntry[]): Promise<SignedDocument[]>;
+  proposeTargets(entries: readonly TargetEntry[], bundle: string): Promise<SignedDocument[]>;
   /** Offline targets: checks one approver's signature over one proposed document. */
   checkTargetsSignature(proposal: Metadata<Targets>, signature: { keyid: string; sig: string }): void;
   /** Offline targets: publishes fully signed documents (threshold checked against root). */
@@ -180,6 +182,19 @@ export async function openTrustService(deps: {
     return { timestamp, snapshot, targets, roles, versions: { timestamp: timestamp?.version ?? 0, snapshot: snapshotVersion, targets: targetsVersion } };
   }
   type Current = Awaited<ReturnType<typeof current>>;
+
+  /** What devices see now, as entries: the flat targets.json's and every role's targets. */
+  function publishedEntries(now: Current): TargetEntry[] {
+    const documents = [...(now.targets ? [parseTargets(now.targets)] : []), ...[...now.roles.values()].map((r) => r.metadata)];
+    return documents.flatMap((metadata) =>
+      Object.values(metadata.signed.targets).map((file) => ({
+        path: file.path,
+        length: file.length,
+        sha256: file.hashes.sha256!,
+        ...(file.custom && Object.keys(file.custom).length > 0 ? { custom: file.custom as Record<string, unknown> } : {}),
+      })),
+    );
+  }
 
   /** The keys and threshold root gives targets: the delegation gives the bundle roles the same. */
   const targetsPolicy = (): KeyPolicy => rolePolicyOf(root.signed).targets;
@@ -325,9 +340,12 @@ export async function openTrustService(deps: {
       return { keyId: key.keyId, publicKey: key.publicKey.toJSON() as Record<string, unknown> };
     },
     signsTargets: () => canSign('targets'),
-    async proposeTargets(entries) {
-      // The caller stores the proposal, so every approver signs the same bytes.
-      return planned(plan(await current(), entries));
+    async proposeTargets(entries, bundle) {
+      // The caller stores the proposal, so every approver signs the same bytes. A pending change
+      // of another bundle (a revocation waiting for signatures) is that bundle's own proposal.
+      const now = await current();
+      const others = publishedEntries(now).filter((entry) => bundleOfTarget(entry.path) !== bundle);
+      return planned(plan(now, [...others, ...entries.filter((entry) => bundleOfTarget(entry.path) === bundle)]));
     },
     checkTargetsSignature(proposal, signature) {
       const role = root.signed.roles.targets!;

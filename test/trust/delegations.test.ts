@@ -246,6 +246,8 @@ test('offline targets: a flat repository migrates with the next proposal, which 
     await client.refresh();
     t.truthy(await client.targetInfo(manifestTargetPath('beta', '1.0.0')));
 
+    // Beta's revocation waits for beta's approvers: alpha's approvers are never asked to sign it.
+    await ok(server, 'POST', '/api/v1/bundles/beta/versions/1.0.0/revoke', { reason: 'bad build' });
     await pushArtifact(server, 'alpha', '1.1.0', 'app.bin', randomBytes(48));
     const proposal = await ok(server, 'GET', '/api/v1/bundles/alpha/versions/1.1.0/signing');
     t.is(proposal.role, 'bundle-alpha');
@@ -267,6 +269,16 @@ test('offline targets: a flat repository migrates with the next proposal, which 
     await client.refresh();
     t.truthy(await client.targetInfo(manifestTargetPath('alpha', '1.1.0')), 'the device that trusted the flat layout follows the delegation');
     t.truthy(await client.targetInfo(manifestTargetPath('beta', '1.0.0')), "beta's targets carried over into its role");
+
+    const betaProposal = await ok(server, 'GET', '/api/v1/bundles/beta/versions/1.0.0/signing');
+    t.deepEqual(betaProposal.also.map((d: { role: string }) => d.role), ['targets'], 'beta drops out of the delegations');
+    t.deepEqual(betaProposal.removed.sort(), ['beta/1.0.0/artifacts/app.bin', 'beta/1.0.0/manifest.json']);
+    const betaSigned = await convoy(server.url, ['bundle', 'sign', 'beta@1.0.0', '--key', path.join(keyDir, 'targets.pem')]);
+    t.is(betaSigned.code, 0, betaSigned.stderr);
+    t.regex(betaSigned.stderr, /targets version 3 delegates to bundle-alpha\n/);
+    await client.refresh();
+    t.is(await client.targetInfo(manifestTargetPath('beta', '1.0.0')), undefined);
+    t.truthy(await client.targetInfo(manifestTargetPath('alpha', '1.1.0')));
   });
 });
 
