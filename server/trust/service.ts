@@ -173,13 +173,17 @@ export async function openTrustService(deps: {
     const targets = targetsVersion ? await readFileIfExists(path.join(metaDir, `${targetsVersion}.targets.json`)) : undefined;
     // Every bundle role the snapshot names, emptied ones included (they must stay listed).
     const roles = new Map<string, { version: number; metadata: Metadata<Targets> }>();
+    // Versions straight from the snapshot: the next one lists every role again, even one whose
+    // file went missing here, since a client refuses a snapshot that drops a role (§5.5.5).
+    const roleVersions: Record<string, number> = {};
     for (const [file, meta] of Object.entries(snapshot?.body.meta ?? {})) {
       const role = file.slice(0, -'.json'.length);
       if (bundleOfRole(role) === undefined) continue;
+      roleVersions[role] = meta.version;
       const bytes = await readFileIfExists(path.join(metaDir, `${meta.version}.${role}.json`));
       if (bytes) roles.set(role, { version: meta.version, metadata: parseTargets(bytes) });
     }
-    return { timestamp, snapshot, targets, roles, versions: { timestamp: timestamp?.version ?? 0, snapshot: snapshotVersion, targets: targetsVersion } };
+    return { timestamp, snapshot, targets, roles, roleVersions, versions: { timestamp: timestamp?.version ?? 0, snapshot: snapshotVersion, targets: targetsVersion } };
   }
   type Current = Awaited<ReturnType<typeof current>>;
 
@@ -217,7 +221,7 @@ export async function openTrustService(deps: {
       // so there is nothing to publish until they sign the first release.
       return;
     }
-    const roleVersions: Record<string, number> = Object.fromEntries([...now.roles].map(([role, { version }]) => [role, version]));
+    const roleVersions = { ...now.roleVersions };
     for (const document of documents) {
       if (document.role === 'targets') continue;
       await writeFileAtomic(path.join(metaDir, `${document.metadata.signed.version}.${document.role}.json`), toBytes(document.metadata));
@@ -371,7 +375,7 @@ export async function openTrustService(deps: {
       }),
     async targetsVersions() {
       const now = await current();
-      return { targets: now.versions.targets, ...Object.fromEntries([...now.roles].map(([role, { version }]) => [role, version])) };
+      return { targets: now.versions.targets, ...now.roleVersions };
     },
     async publishedTargetPaths() {
       const now = await current();
