@@ -36,8 +36,16 @@ export const signingProposal = z.strictObject({
   proposalId: z.number().int().positive(),
   bundle: z.string(),
   version: z.string(),
+  /** The TUF role `signed` is for: the bundle's delegated role (`bundle-<name>`). */
+  role: z.string(),
   /** `signed` part of the proposed targets metadata: the approver signs its canonical JSON. */
   signed: z.record(z.string(), z.unknown()),
+  /**
+   * Other documents the change needs signed by the same keys: top-level `targets` when the
+   * bundles it delegates to change (a bundle's first approval, its last revocation), other
+   * bundles' roles when a repository of the flat layout migrates. Each is signed like `signed`.
+   */
+  also: z.array(z.strictObject({ role: z.string(), signed: z.record(z.string(), z.unknown()) })),
   /** Targets added and removed compared with what devices see now, for the approver to review. */
   added: z.array(z.string()),
   removed: z.array(z.string()),
@@ -51,6 +59,8 @@ export const signatureRequest = z.strictObject({
   proposalId: z.number().int().positive(),
   keyid: keyId,
   sig: z.string().regex(/^[0-9a-f]{128}$/, 'must be an Ed25519 signature in hex'),
+  /** One signature per document of the proposal's `also`, by role. */
+  also: z.array(z.strictObject({ role: z.string().max(80), sig: z.string().regex(/^[0-9a-f]{128}$/, 'must be an Ed25519 signature in hex') })).max(10_000).optional(),
 });
 
 export const signatureReceipt = z.strictObject({

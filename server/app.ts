@@ -361,7 +361,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       bundles,
       blobs,
       imageGraph: (digest) => ociStore.imageGraph(digest),
-      metadataFiles: () => tufMetadataFiles(trust),
+      metadataFiles: (bundle) => tufMetadataFiles(trust, bundle),
       ...(config.replicationRetry ? { retry: config.replicationRetry } : {}),
       now,
       log: log.child('replication'),

@@ -195,10 +195,22 @@ export async function openTrustClient(options: TrustClientOptions): Promise<Trus
         throw toTrustError(error);
       }
     }),
-    async targetInfo(targetPath) {
-      // Before any refresh tuf-js refreshes here itself, as it did when the Updater was made early.
-      updater ??= makeUpdater();
-      return updater.getTargetInfo(targetPath);
+    targetInfo: (targetPath) => {
+      let info: TargetFile | undefined;
+      // Serialised like a refresh: following a delegation fetches and persists the bundle's role.
+      return serialised(async () => {
+        // Before any refresh tuf-js refreshes here itself, as it did when the Updater was made early.
+        updater ??= makeUpdater();
+        thrown = undefined;
+        try {
+          // tuf-js walks the delegations (§5.6.7): top-level targets delegates the path to its
+          // bundle's role, which it loads (5.6.1–5.6.6: hash, signature, version, expiry) and
+          // wraps any refusal in a RuntimeError, whose class the recorded error restores.
+          info = await updater.getTargetInfo(targetPath);
+        } catch (error) {
+          throw toTrustError(error, error instanceof RuntimeError && thrown !== undefined ? thrown : error);
+        }
+      }).then(() => info);
     },
   };
 }

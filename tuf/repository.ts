@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { canonicalize } from '@tufjs/canonical-json';
 import { Key, Metadata, MetadataKind, MetaFile, Root, Snapshot, TargetFile, Targets, Timestamp } from '@tufjs/models';
+import { bundleOfRole, bundleOfTarget, bundleRoleName, bundleRolePaths } from '../protocol/targets.ts';
 import { signerFor, type SigningKey } from './keys.ts';
 
 /*
@@ -129,6 +130,136 @@ export interface PublishedSet {
   versions: { targets: number; snapshot: number; timestamp: number };
 }
 
+/** Public keys and threshold that sign a targets role. Bundle roles use top-level targets' (root's). */
+export interface KeyPolicy {
+  keys: Key[];
+  threshold: number;
+}
+
+/**
+ * Unsigned top-level targets that lists no target itself and delegates (§5.6, `delegations`)
+ * each bundle's paths to its own terminating role, signed by the same keys and threshold as
+ * targets: an approval means what it meant when targets.json listed everything.
+ */
+export function buildDelegatingTargets(bundles: readonly string[], policy: KeyPolicy, version: number, now: Date, expiry: Expiry = defaultExpiry): Metadata<Targets> {
+  const keys: Record<string, unknown> = {};
+  for (const key of policy.keys) keys[key.keyID] = key.toJSON();
+  const keyids = [...new Set(policy.keys.map((key) => key.keyID))].sort();
+  const roles = [...new Set(bundles)].sort().map((bundle) => ({ name: bundleRoleName(bundle), keyids, threshold: policy.threshold, terminating: true, paths: bundleRolePaths(bundle) }));
+  const signed = { _type: 'targets', spec_version: specVersion, version, expires: expires(now, expiry.targets), targets: {}, delegations: { keys, roles } };
+  return Metadata.fromJSON(MetadataKind.Targets, { signed, signatures: [] } as never);
+}
+
+/** What devices see now, as the snapshot names it. */
+export interface RepositoryView {
+  /** The top-level targets (undefined before the first publication). */
+  targets?: Metadata<Targets>;
+  /** Every bundle role the snapshot lists, by role name. */
+  roles: ReadonlyMap<string, Metadata<Targets>>;
+}
+
+/** The documents to sign next, unsigned, each one version above the one devices have. */
+export interface TargetsPlan {
+  targets?: Metadata<Targets>;
+  roles: Map<string, Metadata<Targets>>;
+}
+
+/**
+ * Which targets documents must be signed again so that devices see `wanted`: the role of each
+ * bundle whose targets changed (or whose signature is untrusted or past half its lifetime), and
+ * top-level targets only when the set of delegated bundles, their keys or the layout changed.
+ * A repository of the flat layout (one targets.json listing every target) plans a delegating
+ * targets.json and one role per bundle: its migration. A role whose bundle has no target left
+ * stays in the snapshot, emptied and no longer delegated: a client refuses a snapshot that drops
+ * a file its trusted snapshot listed (§5.5.5), so a role name, once published, stays.
+ */
+export function planTargets(input: { wanted: readonly TargetEntry[]; current: RepositoryView; policy: KeyPolicy; now: Date; expiry?: Expiry }): TargetsPlan {
+  const expiry = input.expiry ?? defaultExpiry;
+  const clock = input.now.getTime();
+  const halfLifePassed = (metadata: Metadata<Targets>) => Date.parse(metadata.signed.expires) - clock < (expiry.targets * 1000) / 2;
+  const byBundle = new Map<string, TargetEntry[]>();
+  for (const entry of input.wanted) {
+    const bundle = bundleOfTarget(entry.path);
+    byBundle.set(bundle, [...(byBundle.get(bundle) ?? []), entry]);
+  }
+  const plan: TargetsPlan = { roles: new Map() };
+  const top = buildDelegatingTargets([...byBundle.keys()], input.policy, (input.current.targets?.signed.version ?? 0) + 1, input.now, expiry);
+  const current = input.current.targets;
+  if (
+    !current ||
+    Object.keys(current.signed.targets).length > 0 ||
+    canonicalize(current.signed.delegations?.toJSON() ?? null) !== canonicalize(top.signed.delegations!.toJSON()) ||
+    halfLifePassed(current) ||
+    !isSignedBy(current, input.policy)
+  ) {
+    plan.targets = top;
+  }
+  const roles = new Set([...[...byBundle.keys()].map(bundleRoleName), ...input.current.roles.keys()]);
+  for (const role of [...roles].sort()) {
+    const entries = byBundle.get(bundleOfRole(role) ?? '') ?? [];
+    const existing = input.current.roles.get(role);
+    const stale = !existing || !sameTargets(existing.signed, entries) || (entries.length > 0 && (halfLifePassed(existing) || !isSignedBy(existing, input.policy)));
+    if (stale) plan.roles.set(role, buildTargets(entries, (existing?.signed.version ?? 0) + 1, input.now, expiry));
+  }
+  return plan;
+}
+
+/** Whether a threshold of the policy's keys signed the metadata (§5.6.3). */
+export function isSignedBy(metadata: Metadata<Targets>, policy: KeyPolicy): boolean {
+  const valid = policy.keys.filter((key) => {
+    try {
+      key.verifySignature(metadata);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+  return new Set(valid.map((key) => key.keyID)).size >= policy.threshold;
+}
+
+function sameTargets(signed: Targets, entries: readonly TargetEntry[]): boolean {
+  const listed = signed.targets;
+  return (
+    entries.length === Object.keys(listed).length &&
+    entries.every((entry) => listed[entry.path]?.length === entry.length && listed[entry.path]?.hashes.sha256 === entry.sha256 && canonicalize((listed[entry.path]?.custom ?? {}) as never) === canonicalize((entry.custom ?? {}) as never))
+  );
+}
+
+/**
+ * Signs snapshot and timestamp over a delegated layout: top-level targets (length and hash, as
+ * before) and each bundle role by version only (§4.4 allows it), so snapshot.json, which every
+ * client reads, tells nothing of a role's size. Versions one above the previous (§5.5.5).
+ */
+export function publishDelegatedSnapshot(input: {
+  targets: { bytes: Buffer; version: number };
+  roles: Readonly<Record<string, number>>;
+  previous: { snapshot: number; timestamp: number };
+  snapshotKeys: readonly SigningKey[];
+  timestampKeys: readonly SigningKey[];
+  now: Date;
+  expiry?: Expiry;
+}): PublishedSet {
+  const expiry = input.expiry ?? defaultExpiry;
+  const versions = { targets: input.targets.version, snapshot: input.previous.snapshot + 1, timestamp: input.previous.timestamp + 1 };
+  const meta: Record<string, MetaFile> = {
+    'targets.json': new MetaFile({ version: versions.targets, length: input.targets.bytes.length, hashes: { sha256: sha256Hex(input.targets.bytes) } }),
+  };
+  for (const [role, version] of Object.entries(input.roles).sort(([a], [b]) => (a < b ? -1 : 1))) meta[`${role}.json`] = new MetaFile({ version });
+  const snapshot = new Metadata(new Snapshot({ version: versions.snapshot, specVersion, expires: expires(input.now, expiry.snapshot), meta }));
+  for (const key of input.snapshotKeys) snapshot.sign(signerFor(key));
+  const snapshotBytes = toBytes(snapshot);
+  const timestamp = new Metadata(
+    new Timestamp({
+      version: versions.timestamp,
+      specVersion,
+      expires: expires(input.now, expiry.timestamp),
+      snapshotMeta: new MetaFile({ version: versions.snapshot, length: snapshotBytes.length, hashes: { sha256: sha256Hex(snapshotBytes) } }),
+    }),
+  );
+  for (const key of input.timestampKeys) timestamp.sign(signerFor(key));
+  return { targets: input.targets.bytes, snapshot: snapshotBytes, timestamp: toBytes(timestamp), versions };
+}
+
 /**
  * Signs snapshot and timestamp over already signed targets bytes, each version one above the
  * previous (§5.5.5: clients refuse a version that goes backwards).
@@ -166,7 +297,10 @@ export function publishSnapshot(input: {
   return { targets: input.targets, snapshot: snapshotBytes, timestamp: toBytes(timestamp), versions };
 }
 
-/** Signs a new targets/snapshot/timestamp triple with online keys (the default approval mode). */
+/**
+ * Signs a new targets/snapshot/timestamp triple in the flat layout (one targets.json listing every
+ * target), as Convoy did before bundle roles: kept for tests of clients and of the migration.
+ */
 export function publishTargets(input: {
   keys: { targets: readonly SigningKey[]; snapshot: readonly SigningKey[]; timestamp: readonly SigningKey[] };
   previous: { targets: number; snapshot: number; timestamp: number };

@@ -131,23 +131,37 @@ export const commands: Record<string, Command> = {
     },
   }),
   'bundle sign': command({
-    usage: 'convoy bundle sign NAME@VERSION --key FILE [--json]   (offline mode: sign the proposed targets with your key)',
+    usage: "convoy bundle sign NAME@VERSION --key FILE [--json]   (offline mode: sign the proposed TUF metadata with your key: the bundle's role, and top-level targets when its delegations change)",
     options: { key: { type: 'string' }, ...json },
     async run({ positionals, flags, api }) {
       const r = release(positionals[0]);
       const keyFile = needText(flags.key, '--key FILE', 'your approver private key');
-      const { readKey, signProposal } = await import('../sign.ts');
+      const { readKey, signProposal, checkDelegating } = await import('../sign.ts');
       const key = await readKey(keyFile);
       const client = api();
       const proposal = await client.request('GET', `${versionPath(r)}/signing`, { schema: signingProposal });
       const { metadata, sig } = signProposal(proposal.signed, key);
+      // Every other document the change needs (top-level targets when a delegation is added or
+      // removed, other bundles' roles when a flat repository migrates), signed with the same key.
+      const also = proposal.also.map((document) => ({ role: document.role, ...signProposal(document.signed, key) }));
       // Review before signing: what this signature would add to and remove from the fleet.
-      printErr(`targets version ${metadata.signed.version}, expires ${metadata.signed.expires}`);
-      for (const p of proposal.added) printErr(`  + ${p} (${metadata.signed.targets[p]?.length} bytes, sha256 ${metadata.signed.targets[p]?.hashes.sha256})`);
+      printErr(`${proposal.role} version ${metadata.signed.version}, expires ${metadata.signed.expires}`);
+      for (const document of also) {
+        if (document.role === 'targets') {
+          // Top-level targets only delegates: a target or a delegation of another shape is refused.
+          const problem = checkDelegating(document.metadata);
+          if (problem) throw new CliError(`refusing to sign: ${problem}`);
+          printErr(`targets version ${document.metadata.signed.version} delegates to ${Object.keys(document.metadata.signed.delegations?.roles ?? {}).join(', ') || 'no bundle'}`);
+        } else {
+          printErr(`${document.role} version ${document.metadata.signed.version}: ${Object.keys(document.metadata.signed.targets).length} target(s)`);
+        }
+      }
+      const listed = (p: string) => [metadata, ...also.map((d) => d.metadata)].map((m) => m.signed.targets[p]).find(Boolean);
+      for (const p of proposal.added) printErr(`  + ${p} (${listed(p)?.length} bytes, sha256 ${listed(p)?.hashes.sha256})`);
       for (const p of proposal.removed) printErr(`  - ${p}`);
       const unrelated = proposal.added.filter((p) => !p.startsWith(`${r.bundle}/${r.version}/`));
       if (unrelated.length > 0) throw new CliError(`refusing to sign: the proposal adds targets outside ${r.bundle}@${r.version}: ${unrelated.join(', ')}`);
-      const receipt = await client.request('POST', `${versionPath(r)}/signatures`, { json: { proposalId: proposal.proposalId, keyid: key.keyId, sig }, schema: signatureReceipt });
+      const receipt = await client.request('POST', `${versionPath(r)}/signatures`, { json: { proposalId: proposal.proposalId, keyid: key.keyId, sig, ...(also.length > 0 ? { also: also.map((d) => ({ role: d.role, sig: d.sig })) } : {}) }, schema: signatureReceipt });
       printJsonOr(receipt, flags.json === true, receipt.published
         ? `signed ${r.bundle}@${r.version}: ${receipt.signatures.length} of ${receipt.threshold} signatures, published to devices`
         : `signed ${r.bundle}@${r.version}: ${receipt.signatures.length} of ${receipt.threshold} signatures, waiting for more approvers`);

@@ -579,7 +579,26 @@ const enrollment: Migration = {
   },
 };
 
-export const migrations: readonly Migration[] = [initial, access, trust, oci, bundles, auditReleases, oneApprovalsTable, rollouts, replication, enrollment];
+/**
+ * Per-bundle TUF roles: an offline approver signs every document a change needs (the bundle's
+ * role, and top-level targets when a delegation is added or removed); `signature` keeps the one
+ * over the bundle's role, `more_signatures` the others as JSON `{ "<role>": "<hex>" }`.
+ */
+const bundleRoles: Migration = {
+  name: '0011_bundle_roles',
+  async up(db) {
+    await db.schema.alterTable('trust_approvals', (t) => {
+      t.text('more_signatures');
+    });
+  },
+  async down(db) {
+    await db.schema.alterTable('trust_approvals', (t) => {
+      t.dropColumn('more_signatures');
+    });
+  },
+};
+
+export const migrations: readonly Migration[] = [initial, access, trust, oci, bundles, auditReleases, oneApprovalsTable, rollouts, replication, enrollment, bundleRoles];
 
 export const migrationSource: Knex.MigrationSource<Migration> = {
   getMigrations: async () => [...migrations],

@@ -41,8 +41,8 @@ export interface ReplicationServiceDeps {
   blobs: { stat(digest: string): Promise<{ size: number } | undefined>; readBytes(digest: string): Promise<Buffer>; openRead(digest: string): Readable };
   /** The image graph of an image artifact (the OCI capability's data), by manifest digest. */
   imageGraph(digest: string): Promise<{ mediaType: string; children: { digest: string; mediaType: string; size: number }[]; blobs: string[] } | undefined>;
-  /** The TUF metadata files an edge needs, with their sizes. */
-  metadataFiles(): Promise<{ name: string; size: number }[]>;
+  /** The TUF metadata files an edge needs for a bundle (top-level ones and the bundle's role), with their sizes. */
+  metadataFiles(bundle?: string): Promise<{ name: string; size: number }[]>;
   registryClient?: (target: RegistryTarget) => RegistryClient;
   /** Tries per task and the first backoff (doubled each try), for transient failures. */
   retry?: { attempts: number; baseDelayMs: number };
@@ -191,7 +191,7 @@ export function createReplicationService(deps: ReplicationServiceDeps) {
       manifest,
       manifestBlob: { digest: version.manifestDigest, size: bytes.length },
       images,
-      metadata: needsMetadata ? await deps.metadataFiles() : [],
+      metadata: needsMetadata ? await deps.metadataFiles(version.bundle) : [],
       holds: (destination, digest, repository) => held.get(`${destination.type}:${destination.name}`)?.has(repository ? `${repository}@${digest}` : digest) ?? false,
       namespaces,
     });

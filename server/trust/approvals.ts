@@ -3,7 +3,7 @@ import { Metadata, MetadataKind, Signature, type Targets } from '@tufjs/models';
 import type { BundleVersion } from '../../protocol/api.ts';
 import type { Logger } from '../../protocol/log.ts';
 import { hexOf } from '../../protocol/names.ts';
-import { artifactTargetPath, manifestTargetPath } from '../../protocol/targets.ts';
+import { artifactTargetPath, bundleOfTarget, bundleRoleName, manifestTargetPath } from '../../protocol/targets.ts';
 import type { Approval, ApprovalSummary, SigningProposal } from '../../protocol/trust.ts';
 import { contentFingerprint } from '../bundles/manifest.ts';
 import type { BundleService } from '../bundles/service.ts';
@@ -11,7 +11,7 @@ import { toVersion, type BundleStore, type VersionRow } from '../bundles/store.t
 import { listApprovedTargets } from '../bundles/targets.ts';
 import { ApiError } from '../http/errors.ts';
 import type { TargetEntry } from '../../tuf/repository.ts';
-import type { TrustService } from './service.ts';
+import type { SignedDocument, TrustService } from './service.ts';
 import type { ApprovalRow, ProposalRow, TrustStore } from './store.ts';
 
 /**
@@ -19,9 +19,10 @@ import type { ApprovalRow, ProposalRow, TrustStore } from './store.ts';
  * setting, default 1) before it is signed:
  * - default mode (the server holds the targets key): each `approve` is recorded with who and
  *   when; the one that meets the threshold freezes the draft and the server signs targets.
- * - offline mode (approvers hold the targets keys): the server proposes the next targets metadata
- *   (the bytes to sign), each approver signs it on their own machine and uploads the signature;
- *   once root's targets threshold and the bundle's approvals are met it is published.
+ * - offline mode (approvers hold the targets keys): the server proposes the next metadata of the
+ *   bundle's TUF role (the bytes to sign), plus top-level targets when the delegated bundles
+ *   change; each approver signs them on their own machine and uploads the signatures; once
+ *   root's targets threshold and the bundle's approvals are met they are published.
  * An approval counts only for the content it saw (`contentFingerprint`: everything the manifest
  * signs): editing a draft, package metadata included, makes earlier approvals moot.
  * Versions belong to bundles: freezing and revoking go through the bundles service.
@@ -73,10 +74,12 @@ export function createApprovalService(deps: { trustStore: TrustStore; store: Bun
 
   const desiredTargets = () => listSignedTargets(trustStore, store);
 
-  async function publishedTargetPaths(): Promise<string[]> {
-    const version = await trust.targetsVersion();
-    const bytes = version ? await trust.readMetadata(`${version}.targets.json`) : undefined;
-    return bytes ? Object.keys((JSON.parse(bytes.toString('utf8')) as { signed: { targets: Record<string, unknown> } }).signed.targets) : [];
+  /** The documents a proposal holds: the bundle's role first (the one approvers review). */
+  type ProposedDocument = { role: string; signed: Record<string, unknown> };
+  function documentsOf(row: ProposalRow): ProposedDocument[] | undefined {
+    const stored = JSON.parse(row.targets_signed) as { documents?: ProposedDocument[] };
+    // A proposal made before bundle roles holds one flat targets document: never fresh again.
+    return Array.isArray(stored.documents) ? stored.documents : undefined;
   }
 
   async function withDetails(row: VersionRow): Promise<BundleVersion> {
@@ -111,26 +114,37 @@ export function createApprovalService(deps: { trustStore: TrustStore; store: Bun
     await emit('approved', listener && (async () => listener(toVersion(row), await approversOf(row))));
   }
 
-  function proposalMetadata(row: ProposalRow, signatures: readonly ApprovalRow[]): Metadata<Targets> {
-    const signed = JSON.parse(row.targets_signed) as Record<string, unknown>;
-    const metadata = Metadata.fromJSON(MetadataKind.Targets, { signed, signatures: [] } as never);
-    for (const s of signatures) metadata.signatures[s.key_id!] = new Signature({ keyID: s.key_id!, sig: s.signature! });
-    return metadata;
+  /** Each proposed document with the signatures collected so far (the first is `signature`). */
+  function proposalMetadata(row: ProposalRow, signatures: readonly ApprovalRow[]): SignedDocument[] {
+    return (documentsOf(row) ?? []).map((document, index) => {
+      const metadata = Metadata.fromJSON(MetadataKind.Targets, { signed: document.signed, signatures: [] } as never);
+      for (const s of signatures) {
+        const sig = index === 0 ? s.signature : (JSON.parse(s.more_signatures ?? '{}') as Record<string, string>)[document.role];
+        if (sig) metadata.signatures[s.key_id!] = new Signature({ keyID: s.key_id!, sig });
+      }
+      return { role: document.role, metadata };
+    });
   }
 
   async function proposalView(row: ProposalRow): Promise<SigningProposal> {
     const signatures = await trustStore.signaturesOf(row.id);
-    const signed = JSON.parse(row.targets_signed) as { targets: Record<string, unknown> };
-    const before = new Set(await publishedTargetPaths());
-    const after = Object.keys(signed.targets);
+    const [first, ...also] = documentsOf(row)!;
+    // What devices see now and would see after: each proposed document replaces its role's.
+    const published = await trust.publishedTargetPaths();
+    const listed = (document: ProposedDocument) => Object.keys((document.signed as { targets?: Record<string, unknown> }).targets ?? {});
+    const proposed = Object.fromEntries([first!, ...also].map((d) => [d.role, listed(d)]));
+    const before = new Set(Object.values(published).flat());
+    const afterSet = new Set(Object.values({ ...published, ...proposed }).flat());
     const status = await trust.status();
     return {
       proposalId: row.id,
       bundle: row.bundle,
       version: row.version,
-      signed,
-      added: after.filter((p) => !before.has(p)),
-      removed: [...before].filter((p) => !after.includes(p)),
+      role: first!.role,
+      signed: first!.signed,
+      also,
+      added: [...afterSet].filter((p) => !before.has(p)),
+      removed: [...before].filter((p) => !afterSet.has(p)),
       threshold: status.roles.targets.threshold,
       required: await requiredApprovals(row.bundle),
       signatures: signatures.map(toApproval),
@@ -144,14 +158,20 @@ export function createApprovalService(deps: { trustStore: TrustStore; store: Bun
       if (artifacts.length === 0) throw new ApiError('version_empty', `${row.bundle}@${row.version} has no artifacts; add at least one before approving`);
       return contentFingerprint(artifacts);
     }
-    // Approved or revoked: the proposal re-signs the targets the database wants (a revocation,
-    // an allowed rollback, or a renewal before expiry).
-    return `sha256:${createHash('sha256').update(JSON.stringify(await desiredTargets())).digest('hex')}`;
+    // Approved or revoked: the proposal re-signs the bundle's targets as the database wants them
+    // (a revocation, an allowed rollback, or a renewal before expiry). Other bundles' changes
+    // leave it fresh: they are other roles (the versions below catch a shared document).
+    const own = (await desiredTargets()).filter((entry) => bundleOfTarget(entry.path) === row.bundle);
+    return `sha256:${createHash('sha256').update(JSON.stringify(own)).digest('hex')}`;
   }
 
+  /** Open, made for the content the version has now, and each document one above what devices see. */
   async function isFresh(row: ProposalRow, version: VersionRow): Promise<boolean> {
     if (row.state !== 'open') return false;
-    if (row.targets_version !== (await trust.targetsVersion()) + 1) return false;
+    const documents = documentsOf(row);
+    if (!documents) return false;
+    const versions = await trust.targetsVersions();
+    if (!documents.every((d) => (d.signed as { version?: unknown }).version === (versions[d.role] ?? 0) + 1)) return false;
     return row.content_digest === (await currentContent(version));
   }
 
@@ -215,9 +235,12 @@ export function createApprovalService(deps: { trustStore: TrustStore; store: Bun
         entries.push({ path: manifestTargetPath(bundle, version), length: manifest.size, sha256: hexOf(manifest.digest) });
         for (const a of proposed.artifacts) entries.push({ path: artifactTargetPath(bundle, version, a.name), length: a.size, sha256: hexOf(a.digest) });
       }
-      const targetsVersion = (await trust.targetsVersion()) + 1;
-      const metadata = trust.proposeTargets(entries);
-      const signed = { ...(metadata.signed.toJSON() as Record<string, unknown>), version: targetsVersion };
+      // The bundle's role first: the document approvers review; the others follow from it.
+      const own = bundleRoleName(bundle);
+      const planned = (await trust.proposeTargets(entries, bundle)).sort((a, b) => (a.role === own ? -1 : b.role === own ? 1 : 0));
+      if (planned.length === 0) throw new ApiError('invalid_request', `nothing to sign: devices already see the targets of ${bundle} as they should be`);
+      const documents = planned.map(({ role, metadata }) => ({ role, signed: metadata.signed.toJSON() as Record<string, unknown> }));
+      const targetsVersion = documents[0]!.signed.version as number;
       const created = await trustStore.insertProposal({
           bundle,
           version,
@@ -225,7 +248,7 @@ export function createApprovalService(deps: { trustStore: TrustStore; store: Bun
           manifest_digest: manifest?.digest ?? null,
           manifest_size: manifest?.size ?? null,
           targets_version: targetsVersion,
-          targets_signed: JSON.stringify(signed),
+          targets_signed: JSON.stringify({ documents }),
           state: 'open',
           created_at: createdAt,
       });
@@ -234,7 +257,7 @@ export function createApprovalService(deps: { trustStore: TrustStore; store: Bun
     },
 
     /** Offline mode: records one approver's signature; the one that meets both thresholds publishes. */
-    async sign(bundle: string, version: string, input: { proposalId: number; keyid: string; sig: string }, principal: string) {
+    async sign(bundle: string, version: string, input: { proposalId: number; keyid: string; sig: string; also?: { role: string; sig: string }[] | undefined }, principal: string) {
       const row = await requireRow(bundle, version);
       const proposal = await trustStore.findProposal(input.proposalId, bundle, version);
       if (!proposal) throw new ApiError('not_found', `no proposal ${input.proposalId} for ${bundle}@${version}`);
@@ -242,11 +265,22 @@ export function createApprovalService(deps: { trustStore: TrustStore; store: Bun
         await trustStore.setProposalState(proposal.id, proposal.state === 'published' ? 'published' : 'stale');
         throw new ApiError('proposal_stale', 'the targets changed since this proposal was made; fetch it again and sign the new one');
       }
-      trust.checkTargetsSignature(proposalMetadata(proposal, []), input);
+      // One signature per document, each checked now: a bad one is refused before it is counted.
+      const [first, ...others] = proposalMetadata(proposal, []);
+      trust.checkTargetsSignature(first!.metadata, input);
+      const more: Record<string, string> = {};
+      for (const { role, sig } of input.also ?? []) more[role] = sig;
+      const extra = Object.keys(more).filter((role) => !others.some((d) => d.role === role));
+      if (extra.length > 0) throw new ApiError('invalid_request', `the proposal has no document for ${extra.join(', ')}`);
+      for (const document of others) {
+        const sig = more[document.role];
+        if (!sig) throw new ApiError('invalid_request', `sign every document of the proposal: the signature over ${document.role} is missing (\`convoy bundle sign\` signs them all)`);
+        trust.checkTargetsSignature(document.metadata, { keyid: input.keyid, sig });
+      }
       const signatures = await trustStore.signaturesOf(proposal.id);
       if (signatures.some((s) => s.principal === principal)) throw new ApiError('already_exists', `${principal} already signed this proposal; another user must sign`);
       if (signatures.some((s) => s.key_id === input.keyid)) throw new ApiError('already_exists', 'this key already signed this proposal');
-      await trustStore.insertApproval({ bundle, version, principal, content_digest: proposal.content_digest, proposal_id: proposal.id, key_id: input.keyid, signature: input.sig, approved_at: nowText() });
+      await trustStore.insertApproval({ bundle, version, principal, content_digest: proposal.content_digest, proposal_id: proposal.id, key_id: input.keyid, signature: input.sig, more_signatures: others.length > 0 ? JSON.stringify(more) : null, approved_at: nowText() });
       const all = await trustStore.signaturesOf(proposal.id);
       const status = await trust.status();
       const threshold = status.roles.targets.threshold;

@@ -8,7 +8,7 @@ import type { BlobReaders } from '../blobs/readers.ts';
 import type { BlobStore } from '../blobs/store.ts';
 import { sendBlob } from '../blobs/routes.ts';
 import type { ApprovalService } from './approvals.ts';
-import type { TrustService } from './service.ts';
+import { bundleOfMetadataFile, type TrustService } from './service.ts';
 
 /**
  * The TUF repository as a stock client expects it (TUF §5): metadata at `/tuf/<name>.json`,
@@ -40,8 +40,12 @@ export function trustRoutes(deps: {
     }),
     route({
       method: 'GET', path: '/tuf/:file', action: 'tuf:read', anonymous: deps.anonymous, summary: 'Download TUF metadata', params: tufFilePath, responses: { 200: 'binary' },
-      async handler({ koa, params }) {
-        const bytes = await deps.trust.readMetadata(params.file);
+      async handler({ koa, params, principal }) {
+        // A bundle's role lists its targets' names, sizes and hashes: like the targets themselves
+        // it is served only to who may read the bundle, and is 404 (not 403) to the others.
+        const bundle = bundleOfMetadataFile(params.file);
+        const hidden = bundle !== undefined && principal !== undefined && deps.readers !== undefined && !(await deps.readers.mayReadBundle(principal, 'tuf:read', bundle));
+        const bytes = hidden ? undefined : await deps.trust.readMetadata(params.file);
         if (!bytes) throw new ApiError('not_found', `no metadata named "${params.file}"`);
         koa.type = 'application/json';
         // Versioned files never change; timestamp.json and root.json do and must not be cached.

@@ -1,25 +1,28 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { Metadata, MetadataKind, Signature, type Root, type Targets } from '@tufjs/models';
-import { generateSigningKey, signingKeyFromPem, type SigningKey } from '../../tuf/keys.ts';
+import { generateSigningKey, signerFor, signingKeyFromPem, type SigningKey } from '../../tuf/keys.ts';
 import { readFileIfExists, writeFileAtomic } from '../../lib/files.ts';
 import type { Logger } from '../../protocol/log.ts';
 import { ApiError } from '../http/errors.ts';
+import { bundleOfRole, bundleOfTarget } from '../../protocol/targets.ts';
 import {
-  buildTargets,
   createRoot,
   defaultExpiry,
-  publishSnapshot,
-  publishTargets,
+  isSignedBy,
+  planTargets,
+  publishDelegatedSnapshot,
   roleNames,
+  rolePolicyOf,
   signedBytes,
   toBytes,
   verifyRootRotation,
   type Expiry,
-  type PublishedSet,
+  type KeyPolicy,
   type RoleKeys,
   type RoleName,
   type TargetEntry,
+  type TargetsPlan,
 } from '../../tuf/repository.ts';
 
 /**
@@ -38,6 +41,13 @@ import {
  *
  * The database is the truth about what is approved; the metadata is derived from it. After a
  * crash between approving in the database and signing, `reconcile()` at start signs again.
+ *
+ * Layout (TUF §5.6): top-level targets.json lists no target; it delegates each bundle's paths to
+ * the role `bundle-<name>` (protocol/targets.ts), signed by the same keys and threshold as
+ * targets, which lists that bundle's targets. An approval re-signs its bundle's role, snapshot
+ * and timestamp; targets.json only when the set of delegated bundles changes. A repository of the
+ * earlier flat layout migrates the first time the server signs targets (at start when it holds
+ * the targets keys, with the next offline proposal otherwise).
  */
 export interface TrustService {
   /** Re-signs targets (when the server holds its keys), snapshot and timestamp. */
@@ -56,14 +66,36 @@ export interface TrustService {
   createOnlineKey(role: Exclude<RoleName, 'root'>): Promise<{ keyId: string; publicKey: Record<string, unknown> }>;
   /** True when the server holds a threshold of targets keys (the default approval mode). */
   signsTargets(): boolean;
-  /** Offline targets: the unsigned next targets metadata naming `entries`. */
-  proposeTargets(entries: readonly TargetEntry[]): Metadata<Targets>;
-  /** Offline targets: checks one approver's signature over the proposal; returns the key id. */
+  /**
+   * Offline targets: the unsigned documents to sign so that devices see `entries` of `bundle`, by
+   * role (`targets` or a bundle role), each one version above the one devices have. Other
+   * bundles keep what devices see of them now: their roles are in it only when they must be
+   * signed anyway (the flat layout's migration, keys root no longer trusts, half-life passed).
+   */
+  proposeTargets(entries: readonly TargetEntry[], bundle: string): Promise<SignedDocument[]>;
+  /** Offline targets: checks one approver's signature over one proposed document. */
   checkTargetsSignature(proposal: Metadata<Targets>, signature: { keyid: string; sig: string }): void;
-  /** Offline targets: publishes fully signed targets (threshold checked against root). */
-  publishSignedTargets(signed: Metadata<Targets>, reason: string): Promise<void>;
-  /** The version of the targets metadata devices see now. */
-  targetsVersion(): Promise<number>;
+  /** Offline targets: publishes fully signed documents (threshold checked against root). */
+  publishSignedTargets(signed: readonly SignedDocument[], reason: string): Promise<void>;
+  /** The version devices see now of each targets role (`targets` and every bundle role; 0: none). */
+  targetsVersions(): Promise<Record<string, number>>;
+  /** The target paths devices see now, by the role that lists them (`targets`, bundle roles). */
+  publishedTargetPaths(): Promise<Record<string, string[]>>;
+}
+
+/** One targets document (top-level `targets` or a bundle role) with the role it is for. */
+export interface SignedDocument {
+  role: string;
+  metadata: Metadata<Targets>;
+}
+
+/**
+ * The bundle whose role a served metadata file is (`<n>.bundle-<name>.json`), if it is one: the
+ * route answers it only to who may read the bundle.
+ */
+export function bundleOfMetadataFile(name: string): string | undefined {
+  const match = /^[1-9][0-9]{0,9}\.(.+)\.json$/.exec(name);
+  return match ? bundleOfRole(match[1]!) : undefined;
 }
 
 export interface TrustStatus {
@@ -77,6 +109,7 @@ export interface TrustStatus {
 
 const onlineRoles = ['targets', 'snapshot', 'timestamp'] as const;
 const metadataName = /^(?:[1-9][0-9]{0,9}\.(?:root|targets|snapshot)|root|timestamp)\.json$/;
+const isMetadataName = (name: string) => metadataName.test(name) || bundleOfMetadataFile(name) !== undefined;
 
 export async function openTrustService(deps: {
   dataDir: string;
@@ -131,50 +164,92 @@ export async function openTrustService(deps: {
   }
 
   type MetaMap = { meta: Record<string, { version: number }> };
+  const parseTargets = (bytes: Buffer): Metadata<Targets> => Metadata.fromJSON(MetadataKind.Targets, JSON.parse(bytes.toString('utf8')));
   async function current() {
     const timestamp = await readSigned<MetaMap>('timestamp.json');
     const snapshotVersion = timestamp?.body.meta['snapshot.json']?.version ?? 0;
     const snapshot = snapshotVersion ? await readSigned<MetaMap>(`${snapshotVersion}.snapshot.json`) : undefined;
     const targetsVersion = snapshot?.body.meta['targets.json']?.version ?? 0;
     const targets = targetsVersion ? await readFileIfExists(path.join(metaDir, `${targetsVersion}.targets.json`)) : undefined;
-    return { timestamp, snapshot, targets, versions: { timestamp: timestamp?.version ?? 0, snapshot: snapshotVersion, targets: targetsVersion } };
+    // Every bundle role the snapshot names, emptied ones included (they must stay listed).
+    const roles = new Map<string, { version: number; metadata: Metadata<Targets> }>();
+    // Versions straight from the snapshot: the next one lists every role again, even one whose
+    // file went missing here, since a client refuses a snapshot that drops a role (§5.5.5).
+    const roleVersions: Record<string, number> = {};
+    for (const [file, meta] of Object.entries(snapshot?.body.meta ?? {})) {
+      const role = file.slice(0, -'.json'.length);
+      if (bundleOfRole(role) === undefined) continue;
+      roleVersions[role] = meta.version;
+      const bytes = await readFileIfExists(path.join(metaDir, `${meta.version}.${role}.json`));
+      if (bytes) roles.set(role, { version: meta.version, metadata: parseTargets(bytes) });
+    }
+    return { timestamp, snapshot, targets, roles, roleVersions, versions: { timestamp: timestamp?.version ?? 0, snapshot: snapshotVersion, targets: targetsVersion } };
+  }
+  type Current = Awaited<ReturnType<typeof current>>;
+
+  /** What devices see now, as entries: the flat targets.json's and every role's targets. */
+  function publishedEntries(now: Current): TargetEntry[] {
+    const documents = [...(now.targets ? [parseTargets(now.targets)] : []), ...[...now.roles.values()].map((r) => r.metadata)];
+    return documents.flatMap((metadata) =>
+      Object.values(metadata.signed.targets).map((file) => ({
+        path: file.path,
+        length: file.length,
+        sha256: file.hashes.sha256!,
+        ...(file.custom && Object.keys(file.custom).length > 0 ? { custom: file.custom as Record<string, unknown> } : {}),
+      })),
+    );
   }
 
-  async function write(set: PublishedSet, reason: string): Promise<void> {
-    // Order matters for readers: targets and snapshot first, under new names, then the timestamp
-    // that points at them, so no client ever sees a timestamp naming a file not yet written.
-    await writeFileAtomic(path.join(metaDir, `${set.versions.targets}.targets.json`), set.targets);
-    await writeFileAtomic(path.join(metaDir, `${set.versions.snapshot}.snapshot.json`), set.snapshot);
-    await writeFileAtomic(path.join(metaDir, 'timestamp.json'), set.timestamp);
-    deps.log.info('signed TUF metadata', { reason, ...set.versions });
+  /** The keys and threshold root gives targets: the delegation gives the bundle roles the same. */
+  const targetsPolicy = (): KeyPolicy => rolePolicyOf(root.signed).targets;
+
+  function plan(now: Current, wanted: readonly TargetEntry[]): TargetsPlan {
+    const roles = new Map([...now.roles].map(([role, { metadata }]) => [role, metadata]));
+    return planTargets({ wanted, current: { ...(now.targets ? { targets: parseTargets(now.targets) } : {}), roles }, policy: targetsPolicy(), now: deps.now(), expiry });
   }
 
-  /** New snapshot and timestamp over the targets devices already have (or `targets`). */
-  async function resignSnapshot(reason: string, targets?: { bytes: Buffer; version: number }): Promise<void> {
-    const now = await current();
-    const chosen = targets ?? (now.targets ? { bytes: now.targets, version: now.versions.targets } : undefined);
-    if (!chosen) {
+  /**
+   * Writes the signed documents, then a new snapshot and timestamp over them and what devices
+   * already have. Order matters for readers: roles, targets and snapshot first, under new names,
+   * then the timestamp that points at them, so no client sees a timestamp naming a missing file.
+   */
+  async function publishDocuments(now: Current, documents: readonly SignedDocument[], reason: string): Promise<void> {
+    const top = documents.find((d) => d.role === 'targets');
+    const targets = top ? { bytes: toBytes(top.metadata), version: top.metadata.signed.version } : now.targets ? { bytes: now.targets, version: now.versions.targets } : undefined;
+    if (!targets) {
       // Offline targets and nothing signed yet: an empty targets needs the approvers' keys too,
       // so there is nothing to publish until they sign the first release.
       return;
     }
-    await write(
-      publishSnapshot({ targets: chosen.bytes, targetsVersion: chosen.version, previous: now.versions, snapshotKeys: signingKeys('snapshot'), timestampKeys: signingKeys('timestamp'), now: deps.now(), expiry }),
-      reason,
-    );
+    const roleVersions = { ...now.roleVersions };
+    for (const document of documents) {
+      if (document.role === 'targets') continue;
+      await writeFileAtomic(path.join(metaDir, `${document.metadata.signed.version}.${document.role}.json`), toBytes(document.metadata));
+      roleVersions[document.role] = document.metadata.signed.version;
+    }
+    const set = publishDelegatedSnapshot({ targets, roles: roleVersions, previous: now.versions, snapshotKeys: signingKeys('snapshot'), timestampKeys: signingKeys('timestamp'), now: deps.now(), expiry });
+    if (top) await writeFileAtomic(path.join(metaDir, `${set.versions.targets}.targets.json`), set.targets);
+    await writeFileAtomic(path.join(metaDir, `${set.versions.snapshot}.snapshot.json`), set.snapshot);
+    await writeFileAtomic(path.join(metaDir, 'timestamp.json'), set.timestamp);
+    deps.log.info('signed TUF metadata', { reason, ...set.versions, roles: documents.filter((d) => d.role !== 'targets').map((d) => d.role) });
   }
+
+  /** New snapshot and timestamp over the targets devices already have. */
+  async function resignSnapshot(reason: string): Promise<void> {
+    await publishDocuments(await current(), [], reason);
+  }
+
+  const planned = (next: TargetsPlan): SignedDocument[] => [
+    ...[...next.roles].map(([role, metadata]) => ({ role, metadata })),
+    ...(next.targets ? [{ role: 'targets', metadata: next.targets }] : []),
+  ];
 
   async function publishNow(reason: string): Promise<void> {
     if (!canSign('targets')) return resignSnapshot(reason);
     const now = await current();
-    const set = publishTargets({
-      keys: { targets: signingKeys('targets'), snapshot: signingKeys('snapshot'), timestamp: signingKeys('timestamp') },
-      previous: now.versions,
-      targets: await deps.listTargets(),
-      now: deps.now(),
-      expiry,
-    });
-    await write(set, reason);
+    const documents = planned(plan(now, await deps.listTargets()));
+    for (const { metadata } of documents) for (const key of signingKeys('targets')) metadata.sign(signerFor(key));
+    await publishDocuments(now, documents, reason);
   }
 
   /** What reconcile must do: nothing, a new snapshot/timestamp, or new targets too. */
@@ -183,21 +258,9 @@ export async function openTrustService(deps: {
     const clock = deps.now().getTime();
     const halfLifePassed = (expires: string, lifetime: number) => Date.parse(expires) - clock < (lifetime * 1000) / 2;
     if (canSign('targets')) {
-      if (!now.targets) return 'targets';
-      const targets: Metadata<Targets> = Metadata.fromJSON(MetadataKind.Targets, JSON.parse(now.targets.toString('utf8')));
-      if (halfLifePassed(targets.signed.expires, expiry.targets)) return 'targets';
-      // Root may have changed the targets keys: metadata signed by a key no longer trusted is stale.
-      try {
-        root.verifyDelegate('targets', targets);
-      } catch {
-        return 'targets';
-      }
-      const wanted = await deps.listTargets();
-      const signed = targets.signed.targets;
-      const same =
-        wanted.length === Object.keys(signed).length &&
-        wanted.every((entry) => signed[entry.path]?.length === entry.length && signed[entry.path]?.hashes.sha256 === entry.sha256 && JSON.stringify(signed[entry.path]?.custom ?? {}) === JSON.stringify(entry.custom ?? {}));
-      if (!same) return 'targets';
+      // Changed targets, keys root no longer trusts, half the lifetime gone, or the flat layout.
+      const next = plan(now, await deps.listTargets());
+      if (next.targets || next.roles.size > 0) return 'targets';
     } else if (!now.targets) {
       return 'current';
     }
@@ -225,7 +288,7 @@ export async function openTrustService(deps: {
       }),
     currentRoot: () => root.toJSON() as Record<string, unknown>,
     async readMetadata(name) {
-      if (!metadataName.test(name)) return undefined;
+      if (!isMetadataName(name)) return undefined;
       return readFileIfExists(path.join(metaDir, name));
     },
     async status() {
@@ -281,10 +344,12 @@ export async function openTrustService(deps: {
       return { keyId: key.keyId, publicKey: key.publicKey.toJSON() as Record<string, unknown> };
     },
     signsTargets: () => canSign('targets'),
-    proposeTargets(entries) {
-      // The proposal is deterministic per call site: the caller stores it, so every approver
-      // signs the same bytes.
-      return buildTargets(entries, 0, deps.now(), expiry);
+    async proposeTargets(entries, bundle) {
+      // The caller stores the proposal, so every approver signs the same bytes. A pending change
+      // of another bundle (a revocation waiting for signatures) is that bundle's own proposal.
+      const now = await current();
+      const others = publishedEntries(now).filter((entry) => bundleOfTarget(entry.path) !== bundle);
+      return planned(plan(now, [...others, ...entries.filter((entry) => bundleOfTarget(entry.path) === bundle)]));
     },
     checkTargetsSignature(proposal, signature) {
       const role = root.signed.roles.targets!;
@@ -297,17 +362,26 @@ export async function openTrustService(deps: {
         throw new ApiError('signature_invalid', 'the signature does not verify over the proposed targets');
       }
     },
-    publishSignedTargets: (signed, reason) =>
+    publishSignedTargets: (documents, reason) =>
       serialised(async () => {
-        try {
-          root.verifyDelegate('targets', signed);
-        } catch (error) {
-          throw new ApiError('signature_invalid', `targets not signed by a threshold of targets keys: ${(error as Error).message}`);
+        // Top-level targets is checked against root (§5.6.3); a bundle role against the same keys
+        // and threshold, which the delegation in targets.json names.
+        for (const { role, metadata } of documents) {
+          if (!isSignedBy(metadata, targetsPolicy())) {
+            throw new ApiError('signature_invalid', `${role} not signed by a threshold of targets keys (${targetsPolicy().threshold})`);
+          }
         }
-        await resignSnapshot(reason, { bytes: toBytes(signed), version: signed.signed.version });
+        await publishDocuments(await current(), documents, reason);
       }),
-    async targetsVersion() {
-      return (await current()).versions.targets;
+    async targetsVersions() {
+      const now = await current();
+      return { targets: now.versions.targets, ...now.roleVersions };
+    },
+    async publishedTargetPaths() {
+      const now = await current();
+      const paths: Record<string, string[]> = { targets: now.targets ? Object.keys(parseTargets(now.targets).signed.targets) : [] };
+      for (const [role, { metadata }] of now.roles) paths[role] = Object.keys(metadata.signed.targets);
+      return paths;
     },
   };
 }

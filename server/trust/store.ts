@@ -14,6 +14,8 @@ export interface ApprovalRow {
   approved_at: string;
   key_id: string | null;
   signature: string | null;
+  /** Offline signatures over the proposal's other documents, JSON `{ "<role>": "<hex>" }`. */
+  more_signatures: string | null;
   content_digest: string;
   proposal_id: number | null;
 }
@@ -57,7 +59,7 @@ export function createTrustStore(db: Db) {
     async signaturesOf(proposalId: number): Promise<ApprovalRow[]> {
       return db<ApprovalRow>('trust_approvals').where({ proposal_id: proposalId }).orderBy('id');
     },
-    async insertApproval(row: Omit<ApprovalRow, 'id' | 'key_id' | 'signature' | 'proposal_id'> & Partial<Pick<ApprovalRow, 'key_id' | 'signature' | 'proposal_id'>>): Promise<void> {
+    async insertApproval(row: Omit<ApprovalRow, 'id' | 'key_id' | 'signature' | 'more_signatures' | 'proposal_id'> & Partial<Pick<ApprovalRow, 'key_id' | 'signature' | 'more_signatures' | 'proposal_id'>>): Promise<void> {
       await db('trust_approvals').insert(row);
     },
 

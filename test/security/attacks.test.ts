@@ -55,6 +55,8 @@ test('attack suite: a malicious mirror between a real daemon and the real server
         await deploy(server, 'pos-app', running.version, 'shop');
         await waitForDevice(server, 'till-1', 'first install', (r) => r.installed?.version === '1.0.0');
         const first = running;
+        // The bundle's TUF role as the first release signed it (roles exist once a bundle has one).
+        const firstRole = (await server.api('GET', '/tuf/1.bundle-pos-app.json')).raw;
 
         const sameFiles = (actual: Map<string, Buffer>, expected: Files) =>
           actual.size === Object.keys(expected).length && Object.entries(expected).every(([name, bytes]) => actual.get(name)?.equals(bytes));
@@ -139,7 +141,11 @@ test('attack suite: a malicious mirror between a real daemon and the real server
 
         await attack('mix-and-match: snapshot from another time', () => (req) => /^\/tuf\/\d+\.snapshot\.json$/.test(req.path) && answer(req.res, start.snapshot), ['untrusted_metadata']);
 
-        await attack('mix-and-match: targets from another time', () => (req) => /^\/tuf\/\d+\.targets\.json$/.test(req.path) && answer(req.res, start.targets), ['untrusted_metadata']);
+        // targets.json changes only when a bundle is added or drops out, so the device already
+        // holds the current one; the bundle's role changes with every release, and an older one
+        // (validly signed) is refused because the snapshot names a newer version (§5.6.4).
+        await attack('mix-and-match: targets and bundle role from another time', () => (req) =>
+          (/^\/tuf\/\d+\.targets\.json$/.test(req.path) && answer(req.res, start.targets)) || (/^\/tuf\/\d+\.bundle-pos-app\.json$/.test(req.path) && answer(req.res, firstRole)), ['untrusted_metadata', 'rollback']);
 
         await attack('endless data: infinite timestamp.json', () => (req) => req.path === '/tuf/timestamp.json' && endless(req.res), ['oversized', 'download_failed']);
 

@@ -134,6 +134,9 @@ test('offline targets: approvers sign 2-of-3 with their own keys; the server nev
       const aliceSigns = await convoyAs(server.url, users.alice!, ['bundle', 'sign', 'pos-app@1.0.0', '--key', `${key('alice')}.pem`]);
       t.is(aliceSigns.code, 0, aliceSigns.stderr);
       t.regex(aliceSigns.stderr, /\+ pos-app\/1\.0\.0\/manifest\.json/, 'the approver sees what they sign');
+      // The bundle's first release adds its delegation: the approver signs its role and targets.json.
+      t.regex(aliceSigns.stderr, /bundle-pos-app version 1/);
+      t.regex(aliceSigns.stderr, /targets version 1 delegates to bundle-pos-app/);
       t.regex(aliceSigns.stdout, /1 of 2 signatures, waiting/);
       const aliceTwice = await convoyAs(server.url, users.alice!, ['bundle', 'sign', 'pos-app@1.0.0', '--key', `${key('carol')}.pem`]);
       t.regex(aliceTwice.stderr, /alice already signed/, 'M-of-N counts distinct users, not keys');
@@ -156,6 +159,22 @@ test('offline targets: approvers sign 2-of-3 with their own keys; the server nev
       t.is(shown.status, 'approved');
       t.deepEqual(shown.approvals.by.map((a: { principal: string; keyId: string | null }) => a.principal), ['alice', 'bob']);
       t.true(shown.approvals.by.every((a: { keyId: string | null }) => /^[0-9a-f]{64}$/.test(a.keyId ?? '')));
+      const topLevel = async () => {
+        const timestamp = (await server.api('GET', '/tuf/timestamp.json', { token: null })).body;
+        const snapshot = (await server.api('GET', `/tuf/${timestamp.signed.meta['snapshot.json'].version}.snapshot.json`, { token: null })).body;
+        return (await server.api('GET', `/tuf/${snapshot.signed.meta['targets.json'].version}.targets.json`, { token: null })).body.signed;
+      };
+      t.deepEqual((await topLevel()).targets, {}, 'targets.json only delegates');
+
+      // A second release of the same bundle: only its role is signed, targets.json stays.
+      await pushArtifact(server, 'pos-app', '1.0.1', 'app.bin', Buffer.from('release two\n'));
+      const secondAlice = await convoyAs(server.url, users.alice!, ['bundle', 'sign', 'pos-app@1.0.1', '--key', `${key('alice')}.pem`]);
+      t.regex(secondAlice.stderr, /bundle-pos-app version 2/);
+      t.notRegex(secondAlice.stderr, /delegates to/);
+      const secondBob = await convoyAs(server.url, users.bob!, ['bundle', 'sign', 'pos-app@1.0.1', '--key', `${key('bob')}.pem`]);
+      t.regex(secondBob.stdout, /2 of 2 signatures, published/);
+      t.is((await topLevel()).version, 1);
+      t.true(await (await signedTargets(server, root1)).has(manifestTargetPath('pos-app', '1.0.1')));
 
       // Revocation needs the approvers too: devices keep seeing it until they sign.
       const revoke = await convoyAs(server.url, adminToken, ['bundle', 'revoke', 'pos-app@1.0.0', '--reason', 'bad build']);

@@ -2,8 +2,9 @@ import { ApiFailure, type Client } from './api.ts';
 
 /**
  * What the UI checks of an approved version, the way a device starts (TUF §5): the timestamp
- * names the snapshot, the snapshot names the targets metadata, the targets metadata names the
- * manifest with its length and sha256, and the manifest bytes served hash to it. The signatures
+ * names the snapshot, the snapshot names the targets metadata, which delegates the bundle's paths
+ * to the bundle's role (§5.6, `bundle-<name>`), whose metadata names the manifest with its length
+ * and sha256, and the manifest bytes served hash to it. The signatures
  * themselves are checked by devices (tuf-js) against their pinned root; this shows the release
  * manager that what they approved is what devices will be offered.
  */
@@ -44,10 +45,16 @@ export async function verifyRelease(client: Client, bundle: string, version: str
   const targetsVersion = Number(snapshot.signed.meta?.['targets.json']?.version);
   steps.push({ what: `Snapshot v${snapshotVersion} names targets v${targetsVersion}`, ok: Number.isInteger(targetsVersion) && snapshot.signatures.length > 0 });
   const targets = await fetchSigned(client, `/tuf/${targetsVersion}.targets.json`);
+  const role = `bundle-${bundle}`;
+  const delegated = (targets.signed.delegations?.roles as { name: string }[] | undefined)?.some((r) => r.name === role) === true;
+  const roleVersion = Number(snapshot.signed.meta?.[`${role}.json`]?.version);
+  steps.push({ what: delegated ? `Targets v${targetsVersion} delegate ${bundle} to its role ${role} (v${roleVersion})` : `Targets v${targetsVersion} delegate nothing to ${bundle}`, ok: delegated && Number.isInteger(roleVersion) });
+  if (!delegated) return { ok: false, steps, rollback: false };
+  const signedRole = await fetchSigned(client, `/tuf/${roleVersion}.${role}.json`);
   const path = `${bundle}/${version}/manifest.json`;
-  const entry = targets.signed.targets?.[path] as { length: number; hashes: { sha256: string }; custom?: { convoy?: { rollback?: boolean } } } | undefined;
+  const entry = signedRole.signed.targets?.[path] as { length: number; hashes: { sha256: string }; custom?: { convoy?: { rollback?: boolean } } } | undefined;
   const want = manifestDigest?.replace(/^sha256:/, '');
-  steps.push({ what: entry ? `Signed targets v${targetsVersion} list ${path}` : `${path} is missing from the signed targets`, ok: entry !== undefined });
+  steps.push({ what: entry ? `The signed ${role} v${roleVersion} lists ${path}` : `${path} is missing from the signed targets`, ok: entry !== undefined });
   if (!entry) return { ok: false, steps, rollback: false };
   steps.push({ what: `The signed hash is the version's manifest digest`, ok: entry.hashes.sha256 === want });
   const bytes = await fetchBytes(client, `/tuf/targets/${bundle}/${version}/${entry.hashes.sha256}.manifest.json`);
