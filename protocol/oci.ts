@@ -76,10 +76,10 @@ export type ManifestReading =
  * `convoy artifact pull` and `convoy bundle verify` all use this one reading. The media type is
  * optional in OCI manifests; without it the shape decides (image spec, "Image Manifest").
  */
-export function readManifest(bytes: Buffer): ManifestReading {
+export function readManifest(bytes: Uint8Array): ManifestReading {
   let json: Record<string, unknown>;
   try {
-    const parsed: unknown = JSON.parse(bytes.toString('utf8'));
+    const parsed: unknown = JSON.parse(new TextDecoder().decode(bytes));
     if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return { kind: 'other' };
     json = parsed as Record<string, unknown>;
   } catch {

@@ -1,4 +1,4 @@
-import { useRef, useState, type DragEvent } from 'react';
+import { Fragment, useRef, useState, type DragEvent } from 'react';
 import { z } from 'zod';
 import { artifact, bundleVersion, packageFormats, type Artifact, type BundleVersion } from '../../../protocol/api.ts';
 import { artifactTypes } from '../../../protocol/names.ts';
@@ -249,6 +249,8 @@ function OfflineSigning({ name, version, onSigned }: { name: string; version: st
   const proposal = useLoad(() => (offline ? getJson(session.client, `${base}/signing`, signingProposal) : Promise.resolve(undefined)), [base, offline]);
   const [keyid, setKeyid] = useState('');
   const [sig, setSig] = useState('');
+  // One signature per further document the change needs (targets.json when the set of bundles changes).
+  const [alsoSigs, setAlsoSigs] = useState<Record<string, string>>({});
   const [error, setError] = useState<unknown>(undefined);
   if (!offline) return null;
   return (
@@ -264,20 +266,28 @@ function OfflineSigning({ name, version, onSigned }: { name: string; version: st
                 {p.removed.length > 0 && <>, removes {p.removed.map((x) => <code key={x}>{x} </code>)}</>}.
               </p>
               <p className="hint">
-                Sign with your own key: <code>convoy bundle sign {name}@{version} --key FILE</code>, or paste a signature over the proposal's canonical JSON (proposal {p.proposalId}):
+                Sign with your own key: <code>convoy bundle sign {name}@{version} --key FILE</code>, or paste a signature over the proposal's canonical JSON (proposal {p.proposalId}, role <code>{p.role}</code>)
+                {p.also.length > 0 && <>, and one over each further document this change needs ({p.also.map((doc) => doc.role).join(', ')})</>}:
               </p>
               <div className="toolbar">
                 <label htmlFor="sign-keyid">Key id</label>
                 <input id="sign-keyid" className="mono" value={keyid} onChange={(e) => setKeyid(e.target.value.trim())} />
                 <label htmlFor="sign-sig">Signature (hex)</label>
                 <input id="sign-sig" className="mono" value={sig} onChange={(e) => setSig(e.target.value.trim())} />
+                {p.also.map((doc) => (
+                  <Fragment key={doc.role}>
+                    <label htmlFor={`sign-also-${doc.role}`}>Signature over {doc.role} (hex)</label>
+                    <input id={`sign-also-${doc.role}`} className="mono" value={alsoSigs[doc.role] ?? ''} onChange={(e) => setAlsoSigs({ ...alsoSigs, [doc.role]: e.target.value.trim() })} />
+                  </Fragment>
+                ))}
                 <button
                   type="button"
                   className="button button-primary"
-                  disabled={!keyid || !sig}
+                  disabled={!keyid || !sig || p.also.some((doc) => !alsoSigs[doc.role])}
                   onClick={() => {
                     setError(undefined);
-                    call(session.client, 'POST', `${base}/signatures`, signatureReceipt, { proposalId: p.proposalId, keyid, sig }).then(
+                    const also = p.also.map((doc) => ({ role: doc.role, sig: alsoSigs[doc.role]! }));
+                    call(session.client, 'POST', `${base}/signatures`, signatureReceipt, { proposalId: p.proposalId, keyid, sig, ...(also.length > 0 ? { also } : {}) }).then(
                       (r) => onSigned(r!.published ? `Signed and published to devices.` : `Signature recorded: ${r!.signatures.length} of ${r!.threshold}.`),
                       setError,
                     );
