@@ -103,8 +103,8 @@ export function httpRequest(url: string, options: RequestOptions): Promise<Incom
       // verify against any store (the pin is the trust), but the server must hold the key of
       // the certificate it presents (the handshake proves it) and one of them must be pinned.
       const pins = tls.pinSha256.map(normalFingerprint);
+      // No agent (not even `agent: false`, which makes one): then node uses createConnection.
       requestOptions.rejectUnauthorized = false;
-      requestOptions.agent = false;
       requestOptions.createConnection = (_options, oncreate) => {
         let called = false;
         const done = (error: Error | null, socket?: TLSSocket) => {
