@@ -1,9 +1,6 @@
 import { execFile } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import fs from 'node:fs/promises';
-import http from 'node:http';
-import https from 'node:https';
-import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import test from 'ava';
@@ -11,6 +8,7 @@ import { createRootCa, createServerCertificate } from '../../certs/pki.ts';
 import { convoy } from '../helpers/cli.ts';
 import { convoydBin, deviceRecord } from '../helpers/device.ts';
 import { makeTempDir, withServer, type TestServer } from '../helpers/server.ts';
+import { startTlsFront } from '../helpers/tls-front.ts';
 
 /*
  * `convoyd enroll --ca FILE` / `--ca-fingerprint SHA256`: the enrollment request itself is pinned
@@ -32,34 +30,6 @@ async function convoyd(args: string[]): Promise<{ code: number; stdout: string; 
   }
 }
 
-interface Front {
-  url: string;
-  /** Requests that reached this server (after its TLS handshake). */
-  requests: string[];
-  close(): Promise<void>;
-}
-
-/** An HTTPS server with `cert`; forwards to `target` when given, else answers 500 (an impostor). */
-async function startFront(cert: string, key: string, target?: string): Promise<Front> {
-  const requests: string[] = [];
-  const server = https.createServer({ cert, key }, (req, res) => {
-    requests.push(`${req.method} ${req.url}`);
-    if (!target) return void res.writeHead(500).end();
-    const upstream = http.request(`${target}${req.url}`, { method: req.method, headers: req.headers }, (answer) => {
-      res.writeHead(answer.statusCode ?? 502, answer.headers);
-      answer.pipe(res);
-    });
-    upstream.on('error', () => res.writeHead(502).end());
-    req.pipe(upstream);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    url: `https://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    requests,
-    close: () => new Promise<void>((resolve) => (server.closeAllConnections(), server.close(() => resolve()))),
-  };
-}
-
 async function makeToken(server: TestServer): Promise<string> {
   const made = await convoy(server.url, ['device', 'token', '--group', 'field', '--ttl', '1h', '--uses', '5', '--json']);
   if (made.code !== 0) throw new Error(made.stderr);
@@ -74,10 +44,10 @@ test('enroll --ca / --ca-fingerprint: a matching chain enrolls; an impostor gets
       const read = (name: string) => fs.readFile(path.join(pki, name), 'utf8');
       const caPem = await read('ca.pem');
       // The front presents the server certificate and the chain up to the fleet root.
-      const front = await startFront((await read('tls.pem')) + caPem, await read('tls.key'), server.url);
+      const front = await startTlsFront((await read('tls.pem')) + caPem, await read('tls.key'), server.url);
       const mallory = createRootCa({ name: 'Mallory', now: new Date() });
       const fake = createServerCertificate({ issuer: mallory, dns: ['localhost'], ip: ['127.0.0.1'], now: new Date() });
-      const impostor = await startFront(fake.certPem + mallory.certPem, fake.keyPem);
+      const impostor = await startTlsFront(fake.certPem + mallory.certPem, fake.keyPem);
       const base = await makeTempDir('convoy-pin-');
       const caFile = path.join(base, 'ca.pem');
       await fs.writeFile(caFile, caPem);
