@@ -76,6 +76,10 @@ test('enroll --ca / --ca-fingerprint: a matching chain enrolls; an impostor gets
         // Enrolled against a server with a mutual-TLS listener: the device's API is there.
         const config = JSON.parse(await fs.readFile(path.join(base, 'p-1', 'device.json'), 'utf8'));
         t.is(config.serverUrl, `https://127.0.0.1:${server.httpsPort}`);
+        // Renewal goes there too, with the certificate alone (no token file exists).
+        const renewed = await convoyd(['renew', '--config', path.join(base, 'p-1', 'device.json'), '--force']);
+        t.is(renewed.code, 0, renewed.stderr);
+        t.regex(renewed.stdout, /renewed: the certificate is valid until/);
 
         // Unpinned https: the system trust store decides (it does not know the fleet CA) and says so.
         const unpinned = await enroll(front.url, 'p-3', []);
