@@ -6,7 +6,10 @@ import test from 'ava';
 import { deviceRecord, hashTree, provisionDevice, readJournalFile, runDaemon } from '../helpers/device.ts';
 import { startFaultProxy } from '../helpers/proxy.ts';
 import { deploy, expectedTree, publishRelease, type TestArtifact } from '../helpers/release.ts';
-import { waitFor, withServer, type TestServer } from '../helpers/server.ts';
+import { adminToken, makeTempDir, waitFor, withServer, type TestServer } from '../helpers/server.ts';
+import { spawn } from 'node:child_process';
+import { convoyBin } from '../helpers/device.ts';
+import { sha256Hex } from '../helpers/release.ts';
 
 /*
  * A device that lists several servers (device.json `servers`, an edge first and the origin
@@ -100,6 +103,62 @@ test('the first server dies in the middle of a download: convoyd resumes the sam
     } finally {
       await device.stop();
       await edge.close();
+      await fs.rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+
+test('two real servers: the first (a second `convoy serve` on a copy of the origin, as an edge) is killed with -9 mid-download; convoyd resumes from the origin and installs', async (t) => {
+  await withServer(t, async (server) => {
+    // Large enough that the killed server cannot have pushed it all into the loopback's socket
+    // buffers (several MiB) before it died: the rest must come from the origin.
+    const size = 16 * 1024 * 1024;
+    const artifacts: TestArtifact[] = [{ name: 'big.bin', type: 'file', bytes: randomBytes(size) }];
+    await publishRelease(server, 'app', '3.0.0', artifacts);
+    const dir = await provisionDevice(server, 'fo-3', 'shop', { update: { ...fastRetries, bandwidthLimit: 2 * 1024 * 1024 }, tuning: { timeoutSeconds: 5 } });
+    await deploy(server, 'app', '3.0.0', 'shop');
+    // The second server, a real process: the same device API, signed metadata and blobs (its data
+    // dir copied from the origin's; on PostgreSQL it shares the origin's database).
+    const copy = await makeTempDir('convoy-edge-');
+    await fs.cp(server.dataDir, copy, { recursive: true });
+    const [httpPort, mqttPort] = [await deadPort(), await deadPort()];
+    const edgeUrl = `http://127.0.0.1:${httpPort}`;
+    const edge = spawn(process.execPath, [convoyBin, 'serve'], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: { ...process.env, CONVOY_DATA_DIR: copy, CONVOY_HOST: '127.0.0.1', CONVOY_HTTP_PORT: String(httpPort), CONVOY_MQTT_PORT: String(mqttPort), CONVOY_ADMIN_TOKEN: adminToken, ...(server.databaseUrl ? { CONVOY_DATABASE_URL: server.databaseUrl } : {}) },
+    });
+    const edgeErr: string[] = [];
+    edge.stderr!.on('data', (chunk: Buffer) => edgeErr.push(chunk.toString('utf8')));
+    const exited = new Promise((resolve) => edge.once('exit', resolve));
+    try {
+      await waitFor('the second server to serve', async () => ((await fetch(`${edgeUrl}/api/v1/groups/shop/release`, { headers: { authorization: `Bearer ${adminToken}` } })).status === 200 ? true : undefined), 120_000, 200).catch((error) => {
+        throw new Error(`${(error as Error).message}\n${edgeErr.join('').slice(-2000)}`);
+      });
+      await listServers(dir, [{ url: edgeUrl }, { url: server.url, mqttUrl: `mqtt://127.0.0.1:${server.mqttPort}` }]);
+      const device = runDaemon('fo-3', dir);
+      try {
+        const part = path.join(dir, 'downloads', `${sha256Hex(artifacts[0]!.bytes)}.part`);
+        await waitFor('the first MiB of the blob from the first server', async () => (((await fs.stat(part).catch(() => undefined))?.size ?? 0) >= 1024 * 1024 ? true : undefined), 120_000, 20);
+        edge.kill('SIGKILL');
+        await exited;
+        await installed(server, 'fo-3', '3.0.0');
+        t.deepEqual(await hashTree(path.join(dir, 'current')), expectedTree(artifacts));
+        const journal = await readJournalFile(dir);
+        t.deepEqual(journal.update.servedBy, [edgeUrl, server.url], 'the first server served, then the origin');
+        const resumed = device.logs.join('').split('\n').filter((line) => line.includes('"resumed a download"')).map((line) => JSON.parse(line));
+        t.is(resumed.length, 1);
+        t.is(resumed[0].server, server.url);
+        t.true(resumed[0].from > 0 && resumed[0].from + resumed[0].received === size, JSON.stringify(resumed[0]));
+      } finally {
+        await device.stop();
+      }
+    } finally {
+      if (edge.exitCode === null && edge.signalCode === null) {
+        edge.kill('SIGKILL');
+        await exited;
+      }
+      await fs.rm(copy, { recursive: true, force: true });
       await fs.rm(dir, { recursive: true, force: true });
     }
   });
