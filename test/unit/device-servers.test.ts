@@ -1,7 +1,9 @@
 import http from 'node:http';
+import https from 'node:https';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import test from 'ava';
+import { createDeviceCsr, createRootCa, createServerCertificate, generateKeyPem, signDeviceCsr } from '../../certs/pki.ts';
 import { deviceConfig, deviceConfigSchemaId } from '../../protocol/device-config.ts';
 import { createLogger } from '../../protocol/log.ts';
 import { answered, createServerPool, isOutage, tryOrder } from '../../device/servers.ts';
@@ -152,5 +154,38 @@ test('the pool: a server that accepts but never answers is given up after the an
     await good.close();
     for (const socket of held) socket.destroy();
     await new Promise<void>((resolve) => silent.close(() => resolve()));
+  }
+});
+
+test('the pool speaks to an https server with the device certificate and no token, to an http one with the token', async (t) => {
+  const now = new Date();
+  const root = createRootCa({ name: 'Fleet', now });
+  const serverCert = createServerCertificate({ issuer: root, dns: ['localhost'], ip: ['127.0.0.1'], now });
+  const deviceKey = generateKeyPem();
+  const deviceCert = signDeviceCsr({ issuer: root, csrPem: createDeviceCsr({ deviceId: 'd-1', keyPem: deviceKey }), deviceId: 'd-1', now });
+  const seen: string[] = [];
+  const secure = https.createServer({ cert: serverCert.certPem, key: serverCert.keyPem, ca: root.certPem, requestCert: true, rejectUnauthorized: true }, (req, res) => {
+    const peer = (req.socket as import('node:tls').TLSSocket).getPeerCertificate();
+    seen.push(`${peer.subject?.CN}:${req.headers.authorization ?? 'no token'}`);
+    res.end('secure');
+  });
+  await new Promise<void>((resolve) => secure.listen(0, '127.0.0.1', resolve));
+  const plain = await listen((req, res) => res.end(`plain:${req.headers.authorization}`));
+  const log = createLogger({ namespace: 'test', level: 'error', write: () => {} });
+  try {
+    const secureUrl = `https://127.0.0.1:${(secure.address() as AddressInfo).port}`;
+    const identity = { cert: deviceCert, key: deviceKey, ca: root.certPem };
+    const enrolled = createServerPool({ servers: [{ url: secureUrl }, { url: plain.url }], identity, token: 'tok', failbackMs: 1_000, log });
+    t.is(await readText(await enrolled.get('/a', { timeoutMs: 5_000 }), 100), 'secure');
+    t.deepEqual(seen, ['d-1:no token']);
+    // Without a certificate the mutual-TLS server refuses the handshake: the next server (plain http) answers, with the token.
+    const tokenOnly = createServerPool({ servers: [{ url: secureUrl }, { url: plain.url }], token: 'tok', failbackMs: 1_000, log });
+    t.is(await readText(await tokenOnly.get('/b', { timeoutMs: 5_000 }), 100), 'plain:Bearer tok');
+    // An enrolled device with no token cannot use a plain-http server: it says so and moves on.
+    const noToken = createServerPool({ servers: [{ url: plain.url }, { url: secureUrl }], identity, failbackMs: 1_000, log });
+    t.is(await readText(await noToken.get('/c', { timeoutMs: 5_000 }), 100), 'secure');
+  } finally {
+    await plain.close();
+    await new Promise<void>((resolve) => (secure.closeAllConnections(), secure.close(() => resolve())));
   }
 });
