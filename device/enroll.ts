@@ -117,7 +117,9 @@ export async function enrollDevice(options: { serverUrl: string; token: string; 
   await writeFileAtomic(path.join(dir, 'device.pem'), result.certificate + result.chain);
   await writeFileAtomic(path.join(dir, 'ca.pem'), result.ca);
   // A token at rest is a secret to lose: written only when some server or broker needs it.
-  if (needsToken(parseWith(deviceConfig, { ...previous, ...config }, 'device config'), true)) await writeFileAtomic(path.join(dir, 'device.token'), result.token + '\n', 0o600);
+  // (A config that does not parse yet, say an operator's half-edited one, keeps the token: the safe side.)
+  const merged = deviceConfig.safeParse({ ...previous, ...config });
+  if (!merged.success || needsToken(merged.data, true)) await writeFileAtomic(path.join(dir, 'device.token'), result.token + '\n', 0o600);
   // A device enrolling again keeps the TUF root it already trusts (it may have rotated since).
   if (!(await fs.stat(path.join(dir, 'root.json')).catch(() => undefined))) await writeFileAtomic(path.join(dir, 'root.json'), JSON.stringify(result.root, null, 2) + '\n');
   // Keep the operator's settings (update policy, timeouts) when enrolling again.

@@ -105,7 +105,7 @@ export function startOffers(options: OfferOptions): Offers {
       Object.assign(client.options, target(broker));
       log.info('trying the next broker', { from, to: brokers[broker] });
     }
-    // A first pass over the other brokers goes at the base pace; each full round backs off more.
+    // The delay grows once per full round over the brokers, not per broker tried.
     client.options.reconnectPeriod = backoffDelay(Math.ceil(reconnects / brokers.length), Math.min(policy.retryBaseMs, 2_000), 60_000, random());
   });
   client.on('error', (error) => log.warn('MQTT error', { error: error.message }));
