@@ -27,9 +27,12 @@ export function tryOrder(count: number, state: PoolState, now: number, failbackM
   return [first, ...Array.from({ length: count }, (_, i) => i).filter((i) => i !== first)];
 }
 
-/** After server `index` answered: the state to remember. */
-export function answered(state: PoolState, index: number, now: number): PoolState {
-  return index === state.active ? state : { active: index, since: now };
+/**
+ * After server `index` answered: the state to remember. A failback that found the preferred
+ * server still down starts the interval over, so it is not tried before every request.
+ */
+export function answered(state: PoolState, index: number, now: number, failedBack = false): PoolState {
+  return index === state.active && !(failedBack && index !== 0) ? state : { active: index, since: now };
 }
 
 /** Whether a failed attempt should move on to the next server: an outage, not an answer. */
@@ -117,6 +120,7 @@ export function createServerPool(given: ServerPoolOptions): ServerPool {
     async request(pathOrUrl, request) {
       const urlPath = pathOf(pathOrUrl);
       const order = tryOrder(servers.length, state, now(), options.failbackMs);
+      const failingBack = order[0] !== state.active;
       const failures: string[] = [];
       let lastError: unknown;
       for (const index of order) {
@@ -137,7 +141,7 @@ export function createServerPool(given: ServerPoolOptions): ServerPool {
           });
           const status = response.statusCode ?? 0;
           if (!isOutage({ status })) {
-            remember(index);
+            remember(index, failingBack);
             return { response, server: base };
           }
           // Every server failed and this one answered last: its 5xx is the answer (the caller
@@ -160,8 +164,8 @@ export function createServerPool(given: ServerPoolOptions): ServerPool {
   };
   return pool;
 
-  function remember(index: number) {
-    const next = answered(state, index, now());
+  function remember(index: number, failedBack: boolean) {
+    const next = answered(state, index, now(), failedBack);
     if (next !== state && next.active !== state.active) options.log.info('now using server', { server: servers[index], preferred: index === 0 });
     state = next;
   }

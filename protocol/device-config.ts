@@ -142,7 +142,8 @@ export const deviceConfig = deviceConfigObject
     if (config.mqttUrl === undefined) ctx.addIssue({ code: 'custom', path: ['mqttUrl'], message: 'required (or list servers)' });
   })
   .transform((config) => {
-    const servers: DeviceServer[] = config.servers ?? [{ url: config.serverUrl!, mqttUrl: config.mqttUrl! }];
+    // Base URLs without a trailing slash: paths are appended to them.
+    const servers: DeviceServer[] = (config.servers ?? [{ url: config.serverUrl!, mqttUrl: config.mqttUrl! }]).map((s) => ({ ...s, url: s.url.replace(/\/+$/, '') }));
     return { ...config, servers, serverUrl: servers[0]!.url, mqttUrl: servers.find((s) => s.mqttUrl)!.mqttUrl! };
   });
 export type DeviceConfig = z.output<typeof deviceConfig>;

@@ -35,6 +35,9 @@ test('answered: a new server is remembered with the time; the same one keeps its
   const moved = { active: 1, since: 99 };
   t.is(answered(moved, 1, 500), moved);
   t.deepEqual(answered(moved, 0, 700), { active: 0, since: 700 });
+  // A failback that found the preferred one down: the interval starts over.
+  t.deepEqual(answered(moved, 1, 900, true), { active: 1, since: 900 });
+  t.deepEqual(answered({ active: 0, since: 0 }, 0, 900, true), { active: 0, since: 0 });
 });
 
 test('outage: no connection, no answer or a 5xx move on; a 4xx is an answer', (t) => {
@@ -122,6 +125,12 @@ test('the pool on real sockets: a refused first server and a 503 move on, the on
     t.is(third.server, good.url);
     third.response.resume();
     t.is(busy.hits(), 2, 'failback walks the list from the top again');
+    // ... once: the preferred one is tried again only after another interval.
+    (await pool.request('/api/v1/w', { answerTimeoutMs: 5_000 })).response.resume();
+    t.is(busy.hits(), 2);
+    clock += 60_000;
+    (await pool.request('/api/v1/v', { answerTimeoutMs: 5_000 })).response.resume();
+    t.is(busy.hits(), 3);
 
     // All down: a network failure that names every server.
     await good.close();
