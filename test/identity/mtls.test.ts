@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
 import fs from 'node:fs/promises';
 import https from 'node:https';
+import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import test from 'ava';
@@ -149,6 +150,34 @@ test('convoyd on mTLS: an enrolled device with no token on disk gets its notice 
       t.is((await convoy(server.url, ['device', 'revoke', 'd-1'])).code, 0);
       const refused = await httpsGet(server, '/api/v1/devices/d-1/release', device);
       t.true('status' in refused && refused.status === 401 && JSON.parse(refused.body).error.code === 'unauthenticated', JSON.stringify(refused));
+    } finally {
+      await daemon.stop();
+    }
+  }, mtlsConfig);
+});
+
+test('convoyd on mTLS with two servers: the first https server and mqtts broker are dead; the device goes on with the second, with its certificate, and installs', async (t) => {
+  await withServer(t, async (server) => {
+    const device = await enroll(server, 'f-1', 'plant');
+    const probe = net.createServer();
+    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+    const dead = (probe.address() as net.AddressInfo).port;
+    await new Promise<void>((resolve) => probe.close(() => resolve()));
+    const file = path.join(device.dir, 'device.json');
+    const { serverUrl: _s, mqttUrl: _m, ...config } = JSON.parse(await fs.readFile(file, 'utf8'));
+    const live = `https://127.0.0.1:${server.httpsPort}`;
+    await fs.writeFile(file, JSON.stringify({ ...config, timeoutSeconds: 5, update: { retryBaseMs: 200, retryMaxMs: 1000 }, servers: [
+      { url: `https://127.0.0.1:${dead}`, mqttUrl: `mqtts://127.0.0.1:${dead}` },
+      { url: live, mqttUrl: `mqtts://127.0.0.1:${server.mqttsPort}` },
+    ] }));
+    await publishRelease(server, 'app', '1.0.0', [{ name: 'a.txt', type: 'file', bytes: Buffer.from('two\n') }]);
+    const daemon = runDaemon('f-1', device.dir);
+    try {
+      await deploy(server, 'app', '1.0.0', 'plant');
+      await waitFor('the device to report 1.0.0 installed', async () => ((await deviceRecord(server, 'f-1'))?.installed?.version === '1.0.0' ? true : undefined), 90_000);
+      const journal = JSON.parse(await fs.readFile(path.join(device.dir, 'journal.json'), 'utf8'));
+      t.deepEqual(journal.update.servedBy, [live]);
+      t.true(daemon.logs.join('').includes(`"connected to the broker","url":"mqtts://127.0.0.1:${server.mqttsPort}"`));
     } finally {
       await daemon.stop();
     }
