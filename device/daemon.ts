@@ -14,15 +14,10 @@ import { defaultModules, type ModuleTable } from './modules.ts';
 import { startOffers, type Offers } from './offers.ts';
 import { reportedState, terminalStates, type Journal } from './state.ts';
 import { createNotifier, type Notifier } from './systemd.ts';
-import { openTrustClient } from '../tuf/client.ts';
+import { AuthorizedFetcher, openTrustClient } from '../tuf/client.ts';
+import { createServerPool } from './servers.ts';
+import { needsToken, readIdentity, readToken } from './identity.ts';
 import { createUpdater, sleep, type Offer, type StepInfo } from './updater.ts';
-
-/** The enrolled device's certificate, key and fleet root, when device.json names them. */
-async function readIdentity(config: DeviceConfig, configDir: string): Promise<{ cert: string; key: string; ca: string } | undefined> {
-  if (!config.certFile || !config.keyFile || !config.caFile) return undefined;
-  const read = (file: string) => fs.readFile(path.resolve(configDir, file), 'utf8');
-  return { cert: await read(config.certFile), key: await read(config.keyFile), ca: await read(config.caFile) };
-}
 
 /** How often an enrolled device checks whether its certificate is due for renewal. */
 const renewalCheckMs = 60 * 60 * 1000;
@@ -58,14 +53,19 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const notifier: Notifier = createNotifier(options.env ?? process.env, log.child('systemd'));
   const dataDir = path.resolve(options.configDir, config.dataDir);
   await fs.mkdir(dataDir, { recursive: true });
-  const token = (await fs.readFile(path.resolve(options.configDir, config.tokenFile), 'utf8')).trim();
+  // An enrolled device on HTTPS and MQTT over TLS is its certificate and needs no token file;
+  // one registered with `convoy device add` (or talking to a plain-http server) needs it.
+  const identity = await readIdentity(config, options.configDir);
+  const token = await readToken(path.resolve(options.configDir, config.tokenFile), needsToken(config, identity !== undefined));
+  const pool = createServerPool({ servers: config.servers, identity, token, failbackMs: config.failbackSeconds * 1000, log: log.child('servers') });
   const trust = await openTrustClient({
     metadataDir: path.join(dataDir, 'tuf'),
     goodDir: path.join(dataDir, 'tuf-good'),
     pinnedRootFile: path.resolve(options.configDir, config.rootFile),
     serverUrl: config.serverUrl,
-    token,
     timeoutMs: config.timeoutSeconds * 1000,
+    // Metadata through the pool: the server that answers, with the device's credentials.
+    fetcher: new AuthorizedFetcher(undefined, config.timeoutSeconds * 1000, (url, get) => pool.get(url, get)),
     log: log.child('trust'),
   });
   const journalFile = path.join(dataDir, 'journal.json');
@@ -109,7 +109,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       dataDir,
       journalFile,
       serverUrl: config.serverUrl,
-      token,
+      get: (url, headers, signal) => pool.request(url, { headers, answerTimeoutMs: config.timeoutSeconds * 1000, signal }).then((answer) => answer.response),
+      servedBy: () => pool.current(),
       trust,
       policy,
       modules: options.modules ?? defaultModules(policy),
@@ -225,7 +226,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     connect: (url, mqttOptions) => mqtt.connect(url, mqttOptions),
     config,
     token,
-    tls: await readIdentity(config, options.configDir),
+    tls: identity,
+    get: (url, get) => pool.get(url, get),
     log,
     random,
     pollRelease: options.pollRelease,
@@ -256,10 +258,13 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   function startRenewal(): NodeJS.Timeout {
     const check = () =>
       import('./enroll.ts')
-        .then(({ renewIfDue }) => renewIfDue({ config, configDir: options.configDir, now: now(), timeoutMs: config.timeoutSeconds * 1000, log: log.child('identity') }))
+        .then(({ renewIfDue }) => renewIfDue({ config, configDir: options.configDir, now: now(), timeoutMs: config.timeoutSeconds * 1000, log: log.child('identity'), pool }))
         .then(async (renewed) => {
           const identity = renewed ? await readIdentity(config, options.configDir) : undefined;
-          if (identity) offers?.updateTls(identity);
+          if (identity) {
+            pool.setIdentity(identity);
+            offers?.updateTls(identity);
+          }
         })
         .catch((error: unknown) => log.warn('certificate renewal failed; retrying at the next check', { error }));
     void check();

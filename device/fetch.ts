@@ -15,7 +15,14 @@ import { UpdateError } from './errors.ts';
  */
 export interface DownloadRequest {
   url: string;
-  token: string;
+  /** Sent as a bearer token; absent when `get` authenticates (a device certificate over HTTPS). */
+  token?: string | undefined;
+  /**
+   * Makes the GET (default: one node:http(s) request to `url`). The daemon passes its server pool
+   * (device/servers.ts), which answers from the next server when one is down, and bounds the wait
+   * for each server's answer itself: until the answer comes the stall check here waits.
+   */
+  get?: ((url: string, headers: Record<string, string>, signal: AbortSignal) => Promise<IncomingMessage>) | undefined;
   destination: string;
   /** Signed length in bytes. */
   length: number;
@@ -95,12 +102,13 @@ export async function downloadVerified(request: DownloadRequest): Promise<Downlo
     // for the bandwidth limit: that pause is ours, not the network's.
     let lastByteAt = performance.now();
     let pacing = false;
+    let awaitingAnswer = request.get !== undefined;
     const stallTimer = setInterval(() => {
-      if (!pacing && performance.now() - lastByteAt >= request.stallTimeoutMs) controller.abort();
+      if (!pacing && !awaitingAnswer && performance.now() - lastByteAt >= request.stallTimeoutMs) controller.abort();
     }, Math.max(10, Math.min(1000, request.stallTimeoutMs / 10)));
     // setTimeout fires at once above 2^31-1 ms (about 24 days), so the bound is capped there.
     const deadline = setTimeout(() => controller.abort(), Math.min(2 ** 31 - 1, request.stallTimeoutMs + ((request.length - offset) / (request.minBytesPerSecond ?? 1024)) * 1000));
-    const headers: Record<string, string> = { authorization: `Bearer ${request.token}` };
+    const headers: Record<string, string> = request.token ? { authorization: `Bearer ${request.token}` } : {};
     if (offset > 0) {
       headers.range = `bytes=${offset}-`;
       headers['if-range'] = `"sha256:${request.sha256}"`;
@@ -109,7 +117,11 @@ export async function downloadVerified(request: DownloadRequest): Promise<Downlo
     try {
       let response: HttpResponse;
       try {
-        response = await httpGet(request.url, headers, controller.signal);
+        response = request.get
+          ? await request.get(request.url, headers, controller.signal).then((res) => ({ status: res.statusCode ?? 0, headers: res.headers, body: res }))
+          : await httpGet(request.url, headers, controller.signal);
+        awaitingAnswer = false;
+        lastByteAt = performance.now();
       } catch (error) {
         const why = controller.signal.aborted ? `no answer for ${request.stallTimeoutMs} ms` : (error as Error).message;
         throw new UpdateError('download_failed', `cannot reach ${new URL(request.url).host}: ${why}`, true, { cause: error });

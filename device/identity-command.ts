@@ -6,7 +6,7 @@ import { deviceConfig } from '../protocol/device-config.ts';
 import { createLogger, parseLogLevel } from '../protocol/log.ts';
 import { deviceId } from '../protocol/names.ts';
 import { parseJson, parseWith } from '../protocol/parse.ts';
-import { EnrollError, enrollDevice, renewIfDue } from './enroll.ts';
+import { EnrollError, enrollDevice, renewIfDue, transportNotice } from './enroll.ts';
 
 /**
  * `convoyd enroll` and `convoyd renew`: exit 0 done, 1 refused or failed (the message says why),
@@ -23,7 +23,7 @@ export async function runIdentityCommand(verb: 'enroll' | 'renew', argv: string[
   try {
     ({ values } = parseArgs({
       args: argv,
-      options: { server: { type: 'string' }, token: { type: 'string' }, dir: { type: 'string' }, id: { type: 'string' }, 'mqtt-url': { type: 'string' }, config: { type: 'string' }, force: { type: 'boolean' } },
+      options: { server: { type: 'string' }, token: { type: 'string' }, dir: { type: 'string' }, id: { type: 'string' }, 'mqtt-url': { type: 'string' }, ca: { type: 'string' }, 'ca-fingerprint': { type: 'string' }, config: { type: 'string' }, force: { type: 'boolean' } },
       strict: true,
     }));
   } catch (error) {
@@ -38,7 +38,15 @@ export async function runIdentityCommand(verb: 'enroll' | 'renew', argv: string[
       const id = values.id ?? os.hostname();
       const parsed = deviceId.safeParse(id);
       if (!parsed.success) return fail(`${values.id ? '--id' : `the host name "${id}" as device id`}: ${parsed.error.issues[0]?.message}; give --id`, 1);
-      const result = await enrollDevice({ serverUrl: values.server, token, dir: values.dir, deviceId: parsed.data, ...(values['mqtt-url'] ? { mqttUrl: values['mqtt-url'] } : {}), log });
+      if (values.ca && values['ca-fingerprint']) return fail('give --ca FILE or --ca-fingerprint SHA256, not both', 2);
+      const fingerprint = values['ca-fingerprint'];
+      if (fingerprint !== undefined && !/^([0-9a-fA-F]{2}:?){31}[0-9a-fA-F]{2}$/.test(fingerprint)) return fail('--ca-fingerprint must be a SHA-256 fingerprint: 64 hex digits, colons allowed', 2);
+      if ((values.ca || fingerprint) && !values.server.startsWith('https:')) return fail(`--ca and --ca-fingerprint pin a TLS certificate: --server must be an https:// URL`, 2);
+      const ca = values.ca ? await fs.readFile(values.ca, 'utf8').catch((error: Error) => { throw new EnrollError(`cannot read --ca ${values.ca}: ${error.message}`); }) : undefined;
+      if (ca !== undefined && !ca.includes('-----BEGIN CERTIFICATE-----')) return fail(`--ca ${values.ca} holds no PEM certificate`, 1);
+      const notice = transportNotice(values.server, { ca, caFingerprint: fingerprint });
+      if (notice) process.stderr.write(`convoyd enroll: ${notice}\n`);
+      const result = await enrollDevice({ serverUrl: values.server, token, dir: values.dir, deviceId: parsed.data, ...(values['mqtt-url'] ? { mqttUrl: values['mqtt-url'] } : {}), ca, caFingerprint: fingerprint, log });
       const config = path.join(path.resolve(values.dir), 'device.json');
       process.stdout.write(`enrolled device ${result.device.id} in group ${result.device.group}; start it with: convoyd --config ${config}\n`);
       return 0;

@@ -5,7 +5,7 @@ import { deviceConfig } from '../protocol/device-config.ts';
 import { createLogger, parseLogLevel } from '../protocol/log.ts';
 import { parseJson, parseWith } from '../protocol/parse.ts';
 
-const usage = 'usage: convoyd --config <dir>/device.json\n       convoyd enroll --server URL --token TOKEN --dir DIR [--id ID] [--mqtt-url mqtt://HOST:PORT]\n       convoyd renew --config <dir>/device.json [--force]';
+const usage = 'usage: convoyd --config <dir>/device.json\n       convoyd enroll --server URL --token TOKEN --dir DIR [--id ID] [--mqtt-url mqtt://HOST:PORT] [--ca FILE | --ca-fingerprint SHA256]\n       convoyd renew --config <dir>/device.json [--force]';
 
 /** `convoyd --config <dir>/device.json`: the device daemon (and `enroll`, `renew`). */
 export async function main(argv: string[]): Promise<void> {

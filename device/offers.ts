@@ -4,7 +4,9 @@ import type { Logger } from '../protocol/log.ts';
 import { deviceNotice, deviceReleaseTopic, deviceStatusTopic, maxMessageBytes, type DeviceNotice, type DeviceStatus } from '../protocol/messages.ts';
 import type { InventoryReport } from '../protocol/rollout.ts';
 import { parseJson, parseWith } from '../protocol/parse.ts';
-import { httpGet, readText } from '../lib/http.ts';
+import type { IncomingMessage } from 'node:http';
+import { readText, type GetOptions } from '../lib/http.ts';
+import { isIP } from 'node:net';
 import { backoffDelay } from './state.ts';
 
 /*
@@ -16,7 +18,10 @@ import { backoffDelay } from './state.ts';
 
 export interface OfferOptions {
   config: DeviceConfig;
-  token: string;
+  /** For brokers that are not mqtts:// with the device certificate; absent: an enrolled device on TLS only. */
+  token: string | undefined;
+  /** GET on the device API (the daemon's server pool, device/servers.ts), for the release poll. */
+  get: (pathOrUrl: string, options: GetOptions) => Promise<IncomingMessage>;
   /** The device's certificate (with chain), key and the fleet root, for mqtts:// (device.json certFile, keyFile, caFile). */
   tls?: { cert: string; key: string; ca: string } | undefined;
   log: Logger;
@@ -52,13 +57,25 @@ export function startOffers(options: OfferOptions): Offers {
 
   // MQTT, with reconnects backing off (and jittered) so a fleet does not hammer a broker that
   // just came back. While it is down, the server is polled: no release is missed.
+  // Several brokers (device.json `servers`): the first that accepts; on loss (or a refused
+  // connection), the next in the list, round and round; the backoff grows per full round.
+  const brokers = config.servers.flatMap((s) => (s.mqttUrl ? [s.mqttUrl] : []));
+  let broker = 0;
   let reconnects = 0;
   let disconnectedSince: number | undefined = Date.now();
-  const client: MqttClient = options.connect(config.mqttUrl, {
+  const credentialsOf = (url: string): Partial<IClientOptions> =>
+    // Over mutual TLS the certificate is the credential: no token goes on the wire.
+    options.tls && url.startsWith('mqtts:') ? { ...options.tls, rejectUnauthorized: true, password: undefined } : { password: token };
+  /** Points the client at broker `index` for its next (re)connection. */
+  const target = (index: number): Partial<IClientOptions> => {
+    const url = new URL(brokers[index]!);
+    const host = url.hostname.replace(/^\[|\]$/g, '');
+    return { protocol: url.protocol.replace(/:$/, '') as IClientOptions['protocol'], host, hostname: host, port: Number(url.port || (url.protocol === 'mqtts:' ? 8883 : 1883)), servername: isIP(host) ? undefined : host, ...credentialsOf(brokers[index]!) };
+  };
+  const client: MqttClient = options.connect(brokers[0]!, {
     clientId: `convoyd-${config.id}`,
     username: config.id,
-    // Over mutual TLS the certificate is the credential: no token goes on the wire.
-    ...(options.tls && config.mqttUrl.startsWith('mqtts:') ? { ...options.tls, rejectUnauthorized: true } : { password: token }),
+    ...credentialsOf(brokers[0]!),
     clean: true,
     reconnectPeriod: Math.min(policy.retryBaseMs, 2_000),
     connectTimeout: 10_000,
@@ -71,7 +88,7 @@ export function startOffers(options: OfferOptions): Offers {
     reconnects = 0;
     disconnectedSince = undefined;
     client.options.reconnectPeriod = Math.min(policy.retryBaseMs, 2_000);
-    log.info('connected to the broker', { url: config.mqttUrl });
+    log.info('connected to the broker', { url: brokers[broker] });
     // The device's own topic: phases, several groups and aborts make "what should I run" per device.
     client.subscribe(deviceReleaseTopic(config.id), { qos: 1 }, (error, granted) => {
       if (error || granted?.some((g) => g.qos === 128)) log.error('subscription refused', { topic: deviceReleaseTopic(config.id) });
@@ -82,7 +99,14 @@ export function startOffers(options: OfferOptions): Offers {
   client.on('close', () => {
     disconnectedSince ??= Date.now();
     reconnects++;
-    client.options.reconnectPeriod = backoffDelay(reconnects, Math.min(policy.retryBaseMs, 2_000), 60_000, random());
+    if (brokers.length > 1) {
+      const from = brokers[broker];
+      broker = (broker + 1) % brokers.length;
+      Object.assign(client.options, target(broker));
+      log.info('trying the next broker', { from, to: brokers[broker] });
+    }
+    // The delay grows once per full round over the brokers, not per broker tried.
+    client.options.reconnectPeriod = backoffDelay(Math.ceil(reconnects / brokers.length), Math.min(policy.retryBaseMs, 2_000), 60_000, random());
   });
   client.on('error', (error) => log.warn('MQTT error', { error: error.message }));
   client.on('message', (topic, payload) => {
@@ -96,7 +120,7 @@ export function startOffers(options: OfferOptions): Offers {
     }
   });
 
-  const poll = options.pollRelease ?? defaultPoll(config.serverUrl, token, config.id);
+  const poll = options.pollRelease ?? defaultPoll(options.get, config.id);
   let polling = true;
   let pollTimer: NodeJS.Timeout | undefined;
   const schedulePoll = () => {
@@ -117,7 +141,9 @@ export function startOffers(options: OfferOptions): Offers {
 
   return {
     updateTls(tls) {
-      if (options.tls && config.mqttUrl.startsWith('mqtts:')) Object.assign(client.options, tls);
+      if (!options.tls) return;
+      options.tls = tls;
+      if (brokers[broker]!.startsWith('mqtts:')) Object.assign(client.options, tls);
     },
     publishStatus(status) {
       if (!client.connected) return;
@@ -140,10 +166,10 @@ export function startOffers(options: OfferOptions): Offers {
  * Asks the server what this device should run. The route is the device's pull-side twin of its
  * retained MQTT notice; a server without it (404) is simply not polled successfully.
  */
-function defaultPoll(serverUrl: string, token: string, id: string): () => Promise<DeviceNotice | null> {
+function defaultPoll(get: OfferOptions['get'], id: string): () => Promise<DeviceNotice | null> {
   return async () => {
     // node:http, not fetch(): see lib/http.ts (undici would stay loaded, +13 MiB).
-    const response = await httpGet(`${serverUrl}/api/v1/devices/${encodeURIComponent(id)}/release`, { headers: { authorization: `Bearer ${token}` }, timeoutMs: 30_000 });
+    const response = await get(`/api/v1/devices/${encodeURIComponent(id)}/release`, { timeoutMs: 30_000 });
     const status = response.statusCode ?? 0;
     if (status < 200 || status > 299 || status === 204) response.resume();
     if (status === 204 || status === 404) return null;

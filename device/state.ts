@@ -73,6 +73,11 @@ export const updateRecord = z.strictObject({
   attempt: z.number().int().nonnegative().optional(),
   /** Verification failures allowed before the update fails (the deployment's retry policy; absent: 1). */
   maxAttempts: z.number().int().min(1).max(100).optional(),
+  /**
+   * The servers (base URLs, device.json `servers`) that served this update's metadata and
+   * downloads, in the order they first did: which edge or origin a device's bytes came from.
+   */
+  servedBy: z.array(z.string().min(1).max(2048)).max(8).optional(),
 });
 export type UpdateRecord = z.infer<typeof updateRecord>;
 
@@ -110,8 +115,8 @@ export type UpdateEvent =
   | { type: 'start'; id: string; release: { bundle: string; version: string }; deploymentId: number | null; at: string; attempt?: number; maxAttempts?: number }
   /** The operator aborted this update's deployment: allowed only while nothing has switched. */
   | { type: 'abort' }
-  | { type: 'planned'; artifacts: PlannedArtifact[] }
-  | { type: 'downloaded' }
+  | { type: 'planned'; artifacts: PlannedArtifact[]; servedBy?: readonly string[] }
+  | { type: 'downloaded'; servedBy?: readonly string[] }
   | { type: 'verified' }
   /** Downloaded bytes hash wrong (in transit, or on disk since): fetch them again, a bounded number of times. */
   | { type: 'corrupted'; error: ErrorBody }
@@ -125,6 +130,14 @@ export type UpdateEvent =
   | { type: 'fail'; error: ErrorBody }
   /** The daemon started and found this journal. */
   | { type: 'restarted' };
+
+/** The record's servers with `more` added (each once, first use first; at most 8 kept). */
+function servedBy(update: UpdateRecord, more: readonly string[] | undefined): Partial<UpdateRecord> {
+  if (!more?.length) return {};
+  const all = [...(update.servedBy ?? [])];
+  for (const server of more) if (!all.includes(server)) all.push(server);
+  return { servedBy: all.slice(0, 8) };
+}
 
 export class TransitionError extends Error {
   override readonly name = 'TransitionError';
@@ -182,10 +195,10 @@ export function transition(journal: Journal, event: UpdateEvent): Journal {
       return to('aborted', { error: null });
     case 'planned':
       expect('fetching-metadata');
-      return to('downloading', { artifacts: event.artifacts });
+      return to('downloading', { artifacts: event.artifacts, ...servedBy(update, event.servedBy) });
     case 'downloaded':
       expect('downloading');
-      return to('verifying');
+      return to('verifying', servedBy(update, event.servedBy));
     case 'corrupted':
       if (update.state !== 'downloading') expect('verifying');
       if (update.digestFailures + 1 >= maxDigestFailures) return to('failed', { error: event.error });

@@ -43,7 +43,12 @@ export interface UpdaterDeps {
   dataDir: string;
   journalFile: string;
   serverUrl: string;
-  token: string;
+  /** The bearer token for blob downloads; absent when `get` authenticates. */
+  token?: string | undefined;
+  /** Makes a download's GET (device/servers.ts: the server pool, with failover); default: to serverUrl. */
+  get?: ((url: string, headers: Record<string, string>, signal: AbortSignal) => Promise<import('node:http').IncomingMessage>) | undefined;
+  /** The server that answered the last request (the pool's), recorded in the journal's `servedBy`. */
+  servedBy?: (() => string) | undefined;
   trust: TrustClient;
   policy: UpdatePolicy;
   modules: ModuleTable;
@@ -104,6 +109,8 @@ export function createUpdater(deps: UpdaterDeps, initial: Journal) {
    * or anything after a restart (this set is empty then), is hashed again from disk.
    */
   const verifiedHere = new Set<string>();
+  /** Servers that sent this update metadata or bytes in this process (journal `servedBy`). */
+  const served = new Set<string>();
 
   const commit = async (event: UpdateEvent, info: StepInfo = {}): Promise<Journal> => {
     const next = transition(journal, event);
@@ -129,6 +136,7 @@ export function createUpdater(deps: UpdaterDeps, initial: Journal) {
     const result = await downloadVerified({
       url: `${deps.serverUrl}/api/v1/blobs/sha256:${info.sha256}`,
       token: deps.token,
+      get: deps.get,
       destination,
       length: info.length,
       sha256: info.sha256,
@@ -139,11 +147,15 @@ export function createUpdater(deps: UpdaterDeps, initial: Journal) {
       signal: deps.signal,
       onProgress: (bytes) => {
         if (first === undefined) first = bytes;
-        else if (bytes > first) progressed = true;
+        else if (bytes > first) {
+          progressed = true;
+          // Bytes from this server are on disk now (also when the transfer breaks off later).
+          if (deps.servedBy) served.add(deps.servedBy());
+        }
         onProgress?.(bytes);
       },
     });
-    if (result.resumedFrom > 0 && result.received > 0) log.info('resumed a download', { sha256: info.sha256, from: result.resumedFrom, received: result.received });
+    if (result.resumedFrom > 0 && result.received > 0) log.info('resumed a download', { sha256: info.sha256, from: result.resumedFrom, received: result.received, ...(deps.servedBy ? { server: deps.servedBy() } : {}) });
     if (result.cached) verifiedHere.delete(info.sha256);
     else verifiedHere.add(info.sha256);
     return destination;
@@ -151,7 +163,9 @@ export function createUpdater(deps: UpdaterDeps, initial: Journal) {
 
   const handlers: Record<string, (update: UpdateRecord) => Promise<StepResult>> = {
     async 'fetching-metadata'(update) {
+      served.clear();
       await deps.trust.refresh();
+      if (deps.servedBy) served.add(deps.servedBy());
       // Anti-downgrade (device/guard.ts): an older version than the one running needs a signed rollback.
       await checkDowngrade(deps.trust, journal, update.release);
       // The plan (device/plan.ts) decides; this shell only looks up signed info and fetches.
@@ -162,7 +176,7 @@ export function createUpdater(deps: UpdaterDeps, initial: Journal) {
       for (const targetPath of artifactTargetPaths(update.release, manifest)) targets.set(targetPath, await deps.trust.targetInfo(targetPath));
       const artifacts = planArtifacts(update.release, manifest, targets);
       log.info('manifest verified', { bundle: update.release.bundle, version: update.release.version, artifacts: artifacts.length });
-      await commit({ type: 'planned', artifacts });
+      await commit({ type: 'planned', artifacts, servedBy: [...served] });
       return { type: 'continue' };
     },
 
@@ -199,7 +213,7 @@ export function createUpdater(deps: UpdaterDeps, initial: Journal) {
         if (!module.prepare) continue;
         await module.prepare({ artifact, source: sourceOf(artifact), fetch: (sha256, length) => download({ sha256, length }) });
       }
-      await commit({ type: 'downloaded' }, { progress: { bytes: total, total } });
+      await commit({ type: 'downloaded', servedBy: [...served] }, { progress: { bytes: total, total } });
       return { type: 'continue' };
     },
 

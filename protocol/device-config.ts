@@ -62,13 +62,40 @@ export type UpdatePolicy = z.infer<typeof updatePolicy>;
 const httpUrl = z.url({ protocol: /^https?$/ });
 const mqttUrl = z.url({ protocol: /^mqtts?$/ });
 
-export const deviceConfig = z.strictObject({
+/**
+ * One server a device may talk to: its device API (metadata, blobs, the release poll) and,
+ * optionally, its MQTT broker. An edge and the origin speak the same device API.
+ */
+export const deviceServer = z.strictObject({
+  /** Base URL of the device API, e.g. https://edge-berlin.example.com:8443 */
+  url: httpUrl,
+  /** Its broker, e.g. mqtts://edge-berlin.example.com:8883; absent: this server is used for HTTP only. */
+  mqttUrl: mqttUrl.optional(),
+});
+export type DeviceServer = z.infer<typeof deviceServer>;
+
+/** Servers a device.json may list (an edge or two and the origin is the usual case). */
+export const maxDeviceServers = 8;
+
+const deviceConfigObject = z.strictObject({
   schema: z.literal(deviceConfigSchemaId),
   id: deviceId,
   group: groupName,
-  /** Base URL of the server the device trusts for metadata and blobs, e.g. http://10.0.0.5:8080 */
-  serverUrl: httpUrl,
-  mqttUrl,
+  /**
+   * The one-server form: base URL of the server the device trusts for metadata and blobs (e.g.
+   * http://10.0.0.5:8080) and its broker. Give these, or `servers`, not both.
+   */
+  serverUrl: httpUrl.optional(),
+  mqttUrl: mqttUrl.optional(),
+  /**
+   * The several-servers form, in order of preference (docs/device-install.md, "Several servers"):
+   * each request goes to the server that last answered, the next one in the list when it fails
+   * (connection refused, timeout, 5xx); the first one is tried again after `failbackSeconds`.
+   * The broker is the first that accepts; on loss, the next.
+   */
+  servers: z.array(deviceServer).min(1).max(maxDeviceServers).optional(),
+  /** After moving off the first (preferred) server, try it again after this long, in seconds. */
+  failbackSeconds: z.number().positive().max(86_400).default(300),
   /** Paths are relative to the config file's directory. */
   tokenFile: z.string().min(1).default('device.token'),
   rootFile: z.string().min(1).default('root.json'),
@@ -99,5 +126,25 @@ export const deviceConfig = z.strictObject({
     })
     .default(() => ({ attributes: {}, intervalSeconds: 3600 })),
 });
-export type DeviceConfig = z.infer<typeof deviceConfig>;
+
+/**
+ * device.json, with both forms read into one: `servers` always holds the list (the one-server
+ * form makes a list of one), `serverUrl` and `mqttUrl` name the preferred server and broker.
+ */
+export const deviceConfig = deviceConfigObject
+  .superRefine((config, ctx) => {
+    if (config.servers) {
+      if (config.serverUrl !== undefined || config.mqttUrl !== undefined) ctx.addIssue({ code: 'custom', path: ['servers'], message: 'give either serverUrl and mqttUrl, or servers, not both' });
+      else if (!config.servers.some((s) => s.mqttUrl)) ctx.addIssue({ code: 'custom', path: ['servers'], message: 'at least one server needs an mqttUrl' });
+      return;
+    }
+    if (config.serverUrl === undefined) ctx.addIssue({ code: 'custom', path: ['serverUrl'], message: 'required (or list servers)' });
+    if (config.mqttUrl === undefined) ctx.addIssue({ code: 'custom', path: ['mqttUrl'], message: 'required (or list servers)' });
+  })
+  .transform((config) => {
+    // Base URLs without a trailing slash: paths are appended to them.
+    const servers: DeviceServer[] = (config.servers ?? [{ url: config.serverUrl!, mqttUrl: config.mqttUrl! }]).map((s) => ({ ...s, url: s.url.replace(/\/+$/, '') }));
+    return { ...config, servers, serverUrl: servers[0]!.url, mqttUrl: servers.find((s) => s.mqttUrl)!.mqttUrl! };
+  });
+export type DeviceConfig = z.output<typeof deviceConfig>;
 export type DeviceConfigInput = z.input<typeof deviceConfig>;

@@ -56,6 +56,9 @@ export const enrollment = z.strictObject({
   /** A device access token, for servers and brokers not yet on mutual TLS. */
   token: z.string(),
   mqtt: z.strictObject({ port: z.number().int().min(0).max(65535) }),
+  /** The devices' mutual-TLS listeners (CONVOY_HTTPS_PORT, CONVOY_MQTTS_PORT), when the server has them: an enrolled device talks to them with its certificate. */
+  https: z.strictObject({ port: z.number().int().min(1).max(65535) }).optional(),
+  mqtts: z.strictObject({ port: z.number().int().min(1).max(65535) }).optional(),
 });
 export type Enrollment = z.infer<typeof enrollment>;
 

@@ -302,6 +302,8 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       },
       rootMetadata: () => trust.currentRoot(),
       mqttPort: () => startedBroker.port,
+      httpsPort: () => httpsPort,
+      mqttsPort: () => startedBroker.mqttsPort,
       now,
       log: log.child('enrollment'),
     });

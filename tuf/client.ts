@@ -4,7 +4,8 @@ import { BaseFetcher, Updater, type Fetcher, type TargetFile } from 'tuf-js';
 import { DownloadHTTPError, RuntimeError } from 'tuf-js/dist/error.js';
 import { Readable } from 'node:stream';
 import { readFileIfExists, writeFileAtomic } from '../lib/files.ts';
-import { httpGet } from '../lib/http.ts';
+import { httpGet, type GetOptions } from '../lib/http.ts';
+import type { IncomingMessage } from 'node:http';
 import type { Logger } from '../protocol/log.ts';
 import { toTrustError } from './errors.ts';
 
@@ -80,13 +81,16 @@ export interface TrustClient {
  */
 export class AuthorizedFetcher extends BaseFetcher {
   constructor(
-    private readonly token: string,
+    /** Absent: the getter authenticates (the daemon's server pool: a certificate or the token). */
+    private readonly token: string | undefined,
     private readonly timeoutMs: number,
+    /** How a GET is made: lib/http.ts's, or the daemon's server pool (device/servers.ts) with failover. */
+    private readonly get: (url: string, options: GetOptions) => Promise<IncomingMessage> = httpGet,
   ) {
     super();
   }
   override async fetch(url: string): Promise<ReadableStream<Uint8Array<ArrayBuffer>>> {
-    const response = await httpGet(url, { headers: { authorization: `Bearer ${this.token}` }, timeoutMs: this.timeoutMs });
+    const response = await this.get(url, { headers: this.token ? { authorization: `Bearer ${this.token}` } : {}, timeoutMs: this.timeoutMs });
     const status = response.statusCode ?? 0;
     // tuf-js reads a 403/404 on `N.root.json` as "no newer root", so the status must be kept.
     if (status < 200 || status > 299) {
@@ -104,7 +108,8 @@ export interface TrustClientOptions {
   /** The root the client was provisioned with: its trust anchor. */
   pinnedRootFile: string;
   serverUrl: string;
-  token: string;
+  /** Absent when `fetcher` authenticates by itself. */
+  token?: string | undefined;
   /** Per-request timeout, in milliseconds. */
   timeoutMs: number;
   log: Logger;

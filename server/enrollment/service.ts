@@ -35,6 +35,9 @@ export function createEnrollmentService(deps: {
   mintDeviceToken(id: string, now: string, trx: Db): Promise<string>;
   rootMetadata: () => Record<string, unknown>;
   mqttPort: () => number;
+  /** The devices' mutual-TLS ports, when listening (told to enrolling devices). */
+  httpsPort?: () => number | undefined;
+  mqttsPort?: () => number | undefined;
   /** Revokes the device's access tokens (auth capability) and ends its MQTT sessions (broker). */
   onRevoked?: (deviceId: string, now: string) => Promise<{ tokens: number }>;
   now: () => Date;
@@ -125,6 +128,8 @@ export function createEnrollmentService(deps: {
         root: deps.rootMetadata(),
         token: deviceToken,
         mqtt: { port: deps.mqttPort() },
+        ...(deps.httpsPort?.() ? { https: { port: deps.httpsPort()! } } : {}),
+        ...(deps.mqttsPort?.() ? { mqtts: { port: deps.mqttsPort()! } } : {}),
       };
     },
 

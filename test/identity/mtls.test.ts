@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
 import fs from 'node:fs/promises';
 import https from 'node:https';
+import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import test from 'ava';
@@ -119,23 +120,64 @@ test('convoy device revoke: HTTPS refuses the device at once, its live MQTT sess
     t.true('error' in again, 'a revoked device cannot sign in again');
     const https = await httpsGet(server, '/api/v1/groups/plant/release', device);
     t.deepEqual('status' in https ? https.status : https, 401);
-    // Its token from enrollment is revoked too, on plain HTTP.
-    const token = (await fs.readFile(path.join(device.dir, 'device.token'), 'utf8')).trim();
-    t.is((await server.api('GET', '/api/v1/groups/plant/release', { token })).status, 401);
+    // On HTTPS and MQTT over TLS the device keeps no token at rest (the one enrollment minted was revoked too).
+    await t.throwsAsync(fs.stat(path.join(device.dir, 'device.token')), { code: 'ENOENT' });
     const unknown = await convoy(server.url, ['device', 'revoke', 'nobody']);
     t.is(unknown.code, 1);
   }, mtlsConfig);
 });
 
-test('convoyd on mTLS: an enrolled device gets its notice over MQTT over TLS, installs, and reports over it', async (t) => {
+test('convoyd on mTLS: an enrolled device with no token on disk gets its notice over MQTT over TLS, fetches over HTTPS with its certificate, installs, and reports', async (t) => {
   await withServer(t, async (server) => {
     const device = await enroll(server, 'd-1', 'plant');
-    await publishRelease(server, 'app', '1.0.0', [{ name: 'a.txt', type: 'file', bytes: Buffer.from('mtls\n') }]);
+    // Enrollment pointed the device at the mutual-TLS listeners and kept no token: it is its certificate.
+    const config = JSON.parse(await fs.readFile(path.join(device.dir, 'device.json'), 'utf8'));
+    t.is(config.serverUrl, `https://127.0.0.1:${server.httpsPort}`);
+    await t.throwsAsync(fs.stat(path.join(device.dir, 'device.token')), { code: 'ENOENT' });
+    const bytes = Buffer.from('mtls\n');
+    await publishRelease(server, 'app', '1.0.0', [{ name: 'a.txt', type: 'file', bytes }]);
     const daemon = runDaemon('d-1', device.dir);
     try {
       await deploy(server, 'app', '1.0.0', 'plant');
       await waitFor('the device to report 1.0.0 installed', async () => ((await deviceRecord(server, 'd-1'))?.installed?.version === '1.0.0' ? true : undefined), 60_000);
       t.true(daemon.logs.join('').includes(`mqtts://127.0.0.1:${server.mqttsPort}`));
+      t.deepEqual(await fs.readFile(path.join(device.dir, 'current', 'a.txt')), bytes);
+      // Metadata and the bytes came over HTTPS: the journal names the server that served them.
+      const journal = JSON.parse(await fs.readFile(path.join(device.dir, 'journal.json'), 'utf8'));
+      t.deepEqual(journal.update.servedBy, [`https://127.0.0.1:${server.httpsPort}`]);
+
+      // Revoked: its next HTTPS request is refused at once, with a typed error.
+      t.is((await convoy(server.url, ['device', 'revoke', 'd-1'])).code, 0);
+      const refused = await httpsGet(server, '/api/v1/devices/d-1/release', device);
+      t.true('status' in refused && refused.status === 401 && JSON.parse(refused.body).error.code === 'unauthenticated', JSON.stringify(refused));
+    } finally {
+      await daemon.stop();
+    }
+  }, mtlsConfig);
+});
+
+test('convoyd on mTLS with two servers: the first https server and mqtts broker are dead; the device goes on with the second, with its certificate, and installs', async (t) => {
+  await withServer(t, async (server) => {
+    const device = await enroll(server, 'f-1', 'plant');
+    const probe = net.createServer();
+    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+    const dead = (probe.address() as net.AddressInfo).port;
+    await new Promise<void>((resolve) => probe.close(() => resolve()));
+    const file = path.join(device.dir, 'device.json');
+    const { serverUrl: _s, mqttUrl: _m, ...config } = JSON.parse(await fs.readFile(file, 'utf8'));
+    const live = `https://127.0.0.1:${server.httpsPort}`;
+    await fs.writeFile(file, JSON.stringify({ ...config, timeoutSeconds: 5, update: { retryBaseMs: 200, retryMaxMs: 1000 }, servers: [
+      { url: `https://127.0.0.1:${dead}`, mqttUrl: `mqtts://127.0.0.1:${dead}` },
+      { url: live, mqttUrl: `mqtts://127.0.0.1:${server.mqttsPort}` },
+    ] }));
+    await publishRelease(server, 'app', '1.0.0', [{ name: 'a.txt', type: 'file', bytes: Buffer.from('two\n') }]);
+    const daemon = runDaemon('f-1', device.dir);
+    try {
+      await deploy(server, 'app', '1.0.0', 'plant');
+      await waitFor('the device to report 1.0.0 installed', async () => ((await deviceRecord(server, 'f-1'))?.installed?.version === '1.0.0' ? true : undefined), 90_000);
+      const journal = JSON.parse(await fs.readFile(path.join(device.dir, 'journal.json'), 'utf8'));
+      t.deepEqual(journal.update.servedBy, [live]);
+      t.true(daemon.logs.join('').includes(`"connected to the broker","url":"mqtts://127.0.0.1:${server.mqttsPort}"`));
     } finally {
       await daemon.stop();
     }

@@ -8,6 +8,7 @@ import mqtt from 'mqtt';
 import { convoyBin, convoydBin, deviceRecord, runDaemon } from '../helpers/device.ts';
 import { deploy, publishRelease } from '../helpers/release.ts';
 import { adminToken, makeTempDir, waitFor, withServer } from '../helpers/server.ts';
+import { startTlsFront } from '../helpers/tls-front.ts';
 
 /*
  * docs/device-install.md, "Enrolling a device with its own key", run as written: the shell blocks
@@ -49,15 +50,22 @@ test('the enrollment walk of docs/device-install.md, as written: CA, token, enro
   t.is(ca.code, 0, ca.stderr);
 
   await withServer(t, async (server) => {
+    // The server's API behind TLS, as the guide asks (a reverse proxy with the server certificate).
+    const serverPki = path.join(work, 'fleet-ca', 'server');
+    const front = await startTlsFront(await fs.readFile(path.join(serverPki, 'tls.pem'), 'utf8'), await fs.readFile(path.join(serverPki, 'tls.key'), 'utf8'), server.url);
+    t.teardown(() => front.close());
     const local = (script: string) =>
       script
         .replaceAll('http://convoy.example.com:8080', server.url)
+        .replaceAll('https://convoy.example.com', front.url)
         .replaceAll('mqtts://convoy.example.com:8883', `mqtts://127.0.0.1:${server.mqttsPort}`)
         .replaceAll('/etc/convoy', etc);
     const operatorEnv = { ...env, CONVOY_URL: server.url, CONVOY_TOKEN: adminToken };
     const enrolled = await shell(local(await block('enroll')), { cwd: work, env: operatorEnv });
     t.is(enrolled.code, 0, enrolled.stderr);
-    for (const file of ['device.key', 'device.pem', 'ca.pem', 'root.json', 'device.token', 'device.json']) t.true(enrolled.stdout.includes(file), `${file} in /etc/convoy`);
+    for (const file of ['device.key', 'device.pem', 'ca.pem', 'root.json', 'device.json']) t.true(enrolled.stdout.includes(file), `${file} in /etc/convoy`);
+    t.false(enrolled.stdout.includes('device.token'), 'on HTTPS and MQTT over TLS no token is kept');
+    t.deepEqual(front.requests, ['POST /api/v1/enroll'], 'enrolled through the pinned TLS front');
     t.is((await fs.stat(path.join(etc, 'device.key'))).mode & 0o777, 0o600);
 
     await publishRelease(server, 'pos', '1.0.0', [{ name: 'app.txt', type: 'file', bytes: Buffer.from('walk\n') }]);
