@@ -183,3 +183,21 @@ test('convoyd on mTLS with two servers: the first https server and mqtts broker 
     }
   }, mtlsConfig);
 });
+
+test('enrollment needs no proxy: convoyd enroll pinned with --ca to the HTTPS port, which asks for a certificate but takes a device that has none yet', async (t) => {
+  await withServer(t, async (server) => {
+    const made = await convoy(server.url, ['device', 'token', '--group', 'plant', '--ttl', '10m', '--json']);
+    t.is(made.code, 0, made.stderr);
+    const dir = path.join(await makeTempDir('convoy-mtls-'), 'e-1');
+    const caFile = path.join(server.dataDir, 'pki', 'ca.pem');
+    const https = `https://127.0.0.1:${server.httpsPort}`;
+    await exec(process.execPath, [convoydBin, 'enroll', '--server', https, '--ca', caFile, '--token', JSON.parse(made.stdout).token, '--dir', dir, '--id', 'e-1']);
+    const read = (name: string) => fs.readFile(path.join(dir, name), 'utf8');
+    const identity = { cert: await read('device.pem'), key: await read('device.key'), ca: await read('ca.pem') };
+    const ok = await httpsGet(server, '/api/v1/groups/plant/release', identity);
+    t.true('status' in ok && (ok.status === 200 || ok.status === 204), JSON.stringify(ok));
+    // Without a certificate the same port answers a device route with a typed 401, not data.
+    const anonymous = await httpsGet(server, '/api/v1/groups/plant/release', { ca: identity.ca });
+    t.true('status' in anonymous && anonymous.status === 401 && JSON.parse(anonymous.body).error.code === 'unauthenticated', JSON.stringify(anonymous));
+  }, mtlsConfig);
+});
