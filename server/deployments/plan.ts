@@ -124,7 +124,11 @@ export interface PlanInput {
   startAt: string | null;
   soakMs: number;
   maxFailures: FailureThreshold | null;
-  targets: readonly { phase: number; state: TargetState }[];
+  /**
+   * The targets, one entry per device or (as the service passes them) per phase and state with
+   * `count` devices: a phase of thousands is a few rows, not thousands of objects per tick.
+   */
+  targets: readonly { phase: number; state: TargetState; count?: number }[];
   now: Date;
 }
 
@@ -148,10 +152,12 @@ export function nextStep(input: PlanInput, failuresAccepted = 0): PlanStep {
   }
   if (input.state !== 'running') return { type: 'none' };
   // Devices that left the group are not counted in any bar (leave rule).
-  const released = input.targets.filter((t) => t.phase <= input.phase && t.state !== 'left');
-  const failed = released.filter((t) => t.state === 'failed').length;
-  if (failed > failuresAccepted && overThreshold(input.maxFailures, failed - failuresAccepted, released.length)) {
-    return { type: 'pause', reason: `${failed} of ${released.length} devices released so far failed, over the limit of ${describeThreshold(input.maxFailures!)}` };
+  const released = input.targets.filter((t) => t.phase <= input.phase && t.state !== 'left' && (t.count ?? 1) > 0);
+  const sum = (list: typeof released) => list.reduce((n, t) => n + (t.count ?? 1), 0);
+  const failed = sum(released.filter((t) => t.state === 'failed'));
+  const releasedCount = sum(released);
+  if (failed > failuresAccepted && overThreshold(input.maxFailures, failed - failuresAccepted, releasedCount)) {
+    return { type: 'pause', reason: `${failed} of ${releasedCount} devices released so far failed, over the limit of ${describeThreshold(input.maxFailures!)}` };
   }
   if (!released.every((t) => settledStates.has(t.state))) return { type: 'none' };
   const soaked = !input.phaseStartedAt || Date.parse(input.phaseStartedAt) + input.soakMs <= input.now.getTime();

@@ -41,6 +41,8 @@ export interface DeploymentDeps {
   ensureGroup: (group: string, by: string) => Promise<void>;
   /** Whether a signed rollback to this version is already allowed (trust capability). */
   hasRollback: (bundle: string, version: string) => Promise<boolean>;
+  /** Whether a group's members are chosen by a filter over inventory (groups capability). */
+  isDynamic?: (group: string) => Promise<boolean>;
   /** A device's last stored report (devices capability): progress is reconciled from it at start. */
   findDevice?: (id: string) => Promise<Device | undefined>;
   /** Records the signed permission to downgrade (trust capability): the emergency rollback. */
@@ -152,7 +154,7 @@ export function createDeploymentService(deps: DeploymentDeps) {
    */
   async function notifyReleased(d: DeploymentRecord): Promise<void> {
     if (d.state !== 'running' && d.state !== 'completed') return;
-    const due = (await store.targets(d.id)).filter((t) => t.state === 'pending' && t.phase <= d.phase);
+    const due = await store.dueTargets(d.id, d.phase);
     if (due.length === 0) return;
     const at = now();
     const ids = due.map((t) => t.device_id);
@@ -181,7 +183,7 @@ export function createDeploymentService(deps: DeploymentDeps) {
     let d = await store.find(id);
     if (!d) return undefined;
     for (let guard = 0; guard < 100; guard++) {
-      const targets = await store.targets(id);
+      const targets = await store.phaseCounts(id);
       const step = nextStep(
         { state: d.state, phase: d.phase, phaseCount: d.phases.length, phaseStartedAt: d.phaseStartedAt, startAt: d.startAt, soakMs: d.soakMs, maxFailures: d.maxFailures, targets, now: deps.now() },
         d.failuresAccepted,
@@ -241,8 +243,10 @@ export function createDeploymentService(deps: DeploymentDeps) {
   let syncing: Promise<void> | undefined;
   let ticking: Promise<void> | undefined;
   let syncAgain = false;
-  async function syncMembersNow(): Promise<void> {
-    const current = (await store.currentPerGroup()).filter((d) => d.state !== 'aborted' && d.state !== 'superseded');
+  async function syncMembersNow(scope: 'all' | 'dynamic'): Promise<void> {
+    const all = (await store.currentPerGroup()).filter((d) => d.state !== 'aborted' && d.state !== 'superseded');
+    const current: DeploymentRecord[] = [];
+    for (const d of all) if (scope === 'all' || !deps.isDynamic || (await deps.isDynamic(d.group))) current.push(d);
     // Members are read inside each deployment's chain, so a decommission or move handled on that
     // chain just before is seen (a snapshot taken earlier could bring a device back in).
     const membersOf = async (d: DeploymentRecord): Promise<Set<string> | undefined> =>
@@ -250,13 +254,16 @@ export function createDeploymentService(deps: DeploymentDeps) {
         (devices) => new Set(devices.map((m) => m.id)),
         () => undefined, // the group was deleted
       );
+    let left = 0;
     for (const d of current) {
       await serial(d.id, async () => {
         const members = await membersOf(d);
-        if (members) await applyLeaves(d, members, `left group ${d.group}`);
+        if (members) left += await applyLeaves(d, members, `left group ${d.group}`);
       });
     }
-    for (const d of current) {
+    // A device that left a dynamic group may fall back to its static group's deployment (it was
+    // superseded there): then every deployment looks for devices joining or coming back.
+    for (const d of left > 0 ? all : current) {
       await serial(d.id, async () => {
         const members = await membersOf(d);
         if (members) await applyJoins(d, members);
@@ -266,7 +273,7 @@ export function createDeploymentService(deps: DeploymentDeps) {
 
   /** Marks the targets that left `left`, withdraws the notice of those told, and ticks (the bars changed). */
   async function applyLeaves(d: DeploymentRecord, members: ReadonlySet<string>, detail: string): Promise<number> {
-    const targets = await store.targets(d.id);
+    const targets = await store.targetStates(d.id);
     const { left } = membershipChanges(targets, members);
     if (left.length === 0) return 0;
     const at = now();
@@ -288,7 +295,7 @@ export function createDeploymentService(deps: DeploymentDeps) {
   }
 
   async function applyJoins(d: DeploymentRecord, members: ReadonlySet<string>): Promise<void> {
-    const targets = await store.targets(d.id);
+    const targets = await store.targetStates(d.id);
     const superseded = targets.filter((t) => t.state === 'superseded' && members.has(t.device_id)).map((t) => t.device_id);
     const reached = superseded.length > 0 ? new Set((await newerReaching(d.id, superseded)).keys()) : new Set<string>();
     const { joined, rejoined } = membershipChanges(targets, members, reached);
@@ -308,7 +315,16 @@ export function createDeploymentService(deps: DeploymentDeps) {
     deps.log.info('devices joined a deployment', { deployment: d.id, devices: joined.length + rejoined.length });
     await tickNow(d.id);
   }
-  function syncMembers(): Promise<void> {
+  /**
+   * `inventoryOnly`: what changed is some device's inventory, which moves devices in and out of
+   * dynamic groups only; deployments to static groups are left alone (at fleet scale every
+   * install report brings an inventory report, and re-reading a 2,000-device group for each is
+   * most of the server's garbage).
+   */
+  let widest: 'all' | 'dynamic' | undefined;
+  function syncMembers(options: { inventoryOnly?: boolean } = {}): Promise<void> {
+    const scope = options.inventoryOnly ? 'dynamic' : 'all';
+    widest = widest === 'all' || scope === 'all' ? 'all' : 'dynamic';
     if (syncing) {
       syncAgain = true;
       return syncing;
@@ -316,7 +332,9 @@ export function createDeploymentService(deps: DeploymentDeps) {
     syncing = (async () => {
       do {
         syncAgain = false;
-        await syncMembersNow().catch((error: unknown) => deps.log.error('syncing group members failed', { error }));
+        const run = widest!;
+        widest = undefined;
+        await syncMembersNow(run).catch((error: unknown) => deps.log.error('syncing group members failed', { error }));
       } while (syncAgain);
     })().finally(() => (syncing = undefined));
     return syncing;
@@ -545,7 +563,7 @@ export function createDeploymentService(deps: DeploymentDeps) {
           const d = await store.find(id);
           if (!d) return;
           // Every member but this device: only its target can leave here.
-          const others = new Set((await store.targets(id)).map((t) => t.device_id).filter((device) => device !== deviceId));
+          const others = new Set((await store.targetStates(id)).map((t) => t.device_id).filter((device) => device !== deviceId));
           await applyLeaves(d, others, 'device decommissioned');
         });
       }

@@ -158,6 +158,19 @@ export function createDeploymentStore(db: Db) {
     async targets(id: number, trx: Db = db): Promise<TargetRow[]> {
       return trx<TargetRow>('deployment_devices').where({ deployment_id: id }).orderBy('device_id');
     },
+    /** How many targets are in each phase and state (what the planner needs, in a few rows). */
+    async phaseCounts(id: number, trx: Db = db): Promise<{ phase: number; state: TargetState; count: number }[]> {
+      const rows = (await trx('deployment_devices').where({ deployment_id: id }).groupBy('phase', 'state').select('phase', 'state').count({ n: '*' })) as unknown as { phase: number; state: TargetState; n: number | string }[];
+      return rows.map((r) => ({ phase: Number(r.phase), state: r.state, count: Number(r.n) }));
+    },
+    /** Targets released (phase ≤ `phase`) and not told yet: the devices to notify now. */
+    async dueTargets(id: number, phase: number, trx: Db = db): Promise<TargetRow[]> {
+      return trx<TargetRow>('deployment_devices').where({ deployment_id: id, state: 'pending' }).where('phase', '<=', phase).orderBy('device_id');
+    },
+    /** Each target's device and state only (membership changes compare them with the group). */
+    async targetStates(id: number, trx: Db = db): Promise<{ device_id: string; state: TargetState; notified_at: string | null }[]> {
+      return trx('deployment_devices').where({ deployment_id: id }).select('device_id', 'state', 'notified_at');
+    },
     async target(id: number, device: string, trx: Db = db): Promise<TargetRow | undefined> {
       return trx<TargetRow>('deployment_devices').where({ deployment_id: id, device_id: device }).first();
     },

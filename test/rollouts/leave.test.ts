@@ -116,3 +116,28 @@ test('a device no longer matching a dynamic group’s filter leaves its deployme
     }
   });
 });
+
+test('a device leaving a dynamic group falls back to its static group’s deployment, which it had left for the newer one', async (t) => {
+  await withServer(t, async (server) => {
+    await approved(server, 'pos', '1.0.0', '2.0.0');
+    const fleet = await fleetOf(server, { devices: [{ id: 'till-1', group: 'shop', attributes: { ring: 'beta' } }], installMs: 60_000 });
+    try {
+      const device = fleet.byId('till-1');
+      await waitFor('inventory to arrive', async () => ((await ok(server, 'POST', '/api/v1/groups/preview', { filter: 'ring = "beta"' })).total === 1 ? true : undefined));
+      const shop = await ok(server, 'POST', '/api/v1/deployments', { bundle: 'pos', version: '1.0.0', group: 'shop' });
+      await waitFor('the shop release', () => (device.notices.some((n) => n.deploymentId === shop.id) ? true : undefined));
+      await ok(server, 'POST', '/api/v1/groups', { name: 'beta', filter: 'ring = "beta"' });
+      const beta = await ok(server, 'POST', '/api/v1/deployments', { bundle: 'pos', version: '2.0.0', group: 'beta' });
+      await waitFor('the beta release', () => (device.notices.at(-1)?.deploymentId === beta.id ? true : undefined));
+      await waitFor('shop to count it superseded', async () => ((await stateOf(server, shop.id, 'till-1')) === 'superseded' ? true : undefined));
+
+      await device.setAttributes({ ring: 'stable' });
+      await waitFor('till-1 to leave beta', async () => ((await stateOf(server, beta.id, 'till-1')) === 'left' ? true : undefined));
+      await waitFor('the shop release again', () => (device.notices.at(-1)?.type === 'release' && device.notices.at(-1)?.deploymentId === shop.id ? true : undefined));
+      t.not(await stateOf(server, shop.id, 'till-1'), 'superseded');
+      t.like((await ok(server, 'GET', '/api/v1/devices/till-1')).assigned, { deploymentId: shop.id, version: '1.0.0' });
+    } finally {
+      await fleet.close();
+    }
+  });
+});

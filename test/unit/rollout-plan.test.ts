@@ -108,6 +108,8 @@ const lifecycle: [string, Partial<PlanInput>, unknown, number?][] = [
   ['the last phase settled completes', { phase: 2, targets: targets([0, 'installed'], [2, 'failed'], [2, 'aborted']), maxFailures: null }, { type: 'complete' }],
   ['a paused deployment does nothing by itself', { state: 'paused', targets: targets([0, 'installed'], [1, 'pending']) }, { type: 'none' }],
   ['an aborted one neither', { state: 'aborted' }, { type: 'none' }],
+  ['targets counted per phase and state (as the service reads them) decide the same', { maxFailures: { percent: 40 }, targets: [{ phase: 0, state: 'failed', count: 1 }, { phase: 0, state: 'installed', count: 1 }, { phase: 0, state: 'left', count: 500 }, { phase: 1, state: 'pending', count: 9 }] }, { type: 'pause', reason: '1 of 2 devices released so far failed, over the limit of 40%' }],
+  ['a phase counted as 1,000 installed and 0 updating advances', { targets: [{ phase: 0, state: 'installed', count: 1000 }, { phase: 0, state: 'updating', count: 0 }, { phase: 1, state: 'pending', count: 5 }] }, { type: 'advance', phase: 1 }],
   ['devices that left the group settle their phase', { targets: targets([0, 'installed'], [0, 'left'], [1, 'pending']) }, { type: 'advance', phase: 1 }],
   ['devices that left count in no bar: 1 failed of 2 is 50 %, not 25 %', { maxFailures: { percent: 40 }, targets: targets([0, 'failed'], [0, 'installed'], [0, 'left'], [0, 'left']) }, { type: 'pause', reason: '1 of 2 devices released so far failed, over the limit of 40%' }],
 ];
