@@ -315,6 +315,7 @@ export function createDeploymentService(deps: DeploymentDeps) {
     deps.log.info('devices joined a deployment', { deployment: d.id, devices: joined.length + rejoined.length });
     await tickNow(d.id);
   }
+
   /**
    * `inventoryOnly`: what changed is some device's inventory, which moves devices in and out of
    * dynamic groups only; deployments to static groups are left alone (at fleet scale every
