@@ -455,6 +455,9 @@ export function createDeploymentService(deps: DeploymentDeps) {
       };
     },
 
+    /** Changes whenever `show(id)` may answer something new (live progress reads only then). */
+    changeToken: (id: number) => store.changeToken(id),
+
     /** The group a deployment targets (for the permission check of control routes). */
     async groupOf(id: number): Promise<string | undefined> {
       return (await store.find(id))?.group;
