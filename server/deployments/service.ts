@@ -517,8 +517,9 @@ export function createDeploymentService(deps: DeploymentDeps) {
 
     /** A device's report (already stored by the devices capability): its progress here. */
     async onReport(deviceId: string, status: DeviceStatus): Promise<void> {
-      const targets = await store.targetsOfDevice(deviceId);
-      const target = status.deploymentId !== undefined ? targets.find((t) => t.deployment_id === status.deploymentId) : targets.find((t) => t.notified_at);
+      // A report naming its deployment (convoyd and the simulator do) needs no scan of the
+      // device's other deployments: one report per device per step, thousands per phase.
+      const target = status.deploymentId !== undefined ? await store.target(status.deploymentId, deviceId) : (await store.targetsOfDevice(deviceId)).find((t) => t.notified_at);
       if (!target) return;
       await serial(target.deployment_id, async () => {
         const d = await store.find(target.deployment_id);
