@@ -9,7 +9,8 @@
  * CPU and peak RSS (and the broker's, for Mosquitto). Then the ratios embedded / Mosquitto.
  * `--bare-peers` adds C: Mosquitto and bare aedes alone, one retained message per device topic.
  *
- *   npm run bench:fanout -- [--devices 2000] [--only aedes|mosquitto] [--bare-peers]
+ *   npm run build && npm run bench:fanout -- [--devices 2000] [--only aedes|mosquitto] [--bare-peers]
+ *   (FANOUT_NODE_ARGS="…" adds node options to the server process)
  *
  * Not part of `npm test`. Figures are ratios against the peer measured in the same run.
  */
@@ -37,7 +38,11 @@ const count = Number(values.devices);
 const batch = Number(values.batch);
 const root = path.join(import.meta.dirname, '..', '..');
 const adminToken = 'bench-admin-token-0123456789abcdef';
-/** Node options of the server process, as `npm start` and bin/convoy.js run it; MEMPROBE adds a preload for diagnosis. */
+/**
+ * Node options of the server process, as `npm start` and bin/convoy.js run it. FANOUT_NODE_ARGS
+ * adds some for diagnosis, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`, or `--import probe.mjs`
+ * sampling process.memoryUsage() (how the RSS causes in README were found).
+ */
 const nodeArgs = ['--max-semi-space-size=1', ...(process.env.FANOUT_NODE_ARGS?.split(' ').filter(Boolean) ?? [])];
 
 function stats(samples: number[]): { p50: number; p99: number; max: number; n: number } {
