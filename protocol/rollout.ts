@@ -177,8 +177,12 @@ export const deploymentStates = ['scheduled', 'running', 'paused', 'completed', 
 export const deploymentState = z.enum(deploymentStates);
 export type DeploymentState = z.infer<typeof deploymentState>;
 
-/** A device's progress within one deployment. Stable strings. */
-export const targetStates = ['pending', 'notified', 'updating', 'installed', 'failed', 'aborted', 'superseded'] as const;
+/**
+ * A device's progress within one deployment. Stable strings. `left`: the device left the targeted
+ * group (moved, decommissioned, no longer matching a dynamic filter) before it installed this
+ * release; it no longer counts in the deployment's bars.
+ */
+export const targetStates = ['pending', 'notified', 'updating', 'installed', 'failed', 'aborted', 'superseded', 'left'] as const;
 export const targetState = z.enum(targetStates);
 export type TargetState = z.infer<typeof targetState>;
 

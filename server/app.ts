@@ -201,7 +201,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       },
       events: {
         reported: (status) => deployments!.onReport(status.deviceId, status),
-        membershipChanged: () => void deployments?.syncMembers(),
+        membershipChanged: (cause) => void deployments?.syncMembers({ inventoryOnly: cause === 'inventory' }),
         decommissioned: async (id) => {
           broker?.disconnectDevice(id);
           await deployments!.deviceRemoved(id);
@@ -312,6 +312,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       store: createDeploymentStore(db),
       requireApproved: (bundle, version) => bundles.requireApproved(bundle, version),
       devicesOf: (group) => startedGroups.devicesOf(group),
+      isDynamic: async (group) => (await startedGroups.requireGroup(group).catch(() => undefined))?.kind === 'dynamic',
       ensureGroup: (group, by) => startedGroups.ensureStatic(group, undefined, by),
       hasRollback: (bundle, version) => approvals.isRollbackAllowed(bundle, version),
       findDevice: (id) => devices.requireDevice(id).catch(() => undefined),

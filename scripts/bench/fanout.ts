@@ -1,14 +1,16 @@
 /*
  * Fan-out benchmark (issue #10 item 7): N simulated devices (scripts/fleet-sim.ts) connected to a
- * real Convoy server (its own process, so its CPU and memory are its own), then
- *   A. one phased deployment (1,10,50,100): deploy → each device's notice (p50, p99, max), phase
- *      start → notice, deploy → all installed; server CPU and peak RSS;
- *   B. one deployment to every device at once (phase start → notice), the figure to set against
- *   C. the peer in the same run: Debian's Mosquitto, and bare aedes, each delivering one retained
- *      message per device topic to N subscribers (Convoy cannot use an external broker yet, so
- *      the peer is measured on its own: same N, same per-device retained topics, same machine).
+ * real Convoy server (its own process, so its CPU and memory are its own), run twice in the same
+ * bench run with the same devices and the same deployments:
+ *   - Convoy with its embedded broker (aedes), as `npm start` runs it;
+ *   - Convoy as a client of Debian's Mosquitto (CONVOY_MQTT_URL), the devices connected to Mosquitto.
+ * Each run: A. one phased deployment (1,10,50,100): deploy → each device's notice (p50, p99, max),
+ * phase start → notice, deploy → all installed; B. one deployment to every device at once; server
+ * CPU and peak RSS (and the broker's, for Mosquitto). Then the ratios embedded / Mosquitto.
+ * `--bare-peers` adds C: Mosquitto and bare aedes alone, one retained message per device topic.
  *
- *   npm run bench:fanout -- [--devices 2000] [--skip-peers]
+ *   npm run build && npm run bench:fanout -- [--devices 2000] [--only aedes|mosquitto] [--bare-peers]
+ *   (FANOUT_NODE_ARGS="…" adds node options to the server process)
  *
  * Not part of `npm test`. Figures are ratios against the peer measured in the same run.
  */
@@ -22,11 +24,26 @@ import { parseArgs } from 'node:util';
 import mqtt, { type MqttClient } from 'mqtt';
 import { startFleet } from '../fleet-sim.ts';
 
-const { values } = parseArgs({ options: { devices: { type: 'string', default: '2000' }, 'skip-peers': { type: 'boolean', default: false }, 'peers-only': { type: 'boolean', default: false }, batch: { type: 'string', default: '100' } } });
+const { values } = parseArgs({
+  options: {
+    devices: { type: 'string', default: '2000' },
+    only: { type: 'string' },
+    'bare-peers': { type: 'boolean', default: false },
+    'peers-only': { type: 'boolean', default: false },
+    batch: { type: 'string', default: '100' },
+  },
+});
+if (values.only !== undefined && values.only !== 'aedes' && values.only !== 'mosquitto') throw new Error('--only takes aedes or mosquitto');
 const count = Number(values.devices);
 const batch = Number(values.batch);
 const root = path.join(import.meta.dirname, '..', '..');
 const adminToken = 'bench-admin-token-0123456789abcdef';
+/**
+ * Node options of the server process, as `npm start` and bin/convoy.js run it. FANOUT_NODE_ARGS
+ * adds some for diagnosis, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`, or `--import probe.mjs`
+ * sampling process.memoryUsage() (how the RSS causes in README were found).
+ */
+const nodeArgs = ['--max-semi-space-size=1', ...(process.env.FANOUT_NODE_ARGS?.split(' ').filter(Boolean) ?? [])];
 
 function stats(samples: number[]): { p50: number; p99: number; max: number; n: number } {
   const sorted = [...samples].sort((a, b) => a - b);
@@ -53,11 +70,11 @@ async function usage(pid: number): Promise<{ cpuS: number; peakRssMiB: number; r
   return { cpuS: ticks / 100, peakRssMiB: kib('VmHWM') / 1024, rssMiB: kib('VmRSS') / 1024 };
 }
 
-async function startConvoy(dataDir: string): Promise<{ child: ChildProcess; url: string; mqttPort: number }> {
+async function startConvoy(dataDir: string, mqttUrl?: string): Promise<{ child: ChildProcess; url: string; mqttPort: number }> {
   const [httpPort, mqttPort] = [await freePort(), await freePort()];
-  const child = spawn(process.execPath, ['--max-semi-space-size=1', 'bin/convoy.js', 'serve'], {
+  const child = spawn(process.execPath, [...nodeArgs, 'bin/convoy.js', 'serve'], {
     cwd: root,
-    env: { ...process.env, CONVOY_DATA_DIR: dataDir, CONVOY_HTTP_PORT: String(httpPort), CONVOY_MQTT_PORT: String(mqttPort), CONVOY_HOST: '127.0.0.1', CONVOY_ADMIN_TOKEN: adminToken, CONVOY_LOG_LEVEL: 'warn' },
+    env: { ...process.env, CONVOY_DATA_DIR: dataDir, CONVOY_HTTP_PORT: String(httpPort), CONVOY_MQTT_PORT: String(mqttPort), CONVOY_HOST: '127.0.0.1', CONVOY_ADMIN_TOKEN: adminToken, CONVOY_LOG_LEVEL: 'warn', ...(mqttUrl ? { CONVOY_MQTT_URL: mqttUrl } : {}) },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let errors = '';
@@ -84,6 +101,21 @@ async function api(url: string, method: string, p: string, body?: unknown, raw?:
   return text ? JSON.parse(text) : undefined;
 }
 
+/**
+ * Waits for a deployment to complete, reading its summary (state and counts, as `convoy
+ * deployment list` does) rather than its full detail: the detail of 2,000 devices with every
+ * transition is a dashboard's view, and polling it four times a second would load the server
+ * with the bench's own reads.
+ */
+async function completed(url: string, id: number, since: number): Promise<void> {
+  while (Date.now() - since < 600_000) {
+    const list = (await api(url, 'GET', '/api/v1/deployments?group=fleet&per_page=5')) as { id: number; state: string }[];
+    if (list.find((d) => d.id === id)?.state === 'completed') return;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`deployment ${id} did not complete in 10 minutes`);
+}
+
 async function release(url: string, version: string): Promise<void> {
   const bytes = Buffer.from(`fan-out ${version}\n`);
   const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
@@ -93,9 +125,27 @@ async function release(url: string, version: string): Promise<void> {
   await api(url, 'POST', `/api/v1/bundles/fleet/versions/${version}/approve`);
 }
 
-async function convoyRun(): Promise<Record<string, unknown>> {
+type Stats = ReturnType<typeof stats>;
+interface ConvoyFigures {
+  broker: string;
+  devices: number;
+  connectS: number;
+  phased: { noticeFromDeploy: Stats; noticeFromPhaseStart: Stats; allInstalledS: number; completedS: number; phaseSizes: number[]; serverCpuS: number };
+  allAtOnce: { noticeFromDeploy: Stats; allInstalledS: number; serverCpuS: number };
+  serverPeakRssMiB: number;
+  serverPeakRssConnectedMiB: number;
+  serverRssAtEndMiB: number;
+  /** The external broker's own CPU over both deployments and its peak RSS (Mosquitto run). */
+  externalBroker?: { cpuS: number; peakRssMiB: number };
+}
+
+/**
+ * One Convoy server and N devices. `external`: Mosquitto's port and pid; the server is started
+ * with CONVOY_MQTT_URL pointing at it, and the devices are told (registration answer) to use it.
+ */
+async function convoyRun(external?: { port: number; pid: number }): Promise<ConvoyFigures> {
   const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'convoy-fanout-'));
-  const { child, url } = await startConvoy(dataDir);
+  const { child, url } = await startConvoy(dataDir, external ? `mqtt://127.0.0.1:${external.port}` : undefined);
   const notices = new Map<number, Map<string, number>>();
   const installed = new Map<string, number>();
   try {
@@ -120,17 +170,14 @@ async function convoyRun(): Promise<Record<string, unknown>> {
     process.stderr.write(`registered and connected ${count} devices in ${connectS.toFixed(1)} s\n`);
     await new Promise((r) => setTimeout(r, 3000)); // inventory reports settle
     const before = await usage(child.pid!);
+    const brokerBefore = external ? await usage(external.pid) : undefined;
 
     // A: phased.
     const deployedAt = Date.now();
     const phased = await api(url, 'POST', '/api/v1/deployments', { bundle: 'fleet', version: '1.0.0', group: 'fleet', phases: [{ percent: 1 }, { percent: 10 }, { percent: 50 }, { percent: 100 }] });
-    let detail: any;
-    for (;;) {
-      detail = await api(url, 'GET', `/api/v1/deployments/${phased.id}`);
-      if (detail.state === 'completed' || Date.now() - deployedAt > 600_000) break;
-      await new Promise((r) => setTimeout(r, 250));
-    }
+    await completed(url, phased.id, deployedAt);
     const doneAt = Date.now();
+    const detail = await api(url, 'GET', `/api/v1/deployments/${phased.id}`);
     const afterA = await usage(child.pid!);
     const phaseOf = new Map<string, number>(detail.devices.map((d: { id: string; phase: number }) => [d.id, d.phase]));
     const phaseStart = detail.perPhase.map((p: { startedAt: string | null }) => (p.startedAt ? Date.parse(p.startedAt) : NaN));
@@ -142,16 +189,14 @@ async function convoyRun(): Promise<Record<string, unknown>> {
     // B: everything at once.
     const allAt = Date.now();
     const all = await api(url, 'POST', '/api/v1/deployments', { bundle: 'fleet', version: '2.0.0', group: 'fleet' });
-    for (;;) {
-      const d = await api(url, 'GET', `/api/v1/deployments/${all.id}`);
-      if (d.state === 'completed' || Date.now() - allAt > 600_000) break;
-      await new Promise((r) => setTimeout(r, 250));
-    }
+    await completed(url, all.id, allAt);
     const afterB = await usage(child.pid!);
+    const brokerAfter = external ? await usage(external.pid) : undefined;
     const seenAll = [...(notices.get(all.id) ?? new Map()).values()].map((at) => at - allAt);
     const lastAll = Math.max(...[...installed.entries()].filter(([k]) => k.startsWith('2.0.0/')).map(([, at]) => at));
     await fleet.close();
     return {
+      broker: external ? 'mosquitto (CONVOY_MQTT_URL)' : 'embedded aedes',
       devices: count,
       connectS,
       phased: {
@@ -167,6 +212,7 @@ async function convoyRun(): Promise<Record<string, unknown>> {
       /** Peak RSS once every device was registered, connected and had reported its inventory. */
       serverPeakRssConnectedMiB: before.peakRssMiB,
       serverRssAtEndMiB: afterB.rssMiB,
+      ...(brokerBefore && brokerAfter ? { externalBroker: { cpuS: brokerAfter.cpuS - brokerBefore.cpuS, peakRssMiB: brokerAfter.peakRssMiB } } : {}),
     };
   } finally {
     child.kill('SIGTERM');
@@ -232,28 +278,55 @@ async function withAedes<T>(run: (port: number, pid: number) => Promise<T>): Pro
   }
 }
 
-const convoy = values['peers-only'] ? undefined : await convoyRun();
-if (convoy) {
-process.stdout.write(`Convoy, ${count} simulated devices (registered and connected in ${(convoy.connectS as number).toFixed(1)} s):\n`);
-const a = convoy.phased as any;
-const b = convoy.allAtOnce as any;
-process.stdout.write(`  A. phased 1,10,50,100 % (${a.phaseSizes.join('/')} devices), install 200 ms each:\n`);
-process.stdout.write(`     deploy → notice           ${fmt(a.noticeFromDeploy)}\n`);
-process.stdout.write(`     phase start → notice      ${fmt(a.noticeFromPhaseStart)}\n`);
-process.stdout.write(`     deploy → all installed    ${a.allInstalledS.toFixed(1)} s (completed ${a.completedS.toFixed(1)} s); server CPU ${a.serverCpuS.toFixed(1)} s\n`);
-process.stdout.write(`  B. all ${count} at once:\n`);
-process.stdout.write(`     deploy → notice           ${fmt(b.noticeFromDeploy)}\n`);
-process.stdout.write(`     deploy → all installed    ${b.allInstalledS.toFixed(1)} s; server CPU ${b.serverCpuS.toFixed(1)} s\n`);
-process.stdout.write(`  server peak RSS ${(convoy.serverPeakRssMiB as number).toFixed(0)} MiB (${(convoy.serverPeakRssConnectedMiB as number).toFixed(0)} MiB with every device connected, before the deployments; at the end ${(convoy.serverRssAtEndMiB as number).toFixed(0)} MiB)\n`);
+function printConvoy(c: ConvoyFigures): void {
+  const a = c.phased;
+  const b = c.allAtOnce;
+  process.stdout.write(`Convoy with ${c.broker}, ${c.devices} simulated devices (registered and connected in ${c.connectS.toFixed(1)} s):\n`);
+  process.stdout.write(`  A. phased 1,10,50,100 % (${a.phaseSizes.join('/')} devices), install 200 ms each:\n`);
+  process.stdout.write(`     deploy → notice           ${fmt(a.noticeFromDeploy)}\n`);
+  process.stdout.write(`     phase start → notice      ${fmt(a.noticeFromPhaseStart)}\n`);
+  process.stdout.write(`     deploy → all installed    ${a.allInstalledS.toFixed(1)} s (completed ${a.completedS.toFixed(1)} s); server CPU ${a.serverCpuS.toFixed(1)} s\n`);
+  process.stdout.write(`  B. all ${c.devices} at once:\n`);
+  process.stdout.write(`     deploy → notice           ${fmt(b.noticeFromDeploy)}\n`);
+  process.stdout.write(`     deploy → all installed    ${b.allInstalledS.toFixed(1)} s; server CPU ${b.serverCpuS.toFixed(1)} s\n`);
+  process.stdout.write(`  server peak RSS ${c.serverPeakRssMiB.toFixed(0)} MiB = ${((c.serverPeakRssMiB * 1048576) / 1e6).toFixed(0)} MB (${c.serverPeakRssConnectedMiB.toFixed(0)} MiB with every device connected, before the deployments; at the end ${c.serverRssAtEndMiB.toFixed(0)} MiB)\n`);
+  if (c.externalBroker) process.stdout.write(`  Mosquitto itself: CPU ${c.externalBroker.cpuS.toFixed(1)} s over A and B, peak RSS ${c.externalBroker.peakRssMiB.toFixed(0)} MiB\n`);
 }
-if (!values['skip-peers']) {
-  const mosquitto = await withMosquitto((port, pid) => peerRun('mosquitto', port, pid));
-  const aedes = await withAedes((port, pid) => peerRun('aedes (bare)', port, pid));
-  process.stdout.write(`C. peers: one retained message per device topic, ${count} subscribers (Convoy cannot use an external broker yet):\n`);
-  for (const peer of [mosquitto, aedes] as any[]) process.stdout.write(`     ${peer.broker.padEnd(14)} publish → notice ${fmt(peer.notice)}; broker CPU ${peer.cpuS.toFixed(2)} s, peak RSS ${peer.peakRssMiB.toFixed(0)} MiB\n`);
-  if (convoy) {
-    const ratio = (convoy.allAtOnce as any).noticeFromDeploy.p99 / (mosquitto as any).notice.p99;
-    process.stdout.write(`  Convoy all-at-once notice p99 / Mosquitto p99 = ${ratio.toFixed(2)} (target ≤ 1.2; Convoy's includes the HTTP request, the planning and the database writes)\n`);
+
+const runs: ConvoyFigures[] = [];
+if (!values['peers-only']) {
+  if (values.only !== 'mosquitto') {
+    runs.push(await convoyRun());
+    printConvoy(runs.at(-1)!);
+  }
+  if (values.only !== 'aedes') {
+    runs.push(await withMosquitto((port, pid) => convoyRun({ port, pid })));
+    printConvoy(runs.at(-1)!);
   }
 }
-if (convoy) process.stdout.write(`${JSON.stringify(convoy)}\n`);
+if (runs.length === 2) {
+  const [embedded, mosquitto] = runs as [ConvoyFigures, ConvoyFigures];
+  const ratio = (x: number, y: number) => (x / y).toFixed(2);
+  const rows: [string, number, number, string][] = [
+    ['A. deploy → notice p50 (ms)', embedded.phased.noticeFromDeploy.p50, mosquitto.phased.noticeFromDeploy.p50, ''],
+    ['A. deploy → notice p99 (ms)', embedded.phased.noticeFromDeploy.p99, mosquitto.phased.noticeFromDeploy.p99, ''],
+    ['A. deploy → notice max (ms)', embedded.phased.noticeFromDeploy.max, mosquitto.phased.noticeFromDeploy.max, ''],
+    ['A. phase start → notice p99 (ms)', embedded.phased.noticeFromPhaseStart.p99, mosquitto.phased.noticeFromPhaseStart.p99, ''],
+    ['A. deploy → all installed (s)', embedded.phased.allInstalledS, mosquitto.phased.allInstalledS, ''],
+    ['B. deploy → notice p50 (ms)', embedded.allAtOnce.noticeFromDeploy.p50, mosquitto.allAtOnce.noticeFromDeploy.p50, ''],
+    ['B. deploy → notice p99 (ms)', embedded.allAtOnce.noticeFromDeploy.p99, mosquitto.allAtOnce.noticeFromDeploy.p99, ' (target ≤ 1.2)'],
+    ['B. deploy → notice max (ms)', embedded.allAtOnce.noticeFromDeploy.max, mosquitto.allAtOnce.noticeFromDeploy.max, ''],
+    ['B. deploy → all installed (s)', embedded.allAtOnce.allInstalledS, mosquitto.allAtOnce.allInstalledS, ''],
+    ['server CPU, A + B (s)', embedded.phased.serverCpuS + embedded.allAtOnce.serverCpuS, mosquitto.phased.serverCpuS + mosquitto.allAtOnce.serverCpuS, ' (Mosquitto run: the server only)'],
+    ['server peak RSS (MiB)', embedded.serverPeakRssMiB, mosquitto.serverPeakRssMiB, ' (target ≤ 286 MiB = 300 MB)'],
+  ];
+  process.stdout.write(`Embedded aedes against Mosquitto, both through Convoy (ratio = embedded / Mosquitto):\n`);
+  for (const [name, x, y, note] of rows) process.stdout.write(`  ${name.padEnd(34)} ${x.toFixed(x < 100 ? 1 : 0).padStart(8)} ${y.toFixed(y < 100 ? 1 : 0).padStart(8)}   × ${ratio(x, y)}${note}\n`);
+}
+if (values['bare-peers'] || values['peers-only']) {
+  const mosquitto = await withMosquitto((port, pid) => peerRun('mosquitto', port, pid));
+  const aedes = await withAedes((port, pid) => peerRun('aedes (bare)', port, pid));
+  process.stdout.write(`C. bare brokers: one retained message per device topic, ${count} subscribers:\n`);
+  for (const peer of [mosquitto, aedes] as any[]) process.stdout.write(`     ${peer.broker.padEnd(14)} publish → notice ${fmt(peer.notice)}; broker CPU ${peer.cpuS.toFixed(2)} s, peak RSS ${peer.peakRssMiB.toFixed(0)} MiB\n`);
+}
+for (const run of runs) process.stdout.write(`${JSON.stringify(run)}\n`);

@@ -25,7 +25,7 @@ export const defaultDeploymentEvents: DeploymentEventOptions = { intervalMs: 100
  * Live progress of one deployment as server-sent events (the web UI's deployment screen): the
  * detail `GET /api/v1/deployments/:id` answers, again each time it changes.
  */
-export function deploymentEventRoutes(service: { show(id: number): Promise<RolloutDetail> }, options: DeploymentEventOptions = defaultDeploymentEvents): Route[] {
+export function deploymentEventRoutes(service: { show(id: number): Promise<RolloutDetail>; changeToken?(id: number): Promise<string> }, options: DeploymentEventOptions = defaultDeploymentEvents): Route[] {
   return [
     route({
       method: 'GET', path: '/api/v1/deployments/:id/events', action: 'deployment:read', params: deploymentEventsPath,
@@ -33,7 +33,8 @@ export function deploymentEventRoutes(service: { show(id: number): Promise<Rollo
       responses: { 200: { eventStream: rolloutDetail } },
       async handler({ koa, params }) {
         const id = (params as { id: number }).id;
-        await streamSnapshots(koa, { load: () => service.show(id), isFinal: (d) => finished.has(d.state), ...options });
+        const changeToken = service.changeToken?.bind(service);
+        await streamSnapshots(koa, { load: () => service.show(id), ...(changeToken ? { version: () => changeToken(id) } : {}), isFinal: (d) => finished.has(d.state), ...options });
       },
     }),
   ];

@@ -17,7 +17,40 @@ import type { DeploymentState, FailureThreshold, PhaseSpec, TargetState } from '
  */
 
 /** Target states in which a device is done with this deployment (for now: retry re-arms failed). */
-export const settledStates: ReadonlySet<TargetState> = new Set(['installed', 'failed', 'aborted', 'superseded']);
+export const settledStates: ReadonlySet<TargetState> = new Set(['installed', 'failed', 'aborted', 'superseded', 'left']);
+/** Target states a later report never changes: the operator, a newer deployment or a group change ended them. */
+const finalTargetStates: ReadonlySet<TargetState> = new Set(['aborted', 'superseded', 'left']);
+
+/**
+ * Leave rule: a device that is no longer in the targeted group (moved to another static group,
+ * decommissioned, or no longer matching a dynamic group's filter) and has not installed this
+ * release stops being a target: it becomes `left`, whatever it was (pending, notified, updating,
+ * or failed: a retry must not re-arm a device that is not in the group any more). A device that
+ * installed it stays `installed` and counted: that happened. Aborted and superseded stay as they
+ * are. A device that comes back (moved back, matching again) is a target again, `pending` in the
+ * phase released last, like any device that joins. So is a member superseded here by a newer
+ * deployment that no longer reaches it (it left that one's group): the device falls back to what
+ * its remaining groups run (multi-group rule).
+ *
+ * `reachedByNewer`: members that a newer deployment has told and still counts (the service asks
+ * the store). Returns which targets leave and which members join (new, or back).
+ */
+export function membershipChanges(
+  targets: readonly { device_id: string; state: TargetState }[],
+  members: ReadonlySet<string>,
+  reachedByNewer: ReadonlySet<string> = new Set(),
+): { left: string[]; joined: string[]; rejoined: string[] } {
+  const known = new Map(targets.map((t) => [t.device_id, t.state]));
+  const left = targets.filter((t) => !members.has(t.device_id) && t.state !== 'installed' && !finalTargetStates.has(t.state)).map((t) => t.device_id);
+  const joined: string[] = [];
+  const rejoined: string[] = [];
+  for (const id of members) {
+    const state = known.get(id);
+    if (state === undefined) joined.push(id);
+    else if (state === 'left' || (state === 'superseded' && !reachedByNewer.has(id))) rejoined.push(id);
+  }
+  return { left, joined, rejoined };
+}
 /** Deployment states the operator can still steer; the others are final. */
 export const activeStates: ReadonlySet<DeploymentState> = new Set(['scheduled', 'running', 'paused']);
 
@@ -91,7 +124,11 @@ export interface PlanInput {
   startAt: string | null;
   soakMs: number;
   maxFailures: FailureThreshold | null;
-  targets: readonly { phase: number; state: TargetState }[];
+  /**
+   * The targets, one entry per device or (as the service passes them) per phase and state with
+   * `count` devices: a phase of thousands is a few rows, not thousands of objects per tick.
+   */
+  targets: readonly { phase: number; state: TargetState; count?: number }[];
   now: Date;
 }
 
@@ -104,7 +141,7 @@ export type PlanStep =
 
 /**
  * What the deployment does next. A phase is done when every device released so far has settled
- * (installed, failed, aborted or superseded) and the soak time since the phase started has passed;
+ * (installed, failed, aborted, superseded or left) and the soak time since the phase started has passed;
  * then the next phase starts. Failures over the threshold (counted over the devices released so
  * far) pause the deployment with the reason; resuming starts counting against the threshold again
  * only for failures beyond those seen (the operator decided to go on).
@@ -114,10 +151,13 @@ export function nextStep(input: PlanInput, failuresAccepted = 0): PlanStep {
     return !input.startAt || Date.parse(input.startAt) <= input.now.getTime() ? { type: 'start' } : { type: 'none' };
   }
   if (input.state !== 'running') return { type: 'none' };
-  const released = input.targets.filter((t) => t.phase <= input.phase);
-  const failed = released.filter((t) => t.state === 'failed').length;
-  if (failed > failuresAccepted && overThreshold(input.maxFailures, failed - failuresAccepted, released.length)) {
-    return { type: 'pause', reason: `${failed} of ${released.length} devices released so far failed, over the limit of ${describeThreshold(input.maxFailures!)}` };
+  // Devices that left the group are not counted in any bar (leave rule).
+  const released = input.targets.filter((t) => t.phase <= input.phase && t.state !== 'left' && (t.count ?? 1) > 0);
+  const sum = (list: typeof released) => list.reduce((n, t) => n + (t.count ?? 1), 0);
+  const failed = sum(released.filter((t) => t.state === 'failed'));
+  const releasedCount = sum(released);
+  if (failed > failuresAccepted && overThreshold(input.maxFailures, failed - failuresAccepted, releasedCount)) {
+    return { type: 'pause', reason: `${failed} of ${releasedCount} devices released so far failed, over the limit of ${describeThreshold(input.maxFailures!)}` };
   }
   if (!released.every((t) => settledStates.has(t.state))) return { type: 'none' };
   const soaked = !input.phaseStartedAt || Date.parse(input.phaseStartedAt) + input.soakMs <= input.now.getTime();
@@ -135,7 +175,7 @@ export function targetStateOf(
   current: TargetState,
 ): TargetState {
   const same = (r: { bundle: string; version: string } | null) => r !== null && r.bundle === release.bundle && r.version === release.version;
-  if (current === 'aborted' || current === 'superseded' || current === 'pending') return current;
+  if (finalTargetStates.has(current) || current === 'pending') return current;
   if (same(report.installed) && (report.state === 'installed' || report.state === 'idle' || report.target === null)) return 'installed';
   if (!same(report.target)) return current;
   if (report.state === 'failed' || report.state === 'rolled-back') return 'failed';

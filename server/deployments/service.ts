@@ -15,7 +15,7 @@ import {
 import type { Broker } from '../broker/broker.ts';
 import type { Db } from '../db/knex.ts';
 import { ApiError } from '../http/errors.ts';
-import { activeStates, assignPhases, nextStep, normalizePhases, phaseSizes, settledStates, targetStateOf } from './plan.ts';
+import { activeStates, assignPhases, membershipChanges, nextStep, normalizePhases, phaseSizes, settledStates, targetStateOf } from './plan.ts';
 import type { DeploymentRecord, DeploymentStore, TargetRow } from './store.ts';
 
 export interface CreateRollout {
@@ -41,6 +41,8 @@ export interface DeploymentDeps {
   ensureGroup: (group: string, by: string) => Promise<void>;
   /** Whether a signed rollback to this version is already allowed (trust capability). */
   hasRollback: (bundle: string, version: string) => Promise<boolean>;
+  /** Whether a group's members are chosen by a filter over inventory (groups capability). */
+  isDynamic?: (group: string) => Promise<boolean>;
   /** A device's last stored report (devices capability): progress is reconciled from it at start. */
   findDevice?: (id: string) => Promise<Device | undefined>;
   /** Records the signed permission to downgrade (trust capability): the emergency rollback. */
@@ -128,28 +130,35 @@ export function createDeploymentService(deps: DeploymentDeps) {
   }
 
   /**
+   * Which of these devices a deployment newer than `id` has told and still counts (not
+   * superseded, aborted or left), and which one. Bulk statements in chunks: a phase of thousands
+   * of devices is a handful of queries.
+   */
+  async function newerReaching(id: number, ids: readonly string[]): Promise<Map<string, number>> {
+    const reached = new Map<string, number>();
+    for (let i = 0; i < ids.length; i += 400) {
+      const rows = await store.db('deployment_devices')
+        .whereIn('device_id', ids.slice(i, i + 400))
+        .where('deployment_id', '>', id)
+        .whereNotNull('notified_at')
+        .whereNotIn('state', ['superseded', 'aborted', 'left'])
+        .select<{ device_id: string; deployment_id: number }[]>('device_id', 'deployment_id');
+      for (const row of rows) reached.set(row.device_id, row.deployment_id);
+    }
+    return reached;
+  }
+
+  /**
    * Tells the released devices that were not told yet. A device that a newer deployment already
    * reached is not pulled back: its target here is superseded instead (multi-group rule).
    */
   async function notifyReleased(d: DeploymentRecord): Promise<void> {
     if (d.state !== 'running' && d.state !== 'completed') return;
-    const due = (await store.targets(d.id)).filter((t) => t.state === 'pending' && t.phase <= d.phase);
+    const due = await store.dueTargets(d.id, d.phase);
     if (due.length === 0) return;
     const at = now();
     const ids = due.map((t) => t.device_id);
-    // Bulk statements in chunks: a phase of thousands of devices is a handful of queries.
-    const chunks: string[][] = [];
-    for (let i = 0; i < ids.length; i += 400) chunks.push(ids.slice(i, i + 400));
-    const reachedByNewer = new Map<string, number>();
-    for (const chunk of chunks) {
-      const rows = await store.db('deployment_devices')
-        .whereIn('device_id', chunk)
-        .where('deployment_id', '>', d.id)
-        .whereNotNull('notified_at')
-        .whereNotIn('state', ['superseded', 'aborted'])
-        .select<{ device_id: string; deployment_id: number }[]>('device_id', 'deployment_id');
-      for (const row of rows) reachedByNewer.set(row.device_id, row.deployment_id);
-    }
+    const reachedByNewer = await newerReaching(d.id, ids);
     const told: TargetRow[] = due.filter((t) => !reachedByNewer.has(t.device_id));
     const toldIds = told.map((t) => t.device_id);
     await store.db.transaction(async (trx) => {
@@ -174,7 +183,7 @@ export function createDeploymentService(deps: DeploymentDeps) {
     let d = await store.find(id);
     if (!d) return undefined;
     for (let guard = 0; guard < 100; guard++) {
-      const targets = await store.targets(id);
+      const targets = await store.phaseCounts(id);
       const step = nextStep(
         { state: d.state, phase: d.phase, phaseCount: d.phases.length, phaseStartedAt: d.phaseStartedAt, startAt: d.startAt, soakMs: d.soakMs, maxFailures: d.maxFailures, targets, now: deps.now() },
         d.failuresAccepted,
@@ -223,37 +232,100 @@ export function createDeploymentService(deps: DeploymentDeps) {
   }
 
   /**
-   * Devices that joined a targeted group (registered later, moved in, or matching a dynamic
-   * filter now) become targets of the group's current deployment, in the phase released last, so
-   * they get it at once if it runs (or when it resumes). Coalesced: one run at a time.
+   * Devices that left a targeted group stop being its deployment's targets, and devices that
+   * joined one (registered later, moved in, or matching a dynamic filter now) become targets of
+   * the group's current deployment, in the phase released last, so they get it at once if it runs
+   * (or when it resumes): the leave rule in plan.ts (membershipChanges). Leaves are applied for
+   * every deployment before any join, so a device moving between two targeted groups gets the
+   * abort of the old deployment before the release of the new one on its retained topic.
+   * Coalesced: one run at a time.
    */
   let syncing: Promise<void> | undefined;
   let ticking: Promise<void> | undefined;
   let syncAgain = false;
-  async function syncMembersNow(): Promise<void> {
-    for (const d of await store.currentPerGroup()) {
-      if (d.state === 'aborted' || d.state === 'superseded') continue;
-      let members: Device[];
-      try {
-        members = await deps.devicesOf(d.group);
-      } catch {
-        continue; // the group was deleted
-      }
+  async function syncMembersNow(scope: 'all' | 'dynamic'): Promise<void> {
+    const all = (await store.currentPerGroup()).filter((d) => d.state !== 'aborted' && d.state !== 'superseded');
+    const current: DeploymentRecord[] = [];
+    for (const d of all) if (scope === 'all' || !deps.isDynamic || (await deps.isDynamic(d.group))) current.push(d);
+    // Members are read inside each deployment's chain, so a decommission or move handled on that
+    // chain just before is seen (a snapshot taken earlier could bring a device back in).
+    const membersOf = async (d: DeploymentRecord): Promise<Set<string> | undefined> =>
+      deps.devicesOf(d.group).then(
+        (devices) => new Set(devices.map((m) => m.id)),
+        () => undefined, // the group was deleted
+      );
+    let left = 0;
+    for (const d of current) {
       await serial(d.id, async () => {
-        const known = new Set((await store.targets(d.id)).map((t) => t.device_id));
-        const joined = members.filter((m) => !known.has(m.id));
-        if (joined.length === 0) return;
-        const at = now();
-        const fresh = await store.find(d.id);
-        const phase = fresh!.state === 'scheduled' ? 0 : fresh!.phase;
-        await store.insertTargets(d.id, joined.map((m) => ({ device: m.id, phase })), at);
-        for (const m of joined) await store.addEvent(d.id, m.id, 'joined', `joined group ${d.group}; phase ${phase + 1}`, at);
-        deps.log.info('devices joined a deployment', { deployment: d.id, devices: joined.length });
-        await tickNow(d.id);
+        const members = await membersOf(d);
+        if (members) left += await applyLeaves(d, members, `left group ${d.group}`);
+      });
+    }
+    // A device that left a dynamic group may fall back to its static group's deployment (it was
+    // superseded there): then every deployment looks for devices joining or coming back.
+    for (const d of left > 0 ? all : current) {
+      await serial(d.id, async () => {
+        const members = await membersOf(d);
+        if (members) await applyJoins(d, members);
       });
     }
   }
-  function syncMembers(): Promise<void> {
+
+  /** Marks the targets that left `left`, withdraws the notice of those told, and ticks (the bars changed). */
+  async function applyLeaves(d: DeploymentRecord, members: ReadonlySet<string>, detail: string): Promise<number> {
+    const targets = await store.targetStates(d.id);
+    const { left } = membershipChanges(targets, members);
+    if (left.length === 0) return 0;
+    const at = now();
+    const leaving = new Set(left);
+    await store.db.transaction(async (trx) => {
+      for (let i = 0; i < left.length; i += 400) {
+        const chunk = left.slice(i, i + 400);
+        await trx('deployment_devices').where({ deployment_id: d.id }).whereIn('device_id', chunk).update({ state: 'left', updated_at: at });
+        await trx('deployment_events').insert(chunk.map((device) => ({ deployment_id: d.id, device_id: device, state: 'left', detail, at })));
+      }
+    });
+    // The notice is withdrawn: a device that has not switched stops and stays where it is (as on
+    // abort); its new group's deployment, if any, replaces this with its release (applyJoins).
+    const told = targets.filter((t) => leaving.has(t.device_id) && t.notified_at);
+    await Promise.all(told.map((t) => publish(deviceReleaseTopic(t.device_id), { type: 'abort', deploymentId: d.id, bundle: d.bundle, version: d.version, issuedAt: at })));
+    deps.log.info('devices left a deployment', { deployment: d.id, devices: left.length });
+    await tickNow(d.id);
+    return left.length;
+  }
+
+  async function applyJoins(d: DeploymentRecord, members: ReadonlySet<string>): Promise<void> {
+    const targets = await store.targetStates(d.id);
+    const superseded = targets.filter((t) => t.state === 'superseded' && members.has(t.device_id)).map((t) => t.device_id);
+    const reached = superseded.length > 0 ? new Set((await newerReaching(d.id, superseded)).keys()) : new Set<string>();
+    const { joined, rejoined } = membershipChanges(targets, members, reached);
+    if (joined.length === 0 && rejoined.length === 0) return;
+    const at = now();
+    const fresh = (await store.find(d.id))!;
+    const phase = fresh.state === 'scheduled' ? 0 : fresh.phase;
+    await store.db.transaction(async (trx) => {
+      await store.insertTargets(d.id, joined.map((device) => ({ device, phase })), at, trx);
+      for (let i = 0; i < rejoined.length; i += 400) {
+        await trx('deployment_devices').where({ deployment_id: d.id }).whereIn('device_id', rejoined.slice(i, i + 400))
+          .update({ state: 'pending', phase, notified_at: null, error_code: null, error_message: null, updated_at: at });
+      }
+      const events = [...joined, ...rejoined].map((device) => ({ deployment_id: d.id, device_id: device, state: 'joined', detail: `joined group ${d.group}; phase ${phase + 1}`, at }));
+      for (let i = 0; i < events.length; i += 100) await trx('deployment_events').insert(events.slice(i, i + 100));
+    });
+    deps.log.info('devices joined a deployment', { deployment: d.id, devices: joined.length + rejoined.length });
+    await tickNow(d.id);
+  }
+
+  /**
+   * `inventoryOnly`: what changed is some device's inventory, which moves devices in and out of
+   * dynamic groups only; deployments to static groups are left alone (at fleet scale every
+   * install report brings an inventory report, and re-reading a 2,000-device group for each is
+   * most of the server's garbage).
+   */
+  let widest: 'all' | 'dynamic' | undefined;
+  function syncMembers(options: { inventoryOnly?: boolean } = {}): Promise<void> {
+    const scope = options.inventoryOnly ? 'dynamic' : 'all';
+    widest = widest === 'all' || scope === 'all' ? 'all' : 'dynamic';
     if (syncing) {
       syncAgain = true;
       return syncing;
@@ -261,7 +333,9 @@ export function createDeploymentService(deps: DeploymentDeps) {
     syncing = (async () => {
       do {
         syncAgain = false;
-        await syncMembersNow().catch((error: unknown) => deps.log.error('syncing group members failed', { error }));
+        const run = widest!;
+        widest = undefined;
+        await syncMembersNow(run).catch((error: unknown) => deps.log.error('syncing group members failed', { error }));
       } while (syncAgain);
     })().finally(() => (syncing = undefined));
     return syncing;
@@ -381,6 +455,9 @@ export function createDeploymentService(deps: DeploymentDeps) {
       };
     },
 
+    /** Changes whenever `show(id)` may answer something new (live progress reads only then). */
+    changeToken: (id: number) => store.changeToken(id),
+
     /** The group a deployment targets (for the permission check of control routes). */
     async groupOf(id: number): Promise<string | undefined> {
       return (await store.find(id))?.group;
@@ -440,8 +517,9 @@ export function createDeploymentService(deps: DeploymentDeps) {
 
     /** A device's report (already stored by the devices capability): its progress here. */
     async onReport(deviceId: string, status: DeviceStatus): Promise<void> {
-      const targets = await store.targetsOfDevice(deviceId);
-      const target = status.deploymentId !== undefined ? targets.find((t) => t.deployment_id === status.deploymentId) : targets.find((t) => t.notified_at);
+      // A report naming its deployment (convoyd and the simulator do) needs no scan of the
+      // device's other deployments: one report per device per step, thousands per phase.
+      const target = status.deploymentId !== undefined ? await store.target(status.deploymentId, deviceId) : (await store.targetsOfDevice(deviceId)).find((t) => t.notified_at);
       if (!target) return;
       await serial(target.deployment_id, async () => {
         const d = await store.find(target.deployment_id);
@@ -459,10 +537,13 @@ export function createDeploymentService(deps: DeploymentDeps) {
 
     /** What this device should run now, as its retained notice says it (the poll twin). */
     async noticeFor(deviceId: string): Promise<DeviceNotice | undefined> {
-      const target = (await store.targetsOfDevice(deviceId)).find((t) => t.notified_at);
+      // The newest deployment that told it and still counts it; else the newest one it left or
+      // that stopped (an abort notice: what it was told is withdrawn).
+      const told = (await store.targetsOfDevice(deviceId)).filter((t) => t.notified_at);
+      const target = told.find((t) => t.state !== 'left') ?? told[0];
       if (!target) return undefined;
       const d = (await store.find(target.deployment_id))!;
-      if (target.state === 'aborted' || target.state === 'superseded') return { type: 'abort', deploymentId: d.id, bundle: d.bundle, version: d.version, issuedAt: target.updated_at };
+      if (target.state === 'aborted' || target.state === 'superseded' || target.state === 'left') return { type: 'abort', deploymentId: d.id, bundle: d.bundle, version: d.version, issuedAt: target.updated_at };
       return releaseNoticeOf(d, target.attempt);
     },
 
@@ -479,14 +560,16 @@ export function createDeploymentService(deps: DeploymentDeps) {
       return (await store.activeForGroup(group)).length > 0;
     },
 
-    /** A device was decommissioned: it leaves every deployment it had not finished. */
+    /** A device was decommissioned: it leaves every deployment it had not finished (leave rule). */
     async deviceRemoved(deviceId: string): Promise<void> {
-      const at = now();
-      for (const t of (await store.targetsOfDevice(deviceId)).filter((t) => unsettled.includes(t.state))) {
-        await serial(t.deployment_id, async () => {
-          await store.updateTarget(t.deployment_id, deviceId, { state: 'aborted', updated_at: at });
-          await store.addEvent(t.deployment_id, deviceId, 'aborted', 'device decommissioned', at);
-          await tickNow(t.deployment_id);
+      const ids = [...new Set((await store.targetsOfDevice(deviceId)).map((t) => t.deployment_id))];
+      for (const id of ids) {
+        await serial(id, async () => {
+          const d = await store.find(id);
+          if (!d) return;
+          // Every member but this device: only its target can leave here.
+          const others = new Set((await store.targetStates(id)).map((t) => t.device_id).filter((device) => device !== deviceId));
+          await applyLeaves(d, others, 'device decommissioned');
         });
       }
     },

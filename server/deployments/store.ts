@@ -158,6 +158,19 @@ export function createDeploymentStore(db: Db) {
     async targets(id: number, trx: Db = db): Promise<TargetRow[]> {
       return trx<TargetRow>('deployment_devices').where({ deployment_id: id }).orderBy('device_id');
     },
+    /** How many targets are in each phase and state (what the planner needs, in a few rows). */
+    async phaseCounts(id: number, trx: Db = db): Promise<{ phase: number; state: TargetState; count: number }[]> {
+      const rows = (await trx('deployment_devices').where({ deployment_id: id }).groupBy('phase', 'state').select('phase', 'state').count({ n: '*' })) as unknown as { phase: number; state: TargetState; n: number | string }[];
+      return rows.map((r) => ({ phase: Number(r.phase), state: r.state, count: Number(r.n) }));
+    },
+    /** Targets released (phase ≤ `phase`) and not told yet: the devices to notify now. */
+    async dueTargets(id: number, phase: number, trx: Db = db): Promise<TargetRow[]> {
+      return trx<TargetRow>('deployment_devices').where({ deployment_id: id, state: 'pending' }).where('phase', '<=', phase).orderBy('device_id');
+    },
+    /** Each target's device and state only (membership changes compare them with the group). */
+    async targetStates(id: number, trx: Db = db): Promise<{ device_id: string; state: TargetState; notified_at: string | null }[]> {
+      return trx('deployment_devices').where({ deployment_id: id }).select('device_id', 'state', 'notified_at');
+    },
     async target(id: number, device: string, trx: Db = db): Promise<TargetRow | undefined> {
       return trx<TargetRow>('deployment_devices').where({ deployment_id: id, device_id: device }).first();
     },
@@ -185,6 +198,17 @@ export function createDeploymentStore(db: Db) {
     },
     async events(id: number): Promise<{ device_id: string | null; state: string; detail: string | null; at: string }[]> {
       return db('deployment_events').where({ deployment_id: id }).orderBy('id');
+    },
+    /**
+     * Changes whenever the deployment or one of its targets does (the newest event, the newest
+     * target change, the deployment's own update): three one-row reads done in the database
+     * instead of the whole deployment in JavaScript.
+     */
+    async changeToken(id: number): Promise<string> {
+      const event = (await db('deployment_events').where({ deployment_id: id }).max({ last: 'id' }).first()) as { last: number | string | null } | undefined;
+      const target = (await db('deployment_devices').where({ deployment_id: id }).max({ last: 'updated_at' }).first()) as { last: string | null } | undefined;
+      const deployment = (await db('deployments').where({ id }).first('updated_at', 'state')) as { updated_at: string | null; state: string } | undefined;
+      return [event?.last ?? 0, target?.last ?? '', deployment?.updated_at ?? '', deployment?.state ?? ''].join(' ');
     },
     async countsByState(id: number): Promise<Record<string, number>> {
       const rows = (await db('deployment_devices').where({ deployment_id: id }).groupBy('state').select('state').count({ n: '*' })) as unknown as { state: string; n: number | string }[];

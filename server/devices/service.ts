@@ -16,8 +16,8 @@ import type { DeviceStore } from './store.ts';
 export interface DeviceEvents {
   /** A new or changed status report was stored (deployments track progress with it). */
   reported?: (status: DeviceStatus) => Promise<void>;
-  /** Group membership may have changed (registration, a move, new inventory). */
-  membershipChanged?: () => void;
+  /** Group membership may have changed (registration, a move, new inventory: `inventory`, which only dynamic groups follow). */
+  membershipChanged?: (cause?: 'inventory') => void;
   /** A device was decommissioned: drop its connections, take it out of deployments. */
   decommissioned?: (deviceId: string) => Promise<void>;
   /** A device's static group changed: its MQTT session reconnects with the new one. */
@@ -194,7 +194,7 @@ export function createDeviceService(deps: {
           const applied = await deps.store.recordInventory(topicDevice, message.report.attributes, message.report.seq, now());
           if (applied && JSON.stringify(before?.inventory ?? {}) !== JSON.stringify(message.report.attributes)) {
             deps.log.info('device inventory', { device: topicDevice, attributes: Object.keys(message.report.attributes).length });
-            deps.events.membershipChanged?.();
+            deps.events.membershipChanged?.('inventory');
           }
           return;
         }

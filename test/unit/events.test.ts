@@ -10,9 +10,9 @@ import { streamSnapshots } from '../../server/http/events.ts';
  * the client has gone.
  */
 
-async function serve(load: () => Promise<{ n: number }>, isFinal: (v: { n: number }) => boolean, intervalMs = 30) {
+async function serve(load: () => Promise<{ n: number }>, isFinal: (v: { n: number }) => boolean, intervalMs = 30, version?: () => Promise<string>) {
   const app = new Koa();
-  app.use(async (ctx) => streamSnapshots(ctx, { load, isFinal, intervalMs, heartbeatMs: 10_000, maxMs: 20_000 }));
+  app.use(async (ctx) => streamSnapshots(ctx, { load, isFinal, intervalMs, heartbeatMs: 10_000, maxMs: 20_000, ...(version ? { version } : {}) }));
   const server = http.createServer(app.callback());
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/`, close: () => new Promise<void>((resolve) => (server.closeAllConnections(), server.close(() => resolve()))) };
@@ -34,6 +34,31 @@ test('a snapshot per change, none for reads that changed nothing, and the end af
     t.regex(res.headers.get('content-type') ?? '', /^text\/event-stream/);
     t.is(res.headers.get('cache-control'), 'no-store');
     t.deepEqual(events(await res.text()), [{ n: 0 }, { n: 1 }, { n: 2 }, { n: 3 }]);
+  } finally {
+    await s.close();
+  }
+});
+
+test('with a change token, the resource is read again only when the token changed', async (t) => {
+  let token = 0;
+  let polls = 0;
+  let reads = 0;
+  const s = await serve(
+    async () => ({ n: (reads++, token) }),
+    (v) => v.n === 2,
+    20,
+    async () => {
+      // The token changes on the 5th and the 10th poll only.
+      polls++;
+      if (polls === 5 || polls === 10) token++;
+      return String(token);
+    },
+  );
+  try {
+    const res = await fetch(s.url);
+    t.deepEqual(events(await res.text()), [{ n: 0 }, { n: 1 }, { n: 2 }]);
+    t.is(reads, 3, 'one read at the start and one per change, none for the polls in between');
+    t.true(polls >= 10);
   } finally {
     await s.close();
   }

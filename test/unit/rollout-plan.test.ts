@@ -1,7 +1,7 @@
 import test from 'ava';
 import { matchesFilter, parseFilter, type Attributes } from '../../protocol/filter.ts';
 import { parseDuration, parseFailureThreshold, parsePhases } from '../../protocol/rollout.ts';
-import { assignPhases, nextStep, normalizePhases, overThreshold, phaseSizes, targetStateOf, type PlanInput } from '../../server/deployments/plan.ts';
+import { assignPhases, membershipChanges, nextStep, normalizePhases, overThreshold, phaseSizes, targetStateOf, type PlanInput } from '../../server/deployments/plan.ts';
 
 /* The pure cores of rollouts, by table: the filter language, phase planning, the lifecycle. */
 
@@ -108,6 +108,10 @@ const lifecycle: [string, Partial<PlanInput>, unknown, number?][] = [
   ['the last phase settled completes', { phase: 2, targets: targets([0, 'installed'], [2, 'failed'], [2, 'aborted']), maxFailures: null }, { type: 'complete' }],
   ['a paused deployment does nothing by itself', { state: 'paused', targets: targets([0, 'installed'], [1, 'pending']) }, { type: 'none' }],
   ['an aborted one neither', { state: 'aborted' }, { type: 'none' }],
+  ['targets counted per phase and state (as the service reads them) decide the same', { maxFailures: { percent: 40 }, targets: [{ phase: 0, state: 'failed', count: 1 }, { phase: 0, state: 'installed', count: 1 }, { phase: 0, state: 'left', count: 500 }, { phase: 1, state: 'pending', count: 9 }] }, { type: 'pause', reason: '1 of 2 devices released so far failed, over the limit of 40%' }],
+  ['a phase counted as 1,000 installed and 0 updating advances', { targets: [{ phase: 0, state: 'installed', count: 1000 }, { phase: 0, state: 'updating', count: 0 }, { phase: 1, state: 'pending', count: 5 }] }, { type: 'advance', phase: 1 }],
+  ['devices that left the group settle their phase', { targets: targets([0, 'installed'], [0, 'left'], [1, 'pending']) }, { type: 'advance', phase: 1 }],
+  ['devices that left count in no bar: 1 failed of 2 is 50 %, not 25 %', { maxFailures: { percent: 40 }, targets: targets([0, 'failed'], [0, 'installed'], [0, 'left'], [0, 'left']) }, { type: 'pause', reason: '1 of 2 devices released so far failed, over the limit of 40%' }],
 ];
 for (const [name, input, expected, accepted] of lifecycle) {
   test(`lifecycle: ${name}`, (t) => {
@@ -131,4 +135,19 @@ test("a device's report maps onto its progress in the deployment of one release"
   t.is(targetStateOf(r('downloading', '1.0.0', '3.0.0'), release, 'notified'), 'notified', 'a report about another release changes nothing');
   t.is(targetStateOf(r('installed', '2.0.0', null), release, 'aborted'), 'aborted', 'aborted stays aborted');
   t.is(targetStateOf(r('installed', '2.0.0', null), release, 'pending'), 'pending', 'not released yet');
+  t.is(targetStateOf(r('installed', '2.0.0', null), release, 'left'), 'left', 'a device that left stays out, whatever it reports later');
+});
+
+test('leave rule: who leaves a deployment and who joins it when its group changes', (t) => {
+  const rows = (spec: Record<string, string>) => Object.entries(spec).map(([device_id, state]) => ({ device_id, state: state as never }));
+  const targets = rows({ a: 'pending', b: 'notified', c: 'updating', d: 'failed', e: 'installed', f: 'aborted', g: 'superseded', h: 'left', i: 'superseded' });
+  // Every device but `e`..`i` moved away, `h` came back, `i` is still reached by a newer deployment, `n` is new.
+  const members = new Set(['h', 'i', 'n']);
+  t.deepEqual(membershipChanges(targets, members, new Set(['i'])), { left: ['a', 'b', 'c', 'd'], joined: ['n'], rejoined: ['h'] });
+  // An installed device that leaves stays counted; final states stay as they are.
+  t.deepEqual(membershipChanges(rows({ e: 'installed', f: 'aborted', g: 'superseded', h: 'left' }), new Set()), { left: [], joined: [], rejoined: [] });
+  // A member superseded here by a newer deployment that no longer reaches it falls back to this one.
+  t.deepEqual(membershipChanges(rows({ g: 'superseded' }), new Set(['g'])), { left: [], joined: [], rejoined: ['g'] });
+  // Nothing changed, nothing to do.
+  t.deepEqual(membershipChanges(rows({ a: 'pending', e: 'installed' }), new Set(['a', 'e'])), { left: [], joined: [], rejoined: [] });
 });

@@ -7,8 +7,8 @@ import { followSnapshots } from '../stream.ts';
 import { Badge, ConfirmDialog, ErrorNotice, Flash, Loading, PageHeader, Time } from '../ui.tsx';
 
 /** Device states within a deployment, in the order a device goes through them, and their colours. */
-export const targetOrder = ['installed', 'updating', 'notified', 'pending', 'failed', 'aborted', 'superseded'] as const;
-export const targetTone: Record<string, string> = { installed: 'success', updating: 'info', notified: 'info', pending: 'neutral', failed: 'danger', aborted: 'warning', superseded: 'neutral' };
+export const targetOrder = ['installed', 'updating', 'notified', 'pending', 'failed', 'aborted', 'superseded', 'left'] as const;
+export const targetTone: Record<string, string> = { installed: 'success', updating: 'info', notified: 'info', pending: 'neutral', failed: 'danger', aborted: 'warning', superseded: 'neutral', left: 'neutral' };
 export const deploymentTone: Record<string, string> = { running: 'info', scheduled: 'neutral', paused: 'warning', completed: 'success', aborted: 'danger', superseded: 'neutral' };
 
 const finalStates = new Set(['completed', 'aborted', 'superseded']);
