@@ -1,9 +1,10 @@
 import { useState, type FormEvent } from 'react';
 import { device, deviceRegistration } from '../../../protocol/api.ts';
-import { deviceRevocation } from '../../../protocol/enrollment.ts';
+import { deviceCertificateList, deviceRevocation, type DeviceCertificate } from '../../../protocol/enrollment.ts';
 import { deviceStates } from '../../../protocol/messages.ts';
 import { deviceDetail } from '../../../protocol/rollout.ts';
 import { call, getJson, getPage } from '../api.ts';
+import { Table } from '../components/table.tsx';
 import { enc, Link, navigate, useLocation } from '../router.tsx';
 import { useSession } from '../session.tsx';
 import { Badge, ConfirmDialog, Empty, Flash, Loaded, PageHeader, Pager, Time, useLoad } from '../ui.tsx';
@@ -233,6 +234,8 @@ export function DevicePage({ id }: { id: string }) {
               )}
             </section>
           </div>
+          {/* Keyed on the decommission time: a revoke (which decommissions) shows the certificates revoked. */}
+          <CertificatesSection key={d.decommissionedAt ?? "active"} url={url} />
           <section className="section" aria-labelledby="history-heading">
             <h2 id="history-heading">History</h2>
             {d.history.length === 0 ? (
@@ -319,5 +322,53 @@ export function DevicePage({ id }: { id: string }) {
         </>
       )}
     </Loaded>
+  );
+}
+
+/** Where a certificate stands, as a badge: revoked wins over expired. */
+function certificateState(c: DeviceCertificate, now: number): 'revoked' | 'expired' | 'valid' {
+  return c.revokedAt ? 'revoked' : Date.parse(c.notAfter) <= now ? 'expired' : 'valid';
+}
+
+/** The device's identity: the certificates the server issued it (enrollment, renewals), newest first. */
+function CertificatesSection({ url }: { url: string }) {
+  const session = useSession();
+  const load = useLoad(() => getJson(session.client, `${url}/certificates`, deviceCertificateList), [url]);
+  const now = Date.now();
+  return (
+    <section className="section" aria-labelledby="certificates-heading">
+      <h2 id="certificates-heading">Certificates</h2>
+      <Loaded load={load} what="the certificates">
+        {({ certificates }) =>
+          certificates.length === 0 ? (
+            <Empty title="No certificate">It was registered with a token, not enrolled (an enrollment token for it gives it one).</Empty>
+          ) : (
+            <Table caption="Certificates issued to the device, newest first" columns={['Serial', 'State', 'Not after', 'Issued', 'SHA-256 fingerprint']}>
+              {certificates.map((c) => (
+                <tr key={c.serial}>
+                  <td className="mono">{c.serial}</td>
+                  <td>
+                    <Badge tone={{ revoked: 'danger', expired: 'warning', valid: 'success' }[certificateState(c, now)]}>{certificateState(c, now)}</Badge>
+                    {c.revokedAt && (
+                      <>
+                        {' '}
+                        <Time at={c.revokedAt} />
+                      </>
+                    )}
+                  </td>
+                  <td>
+                    <Time at={c.notAfter} />
+                  </td>
+                  <td>
+                    <Time at={c.issuedAt} />
+                  </td>
+                  <td className="mono small wrap">{c.fingerprint ?? <span className="muted">not recorded</span>}</td>
+                </tr>
+              ))}
+            </Table>
+          )
+        }
+      </Loaded>
+    </section>
   );
 }

@@ -6,6 +6,7 @@ import { parseFilter } from '../../../protocol/filter.ts';
 import { deviceGroup, groupMember, groupPreview, type DeviceGroup } from '../../../protocol/rollout.ts';
 import { call, describeError, getJson, getPage } from '../api.ts';
 import { enc, Link, navigate } from '../router.tsx';
+import { MembersSection } from '../components/members.tsx';
 import { useSession } from '../session.tsx';
 import { Badge, ConfirmDialog, Empty, Flash, Loaded, PageHeader, Time, useLoad } from '../ui.tsx';
 
@@ -235,7 +236,22 @@ export function GroupPage({ name }: { name: string }) {
               {(result) => (result.items.length === 0 ? <Empty title="No devices in this group now" /> : <DeviceTable list={result.items} />)}
             </Loaded>
           </section>
-          <GroupMembers name={g.name} />
+          <MembersSection
+            of={g.name}
+            base={`/api/v1/groups/${enc(g.name)}`}
+            idPrefix="group-member"
+            schema={groupMember}
+            canRead={session.can('group-member:read', undefined, g.name)}
+            canWrite={session.can('group-member:write', undefined, g.name)}
+            defaultRole="maintainer"
+            addTitle="Add a member to the group"
+            addedMessage={(user, role) => `${user} is now ${role} of ${g.name}.`}
+            removeText={(user) => (
+              <p>
+                {user} loses their role on {g.name}.
+              </p>
+            )}
+          />
           <ConfirmDialog
             open={deleting}
             title={`Delete ${g.name}?`}
@@ -292,116 +308,6 @@ export function DeviceTable({ list }: { list: z.output<typeof device>[] }) {
         ))}
       </tbody>
     </table>
-  );
-}
-
-function GroupMembers({ name }: { name: string }) {
-  const session = useSession();
-  const members = useLoad(() => getJson(session.client, `/api/v1/groups/${enc(name)}/members`, z.array(groupMember)), [name]);
-  const [user, setUser] = useState('');
-  const [role, setRole] = useState('maintainer');
-  const [open, setOpen] = useState(false);
-  const [removing, setRemoving] = useState<string | undefined>(undefined);
-  const [flash, setFlash] = useState<string | undefined>(undefined);
-  if (!session.can('group-member:read', undefined, name)) return null;
-  const canWrite = session.can('group-member:write', undefined, name);
-  return (
-    <section className="section" aria-labelledby="group-members-heading">
-      <div className="section-head">
-        <h2 id="group-members-heading">Members</h2>
-        {canWrite && (
-          <button type="button" className="button" onClick={() => setOpen(true)}>
-            Add member
-          </button>
-        )}
-      </div>
-      <Flash message={flash} />
-      <Loaded load={members} what="members">
-        {(list) =>
-          list.length === 0 ? (
-            <Empty title="No members" />
-          ) : (
-            <table className="table">
-              <caption className="sr-only">Members of {name}</caption>
-              <thead>
-                <tr>
-                  <th scope="col">User</th>
-                  <th scope="col">Role</th>
-                  <th scope="col">Since</th>
-                  {canWrite && (
-                    <th scope="col">
-                      <span className="sr-only">Actions</span>
-                    </th>
-                  )}
-                </tr>
-              </thead>
-              <tbody>
-                {list.map((m) => (
-                  <tr key={m.user}>
-                    <td>{m.user}</td>
-                    <td>
-                      <Badge>{m.role}</Badge>
-                    </td>
-                    <td>
-                      <Time at={m.createdAt} />
-                    </td>
-                    {canWrite && (
-                      <td className="row-actions">
-                        <button type="button" className="button button-small button-ghost" aria-label={`Remove ${m.user}`} onClick={() => setRemoving(m.user)}>
-                          Remove
-                        </button>
-                      </td>
-                    )}
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          )
-        }
-      </Loaded>
-      <ConfirmDialog
-        open={open}
-        title="Add a member to the group"
-        confirmLabel="Save"
-        confirmDisabled={!user.trim()}
-        onClose={() => setOpen(false)}
-        onConfirm={async () => {
-          await call(session.client, 'POST', `/api/v1/groups/${enc(name)}/members`, groupMember, { user: user.trim(), role });
-          setFlash(`${user.trim()} is now ${role} of ${name}.`);
-          members.reload();
-        }}
-      >
-        <div className="field">
-          <label htmlFor="group-member-user">User name</label>
-          <input id="group-member-user" value={user} onChange={(e) => setUser(e.target.value)} />
-        </div>
-        <div className="field">
-          <label htmlFor="group-member-role">Role</label>
-          <select id="group-member-role" value={role} onChange={(e) => setRole(e.target.value)}>
-            {roles.map((r) => (
-              <option key={r} value={r}>
-                {r}
-              </option>
-            ))}
-          </select>
-        </div>
-      </ConfirmDialog>
-      <ConfirmDialog
-        open={removing !== undefined}
-        title={`Remove ${removing ?? ''}?`}
-        confirmLabel="Remove member"
-        tone="danger"
-        onClose={() => setRemoving(undefined)}
-        onConfirm={async () => {
-          await call(session.client, 'DELETE', `/api/v1/groups/${enc(name)}/members/${enc(removing!)}`, undefined);
-          members.reload();
-        }}
-      >
-        <p>
-          {removing} loses their role on {name}.
-        </p>
-      </ConfirmDialog>
-    </section>
   );
 }
 

@@ -1,0 +1,49 @@
+import type { ReactNode } from 'react';
+import type { Load } from '../ui.tsx';
+import { Loaded } from '../ui.tsx';
+
+/*
+ * Tables of records: a caption for screen readers, one header cell per column (scope="col"), and
+ * an "Actions" column whose header only screen readers hear. Rows stay the page's own JSX.
+ */
+
+export function Table({ caption, columns, actions = false, children }: { caption: ReactNode; columns: readonly string[]; actions?: boolean; children: ReactNode }) {
+  return (
+    <table className="table">
+      <caption className="sr-only">{caption}</caption>
+      <thead>
+        <tr>
+          {columns.map((column) => (
+            <th scope="col" key={column}>
+              {column}
+            </th>
+          ))}
+          {actions && (
+            <th scope="col">
+              <span className="sr-only">Actions</span>
+            </th>
+          )}
+        </tr>
+      </thead>
+      <tbody>{children}</tbody>
+    </table>
+  );
+}
+
+/** A small quiet button in a row; `label` names the row it acts on (e.g. "Remove alice"). */
+export function RowAction({ label, onClick, children }: { label: string; onClick: () => void; children: ReactNode }) {
+  return (
+    <button type="button" className="button button-small button-ghost" aria-label={label} onClick={onClick}>
+      {children}
+    </button>
+  );
+}
+
+/** A loaded list: spinner, error, the designed empty state when it has nothing, else the content. */
+export function LoadedList<T>({ load, what, empty, children }: { load: Load<T[]> & { reload: () => void }; what: string; empty: ReactNode; children: (list: T[]) => ReactNode }) {
+  return (
+    <Loaded load={load} what={what}>
+      {(list) => (list.length === 0 ? empty : children(list))}
+    </Loaded>
+  );
+}
