@@ -7,20 +7,45 @@ import { Loaded } from '../ui.tsx';
  * an "Actions" column whose header only screen readers hear. Rows stay the page's own JSX.
  */
 
-export function Table({ caption, columns, actions = false, children }: { caption: ReactNode; columns: readonly string[]; actions?: boolean; children: ReactNode }) {
+/** A column: its header, or its header with a class for its cells' alignment (`num`). */
+export type Column = string | { label: string; className: string };
+
+export function Table({
+  caption,
+  columns,
+  actions = false,
+  actionsLabel = 'Actions',
+  className,
+  children,
+}: {
+  caption: ReactNode;
+  columns: readonly Column[];
+  /** A last column of row buttons or links, its header heard but not seen. */
+  actions?: boolean;
+  actionsLabel?: string;
+  /** More classes beside `table` (e.g. `spaced`). */
+  className?: string;
+  children: ReactNode;
+}) {
   return (
-    <table className="table">
+    <table className={className ? `table ${className}` : 'table'}>
       <caption className="sr-only">{caption}</caption>
       <thead>
         <tr>
-          {columns.map((column) => (
-            <th scope="col" key={column}>
-              {column}
-            </th>
-          ))}
+          {columns.map((column) =>
+            typeof column === 'string' ? (
+              <th scope="col" key={column}>
+                {column}
+              </th>
+            ) : (
+              <th scope="col" key={column.label} className={column.className}>
+                {column.label}
+              </th>
+            ),
+          )}
           {actions && (
             <th scope="col">
-              <span className="sr-only">Actions</span>
+              <span className="sr-only">{actionsLabel}</span>
             </th>
           )}
         </tr>

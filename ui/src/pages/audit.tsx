@@ -1,6 +1,7 @@
 import { useState, type FormEvent } from 'react';
 import { auditEvent, auditOutcomes } from '../../../protocol/access.ts';
 import { getPage } from '../api.ts';
+import { Table } from '../components/table.tsx';
 import { navigate, useLocation } from '../router.tsx';
 import { useSession } from '../session.tsx';
 import { Badge, Empty, Loaded, PageHeader, Pager, Time, useLoad } from '../ui.tsx';
@@ -90,37 +91,25 @@ export function AuditPage() {
             <Empty title="No events match these filters" />
           ) : (
             <>
-              <table className="table">
-                <caption className="sr-only">Audit events</caption>
-                <thead>
-                  <tr>
-                    <th scope="col">When</th>
-                    <th scope="col">Actor</th>
-                    <th scope="col">Action</th>
-                    <th scope="col">Target</th>
-                    <th scope="col">Outcome</th>
+              <Table caption="Audit events" columns={['When', 'Actor', 'Action', 'Target', 'Outcome']}>
+                {result.items.map((e) => (
+                  <tr key={e.id}>
+                    <td>
+                      <Time at={e.at} />
+                    </td>
+                    <td>{e.actor ?? <span className="muted">unknown</span>}</td>
+                    <td>
+                      <code>{e.action}</code>
+                    </td>
+                    <td className="mono small">
+                      {e.method} {e.target}
+                    </td>
+                    <td>
+                      <Badge>{e.outcome}</Badge> {e.error && <span className="muted small">{e.error}</span>}
+                    </td>
                   </tr>
-                </thead>
-                <tbody>
-                  {result.items.map((e) => (
-                    <tr key={e.id}>
-                      <td>
-                        <Time at={e.at} />
-                      </td>
-                      <td>{e.actor ?? <span className="muted">unknown</span>}</td>
-                      <td>
-                        <code>{e.action}</code>
-                      </td>
-                      <td className="mono small">
-                        {e.method} {e.target}
-                      </td>
-                      <td>
-                        <Badge>{e.outcome}</Badge> {e.error && <span className="muted small">{e.error}</span>}
-                      </td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
+                ))}
+              </Table>
               <p className="muted small">{result.total} events</p>
               <Pager page={result.page} pages={result.pages} onPage={(p) => go(current, p)} />
             </>

@@ -4,6 +4,7 @@ import { member, roles } from '../../../protocol/access.ts';
 import { bundle, bundleVersion, nextVersion } from '../../../protocol/api.ts';
 import { trustPolicy } from '../../../protocol/trust.ts';
 import { call, getJson, getPage } from '../api.ts';
+import { Table } from '../components/table.tsx';
 import { enc, Link, navigate, useLocation } from '../router.tsx';
 import { MembersSection } from '../components/members.tsx';
 import { useSession } from '../session.tsx';
@@ -73,37 +74,26 @@ export function BundlePage({ name }: { name: string }) {
               <Empty title={status ? `No ${status} versions` : 'No versions yet'}>{session.can('bundle:write', name) && !status ? 'Start one with “New draft”.' : null}</Empty>
             ) : (
               <>
-                <table className="table">
-                  <caption className="sr-only">Versions of {name}</caption>
-                  <thead>
-                    <tr>
-                      <th scope="col">Version</th>
-                      <th scope="col">Status</th>
-                      <th scope="col">Created</th>
-                      <th scope="col">Approved</th>
+                <Table caption={`Versions of ${name}`} columns={['Version', 'Status', 'Created', 'Approved']}>
+                  {[...result.items].reverse().map((v) => (
+                    <tr key={v.version}>
+                      <td>
+                        <Link to={`/bundles/${enc(name)}/versions/${enc(v.version)}`} className="strong-link">
+                          {v.version}
+                        </Link>
+                      </td>
+                      <td>
+                        <Badge>{v.status}</Badge>
+                      </td>
+                      <td>
+                        <Time at={v.createdAt} />
+                      </td>
+                      <td>
+                        <Time at={v.approvedAt} />
+                      </td>
                     </tr>
-                  </thead>
-                  <tbody>
-                    {[...result.items].reverse().map((v) => (
-                      <tr key={v.version}>
-                        <td>
-                          <Link to={`/bundles/${enc(name)}/versions/${enc(v.version)}`} className="strong-link">
-                            {v.version}
-                          </Link>
-                        </td>
-                        <td>
-                          <Badge>{v.status}</Badge>
-                        </td>
-                        <td>
-                          <Time at={v.createdAt} />
-                        </td>
-                        <td>
-                          <Time at={v.approvedAt} />
-                        </td>
-                      </tr>
-                    ))}
-                  </tbody>
-                </table>
+                  ))}
+                </Table>
                 <Pager page={result.page} pages={result.pages} onPage={(p) => setQuery({ page: p })} />
               </>
             )

@@ -2,6 +2,7 @@ import { useState } from 'react';
 import { bundleVersion } from '../../../protocol/api.ts';
 import { deploymentStates, deviceGroup, parseDuration, parseFailureThreshold, parsePhases, rolloutSummary } from '../../../protocol/rollout.ts';
 import { call, getAll, getPage } from '../api.ts';
+import { Table } from '../components/table.tsx';
 import { enc, Link, navigate, useLocation } from '../router.tsx';
 import { useSession } from '../session.tsx';
 import { Badge, ConfirmDialog, Empty, Loaded, PageHeader, Pager, Time, useLoad } from '../ui.tsx';
@@ -49,52 +50,39 @@ export function DeploymentsPage() {
             <Empty title={state ? `No ${state} deployments` : 'No deployments yet'}>{canDeploy && !state ? 'Roll out an approved version with “New deployment”.' : null}</Empty>
           ) : (
             <>
-              <table className="table spaced">
-                <caption className="sr-only">Deployments, newest first</caption>
-                <thead>
-                  <tr>
-                    <th scope="col">#</th>
-                    <th scope="col">Release</th>
-                    <th scope="col">Group</th>
-                    <th scope="col">State</th>
-                    <th scope="col">Progress</th>
-                    <th scope="col">Created</th>
+              <Table caption="Deployments, newest first" columns={['#', 'Release', 'Group', 'State', 'Progress', 'Created']} className="spaced">
+                {result.items.map((d) => (
+                  <tr key={d.id}>
+                    <td>
+                      <Link to={`/deployments/${d.id}`} className="strong-link" aria-label={`Deployment ${d.id}`}>
+                        {d.id}
+                      </Link>
+                    </td>
+                    <td>
+                      <Link to={`/bundles/${enc(d.bundle)}/versions/${enc(d.version)}`}>
+                        {d.bundle} {d.version}
+                      </Link>
+                      {d.rollback && <span className="muted small"> rollback</span>}
+                    </td>
+                    <td>
+                      <Link to={`/groups/${enc(d.group)}`}>{d.group}</Link>
+                    </td>
+                    <td>
+                      <Badge tone={deploymentTone[d.state]}>{d.state}</Badge>
+                      <div className="muted small">
+                        phase {d.phase + 1} of {d.phases.length}
+                      </div>
+                    </td>
+                    <td className="wide">
+                      <StateBar counts={d.counts} label={`Deployment ${d.id}`} />
+                    </td>
+                    <td>
+                      <Time at={d.createdAt} />
+                      <div className="muted small">by {d.createdBy}</div>
+                    </td>
                   </tr>
-                </thead>
-                <tbody>
-                  {result.items.map((d) => (
-                    <tr key={d.id}>
-                      <td>
-                        <Link to={`/deployments/${d.id}`} className="strong-link" aria-label={`Deployment ${d.id}`}>
-                          {d.id}
-                        </Link>
-                      </td>
-                      <td>
-                        <Link to={`/bundles/${enc(d.bundle)}/versions/${enc(d.version)}`}>
-                          {d.bundle} {d.version}
-                        </Link>
-                        {d.rollback && <span className="muted small"> rollback</span>}
-                      </td>
-                      <td>
-                        <Link to={`/groups/${enc(d.group)}`}>{d.group}</Link>
-                      </td>
-                      <td>
-                        <Badge tone={deploymentTone[d.state]}>{d.state}</Badge>
-                        <div className="muted small">
-                          phase {d.phase + 1} of {d.phases.length}
-                        </div>
-                      </td>
-                      <td className="wide">
-                        <StateBar counts={d.counts} label={`Deployment ${d.id}`} />
-                      </td>
-                      <td>
-                        <Time at={d.createdAt} />
-                        <div className="muted small">by {d.createdBy}</div>
-                      </td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
+                ))}
+              </Table>
               <Pager page={result.page} pages={result.pages} onPage={(p) => go({ page: p })} />
             </>
           )

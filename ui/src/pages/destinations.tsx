@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { createdEdge, edge, registryEndpoint, type Edge, type RegistryEndpoint } from '../../../protocol/replication.ts';
 import { call, getJson } from '../api.ts';
 import { edgeHealth } from '../health.ts';
+import { Table } from '../components/table.tsx';
 import { useSession } from '../session.tsx';
 import { Badge, ConfirmDialog, Empty, Flash, Loaded, PageHeader, SecretRow, Time, useLoad } from '../ui.tsx';
 
@@ -48,48 +49,33 @@ export function EdgesPage() {
           list.length === 0 ? (
             <Empty title="No edges yet">{canWrite ? 'Add one to mirror releases close to a site.' : null}</Empty>
           ) : (
-            <table className="table">
-              <caption className="sr-only">Edge nodes</caption>
-              <thead>
-                <tr>
-                  <th scope="col">Name</th>
-                  <th scope="col">Description</th>
-                  <th scope="col">Health</th>
-                  <th scope="col">Last seen</th>
-                  <th scope="col">Added</th>
-                  <th scope="col">
-                    <span className="sr-only">Actions</span>
-                  </th>
-                </tr>
-              </thead>
-              <tbody>
-                {list.map((e) => {
-                  const health = edgeHealth(e);
-                  return (
-                    <tr key={e.name}>
-                      <td className="mono">{e.name}</td>
-                      <td>{e.description || <span className="muted">—</span>}</td>
-                      <td>
-                        <Badge tone={health.tone}>{health.label}</Badge>
-                      </td>
-                      <td>
-                        <Time at={e.lastSeenAt} />
-                      </td>
-                      <td>
-                        <Time at={e.createdAt} />
-                      </td>
-                      <td className="row-actions">
-                        {canWrite && (
-                          <button type="button" className="button button-small button-ghost" aria-label={`Remove edge ${e.name}`} onClick={() => setRemoving(e)}>
-                            Remove
-                          </button>
-                        )}
-                      </td>
-                    </tr>
-                  );
-                })}
-              </tbody>
-            </table>
+            <Table caption="Edge nodes" columns={['Name', 'Description', 'Health', 'Last seen', 'Added']} actions>
+              {list.map((e) => {
+                const health = edgeHealth(e);
+                return (
+                  <tr key={e.name}>
+                    <td className="mono">{e.name}</td>
+                    <td>{e.description || <span className="muted">—</span>}</td>
+                    <td>
+                      <Badge tone={health.tone}>{health.label}</Badge>
+                    </td>
+                    <td>
+                      <Time at={e.lastSeenAt} />
+                    </td>
+                    <td>
+                      <Time at={e.createdAt} />
+                    </td>
+                    <td className="row-actions">
+                      {canWrite && (
+                        <button type="button" className="button button-small button-ghost" aria-label={`Remove edge ${e.name}`} onClick={() => setRemoving(e)}>
+                          Remove
+                        </button>
+                      )}
+                    </td>
+                  </tr>
+                );
+              })}
+            </Table>
           )
         }
       </Loaded>
@@ -172,41 +158,26 @@ export function RegistriesPage() {
           list.length === 0 ? (
             <Empty title="No registry endpoints yet">{canWrite ? 'Add one to push images to a site’s registry.' : null}</Empty>
           ) : (
-            <table className="table">
-              <caption className="sr-only">Registry endpoints</caption>
-              <thead>
-                <tr>
-                  <th scope="col">Name</th>
-                  <th scope="col">URL</th>
-                  <th scope="col">Namespace</th>
-                  <th scope="col">Credentials</th>
-                  <th scope="col">Added</th>
-                  <th scope="col">
-                    <span className="sr-only">Actions</span>
-                  </th>
+            <Table caption="Registry endpoints" columns={['Name', 'URL', 'Namespace', 'Credentials', 'Added']} actions>
+              {list.map((r) => (
+                <tr key={r.name}>
+                  <td className="mono">{r.name}</td>
+                  <td className="mono">{r.url}</td>
+                  <td className="mono">{r.namespace ?? <span className="muted">—</span>}</td>
+                  <td>{r.credentials ? <Badge tone="info">set</Badge> : <Badge tone="neutral">none</Badge>}</td>
+                  <td>
+                    <Time at={r.createdAt} />
+                  </td>
+                  <td className="row-actions">
+                    {canWrite && (
+                      <button type="button" className="button button-small button-ghost" aria-label={`Remove registry endpoint ${r.name}`} onClick={() => setRemoving(r)}>
+                        Remove
+                      </button>
+                    )}
+                  </td>
                 </tr>
-              </thead>
-              <tbody>
-                {list.map((r) => (
-                  <tr key={r.name}>
-                    <td className="mono">{r.name}</td>
-                    <td className="mono">{r.url}</td>
-                    <td className="mono">{r.namespace ?? <span className="muted">—</span>}</td>
-                    <td>{r.credentials ? <Badge tone="info">set</Badge> : <Badge tone="neutral">none</Badge>}</td>
-                    <td>
-                      <Time at={r.createdAt} />
-                    </td>
-                    <td className="row-actions">
-                      {canWrite && (
-                        <button type="button" className="button button-small button-ghost" aria-label={`Remove registry endpoint ${r.name}`} onClick={() => setRemoving(r)}>
-                          Remove
-                        </button>
-                      )}
-                    </td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
+              ))}
+            </Table>
           )
         }
       </Loaded>

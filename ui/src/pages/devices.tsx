@@ -241,31 +241,20 @@ export function DevicePage({ id }: { id: string }) {
             {d.history.length === 0 ? (
               <Empty title="No state changes recorded yet" />
             ) : (
-              <table className="table">
-                <caption className="sr-only">State changes, newest first</caption>
-                <thead>
-                  <tr>
-                    <th scope="col">When</th>
-                    <th scope="col">State</th>
-                    <th scope="col">Deployment</th>
-                    <th scope="col">Detail</th>
+              <Table caption="State changes, newest first" columns={['When', 'State', 'Deployment', 'Detail']}>
+                {[...d.history].reverse().map((h, i) => (
+                  <tr key={i}>
+                    <td>
+                      <Time at={h.at} />
+                    </td>
+                    <td>
+                      <Badge tone={h.state === 'failed' ? 'danger' : h.state === 'installed' ? 'success' : 'neutral'}>{h.state}</Badge>
+                    </td>
+                    <td>{h.deploymentId ? <Link to={`/deployments/${h.deploymentId}`}>{h.deploymentId}</Link> : '—'}</td>
+                    <td className="small">{h.detail ?? ''}</td>
                   </tr>
-                </thead>
-                <tbody>
-                  {[...d.history].reverse().map((h, i) => (
-                    <tr key={i}>
-                      <td>
-                        <Time at={h.at} />
-                      </td>
-                      <td>
-                        <Badge tone={h.state === 'failed' ? 'danger' : h.state === 'installed' ? 'success' : 'neutral'}>{h.state}</Badge>
-                      </td>
-                      <td>{h.deploymentId ? <Link to={`/deployments/${h.deploymentId}`}>{h.deploymentId}</Link> : '—'}</td>
-                      <td className="small">{h.detail ?? ''}</td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
+                ))}
+              </Table>
             )}
           </section>
           <ConfirmDialog

@@ -5,6 +5,7 @@ import { device } from '../../../protocol/api.ts';
 import { parseFilter } from '../../../protocol/filter.ts';
 import { deviceGroup, groupMember, groupPreview, type DeviceGroup } from '../../../protocol/rollout.ts';
 import { call, describeError, getJson, getPage } from '../api.ts';
+import { Table } from '../components/table.tsx';
 import { enc, Link, navigate } from '../router.tsx';
 import { MembersSection } from '../components/members.tsx';
 import { useSession } from '../session.tsx';
@@ -33,40 +34,26 @@ export function GroupsPage() {
           result.items.length === 0 ? (
             <Empty title="No device groups yet">{session.can('group:create') ? 'Create one with “New group”, or register a device into a new group name.' : null}</Empty>
           ) : (
-            <table className="table">
-              <caption className="sr-only">Device groups</caption>
-              <thead>
-                <tr>
-                  <th scope="col">Group</th>
-                  <th scope="col">Kind</th>
-                  <th scope="col">Filter</th>
-                  <th scope="col" className="num">
-                    Devices
-                  </th>
-                  <th scope="col">Created</th>
+            <Table caption="Device groups" columns={['Group', 'Kind', 'Filter', { label: 'Devices', className: 'num' }, 'Created']}>
+              {result.items.map((g) => (
+                <tr key={g.name}>
+                  <td>
+                    <Link to={`/groups/${enc(g.name)}`} className="strong-link">
+                      {g.name}
+                    </Link>
+                    {g.description && <div className="muted small">{g.description}</div>}
+                  </td>
+                  <td>
+                    <Badge tone={g.kind === 'dynamic' ? 'info' : 'neutral'}>{g.kind}</Badge>
+                  </td>
+                  <td className="mono small">{g.filter ?? <span className="muted">—</span>}</td>
+                  <td className="num">{g.devices}</td>
+                  <td>
+                    <Time at={g.createdAt} />
+                  </td>
                 </tr>
-              </thead>
-              <tbody>
-                {result.items.map((g) => (
-                  <tr key={g.name}>
-                    <td>
-                      <Link to={`/groups/${enc(g.name)}`} className="strong-link">
-                        {g.name}
-                      </Link>
-                      {g.description && <div className="muted small">{g.description}</div>}
-                    </td>
-                    <td>
-                      <Badge tone={g.kind === 'dynamic' ? 'info' : 'neutral'}>{g.kind}</Badge>
-                    </td>
-                    <td className="mono small">{g.filter ?? <span className="muted">—</span>}</td>
-                    <td className="num">{g.devices}</td>
-                    <td>
-                      <Time at={g.createdAt} />
-                    </td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
+              ))}
+            </Table>
           )
         }
       </Loaded>
@@ -273,41 +260,28 @@ export function GroupPage({ name }: { name: string }) {
 
 export function DeviceTable({ list }: { list: z.output<typeof device>[] }) {
   return (
-    <table className="table">
-      <caption className="sr-only">Devices</caption>
-      <thead>
-        <tr>
-          <th scope="col">Device</th>
-          <th scope="col">Online</th>
-          <th scope="col">State</th>
-          <th scope="col">Runs</th>
-          <th scope="col">Model</th>
-          <th scope="col">Last seen</th>
+    <Table caption="Devices" columns={['Device', 'Online', 'State', 'Runs', 'Model', 'Last seen']}>
+      {list.map((d) => (
+        <tr key={d.id}>
+          <td className="mono">
+            <Link to={`/devices/${enc(d.id)}`}>{d.id}</Link>
+            {d.decommissionedAt && <Badge tone="danger">decommissioned</Badge>}
+          </td>
+          <td>
+            <span className={`dot ${d.online ? 'tone-success' : 'tone-neutral'}`} aria-hidden="true" /> {d.online ? 'online' : 'offline'}
+          </td>
+          <td>
+            {d.state ? <Badge tone={d.state === 'failed' ? 'danger' : d.state === 'installed' ? 'success' : 'info'}>{d.state}</Badge> : <span className="muted">never reported</span>}
+            {d.error && <div className="error-text small">{d.error.message}</div>}
+          </td>
+          <td>{d.installed ? `${d.installed.bundle} ${d.installed.version}` : <span className="muted">—</span>}</td>
+          <td>{String(d.inventory.model ?? '—')}</td>
+          <td>
+            <Time at={d.lastSeenAt} />
+          </td>
         </tr>
-      </thead>
-      <tbody>
-        {list.map((d) => (
-          <tr key={d.id}>
-            <td className="mono">
-              <Link to={`/devices/${enc(d.id)}`}>{d.id}</Link>
-              {d.decommissionedAt && <Badge tone="danger">decommissioned</Badge>}
-            </td>
-            <td>
-              <span className={`dot ${d.online ? 'tone-success' : 'tone-neutral'}`} aria-hidden="true" /> {d.online ? 'online' : 'offline'}
-            </td>
-            <td>
-              {d.state ? <Badge tone={d.state === 'failed' ? 'danger' : d.state === 'installed' ? 'success' : 'info'}>{d.state}</Badge> : <span className="muted">never reported</span>}
-              {d.error && <div className="error-text small">{d.error.message}</div>}
-            </td>
-            <td>{d.installed ? `${d.installed.bundle} ${d.installed.version}` : <span className="muted">—</span>}</td>
-            <td>{String(d.inventory.model ?? '—')}</td>
-            <td>
-              <Time at={d.lastSeenAt} />
-            </td>
-          </tr>
-        ))}
-      </tbody>
-    </table>
+      ))}
+    </Table>
   );
 }
 

@@ -14,6 +14,7 @@ import {
   type ReplicationTask,
 } from '../../../protocol/replication.ts';
 import { call, describeError, getAll, getJson, getPage } from '../api.ts';
+import { Table } from '../components/table.tsx';
 import { enc, Link, navigate, useLocation } from '../router.tsx';
 import { useSession } from '../session.tsx';
 import { Badge, ConfirmDialog, Digest, Empty, Flash, formatBytes, Loaded, PageHeader, Pager, Time, useLoad } from '../ui.tsx';
@@ -131,64 +132,48 @@ export function ReplicationPage({ name }: { name: string }) {
             list.length === 0 ? (
               <Empty title="No replication policies yet">{canWrite ? 'Create one with “New policy”.' : null}</Empty>
             ) : (
-              <table className="table">
-                <caption className="sr-only">Replication policies of {name}</caption>
-                <thead>
-                  <tr>
-                    <th scope="col">Name</th>
-                    <th scope="col">Destinations</th>
-                    <th scope="col">Trigger</th>
-                    <th scope="col">What</th>
-                    <th scope="col">Bandwidth</th>
-                    <th scope="col">State</th>
-                    <th scope="col">
-                      <span className="sr-only">Actions</span>
-                    </th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {list.map((p) => (
-                    <tr key={p.name}>
-                      <td className="mono nowrap">{p.name}</td>
-                      <td>
-                        {p.destinations.map((d, i) => (
-                          <span key={d.name}>
-                            {i > 0 && ', '}
-                            <Link to={d.type === 'edge' ? '/edges' : '/registries'}>{d.name}</Link> <span className="muted small">({d.type === 'edge' ? 'edge' : 'registry'})</span>
-                          </span>
-                        ))}
-                        {p.mode === 'pull' && <span className="muted small"> · pull</span>}
-                      </td>
-                      <td>{describeTrigger(p)}</td>
-                      <td className="small">{describeFilter(p)}</td>
-                      <td>{describeBandwidth(p.bandwidth)}</td>
-                      <td>
-                        <Badge tone={p.enabled ? 'success' : 'neutral'}>{p.enabled ? 'enabled' : 'disabled'}</Badge>
-                      </td>
-                      <td className="row-actions">
-                        {canRun && p.enabled && (
-                          <button type="button" className="button button-small" aria-label={`Run now ${p.name}`} onClick={() => setStarting(p)}>
-                            Run now
+              <Table caption={`Replication policies of ${name}`} columns={['Name', 'Destinations', 'Trigger', 'What', 'Bandwidth', 'State']} actions>
+                {list.map((p) => (
+                  <tr key={p.name}>
+                    <td className="mono nowrap">{p.name}</td>
+                    <td>
+                      {p.destinations.map((d, i) => (
+                        <span key={d.name}>
+                          {i > 0 && ', '}
+                          <Link to={d.type === 'edge' ? '/edges' : '/registries'}>{d.name}</Link> <span className="muted small">({d.type === 'edge' ? 'edge' : 'registry'})</span>
+                        </span>
+                      ))}
+                      {p.mode === 'pull' && <span className="muted small"> · pull</span>}
+                    </td>
+                    <td>{describeTrigger(p)}</td>
+                    <td className="small">{describeFilter(p)}</td>
+                    <td>{describeBandwidth(p.bandwidth)}</td>
+                    <td>
+                      <Badge tone={p.enabled ? 'success' : 'neutral'}>{p.enabled ? 'enabled' : 'disabled'}</Badge>
+                    </td>
+                    <td className="row-actions">
+                      {canRun && p.enabled && (
+                        <button type="button" className="button button-small" aria-label={`Run now ${p.name}`} onClick={() => setStarting(p)}>
+                          Run now
+                        </button>
+                      )}
+                      {canWrite && (
+                        <>
+                          <button type="button" className="button button-small button-ghost" aria-label={`Edit ${p.name}`} onClick={() => setEditing(p)}>
+                            Edit
                           </button>
-                        )}
-                        {canWrite && (
-                          <>
-                            <button type="button" className="button button-small button-ghost" aria-label={`Edit ${p.name}`} onClick={() => setEditing(p)}>
-                              Edit
-                            </button>
-                            <button type="button" className="button button-small button-ghost" aria-label={`${p.enabled ? 'Disable' : 'Enable'} ${p.name}`} onClick={() => void toggle(p)}>
-                              {p.enabled ? 'Disable' : 'Enable'}
-                            </button>
-                            <button type="button" className="button button-small button-ghost" aria-label={`Delete ${p.name}`} onClick={() => setDeleting(p)}>
-                              Delete
-                            </button>
-                          </>
-                        )}
-                      </td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
+                          <button type="button" className="button button-small button-ghost" aria-label={`${p.enabled ? 'Disable' : 'Enable'} ${p.name}`} onClick={() => void toggle(p)}>
+                            {p.enabled ? 'Disable' : 'Enable'}
+                          </button>
+                          <button type="button" className="button button-small button-ghost" aria-label={`Delete ${p.name}`} onClick={() => setDeleting(p)}>
+                            Delete
+                          </button>
+                        </>
+                      )}
+                    </td>
+                  </tr>
+                ))}
+              </Table>
             )
           }
         </Loaded>
@@ -296,45 +281,30 @@ function RunDialog({ name, policy, onClose }: { name: string; policy: Replicatio
 
 function RunsTable({ name, runs }: { name: string; runs: ReplicationRun[] }) {
   return (
-    <table className="table">
-      <caption className="sr-only">Replication runs, newest first</caption>
-      <thead>
-        <tr>
-          <th scope="col">Run</th>
-          <th scope="col">Policy</th>
-          <th scope="col">Versions</th>
-          <th scope="col">Status</th>
-          <th scope="col">Tasks</th>
-          <th scope="col">Sent</th>
-          <th scope="col">Started</th>
-          <th scope="col">By</th>
+    <Table caption="Replication runs, newest first" columns={['Run', 'Policy', 'Versions', 'Status', 'Tasks', 'Sent', 'Started', 'By']}>
+      {runs.map((r) => (
+        <tr key={r.id}>
+          <td>
+            <Link to={`/bundles/${enc(name)}/replication/runs/${r.id}`} className="strong-link nowrap">
+              Run {r.id}
+            </Link>
+          </td>
+          <td className="mono nowrap">{r.policy}</td>
+          <td>{r.versions.join(', ') || <span className="muted">none</span>}</td>
+          <td>
+            <Badge tone={statusTone[r.status]}>{r.status}</Badge>
+          </td>
+          <td className="small">{describeTaskCounts(r)}</td>
+          <td>{formatBytes(r.bytes)}</td>
+          <td>
+            <Time at={r.startedAt} />
+          </td>
+          <td>
+            {r.by} <span className="muted small">({r.trigger})</span>
+          </td>
         </tr>
-      </thead>
-      <tbody>
-        {runs.map((r) => (
-          <tr key={r.id}>
-            <td>
-              <Link to={`/bundles/${enc(name)}/replication/runs/${r.id}`} className="strong-link nowrap">
-                Run {r.id}
-              </Link>
-            </td>
-            <td className="mono nowrap">{r.policy}</td>
-            <td>{r.versions.join(', ') || <span className="muted">none</span>}</td>
-            <td>
-              <Badge tone={statusTone[r.status]}>{r.status}</Badge>
-            </td>
-            <td className="small">{describeTaskCounts(r)}</td>
-            <td>{formatBytes(r.bytes)}</td>
-            <td>
-              <Time at={r.startedAt} />
-            </td>
-            <td>
-              {r.by} <span className="muted small">({r.trigger})</span>
-            </td>
-          </tr>
-        ))}
-      </tbody>
-    </table>
+      ))}
+    </Table>
   );
 }
 
@@ -629,41 +599,26 @@ export function RunPage({ name, id }: { name: string; id: string }) {
 
 function TasksTable({ tasks }: { tasks: ReplicationTask[] }) {
   return (
-    <table className="table">
-      <caption className="sr-only">Tasks of this run</caption>
-      <thead>
-        <tr>
-          <th scope="col">What</th>
-          <th scope="col">Destination</th>
-          <th scope="col">Version</th>
-          <th scope="col">Status</th>
-          <th scope="col">Bytes</th>
-          <th scope="col">Duration</th>
-          <th scope="col">Attempts</th>
-          <th scope="col">Error</th>
+    <Table caption="Tasks of this run" columns={['What', 'Destination', 'Version', 'Status', 'Bytes', 'Duration', 'Attempts', 'Error']}>
+      {tasks.map((task) => (
+        <tr key={task.id}>
+          <td>
+            <span className="muted small">{task.kind}</span> <TaskRef task={task} />
+          </td>
+          <td>
+            {task.destination.name} <span className="muted small">({task.destination.type})</span>
+          </td>
+          <td>{task.version}</td>
+          <td>
+            <Badge tone={statusTone[task.status]}>{task.status}</Badge>
+          </td>
+          <td>{formatBytes(task.bytes)}</td>
+          <td>{formatDuration(task.durationMs)}</td>
+          <td>{task.attempts}</td>
+          <td className="small cell-wrap">{task.error ? <span className="error-text">{task.error}</span> : <span className="muted">—</span>}</td>
         </tr>
-      </thead>
-      <tbody>
-        {tasks.map((task) => (
-          <tr key={task.id}>
-            <td>
-              <span className="muted small">{task.kind}</span> <TaskRef task={task} />
-            </td>
-            <td>
-              {task.destination.name} <span className="muted small">({task.destination.type})</span>
-            </td>
-            <td>{task.version}</td>
-            <td>
-              <Badge tone={statusTone[task.status]}>{task.status}</Badge>
-            </td>
-            <td>{formatBytes(task.bytes)}</td>
-            <td>{formatDuration(task.durationMs)}</td>
-            <td>{task.attempts}</td>
-            <td className="small cell-wrap">{task.error ? <span className="error-text">{task.error}</span> : <span className="muted">—</span>}</td>
-          </tr>
-        ))}
-      </tbody>
-    </table>
+      ))}
+    </Table>
   );
 }
 

@@ -2,6 +2,7 @@ import { useState } from 'react';
 import { z } from 'zod';
 import { accessToken, createdToken, scopes, type AccessToken } from '../../../protocol/access.ts';
 import { call, getJson } from '../api.ts';
+import { Table } from '../components/table.tsx';
 import { useLocation } from '../router.tsx';
 import { useSession } from '../session.tsx';
 import { Badge, ConfirmDialog, Empty, Loaded, PageHeader, Time, useLoad } from '../ui.tsx';
@@ -68,47 +69,31 @@ export function TokensPage() {
           list.length === 0 ? (
             <Empty title="No tokens" />
           ) : (
-            <table className="table">
-              <caption className="sr-only">Access tokens</caption>
-              <thead>
-                <tr>
-                  <th scope="col">Name</th>
-                  <th scope="col">Scopes</th>
-                  <th scope="col">State</th>
-                  <th scope="col">Created</th>
-                  <th scope="col">Expires</th>
-                  <th scope="col">Last used</th>
-                  <th scope="col">
-                    <span className="sr-only">Actions</span>
-                  </th>
+            <Table caption="Access tokens" columns={['Name', 'Scopes', 'State', 'Created', 'Expires', 'Last used']} actions>
+              {list.map((t) => (
+                <tr key={t.id}>
+                  <td>{t.name}</td>
+                  <td>{t.scopes.join(', ')}</td>
+                  <td>
+                    <Badge>{stateOf(t)}</Badge>
+                  </td>
+                  <td>
+                    <Time at={t.createdAt} />
+                  </td>
+                  <td>{t.expiresAt ? <Time at={t.expiresAt} /> : 'never'}</td>
+                  <td>
+                    <Time at={t.lastUsedAt} />
+                  </td>
+                  <td className="row-actions">
+                    {stateOf(t) === 'active' && session.can('token:write') && (
+                      <button type="button" className="button button-small button-ghost" aria-label={`Revoke ${t.name}`} onClick={() => setRevoking(t)}>
+                        Revoke
+                      </button>
+                    )}
+                  </td>
                 </tr>
-              </thead>
-              <tbody>
-                {list.map((t) => (
-                  <tr key={t.id}>
-                    <td>{t.name}</td>
-                    <td>{t.scopes.join(', ')}</td>
-                    <td>
-                      <Badge>{stateOf(t)}</Badge>
-                    </td>
-                    <td>
-                      <Time at={t.createdAt} />
-                    </td>
-                    <td>{t.expiresAt ? <Time at={t.expiresAt} /> : 'never'}</td>
-                    <td>
-                      <Time at={t.lastUsedAt} />
-                    </td>
-                    <td className="row-actions">
-                      {stateOf(t) === 'active' && session.can('token:write') && (
-                        <button type="button" className="button button-small button-ghost" aria-label={`Revoke ${t.name}`} onClick={() => setRevoking(t)}>
-                          Revoke
-                        </button>
-                      )}
-                    </td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
+              ))}
+            </Table>
           )
         }
       </Loaded>

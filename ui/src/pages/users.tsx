@@ -2,6 +2,7 @@ import { useState } from 'react';
 import { z } from 'zod';
 import { user } from '../../../protocol/access.ts';
 import { call, getJson } from '../api.ts';
+import { Table } from '../components/table.tsx';
 import { enc, Link } from '../router.tsx';
 import { useSession } from '../session.tsx';
 import { Badge, ConfirmDialog, Empty, Flash, Loaded, PageHeader, Time, useLoad } from '../ui.tsx';
@@ -33,33 +34,20 @@ export function UsersPage() {
           list.length === 0 ? (
             <Empty title="No users" />
           ) : (
-            <table className="table">
-              <caption className="sr-only">Users</caption>
-              <thead>
-                <tr>
-                  <th scope="col">Name</th>
-                  <th scope="col">Kind</th>
-                  <th scope="col">Created</th>
-                  <th scope="col">
-                    <span className="sr-only">Links</span>
-                  </th>
+            <Table caption="Users" columns={['Name', 'Kind', 'Created']} actions actionsLabel="Links">
+              {list.map((u) => (
+                <tr key={u.name}>
+                  <td>{u.name}</td>
+                  <td>{u.admin ? <Badge>admin</Badge> : <Badge tone="neutral">user</Badge>}</td>
+                  <td>
+                    <Time at={u.createdAt} />
+                  </td>
+                  <td className="row-actions">
+                    {session.can('user:write') && <Link to={`/tokens?user=${enc(u.name)}`}>Tokens</Link>}
+                  </td>
                 </tr>
-              </thead>
-              <tbody>
-                {list.map((u) => (
-                  <tr key={u.name}>
-                    <td>{u.name}</td>
-                    <td>{u.admin ? <Badge>admin</Badge> : <Badge tone="neutral">user</Badge>}</td>
-                    <td>
-                      <Time at={u.createdAt} />
-                    </td>
-                    <td className="row-actions">
-                      {session.can('user:write') && <Link to={`/tokens?user=${enc(u.name)}`}>Tokens</Link>}
-                    </td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
+              ))}
+            </Table>
           )
         }
       </Loaded>
