@@ -4,6 +4,7 @@ import { member, roles } from '../../../protocol/access.ts';
 import { bundle, bundleVersion, nextVersion } from '../../../protocol/api.ts';
 import { trustPolicy } from '../../../protocol/trust.ts';
 import { call, getJson, getPage } from '../api.ts';
+import { SelectField } from '../components/fields.tsx';
 import { Table } from '../components/table.tsx';
 import { enc, Link, navigate, useLocation } from '../router.tsx';
 import { MembersSection } from '../components/members.tsx';
@@ -183,17 +184,14 @@ function NewDraftDialog({ name, open, onClose, versions }: { name: string; open:
           ))}
         </div>
       </div>
-      <div className="field">
-        <label htmlFor="draft-copy">Start from</label>
-        <select id="draft-copy" value={copyFrom} onChange={(e) => setCopyFrom(e.target.value)}>
-          <option value="">an empty draft</option>
-          {versions.map((v) => (
-            <option key={v} value={v}>
-              the artifacts of {v}
-            </option>
-          ))}
-        </select>
-      </div>
+      <SelectField id="draft-copy" label="Start from" value={copyFrom} onChange={setCopyFrom}>
+        <option value="">an empty draft</option>
+        {versions.map((v) => (
+          <option key={v} value={v}>
+            the artifacts of {v}
+          </option>
+        ))}
+      </SelectField>
     </ConfirmDialog>
   );
 }

@@ -1,6 +1,7 @@
 import { useState, type FormEvent } from 'react';
 import { bundle } from '../../../protocol/api.ts';
 import { call, getPage } from '../api.ts';
+import { TextAreaField, TextField } from '../components/fields.tsx';
 import { Table } from '../components/table.tsx';
 import { enc, Link, navigate, useLocation } from '../router.tsx';
 import { useSession } from '../session.tsx';
@@ -92,17 +93,8 @@ export function BundlesPage() {
           window.location.reload();
         }}
       >
-        <div className="field">
-          <label htmlFor="new-bundle-name">Name</label>
-          <input id="new-bundle-name" value={name} onChange={(e) => setName(e.target.value)} aria-describedby="new-bundle-name-hint" />
-          <p className="hint" id="new-bundle-name-hint">
-            Lowercase letters, digits, “.”, “_” and “-”, e.g. pos-app.
-          </p>
-        </div>
-        <div className="field">
-          <label htmlFor="new-bundle-description">Description (optional)</label>
-          <textarea id="new-bundle-description" rows={2} value={description} onChange={(e) => setDescription(e.target.value)} />
-        </div>
+        <TextField id="new-bundle-name" label="Name" value={name} onChange={setName} hint="Lowercase letters, digits, “.”, “_” and “-”, e.g. pos-app." />
+        <TextAreaField id="new-bundle-description" label="Description (optional)" rows={2} value={description} onChange={setDescription} />
       </ConfirmDialog>
     </>
   );

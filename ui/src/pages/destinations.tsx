@@ -2,8 +2,9 @@ import { useState } from 'react';
 import { z } from 'zod';
 import { createdEdge, edge, registryEndpoint, type Edge, type RegistryEndpoint } from '../../../protocol/replication.ts';
 import { call, getJson } from '../api.ts';
+import { TextField } from '../components/fields.tsx';
 import { edgeHealth } from '../health.ts';
-import { Table } from '../components/table.tsx';
+import { RowAction, Table } from '../components/table.tsx';
 import { useSession } from '../session.tsx';
 import { Badge, ConfirmDialog, Empty, Flash, Loaded, PageHeader, SecretRow, Time, useLoad } from '../ui.tsx';
 
@@ -67,9 +68,9 @@ export function EdgesPage() {
                     </td>
                     <td className="row-actions">
                       {canWrite && (
-                        <button type="button" className="button button-small button-ghost" aria-label={`Remove edge ${e.name}`} onClick={() => setRemoving(e)}>
+                        <RowAction label={`Remove edge ${e.name}`} onClick={() => setRemoving(e)}>
                           Remove
-                        </button>
+                        </RowAction>
                       )}
                     </td>
                   </tr>
@@ -92,17 +93,8 @@ export function EdgesPage() {
           load.reload();
         }}
       >
-        <div className="field">
-          <label htmlFor="edge-name">Name</label>
-          <input id="edge-name" value={form.name} onChange={(e) => setForm({ ...form, name: e.target.value })} placeholder="shop-eu" aria-describedby="edge-name-hint" />
-          <p className="hint" id="edge-name-hint">
-            Letters, digits, “.”, “_” or “-”. Policies name their destinations by it.
-          </p>
-        </div>
-        <div className="field">
-          <label htmlFor="edge-description">Description (optional)</label>
-          <input id="edge-description" value={form.description} onChange={(e) => setForm({ ...form, description: e.target.value })} />
-        </div>
+        <TextField id="edge-name" label="Name" value={form.name} onChange={(value) => setForm({ ...form, name: value })} placeholder="shop-eu" hint="Letters, digits, “.”, “_” or “-”. Policies name their destinations by it." />
+        <TextField id="edge-description" label="Description (optional)" value={form.description} onChange={(value) => setForm({ ...form, description: value })} />
       </ConfirmDialog>
       <ConfirmDialog
         open={removing !== undefined}
@@ -170,9 +162,9 @@ export function RegistriesPage() {
                   </td>
                   <td className="row-actions">
                     {canWrite && (
-                      <button type="button" className="button button-small button-ghost" aria-label={`Remove registry endpoint ${r.name}`} onClick={() => setRemoving(r)}>
+                      <RowAction label={`Remove registry endpoint ${r.name}`} onClick={() => setRemoving(r)}>
                         Remove
-                      </button>
+                      </RowAction>
                     )}
                   </td>
                 </tr>
@@ -200,30 +192,12 @@ export function RegistriesPage() {
         }}
       >
         <div className="form-grid">
-          <div className="field">
-            <label htmlFor="registry-name">Name</label>
-            <input id="registry-name" value={form.name} onChange={(e) => set('name', e.target.value)} placeholder="site-registry" />
-          </div>
-          <div className="field">
-            <label htmlFor="registry-url">URL</label>
-            <input id="registry-url" className="mono" value={form.url} onChange={(e) => set('url', e.target.value)} placeholder="https://registry.example.com:5000" />
-          </div>
-          <div className="field">
-            <label htmlFor="registry-namespace">Namespace (optional)</label>
-            <input id="registry-namespace" className="mono" value={form.namespace} onChange={(e) => set('namespace', e.target.value)} placeholder="site/convoy" aria-describedby="registry-namespace-hint" />
-            <p className="hint" id="registry-namespace-hint">
-              Images go to namespace/bundle/image.
-            </p>
-          </div>
+          <TextField id="registry-name" label="Name" value={form.name} onChange={(value) => set('name', value)} placeholder="site-registry" />
+          <TextField id="registry-url" label="URL" className="mono" value={form.url} onChange={(value) => set('url', value)} placeholder="https://registry.example.com:5000" />
+          <TextField id="registry-namespace" label="Namespace (optional)" className="mono" value={form.namespace} onChange={(value) => set('namespace', value)} placeholder="site/convoy" hint="Images go to namespace/bundle/image." />
           <div />
-          <div className="field">
-            <label htmlFor="registry-username">User name (optional)</label>
-            <input id="registry-username" autoComplete="off" value={form.username} onChange={(e) => set('username', e.target.value)} />
-          </div>
-          <div className="field">
-            <label htmlFor="registry-password">Password (optional)</label>
-            <input id="registry-password" type="password" autoComplete="new-password" value={form.password} onChange={(e) => set('password', e.target.value)} />
-          </div>
+          <TextField id="registry-username" label="User name (optional)" autoComplete="off" value={form.username} onChange={(value) => set('username', value)} />
+          <TextField id="registry-password" label="Password (optional)" type="password" autoComplete="new-password" value={form.password} onChange={(value) => set('password', value)} />
         </div>
         {halfCredentials && (
           <p className="error-text" role="alert">

@@ -4,6 +4,7 @@ import { deviceCertificateList, deviceRevocation, type DeviceCertificate } from 
 import { deviceStates } from '../../../protocol/messages.ts';
 import { deviceDetail } from '../../../protocol/rollout.ts';
 import { call, getJson, getPage } from '../api.ts';
+import { SelectField, TextField } from '../components/fields.tsx';
 import { Table } from '../components/table.tsx';
 import { enc, Link, navigate, useLocation } from '../router.tsx';
 import { useSession } from '../session.tsx';
@@ -60,29 +61,20 @@ export function DevicesPage() {
         </div>
       )}
       <form className="filters" onSubmit={submit} aria-label="Filter devices">
-        <div className="field">
-          <label htmlFor="devices-group">Group</label>
-          <input id="devices-group" value={draft.group} onChange={(e) => setDraft({ ...draft, group: e.target.value })} placeholder="any" />
-        </div>
-        <div className="field">
-          <label htmlFor="devices-state">State</label>
-          <select id="devices-state" value={draft.state} onChange={(e) => setDraft({ ...draft, state: e.target.value })}>
-            <option value="">any</option>
-            {deviceStates.map((s) => (
-              <option key={s} value={s}>
-                {s}
-              </option>
-            ))}
-          </select>
-        </div>
-        <div className="field">
-          <label htmlFor="devices-online">Connection</label>
-          <select id="devices-online" value={draft.online} onChange={(e) => setDraft({ ...draft, online: e.target.value })}>
-            <option value="">any</option>
-            <option value="true">online</option>
-            <option value="false">offline</option>
-          </select>
-        </div>
+        <TextField id="devices-group" label="Group" value={draft.group} onChange={(value) => setDraft({ ...draft, group: value })} placeholder="any" />
+        <SelectField id="devices-state" label="State" value={draft.state} onChange={(value) => setDraft({ ...draft, state: value })}>
+          <option value="">any</option>
+          {deviceStates.map((s) => (
+            <option key={s} value={s}>
+              {s}
+            </option>
+          ))}
+        </SelectField>
+        <SelectField id="devices-online" label="Connection" value={draft.online} onChange={(value) => setDraft({ ...draft, online: value })}>
+          <option value="">any</option>
+          <option value="true">online</option>
+          <option value="false">offline</option>
+        </SelectField>
         <div className="field field-wide">
           <label htmlFor="devices-filter">Inventory filter</label>
           <input id="devices-filter" className="mono" value={draft.filter} onChange={(e) => setDraft({ ...draft, filter: e.target.value })} placeholder='model = "pos-x2"' />
@@ -118,14 +110,8 @@ export function DevicesPage() {
           load.reload();
         }}
       >
-        <div className="field">
-          <label htmlFor="device-id">Device id</label>
-          <input id="device-id" value={form.id} onChange={(e) => setForm({ ...form, id: e.target.value })} />
-        </div>
-        <div className="field">
-          <label htmlFor="device-new-group">Group</label>
-          <input id="device-new-group" value={form.group} onChange={(e) => setForm({ ...form, group: e.target.value })} />
-        </div>
+        <TextField id="device-id" label="Device id" value={form.id} onChange={(value) => setForm({ ...form, id: value })} />
+        <TextField id="device-new-group" label="Group" value={form.group} onChange={(value) => setForm({ ...form, group: value })} />
       </ConfirmDialog>
     </>
   );
@@ -272,10 +258,7 @@ export function DevicePage({ id }: { id: string }) {
             <p>
               From the static group <strong>{d.group}</strong> to:
             </p>
-            <div className="field">
-              <label htmlFor="move-to">Static group</label>
-              <input id="move-to" value={to} onChange={(e) => setTo(e.target.value)} />
-            </div>
+            <TextField id="move-to" label="Static group" value={to} onChange={setTo} />
           </ConfirmDialog>
           <ConfirmDialog
             open={decommissioning}

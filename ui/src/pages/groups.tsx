@@ -5,6 +5,7 @@ import { device } from '../../../protocol/api.ts';
 import { parseFilter } from '../../../protocol/filter.ts';
 import { deviceGroup, groupMember, groupPreview, type DeviceGroup } from '../../../protocol/rollout.ts';
 import { call, describeError, getJson, getPage } from '../api.ts';
+import { TextField } from '../components/fields.tsx';
 import { Table } from '../components/table.tsx';
 import { enc, Link, navigate } from '../router.tsx';
 import { MembersSection } from '../components/members.tsx';
@@ -146,14 +147,8 @@ function NewGroupDialog({ onClose }: { onClose: () => void }) {
         navigate(`/groups/${enc(made!.name)}`);
       }}
     >
-      <div className="field">
-        <label htmlFor="group-name">Name</label>
-        <input id="group-name" value={name} onChange={(e) => setName(e.target.value)} placeholder="eu-west-x2" />
-      </div>
-      <div className="field">
-        <label htmlFor="group-description">Description (optional)</label>
-        <input id="group-description" value={description} onChange={(e) => setDescription(e.target.value)} />
-      </div>
+      <TextField id="group-name" label="Name" value={name} onChange={setName} placeholder="eu-west-x2" />
+      <TextField id="group-description" label="Description (optional)" value={description} onChange={setDescription} />
       <fieldset className="field">
         <legend>Kind</legend>
         <div className="field-check">

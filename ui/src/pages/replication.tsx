@@ -14,7 +14,8 @@ import {
   type ReplicationTask,
 } from '../../../protocol/replication.ts';
 import { call, describeError, getAll, getJson, getPage } from '../api.ts';
-import { Table } from '../components/table.tsx';
+import { SelectField, TextField } from '../components/fields.tsx';
+import { RowAction, Table } from '../components/table.tsx';
 import { enc, Link, navigate, useLocation } from '../router.tsx';
 import { useSession } from '../session.tsx';
 import { Badge, ConfirmDialog, Digest, Empty, Flash, formatBytes, Loaded, PageHeader, Pager, Time, useLoad } from '../ui.tsx';
@@ -159,15 +160,15 @@ export function ReplicationPage({ name }: { name: string }) {
                       )}
                       {canWrite && (
                         <>
-                          <button type="button" className="button button-small button-ghost" aria-label={`Edit ${p.name}`} onClick={() => setEditing(p)}>
+                          <RowAction label={`Edit ${p.name}`} onClick={() => setEditing(p)}>
                             Edit
-                          </button>
+                          </RowAction>
                           <button type="button" className="button button-small button-ghost" aria-label={`${p.enabled ? 'Disable' : 'Enable'} ${p.name}`} onClick={() => void toggle(p)}>
                             {p.enabled ? 'Disable' : 'Enable'}
                           </button>
-                          <button type="button" className="button button-small button-ghost" aria-label={`Delete ${p.name}`} onClick={() => setDeleting(p)}>
+                          <RowAction label={`Delete ${p.name}`} onClick={() => setDeleting(p)}>
                             Delete
-                          </button>
+                          </RowAction>
                         </>
                       )}
                     </td>
@@ -263,18 +264,15 @@ function RunDialog({ name, policy, onClose }: { name: string; policy: Replicatio
       <p>
         To {policy.destinations.map((d) => d.name).join(', ')}: {describeFilter(policy)}. What a destination already holds is skipped.
       </p>
-      <div className="field">
-        <label htmlFor="run-version">Version</label>
-        <select id="run-version" value={version} onChange={(e) => setVersion(e.target.value)}>
-          <option value="">every approved version the filter matches</option>
-          {versions.state === 'ok' &&
-            [...versions.data].reverse().map((v) => (
-              <option key={v.version} value={v.version}>
-                {v.version}
-              </option>
-            ))}
-        </select>
-      </div>
+      <SelectField id="run-version" label="Version" value={version} onChange={setVersion}>
+        <option value="">every approved version the filter matches</option>
+        {versions.state === 'ok' &&
+          [...versions.data].reverse().map((v) => (
+            <option key={v.version} value={v.version}>
+              {v.version}
+            </option>
+          ))}
+      </SelectField>
     </ConfirmDialog>
   );
 }
@@ -381,10 +379,7 @@ function PolicyDialog({ name, policy, onClose, onSaved }: { name: string; policy
       }}
     >
       <div className="form-grid">
-        <div className="field">
-          <label htmlFor="policy-name">Name</label>
-          <input id="policy-name" value={form.name} onChange={(e) => set('name', e.target.value)} disabled={policy !== undefined} placeholder="eu-shops" />
-        </div>
+        <TextField id="policy-name" label="Name" value={form.name} onChange={(value) => set('name', value)} disabled={policy !== undefined} placeholder="eu-shops" />
         <div className="field">
           <label htmlFor="policy-mode">Mode</label>
           <select id="policy-mode" value={form.mode} onChange={(e) => set('mode', e.target.value as (typeof replicationModes)[number])} aria-describedby="policy-mode-hint">
@@ -431,34 +426,13 @@ function PolicyDialog({ name, policy, onClose, onSaved }: { name: string; policy
           </select>
         </div>
         {form.trigger === 'schedule' ? (
-          <div className="field">
-            <label htmlFor="policy-cron">Schedule (cron, UTC)</label>
-            <input id="policy-cron" className="mono" value={form.cron} onChange={(e) => set('cron', e.target.value)} aria-describedby="policy-cron-hint" />
-            <p className="hint" id="policy-cron-hint">
-              minute hour day month weekday, e.g. 0 3 * * *
-            </p>
-          </div>
+          <TextField id="policy-cron" label="Schedule (cron, UTC)" className="mono" value={form.cron} onChange={(value) => set('cron', value)} hint="minute hour day month weekday, e.g. 0 3 * * *" />
         ) : (
           <p className="hint field">{form.trigger === 'approval' ? 'Runs by itself when a version the filter matches is approved.' : 'Runs only when someone starts it (Run now).'}</p>
         )}
-        <div className="field">
-          <label htmlFor="policy-versions">Versions (optional)</label>
-          <input id="policy-versions" className="mono" value={form.versions} onChange={(e) => set('versions', e.target.value)} placeholder=">=2.0.0" aria-describedby="policy-versions-hint" />
-          <p className="hint" id="policy-versions-hint">
-            A semver range; empty: every approved version.
-          </p>
-        </div>
-        <div className="field">
-          <label htmlFor="policy-names">Artifact names (optional)</label>
-          <input id="policy-names" className="mono" value={form.names} onChange={(e) => set('names', e.target.value)} placeholder="till, settings.json" aria-describedby="policy-names-hint" />
-          <p className="hint" id="policy-names-hint">
-            Comma-separated; empty: every artifact.
-          </p>
-        </div>
-        <div className="field">
-          <label htmlFor="policy-bandwidth">Bandwidth limit (KiB/s, optional)</label>
-          <input id="policy-bandwidth" type="number" min={1} value={form.bandwidthKiB} onChange={(e) => set('bandwidthKiB', e.target.value)} placeholder="unlimited" />
-        </div>
+        <TextField id="policy-versions" label="Versions (optional)" className="mono" value={form.versions} onChange={(value) => set('versions', value)} placeholder=">=2.0.0" hint="A semver range; empty: every approved version." />
+        <TextField id="policy-names" label="Artifact names (optional)" className="mono" value={form.names} onChange={(value) => set('names', value)} placeholder="till, settings.json" hint="Comma-separated; empty: every artifact." />
+        <TextField id="policy-bandwidth" label="Bandwidth limit (KiB/s, optional)" type="number" min={1} value={form.bandwidthKiB} onChange={(value) => set('bandwidthKiB', value)} placeholder="unlimited" />
       </div>
       <fieldset className="field">
         <legend>Artifact types (none checked: all)</legend>

@@ -2,7 +2,8 @@ import { useState } from 'react';
 import { z } from 'zod';
 import { accessToken, createdToken, scopes, type AccessToken } from '../../../protocol/access.ts';
 import { call, getJson } from '../api.ts';
-import { Table } from '../components/table.tsx';
+import { TextField } from '../components/fields.tsx';
+import { RowAction, Table } from '../components/table.tsx';
 import { useLocation } from '../router.tsx';
 import { useSession } from '../session.tsx';
 import { Badge, ConfirmDialog, Empty, Loaded, PageHeader, Time, useLoad } from '../ui.tsx';
@@ -86,9 +87,9 @@ export function TokensPage() {
                   </td>
                   <td className="row-actions">
                     {stateOf(t) === 'active' && session.can('token:write') && (
-                      <button type="button" className="button button-small button-ghost" aria-label={`Revoke ${t.name}`} onClick={() => setRevoking(t)}>
+                      <RowAction label={`Revoke ${t.name}`} onClick={() => setRevoking(t)}>
                         Revoke
-                      </button>
+                      </RowAction>
                     )}
                   </td>
                 </tr>
@@ -116,10 +117,7 @@ export function TokensPage() {
           load.reload();
         }}
       >
-        <div className="field">
-          <label htmlFor="token-name">Name</label>
-          <input id="token-name" value={name} onChange={(e) => setName(e.target.value)} placeholder="ci-release-job" />
-        </div>
+        <TextField id="token-name" label="Name" value={name} onChange={setName} placeholder="ci-release-job" />
         <fieldset className="field">
           <legend>Scopes</legend>
           {scopes.map((s) => (
@@ -129,10 +127,7 @@ export function TokensPage() {
             </div>
           ))}
         </fieldset>
-        <div className="field">
-          <label htmlFor="token-expires">Expires (optional)</label>
-          <input id="token-expires" type="date" value={expires} onChange={(e) => setExpires(e.target.value)} />
-        </div>
+        <TextField id="token-expires" label="Expires (optional)" type="date" value={expires} onChange={setExpires} />
       </ConfirmDialog>
       <ConfirmDialog
         open={revoking !== undefined}

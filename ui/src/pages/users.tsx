@@ -2,6 +2,7 @@ import { useState } from 'react';
 import { z } from 'zod';
 import { user } from '../../../protocol/access.ts';
 import { call, getJson } from '../api.ts';
+import { TextField } from '../components/fields.tsx';
 import { Table } from '../components/table.tsx';
 import { enc, Link } from '../router.tsx';
 import { useSession } from '../session.tsx';
@@ -64,13 +65,7 @@ export function UsersPage() {
           load.reload();
         }}
       >
-        <div className="field">
-          <label htmlFor="user-name">User name</label>
-          <input id="user-name" value={name} onChange={(e) => setName(e.target.value)} aria-describedby="user-name-hint" />
-          <p className="hint" id="user-name-hint">
-            Lowercase letters, digits, “.”, “_” and “-”.
-          </p>
-        </div>
+        <TextField id="user-name" label="User name" value={name} onChange={setName} hint="Lowercase letters, digits, “.”, “_” and “-”." />
         <div className="field field-check">
           <input id="user-admin" type="checkbox" checked={admin} onChange={(e) => setAdmin(e.target.checked)} />
           <label htmlFor="user-admin">Instance administrator</label>

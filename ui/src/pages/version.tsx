@@ -4,7 +4,8 @@ import { artifact, bundleVersion, packageFormats, type Artifact, type BundleVers
 import { artifactTypes } from '../../../protocol/names.ts';
 import { signatureReceipt, signingProposal, trustStatus } from '../../../protocol/trust.ts';
 import { ApiFailure, call, describeError, getAll, getJson, uploadFile, type UploadHandle } from '../api.ts';
-import { Table } from '../components/table.tsx';
+import { SelectField, TextAreaField } from '../components/fields.tsx';
+import { RowAction, Table } from '../components/table.tsx';
 import { enc, Link, navigate } from '../router.tsx';
 import { useSession } from '../session.tsx';
 import { Badge, ConfirmDialog, Digest, Empty, ErrorNotice, Flash, formatBytes, Loaded, PageHeader, Time, useLoad } from '../ui.tsx';
@@ -181,10 +182,7 @@ function ApprovalPanel({ name, v, artifacts, onChanged }: { name: string; v: Bun
         }}
       >
         <p>The version is removed from the signed targets. Devices will never install it again.</p>
-        <div className="field">
-          <label htmlFor="revoke-reason">Reason (recorded and shown to everyone)</label>
-          <textarea id="revoke-reason" rows={3} value={reason} onChange={(e) => setReason(e.target.value)} />
-        </div>
+        <TextAreaField id="revoke-reason" label="Reason (recorded and shown to everyone)" rows={3} value={reason} onChange={setReason} />
       </ConfirmDialog>
     </section>
   );
@@ -359,15 +357,15 @@ function ArtifactTable({ list, base, editable, onRemoved, onReplace }: { list: A
             </td>
             <td className="row-actions">
               {session.can('blob:read') && (
-                <button type="button" className="button button-small button-ghost" aria-label={`Download ${a.name}`} onClick={() => void download(session.client, a)}>
+                <RowAction label={`Download ${a.name}`} onClick={() => void download(session.client, a)}>
                   Download
-                </button>
+                </RowAction>
               )}
             {editable && (
               <>
-                <button type="button" className="button button-small button-ghost" aria-label={`Edit ${a.name}`} onClick={() => setEditing(a)}>
+                <RowAction label={`Edit ${a.name}`} onClick={() => setEditing(a)}>
                   Edit
-                </button>
+                </RowAction>
                 {a.type !== 'image' && (
                   <button
                     type="button"
@@ -381,9 +379,9 @@ function ArtifactTable({ list, base, editable, onRemoved, onReplace }: { list: A
                     Replace
                   </button>
                 )}
-                <button type="button" className="button button-small button-ghost" aria-label={`Remove ${a.name}`} onClick={() => setRemoving(a.name)}>
+                <RowAction label={`Remove ${a.name}`} onClick={() => setRemoving(a.name)}>
                   Remove
-                </button>
+                </RowAction>
               </>
             )}
             </td>
@@ -466,16 +464,7 @@ function EditArtifactDialog({ base, artifact: a, onClose, onSaved }: { base: str
         onSaved(`${a.name} was updated.`);
       }}
     >
-      <div className="field">
-        <label htmlFor="edit-type">Type</label>
-        <select id="edit-type" value={type} onChange={(e) => setType(e.target.value)}>
-          {artifactTypes.map((t) => (
-            <option key={t} value={t}>
-              {t}
-            </option>
-          ))}
-        </select>
-      </div>
+      <SelectField id="edit-type" label="Type" value={type} onChange={setType} options={artifactTypes} />
       {type === 'package' && (
         <>
           <div className="field">
