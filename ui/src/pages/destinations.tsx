@@ -4,7 +4,7 @@ import { createdEdge, edge, registryEndpoint, type Edge, type RegistryEndpoint }
 import { call, getJson } from '../api.ts';
 import { TextField } from '../components/fields.tsx';
 import { edgeHealth } from '../health.ts';
-import { RowAction, Table } from '../components/table.tsx';
+import { LoadedList, RowAction, Table } from '../components/table.tsx';
 import { useSession } from '../session.tsx';
 import { Badge, ConfirmDialog, Empty, Flash, Loaded, PageHeader, SecretRow, Time, useLoad } from '../ui.tsx';
 
@@ -45,41 +45,37 @@ export function EdgesPage() {
           <SecretRow id="edge-secret" label="Edge token" value={secret.token} onDone={() => setSecret(undefined)} />
         </div>
       )}
-      <Loaded load={load} what="the edges">
-        {(list) =>
-          list.length === 0 ? (
-            <Empty title="No edges yet">{canWrite ? 'Add one to mirror releases close to a site.' : null}</Empty>
-          ) : (
-            <Table caption="Edge nodes" columns={['Name', 'Description', 'Health', 'Last seen', 'Added']} actions>
-              {list.map((e) => {
-                const health = edgeHealth(e);
-                return (
-                  <tr key={e.name}>
-                    <td className="mono">{e.name}</td>
-                    <td>{e.description || <span className="muted">—</span>}</td>
-                    <td>
-                      <Badge tone={health.tone}>{health.label}</Badge>
-                    </td>
-                    <td>
-                      <Time at={e.lastSeenAt} />
-                    </td>
-                    <td>
-                      <Time at={e.createdAt} />
-                    </td>
-                    <td className="row-actions">
-                      {canWrite && (
-                        <RowAction label={`Remove edge ${e.name}`} onClick={() => setRemoving(e)}>
-                          Remove
-                        </RowAction>
-                      )}
-                    </td>
-                  </tr>
-                );
-              })}
-            </Table>
-          )
-        }
-      </Loaded>
+      <LoadedList load={load} what="the edges" empty={<Empty title="No edges yet">{canWrite ? 'Add one to mirror releases close to a site.' : null}</Empty>}>
+        {(list) => (
+          <Table caption="Edge nodes" columns={['Name', 'Description', 'Health', 'Last seen', 'Added']} actions>
+            {list.map((e) => {
+              const health = edgeHealth(e);
+              return (
+                <tr key={e.name}>
+                  <td className="mono">{e.name}</td>
+                  <td>{e.description || <span className="muted">—</span>}</td>
+                  <td>
+                    <Badge tone={health.tone}>{health.label}</Badge>
+                  </td>
+                  <td>
+                    <Time at={e.lastSeenAt} />
+                  </td>
+                  <td>
+                    <Time at={e.createdAt} />
+                  </td>
+                  <td className="row-actions">
+                    {canWrite && (
+                      <RowAction label={`Remove edge ${e.name}`} onClick={() => setRemoving(e)}>
+                        Remove
+                      </RowAction>
+                    )}
+                  </td>
+                </tr>
+              );
+            })}
+          </Table>
+        )}
+      </LoadedList>
       <ConfirmDialog
         open={adding}
         title="Add an edge"
@@ -145,34 +141,30 @@ export function RegistriesPage() {
         <p className="lede">OCI registries that replication policies push a version’s images to. Credentials are stored encrypted and never shown again.</p>
       </PageHeader>
       <Flash message={flash} />
-      <Loaded load={load} what="the registry endpoints">
-        {(list) =>
-          list.length === 0 ? (
-            <Empty title="No registry endpoints yet">{canWrite ? 'Add one to push images to a site’s registry.' : null}</Empty>
-          ) : (
-            <Table caption="Registry endpoints" columns={['Name', 'URL', 'Namespace', 'Credentials', 'Added']} actions>
-              {list.map((r) => (
-                <tr key={r.name}>
-                  <td className="mono">{r.name}</td>
-                  <td className="mono">{r.url}</td>
-                  <td className="mono">{r.namespace ?? <span className="muted">—</span>}</td>
-                  <td>{r.credentials ? <Badge tone="info">set</Badge> : <Badge tone="neutral">none</Badge>}</td>
-                  <td>
-                    <Time at={r.createdAt} />
-                  </td>
-                  <td className="row-actions">
-                    {canWrite && (
-                      <RowAction label={`Remove registry endpoint ${r.name}`} onClick={() => setRemoving(r)}>
-                        Remove
-                      </RowAction>
-                    )}
-                  </td>
-                </tr>
-              ))}
-            </Table>
-          )
-        }
-      </Loaded>
+      <LoadedList load={load} what="the registry endpoints" empty={<Empty title="No registry endpoints yet">{canWrite ? 'Add one to push images to a site’s registry.' : null}</Empty>}>
+        {(list) => (
+          <Table caption="Registry endpoints" columns={['Name', 'URL', 'Namespace', 'Credentials', 'Added']} actions>
+            {list.map((r) => (
+              <tr key={r.name}>
+                <td className="mono">{r.name}</td>
+                <td className="mono">{r.url}</td>
+                <td className="mono">{r.namespace ?? <span className="muted">—</span>}</td>
+                <td>{r.credentials ? <Badge tone="info">set</Badge> : <Badge tone="neutral">none</Badge>}</td>
+                <td>
+                  <Time at={r.createdAt} />
+                </td>
+                <td className="row-actions">
+                  {canWrite && (
+                    <RowAction label={`Remove registry endpoint ${r.name}`} onClick={() => setRemoving(r)}>
+                      Remove
+                    </RowAction>
+                  )}
+                </td>
+              </tr>
+            ))}
+          </Table>
+        )}
+      </LoadedList>
       <ConfirmDialog
         open={adding}
         title="Add a registry endpoint"

@@ -15,7 +15,7 @@ import {
 } from '../../../protocol/replication.ts';
 import { call, describeError, getAll, getJson, getPage } from '../api.ts';
 import { SelectField, TextField } from '../components/fields.tsx';
-import { RowAction, Table } from '../components/table.tsx';
+import { LoadedList, RowAction, Table } from '../components/table.tsx';
 import { enc, Link, navigate, useLocation } from '../router.tsx';
 import { useSession } from '../session.tsx';
 import { Badge, ConfirmDialog, Digest, Empty, Flash, formatBytes, Loaded, PageHeader, Pager, Time, useLoad } from '../ui.tsx';
@@ -128,56 +128,52 @@ export function ReplicationPage({ name }: { name: string }) {
       )}
       <section className="section" aria-labelledby="policies-heading">
         <h2 id="policies-heading">Policies</h2>
-        <Loaded load={policies} what="the replication policies">
-          {(list) =>
-            list.length === 0 ? (
-              <Empty title="No replication policies yet">{canWrite ? 'Create one with “New policy”.' : null}</Empty>
-            ) : (
-              <Table caption={`Replication policies of ${name}`} columns={['Name', 'Destinations', 'Trigger', 'What', 'Bandwidth', 'State']} actions>
-                {list.map((p) => (
-                  <tr key={p.name}>
-                    <td className="mono nowrap">{p.name}</td>
-                    <td>
-                      {p.destinations.map((d, i) => (
-                        <span key={d.name}>
-                          {i > 0 && ', '}
-                          <Link to={d.type === 'edge' ? '/edges' : '/registries'}>{d.name}</Link> <span className="muted small">({d.type === 'edge' ? 'edge' : 'registry'})</span>
-                        </span>
-                      ))}
-                      {p.mode === 'pull' && <span className="muted small"> · pull</span>}
-                    </td>
-                    <td>{describeTrigger(p)}</td>
-                    <td className="small">{describeFilter(p)}</td>
-                    <td>{describeBandwidth(p.bandwidth)}</td>
-                    <td>
-                      <Badge tone={p.enabled ? 'success' : 'neutral'}>{p.enabled ? 'enabled' : 'disabled'}</Badge>
-                    </td>
-                    <td className="row-actions">
-                      {canRun && p.enabled && (
-                        <button type="button" className="button button-small" aria-label={`Run now ${p.name}`} onClick={() => setStarting(p)}>
-                          Run now
+        <LoadedList load={policies} what="the replication policies" empty={<Empty title="No replication policies yet">{canWrite ? 'Create one with “New policy”.' : null}</Empty>}>
+          {(list) => (
+            <Table caption={`Replication policies of ${name}`} columns={['Name', 'Destinations', 'Trigger', 'What', 'Bandwidth', 'State']} actions>
+              {list.map((p) => (
+                <tr key={p.name}>
+                  <td className="mono nowrap">{p.name}</td>
+                  <td>
+                    {p.destinations.map((d, i) => (
+                      <span key={d.name}>
+                        {i > 0 && ', '}
+                        <Link to={d.type === 'edge' ? '/edges' : '/registries'}>{d.name}</Link> <span className="muted small">({d.type === 'edge' ? 'edge' : 'registry'})</span>
+                      </span>
+                    ))}
+                    {p.mode === 'pull' && <span className="muted small"> · pull</span>}
+                  </td>
+                  <td>{describeTrigger(p)}</td>
+                  <td className="small">{describeFilter(p)}</td>
+                  <td>{describeBandwidth(p.bandwidth)}</td>
+                  <td>
+                    <Badge tone={p.enabled ? 'success' : 'neutral'}>{p.enabled ? 'enabled' : 'disabled'}</Badge>
+                  </td>
+                  <td className="row-actions">
+                    {canRun && p.enabled && (
+                      <button type="button" className="button button-small" aria-label={`Run now ${p.name}`} onClick={() => setStarting(p)}>
+                        Run now
+                      </button>
+                    )}
+                    {canWrite && (
+                      <>
+                        <RowAction label={`Edit ${p.name}`} onClick={() => setEditing(p)}>
+                          Edit
+                        </RowAction>
+                        <button type="button" className="button button-small button-ghost" aria-label={`${p.enabled ? 'Disable' : 'Enable'} ${p.name}`} onClick={() => void toggle(p)}>
+                          {p.enabled ? 'Disable' : 'Enable'}
                         </button>
-                      )}
-                      {canWrite && (
-                        <>
-                          <RowAction label={`Edit ${p.name}`} onClick={() => setEditing(p)}>
-                            Edit
-                          </RowAction>
-                          <button type="button" className="button button-small button-ghost" aria-label={`${p.enabled ? 'Disable' : 'Enable'} ${p.name}`} onClick={() => void toggle(p)}>
-                            {p.enabled ? 'Disable' : 'Enable'}
-                          </button>
-                          <RowAction label={`Delete ${p.name}`} onClick={() => setDeleting(p)}>
-                            Delete
-                          </RowAction>
-                        </>
-                      )}
-                    </td>
-                  </tr>
-                ))}
-              </Table>
-            )
-          }
-        </Loaded>
+                        <RowAction label={`Delete ${p.name}`} onClick={() => setDeleting(p)}>
+                          Delete
+                        </RowAction>
+                      </>
+                    )}
+                  </td>
+                </tr>
+              ))}
+            </Table>
+          )}
+        </LoadedList>
       </section>
 
       <section className="section" aria-labelledby="runs-heading">

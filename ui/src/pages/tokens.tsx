@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { accessToken, createdToken, scopes, type AccessToken } from '../../../protocol/access.ts';
 import { call, getJson } from '../api.ts';
 import { TextField } from '../components/fields.tsx';
-import { RowAction, Table } from '../components/table.tsx';
+import { LoadedList, RowAction, Table } from '../components/table.tsx';
 import { useLocation } from '../router.tsx';
 import { useSession } from '../session.tsx';
 import { Badge, ConfirmDialog, Empty, Loaded, PageHeader, Time, useLoad } from '../ui.tsx';
@@ -65,39 +65,35 @@ export function TokensPage() {
           </div>
         </div>
       )}
-      <Loaded load={load} what="tokens">
-        {(list) =>
-          list.length === 0 ? (
-            <Empty title="No tokens" />
-          ) : (
-            <Table caption="Access tokens" columns={['Name', 'Scopes', 'State', 'Created', 'Expires', 'Last used']} actions>
-              {list.map((t) => (
-                <tr key={t.id}>
-                  <td>{t.name}</td>
-                  <td>{t.scopes.join(', ')}</td>
-                  <td>
-                    <Badge>{stateOf(t)}</Badge>
-                  </td>
-                  <td>
-                    <Time at={t.createdAt} />
-                  </td>
-                  <td>{t.expiresAt ? <Time at={t.expiresAt} /> : 'never'}</td>
-                  <td>
-                    <Time at={t.lastUsedAt} />
-                  </td>
-                  <td className="row-actions">
-                    {stateOf(t) === 'active' && session.can('token:write') && (
-                      <RowAction label={`Revoke ${t.name}`} onClick={() => setRevoking(t)}>
-                        Revoke
-                      </RowAction>
-                    )}
-                  </td>
-                </tr>
-              ))}
-            </Table>
-          )
-        }
-      </Loaded>
+      <LoadedList load={load} what="tokens" empty={<Empty title="No tokens" />}>
+        {(list) => (
+          <Table caption="Access tokens" columns={['Name', 'Scopes', 'State', 'Created', 'Expires', 'Last used']} actions>
+            {list.map((t) => (
+              <tr key={t.id}>
+                <td>{t.name}</td>
+                <td>{t.scopes.join(', ')}</td>
+                <td>
+                  <Badge>{stateOf(t)}</Badge>
+                </td>
+                <td>
+                  <Time at={t.createdAt} />
+                </td>
+                <td>{t.expiresAt ? <Time at={t.expiresAt} /> : 'never'}</td>
+                <td>
+                  <Time at={t.lastUsedAt} />
+                </td>
+                <td className="row-actions">
+                  {stateOf(t) === 'active' && session.can('token:write') && (
+                    <RowAction label={`Revoke ${t.name}`} onClick={() => setRevoking(t)}>
+                      Revoke
+                    </RowAction>
+                  )}
+                </td>
+              </tr>
+            ))}
+          </Table>
+        )}
+      </LoadedList>
       <ConfirmDialog
         open={open}
         title={`New token for ${owner}`}

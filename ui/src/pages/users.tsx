@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { user } from '../../../protocol/access.ts';
 import { call, getJson } from '../api.ts';
 import { TextField } from '../components/fields.tsx';
-import { Table } from '../components/table.tsx';
+import { LoadedList, Table } from '../components/table.tsx';
 import { enc, Link } from '../router.tsx';
 import { useSession } from '../session.tsx';
 import { Badge, ConfirmDialog, Empty, Flash, Loaded, PageHeader, Time, useLoad } from '../ui.tsx';
@@ -30,28 +30,24 @@ export function UsersPage() {
         <p className="lede">People who may sign in. Their roles are given per bundle, on each bundle’s page.</p>
       </PageHeader>
       <Flash message={flash} />
-      <Loaded load={load} what="users">
-        {(list) =>
-          list.length === 0 ? (
-            <Empty title="No users" />
-          ) : (
-            <Table caption="Users" columns={['Name', 'Kind', 'Created']} actions actionsLabel="Links">
-              {list.map((u) => (
-                <tr key={u.name}>
-                  <td>{u.name}</td>
-                  <td>{u.admin ? <Badge>admin</Badge> : <Badge tone="neutral">user</Badge>}</td>
-                  <td>
-                    <Time at={u.createdAt} />
-                  </td>
-                  <td className="row-actions">
-                    {session.can('user:write') && <Link to={`/tokens?user=${enc(u.name)}`}>Tokens</Link>}
-                  </td>
-                </tr>
-              ))}
-            </Table>
-          )
-        }
-      </Loaded>
+      <LoadedList load={load} what="users" empty={<Empty title="No users" />}>
+        {(list) => (
+          <Table caption="Users" columns={['Name', 'Kind', 'Created']} actions actionsLabel="Links">
+            {list.map((u) => (
+              <tr key={u.name}>
+                <td>{u.name}</td>
+                <td>{u.admin ? <Badge>admin</Badge> : <Badge tone="neutral">user</Badge>}</td>
+                <td>
+                  <Time at={u.createdAt} />
+                </td>
+                <td className="row-actions">
+                  {session.can('user:write') && <Link to={`/tokens?user=${enc(u.name)}`}>Tokens</Link>}
+                </td>
+              </tr>
+            ))}
+          </Table>
+        )}
+      </LoadedList>
       <ConfirmDialog
         open={open}
         title="New user"
