@@ -5,6 +5,7 @@ import { call, getJson } from '../api.ts';
 import { TextField } from '../components/fields.tsx';
 import { edgeHealth } from '../health.ts';
 import { LoadedList, RowAction, Table } from '../components/table.tsx';
+import { SecretNotice } from '../components/secret.tsx';
 import { useSession } from '../session.tsx';
 import { Badge, ConfirmDialog, Empty, Flash, Loaded, PageHeader, SecretRow, Time, useLoad } from '../ui.tsx';
 
@@ -40,10 +41,18 @@ export function EdgesPage() {
       </PageHeader>
       <Flash message={flash} />
       {secret && (
-        <div className="notice notice-success" role="status">
-          <strong>Edge “{secret.name}” added.</strong> Give this token to the edge (<span className="mono">CONVOY_EDGE_TOKEN</span>); it is shown only once.
-          <SecretRow id="edge-secret" label="Edge token" value={secret.token} onDone={() => setSecret(undefined)} />
-        </div>
+        <SecretNotice
+          title={`Edge “${secret.name}” added.`}
+          note={
+            <>
+              Give this token to the edge (<span className="mono">CONVOY_EDGE_TOKEN</span>); it is shown only once.
+            </>
+          }
+          id="edge-secret"
+          label="Edge token"
+          value={secret.token}
+          onDone={() => setSecret(undefined)}
+        />
       )}
       <LoadedList load={load} what="the edges" empty={<Empty title="No edges yet">{canWrite ? 'Add one to mirror releases close to a site.' : null}</Empty>}>
         {(list) => (

@@ -7,6 +7,7 @@ import { call, getJson, getPage } from '../api.ts';
 import { SelectField, TextField } from '../components/fields.tsx';
 import { Table } from '../components/table.tsx';
 import { enc, Link, navigate, useLocation } from '../router.tsx';
+import { SecretNotice } from '../components/secret.tsx';
 import { useSession } from '../session.tsx';
 import { Badge, ConfirmDialog, Empty, Flash, Loaded, PageHeader, Pager, Time, useLoad } from '../ui.tsx';
 import { DeviceTable } from './groups.tsx';
@@ -47,18 +48,7 @@ export function DevicesPage() {
         }
       />
       {secret && (
-        <div className="notice notice-success" role="status">
-          <strong>Device registered.</strong> Its token is shown only once:
-          <div className="secret-row">
-            <label htmlFor="device-secret" className="sr-only">
-              Device token
-            </label>
-            <input id="device-secret" readOnly value={secret} className="mono" />
-            <button type="button" className="button button-ghost" onClick={() => setSecret(undefined)}>
-              Done
-            </button>
-          </div>
-        </div>
+        <SecretNotice title="Device registered." note="Its token is shown only once:" id="device-secret" label="Device token" value={secret} onDone={() => setSecret(undefined)} />
       )}
       <form className="filters" onSubmit={submit} aria-label="Filter devices">
         <TextField id="devices-group" label="Group" value={draft.group} onChange={(value) => setDraft({ ...draft, group: value })} placeholder="any" />

@@ -6,7 +6,8 @@ import { TextField } from '../components/fields.tsx';
 import { LoadedList, RowAction, Table } from '../components/table.tsx';
 import { Link, useLocation } from '../router.tsx';
 import { useSession } from '../session.tsx';
-import { ConfirmDialog, Empty, Flash, PageHeader, SecretRow, Time, useLoad } from '../ui.tsx';
+import { SecretNotice } from '../components/secret.tsx';
+import { ConfirmDialog, Empty, Flash, PageHeader, Time, useLoad } from '../ui.tsx';
 
 /*
  * Enrollment tokens (docs/device-install.md): a short-lived secret that lets a batch of devices
@@ -60,12 +61,21 @@ export function EnrollmentPage() {
         </div>
       )}
       {latest && latest.token && (
-        <div className="notice notice-success secret" role="status">
-          <strong>Enrollment token created</strong> for {latest.group ? `group ${latest.group}` : `device ${latest.device}`}: {latest.uses} use{latest.uses === 1 ? '' : 's'}, valid until <Time at={latest.expiresAt} />. Copy it now: it is shown only once.
-          <SecretRow id="enrollment-secret" label="The new enrollment token" value={latest.token} onDone={() => setLatest(undefined)} />
+        <SecretNotice
+          title="Enrollment token created"
+          note={
+            <>
+              for {latest.group ? `group ${latest.group}` : `device ${latest.device}`}: {latest.uses} use{latest.uses === 1 ? '' : 's'}, valid until <Time at={latest.expiresAt} />. Copy it now: it is shown only once.
+            </>
+          }
+          id="enrollment-secret"
+          label="The new enrollment token"
+          value={latest.token}
+          onDone={() => setLatest(undefined)}
+        >
           <p className="small">On the device:</p>
           <pre className="manifest small">{`convoyd enroll --server ${window.location.origin} --token "$TOKEN" --dir /etc/convoy${latest.device ? ` --id ${latest.device}` : ' --id <device id>'}`}</pre>
-        </div>
+        </SecretNotice>
       )}
       <Flash message={flash} />
       {canCreate && (

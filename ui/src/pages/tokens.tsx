@@ -5,6 +5,7 @@ import { call, getJson } from '../api.ts';
 import { TextField } from '../components/fields.tsx';
 import { LoadedList, RowAction, Table } from '../components/table.tsx';
 import { useLocation } from '../router.tsx';
+import { SecretNotice } from '../components/secret.tsx';
 import { useSession } from '../session.tsx';
 import { Badge, ConfirmDialog, Empty, Loaded, PageHeader, Time, useLoad } from '../ui.tsx';
 
@@ -26,7 +27,6 @@ export function TokensPage() {
   const [expires, setExpires] = useState('');
   const [secret, setSecret] = useState<{ token: string; name: string } | undefined>(undefined);
   const [revoking, setRevoking] = useState<AccessToken | undefined>(undefined);
-  const [copied, setCopied] = useState(false);
   const owner = forUser ?? session.user.name;
   return (
     <>
@@ -43,27 +43,7 @@ export function TokensPage() {
         <p className="lede">Tokens sign in the CLI, CI jobs and this UI. A token never holds more than its scopes and its user’s roles allow.</p>
       </PageHeader>
       {secret && (
-        <div className="notice notice-success secret" role="status">
-          <strong>Token “{secret.name}” created.</strong> Copy it now: it is shown only once.
-          <div className="secret-row">
-            <label htmlFor="new-secret" className="sr-only">
-              The new token
-            </label>
-            <input id="new-secret" readOnly value={secret.token} className="mono" onFocus={(e) => e.target.select()} />
-            <button
-              type="button"
-              className="button"
-              onClick={() => {
-                void navigator.clipboard?.writeText(secret.token).then(() => setCopied(true));
-              }}
-            >
-              {copied ? 'Copied' : 'Copy'}
-            </button>
-            <button type="button" className="button button-ghost" onClick={() => setSecret(undefined)}>
-              Done
-            </button>
-          </div>
-        </div>
+        <SecretNotice title={`Token “${secret.name}” created.`} note="Copy it now: it is shown only once." id="new-secret" label="The new token" value={secret.token} onDone={() => setSecret(undefined)} />
       )}
       <LoadedList load={load} what="tokens" empty={<Empty title="No tokens" />}>
         {(list) => (
@@ -107,7 +87,6 @@ export function TokensPage() {
             ...(expires ? { expiresAt: new Date(`${expires}T23:59:59Z`).toISOString() } : {}),
             ...(forUser ? { user: forUser } : {}),
           });
-          setCopied(false);
           setSecret({ token: made!.token, name: made!.info.name });
           setName('');
           load.reload();
