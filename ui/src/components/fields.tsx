@@ -1,4 +1,5 @@
 import type { InputHTMLAttributes, ReactNode, SelectHTMLAttributes, TextareaHTMLAttributes } from 'react';
+import type { Load } from '../ui.tsx';
 
 /*
  * Labelled form controls: every control gets its <label>, and a hint is tied to it with
@@ -75,5 +76,19 @@ export function SelectField({
         ))}
       </select>
     </Field>
+  );
+}
+
+/** The <option>s of loaded versions, newest first (the API lists them oldest first); none until they are loaded. */
+export function VersionOptions({ versions }: { versions: Load<readonly { version: string }[]> }) {
+  if (versions.state !== 'ok') return null;
+  return (
+    <>
+      {[...versions.data].reverse().map((v) => (
+        <option key={v.version} value={v.version}>
+          {v.version}
+        </option>
+      ))}
+    </>
   );
 }

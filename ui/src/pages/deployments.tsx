@@ -2,7 +2,7 @@ import { useState } from 'react';
 import { bundleVersion } from '../../../protocol/api.ts';
 import { deploymentStates, deviceGroup, parseDuration, parseFailureThreshold, parsePhases, rolloutSummary } from '../../../protocol/rollout.ts';
 import { call, getAll, getPage } from '../api.ts';
-import { SelectField, TextField } from '../components/fields.tsx';
+import { SelectField, TextField, VersionOptions } from '../components/fields.tsx';
 import { Table } from '../components/table.tsx';
 import { enc, Link, navigate, useLocation } from '../router.tsx';
 import { useSession } from '../session.tsx';
@@ -153,12 +153,7 @@ function NewDeploymentDialog({ onClose }: { onClose: () => void }) {
         </div>
         <SelectField id="deploy-version" label="Approved version" value={form.version} onChange={(value) => set('version', value)} disabled={versions.state !== 'ok' || versions.data.length === 0}>
           <option value="">{versions.state === 'ok' && versions.data.length === 0 && form.bundle ? 'no approved version' : 'choose…'}</option>
-          {versions.state === 'ok' &&
-            [...versions.data].reverse().map((v) => (
-              <option key={v.version} value={v.version}>
-                {v.version}
-              </option>
-            ))}
+          <VersionOptions versions={versions} />
         </SelectField>
         <SelectField id="deploy-group" label="Device group" value={form.group} onChange={(value) => set('group', value)}>
           <option value="">choose…</option>

@@ -14,7 +14,7 @@ import {
   type ReplicationTask,
 } from '../../../protocol/replication.ts';
 import { call, describeError, getAll, getJson, getPage } from '../api.ts';
-import { SelectField, TextField } from '../components/fields.tsx';
+import { SelectField, TextField, VersionOptions } from '../components/fields.tsx';
 import { LoadedList, RowAction, Table } from '../components/table.tsx';
 import { enc, Link, navigate, useLocation } from '../router.tsx';
 import { useSession } from '../session.tsx';
@@ -262,12 +262,7 @@ function RunDialog({ name, policy, onClose }: { name: string; policy: Replicatio
       </p>
       <SelectField id="run-version" label="Version" value={version} onChange={setVersion}>
         <option value="">every approved version the filter matches</option>
-        {versions.state === 'ok' &&
-          [...versions.data].reverse().map((v) => (
-            <option key={v.version} value={v.version}>
-              {v.version}
-            </option>
-          ))}
+        <VersionOptions versions={versions} />
       </SelectField>
     </ConfirmDialog>
   );
