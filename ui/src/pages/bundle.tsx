@@ -1,6 +1,5 @@
 import { useState } from 'react';
-import { z } from 'zod';
-import { member, roles } from '../../../protocol/access.ts';
+import { member } from '../../../protocol/access.ts';
 import { bundle, bundleVersion, nextVersion } from '../../../protocol/api.ts';
 import { trustPolicy } from '../../../protocol/trust.ts';
 import { call, getJson, getPage } from '../api.ts';

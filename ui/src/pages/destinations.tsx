@@ -7,7 +7,7 @@ import { edgeHealth } from '../health.ts';
 import { LoadedList, RowAction, Table } from '../components/table.tsx';
 import { SecretNotice } from '../components/secret.tsx';
 import { useSession } from '../session.tsx';
-import { Badge, ConfirmDialog, Empty, Flash, Loaded, PageHeader, SecretRow, Time, useLoad } from '../ui.tsx';
+import { Badge, ConfirmDialog, Empty, Flash, PageHeader, Time, useLoad } from '../ui.tsx';
 
 /*
  * Replication destinations (admin screens): edges, which mirror approved versions and serve

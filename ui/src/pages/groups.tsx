@@ -1,6 +1,5 @@
 import { useEffect, useState } from 'react';
 import { z } from 'zod';
-import { roles } from '../../../protocol/access.ts';
 import { device } from '../../../protocol/api.ts';
 import { parseFilter } from '../../../protocol/filter.ts';
 import { deviceGroup, groupMember, groupPreview, type DeviceGroup } from '../../../protocol/rollout.ts';
@@ -10,7 +9,7 @@ import { Table } from '../components/table.tsx';
 import { enc, Link, navigate } from '../router.tsx';
 import { MembersSection } from '../components/members.tsx';
 import { useSession } from '../session.tsx';
-import { Badge, ConfirmDialog, Empty, Flash, Loaded, PageHeader, Time, useLoad } from '../ui.tsx';
+import { Badge, ConfirmDialog, Empty, Loaded, PageHeader, Time, useLoad } from '../ui.tsx';
 
 export function GroupsPage() {
   const session = useSession();

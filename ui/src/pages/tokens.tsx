@@ -7,7 +7,7 @@ import { LoadedList, RowAction, Table } from '../components/table.tsx';
 import { useLocation } from '../router.tsx';
 import { SecretNotice } from '../components/secret.tsx';
 import { useSession } from '../session.tsx';
-import { Badge, ConfirmDialog, Empty, Loaded, PageHeader, Time, useLoad } from '../ui.tsx';
+import { Badge, ConfirmDialog, Empty, PageHeader, Time, useLoad } from '../ui.tsx';
 
 function stateOf(t: AccessToken): string {
   if (t.revokedAt) return 'revoked';

@@ -6,7 +6,7 @@ import { TextField } from '../components/fields.tsx';
 import { LoadedList, Table } from '../components/table.tsx';
 import { enc, Link } from '../router.tsx';
 import { useSession } from '../session.tsx';
-import { Badge, ConfirmDialog, Empty, Flash, Loaded, PageHeader, Time, useLoad } from '../ui.tsx';
+import { Badge, ConfirmDialog, Empty, Flash, PageHeader, Time, useLoad } from '../ui.tsx';
 
 export function UsersPage() {
   const session = useSession();
