@@ -6,7 +6,7 @@ import { enc } from '../router.tsx';
 import { useSession } from '../session.tsx';
 import { Badge, ConfirmDialog, Empty, Flash, Time, useLoad } from '../ui.tsx';
 import { SelectField, TextField } from './fields.tsx';
-import { LoadedList, RowAction, Table } from './table.tsx';
+import { LoadedList, RowActionCell, Table } from './table.tsx';
 
 /*
  * The members of a bundle or of a device group: who holds which role since when, with "Add
@@ -81,11 +81,9 @@ export function MembersSection({
                   <Time at={m.createdAt} />
                 </td>
                 {canWrite && (
-                  <td className="row-actions">
-                    <RowAction label={`Remove ${m.user}`} onClick={() => setRemoving(m.user)}>
-                      Remove
-                    </RowAction>
-                  </td>
+                  <RowActionCell label={`Remove ${m.user}`} onClick={() => setRemoving(m.user)}>
+                    Remove
+                  </RowActionCell>
                 )}
               </tr>
             ))}

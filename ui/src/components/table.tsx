@@ -72,3 +72,16 @@ export function LoadedList<T>({ load, what, empty, children }: { load: Load<T[]>
     </Loaded>
   );
 }
+
+/** A row's last cell holding one RowAction; empty (the cell kept, so columns line up) when `show` is false. */
+export function RowActionCell({ show = true, label, onClick, children }: { show?: boolean; label: string; onClick: () => void; children: ReactNode }) {
+  return (
+    <td className="row-actions">
+      {show && (
+        <RowAction label={label} onClick={onClick}>
+          {children}
+        </RowAction>
+      )}
+    </td>
+  );
+}

@@ -4,7 +4,7 @@ import { createdEdge, edge, registryEndpoint, type Edge, type RegistryEndpoint }
 import { call, getJson } from '../api.ts';
 import { TextField } from '../components/fields.tsx';
 import { edgeHealth } from '../health.ts';
-import { LoadedList, RowAction, Table } from '../components/table.tsx';
+import { LoadedList, RowActionCell, Table } from '../components/table.tsx';
 import { SecretNotice } from '../components/secret.tsx';
 import { useSession } from '../session.tsx';
 import { Badge, ConfirmDialog, Empty, Flash, PageHeader, Time, useLoad } from '../ui.tsx';
@@ -72,13 +72,9 @@ export function EdgesPage() {
                   <td>
                     <Time at={e.createdAt} />
                   </td>
-                  <td className="row-actions">
-                    {canWrite && (
-                      <RowAction label={`Remove edge ${e.name}`} onClick={() => setRemoving(e)}>
-                        Remove
-                      </RowAction>
-                    )}
-                  </td>
+                  <RowActionCell show={canWrite} label={`Remove edge ${e.name}`} onClick={() => setRemoving(e)}>
+                    Remove
+                  </RowActionCell>
                 </tr>
               );
             })}
@@ -162,13 +158,9 @@ export function RegistriesPage() {
                 <td>
                   <Time at={r.createdAt} />
                 </td>
-                <td className="row-actions">
-                  {canWrite && (
-                    <RowAction label={`Remove registry endpoint ${r.name}`} onClick={() => setRemoving(r)}>
-                      Remove
-                    </RowAction>
-                  )}
-                </td>
+                <RowActionCell show={canWrite} label={`Remove registry endpoint ${r.name}`} onClick={() => setRemoving(r)}>
+                  Remove
+                </RowActionCell>
               </tr>
             ))}
           </Table>

@@ -318,10 +318,10 @@ function CertificatesSection({ url }: { url: string }) {
                       </>
                     )}
                   </td>
-                  <td>
+                  <td className="nowrap">
                     <Time at={c.notAfter} />
                   </td>
-                  <td>
+                  <td className="nowrap">
                     <Time at={c.issuedAt} />
                   </td>
                   <td className="mono small wrap">{c.fingerprint ?? <span className="muted">not recorded</span>}</td>

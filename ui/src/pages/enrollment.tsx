@@ -3,7 +3,7 @@ import { enrollmentToken, enrollmentTokenList, enrollmentTokenRevocation, maxEnr
 import { deviceGroup } from '../../../protocol/rollout.ts';
 import { call, getAll, getJson } from '../api.ts';
 import { TextField } from '../components/fields.tsx';
-import { LoadedList, RowAction, Table } from '../components/table.tsx';
+import { LoadedList, RowActionCell, Table } from '../components/table.tsx';
 import { Link, useLocation } from '../router.tsx';
 import { useSession } from '../session.tsx';
 import { SecretNotice } from '../components/secret.tsx';
@@ -99,13 +99,11 @@ export function EnrollmentPage() {
                       <Time at={t.expiresAt} />
                     </td>
                     <td>
-                      {t.createdBy} <Time at={t.createdAt} />
+                      {t.createdBy}, <Time at={t.createdAt} />
                     </td>
-                    <td className="row-actions">
-                      <RowAction label={`Revoke enrollment token ${t.id}`} onClick={() => setRevoking(t)}>
-                        Revoke
-                      </RowAction>
-                    </td>
+                    <RowActionCell label={`Revoke enrollment token ${t.id}`} onClick={() => setRevoking(t)}>
+                      Revoke
+                    </RowActionCell>
                   </tr>
                 ))}
               </Table>

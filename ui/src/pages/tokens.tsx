@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { accessToken, createdToken, scopes, type AccessToken } from '../../../protocol/access.ts';
 import { call, getJson } from '../api.ts';
 import { TextField } from '../components/fields.tsx';
-import { LoadedList, RowAction, Table } from '../components/table.tsx';
+import { LoadedList, RowActionCell, Table } from '../components/table.tsx';
 import { useLocation } from '../router.tsx';
 import { SecretNotice } from '../components/secret.tsx';
 import { useSession } from '../session.tsx';
@@ -62,13 +62,9 @@ export function TokensPage() {
                 <td>
                   <Time at={t.lastUsedAt} />
                 </td>
-                <td className="row-actions">
-                  {stateOf(t) === 'active' && session.can('token:write') && (
-                    <RowAction label={`Revoke ${t.name}`} onClick={() => setRevoking(t)}>
-                      Revoke
-                    </RowAction>
-                  )}
-                </td>
+                <RowActionCell show={stateOf(t) === 'active' && session.can('token:write')} label={`Revoke ${t.name}`} onClick={() => setRevoking(t)}>
+                  Revoke
+                </RowActionCell>
               </tr>
             ))}
           </Table>
