@@ -580,12 +580,13 @@ const enrollment: Migration = {
 };
 
 /**
+ * (0012: main holds 0011_bundle_roles, which goes before this one in the list when merged.)
  * Enrollment tokens can be revoked (a leaked batch token stops at once, and enrolling with it says
  * so), and each issued certificate keeps its SHA-256 fingerprint so operators can match it with
  * what a device holds (`openssl x509 -fingerprint -sha256`). Old certificates keep a null one.
  */
 const enrollmentRevocation: Migration = {
-  name: '0011_enrollment_revocation',
+  name: '0012_enrollment_revocation',
   async up(db) {
     await db.schema.alterTable('enrollment_tokens', (t) => {
       t.string('revoked_at', 32);
