@@ -580,7 +580,6 @@ const enrollment: Migration = {
 };
 
 /**
- * (0012: main holds 0011_bundle_roles, which goes before this one in the list when merged.)
  * Enrollment tokens can be revoked (a leaked batch token stops at once, and enrolling with it says
  * so), and each issued certificate keeps its SHA-256 fingerprint so operators can match it with
  * what a device holds (`openssl x509 -fingerprint -sha256`). Old certificates keep a null one.
