@@ -91,3 +91,50 @@ export const deviceRevocation = z.strictObject({
   certificates: z.number().int().nonnegative(),
   tokens: z.number().int().nonnegative(),
 });
+
+/** `GET /api/v1/enrollment-tokens?group=`: narrows the live list to one group's tokens. */
+export const enrollmentTokenListQuery = z.strictObject({ group: groupName.optional() });
+
+export const enrollmentTokenPath = z.strictObject({ id: z.string().regex(/^[1-9]\d{0,14}$/, 'must be a positive whole number').transform(Number) });
+
+/**
+ * A live enrollment token as listed: who may enroll with it, how many uses are left, until when,
+ * who made it. Never the secret (the server holds only its hash).
+ */
+export const enrollmentTokenInfo = z.strictObject({
+  id: z.number().int().positive(),
+  group: groupName.nullable(),
+  device: deviceId.nullable(),
+  uses: z.number().int().positive(),
+  usesLeft: z.number().int().nonnegative(),
+  expiresAt: z.iso.datetime(),
+  createdBy: z.string(),
+  createdAt: z.iso.datetime(),
+});
+export type EnrollmentTokenInfo = z.infer<typeof enrollmentTokenInfo>;
+
+/** The live tokens: not revoked, not expired, a use left. Spent, expired and revoked ones drop out. */
+export const enrollmentTokenList = z.strictObject({ tokens: z.array(enrollmentTokenInfo) });
+
+/** What `DELETE /api/v1/enrollment-tokens/:id` did: the token enrolls nobody from now on. */
+export const enrollmentTokenRevocation = z.strictObject({
+  id: z.number().int().positive(),
+  revokedAt: z.iso.datetime(),
+});
+
+/**
+ * A certificate the server issued to a device (at enrollment or renewal). The fingerprint is the
+ * SHA-256 of its DER, as `openssl x509 -fingerprint -sha256` prints it; null for certificates
+ * issued before the server recorded it.
+ */
+export const deviceCertificate = z.strictObject({
+  serial: z.string(),
+  fingerprint: z.string().nullable(),
+  issuedAt: z.iso.datetime(),
+  notAfter: z.iso.datetime(),
+  revokedAt: z.iso.datetime().nullable(),
+});
+export type DeviceCertificate = z.infer<typeof deviceCertificate>;
+
+/** `GET /api/v1/devices/:id/certificates`: newest first. */
+export const deviceCertificateList = z.strictObject({ device: deviceId, certificates: z.array(deviceCertificate) });

@@ -291,6 +291,8 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       devices: {
         // Certificates of a decommissioned device are refused: only active devices are found.
         find: (id) => devices.findActive(id),
+        // Any registered device, decommissioned too: its certificates are still worth showing.
+        exists: async (id) => (await deviceStore.find(id)) !== undefined,
         ensureGroup: (group) => groups!.ensureStatic(group, undefined, 'enrollment'),
         add: (id, group, at, trx) => deviceStore.insert(id, group, at, trx),
         added: () => void deployments?.syncMembers(),

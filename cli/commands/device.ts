@@ -5,9 +5,9 @@ import { deviceConfigSchemaId, type DeviceConfigInput } from '../../protocol/dev
 import { deviceId, groupName } from '../../protocol/names.ts';
 import { writeFileAtomic } from '../../lib/files.ts';
 import { command, enc, json, need, needText, type Command } from '../command.ts';
-import { deviceRevocation, enrollmentToken, maxEnrollmentTtlSeconds, parseDuration } from '../../protocol/enrollment.ts';
+import { deviceRevocation, enrollmentToken, enrollmentTokenList, enrollmentTokenRevocation, maxEnrollmentTtlSeconds, parseDuration } from '../../protocol/enrollment.ts';
 import { CliError, UsageError } from '../client.ts';
-import { printJsonOr } from '../output.ts';
+import { printJsonOr, printList } from '../output.ts';
 import { rolloutCommandsOf } from './rollouts.ts';
 
 /* `convoy device …`: registering devices (their configuration written for convoyd) and the fleet's state. */
@@ -44,6 +44,36 @@ export const commands: Record<string, Command> = {
       const created = await api().request('POST', '/api/v1/enrollment-tokens', { json: { ...target, ttlSeconds, uses }, schema: enrollmentToken });
       const what = created.group ? `${uses} device${uses > 1 ? 's' : ''} to join group ${created.group}` : `device ${created.device} to enroll again`;
       printJsonOr(created, flags.json === true, `${created.token}\n\nlets ${what} until ${created.expiresAt} (shown once; on each device: convoyd enroll --server URL --token TOKEN --dir DIR)`);
+    },
+  }),
+  'device token list': command({
+    usage: 'convoy device token list [--group GROUP] [--json]   (live tokens: uses left, expiry, who made it; never the secret)',
+    options: { group: { type: 'string' }, ...json },
+    async run({ flags, api }) {
+      const group = flags.group === undefined ? undefined : need(groupName, flags.group, '--group');
+      const path = group === undefined ? '/api/v1/enrollment-tokens' : `/api/v1/enrollment-tokens?group=${enc(group)}`;
+      const { tokens } = await api().request('GET', path, { schema: enrollmentTokenList });
+      printList(
+        tokens,
+        [
+          { header: 'ID', value: (t) => String(t.id) },
+          { header: 'FOR', value: (t) => (t.group !== null ? `group ${t.group}` : `device ${t.device}`) },
+          { header: 'USES LEFT', value: (t) => `${t.usesLeft}/${t.uses}` },
+          { header: 'EXPIRES', value: (t) => t.expiresAt },
+          { header: 'MADE BY', value: (t) => `${t.createdBy} at ${t.createdAt}` },
+        ],
+        flags.json === true,
+      );
+    },
+  }),
+  'device token revoke': command({
+    usage: 'convoy device token revoke ID [--json]   (nobody enrolls with it from now on)',
+    options: { ...json },
+    async run({ positionals, flags, api }) {
+      const id = positionals[0];
+      if (id === undefined || !/^[1-9][0-9]{0,14}$/.test(id)) throw new UsageError('give the token ID (convoy device token list shows it)');
+      const revoked = await api().request('DELETE', `/api/v1/enrollment-tokens/${id}`, { schema: enrollmentTokenRevocation });
+      printJsonOr(revoked, flags.json === true, `revoked enrollment token ${revoked.id} (at ${revoked.revokedAt}): nobody enrolls with it from now on`);
     },
   }),
   'device revoke': command({

@@ -18,6 +18,7 @@ import {
   type RolloutSummary,
 } from '../../protocol/rollout.ts';
 import { deviceState } from '../../protocol/messages.ts';
+import { deviceCertificateList } from '../../protocol/enrollment.ts';
 import { CliError, type ApiClient } from '../client.ts';
 import { need, type Command } from '../command.ts';
 import { printJsonOr, printList } from '../output.ts';
@@ -262,14 +263,20 @@ const rolloutCommands: Record<string, RolloutCommand> = {
     usage: 'convoy device show ID [--json]   (inventory, groups, what it should run, history)',
     options: json,
     async run({ positionals, flags, api }) {
-      const d = await api().request('GET', `/api/v1/devices/${enc(need(deviceId, positionals[0], 'device id'))}`, { schema: deviceDetail });
-      if (flags.json === true) return printJsonOr(d, true, '');
+      const id = need(deviceId, positionals[0], 'device id');
+      const d = await api().request('GET', `/api/v1/devices/${enc(id)}`, { schema: deviceDetail });
+      // Its identity too: when its certificate expires is what an operator asks next.
+      const { certificates } = await api().request('GET', `/api/v1/devices/${enc(id)}/certificates`, { schema: deviceCertificateList });
+      if (flags.json === true) return printJsonOr({ ...d, certificates }, true, '');
       const out = (line: string) => process.stdout.write(`${line}\n`);
       out(`device ${d.id}: ${d.decommissionedAt ? `decommissioned ${d.decommissionedAt}` : d.online ? 'online' : 'offline'}, last seen ${d.lastSeenAt ?? 'never'}`);
       out(`groups:    ${d.groups.join(', ')}`);
       out(`state:     ${d.state ?? 'never reported'}${d.error ? ` (${d.error.code}: ${d.error.message})` : ''}`);
       out(`installed: ${d.installed ? `${d.installed.bundle}@${d.installed.version}` : '-'}`);
       out(`assigned:  ${d.assigned ? `${d.assigned.bundle}@${d.assigned.version} (deployment ${d.assigned.deploymentId} to ${d.assigned.group})` : '-'}`);
+      out('certificates:');
+      if (certificates.length === 0) out('  none (registered with a token, not enrolled)');
+      for (const c of certificates) out(`  serial ${c.serial}: not after ${c.notAfter}, ${c.revokedAt ? `revoked ${c.revokedAt}` : Date.parse(c.notAfter) <= Date.now() ? 'expired' : 'valid'}, issued ${c.issuedAt}${c.fingerprint ? `, SHA-256 ${c.fingerprint}` : ''}`);
       out('inventory:');
       for (const [key, value] of Object.entries(d.inventory)) out(`  ${key} = ${JSON.stringify(value)}`);
       out('history:');

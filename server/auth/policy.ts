@@ -154,7 +154,7 @@ export const policy: { readonly [A in Action]?: Rule } = {
   'replication:write': { on: 'bundle', role: 'maintainer', scope: 'deploy', what: 'Create, change, enable, disable and delete the bundle’s replication policies' },
   'replication:run': { on: 'bundle', role: 'maintainer', scope: 'deploy', what: 'Start a replication run of one of the bundle’s policies' },
   'session:read': { on: 'instance', role: 'user', scope: 'read', what: 'See who one is: one’s roles, token scopes and the actions one holds (the web UI asks this)' },
-  'enrollment:create': { on: 'instance', role: 'admin', scope: 'admin', what: 'Create enrollment tokens: a group for a batch of devices, or one device to enroll again' },
+  'enrollment:create': { on: 'instance', role: 'admin', scope: 'admin', what: 'Create enrollment tokens (a group for a batch of devices, or one device to enroll again), list the live ones and revoke one' },
   // Served without a token: the enrollment token or the current certificate in the body is the credential.
   'device:enroll': { on: 'instance', role: 'user', scope: 'read', devices: true, what: 'Enroll a device (an enrollment token and a CSR) or renew its certificate (also served without a token)' },
   'device:revoke': { on: 'instance', role: 'admin', scope: 'admin', what: 'Revoke a device: its certificates and tokens stop working, it is decommissioned, its MQTT sessions end' },

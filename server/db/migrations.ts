@@ -598,7 +598,32 @@ const bundleRoles: Migration = {
   },
 };
 
-export const migrations: readonly Migration[] = [initial, access, trust, oci, bundles, auditReleases, oneApprovalsTable, rollouts, replication, enrollment, bundleRoles];
+/**
+ * Enrollment tokens can be revoked (a leaked batch token stops at once, and enrolling with it says
+ * so), and each issued certificate keeps its SHA-256 fingerprint so operators can match it with
+ * what a device holds (`openssl x509 -fingerprint -sha256`). Old certificates keep a null one.
+ */
+const enrollmentRevocation: Migration = {
+  name: '0012_enrollment_revocation',
+  async up(db) {
+    await db.schema.alterTable('enrollment_tokens', (t) => {
+      t.string('revoked_at', 32);
+      t.string('revoked_by', 64);
+    });
+    await db.schema.alterTable('device_certificates', (t) => {
+      t.string('fingerprint', 95);
+    });
+  },
+  async down(db) {
+    await db.schema.alterTable('device_certificates', (t) => t.dropColumn('fingerprint'));
+    await db.schema.alterTable('enrollment_tokens', (t) => {
+      t.dropColumn('revoked_by');
+      t.dropColumn('revoked_at');
+    });
+  },
+};
+
+export const migrations: readonly Migration[] = [initial, access, trust, oci, bundles, auditReleases, oneApprovalsTable, rollouts, replication, enrollment, bundleRoles, enrollmentRevocation];
 
 export const migrationSource: Knex.MigrationSource<Migration> = {
   getMigrations: async () => [...migrations],

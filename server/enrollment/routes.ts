@@ -1,4 +1,18 @@
-import { createEnrollmentTokenRequest, devicePath, deviceRevocation, enrollment, enrollmentToken, enrollRequest, renewal, renewRequest } from '../../protocol/enrollment.ts';
+import {
+  createEnrollmentTokenRequest,
+  deviceCertificateList,
+  devicePath,
+  deviceRevocation,
+  enrollment,
+  enrollmentToken,
+  enrollmentTokenList,
+  enrollmentTokenListQuery,
+  enrollmentTokenPath,
+  enrollmentTokenRevocation,
+  enrollRequest,
+  renewal,
+  renewRequest,
+} from '../../protocol/enrollment.ts';
 import { route, type Route } from '../http/routes.ts';
 import type { EnrollmentService } from './service.ts';
 
@@ -10,6 +24,29 @@ export function enrollmentRoutes(service: EnrollmentService): Route[] {
       async handler({ koa, body, principal }) {
         koa.status = 201;
         koa.body = await service.createToken(principal!, body);
+      },
+    }),
+    // Listing and revoking need the same power as creating: whoever may mint a batch token may
+    // see the live ones and stop a leaked one.
+    route({
+      method: 'GET', path: '/api/v1/enrollment-tokens', action: 'enrollment:create', summary: 'List live enrollment tokens (a use left, not expired, not revoked; ?group=): who may enroll, uses left, expiry, who made it; never the secret',
+      query: enrollmentTokenListQuery, responses: { 200: enrollmentTokenList },
+      async handler({ koa, query }) {
+        koa.body = { tokens: await service.listTokens({ group: query.group }) };
+      },
+    }),
+    route({
+      method: 'DELETE', path: '/api/v1/enrollment-tokens/:id', action: 'enrollment:create', summary: 'Revoke an enrollment token: nobody enrolls with it from now on (revoking twice answers when it was revoked)',
+      params: enrollmentTokenPath, responses: { 200: enrollmentTokenRevocation },
+      async handler({ koa, params, principal }) {
+        koa.body = await service.revokeToken(principal!, params.id);
+      },
+    }),
+    route({
+      method: 'GET', path: '/api/v1/devices/:id/certificates', action: 'device:read', summary: "A device's certificates, newest first: serial, SHA-256 fingerprint, issued, not after, revoked",
+      params: devicePath, responses: { 200: deviceCertificateList },
+      async handler({ koa, params }) {
+        koa.body = { device: params.id, certificates: await service.certificatesOf(params.id) };
       },
     }),
     route({

@@ -1,7 +1,7 @@
 import { createPublicKey, randomBytes, X509Certificate } from 'node:crypto';
 import { describeCertificate, normalSerial, PkiError, readCsr, signDeviceCsr } from '../../certs/pki.ts';
 import type { Device } from '../../protocol/api.ts';
-import type { Enrollment, EnrollmentToken, Renewal } from '../../protocol/enrollment.ts';
+import type { DeviceCertificate, Enrollment, EnrollmentToken, EnrollmentTokenInfo, Renewal } from '../../protocol/enrollment.ts';
 import type { Logger } from '../../protocol/log.ts';
 import { deviceId as deviceIdSchema } from '../../protocol/names.ts';
 import { principalName, type Principal } from '../auth/policy.ts';
@@ -10,7 +10,7 @@ import type { Db } from '../db/knex.ts';
 import { isUniqueViolation } from '../db/errors.ts';
 import { ApiError } from '../http/errors.ts';
 import type { FleetPki } from './pki.ts';
-import type { EnrollmentStore } from './store.ts';
+import type { EnrollmentStore, EnrollmentTokenRow } from './store.ts';
 
 /**
  * Enrollment: a device proves it was meant to join (an enrollment token an operator made) and
@@ -27,6 +27,8 @@ export function createEnrollmentService(deps: {
    */
   devices: {
     find(id: string): Promise<Device | undefined>;
+    /** Whether the device was ever registered (decommissioned ones too). */
+    exists(id: string): Promise<boolean>;
     ensureGroup?(group: string): Promise<void>;
     add(id: string, group: string, now: string, trx: Db): Promise<void>;
     added?(id: string): void;
@@ -63,7 +65,22 @@ export function createEnrollmentService(deps: {
     const { issuer, chain, ca } = await deps.pki.issuer();
     const certificate = signDeviceCsr({ issuer, csrPem: csr, deviceId, now: at });
     const described = describeCertificate(certificate);
-    return { certificate, chain, ca, serial: described.serial, notAfter: described.notAfter.toISOString() };
+    const fingerprint = new X509Certificate(certificate).fingerprint256;
+    return { certificate, chain, ca, serial: described.serial, fingerprint, notAfter: described.notAfter.toISOString() };
+  }
+
+  /** The listed view of a token: everything but its hash (the secret was never stored). */
+  function infoOf(row: EnrollmentTokenRow): EnrollmentTokenInfo {
+    return {
+      id: row.id,
+      group: row.group_name,
+      device: row.device_id,
+      uses: row.uses,
+      usesLeft: row.uses_left,
+      expiresAt: row.expires_at,
+      createdBy: row.created_by,
+      createdAt: row.created_at,
+    };
   }
 
   return {
@@ -90,8 +107,11 @@ export function createEnrollmentService(deps: {
       const at = deps.now();
       const now = at.toISOString();
       const refused = () => new ApiError('unauthenticated', 'the enrollment token is invalid, expired or used up (ask for a new one: convoy device token)');
-      const found = await store.findLiveToken(hashToken(token), now);
-      if (!found) throw refused();
+      const found = await store.findToken(hashToken(token));
+      // A revoked token says so (the operator meant it), so the one holding it asks for a new one
+      // instead of retrying; unknown, expired and spent ones share one answer.
+      if (found?.revoked_at) throw new ApiError('unauthenticated', `the enrollment token was revoked at ${found.revoked_at} (ask for a new one: convoy device token)`);
+      if (!found || found.uses_left <= 0 || found.expires_at <= now) throw refused();
       const { deviceId } = requestOf(csr);
       let group: string;
       if (found.device_id !== null) {
@@ -111,7 +131,7 @@ export function createEnrollmentService(deps: {
         deviceToken = await store.db.transaction(async (trx) => {
           if (!(await store.takeUse(found.id, now, trx))) throw refused();
           if (found.device_id === null) await deps.devices.add(deviceId, group, now, trx);
-          await store.recordCertificate({ serial: issued.serial, device_id: deviceId, not_after: issued.notAfter, issued_at: now }, trx);
+          await store.recordCertificate({ serial: issued.serial, device_id: deviceId, fingerprint: issued.fingerprint, not_after: issued.notAfter, issued_at: now }, trx);
           return deps.mintDeviceToken(deviceId, now, trx);
         });
       } catch (error) {
@@ -131,6 +151,36 @@ export function createEnrollmentService(deps: {
         ...(deps.httpsPort?.() ? { https: { port: deps.httpsPort()! } } : {}),
         ...(deps.mqttsPort?.() ? { mqtts: { port: deps.mqttsPort()! } } : {}),
       };
+    },
+
+    /** `convoy device token list`: the live tokens (never their secret), optionally of one group. */
+    async listTokens(filter: { group?: string | undefined }): Promise<EnrollmentTokenInfo[]> {
+      return (await store.listLiveTokens(deps.now().toISOString(), filter)).map(infoOf);
+    },
+
+    /** `convoy device token revoke`: the token enrolls nobody from now on (a leaked batch token). */
+    async revokeToken(actor: Principal, id: number): Promise<{ id: number; revokedAt: string }> {
+      const found = await store.findTokenById(id);
+      if (!found) throw new ApiError('not_found', `enrollment token ${id} does not exist`);
+      const now = deps.now().toISOString();
+      if (!(await store.revokeToken(id, now, principalName(actor)))) {
+        // Revoked already: say when, change nothing (revoking twice is not an error).
+        return { id, revokedAt: (await store.findTokenById(id))!.revoked_at! };
+      }
+      deps.log.warn('revoked an enrollment token', { id, group: found.group_name, device: found.device_id, usesLeft: found.uses_left, by: principalName(actor) });
+      return { id, revokedAt: now };
+    },
+
+    /** The certificates issued to a device, newest first, revoked ones included (with when). */
+    async certificatesOf(deviceId: string): Promise<DeviceCertificate[]> {
+      if (!(await deps.devices.exists(deviceId))) throw new ApiError('not_found', `device "${deviceId}" is not registered`);
+      return (await store.listCertificates(deviceId)).map((row) => ({
+        serial: row.serial,
+        fingerprint: row.fingerprint ?? null,
+        issuedAt: row.issued_at,
+        notAfter: row.not_after,
+        revokedAt: row.revoked_at,
+      }));
     },
 
     /**
@@ -181,7 +231,7 @@ export function createEnrollmentService(deps: {
       }
       if (!(await deps.devices.find(deviceId))) throw new ApiError('unauthenticated', `device "${deviceId}" is not registered any more`);
       const issued = await issue(csr, deviceId, at);
-      await store.recordCertificate({ serial: issued.serial, device_id: deviceId, not_after: issued.notAfter, issued_at: at.toISOString() });
+      await store.recordCertificate({ serial: issued.serial, device_id: deviceId, fingerprint: issued.fingerprint, not_after: issued.notAfter, issued_at: at.toISOString() });
       deps.log.info('renewed a device certificate', { device: deviceId, serial: issued.serial, notAfter: issued.notAfter });
       return { certificate: issued.certificate, chain: issued.chain, notAfter: issued.notAfter };
     },

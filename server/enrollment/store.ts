@@ -12,6 +12,17 @@ export interface EnrollmentTokenRow {
   expires_at: string;
   created_by: string;
   created_at: string;
+  revoked_at?: string | null;
+  revoked_by?: string | null;
+}
+
+export interface DeviceCertificateRow {
+  serial: string;
+  device_id: string;
+  fingerprint: string | null;
+  not_after: string;
+  issued_at: string;
+  revoked_at: string | null;
 }
 
 export function createEnrollmentStore(db: Db) {
@@ -22,8 +33,25 @@ export function createEnrollmentStore(db: Db) {
       return inserted!.id;
     },
 
-    async findLiveToken(hash: string, now: string, trx: Db = db): Promise<EnrollmentTokenRow | undefined> {
-      return trx('enrollment_tokens').where({ hash }).andWhere('uses_left', '>', 0).andWhere('expires_at', '>', now).first<EnrollmentTokenRow | undefined>();
+    /** The token with this hash, live or not (the service says why one is refused). */
+    async findToken(hash: string, trx: Db = db): Promise<EnrollmentTokenRow | undefined> {
+      return trx('enrollment_tokens').where({ hash }).first<EnrollmentTokenRow | undefined>();
+    },
+
+    async findTokenById(id: number): Promise<EnrollmentTokenRow | undefined> {
+      return db('enrollment_tokens').where({ id }).first<EnrollmentTokenRow | undefined>();
+    },
+
+    /** Live tokens (a use left, not expired, not revoked), newest first. */
+    async listLiveTokens(now: string, filter: { group?: string | undefined } = {}): Promise<EnrollmentTokenRow[]> {
+      const query = db('enrollment_tokens').where('uses_left', '>', 0).andWhere('expires_at', '>', now).whereNull('revoked_at').orderBy('id', 'desc');
+      if (filter.group !== undefined) query.andWhere({ group_name: filter.group });
+      return query.select<EnrollmentTokenRow[]>();
+    },
+
+    /** Marks the token revoked once (a second revoke changes nothing and answers false). */
+    async revokeToken(id: number, now: string, by: string): Promise<boolean> {
+      return (await db('enrollment_tokens').where({ id }).whereNull('revoked_at').update({ revoked_at: now, revoked_by: by })) === 1;
     },
 
     /**
@@ -31,16 +59,21 @@ export function createEnrollmentStore(db: Db) {
      * racing for the last use cannot both win (the database serialises the two updates).
      */
     async takeUse(id: number, now: string, trx: Db): Promise<boolean> {
-      const updated = await trx('enrollment_tokens').where({ id }).andWhere('uses_left', '>', 0).andWhere('expires_at', '>', now).update({ uses_left: trx.raw('uses_left - 1') });
+      const updated = await trx('enrollment_tokens').where({ id }).andWhere('uses_left', '>', 0).andWhere('expires_at', '>', now).whereNull('revoked_at').update({ uses_left: trx.raw('uses_left - 1') });
       return updated === 1;
     },
 
-    async recordCertificate(row: { serial: string; device_id: string; not_after: string; issued_at: string }, trx: Db = db): Promise<void> {
+    async recordCertificate(row: { serial: string; device_id: string; fingerprint: string; not_after: string; issued_at: string }, trx: Db = db): Promise<void> {
       await trx('device_certificates').insert(row);
     },
 
     async revokeCertificates(deviceId: string, now: string): Promise<number> {
       return db('device_certificates').where({ device_id: deviceId }).whereNull('revoked_at').update({ revoked_at: now });
+    },
+
+    /** Every certificate issued to the device, newest first. */
+    async listCertificates(deviceId: string): Promise<DeviceCertificateRow[]> {
+      return db('device_certificates').where({ device_id: deviceId }).orderBy([{ column: 'issued_at', order: 'desc' }, { column: 'serial', order: 'desc' }]).select<DeviceCertificateRow[]>('serial', 'device_id', 'fingerprint', 'not_after', 'issued_at', 'revoked_at');
     },
 
     async findCertificate(serial: string): Promise<{ serial: string; device_id: string; revoked_at: string | null } | undefined> {

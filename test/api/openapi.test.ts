@@ -134,7 +134,11 @@ test('every route answers with the shape it declares (a walk through the whole A
     const csr = createDeviceCsr({ deviceId: 'till-2', keyPem: generateKeyPem() });
     const enrolled = await ok('POST', '/api/v1/enroll', { token: null, json: { token: enrollmentToken.body.token, csr } });
     await ok('POST', '/api/v1/enroll/renew', { token: null, json: { certificate: enrolled.body.certificate, csr } });
+    await ok('GET', '/api/v1/devices/till-2/certificates');
     await ok('POST', '/api/v1/devices/till-2/revoke');
+    const spare = await ok('POST', '/api/v1/enrollment-tokens', { json: { group: 'shop', ttlSeconds: 600, uses: 5 } });
+    await ok('GET', '/api/v1/enrollment-tokens?group=shop');
+    await ok('DELETE', `/api/v1/enrollment-tokens/${spare.body.id}`);
     await ok('POST', '/api/v1/edges', { json: { name: 'shop-eu' } });
     await ok('GET', '/api/v1/edges');
     await ok('GET', '/api/v1/edges/shop-eu');

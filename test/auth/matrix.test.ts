@@ -167,6 +167,12 @@ const cases: Record<string, (fx: Fixture) => Promise<Request>> = {
     return { path: `/api/v1/devices/${id}/revoke`, ok: [200] };
   },
   'POST /api/v1/enrollment-tokens': async () => ({ path: '/api/v1/enrollment-tokens', json: { group: 'g1', ttlSeconds: 3600 }, ok: [201] }),
+  'GET /api/v1/enrollment-tokens': async () => ({ path: '/api/v1/enrollment-tokens?group=g1', ok: [200] }),
+  'DELETE /api/v1/enrollment-tokens/:id': async (fx) => {
+    const made = await expectOk(fx.server, 'POST', '/api/v1/enrollment-tokens', { group: 'g1', ttlSeconds: 3600 });
+    return { method: 'DELETE', path: `/api/v1/enrollment-tokens/${made.id}`, ok: [200] };
+  },
+  'GET /api/v1/devices/:id/certificates': async (fx) => ({ path: `/api/v1/devices/${await fx.device()}/certificates`, ok: [200] }),
   // Anonymous: the credential is in the body (an enrollment token; a certificate), and these are not valid ones.
   'POST /api/v1/enroll': async () => ({ path: '/api/v1/enroll', json: { token: `cve_${'x'.repeat(43)}`, csr: `-----BEGIN CERTIFICATE REQUEST-----\n${'A'.repeat(64)}\n-----END CERTIFICATE REQUEST-----\n` }, ok: [401] }),
   'POST /api/v1/enroll/renew': async () => ({

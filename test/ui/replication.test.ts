@@ -1,6 +1,8 @@
+import { X509Certificate } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import test from 'ava';
+import { createDeviceCsr, generateKeyPem } from '../../certs/pki.ts';
 import type { Page } from 'playwright-core';
 import { skopeo, writeLayout } from '../oci/layout.ts';
 import { signIn, withBrowser, type BrowserFixture } from '../helpers/browser.ts';
@@ -12,7 +14,8 @@ import { adminToken, makeTempDir, pushArtifact } from '../helpers/server.ts';
  * (Debian's docker-registry with htpasswd): an administrator adds an edge (its token shown once)
  * and registry endpoints (the password never shown again); a maintainer of the bundle creates a
  * policy, runs it, watches the run's tasks, sees a refused push's error and retries it; a reporter
- * is offered none of it; an administrator makes an enrollment token and revokes a device.
+ * is offered none of it; an administrator makes an enrollment token, sees a device that enrolled
+ * with it and its certificate, revokes the token (the next device is refused) and revokes a device.
  */
 
 async function noViolations(t: any, fx: BrowserFixture, page: Page, screen: string) {
@@ -213,9 +216,36 @@ test('replication: edges, registry endpoints, a policy run with its tasks, a ref
         await enrollDialog.getByRole('button', { name: 'Create token' }).click();
         const enrollment = await admin.getByLabel('The new enrollment token').inputValue();
         t.true(enrollment.length >= 16);
-        await admin.getByRole('row', { name: /group shop-north/ }).getByRole('cell', { name: '20', exact: true }).waitFor();
+        await admin.getByRole('row', { name: /group shop-north/ }).getByRole('cell', { name: '20 of 20', exact: true }).waitFor();
         await fx.screenshot(admin, 'repl-08-enrollment-token');
         await noViolations(t, fx, admin, 'enrollment');
+
+        // A device enrolls with it (its own key, a CSR): its page shows the certificate it got.
+        const enrolled = await server.api('POST', '/api/v1/enroll', { token: null, json: { token: enrollment, csr: createDeviceCsr({ deviceId: 'till-10', keyPem: generateKeyPem() }) } });
+        t.is(enrolled.status, 201, enrolled.raw.toString());
+        const certificate = new X509Certificate(enrolled.body.certificate);
+        await admin.goto(`${server.url}/devices/till-10`);
+        const certificates = admin.getByRole('table', { name: /Certificates issued to the device/ });
+        await certificates.getByRole('cell', { name: certificate.fingerprint256 }).waitFor();
+        await certificates.getByText('valid', { exact: true }).waitFor();
+        await fx.screenshot(admin, 'repl-08b-device-certificate');
+        await noViolations(t, fx, admin, 'a device with its certificate');
+
+        // The token leaked: revoked from the live list, and the next device is told why.
+        await admin.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Enrollment' }).click();
+        const tokenRow = admin.getByRole('row', { name: /group shop-north/ });
+        await tokenRow.getByRole('cell', { name: '19 of 20', exact: true }).waitFor();
+        await tokenRow.getByRole('button', { name: /^Revoke enrollment token / }).click();
+        const revokeTokenDialog = admin.getByRole('dialog', { name: /^Revoke enrollment token / });
+        await revokeTokenDialog.getByText('19 of 20 uses were left').waitFor();
+        await noViolations(t, fx, admin, 'the revoke token dialog');
+        await revokeTokenDialog.getByRole('button', { name: 'Revoke token' }).click();
+        await admin.getByRole('status').filter({ hasText: 'is revoked: no device enrolls with it' }).waitFor();
+        await admin.getByText('No live enrollment tokens').waitFor();
+        await fx.screenshot(admin, 'repl-08c-enrollment-token-revoked');
+        const refused = await server.api('POST', '/api/v1/enroll', { token: null, json: { token: enrollment, csr: createDeviceCsr({ deviceId: 'till-11', keyPem: generateKeyPem() }) } });
+        t.is(refused.status, 401);
+        t.regex(refused.body.error.message, /enrollment token was revoked/);
 
         await admin.goto(`${server.url}/devices/till-9`);
         await admin.getByRole('button', { name: 'Revoke…' }).click();

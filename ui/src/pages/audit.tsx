@@ -1,6 +1,8 @@
 import { useState, type FormEvent } from 'react';
 import { auditEvent, auditOutcomes } from '../../../protocol/access.ts';
 import { getPage } from '../api.ts';
+import { SelectField, TextField } from '../components/fields.tsx';
+import { Table } from '../components/table.tsx';
 import { navigate, useLocation } from '../router.tsx';
 import { useSession } from '../session.tsx';
 import { Badge, Empty, Loaded, PageHeader, Pager, Time, useLoad } from '../ui.tsx';
@@ -36,37 +38,19 @@ export function AuditPage() {
         <p className="lede">Every change made through the API: who, what, on which bundle, and whether it was allowed.</p>
       </PageHeader>
       <form className="filters" onSubmit={submit} aria-label="Filter the audit log">
-        <div className="field">
-          <label htmlFor="audit-actor">Actor</label>
-          <input id="audit-actor" value={draft.actor} onChange={(e) => setDraft({ ...draft, actor: e.target.value })} placeholder="user name" />
-        </div>
-        <div className="field">
-          <label htmlFor="audit-action">Action</label>
-          <input id="audit-action" value={draft.action} onChange={(e) => setDraft({ ...draft, action: e.target.value })} placeholder="version:approve" />
-        </div>
-        <div className="field">
-          <label htmlFor="audit-bundle">Bundle</label>
-          <input id="audit-bundle" value={draft.bundle} onChange={(e) => setDraft({ ...draft, bundle: e.target.value })} />
-        </div>
-        <div className="field">
-          <label htmlFor="audit-outcome">Outcome</label>
-          <select id="audit-outcome" value={draft.outcome} onChange={(e) => setDraft({ ...draft, outcome: e.target.value })}>
-            <option value="">any</option>
-            {auditOutcomes.map((o) => (
-              <option key={o} value={o}>
-                {o}
-              </option>
-            ))}
-          </select>
-        </div>
-        <div className="field">
-          <label htmlFor="audit-since">From (UTC)</label>
-          <input id="audit-since" type="date" value={draft.since} onChange={(e) => setDraft({ ...draft, since: e.target.value })} />
-        </div>
-        <div className="field">
-          <label htmlFor="audit-until">To (UTC)</label>
-          <input id="audit-until" type="date" value={draft.until} onChange={(e) => setDraft({ ...draft, until: e.target.value })} />
-        </div>
+        <TextField id="audit-actor" label="Actor" value={draft.actor} onChange={(value) => setDraft({ ...draft, actor: value })} placeholder="user name" />
+        <TextField id="audit-action" label="Action" value={draft.action} onChange={(value) => setDraft({ ...draft, action: value })} placeholder="version:approve" />
+        <TextField id="audit-bundle" label="Bundle" value={draft.bundle} onChange={(value) => setDraft({ ...draft, bundle: value })} />
+        <SelectField id="audit-outcome" label="Outcome" value={draft.outcome} onChange={(value) => setDraft({ ...draft, outcome: value })}>
+          <option value="">any</option>
+          {auditOutcomes.map((o) => (
+            <option key={o} value={o}>
+              {o}
+            </option>
+          ))}
+        </SelectField>
+        <TextField id="audit-since" label="From (UTC)" type="date" value={draft.since} onChange={(value) => setDraft({ ...draft, since: value })} />
+        <TextField id="audit-until" label="To (UTC)" type="date" value={draft.until} onChange={(value) => setDraft({ ...draft, until: value })} />
         <div className="field field-actions">
           <button type="submit" className="button button-primary">
             Filter
@@ -90,37 +74,25 @@ export function AuditPage() {
             <Empty title="No events match these filters" />
           ) : (
             <>
-              <table className="table">
-                <caption className="sr-only">Audit events</caption>
-                <thead>
-                  <tr>
-                    <th scope="col">When</th>
-                    <th scope="col">Actor</th>
-                    <th scope="col">Action</th>
-                    <th scope="col">Target</th>
-                    <th scope="col">Outcome</th>
+              <Table caption="Audit events" columns={['When', 'Actor', 'Action', 'Target', 'Outcome']}>
+                {result.items.map((e) => (
+                  <tr key={e.id}>
+                    <td>
+                      <Time at={e.at} />
+                    </td>
+                    <td>{e.actor ?? <span className="muted">unknown</span>}</td>
+                    <td>
+                      <code>{e.action}</code>
+                    </td>
+                    <td className="mono small">
+                      {e.method} {e.target}
+                    </td>
+                    <td>
+                      <Badge>{e.outcome}</Badge> {e.error && <span className="muted small">{e.error}</span>}
+                    </td>
                   </tr>
-                </thead>
-                <tbody>
-                  {result.items.map((e) => (
-                    <tr key={e.id}>
-                      <td>
-                        <Time at={e.at} />
-                      </td>
-                      <td>{e.actor ?? <span className="muted">unknown</span>}</td>
-                      <td>
-                        <code>{e.action}</code>
-                      </td>
-                      <td className="mono small">
-                        {e.method} {e.target}
-                      </td>
-                      <td>
-                        <Badge>{e.outcome}</Badge> {e.error && <span className="muted small">{e.error}</span>}
-                      </td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
+                ))}
+              </Table>
               <p className="muted small">{result.total} events</p>
               <Pager page={result.page} pages={result.pages} onPage={(p) => go(current, p)} />
             </>

@@ -1,10 +1,12 @@
 import { useState } from 'react';
-import { z } from 'zod';
-import { member, roles } from '../../../protocol/access.ts';
+import { member } from '../../../protocol/access.ts';
 import { bundle, bundleVersion, nextVersion } from '../../../protocol/api.ts';
 import { trustPolicy } from '../../../protocol/trust.ts';
 import { call, getJson, getPage } from '../api.ts';
+import { SelectField } from '../components/fields.tsx';
+import { Table } from '../components/table.tsx';
 import { enc, Link, navigate, useLocation } from '../router.tsx';
+import { MembersSection } from '../components/members.tsx';
 import { useSession } from '../session.tsx';
 import { Badge, ConfirmDialog, Empty, Flash, Loaded, PageHeader, Pager, Time, useLoad } from '../ui.tsx';
 
@@ -72,37 +74,26 @@ export function BundlePage({ name }: { name: string }) {
               <Empty title={status ? `No ${status} versions` : 'No versions yet'}>{session.can('bundle:write', name) && !status ? 'Start one with “New draft”.' : null}</Empty>
             ) : (
               <>
-                <table className="table">
-                  <caption className="sr-only">Versions of {name}</caption>
-                  <thead>
-                    <tr>
-                      <th scope="col">Version</th>
-                      <th scope="col">Status</th>
-                      <th scope="col">Created</th>
-                      <th scope="col">Approved</th>
+                <Table caption={`Versions of ${name}`} columns={['Version', 'Status', 'Created', 'Approved']}>
+                  {[...result.items].reverse().map((v) => (
+                    <tr key={v.version}>
+                      <td>
+                        <Link to={`/bundles/${enc(name)}/versions/${enc(v.version)}`} className="strong-link">
+                          {v.version}
+                        </Link>
+                      </td>
+                      <td>
+                        <Badge>{v.status}</Badge>
+                      </td>
+                      <td>
+                        <Time at={v.createdAt} />
+                      </td>
+                      <td>
+                        <Time at={v.approvedAt} />
+                      </td>
                     </tr>
-                  </thead>
-                  <tbody>
-                    {[...result.items].reverse().map((v) => (
-                      <tr key={v.version}>
-                        <td>
-                          <Link to={`/bundles/${enc(name)}/versions/${enc(v.version)}`} className="strong-link">
-                            {v.version}
-                          </Link>
-                        </td>
-                        <td>
-                          <Badge>{v.status}</Badge>
-                        </td>
-                        <td>
-                          <Time at={v.createdAt} />
-                        </td>
-                        <td>
-                          <Time at={v.approvedAt} />
-                        </td>
-                      </tr>
-                    ))}
-                  </tbody>
-                </table>
+                  ))}
+                </Table>
                 <Pager page={result.page} pages={result.pages} onPage={(p) => setQuery({ page: p })} />
               </>
             )
@@ -110,7 +101,21 @@ export function BundlePage({ name }: { name: string }) {
         </Loaded>
       </section>
 
-      <MembersSection name={name} />
+      <MembersSection
+        of={name}
+        base={`/api/v1/bundles/${enc(name)}`}
+        idPrefix="member"
+        schema={member}
+        canRead={session.can('member:read', name)}
+        canWrite={session.can('member:write', name)}
+        defaultRole="reporter"
+        addTitle="Add a member or change a role"
+        removeText={(user) => (
+          <p>
+            {user} will lose access to {name}.
+          </p>
+        )}
+      />
       {session.can('keys:admin', name) && <ApprovalPolicySection name={name} onSaved={setFlash} />}
 
       {session.can('bundle:delete', name) && (
@@ -178,123 +183,15 @@ function NewDraftDialog({ name, open, onClose, versions }: { name: string; open:
           ))}
         </div>
       </div>
-      <div className="field">
-        <label htmlFor="draft-copy">Start from</label>
-        <select id="draft-copy" value={copyFrom} onChange={(e) => setCopyFrom(e.target.value)}>
-          <option value="">an empty draft</option>
-          {versions.map((v) => (
-            <option key={v} value={v}>
-              the artifacts of {v}
-            </option>
-          ))}
-        </select>
-      </div>
+      <SelectField id="draft-copy" label="Start from" value={copyFrom} onChange={setCopyFrom}>
+        <option value="">an empty draft</option>
+        {versions.map((v) => (
+          <option key={v} value={v}>
+            the artifacts of {v}
+          </option>
+        ))}
+      </SelectField>
     </ConfirmDialog>
-  );
-}
-
-function MembersSection({ name }: { name: string }) {
-  const session = useSession();
-  const members = useLoad(() => getJson(session.client, `/api/v1/bundles/${enc(name)}/members`, z.array(member)), [name]);
-  const [user, setUser] = useState('');
-  const [role, setRole] = useState<string>('reporter');
-  const [removing, setRemoving] = useState<string | undefined>(undefined);
-  const [adding, setAdding] = useState(false);
-  const canWrite = session.can('member:write', name);
-  if (!session.can('member:read', name)) return null;
-  return (
-    <section className="section" aria-labelledby="members-heading">
-      <div className="section-head">
-        <h2 id="members-heading">Members</h2>
-        {canWrite && (
-          <button type="button" className="button" onClick={() => setAdding(true)}>
-            Add member
-          </button>
-        )}
-      </div>
-      <Loaded load={members} what="members">
-        {(list) =>
-          list.length === 0 ? (
-            <Empty title="No members" />
-          ) : (
-            <table className="table">
-              <caption className="sr-only">Members of {name}</caption>
-              <thead>
-                <tr>
-                  <th scope="col">User</th>
-                  <th scope="col">Role</th>
-                  <th scope="col">Since</th>
-                  {canWrite && (
-                    <th scope="col">
-                      <span className="sr-only">Actions</span>
-                    </th>
-                  )}
-                </tr>
-              </thead>
-              <tbody>
-                {list.map((m) => (
-                  <tr key={m.user}>
-                    <td>{m.user}</td>
-                    <td>
-                      <Badge>{m.role}</Badge>
-                    </td>
-                    <td>
-                      <Time at={m.createdAt} />
-                    </td>
-                    {canWrite && (
-                      <td className="row-actions">
-                        <button type="button" className="button button-small button-ghost" onClick={() => setRemoving(m.user)} aria-label={`Remove ${m.user}`}>
-                          Remove
-                        </button>
-                      </td>
-                    )}
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          )
-        }
-      </Loaded>
-      <ConfirmDialog
-        open={adding}
-        title="Add a member or change a role"
-        confirmLabel="Save"
-        confirmDisabled={!user.trim()}
-        onClose={() => setAdding(false)}
-        onConfirm={async () => {
-          await call(session.client, 'POST', `/api/v1/bundles/${enc(name)}/members`, member, { user: user.trim(), role });
-          members.reload();
-        }}
-      >
-        <div className="field">
-          <label htmlFor="member-user">User name</label>
-          <input id="member-user" value={user} onChange={(e) => setUser(e.target.value)} />
-        </div>
-        <div className="field">
-          <label htmlFor="member-role">Role</label>
-          <select id="member-role" value={role} onChange={(e) => setRole(e.target.value)}>
-            {roles.map((r) => (
-              <option key={r} value={r}>
-                {r}
-              </option>
-            ))}
-          </select>
-        </div>
-      </ConfirmDialog>
-      <ConfirmDialog
-        open={removing !== undefined}
-        title={`Remove ${removing ?? ''}?`}
-        confirmLabel="Remove member"
-        tone="danger"
-        onClose={() => setRemoving(undefined)}
-        onConfirm={async () => {
-          await call(session.client, 'DELETE', `/api/v1/bundles/${enc(name)}/members/${enc(removing!)}`, undefined);
-          members.reload();
-        }}
-      >
-        <p>{removing} will lose access to {name}.</p>
-      </ConfirmDialog>
-    </section>
   );
 }
 

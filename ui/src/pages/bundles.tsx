@@ -1,6 +1,8 @@
 import { useState, type FormEvent } from 'react';
 import { bundle } from '../../../protocol/api.ts';
 import { call, getPage } from '../api.ts';
+import { TextAreaField, TextField } from '../components/fields.tsx';
+import { Table } from '../components/table.tsx';
 import { enc, Link, navigate, useLocation } from '../router.tsx';
 import { useSession } from '../session.tsx';
 import { ConfirmDialog, Empty, Loaded, PageHeader, Pager, Time, useLoad } from '../ui.tsx';
@@ -56,33 +58,22 @@ export function BundlesPage() {
             </Empty>
           ) : (
             <>
-              <table className="table">
-                <caption className="sr-only">Bundles you can read</caption>
-                <thead>
-                  <tr>
-                    <th scope="col">Name</th>
-                    <th scope="col">Description</th>
-                    <th scope="col">Your role</th>
-                    <th scope="col">Created</th>
+              <Table caption="Bundles you can read" columns={['Name', 'Description', 'Your role', 'Created']}>
+                {result.items.map((b) => (
+                  <tr key={b.name}>
+                    <td>
+                      <Link to={`/bundles/${enc(b.name)}`} className="strong-link">
+                        {b.name}
+                      </Link>
+                    </td>
+                    <td>{b.description || <span className="muted">—</span>}</td>
+                    <td>{session.user.bundles.find((m) => m.bundle === b.name)?.role ?? (session.user.actingAsAdmin ? 'admin' : '—')}</td>
+                    <td>
+                      <Time at={b.createdAt} />
+                    </td>
                   </tr>
-                </thead>
-                <tbody>
-                  {result.items.map((b) => (
-                    <tr key={b.name}>
-                      <td>
-                        <Link to={`/bundles/${enc(b.name)}`} className="strong-link">
-                          {b.name}
-                        </Link>
-                      </td>
-                      <td>{b.description || <span className="muted">—</span>}</td>
-                      <td>{session.user.bundles.find((m) => m.bundle === b.name)?.role ?? (session.user.actingAsAdmin ? 'admin' : '—')}</td>
-                      <td>
-                        <Time at={b.createdAt} />
-                      </td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
+                ))}
+              </Table>
               <p className="muted small">{result.total} bundle{result.total === 1 ? '' : 's'}</p>
               <Pager page={result.page} pages={result.pages} onPage={(p) => go({ page: p })} />
             </>
@@ -102,17 +93,8 @@ export function BundlesPage() {
           window.location.reload();
         }}
       >
-        <div className="field">
-          <label htmlFor="new-bundle-name">Name</label>
-          <input id="new-bundle-name" value={name} onChange={(e) => setName(e.target.value)} aria-describedby="new-bundle-name-hint" />
-          <p className="hint" id="new-bundle-name-hint">
-            Lowercase letters, digits, “.”, “_” and “-”, e.g. pos-app.
-          </p>
-        </div>
-        <div className="field">
-          <label htmlFor="new-bundle-description">Description (optional)</label>
-          <textarea id="new-bundle-description" rows={2} value={description} onChange={(e) => setDescription(e.target.value)} />
-        </div>
+        <TextField id="new-bundle-name" label="Name" value={name} onChange={setName} hint="Lowercase letters, digits, “.”, “_” and “-”, e.g. pos-app." />
+        <TextAreaField id="new-bundle-description" label="Description (optional)" rows={2} value={description} onChange={setDescription} />
       </ConfirmDialog>
     </>
   );

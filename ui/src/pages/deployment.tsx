@@ -1,6 +1,7 @@
 import { useEffect, useState } from 'react';
 import { rolloutActionResult, rolloutDetail, type PhaseSpec, type RolloutDetail } from '../../../protocol/rollout.ts';
 import { call, getJson } from '../api.ts';
+import { Table } from '../components/table.tsx';
 import { enc, Link } from '../router.tsx';
 import { useSession } from '../session.tsx';
 import { followSnapshots } from '../stream.ts';
@@ -160,37 +161,26 @@ export function DeploymentPage({ id }: { id: string }) {
       </section>
       <section className="section" aria-labelledby="phases-heading">
         <h2 id="phases-heading">Phases</h2>
-        <table className="table">
-          <caption className="sr-only">Progress by phase</caption>
-          <thead>
-            <tr>
-              <th scope="col">Phase</th>
-              <th scope="col">Devices</th>
-              <th scope="col">Started</th>
-              <th scope="col">Progress</th>
+        <Table caption="Progress by phase" columns={['Phase', 'Devices', 'Started', 'Progress']}>
+          {d.perPhase.map((p) => (
+            <tr key={p.phase} className={p.phase === d.phase && !finalStates.has(d.state) ? 'row-current' : undefined}>
+              <td>
+                {p.phase + 1} <span className="muted small">({d.phases[p.phase] ? describePhase(d.phases[p.phase]!) : ''})</span>
+                {p.phase === d.phase && !finalStates.has(d.state) && (
+                  <>
+                    {' '}
+                    <Badge tone={deploymentTone[d.state]}>{d.state === 'paused' ? 'paused here' : 'current'}</Badge>
+                  </>
+                )}
+              </td>
+              <td>{p.size}</td>
+              <td>{p.startedAt ? <Time at={p.startedAt} /> : <span className="muted">not yet</span>}</td>
+              <td className="wide">
+                <StateBar counts={p.counts} label={`Phase ${p.phase + 1}`} />
+              </td>
             </tr>
-          </thead>
-          <tbody>
-            {d.perPhase.map((p) => (
-              <tr key={p.phase} className={p.phase === d.phase && !finalStates.has(d.state) ? 'row-current' : undefined}>
-                <td>
-                  {p.phase + 1} <span className="muted small">({d.phases[p.phase] ? describePhase(d.phases[p.phase]!) : ''})</span>
-                  {p.phase === d.phase && !finalStates.has(d.state) && (
-                    <>
-                      {' '}
-                      <Badge tone={deploymentTone[d.state]}>{d.state === 'paused' ? 'paused here' : 'current'}</Badge>
-                    </>
-                  )}
-                </td>
-                <td>{p.size}</td>
-                <td>{p.startedAt ? <Time at={p.startedAt} /> : <span className="muted">not yet</span>}</td>
-                <td className="wide">
-                  <StateBar counts={p.counts} label={`Phase ${p.phase + 1}`} />
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
+          ))}
+        </Table>
       </section>
       <section className="section" aria-labelledby="devices-heading">
         <div className="section-head">
@@ -209,66 +199,49 @@ export function DeploymentPage({ id }: { id: string }) {
             </select>
           </div>
         </div>
-        <table className="table">
-          <caption className="sr-only">Devices of this deployment</caption>
-          <thead>
-            <tr>
-              <th scope="col">Device</th>
-              <th scope="col">Phase</th>
-              <th scope="col">State</th>
-              <th scope="col">Attempt</th>
-              <th scope="col">Last change</th>
-              {canControl && (
-                <th scope="col">
-                  <span className="sr-only">Actions</span>
-                </th>
-              )}
-            </tr>
-          </thead>
-          <tbody>
-            {devices.slice(0, 500).map((x) => {
-              const last = x.transitions.at(-1);
-              return (
-                <tr key={x.id}>
-                  <td className="mono">
-                    <Link to={`/devices/${enc(x.id)}`}>{x.id}</Link>
-                  </td>
-                  <td>{x.phase + 1}</td>
-                  <td>
-                    <Badge tone={targetTone[x.state]}>{x.state}</Badge>
-                    {x.error && <div className="error-text small">{x.error.message}</div>}
-                  </td>
-                  <td>{x.attempt}</td>
-                  <td>
-                    {last ? (
-                      <>
-                        <Time at={last.at} /> <span className="muted small">{last.detail ?? last.state}</span>
-                      </>
-                    ) : (
-                      <span className="muted">—</span>
+        <Table caption="Devices of this deployment" columns={['Device', 'Phase', 'State', 'Attempt', 'Last change']} actions={canControl}>
+          {devices.slice(0, 500).map((x) => {
+            const last = x.transitions.at(-1);
+            return (
+              <tr key={x.id}>
+                <td className="mono">
+                  <Link to={`/devices/${enc(x.id)}`}>{x.id}</Link>
+                </td>
+                <td>{x.phase + 1}</td>
+                <td>
+                  <Badge tone={targetTone[x.state]}>{x.state}</Badge>
+                  {x.error && <div className="error-text small">{x.error.message}</div>}
+                </td>
+                <td>{x.attempt}</td>
+                <td>
+                  {last ? (
+                    <>
+                      <Time at={last.at} /> <span className="muted small">{last.detail ?? last.state}</span>
+                    </>
+                  ) : (
+                    <span className="muted">—</span>
+                  )}
+                </td>
+                {canControl && (
+                  <td className="row-actions">
+                    {x.state === 'failed' && !finalStates.has(d.state) && (
+                      <button
+                        type="button"
+                        className="button button-small button-ghost"
+                        aria-label={`Retry ${x.id}`}
+                        onClick={() =>
+                          void call(session.client, 'POST', `${url}/retry`, rolloutActionResult, { device: x.id }).then(() => setFlash(`${x.id} will try again.`), setFailure)
+                        }
+                      >
+                        Retry
+                      </button>
                     )}
                   </td>
-                  {canControl && (
-                    <td className="row-actions">
-                      {x.state === 'failed' && !finalStates.has(d.state) && (
-                        <button
-                          type="button"
-                          className="button button-small button-ghost"
-                          aria-label={`Retry ${x.id}`}
-                          onClick={() =>
-                            void call(session.client, 'POST', `${url}/retry`, rolloutActionResult, { device: x.id }).then(() => setFlash(`${x.id} will try again.`), setFailure)
-                          }
-                        >
-                          Retry
-                        </button>
-                      )}
-                    </td>
-                  )}
-                </tr>
-              );
-            })}
-          </tbody>
-        </table>
+                )}
+              </tr>
+            );
+          })}
+        </Table>
         {devices.length > 500 && <p className="muted small">The first 500 of {devices.length} devices; filter by state to see others.</p>}
       </section>
       <ConfirmDialog

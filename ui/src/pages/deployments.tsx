@@ -2,6 +2,8 @@ import { useState } from 'react';
 import { bundleVersion } from '../../../protocol/api.ts';
 import { deploymentStates, deviceGroup, parseDuration, parseFailureThreshold, parsePhases, rolloutSummary } from '../../../protocol/rollout.ts';
 import { call, getAll, getPage } from '../api.ts';
+import { SelectField, TextField, VersionOptions } from '../components/fields.tsx';
+import { Table } from '../components/table.tsx';
 import { enc, Link, navigate, useLocation } from '../router.tsx';
 import { useSession } from '../session.tsx';
 import { Badge, ConfirmDialog, Empty, Loaded, PageHeader, Pager, Time, useLoad } from '../ui.tsx';
@@ -49,52 +51,39 @@ export function DeploymentsPage() {
             <Empty title={state ? `No ${state} deployments` : 'No deployments yet'}>{canDeploy && !state ? 'Roll out an approved version with “New deployment”.' : null}</Empty>
           ) : (
             <>
-              <table className="table spaced">
-                <caption className="sr-only">Deployments, newest first</caption>
-                <thead>
-                  <tr>
-                    <th scope="col">#</th>
-                    <th scope="col">Release</th>
-                    <th scope="col">Group</th>
-                    <th scope="col">State</th>
-                    <th scope="col">Progress</th>
-                    <th scope="col">Created</th>
+              <Table caption="Deployments, newest first" columns={['#', 'Release', 'Group', 'State', 'Progress', 'Created']} className="spaced">
+                {result.items.map((d) => (
+                  <tr key={d.id}>
+                    <td>
+                      <Link to={`/deployments/${d.id}`} className="strong-link" aria-label={`Deployment ${d.id}`}>
+                        {d.id}
+                      </Link>
+                    </td>
+                    <td>
+                      <Link to={`/bundles/${enc(d.bundle)}/versions/${enc(d.version)}`}>
+                        {d.bundle} {d.version}
+                      </Link>
+                      {d.rollback && <span className="muted small"> rollback</span>}
+                    </td>
+                    <td>
+                      <Link to={`/groups/${enc(d.group)}`}>{d.group}</Link>
+                    </td>
+                    <td>
+                      <Badge tone={deploymentTone[d.state]}>{d.state}</Badge>
+                      <div className="muted small">
+                        phase {d.phase + 1} of {d.phases.length}
+                      </div>
+                    </td>
+                    <td className="wide">
+                      <StateBar counts={d.counts} label={`Deployment ${d.id}`} />
+                    </td>
+                    <td>
+                      <Time at={d.createdAt} />
+                      <div className="muted small">by {d.createdBy}</div>
+                    </td>
                   </tr>
-                </thead>
-                <tbody>
-                  {result.items.map((d) => (
-                    <tr key={d.id}>
-                      <td>
-                        <Link to={`/deployments/${d.id}`} className="strong-link" aria-label={`Deployment ${d.id}`}>
-                          {d.id}
-                        </Link>
-                      </td>
-                      <td>
-                        <Link to={`/bundles/${enc(d.bundle)}/versions/${enc(d.version)}`}>
-                          {d.bundle} {d.version}
-                        </Link>
-                        {d.rollback && <span className="muted small"> rollback</span>}
-                      </td>
-                      <td>
-                        <Link to={`/groups/${enc(d.group)}`}>{d.group}</Link>
-                      </td>
-                      <td>
-                        <Badge tone={deploymentTone[d.state]}>{d.state}</Badge>
-                        <div className="muted small">
-                          phase {d.phase + 1} of {d.phases.length}
-                        </div>
-                      </td>
-                      <td className="wide">
-                        <StateBar counts={d.counts} label={`Deployment ${d.id}`} />
-                      </td>
-                      <td>
-                        <Time at={d.createdAt} />
-                        <div className="muted small">by {d.createdBy}</div>
-                      </td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
+                ))}
+              </Table>
               <Pager page={result.page} pages={result.pages} onPage={(p) => go({ page: p })} />
             </>
           )
@@ -162,57 +151,25 @@ function NewDeploymentDialog({ onClose }: { onClose: () => void }) {
             <input id="deploy-bundle" value={form.bundle} onChange={(e) => setForm({ ...form, bundle: e.target.value.trim(), version: '' })} placeholder="pos-app" />
           )}
         </div>
-        <div className="field">
-          <label htmlFor="deploy-version">Approved version</label>
-          <select id="deploy-version" value={form.version} onChange={(e) => set('version', e.target.value)} disabled={versions.state !== 'ok' || versions.data.length === 0}>
-            <option value="">{versions.state === 'ok' && versions.data.length === 0 && form.bundle ? 'no approved version' : 'choose…'}</option>
-            {versions.state === 'ok' &&
-              [...versions.data].reverse().map((v) => (
-                <option key={v.version} value={v.version}>
-                  {v.version}
+        <SelectField id="deploy-version" label="Approved version" value={form.version} onChange={(value) => set('version', value)} disabled={versions.state !== 'ok' || versions.data.length === 0}>
+          <option value="">{versions.state === 'ok' && versions.data.length === 0 && form.bundle ? 'no approved version' : 'choose…'}</option>
+          <VersionOptions versions={versions} />
+        </SelectField>
+        <SelectField id="deploy-group" label="Device group" value={form.group} onChange={(value) => set('group', value)}>
+          <option value="">choose…</option>
+          {groups.state === 'ok' &&
+            groups.data
+              .filter((g) => session.can('deployment:create', undefined, g.name))
+              .map((g) => (
+                <option key={g.name} value={g.name}>
+                  {g.name} ({g.devices} device{g.devices === 1 ? '' : 's'}, {g.kind})
                 </option>
               ))}
-          </select>
-        </div>
-        <div className="field">
-          <label htmlFor="deploy-group">Device group</label>
-          <select id="deploy-group" value={form.group} onChange={(e) => set('group', e.target.value)}>
-            <option value="">choose…</option>
-            {groups.state === 'ok' &&
-              groups.data
-                .filter((g) => session.can('deployment:create', undefined, g.name))
-                .map((g) => (
-                  <option key={g.name} value={g.name}>
-                    {g.name} ({g.devices} device{g.devices === 1 ? '' : 's'}, {g.kind})
-                  </option>
-                ))}
-          </select>
-        </div>
-        <div className="field">
-          <label htmlFor="deploy-phases">Phases</label>
-          <input id="deploy-phases" value={form.phases} onChange={(e) => set('phases', e.target.value)} aria-describedby="deploy-phases-hint" />
-          <p className="hint" id="deploy-phases-hint">
-            Cumulative: percentages (1,10,50,100) or device counts (5dev,100%).
-          </p>
-        </div>
-        <div className="field">
-          <label htmlFor="deploy-soak">Soak per phase</label>
-          <input id="deploy-soak" value={form.soak} onChange={(e) => set('soak', e.target.value)} aria-describedby="deploy-soak-hint" />
-          <p className="hint" id="deploy-soak-hint">
-            e.g. 30m, 2h; 0 for none.
-          </p>
-        </div>
-        <div className="field">
-          <label htmlFor="deploy-failures">Pause after failures</label>
-          <input id="deploy-failures" value={form.maxFailures} onChange={(e) => set('maxFailures', e.target.value)} placeholder="5% or 3" aria-describedby="deploy-failures-hint" />
-          <p className="hint" id="deploy-failures-hint">
-            Empty: never pause on failures.
-          </p>
-        </div>
-        <div className="field">
-          <label htmlFor="deploy-attempts">Attempts per device</label>
-          <input id="deploy-attempts" type="number" min={1} max={100} value={form.attempts} onChange={(e) => set('attempts', e.target.value)} />
-        </div>
+        </SelectField>
+        <TextField id="deploy-phases" label="Phases" value={form.phases} onChange={(value) => set('phases', value)} hint="Cumulative: percentages (1,10,50,100) or device counts (5dev,100%)." />
+        <TextField id="deploy-soak" label="Soak per phase" value={form.soak} onChange={(value) => set('soak', value)} hint="e.g. 30m, 2h; 0 for none." />
+        <TextField id="deploy-failures" label="Pause after failures" value={form.maxFailures} onChange={(value) => set('maxFailures', value)} placeholder="5% or 3" hint="Empty: never pause on failures." />
+        <TextField id="deploy-attempts" label="Attempts per device" type="number" min={1} max={100} value={form.attempts} onChange={(value) => set('attempts', value)} />
       </div>
       <div className="field-check">
         <input id="deploy-rollback" type="checkbox" checked={form.rollback} onChange={(e) => set('rollback', e.target.checked)} />

@@ -2,9 +2,12 @@ import { useState } from 'react';
 import { z } from 'zod';
 import { createdEdge, edge, registryEndpoint, type Edge, type RegistryEndpoint } from '../../../protocol/replication.ts';
 import { call, getJson } from '../api.ts';
+import { TextField } from '../components/fields.tsx';
 import { edgeHealth } from '../health.ts';
+import { LoadedList, RowActionCell, Table } from '../components/table.tsx';
+import { SecretNotice } from '../components/secret.tsx';
 import { useSession } from '../session.tsx';
-import { Badge, ConfirmDialog, Empty, Flash, Loaded, PageHeader, SecretRow, Time, useLoad } from '../ui.tsx';
+import { Badge, ConfirmDialog, Empty, Flash, PageHeader, Time, useLoad } from '../ui.tsx';
 
 /*
  * Replication destinations (admin screens): edges, which mirror approved versions and serve
@@ -38,61 +41,46 @@ export function EdgesPage() {
       </PageHeader>
       <Flash message={flash} />
       {secret && (
-        <div className="notice notice-success" role="status">
-          <strong>Edge “{secret.name}” added.</strong> Give this token to the edge (<span className="mono">CONVOY_EDGE_TOKEN</span>); it is shown only once.
-          <SecretRow id="edge-secret" label="Edge token" value={secret.token} onDone={() => setSecret(undefined)} />
-        </div>
+        <SecretNotice
+          title={`Edge “${secret.name}” added.`}
+          note={
+            <>
+              Give this token to the edge (<span className="mono">CONVOY_EDGE_TOKEN</span>); it is shown only once.
+            </>
+          }
+          id="edge-secret"
+          label="Edge token"
+          value={secret.token}
+          onDone={() => setSecret(undefined)}
+        />
       )}
-      <Loaded load={load} what="the edges">
-        {(list) =>
-          list.length === 0 ? (
-            <Empty title="No edges yet">{canWrite ? 'Add one to mirror releases close to a site.' : null}</Empty>
-          ) : (
-            <table className="table">
-              <caption className="sr-only">Edge nodes</caption>
-              <thead>
-                <tr>
-                  <th scope="col">Name</th>
-                  <th scope="col">Description</th>
-                  <th scope="col">Health</th>
-                  <th scope="col">Last seen</th>
-                  <th scope="col">Added</th>
-                  <th scope="col">
-                    <span className="sr-only">Actions</span>
-                  </th>
+      <LoadedList load={load} what="the edges" empty={<Empty title="No edges yet">{canWrite ? 'Add one to mirror releases close to a site.' : null}</Empty>}>
+        {(list) => (
+          <Table caption="Edge nodes" columns={['Name', 'Description', 'Health', 'Last seen', 'Added']} actions>
+            {list.map((e) => {
+              const health = edgeHealth(e);
+              return (
+                <tr key={e.name}>
+                  <td className="mono">{e.name}</td>
+                  <td>{e.description || <span className="muted">—</span>}</td>
+                  <td>
+                    <Badge tone={health.tone}>{health.label}</Badge>
+                  </td>
+                  <td>
+                    <Time at={e.lastSeenAt} />
+                  </td>
+                  <td>
+                    <Time at={e.createdAt} />
+                  </td>
+                  <RowActionCell show={canWrite} label={`Remove edge ${e.name}`} onClick={() => setRemoving(e)}>
+                    Remove
+                  </RowActionCell>
                 </tr>
-              </thead>
-              <tbody>
-                {list.map((e) => {
-                  const health = edgeHealth(e);
-                  return (
-                    <tr key={e.name}>
-                      <td className="mono">{e.name}</td>
-                      <td>{e.description || <span className="muted">—</span>}</td>
-                      <td>
-                        <Badge tone={health.tone}>{health.label}</Badge>
-                      </td>
-                      <td>
-                        <Time at={e.lastSeenAt} />
-                      </td>
-                      <td>
-                        <Time at={e.createdAt} />
-                      </td>
-                      <td className="row-actions">
-                        {canWrite && (
-                          <button type="button" className="button button-small button-ghost" aria-label={`Remove edge ${e.name}`} onClick={() => setRemoving(e)}>
-                            Remove
-                          </button>
-                        )}
-                      </td>
-                    </tr>
-                  );
-                })}
-              </tbody>
-            </table>
-          )
-        }
-      </Loaded>
+              );
+            })}
+          </Table>
+        )}
+      </LoadedList>
       <ConfirmDialog
         open={adding}
         title="Add an edge"
@@ -106,17 +94,8 @@ export function EdgesPage() {
           load.reload();
         }}
       >
-        <div className="field">
-          <label htmlFor="edge-name">Name</label>
-          <input id="edge-name" value={form.name} onChange={(e) => setForm({ ...form, name: e.target.value })} placeholder="shop-eu" aria-describedby="edge-name-hint" />
-          <p className="hint" id="edge-name-hint">
-            Letters, digits, “.”, “_” or “-”. Policies name their destinations by it.
-          </p>
-        </div>
-        <div className="field">
-          <label htmlFor="edge-description">Description (optional)</label>
-          <input id="edge-description" value={form.description} onChange={(e) => setForm({ ...form, description: e.target.value })} />
-        </div>
+        <TextField id="edge-name" label="Name" value={form.name} onChange={(value) => setForm({ ...form, name: value })} placeholder="shop-eu" hint="Letters, digits, “.”, “_” or “-”. Policies name their destinations by it." />
+        <TextField id="edge-description" label="Description (optional)" value={form.description} onChange={(value) => setForm({ ...form, description: value })} />
       </ConfirmDialog>
       <ConfirmDialog
         open={removing !== undefined}
@@ -167,49 +146,26 @@ export function RegistriesPage() {
         <p className="lede">OCI registries that replication policies push a version’s images to. Credentials are stored encrypted and never shown again.</p>
       </PageHeader>
       <Flash message={flash} />
-      <Loaded load={load} what="the registry endpoints">
-        {(list) =>
-          list.length === 0 ? (
-            <Empty title="No registry endpoints yet">{canWrite ? 'Add one to push images to a site’s registry.' : null}</Empty>
-          ) : (
-            <table className="table">
-              <caption className="sr-only">Registry endpoints</caption>
-              <thead>
-                <tr>
-                  <th scope="col">Name</th>
-                  <th scope="col">URL</th>
-                  <th scope="col">Namespace</th>
-                  <th scope="col">Credentials</th>
-                  <th scope="col">Added</th>
-                  <th scope="col">
-                    <span className="sr-only">Actions</span>
-                  </th>
-                </tr>
-              </thead>
-              <tbody>
-                {list.map((r) => (
-                  <tr key={r.name}>
-                    <td className="mono">{r.name}</td>
-                    <td className="mono">{r.url}</td>
-                    <td className="mono">{r.namespace ?? <span className="muted">—</span>}</td>
-                    <td>{r.credentials ? <Badge tone="info">set</Badge> : <Badge tone="neutral">none</Badge>}</td>
-                    <td>
-                      <Time at={r.createdAt} />
-                    </td>
-                    <td className="row-actions">
-                      {canWrite && (
-                        <button type="button" className="button button-small button-ghost" aria-label={`Remove registry endpoint ${r.name}`} onClick={() => setRemoving(r)}>
-                          Remove
-                        </button>
-                      )}
-                    </td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          )
-        }
-      </Loaded>
+      <LoadedList load={load} what="the registry endpoints" empty={<Empty title="No registry endpoints yet">{canWrite ? 'Add one to push images to a site’s registry.' : null}</Empty>}>
+        {(list) => (
+          <Table caption="Registry endpoints" columns={['Name', 'URL', 'Namespace', 'Credentials', 'Added']} actions>
+            {list.map((r) => (
+              <tr key={r.name}>
+                <td className="mono">{r.name}</td>
+                <td className="mono">{r.url}</td>
+                <td className="mono">{r.namespace ?? <span className="muted">—</span>}</td>
+                <td>{r.credentials ? <Badge tone="info">set</Badge> : <Badge tone="neutral">none</Badge>}</td>
+                <td>
+                  <Time at={r.createdAt} />
+                </td>
+                <RowActionCell show={canWrite} label={`Remove registry endpoint ${r.name}`} onClick={() => setRemoving(r)}>
+                  Remove
+                </RowActionCell>
+              </tr>
+            ))}
+          </Table>
+        )}
+      </LoadedList>
       <ConfirmDialog
         open={adding}
         title="Add a registry endpoint"
@@ -229,30 +185,12 @@ export function RegistriesPage() {
         }}
       >
         <div className="form-grid">
-          <div className="field">
-            <label htmlFor="registry-name">Name</label>
-            <input id="registry-name" value={form.name} onChange={(e) => set('name', e.target.value)} placeholder="site-registry" />
-          </div>
-          <div className="field">
-            <label htmlFor="registry-url">URL</label>
-            <input id="registry-url" className="mono" value={form.url} onChange={(e) => set('url', e.target.value)} placeholder="https://registry.example.com:5000" />
-          </div>
-          <div className="field">
-            <label htmlFor="registry-namespace">Namespace (optional)</label>
-            <input id="registry-namespace" className="mono" value={form.namespace} onChange={(e) => set('namespace', e.target.value)} placeholder="site/convoy" aria-describedby="registry-namespace-hint" />
-            <p className="hint" id="registry-namespace-hint">
-              Images go to namespace/bundle/image.
-            </p>
-          </div>
+          <TextField id="registry-name" label="Name" value={form.name} onChange={(value) => set('name', value)} placeholder="site-registry" />
+          <TextField id="registry-url" label="URL" className="mono" value={form.url} onChange={(value) => set('url', value)} placeholder="https://registry.example.com:5000" />
+          <TextField id="registry-namespace" label="Namespace (optional)" className="mono" value={form.namespace} onChange={(value) => set('namespace', value)} placeholder="site/convoy" hint="Images go to namespace/bundle/image." />
           <div />
-          <div className="field">
-            <label htmlFor="registry-username">User name (optional)</label>
-            <input id="registry-username" autoComplete="off" value={form.username} onChange={(e) => set('username', e.target.value)} />
-          </div>
-          <div className="field">
-            <label htmlFor="registry-password">Password (optional)</label>
-            <input id="registry-password" type="password" autoComplete="new-password" value={form.password} onChange={(e) => set('password', e.target.value)} />
-          </div>
+          <TextField id="registry-username" label="User name (optional)" autoComplete="off" value={form.username} onChange={(value) => set('username', value)} />
+          <TextField id="registry-password" label="Password (optional)" type="password" autoComplete="new-password" value={form.password} onChange={(value) => set('password', value)} />
         </div>
         {halfCredentials && (
           <p className="error-text" role="alert">

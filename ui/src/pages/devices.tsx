@@ -1,10 +1,13 @@
 import { useState, type FormEvent } from 'react';
 import { device, deviceRegistration } from '../../../protocol/api.ts';
-import { deviceRevocation } from '../../../protocol/enrollment.ts';
+import { deviceCertificateList, deviceRevocation, type DeviceCertificate } from '../../../protocol/enrollment.ts';
 import { deviceStates } from '../../../protocol/messages.ts';
 import { deviceDetail } from '../../../protocol/rollout.ts';
 import { call, getJson, getPage } from '../api.ts';
+import { SelectField, TextField } from '../components/fields.tsx';
+import { Table } from '../components/table.tsx';
 import { enc, Link, navigate, useLocation } from '../router.tsx';
+import { SecretNotice } from '../components/secret.tsx';
 import { useSession } from '../session.tsx';
 import { Badge, ConfirmDialog, Empty, Flash, Loaded, PageHeader, Pager, Time, useLoad } from '../ui.tsx';
 import { DeviceTable } from './groups.tsx';
@@ -45,43 +48,23 @@ export function DevicesPage() {
         }
       />
       {secret && (
-        <div className="notice notice-success" role="status">
-          <strong>Device registered.</strong> Its token is shown only once:
-          <div className="secret-row">
-            <label htmlFor="device-secret" className="sr-only">
-              Device token
-            </label>
-            <input id="device-secret" readOnly value={secret} className="mono" />
-            <button type="button" className="button button-ghost" onClick={() => setSecret(undefined)}>
-              Done
-            </button>
-          </div>
-        </div>
+        <SecretNotice title="Device registered." note="Its token is shown only once:" id="device-secret" label="Device token" value={secret} onDone={() => setSecret(undefined)} />
       )}
       <form className="filters" onSubmit={submit} aria-label="Filter devices">
-        <div className="field">
-          <label htmlFor="devices-group">Group</label>
-          <input id="devices-group" value={draft.group} onChange={(e) => setDraft({ ...draft, group: e.target.value })} placeholder="any" />
-        </div>
-        <div className="field">
-          <label htmlFor="devices-state">State</label>
-          <select id="devices-state" value={draft.state} onChange={(e) => setDraft({ ...draft, state: e.target.value })}>
-            <option value="">any</option>
-            {deviceStates.map((s) => (
-              <option key={s} value={s}>
-                {s}
-              </option>
-            ))}
-          </select>
-        </div>
-        <div className="field">
-          <label htmlFor="devices-online">Connection</label>
-          <select id="devices-online" value={draft.online} onChange={(e) => setDraft({ ...draft, online: e.target.value })}>
-            <option value="">any</option>
-            <option value="true">online</option>
-            <option value="false">offline</option>
-          </select>
-        </div>
+        <TextField id="devices-group" label="Group" value={draft.group} onChange={(value) => setDraft({ ...draft, group: value })} placeholder="any" />
+        <SelectField id="devices-state" label="State" value={draft.state} onChange={(value) => setDraft({ ...draft, state: value })}>
+          <option value="">any</option>
+          {deviceStates.map((s) => (
+            <option key={s} value={s}>
+              {s}
+            </option>
+          ))}
+        </SelectField>
+        <SelectField id="devices-online" label="Connection" value={draft.online} onChange={(value) => setDraft({ ...draft, online: value })}>
+          <option value="">any</option>
+          <option value="true">online</option>
+          <option value="false">offline</option>
+        </SelectField>
         <div className="field field-wide">
           <label htmlFor="devices-filter">Inventory filter</label>
           <input id="devices-filter" className="mono" value={draft.filter} onChange={(e) => setDraft({ ...draft, filter: e.target.value })} placeholder='model = "pos-x2"' />
@@ -117,14 +100,8 @@ export function DevicesPage() {
           load.reload();
         }}
       >
-        <div className="field">
-          <label htmlFor="device-id">Device id</label>
-          <input id="device-id" value={form.id} onChange={(e) => setForm({ ...form, id: e.target.value })} />
-        </div>
-        <div className="field">
-          <label htmlFor="device-new-group">Group</label>
-          <input id="device-new-group" value={form.group} onChange={(e) => setForm({ ...form, group: e.target.value })} />
-        </div>
+        <TextField id="device-id" label="Device id" value={form.id} onChange={(value) => setForm({ ...form, id: value })} />
+        <TextField id="device-new-group" label="Group" value={form.group} onChange={(value) => setForm({ ...form, group: value })} />
       </ConfirmDialog>
     </>
   );
@@ -233,36 +210,27 @@ export function DevicePage({ id }: { id: string }) {
               )}
             </section>
           </div>
+          {/* Keyed on the decommission time: a revoke (which decommissions) shows the certificates revoked. */}
+          <CertificatesSection key={d.decommissionedAt ?? "active"} url={url} />
           <section className="section" aria-labelledby="history-heading">
             <h2 id="history-heading">History</h2>
             {d.history.length === 0 ? (
               <Empty title="No state changes recorded yet" />
             ) : (
-              <table className="table">
-                <caption className="sr-only">State changes, newest first</caption>
-                <thead>
-                  <tr>
-                    <th scope="col">When</th>
-                    <th scope="col">State</th>
-                    <th scope="col">Deployment</th>
-                    <th scope="col">Detail</th>
+              <Table caption="State changes, newest first" columns={['When', 'State', 'Deployment', 'Detail']}>
+                {[...d.history].reverse().map((h, i) => (
+                  <tr key={i}>
+                    <td>
+                      <Time at={h.at} />
+                    </td>
+                    <td>
+                      <Badge tone={h.state === 'failed' ? 'danger' : h.state === 'installed' ? 'success' : 'neutral'}>{h.state}</Badge>
+                    </td>
+                    <td>{h.deploymentId ? <Link to={`/deployments/${h.deploymentId}`}>{h.deploymentId}</Link> : '—'}</td>
+                    <td className="small">{h.detail ?? ''}</td>
                   </tr>
-                </thead>
-                <tbody>
-                  {[...d.history].reverse().map((h, i) => (
-                    <tr key={i}>
-                      <td>
-                        <Time at={h.at} />
-                      </td>
-                      <td>
-                        <Badge tone={h.state === 'failed' ? 'danger' : h.state === 'installed' ? 'success' : 'neutral'}>{h.state}</Badge>
-                      </td>
-                      <td>{h.deploymentId ? <Link to={`/deployments/${h.deploymentId}`}>{h.deploymentId}</Link> : '—'}</td>
-                      <td className="small">{h.detail ?? ''}</td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
+                ))}
+              </Table>
             )}
           </section>
           <ConfirmDialog
@@ -280,10 +248,7 @@ export function DevicePage({ id }: { id: string }) {
             <p>
               From the static group <strong>{d.group}</strong> to:
             </p>
-            <div className="field">
-              <label htmlFor="move-to">Static group</label>
-              <input id="move-to" value={to} onChange={(e) => setTo(e.target.value)} />
-            </div>
+            <TextField id="move-to" label="Static group" value={to} onChange={setTo} />
           </ConfirmDialog>
           <ConfirmDialog
             open={decommissioning}
@@ -319,5 +284,53 @@ export function DevicePage({ id }: { id: string }) {
         </>
       )}
     </Loaded>
+  );
+}
+
+/** Where a certificate stands, as a badge: revoked wins over expired. */
+function certificateState(c: DeviceCertificate, now: number): 'revoked' | 'expired' | 'valid' {
+  return c.revokedAt ? 'revoked' : Date.parse(c.notAfter) <= now ? 'expired' : 'valid';
+}
+
+/** The device's identity: the certificates the server issued it (enrollment, renewals), newest first. */
+function CertificatesSection({ url }: { url: string }) {
+  const session = useSession();
+  const load = useLoad(() => getJson(session.client, `${url}/certificates`, deviceCertificateList), [url]);
+  const now = Date.now();
+  return (
+    <section className="section" aria-labelledby="certificates-heading">
+      <h2 id="certificates-heading">Certificates</h2>
+      <Loaded load={load} what="the certificates">
+        {({ certificates }) =>
+          certificates.length === 0 ? (
+            <Empty title="No certificate">It was registered with a token, not enrolled (an enrollment token for it gives it one).</Empty>
+          ) : (
+            <Table caption="Certificates issued to the device, newest first" columns={['Serial', 'State', 'Not after', 'Issued', 'SHA-256 fingerprint']}>
+              {certificates.map((c) => (
+                <tr key={c.serial}>
+                  <td className="mono">{c.serial}</td>
+                  <td>
+                    <Badge tone={{ revoked: 'danger', expired: 'warning', valid: 'success' }[certificateState(c, now)]}>{certificateState(c, now)}</Badge>
+                    {c.revokedAt && (
+                      <>
+                        {' '}
+                        <Time at={c.revokedAt} />
+                      </>
+                    )}
+                  </td>
+                  <td className="nowrap">
+                    <Time at={c.notAfter} />
+                  </td>
+                  <td className="nowrap">
+                    <Time at={c.issuedAt} />
+                  </td>
+                  <td className="mono small wrap">{c.fingerprint ?? <span className="muted">not recorded</span>}</td>
+                </tr>
+              ))}
+            </Table>
+          )
+        }
+      </Loaded>
+    </section>
   );
 }

@@ -1,16 +1,19 @@
 import { useState } from 'react';
-import { enrollmentToken, maxEnrollmentTtlSeconds, maxEnrollmentUses, parseDuration, type EnrollmentToken } from '../../../protocol/enrollment.ts';
+import { enrollmentToken, enrollmentTokenList, enrollmentTokenRevocation, maxEnrollmentTtlSeconds, maxEnrollmentUses, parseDuration, type EnrollmentToken, type EnrollmentTokenInfo } from '../../../protocol/enrollment.ts';
 import { deviceGroup } from '../../../protocol/rollout.ts';
-import { call, getAll } from '../api.ts';
+import { call, getAll, getJson } from '../api.ts';
+import { TextField } from '../components/fields.tsx';
+import { LoadedList, RowActionCell, Table } from '../components/table.tsx';
 import { Link, useLocation } from '../router.tsx';
 import { useSession } from '../session.tsx';
-import { ConfirmDialog, PageHeader, SecretRow, Time, useLoad } from '../ui.tsx';
+import { SecretNotice } from '../components/secret.tsx';
+import { ConfirmDialog, Empty, Flash, PageHeader, Time, useLoad } from '../ui.tsx';
 
 /*
  * Enrollment tokens (docs/device-install.md): a short-lived secret that lets a batch of devices
  * join a group with keys made on the devices, or one device enroll again after its certificate
- * lapsed. The server keeps only a hash, so the secret is shown here once, and the API has no
- * listing or revocation of them: a short TTL and few uses are the control.
+ * lapsed. The server keeps only a hash, so the secret is shown here once; the live tokens are
+ * listed (never their secret) and a leaked one is revoked at once.
  */
 
 export function EnrollmentPage() {
@@ -20,7 +23,10 @@ export function EnrollmentPage() {
   const groups = useLoad(() => getAll(session.client, '/api/v1/groups', deviceGroup), []);
   const [open, setOpen] = useState(forDevice !== '');
   const [form, setForm] = useState({ target: forDevice ? 'device' : 'group', group: '', device: forDevice, ttl: forDevice ? '1h' : '1d', uses: '1' });
-  const [made, setMade] = useState<EnrollmentToken[]>([]);
+  // The newest token made in this tab, its secret shown once (until Done).
+  const [latest, setLatest] = useState<EnrollmentToken | undefined>(undefined);
+  const [revoking, setRevoking] = useState<EnrollmentTokenInfo | undefined>(undefined);
+  const [flash, setFlash] = useState<string | undefined>(undefined);
   const set = (key: keyof typeof form, value: string) => setForm({ ...form, [key]: value });
   const ttlSeconds = parseDuration(form.ttl.trim());
   const uses = Number(form.uses);
@@ -31,7 +37,7 @@ export function EnrollmentPage() {
         ? `Uses: a whole number from 1 to ${maxEnrollmentUses}.`
         : undefined;
   const canCreate = session.can('enrollment:create');
-  const latest = made[0];
+  const live = useLoad(async () => (canCreate ? (await getJson(session.client, '/api/v1/enrollment-tokens', enrollmentTokenList)).tokens : []), [canCreate]);
   return (
     <>
       <PageHeader
@@ -46,7 +52,7 @@ export function EnrollmentPage() {
       >
         <p className="lede">
           A device enrolls with a short-lived token and a key it makes itself: it gets a certificate naming its id, the fleet’s CA and the TUF root to pin. Only a hash of each token is stored, so a token is
-          shown once and cannot be listed or revoked later: keep its life short and its uses few.
+          shown once; the live ones are listed below, and one that leaked is revoked at once.
         </p>
       </PageHeader>
       {!canCreate && (
@@ -55,43 +61,73 @@ export function EnrollmentPage() {
         </div>
       )}
       {latest && latest.token && (
-        <div className="notice notice-success secret" role="status">
-          <strong>Enrollment token created</strong> for {latest.group ? `group ${latest.group}` : `device ${latest.device}`}: {latest.uses} use{latest.uses === 1 ? '' : 's'}, valid until <Time at={latest.expiresAt} />. Copy it now: it is shown only once.
-          <SecretRow id="enrollment-secret" label="The new enrollment token" value={latest.token} onDone={() => setMade(made.map((t, i) => (i === 0 ? { ...t, token: '' } : t)))} />
+        <SecretNotice
+          title="Enrollment token created"
+          note={
+            <>
+              for {latest.group ? `group ${latest.group}` : `device ${latest.device}`}: {latest.uses} use{latest.uses === 1 ? '' : 's'}, valid until <Time at={latest.expiresAt} />. Copy it now: it is shown only once.
+            </>
+          }
+          id="enrollment-secret"
+          label="The new enrollment token"
+          value={latest.token}
+          onDone={() => setLatest(undefined)}
+        >
           <p className="small">On the device:</p>
           <pre className="manifest small">{`convoyd enroll --server ${window.location.origin} --token "$TOKEN" --dir /etc/convoy${latest.device ? ` --id ${latest.device}` : ' --id <device id>'}`}</pre>
-        </div>
+        </SecretNotice>
       )}
-      <section className="section" aria-labelledby="made-heading">
-        <h2 id="made-heading">Created in this tab</h2>
-        {made.length === 0 ? (
-          <p className="muted">None yet. Tokens made elsewhere (convoy device token) are not listed: the server cannot show them.</p>
-        ) : (
-          <table className="table">
-            <caption className="sr-only">Enrollment tokens created in this tab</caption>
-            <thead>
-              <tr>
-                <th scope="col">Id</th>
-                <th scope="col">For</th>
-                <th scope="col">Uses</th>
-                <th scope="col">Expires</th>
-              </tr>
-            </thead>
-            <tbody>
-              {made.map((t) => (
-                <tr key={t.id}>
-                  <td>{t.id}</td>
-                  <td>{t.group ? <Link to={`/groups/${encodeURIComponent(t.group)}`}>group {t.group}</Link> : <Link to={`/devices/${encodeURIComponent(t.device!)}`}>device {t.device}</Link>}</td>
-                  <td>{t.uses}</td>
-                  <td>
-                    <Time at={t.expiresAt} />
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        )}
-      </section>
+      <Flash message={flash} />
+      {canCreate && (
+        <section className="section" aria-labelledby="live-heading">
+          <h2 id="live-heading">Live tokens</h2>
+          <LoadedList
+            load={live}
+            what="the enrollment tokens"
+            empty={<Empty title="No live enrollment tokens">Used up, expired and revoked tokens are not listed.</Empty>}
+          >
+            {(list) => (
+              <Table caption="Live enrollment tokens, newest first" columns={['Id', 'For', 'Uses left', 'Expires', 'Made by']} actions>
+                {list.map((t) => (
+                  <tr key={t.id}>
+                    <td>{t.id}</td>
+                    <td>{t.group ? <Link to={`/groups/${encodeURIComponent(t.group)}`}>group {t.group}</Link> : <Link to={`/devices/${encodeURIComponent(t.device!)}`}>device {t.device}</Link>}</td>
+                    <td>
+                      {t.usesLeft} of {t.uses}
+                    </td>
+                    <td>
+                      <Time at={t.expiresAt} />
+                    </td>
+                    <td>
+                      {t.createdBy}, <Time at={t.createdAt} />
+                    </td>
+                    <RowActionCell label={`Revoke enrollment token ${t.id}`} onClick={() => setRevoking(t)}>
+                      Revoke
+                    </RowActionCell>
+                  </tr>
+                ))}
+              </Table>
+            )}
+          </LoadedList>
+        </section>
+      )}
+      <ConfirmDialog
+        open={revoking !== undefined}
+        title={`Revoke enrollment token ${revoking?.id ?? ''}?`}
+        confirmLabel="Revoke token"
+        tone="danger"
+        onClose={() => setRevoking(undefined)}
+        onConfirm={async () => {
+          const done = await call(session.client, 'DELETE', `/api/v1/enrollment-tokens/${revoking!.id}`, enrollmentTokenRevocation);
+          setFlash(`Enrollment token ${done!.id} is revoked: no device enrolls with it from now on.`);
+          if (latest?.id === done!.id) setLatest(undefined);
+          live.reload();
+        }}
+      >
+        <p>
+          No device enrolls with it from now on ({revoking?.usesLeft} of {revoking?.uses} uses were left). Devices already enrolled with it keep their certificates.
+        </p>
+      </ConfirmDialog>
       <ConfirmDialog
         open={open}
         title="New enrollment token"
@@ -103,8 +139,9 @@ export function EnrollmentPage() {
             ...(form.target === 'group' ? { group: form.group.trim(), uses } : { device: form.device.trim() }),
             ttlSeconds,
           });
-          // Only the newest keeps its secret on screen; older ones keep their facts.
-          setMade([token!, ...made.map((t) => ({ ...t, token: '' }))]);
+          // Only the newest keeps its secret on screen; the list shows every live one's facts.
+          setLatest(token!);
+          live.reload();
         }}
       >
         <fieldset className="field">
@@ -120,39 +157,30 @@ export function EnrollmentPage() {
         </fieldset>
         <div className="form-grid">
           {form.target === 'group' ? (
-            <div className="field">
-              <label htmlFor="enroll-group">Group</label>
-              <input id="enroll-group" list="enroll-groups" value={form.group} onChange={(e) => set('group', e.target.value)} placeholder="shop-berlin" />
-              <datalist id="enroll-groups">
-                {groups.state === 'ok' &&
-                  groups.data
-                    .filter((g) => g.kind === 'static')
-                    .map((g) => (
-                      <option key={g.name} value={g.name} />
-                    ))}
-              </datalist>
-            </div>
+            <TextField
+              id="enroll-group"
+              label="Group"
+              list="enroll-groups"
+              value={form.group}
+              onChange={(value) => set('group', value)}
+              placeholder="shop-berlin"
+              extra={
+                <datalist id="enroll-groups">
+                  {groups.state === 'ok' &&
+                    groups.data
+                      .filter((g) => g.kind === 'static')
+                      .map((g) => (
+                        <option key={g.name} value={g.name} />
+                      ))}
+                </datalist>
+              }
+            />
           ) : (
-            <div className="field">
-              <label htmlFor="enroll-device">Device id</label>
-              <input id="enroll-device" value={form.device} onChange={(e) => set('device', e.target.value)} placeholder="till-042" />
-            </div>
+            <TextField id="enroll-device" label="Device id" value={form.device} onChange={(value) => set('device', value)} placeholder="till-042" />
           )}
-          <div className="field">
-            <label htmlFor="enroll-ttl">Valid for</label>
-            <input id="enroll-ttl" value={form.ttl} onChange={(e) => set('ttl', e.target.value)} aria-describedby="enroll-ttl-hint" />
-            <p className="hint" id="enroll-ttl-hint">
-              e.g. 30m, 12h, 7d (at most 7 days).
-            </p>
-          </div>
+          <TextField id="enroll-ttl" label="Valid for" value={form.ttl} onChange={(value) => set('ttl', value)} hint="e.g. 30m, 12h, 7d (at most 7 days)." />
           {form.target === 'group' && (
-            <div className="field">
-              <label htmlFor="enroll-uses">Uses</label>
-              <input id="enroll-uses" type="number" min={1} max={maxEnrollmentUses} value={form.uses} onChange={(e) => set('uses', e.target.value)} aria-describedby="enroll-uses-hint" />
-              <p className="hint" id="enroll-uses-hint">
-                How many devices may enroll with it.
-              </p>
-            </div>
+            <TextField id="enroll-uses" label="Uses" type="number" min={1} max={maxEnrollmentUses} value={form.uses} onChange={(value) => set('uses', value)} hint="How many devices may enroll with it." />
           )}
         </div>
         {problem && (

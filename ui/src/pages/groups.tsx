@@ -1,13 +1,15 @@
 import { useEffect, useState } from 'react';
 import { z } from 'zod';
-import { roles } from '../../../protocol/access.ts';
 import { device } from '../../../protocol/api.ts';
 import { parseFilter } from '../../../protocol/filter.ts';
 import { deviceGroup, groupMember, groupPreview, type DeviceGroup } from '../../../protocol/rollout.ts';
 import { call, describeError, getJson, getPage } from '../api.ts';
+import { TextField } from '../components/fields.tsx';
+import { Table } from '../components/table.tsx';
 import { enc, Link, navigate } from '../router.tsx';
+import { MembersSection } from '../components/members.tsx';
 import { useSession } from '../session.tsx';
-import { Badge, ConfirmDialog, Empty, Flash, Loaded, PageHeader, Time, useLoad } from '../ui.tsx';
+import { Badge, ConfirmDialog, Empty, Loaded, PageHeader, Time, useLoad } from '../ui.tsx';
 
 export function GroupsPage() {
   const session = useSession();
@@ -32,40 +34,26 @@ export function GroupsPage() {
           result.items.length === 0 ? (
             <Empty title="No device groups yet">{session.can('group:create') ? 'Create one with “New group”, or register a device into a new group name.' : null}</Empty>
           ) : (
-            <table className="table">
-              <caption className="sr-only">Device groups</caption>
-              <thead>
-                <tr>
-                  <th scope="col">Group</th>
-                  <th scope="col">Kind</th>
-                  <th scope="col">Filter</th>
-                  <th scope="col" className="num">
-                    Devices
-                  </th>
-                  <th scope="col">Created</th>
+            <Table caption="Device groups" columns={['Group', 'Kind', 'Filter', { label: 'Devices', className: 'num' }, 'Created']}>
+              {result.items.map((g) => (
+                <tr key={g.name}>
+                  <td>
+                    <Link to={`/groups/${enc(g.name)}`} className="strong-link">
+                      {g.name}
+                    </Link>
+                    {g.description && <div className="muted small">{g.description}</div>}
+                  </td>
+                  <td>
+                    <Badge tone={g.kind === 'dynamic' ? 'info' : 'neutral'}>{g.kind}</Badge>
+                  </td>
+                  <td className="mono small">{g.filter ?? <span className="muted">—</span>}</td>
+                  <td className="num">{g.devices}</td>
+                  <td>
+                    <Time at={g.createdAt} />
+                  </td>
                 </tr>
-              </thead>
-              <tbody>
-                {result.items.map((g) => (
-                  <tr key={g.name}>
-                    <td>
-                      <Link to={`/groups/${enc(g.name)}`} className="strong-link">
-                        {g.name}
-                      </Link>
-                      {g.description && <div className="muted small">{g.description}</div>}
-                    </td>
-                    <td>
-                      <Badge tone={g.kind === 'dynamic' ? 'info' : 'neutral'}>{g.kind}</Badge>
-                    </td>
-                    <td className="mono small">{g.filter ?? <span className="muted">—</span>}</td>
-                    <td className="num">{g.devices}</td>
-                    <td>
-                      <Time at={g.createdAt} />
-                    </td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
+              ))}
+            </Table>
           )
         }
       </Loaded>
@@ -158,14 +146,8 @@ function NewGroupDialog({ onClose }: { onClose: () => void }) {
         navigate(`/groups/${enc(made!.name)}`);
       }}
     >
-      <div className="field">
-        <label htmlFor="group-name">Name</label>
-        <input id="group-name" value={name} onChange={(e) => setName(e.target.value)} placeholder="eu-west-x2" />
-      </div>
-      <div className="field">
-        <label htmlFor="group-description">Description (optional)</label>
-        <input id="group-description" value={description} onChange={(e) => setDescription(e.target.value)} />
-      </div>
+      <TextField id="group-name" label="Name" value={name} onChange={setName} placeholder="eu-west-x2" />
+      <TextField id="group-description" label="Description (optional)" value={description} onChange={setDescription} />
       <fieldset className="field">
         <legend>Kind</legend>
         <div className="field-check">
@@ -235,7 +217,22 @@ export function GroupPage({ name }: { name: string }) {
               {(result) => (result.items.length === 0 ? <Empty title="No devices in this group now" /> : <DeviceTable list={result.items} />)}
             </Loaded>
           </section>
-          <GroupMembers name={g.name} />
+          <MembersSection
+            of={g.name}
+            base={`/api/v1/groups/${enc(g.name)}`}
+            idPrefix="group-member"
+            schema={groupMember}
+            canRead={session.can('group-member:read', undefined, g.name)}
+            canWrite={session.can('group-member:write', undefined, g.name)}
+            defaultRole="maintainer"
+            addTitle="Add a member to the group"
+            addedMessage={(user, role) => `${user} is now ${role} of ${g.name}.`}
+            removeText={(user) => (
+              <p>
+                {user} loses their role on {g.name}.
+              </p>
+            )}
+          />
           <ConfirmDialog
             open={deleting}
             title={`Delete ${g.name}?`}
@@ -257,151 +254,28 @@ export function GroupPage({ name }: { name: string }) {
 
 export function DeviceTable({ list }: { list: z.output<typeof device>[] }) {
   return (
-    <table className="table">
-      <caption className="sr-only">Devices</caption>
-      <thead>
-        <tr>
-          <th scope="col">Device</th>
-          <th scope="col">Online</th>
-          <th scope="col">State</th>
-          <th scope="col">Runs</th>
-          <th scope="col">Model</th>
-          <th scope="col">Last seen</th>
+    <Table caption="Devices" columns={['Device', 'Online', 'State', 'Runs', 'Model', 'Last seen']}>
+      {list.map((d) => (
+        <tr key={d.id}>
+          <td className="mono">
+            <Link to={`/devices/${enc(d.id)}`}>{d.id}</Link>
+            {d.decommissionedAt && <Badge tone="danger">decommissioned</Badge>}
+          </td>
+          <td>
+            <span className={`dot ${d.online ? 'tone-success' : 'tone-neutral'}`} aria-hidden="true" /> {d.online ? 'online' : 'offline'}
+          </td>
+          <td>
+            {d.state ? <Badge tone={d.state === 'failed' ? 'danger' : d.state === 'installed' ? 'success' : 'info'}>{d.state}</Badge> : <span className="muted">never reported</span>}
+            {d.error && <div className="error-text small">{d.error.message}</div>}
+          </td>
+          <td>{d.installed ? `${d.installed.bundle} ${d.installed.version}` : <span className="muted">—</span>}</td>
+          <td>{String(d.inventory.model ?? '—')}</td>
+          <td>
+            <Time at={d.lastSeenAt} />
+          </td>
         </tr>
-      </thead>
-      <tbody>
-        {list.map((d) => (
-          <tr key={d.id}>
-            <td className="mono">
-              <Link to={`/devices/${enc(d.id)}`}>{d.id}</Link>
-              {d.decommissionedAt && <Badge tone="danger">decommissioned</Badge>}
-            </td>
-            <td>
-              <span className={`dot ${d.online ? 'tone-success' : 'tone-neutral'}`} aria-hidden="true" /> {d.online ? 'online' : 'offline'}
-            </td>
-            <td>
-              {d.state ? <Badge tone={d.state === 'failed' ? 'danger' : d.state === 'installed' ? 'success' : 'info'}>{d.state}</Badge> : <span className="muted">never reported</span>}
-              {d.error && <div className="error-text small">{d.error.message}</div>}
-            </td>
-            <td>{d.installed ? `${d.installed.bundle} ${d.installed.version}` : <span className="muted">—</span>}</td>
-            <td>{String(d.inventory.model ?? '—')}</td>
-            <td>
-              <Time at={d.lastSeenAt} />
-            </td>
-          </tr>
-        ))}
-      </tbody>
-    </table>
-  );
-}
-
-function GroupMembers({ name }: { name: string }) {
-  const session = useSession();
-  const members = useLoad(() => getJson(session.client, `/api/v1/groups/${enc(name)}/members`, z.array(groupMember)), [name]);
-  const [user, setUser] = useState('');
-  const [role, setRole] = useState('maintainer');
-  const [open, setOpen] = useState(false);
-  const [removing, setRemoving] = useState<string | undefined>(undefined);
-  const [flash, setFlash] = useState<string | undefined>(undefined);
-  if (!session.can('group-member:read', undefined, name)) return null;
-  const canWrite = session.can('group-member:write', undefined, name);
-  return (
-    <section className="section" aria-labelledby="group-members-heading">
-      <div className="section-head">
-        <h2 id="group-members-heading">Members</h2>
-        {canWrite && (
-          <button type="button" className="button" onClick={() => setOpen(true)}>
-            Add member
-          </button>
-        )}
-      </div>
-      <Flash message={flash} />
-      <Loaded load={members} what="members">
-        {(list) =>
-          list.length === 0 ? (
-            <Empty title="No members" />
-          ) : (
-            <table className="table">
-              <caption className="sr-only">Members of {name}</caption>
-              <thead>
-                <tr>
-                  <th scope="col">User</th>
-                  <th scope="col">Role</th>
-                  <th scope="col">Since</th>
-                  {canWrite && (
-                    <th scope="col">
-                      <span className="sr-only">Actions</span>
-                    </th>
-                  )}
-                </tr>
-              </thead>
-              <tbody>
-                {list.map((m) => (
-                  <tr key={m.user}>
-                    <td>{m.user}</td>
-                    <td>
-                      <Badge>{m.role}</Badge>
-                    </td>
-                    <td>
-                      <Time at={m.createdAt} />
-                    </td>
-                    {canWrite && (
-                      <td className="row-actions">
-                        <button type="button" className="button button-small button-ghost" aria-label={`Remove ${m.user}`} onClick={() => setRemoving(m.user)}>
-                          Remove
-                        </button>
-                      </td>
-                    )}
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          )
-        }
-      </Loaded>
-      <ConfirmDialog
-        open={open}
-        title="Add a member to the group"
-        confirmLabel="Save"
-        confirmDisabled={!user.trim()}
-        onClose={() => setOpen(false)}
-        onConfirm={async () => {
-          await call(session.client, 'POST', `/api/v1/groups/${enc(name)}/members`, groupMember, { user: user.trim(), role });
-          setFlash(`${user.trim()} is now ${role} of ${name}.`);
-          members.reload();
-        }}
-      >
-        <div className="field">
-          <label htmlFor="group-member-user">User name</label>
-          <input id="group-member-user" value={user} onChange={(e) => setUser(e.target.value)} />
-        </div>
-        <div className="field">
-          <label htmlFor="group-member-role">Role</label>
-          <select id="group-member-role" value={role} onChange={(e) => setRole(e.target.value)}>
-            {roles.map((r) => (
-              <option key={r} value={r}>
-                {r}
-              </option>
-            ))}
-          </select>
-        </div>
-      </ConfirmDialog>
-      <ConfirmDialog
-        open={removing !== undefined}
-        title={`Remove ${removing ?? ''}?`}
-        confirmLabel="Remove member"
-        tone="danger"
-        onClose={() => setRemoving(undefined)}
-        onConfirm={async () => {
-          await call(session.client, 'DELETE', `/api/v1/groups/${enc(name)}/members/${enc(removing!)}`, undefined);
-          members.reload();
-        }}
-      >
-        <p>
-          {removing} loses their role on {name}.
-        </p>
-      </ConfirmDialog>
-    </section>
+      ))}
+    </Table>
   );
 }
 

@@ -14,6 +14,8 @@ import {
   type ReplicationTask,
 } from '../../../protocol/replication.ts';
 import { call, describeError, getAll, getJson, getPage } from '../api.ts';
+import { SelectField, TextField, VersionOptions } from '../components/fields.tsx';
+import { LoadedList, RowAction, Table } from '../components/table.tsx';
 import { enc, Link, navigate, useLocation } from '../router.tsx';
 import { useSession } from '../session.tsx';
 import { Badge, ConfirmDialog, Digest, Empty, Flash, formatBytes, Loaded, PageHeader, Pager, Time, useLoad } from '../ui.tsx';
@@ -126,72 +128,52 @@ export function ReplicationPage({ name }: { name: string }) {
       )}
       <section className="section" aria-labelledby="policies-heading">
         <h2 id="policies-heading">Policies</h2>
-        <Loaded load={policies} what="the replication policies">
-          {(list) =>
-            list.length === 0 ? (
-              <Empty title="No replication policies yet">{canWrite ? 'Create one with “New policy”.' : null}</Empty>
-            ) : (
-              <table className="table">
-                <caption className="sr-only">Replication policies of {name}</caption>
-                <thead>
-                  <tr>
-                    <th scope="col">Name</th>
-                    <th scope="col">Destinations</th>
-                    <th scope="col">Trigger</th>
-                    <th scope="col">What</th>
-                    <th scope="col">Bandwidth</th>
-                    <th scope="col">State</th>
-                    <th scope="col">
-                      <span className="sr-only">Actions</span>
-                    </th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {list.map((p) => (
-                    <tr key={p.name}>
-                      <td className="mono nowrap">{p.name}</td>
-                      <td>
-                        {p.destinations.map((d, i) => (
-                          <span key={d.name}>
-                            {i > 0 && ', '}
-                            <Link to={d.type === 'edge' ? '/edges' : '/registries'}>{d.name}</Link> <span className="muted small">({d.type === 'edge' ? 'edge' : 'registry'})</span>
-                          </span>
-                        ))}
-                        {p.mode === 'pull' && <span className="muted small"> · pull</span>}
-                      </td>
-                      <td>{describeTrigger(p)}</td>
-                      <td className="small">{describeFilter(p)}</td>
-                      <td>{describeBandwidth(p.bandwidth)}</td>
-                      <td>
-                        <Badge tone={p.enabled ? 'success' : 'neutral'}>{p.enabled ? 'enabled' : 'disabled'}</Badge>
-                      </td>
-                      <td className="row-actions">
-                        {canRun && p.enabled && (
-                          <button type="button" className="button button-small" aria-label={`Run now ${p.name}`} onClick={() => setStarting(p)}>
-                            Run now
-                          </button>
-                        )}
-                        {canWrite && (
-                          <>
-                            <button type="button" className="button button-small button-ghost" aria-label={`Edit ${p.name}`} onClick={() => setEditing(p)}>
-                              Edit
-                            </button>
-                            <button type="button" className="button button-small button-ghost" aria-label={`${p.enabled ? 'Disable' : 'Enable'} ${p.name}`} onClick={() => void toggle(p)}>
-                              {p.enabled ? 'Disable' : 'Enable'}
-                            </button>
-                            <button type="button" className="button button-small button-ghost" aria-label={`Delete ${p.name}`} onClick={() => setDeleting(p)}>
-                              Delete
-                            </button>
-                          </>
-                        )}
-                      </td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
-            )
-          }
-        </Loaded>
+        <LoadedList load={policies} what="the replication policies" empty={<Empty title="No replication policies yet">{canWrite ? 'Create one with “New policy”.' : null}</Empty>}>
+          {(list) => (
+            <Table caption={`Replication policies of ${name}`} columns={['Name', 'Destinations', 'Trigger', 'What', 'Bandwidth', 'State']} actions>
+              {list.map((p) => (
+                <tr key={p.name}>
+                  <td className="mono nowrap">{p.name}</td>
+                  <td>
+                    {p.destinations.map((d, i) => (
+                      <span key={d.name}>
+                        {i > 0 && ', '}
+                        <Link to={d.type === 'edge' ? '/edges' : '/registries'}>{d.name}</Link> <span className="muted small">({d.type === 'edge' ? 'edge' : 'registry'})</span>
+                      </span>
+                    ))}
+                    {p.mode === 'pull' && <span className="muted small"> · pull</span>}
+                  </td>
+                  <td>{describeTrigger(p)}</td>
+                  <td className="small">{describeFilter(p)}</td>
+                  <td>{describeBandwidth(p.bandwidth)}</td>
+                  <td>
+                    <Badge tone={p.enabled ? 'success' : 'neutral'}>{p.enabled ? 'enabled' : 'disabled'}</Badge>
+                  </td>
+                  <td className="row-actions">
+                    {canRun && p.enabled && (
+                      <button type="button" className="button button-small" aria-label={`Run now ${p.name}`} onClick={() => setStarting(p)}>
+                        Run now
+                      </button>
+                    )}
+                    {canWrite && (
+                      <>
+                        <RowAction label={`Edit ${p.name}`} onClick={() => setEditing(p)}>
+                          Edit
+                        </RowAction>
+                        <button type="button" className="button button-small button-ghost" aria-label={`${p.enabled ? 'Disable' : 'Enable'} ${p.name}`} onClick={() => void toggle(p)}>
+                          {p.enabled ? 'Disable' : 'Enable'}
+                        </button>
+                        <RowAction label={`Delete ${p.name}`} onClick={() => setDeleting(p)}>
+                          Delete
+                        </RowAction>
+                      </>
+                    )}
+                  </td>
+                </tr>
+              ))}
+            </Table>
+          )}
+        </LoadedList>
       </section>
 
       <section className="section" aria-labelledby="runs-heading">
@@ -278,63 +260,40 @@ function RunDialog({ name, policy, onClose }: { name: string; policy: Replicatio
       <p>
         To {policy.destinations.map((d) => d.name).join(', ')}: {describeFilter(policy)}. What a destination already holds is skipped.
       </p>
-      <div className="field">
-        <label htmlFor="run-version">Version</label>
-        <select id="run-version" value={version} onChange={(e) => setVersion(e.target.value)}>
-          <option value="">every approved version the filter matches</option>
-          {versions.state === 'ok' &&
-            [...versions.data].reverse().map((v) => (
-              <option key={v.version} value={v.version}>
-                {v.version}
-              </option>
-            ))}
-        </select>
-      </div>
+      <SelectField id="run-version" label="Version" value={version} onChange={setVersion}>
+        <option value="">every approved version the filter matches</option>
+        <VersionOptions versions={versions} />
+      </SelectField>
     </ConfirmDialog>
   );
 }
 
 function RunsTable({ name, runs }: { name: string; runs: ReplicationRun[] }) {
   return (
-    <table className="table">
-      <caption className="sr-only">Replication runs, newest first</caption>
-      <thead>
-        <tr>
-          <th scope="col">Run</th>
-          <th scope="col">Policy</th>
-          <th scope="col">Versions</th>
-          <th scope="col">Status</th>
-          <th scope="col">Tasks</th>
-          <th scope="col">Sent</th>
-          <th scope="col">Started</th>
-          <th scope="col">By</th>
+    <Table caption="Replication runs, newest first" columns={['Run', 'Policy', 'Versions', 'Status', 'Tasks', 'Sent', 'Started', 'By']}>
+      {runs.map((r) => (
+        <tr key={r.id}>
+          <td>
+            <Link to={`/bundles/${enc(name)}/replication/runs/${r.id}`} className="strong-link nowrap">
+              Run {r.id}
+            </Link>
+          </td>
+          <td className="mono nowrap">{r.policy}</td>
+          <td>{r.versions.join(', ') || <span className="muted">none</span>}</td>
+          <td>
+            <Badge tone={statusTone[r.status]}>{r.status}</Badge>
+          </td>
+          <td className="small">{describeTaskCounts(r)}</td>
+          <td>{formatBytes(r.bytes)}</td>
+          <td>
+            <Time at={r.startedAt} />
+          </td>
+          <td>
+            {r.by} <span className="muted small">({r.trigger})</span>
+          </td>
         </tr>
-      </thead>
-      <tbody>
-        {runs.map((r) => (
-          <tr key={r.id}>
-            <td>
-              <Link to={`/bundles/${enc(name)}/replication/runs/${r.id}`} className="strong-link nowrap">
-                Run {r.id}
-              </Link>
-            </td>
-            <td className="mono nowrap">{r.policy}</td>
-            <td>{r.versions.join(', ') || <span className="muted">none</span>}</td>
-            <td>
-              <Badge tone={statusTone[r.status]}>{r.status}</Badge>
-            </td>
-            <td className="small">{describeTaskCounts(r)}</td>
-            <td>{formatBytes(r.bytes)}</td>
-            <td>
-              <Time at={r.startedAt} />
-            </td>
-            <td>
-              {r.by} <span className="muted small">({r.trigger})</span>
-            </td>
-          </tr>
-        ))}
-      </tbody>
-    </table>
+      ))}
+    </Table>
   );
 }
 
@@ -411,10 +370,7 @@ function PolicyDialog({ name, policy, onClose, onSaved }: { name: string; policy
       }}
     >
       <div className="form-grid">
-        <div className="field">
-          <label htmlFor="policy-name">Name</label>
-          <input id="policy-name" value={form.name} onChange={(e) => set('name', e.target.value)} disabled={policy !== undefined} placeholder="eu-shops" />
-        </div>
+        <TextField id="policy-name" label="Name" value={form.name} onChange={(value) => set('name', value)} disabled={policy !== undefined} placeholder="eu-shops" />
         <div className="field">
           <label htmlFor="policy-mode">Mode</label>
           <select id="policy-mode" value={form.mode} onChange={(e) => set('mode', e.target.value as (typeof replicationModes)[number])} aria-describedby="policy-mode-hint">
@@ -461,34 +417,13 @@ function PolicyDialog({ name, policy, onClose, onSaved }: { name: string; policy
           </select>
         </div>
         {form.trigger === 'schedule' ? (
-          <div className="field">
-            <label htmlFor="policy-cron">Schedule (cron, UTC)</label>
-            <input id="policy-cron" className="mono" value={form.cron} onChange={(e) => set('cron', e.target.value)} aria-describedby="policy-cron-hint" />
-            <p className="hint" id="policy-cron-hint">
-              minute hour day month weekday, e.g. 0 3 * * *
-            </p>
-          </div>
+          <TextField id="policy-cron" label="Schedule (cron, UTC)" className="mono" value={form.cron} onChange={(value) => set('cron', value)} hint="minute hour day month weekday, e.g. 0 3 * * *" />
         ) : (
           <p className="hint field">{form.trigger === 'approval' ? 'Runs by itself when a version the filter matches is approved.' : 'Runs only when someone starts it (Run now).'}</p>
         )}
-        <div className="field">
-          <label htmlFor="policy-versions">Versions (optional)</label>
-          <input id="policy-versions" className="mono" value={form.versions} onChange={(e) => set('versions', e.target.value)} placeholder=">=2.0.0" aria-describedby="policy-versions-hint" />
-          <p className="hint" id="policy-versions-hint">
-            A semver range; empty: every approved version.
-          </p>
-        </div>
-        <div className="field">
-          <label htmlFor="policy-names">Artifact names (optional)</label>
-          <input id="policy-names" className="mono" value={form.names} onChange={(e) => set('names', e.target.value)} placeholder="till, settings.json" aria-describedby="policy-names-hint" />
-          <p className="hint" id="policy-names-hint">
-            Comma-separated; empty: every artifact.
-          </p>
-        </div>
-        <div className="field">
-          <label htmlFor="policy-bandwidth">Bandwidth limit (KiB/s, optional)</label>
-          <input id="policy-bandwidth" type="number" min={1} value={form.bandwidthKiB} onChange={(e) => set('bandwidthKiB', e.target.value)} placeholder="unlimited" />
-        </div>
+        <TextField id="policy-versions" label="Versions (optional)" className="mono" value={form.versions} onChange={(value) => set('versions', value)} placeholder=">=2.0.0" hint="A semver range; empty: every approved version." />
+        <TextField id="policy-names" label="Artifact names (optional)" className="mono" value={form.names} onChange={(value) => set('names', value)} placeholder="till, settings.json" hint="Comma-separated; empty: every artifact." />
+        <TextField id="policy-bandwidth" label="Bandwidth limit (KiB/s, optional)" type="number" min={1} value={form.bandwidthKiB} onChange={(value) => set('bandwidthKiB', value)} placeholder="unlimited" />
       </div>
       <fieldset className="field">
         <legend>Artifact types (none checked: all)</legend>
@@ -629,41 +564,26 @@ export function RunPage({ name, id }: { name: string; id: string }) {
 
 function TasksTable({ tasks }: { tasks: ReplicationTask[] }) {
   return (
-    <table className="table">
-      <caption className="sr-only">Tasks of this run</caption>
-      <thead>
-        <tr>
-          <th scope="col">What</th>
-          <th scope="col">Destination</th>
-          <th scope="col">Version</th>
-          <th scope="col">Status</th>
-          <th scope="col">Bytes</th>
-          <th scope="col">Duration</th>
-          <th scope="col">Attempts</th>
-          <th scope="col">Error</th>
+    <Table caption="Tasks of this run" columns={['What', 'Destination', 'Version', 'Status', 'Bytes', 'Duration', 'Attempts', 'Error']}>
+      {tasks.map((task) => (
+        <tr key={task.id}>
+          <td>
+            <span className="muted small">{task.kind}</span> <TaskRef task={task} />
+          </td>
+          <td>
+            {task.destination.name} <span className="muted small">({task.destination.type})</span>
+          </td>
+          <td>{task.version}</td>
+          <td>
+            <Badge tone={statusTone[task.status]}>{task.status}</Badge>
+          </td>
+          <td>{formatBytes(task.bytes)}</td>
+          <td>{formatDuration(task.durationMs)}</td>
+          <td>{task.attempts}</td>
+          <td className="small cell-wrap">{task.error ? <span className="error-text">{task.error}</span> : <span className="muted">—</span>}</td>
         </tr>
-      </thead>
-      <tbody>
-        {tasks.map((task) => (
-          <tr key={task.id}>
-            <td>
-              <span className="muted small">{task.kind}</span> <TaskRef task={task} />
-            </td>
-            <td>
-              {task.destination.name} <span className="muted small">({task.destination.type})</span>
-            </td>
-            <td>{task.version}</td>
-            <td>
-              <Badge tone={statusTone[task.status]}>{task.status}</Badge>
-            </td>
-            <td>{formatBytes(task.bytes)}</td>
-            <td>{formatDuration(task.durationMs)}</td>
-            <td>{task.attempts}</td>
-            <td className="small cell-wrap">{task.error ? <span className="error-text">{task.error}</span> : <span className="muted">—</span>}</td>
-          </tr>
-        ))}
-      </tbody>
-    </table>
+      ))}
+    </Table>
   );
 }
 

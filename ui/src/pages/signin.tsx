@@ -1,6 +1,7 @@
 import { useId, useState, type FormEvent } from 'react';
 import { currentUser, type CurrentUser } from '../../../protocol/access.ts';
 import { ApiFailure, describeError, getJson } from '../api.ts';
+import { TextField } from '../components/fields.tsx';
 import type { Stored } from '../session.tsx';
 
 /** Sign in with a user name and an access token (made with `convoy token create` or on the tokens screen). */
@@ -46,10 +47,7 @@ export function SignInPage({ onSignedIn, expired }: { onSignedIn: (stored: Store
           </div>
         )}
         <form onSubmit={(e) => void submit(e)} noValidate>
-          <div className="field">
-            <label htmlFor="signin-user">User name</label>
-            <input id="signin-user" name="username" autoComplete="username" required value={name} onChange={(e) => setName(e.target.value)} autoFocus />
-          </div>
+          <TextField id="signin-user" label="User name" name="username" autoComplete="username" required value={name} onChange={setName} autoFocus />
           <div className="field">
             <label htmlFor="signin-token">Access token</label>
             <input

@@ -2,9 +2,12 @@ import { useState } from 'react';
 import { z } from 'zod';
 import { accessToken, createdToken, scopes, type AccessToken } from '../../../protocol/access.ts';
 import { call, getJson } from '../api.ts';
+import { TextField } from '../components/fields.tsx';
+import { LoadedList, RowActionCell, Table } from '../components/table.tsx';
 import { useLocation } from '../router.tsx';
+import { SecretNotice } from '../components/secret.tsx';
 import { useSession } from '../session.tsx';
-import { Badge, ConfirmDialog, Empty, Loaded, PageHeader, Time, useLoad } from '../ui.tsx';
+import { Badge, ConfirmDialog, Empty, PageHeader, Time, useLoad } from '../ui.tsx';
 
 function stateOf(t: AccessToken): string {
   if (t.revokedAt) return 'revoked';
@@ -24,7 +27,6 @@ export function TokensPage() {
   const [expires, setExpires] = useState('');
   const [secret, setSecret] = useState<{ token: string; name: string } | undefined>(undefined);
   const [revoking, setRevoking] = useState<AccessToken | undefined>(undefined);
-  const [copied, setCopied] = useState(false);
   const owner = forUser ?? session.user.name;
   return (
     <>
@@ -41,77 +43,33 @@ export function TokensPage() {
         <p className="lede">Tokens sign in the CLI, CI jobs and this UI. A token never holds more than its scopes and its user’s roles allow.</p>
       </PageHeader>
       {secret && (
-        <div className="notice notice-success secret" role="status">
-          <strong>Token “{secret.name}” created.</strong> Copy it now: it is shown only once.
-          <div className="secret-row">
-            <label htmlFor="new-secret" className="sr-only">
-              The new token
-            </label>
-            <input id="new-secret" readOnly value={secret.token} className="mono" onFocus={(e) => e.target.select()} />
-            <button
-              type="button"
-              className="button"
-              onClick={() => {
-                void navigator.clipboard?.writeText(secret.token).then(() => setCopied(true));
-              }}
-            >
-              {copied ? 'Copied' : 'Copy'}
-            </button>
-            <button type="button" className="button button-ghost" onClick={() => setSecret(undefined)}>
-              Done
-            </button>
-          </div>
-        </div>
+        <SecretNotice title={`Token “${secret.name}” created.`} note="Copy it now: it is shown only once." id="new-secret" label="The new token" value={secret.token} onDone={() => setSecret(undefined)} />
       )}
-      <Loaded load={load} what="tokens">
-        {(list) =>
-          list.length === 0 ? (
-            <Empty title="No tokens" />
-          ) : (
-            <table className="table">
-              <caption className="sr-only">Access tokens</caption>
-              <thead>
-                <tr>
-                  <th scope="col">Name</th>
-                  <th scope="col">Scopes</th>
-                  <th scope="col">State</th>
-                  <th scope="col">Created</th>
-                  <th scope="col">Expires</th>
-                  <th scope="col">Last used</th>
-                  <th scope="col">
-                    <span className="sr-only">Actions</span>
-                  </th>
-                </tr>
-              </thead>
-              <tbody>
-                {list.map((t) => (
-                  <tr key={t.id}>
-                    <td>{t.name}</td>
-                    <td>{t.scopes.join(', ')}</td>
-                    <td>
-                      <Badge>{stateOf(t)}</Badge>
-                    </td>
-                    <td>
-                      <Time at={t.createdAt} />
-                    </td>
-                    <td>{t.expiresAt ? <Time at={t.expiresAt} /> : 'never'}</td>
-                    <td>
-                      <Time at={t.lastUsedAt} />
-                    </td>
-                    <td className="row-actions">
-                      {stateOf(t) === 'active' && session.can('token:write') && (
-                        <button type="button" className="button button-small button-ghost" aria-label={`Revoke ${t.name}`} onClick={() => setRevoking(t)}>
-                          Revoke
-                        </button>
-                      )}
-                    </td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          )
-        }
-      </Loaded>
+      <LoadedList load={load} what="tokens" empty={<Empty title="No tokens" />}>
+        {(list) => (
+          <Table caption="Access tokens" columns={['Name', 'Scopes', 'State', 'Created', 'Expires', 'Last used']} actions>
+            {list.map((t) => (
+              <tr key={t.id}>
+                <td>{t.name}</td>
+                <td>{t.scopes.join(', ')}</td>
+                <td>
+                  <Badge>{stateOf(t)}</Badge>
+                </td>
+                <td>
+                  <Time at={t.createdAt} />
+                </td>
+                <td>{t.expiresAt ? <Time at={t.expiresAt} /> : 'never'}</td>
+                <td>
+                  <Time at={t.lastUsedAt} />
+                </td>
+                <RowActionCell show={stateOf(t) === 'active' && session.can('token:write')} label={`Revoke ${t.name}`} onClick={() => setRevoking(t)}>
+                  Revoke
+                </RowActionCell>
+              </tr>
+            ))}
+          </Table>
+        )}
+      </LoadedList>
       <ConfirmDialog
         open={open}
         title={`New token for ${owner}`}
@@ -125,16 +83,12 @@ export function TokensPage() {
             ...(expires ? { expiresAt: new Date(`${expires}T23:59:59Z`).toISOString() } : {}),
             ...(forUser ? { user: forUser } : {}),
           });
-          setCopied(false);
           setSecret({ token: made!.token, name: made!.info.name });
           setName('');
           load.reload();
         }}
       >
-        <div className="field">
-          <label htmlFor="token-name">Name</label>
-          <input id="token-name" value={name} onChange={(e) => setName(e.target.value)} placeholder="ci-release-job" />
-        </div>
+        <TextField id="token-name" label="Name" value={name} onChange={setName} placeholder="ci-release-job" />
         <fieldset className="field">
           <legend>Scopes</legend>
           {scopes.map((s) => (
@@ -144,10 +98,7 @@ export function TokensPage() {
             </div>
           ))}
         </fieldset>
-        <div className="field">
-          <label htmlFor="token-expires">Expires (optional)</label>
-          <input id="token-expires" type="date" value={expires} onChange={(e) => setExpires(e.target.value)} />
-        </div>
+        <TextField id="token-expires" label="Expires (optional)" type="date" value={expires} onChange={setExpires} />
       </ConfirmDialog>
       <ConfirmDialog
         open={revoking !== undefined}

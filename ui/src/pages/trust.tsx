@@ -1,6 +1,7 @@
 import { useRef, useState } from 'react';
 import { createdKey, rootAccepted, trustStatus } from '../../../protocol/trust.ts';
 import { call, getJson } from '../api.ts';
+import { Table } from '../components/table.tsx';
 import { useSession } from '../session.tsx';
 import { Badge, ErrorNotice, Flash, Loaded, PageHeader, Time, useLoad } from '../ui.tsx';
 
@@ -78,27 +79,16 @@ export function TrustPage() {
               <dt>Timestamp</dt>
               <dd>{t.timestamp ? <>version {t.timestamp.version}, expires <Time at={t.timestamp.expires} /></> : 'not yet signed'}</dd>
             </dl>
-            <table className="table">
-              <caption className="sr-only">Roles and keys</caption>
-              <thead>
-                <tr>
-                  <th scope="col">Role</th>
-                  <th scope="col">Threshold</th>
-                  <th scope="col">Keys</th>
-                  <th scope="col">Held by this server</th>
+            <Table caption="Roles and keys" columns={['Role', 'Threshold', 'Keys', 'Held by this server']}>
+              {Object.entries(t.roles).map(([role, r]) => (
+                <tr key={role}>
+                  <td>{role}</td>
+                  <td>{r.threshold}</td>
+                  <td className="mono small">{r.keyIds.map((k) => k.slice(0, 12)).join(', ')}</td>
+                  <td>{r.heldByServer}</td>
                 </tr>
-              </thead>
-              <tbody>
-                {Object.entries(t.roles).map(([role, r]) => (
-                  <tr key={role}>
-                    <td>{role}</td>
-                    <td>{r.threshold}</td>
-                    <td className="mono small">{r.keyIds.map((k) => k.slice(0, 12)).join(', ')}</td>
-                    <td>{r.heldByServer}</td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
+              ))}
+            </Table>
           </>
         )}
       </Loaded>

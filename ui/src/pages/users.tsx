@@ -2,9 +2,11 @@ import { useState } from 'react';
 import { z } from 'zod';
 import { user } from '../../../protocol/access.ts';
 import { call, getJson } from '../api.ts';
+import { TextField } from '../components/fields.tsx';
+import { LoadedList, Table } from '../components/table.tsx';
 import { enc, Link } from '../router.tsx';
 import { useSession } from '../session.tsx';
-import { Badge, ConfirmDialog, Empty, Flash, Loaded, PageHeader, Time, useLoad } from '../ui.tsx';
+import { Badge, ConfirmDialog, Empty, Flash, PageHeader, Time, useLoad } from '../ui.tsx';
 
 export function UsersPage() {
   const session = useSession();
@@ -28,41 +30,24 @@ export function UsersPage() {
         <p className="lede">People who may sign in. Their roles are given per bundle, on each bundle’s page.</p>
       </PageHeader>
       <Flash message={flash} />
-      <Loaded load={load} what="users">
-        {(list) =>
-          list.length === 0 ? (
-            <Empty title="No users" />
-          ) : (
-            <table className="table">
-              <caption className="sr-only">Users</caption>
-              <thead>
-                <tr>
-                  <th scope="col">Name</th>
-                  <th scope="col">Kind</th>
-                  <th scope="col">Created</th>
-                  <th scope="col">
-                    <span className="sr-only">Links</span>
-                  </th>
-                </tr>
-              </thead>
-              <tbody>
-                {list.map((u) => (
-                  <tr key={u.name}>
-                    <td>{u.name}</td>
-                    <td>{u.admin ? <Badge>admin</Badge> : <Badge tone="neutral">user</Badge>}</td>
-                    <td>
-                      <Time at={u.createdAt} />
-                    </td>
-                    <td className="row-actions">
-                      {session.can('user:write') && <Link to={`/tokens?user=${enc(u.name)}`}>Tokens</Link>}
-                    </td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          )
-        }
-      </Loaded>
+      <LoadedList load={load} what="users" empty={<Empty title="No users" />}>
+        {(list) => (
+          <Table caption="Users" columns={['Name', 'Kind', 'Created']} actions actionsLabel="Links">
+            {list.map((u) => (
+              <tr key={u.name}>
+                <td>{u.name}</td>
+                <td>{u.admin ? <Badge>admin</Badge> : <Badge tone="neutral">user</Badge>}</td>
+                <td>
+                  <Time at={u.createdAt} />
+                </td>
+                <td className="row-actions">
+                  {session.can('user:write') && <Link to={`/tokens?user=${enc(u.name)}`}>Tokens</Link>}
+                </td>
+              </tr>
+            ))}
+          </Table>
+        )}
+      </LoadedList>
       <ConfirmDialog
         open={open}
         title="New user"
@@ -76,13 +61,7 @@ export function UsersPage() {
           load.reload();
         }}
       >
-        <div className="field">
-          <label htmlFor="user-name">User name</label>
-          <input id="user-name" value={name} onChange={(e) => setName(e.target.value)} aria-describedby="user-name-hint" />
-          <p className="hint" id="user-name-hint">
-            Lowercase letters, digits, “.”, “_” and “-”.
-          </p>
-        </div>
+        <TextField id="user-name" label="User name" value={name} onChange={setName} hint="Lowercase letters, digits, “.”, “_” and “-”." />
         <div className="field field-check">
           <input id="user-admin" type="checkbox" checked={admin} onChange={(e) => setAdmin(e.target.checked)} />
           <label htmlFor="user-admin">Instance administrator</label>

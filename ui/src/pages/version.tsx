@@ -4,6 +4,8 @@ import { artifact, bundleVersion, packageFormats, type Artifact, type BundleVers
 import { artifactTypes } from '../../../protocol/names.ts';
 import { signatureReceipt, signingProposal, trustStatus } from '../../../protocol/trust.ts';
 import { ApiFailure, call, describeError, getAll, getJson, uploadFile, type UploadHandle } from '../api.ts';
+import { SelectField, TextAreaField } from '../components/fields.tsx';
+import { RowAction, Table } from '../components/table.tsx';
 import { enc, Link, navigate } from '../router.tsx';
 import { useSession } from '../session.tsx';
 import { Badge, ConfirmDialog, Digest, Empty, ErrorNotice, Flash, formatBytes, Loaded, PageHeader, Time, useLoad } from '../ui.tsx';
@@ -180,10 +182,7 @@ function ApprovalPanel({ name, v, artifacts, onChanged }: { name: string; v: Bun
         }}
       >
         <p>The version is removed from the signed targets. Devices will never install it again.</p>
-        <div className="field">
-          <label htmlFor="revoke-reason">Reason (recorded and shown to everyone)</label>
-          <textarea id="revoke-reason" rows={3} value={reason} onChange={(e) => setReason(e.target.value)} />
-        </div>
+        <TextAreaField id="revoke-reason" label="Reason (recorded and shown to everyone)" rows={3} value={reason} onChange={setReason} />
       </ConfirmDialog>
     </section>
   );
@@ -351,72 +350,54 @@ function ArtifactTable({ list, base, editable, onRemoved, onReplace }: { list: A
   if (list.length === 0) return <Empty title="No artifacts yet">{editable ? 'Drop files above to add them.' : null}</Empty>;
   return (
     <>
-      <table className="table">
-        <caption className="sr-only">Artifacts</caption>
-        <thead>
-          <tr>
-            <th scope="col">Name</th>
-            <th scope="col">Type</th>
-            <th scope="col">Package</th>
-            <th scope="col" className="num">
-              Size
-            </th>
-            <th scope="col">Digest</th>
-            <th scope="col">Updated</th>
-            <th scope="col">
-              <span className="sr-only">Actions</span>
-            </th>
-          </tr>
-        </thead>
-        <tbody>
-          {list.map((a) => (
-            <tr key={a.name}>
-              <td className="mono">{a.name}</td>
-              <td>
-                <Badge tone="neutral">{a.type}</Badge>
-              </td>
-              <td>{a.package ? `${a.package.name} ${a.package.version} (${a.package.format}, ${a.package.architecture})` : <span className="muted">—</span>}</td>
-              <td className="num">{formatBytes(a.size)}</td>
-              <td>
-                <Digest value={a.digest} />
-              </td>
-              <td>
-                <Time at={a.updatedAt} />
-              </td>
-              <td className="row-actions">
-                {session.can('blob:read') && (
-                  <button type="button" className="button button-small button-ghost" aria-label={`Download ${a.name}`} onClick={() => void download(session.client, a)}>
-                    Download
+      <Table caption="Artifacts" columns={['Name', 'Type', 'Package', { label: 'Size', className: 'num' }, 'Digest', 'Updated']} actions>
+        {list.map((a) => (
+          <tr key={a.name}>
+            <td className="mono">{a.name}</td>
+            <td>
+              <Badge tone="neutral">{a.type}</Badge>
+            </td>
+            <td>{a.package ? `${a.package.name} ${a.package.version} (${a.package.format}, ${a.package.architecture})` : <span className="muted">—</span>}</td>
+            <td className="num">{formatBytes(a.size)}</td>
+            <td>
+              <Digest value={a.digest} />
+            </td>
+            <td>
+              <Time at={a.updatedAt} />
+            </td>
+            <td className="row-actions">
+              {session.can('blob:read') && (
+                <RowAction label={`Download ${a.name}`} onClick={() => void download(session.client, a)}>
+                  Download
+                </RowAction>
+              )}
+            {editable && (
+              <>
+                <RowAction label={`Edit ${a.name}`} onClick={() => setEditing(a)}>
+                  Edit
+                </RowAction>
+                {a.type !== 'image' && (
+                  <button
+                    type="button"
+                    className="button button-small button-ghost"
+                    aria-label={`Replace ${a.name}`}
+                    onClick={() => {
+                      setReplacing(a);
+                      replaceInput.current?.click();
+                    }}
+                  >
+                    Replace
                   </button>
                 )}
-              {editable && (
-                <>
-                  <button type="button" className="button button-small button-ghost" aria-label={`Edit ${a.name}`} onClick={() => setEditing(a)}>
-                    Edit
-                  </button>
-                  {a.type !== 'image' && (
-                    <button
-                      type="button"
-                      className="button button-small button-ghost"
-                      aria-label={`Replace ${a.name}`}
-                      onClick={() => {
-                        setReplacing(a);
-                        replaceInput.current?.click();
-                      }}
-                    >
-                      Replace
-                    </button>
-                  )}
-                  <button type="button" className="button button-small button-ghost" aria-label={`Remove ${a.name}`} onClick={() => setRemoving(a.name)}>
-                    Remove
-                  </button>
-                </>
-              )}
-              </td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
+                <RowAction label={`Remove ${a.name}`} onClick={() => setRemoving(a.name)}>
+                  Remove
+                </RowAction>
+              </>
+            )}
+            </td>
+          </tr>
+        ))}
+      </Table>
       <input
         ref={replaceInput}
         type="file"
@@ -493,16 +474,7 @@ function EditArtifactDialog({ base, artifact: a, onClose, onSaved }: { base: str
         onSaved(`${a.name} was updated.`);
       }}
     >
-      <div className="field">
-        <label htmlFor="edit-type">Type</label>
-        <select id="edit-type" value={type} onChange={(e) => setType(e.target.value)}>
-          {artifactTypes.map((t) => (
-            <option key={t} value={t}>
-              {t}
-            </option>
-          ))}
-        </select>
-      </div>
+      <SelectField id="edit-type" label="Type" value={type} onChange={setType} options={artifactTypes} />
       {type === 'package' && (
         <>
           <div className="field">
