@@ -57,6 +57,8 @@ import { createTrustStore } from './trust/store.ts';
 import { trustRoutes } from './trust/routes.ts';
 import { tufMetadataFiles } from './replication/metadata.ts';
 import { replicationRoutes } from './replication/routes.ts';
+import { edgeSyncRoutes } from './replication/edge-routes.ts';
+import { isAllowed } from './auth/policy.ts';
 import { createSealer } from './replication/secrets.ts';
 import { createReplicationService, type ReplicationService } from './replication/service.ts';
 import { createReplicationStore } from './replication/store.ts';
@@ -376,7 +378,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     const streams = new AbortController();
     cleanups.push(async () => streams.abort());
     const routes: Route[] = [
-        ...blobRoutes(blobs, config.maxBlobBytes, readers),
+        ...blobRoutes(blobs, config.maxBlobBytes, readers, (edge, digest) => startedReplication.edgeMayRead(edge, digest)),
         ...bundleRoutes(bundles, {
           created: (name, by) => auth.addCreator(name, by),
           mayName: (principal, digest, bundle) => readers.mayName(principal, digest, bundle),
@@ -401,6 +403,15 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
         ...auditRoutes(audit),
         ...enrollmentRoutes(enrollment),
         ...replicationRoutes(replication),
+        ...edgeSyncRoutes(startedReplication, {
+          // An edge asks on behalf of a device that sent it this token: the origin's own answer.
+          async checkCredential(token, digest) {
+            const principal = token.startsWith('cvye_') ? undefined : await auth.authenticate(token).catch(() => undefined);
+            if (principal?.type !== 'device') return { device: null, allowed: false };
+            const allowed = digest !== undefined ? await readers.mayRead(principal, 'blob:read', digest) : isAllowed(principal, 'tuf:read');
+            return { device: { id: principal.deviceId, group: principal.group }, allowed };
+          },
+        }),
     ];
     routes.push(
       route({
@@ -411,7 +422,13 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
         },
       }),
     );
-    const router = buildRouter(routes, { auth, maxJsonBytes: config.maxJsonBytes, audit, certificatePrincipal, ...(deps.onResponse ? { onResponse: deps.onResponse } : {}) });
+    const router = buildRouter(routes, {
+      auth,
+      edgeToken: async (token) => {
+        const found = await startedReplication.authenticateEdge(token);
+        return found ? { type: 'edge', edge: found.name } : undefined;
+      },
+      maxJsonBytes: config.maxJsonBytes, audit, certificatePrincipal, ...(deps.onResponse ? { onResponse: deps.onResponse } : {}) });
     app.use(router.routes());
     app.use(router.allowedMethods());
     // The web UI: after the API so it never shadows a route; it answers only what none did.

@@ -1,0 +1,46 @@
+import { credentialCheck, credentialVerdict, edgeTaskList, edgeTaskPath, edgeTaskReport, type CredentialVerdict } from '../../protocol/edge.ts';
+import { ApiError } from '../http/errors.ts';
+import { route, type Route } from '../http/routes.ts';
+import type { ReplicationService } from './service.ts';
+
+/*
+ * What an edge node calls on its origin, signed in with its edge token (action `edge:sync`, held
+ * by edges only). The bytes themselves come through the origin's ordinary read routes: blobs by
+ * digest (`GET /api/v1/blobs/:digest`, Range for resumes; an edge reads what its tasks name) and
+ * TUF metadata (`GET /tuf/:file`). Asking for tasks is the edge's heartbeat (its lastSeenAt).
+ */
+export function edgeSyncRoutes(
+  service: Pick<ReplicationService, 'edgeTasks' | 'finishEdgeTask'>,
+  deps: {
+    /** Whether a device token (sent to the edge by a device) holds, and may read the digest (or the metadata). */
+    checkCredential(token: string, digest: string | undefined): Promise<CredentialVerdict>;
+  },
+): Route[] {
+  const edgeOf = (edge: string | undefined): string => {
+    // The policy lets only edges through; this narrows the type and guards a future mistake.
+    if (edge === undefined) throw new ApiError('forbidden', 'only edge nodes call this (with their edge token)');
+    return edge;
+  };
+  return [
+    route({
+      method: 'GET', path: '/api/v1/edge/tasks', action: 'edge:sync', summary: "An edge's pending replication tasks, in order (asking is its heartbeat)", responses: { 200: edgeTaskList },
+      async handler({ koa, edge }) {
+        koa.body = await service.edgeTasks(edgeOf(edge));
+      },
+    }),
+    route({
+      method: 'POST', path: '/api/v1/edge/tasks/:task', action: 'edge:sync', summary: 'An edge reports a task done or failed', params: edgeTaskPath, body: edgeTaskReport, responses: { 204: 'empty' },
+      async handler({ koa, edge, params, body }) {
+        await service.finishEdgeTask(edgeOf(edge), params.task, body);
+        koa.status = 204;
+      },
+    }),
+    route({
+      method: 'POST', path: '/api/v1/edge/credentials', action: 'edge:sync', summary: 'An edge asks whether a device token holds and may read a blob (or the TUF metadata)', body: credentialCheck, responses: { 200: credentialVerdict },
+      async handler({ koa, edge, body }) {
+        edgeOf(edge);
+        koa.body = await deps.checkCredential(body.token, body.digest);
+      },
+    }),
+  ];
+}
