@@ -1,0 +1,183 @@
+import path from 'node:path';
+import { downloadVerified } from '../../device/fetch.ts';
+import { ensurePrivateDir } from '../../lib/files.ts';
+import type { EdgeTask } from '../../protocol/edge.ts';
+import type { Logger } from '../../protocol/log.ts';
+import { hexOf } from '../../protocol/names.ts';
+import type { BlobStore } from '../blobs/store.ts';
+import type { MetadataMirror } from './metadata.ts';
+import { UpstreamUnavailable, type Upstream } from './upstream.ts';
+
+/*
+ * Pull-mode mirroring: the edge asks its origin for its pending tasks (the origin never opens a
+ * connection to the edge), fetches each blob with the resumable downloader devices use
+ * (device/fetch.ts: Range + If-Range into `<blob>.part`, sha256 checked before the rename, so a
+ * blob becomes visible only once verified), and the metadata last, verified by TUF
+ * (metadata.ts). A blob already in the store (fetched before a crash) is reported without being
+ * fetched again; a `.part` left by `kill -9` resumes where it stopped.
+ */
+
+export interface MirrorOptions {
+  upstream: Upstream;
+  blobs: BlobStore;
+  metadata: MetadataMirror;
+  /** How often to ask for tasks when there were none, in milliseconds. */
+  pollMs: number;
+  /** Blobs fetched side by side. */
+  parallel: number;
+  /** A transfer with no byte for this long is cut and retried, in milliseconds. */
+  stallTimeoutMs: number;
+  log: Logger;
+}
+
+export interface Mirror {
+  /** One pass over the pending tasks; resolves with how many it settled. */
+  syncOnce(): Promise<number>;
+  /** Starts polling until stop(). */
+  start(): void;
+  /** Asks at once (an origin hint, a test). */
+  wake(): void;
+  stop(): Promise<void>;
+  /** When the last pass ended without an outage (undefined: never). */
+  lastSyncAt(): Date | undefined;
+}
+
+const transferTries = 3;
+
+export function createMirror(options: MirrorOptions): Mirror {
+  const { upstream, blobs, log } = options;
+  const controller = new AbortController();
+  let running: Promise<void> | undefined;
+  let wakeUp: (() => void) | undefined;
+  let lastSync: Date | undefined;
+
+  async function fetchBlob(task: Extract<EdgeTask, { kind: 'blob' }>): Promise<number> {
+    if (await blobs.stat(task.digest)) return 0;
+    const destination = blobs.pathOf(task.digest);
+    await ensurePrivateDir(path.dirname(destination));
+    let lastError: unknown;
+    for (let attempt = 1; attempt <= transferTries; attempt++) {
+      try {
+        const result = await downloadVerified({
+          url: upstream.blobUrl(task.digest),
+          token: upstream.token,
+          destination,
+          length: task.size,
+          sha256: hexOf(task.digest),
+          stallTimeoutMs: options.stallTimeoutMs,
+          signal: controller.signal,
+        });
+        return result.received;
+      } catch (error) {
+        lastError = error;
+        if (controller.signal.aborted || (error as { transient?: boolean }).transient === false) break;
+        await new Promise((resolve) => setTimeout(resolve, 250 * 2 ** attempt));
+      }
+    }
+    throw lastError;
+  }
+
+  async function settle(task: EdgeTask, work: () => Promise<number>): Promise<boolean> {
+    const started = Date.now();
+    try {
+      const bytes = await work();
+      await upstream.report(task.id, { status: 'succeeded', bytes, durationMs: Date.now() - started });
+      return true;
+    } catch (error) {
+      // An outage or a shutdown leaves the task pending at the origin: the next pass resumes it.
+      if (error instanceof UpstreamUnavailable || controller.signal.aborted) throw error;
+      const message = (error as Error).message.slice(0, 1000);
+      log.warn('edge task failed', { task: task.id, kind: task.kind, error: message });
+      await upstream.report(task.id, { status: 'failed', bytes: 0, durationMs: Date.now() - started, error: message });
+      return false;
+    }
+  }
+
+  async function syncOnce(): Promise<number> {
+    const { tasks } = await upstream.tasks();
+    let settled = 0;
+    const blobTasks = tasks.filter((t): t is Extract<EdgeTask, { kind: 'blob' }> => t.kind === 'blob');
+    const failedRuns = new Set<number>();
+    // A pool of `parallel` workers over the blob tasks, in planned order.
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: Math.max(1, options.parallel) }, async () => {
+        while (next < blobTasks.length && !controller.signal.aborted) {
+          const task = blobTasks[next++]!;
+          if (await settle(task, () => fetchBlob(task))) settled++;
+          else failedRuns.add(task.run);
+        }
+      }),
+    );
+    if (controller.signal.aborted) return settled;
+    // Withdrawals: the revoked version's manifest leaves the store (its blobs may be shared).
+    for (const task of tasks) {
+      if (task.kind !== 'withdraw') continue;
+      if (await settle(task, async () => (await blobs.remove(task.digest).catch(() => undefined), 0))) settled++;
+    }
+    const metadataTasks = tasks.filter((t): t is Extract<EdgeTask, { kind: 'metadata' }> => t.kind === 'metadata');
+    if (metadataTasks.length > 0) {
+      // Metadata naming bytes this edge failed to fetch is not published: it would send devices
+      // to a blob the edge does not have. Those tasks fail with the reason; a retry redoes them.
+      const ready = metadataTasks.filter((t) => !failedRuns.has(t.run));
+      for (const task of metadataTasks.filter((t) => failedRuns.has(t.run))) {
+        await upstream.report(task.id, { status: 'failed', bytes: 0, error: 'blobs of this run failed at the edge; metadata not published' });
+      }
+      if (ready.length > 0) {
+        const started = Date.now();
+        try {
+          const result = await options.metadata.sync([...new Set(ready.map((t) => t.file))]);
+          const sizes = new Map(result.published.map((name) => [name, 0]));
+          for (const task of ready) {
+            await upstream.report(task.id, { status: 'succeeded', bytes: sizes.has(task.file) ? task.size : 0, durationMs: Date.now() - started });
+            settled++;
+          }
+        } catch (error) {
+          if (error instanceof UpstreamUnavailable || controller.signal.aborted) throw error;
+          const message = `metadata refused: ${(error as Error).message}`.slice(0, 1000);
+          log.error('edge metadata refused', { error: message });
+          for (const task of ready) await upstream.report(task.id, { status: 'failed', bytes: 0, error: message });
+        }
+      }
+    }
+    lastSync = new Date();
+    return settled;
+  }
+
+  async function loop(): Promise<void> {
+    while (!controller.signal.aborted) {
+      let settled = 0;
+      try {
+        settled = await syncOnce();
+      } catch (error) {
+        if (controller.signal.aborted) return;
+        log.warn('edge sync failed; retrying', { error: (error as Error).message });
+      }
+      // Straight on while there is work; otherwise wait for the poll interval (or a wake-up).
+      if (settled > 0) continue;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, options.pollMs);
+        wakeUp = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+        controller.signal.addEventListener('abort', () => wakeUp?.(), { once: true });
+      });
+      wakeUp = undefined;
+    }
+  }
+
+  return {
+    syncOnce,
+    start() {
+      running ??= loop();
+    },
+    wake: () => wakeUp?.(),
+    async stop() {
+      controller.abort();
+      wakeUp?.();
+      await running?.catch(() => {});
+    },
+    lastSyncAt: () => lastSync,
+  };
+}
