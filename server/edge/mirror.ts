@@ -156,14 +156,13 @@ export function createMirror(options: MirrorOptions): Mirror {
       // Straight on while there is work; otherwise wait for the poll interval (or a wake-up).
       if (settled > 0) continue;
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, options.pollMs);
+        const timer = setTimeout(() => wakeUp?.(), options.pollMs);
         wakeUp = () => {
           clearTimeout(timer);
+          wakeUp = undefined;
           resolve();
         };
-        controller.signal.addEventListener('abort', () => wakeUp?.(), { once: true });
       });
-      wakeUp = undefined;
     }
   }
 
