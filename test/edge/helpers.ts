@@ -26,7 +26,7 @@ export interface CountingProxy {
   close(): Promise<void>;
 }
 
-export async function startCountingProxy(originPort: number): Promise<CountingProxy> {
+export async function startCountingProxy(originPort: number, options: { bytesPerSecond?: number } = {}): Promise<CountingProxy> {
   const reads = new Map<string, number>();
   let bytes = 0;
   const state = { down: false };
@@ -37,11 +37,21 @@ export async function startCountingProxy(originPort: number): Promise<CountingPr
         const key = req.url!.split('?')[0]!;
         reads.set(key, (reads.get(key) ?? 0) + 1);
       }
-      answer.on('data', (chunk: Buffer) => (bytes += chunk.length));
       res.writeHead(answer.statusCode ?? 502, answer.headers);
-      answer.pipe(res);
+      answer.on('data', (chunk: Buffer) => {
+        bytes += chunk.length;
+        res.write(chunk);
+        // A slow link, so a test can interrupt a transfer in the middle.
+        if (options.bytesPerSecond) {
+          answer.pause();
+          setTimeout(() => answer.resume(), (chunk.length / options.bytesPerSecond) * 1000);
+        }
+      });
+      answer.on('end', () => res.end());
+      answer.on('error', () => res.destroy());
     });
     upstream.on('error', () => res.destroy());
+    res.on('close', () => upstream.destroy());
     req.pipe(upstream);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -123,3 +133,32 @@ export async function runsOf(server: TestServer, bundle: string, count = 1): Pro
 }
 
 export { adminToken };
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { convoyBin } from '../helpers/device.ts';
+
+/** An edge as its own process (`convoy serve --mode edge`), so a test can kill -9 it. */
+export async function spawnEdge(options: { upstreamUrl: string; token: string; rootFile: string; dataDir: string; env?: Record<string, string> }): Promise<{ process: ChildProcess; url: string; logs: string[]; kill(): Promise<void>; stop(): Promise<void> }> {
+  const child = spawn(process.execPath, [convoyBin, 'serve', '--mode', 'edge', '--upstream', options.upstreamUrl], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, CONVOY_EDGE_TOKEN: options.token, CONVOY_UPSTREAM_ROOT: options.rootFile, CONVOY_DATA_DIR: options.dataDir, CONVOY_HTTP_PORT: '0', CONVOY_HOST: '127.0.0.1', CONVOY_EDGE_POLL_MS: '100', CONVOY_LOG_LEVEL: 'debug', ...options.env },
+  });
+  const logs: string[] = [];
+  child.stderr!.on('data', (chunk: Buffer) => logs.push(chunk.toString('utf8')));
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (chunk: Buffer) => {
+      out += chunk.toString('utf8');
+      const match = /serving devices at (http:\/\/\S+),/.exec(out);
+      if (match) resolve(match[1]!);
+    });
+    child.once('exit', (code) => reject(new Error(`edge exited with ${code}: ${logs.join('')}`)));
+  });
+  const exit = (signal: NodeJS.Signals) => async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill(signal);
+    await exited;
+  };
+  return { process: child, url, logs, kill: exit('SIGKILL'), stop: exit('SIGTERM') };
+}
