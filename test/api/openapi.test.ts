@@ -135,7 +135,7 @@ test('every route answers with the shape it declares (a walk through the whole A
     const enrolled = await ok('POST', '/api/v1/enroll', { token: null, json: { token: enrollmentToken.body.token, csr } });
     await ok('POST', '/api/v1/enroll/renew', { token: null, json: { certificate: enrolled.body.certificate, csr } });
     await ok('POST', '/api/v1/devices/till-2/revoke');
-    await ok('POST', '/api/v1/edges', { json: { name: 'shop-eu' } });
+    const edgeAdded = await ok('POST', '/api/v1/edges', { json: { name: 'shop-eu' } });
     await ok('GET', '/api/v1/edges');
     await ok('GET', '/api/v1/edges/shop-eu');
     await ok('POST', '/api/v1/registries', { json: { name: 'site', url: 'http://127.0.0.1:9' } });
@@ -152,6 +152,12 @@ test('every route answers with the shape it declares (a walk through the whole A
     await ok('GET', `/api/v1/bundles/pos/replication-runs/${run.body.run.id}`);
     await ok('POST', `/api/v1/bundles/pos/replication-runs/${run.body.run.id}/cancel`);
     await ok('POST', `/api/v1/bundles/pos/replication-runs/${run.body.run.id}/retry`);
+    // The edge's own calls (edge mode), with its edge token.
+    const edgeToken = edgeAdded.body.token as string;
+    const edgeTasks = await ok('GET', '/api/v1/edge/tasks', { token: edgeToken });
+    t.true(edgeTasks.body.tasks.length > 0, 'the run planned tasks for the edge');
+    await ok('POST', `/api/v1/edge/tasks/${edgeTasks.body.tasks[0].id}`, { token: edgeToken, json: { status: 'succeeded', bytes: 0 } });
+    await ok('POST', '/api/v1/edge/credentials', { token: edgeToken, json: { token: 'not-a-device-token' } });
     await ok('DELETE', '/api/v1/bundles/pos/replication-policies/eu');
     await ok('DELETE', '/api/v1/registries/site');
     await ok('DELETE', '/api/v1/edges/shop-eu');
