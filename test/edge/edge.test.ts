@@ -66,3 +66,34 @@ test('approval → two edges mirror by policy; a device behind an edge installs 
     }
   });
 });
+
+test('metadata not signed by the pinned root is refused: nothing is published and the tasks fail saying why', async (t) => {
+  const work = await makeTempDir('convoy-edge-root-');
+  await withServer(t, async (other) => {
+    // The operator pinned the root of another origin (a mistake, or a link that lies).
+    const wrongRoot = await copyRoot(other, work);
+    await withServer(t, async (origin) => {
+      const edge = await startTestEdge({ upstreamUrl: origin.url, token: await addEdge(origin, 'shop-eu'), rootFile: wrongRoot });
+      try {
+        t.is((await origin.api('POST', '/api/v1/bundles', { json: { name: 'pos' } })).status, 201);
+        t.is((await origin.api('POST', '/api/v1/bundles/pos/replication-policies', { json: { name: 'shops', destinations: ['shop-eu'], mode: 'pull', trigger: { type: 'approval' } } })).status, 201);
+        await publishRelease(origin, 'pos', '1.0.0', [{ name: 'app.bin', type: 'file', bytes: randomBytes(1024) }]);
+        const [run] = await runsOf(origin, 'pos');
+        const detail = await finishedRun(origin, 'pos', run!.id);
+        t.is(detail.run.status, 'failed');
+        const metadata = detail.tasks.filter((task) => task.kind === 'metadata');
+        t.true(metadata.length > 0);
+        for (const task of metadata) {
+          t.is(task.status, 'failed');
+          t.regex(task.error ?? '', /metadata refused/);
+        }
+        t.deepEqual(await fs.readdir(path.join(edge.dataDir, 'tuf')).catch(() => []), [], 'nothing published for devices');
+        const res = await fetch(`${edge.url}/tuf/timestamp.json`);
+        t.not(res.status, 200);
+      } finally {
+        await edge.close();
+      }
+    });
+  });
+  await fs.rm(work, { recursive: true, force: true });
+});
