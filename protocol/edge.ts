@@ -15,7 +15,15 @@ import { digest, groupName, deviceId, bundleName, version } from './names.ts';
  */
 export const metadataFileName = z.string().regex(/^(?:\d+\.)?[A-Za-z0-9][A-Za-z0-9._-]{0,200}\.json$/, 'must be a TUF metadata file name such as 3.snapshot.json').refine((name) => !name.includes('..'), 'must not contain ".."');
 
-const base = { id: z.number().int().positive(), run: z.number().int().positive(), bundle: bundleName, version, size: z.number().int().nonnegative() };
+const base = {
+  id: z.number().int().positive(),
+  run: z.number().int().positive(),
+  bundle: bundleName,
+  version,
+  size: z.number().int().nonnegative(),
+  /** The policy's bandwidth limit in bytes per second, shared by the edge's transfers of the run (null: none). */
+  bandwidth: z.number().int().positive().nullable(),
+};
 
 /** One task an edge must do: fetch a blob by digest, or a metadata file by name; or drop a version. */
 export const edgeTask = z.discriminatedUnion('kind', [

@@ -65,6 +65,8 @@ export function createMirror(options: MirrorOptions): Mirror {
           length: task.size,
           sha256: hexOf(task.digest),
           stallTimeoutMs: options.stallTimeoutMs,
+          // The policy's limit is for the edge as a whole: each of the parallel transfers takes its share.
+          ...(task.bandwidth ? { bandwidthLimit: Math.max(1, Math.floor(task.bandwidth / Math.max(1, options.parallel))) } : {}),
           signal: controller.signal,
         });
         return result.received;

@@ -105,8 +105,8 @@ function toTask(row: TaskRow): ReplicationTask {
 const edgeTaskBatch = 500;
 
 /** A task row as the edge sees it (protocol/edge.ts); undefined for a kind an edge never gets. */
-function toEdgeTask(row: TaskRow & { bundle: string }): EdgeTask | undefined {
-  const common = { id: Number(row.id), run: Number(row.run_id), bundle: row.bundle, version: row.version, size: Number(row.size) };
+function toEdgeTask(row: TaskRow & { bundle: string; bandwidth: number | string | null }): EdgeTask | undefined {
+  const common = { id: Number(row.id), run: Number(row.run_id), bundle: row.bundle, version: row.version, size: Number(row.size), bandwidth: row.bandwidth === null ? null : Number(row.bandwidth) };
   if (row.kind === 'blob' && row.digest) return { ...common, kind: 'blob', digest: row.digest };
   if (row.kind === 'metadata') return { ...common, kind: 'metadata', file: row.ref };
   if (row.kind === 'delete' && row.digest) return { ...common, kind: 'withdraw', digest: row.digest };

@@ -97,3 +97,27 @@ test('metadata not signed by the pinned root is refused: nothing is published an
   });
   await fs.rm(work, { recursive: true, force: true });
 });
+
+test("an edge keeps to its policy's bandwidth limit", async (t) => {
+  const work = await makeTempDir('convoy-edge-bw-');
+  await withServer(t, async (origin) => {
+    const rootFile = await copyRoot(origin, work);
+    const edge = await startTestEdge({ upstreamUrl: origin.url, token: await addEdge(origin, 'shop-eu'), rootFile, overrides: { parallel: 1 } });
+    try {
+      t.is((await origin.api('POST', '/api/v1/bundles', { json: { name: 'pos' } })).status, 201);
+      // 512 KiB/s for a 1 MiB artifact: at least about two seconds, however fast the link.
+      const created = await origin.api('POST', '/api/v1/bundles/pos/replication-policies', { json: { name: 'slow', destinations: ['shop-eu'], mode: 'pull', trigger: { type: 'approval' }, bandwidth: 512 * 1024 } });
+      t.is(created.status, 201, created.raw.toString());
+      const bytes = randomBytes(1024 * 1024);
+      await publishRelease(origin, 'pos', '1.0.0', [{ name: 'app.bin', type: 'file', bytes }]);
+      const [run] = await runsOf(origin, 'pos');
+      const detail = await finishedRun(origin, 'pos', run!.id);
+      t.is(detail.run.status, 'succeeded');
+      const task = detail.tasks.find((task) => task.ref === sha256Digest(bytes))!;
+      t.true(task.durationMs! >= 1500, `1 MiB at 512 KiB/s took ${task.durationMs} ms`);
+    } finally {
+      await edge.close();
+    }
+  });
+  await fs.rm(work, { recursive: true, force: true });
+});
