@@ -62,3 +62,11 @@ export const credentialVerdict = z.strictObject({
   allowed: z.boolean(),
 });
 export type CredentialVerdict = z.infer<typeof credentialVerdict>;
+
+/**
+ * `POST /api/v1/edge/reports`: one device status (or inventory) report an edge's broker received,
+ * forwarded as the device published it (the origin parses it as it parses its own MQTT reports
+ * and ignores a sequence number it has seen, so a report forwarded twice counts once).
+ */
+export const edgeReport = z.strictObject({ device: deviceId, payload: z.string().min(1).max(64 * 1024) });
+export type EdgeReport = z.infer<typeof edgeReport>;

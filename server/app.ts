@@ -35,7 +35,7 @@ import { createDeviceStore } from './devices/store.ts';
 import { createReleaseNotices, type ReleaseNotices } from './releases/service.ts';
 import { openFleetPki, readMqttClientIdentity } from './enrollment/pki.ts';
 import { connectExternalBroker } from './broker/external.ts';
-import { deviceIdFromStatusTopic } from '../protocol/messages.ts';
+import { deviceIdFromStatusTopic, deviceStatusTopic } from '../protocol/messages.ts';
 import { enrollmentRoutes } from './enrollment/routes.ts';
 import { createEnrollmentService, type EnrollmentService } from './enrollment/service.ts';
 import { createEnrollmentStore } from './enrollment/store.ts';
@@ -410,6 +410,12 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
             if (principal?.type !== 'device') return { device: null, allowed: false };
             const allowed = digest !== undefined ? await readers.mayRead(principal, 'blob:read', digest) : isAllowed(principal, 'tuf:read');
             return { device: { id: principal.deviceId, group: principal.group }, allowed };
+          },
+          // Handled as the embedded broker handles a device's own message on its status topic.
+          async receiveReport(id, payload) {
+            const found = await devices.findActive(id);
+            if (!found) throw new ApiError('not_found', `no active device "${id}"`);
+            await devices.receiveStatus(deviceStatusTopic(found.id), payload, { type: 'device', deviceId: found.id, group: found.group });
           },
         }),
     ];

@@ -39,7 +39,7 @@ async function serveEdge(env: NodeJS.ProcessEnv): Promise<void> {
     throw error;
   }
   const edge = await startEdge(config);
-  process.stdout.write(`Convoy edge is serving devices at ${edge.url}, mirroring ${config.upstreamUrl}\n`);
+  process.stdout.write(`Convoy edge is serving devices at ${edge.url}, MQTT on port ${edge.mqttPort}, mirroring ${config.upstreamUrl}\n`);
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;

@@ -179,7 +179,7 @@ async function writeRandomFile(file: string, size: number): Promise<string> {
 /** An edge as an operator runs it: its own process and data dir, pulling from the origin. */
 async function spawnEdge(env: Record<string, string>): Promise<ChildProcess> {
   const cli = path.resolve(import.meta.dirname, '../../cli/main.ts');
-  const child = spawn(process.execPath, ['--import', 'tsx', cli, 'serve', '--mode', 'edge'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CONVOY_HOST: '127.0.0.1', CONVOY_HTTP_PORT: '0', CONVOY_LOG_LEVEL: 'warn', CONVOY_EDGE_POLL_MS: '50', ...env } });
+  const child = spawn(process.execPath, ['--import', 'tsx', cli, 'serve', '--mode', 'edge'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CONVOY_HOST: '127.0.0.1', CONVOY_HTTP_PORT: '0', CONVOY_MQTT_PORT: '0', CONVOY_LOG_LEVEL: 'warn', CONVOY_EDGE_POLL_MS: '50', ...env } });
   child.stderr!.on('data', (chunk: Buffer) => process.stderr.write(chunk));
   await new Promise<void>((resolve, reject) => {
     child.stdout!.on('data', (chunk: Buffer) => chunk.toString('utf8').includes('serving devices') && resolve());

@@ -17,6 +17,11 @@ import { createCredentialCache, type CredentialCache } from './credentials.ts';
 import { createMetadataMirror } from './metadata.ts';
 import { createMirror, type Mirror } from './mirror.ts';
 import { createUpstream, UpstreamUnavailable, type Upstream } from './upstream.ts';
+import { startBroker } from '../broker/broker.ts';
+import { defaultMqttLimits } from '../broker/limits.ts';
+import { deviceIdFromStatusTopic } from '../../protocol/messages.ts';
+import { createNoticeRelay } from './notices.ts';
+import { createReportQueue, type ReportQueue } from './reports.ts';
 
 /*
  * Edge mode (`convoy serve --mode edge --upstream URL`): the composition root of an edge node.
@@ -30,7 +35,12 @@ import { createUpstream, UpstreamUnavailable, type Upstream } from './upstream.t
 export interface RunningEdge {
   url: string;
   httpPort: number;
+  /** The edge's MQTT broker for its devices. */
+  mqttPort: number;
   mirror: Mirror;
+  reports: ReportQueue;
+  /** Asks the origin for the release of every device connected to the broker now. */
+  refreshNotices(): Promise<void>;
   routes: readonly Route[];
   close(): Promise<void>;
 }
@@ -137,6 +147,31 @@ export async function startEdge(config: EdgeConfig, deps: EdgeDeps = {}): Promis
     throw new ApiError('not_found', `this edge serves devices only (/tuf/, /api/v1/blobs/, /api/v1/devices/ID/release); use the origin (${config.upstreamUrl}) for ${ctx.path}`);
   });
 
+  // Devices' MQTT: their reports are stored on disk, then forwarded (reports.ts); their release
+  // notices are asked of the origin and published here (notices.ts).
+  const reports = createReportQueue({ dir: path.join(config.dataDir, 'reports'), upstream, retryMs: config.reportRetryMs, log: log.child('reports') });
+  let publish: (topic: string, payload: string, retain: boolean) => Promise<void> = async () => {};
+  const notices = createNoticeRelay({ upstream, publish: (topic, payload, retain) => publish(topic, payload, retain), intervalMs: config.noticeMs, log: log.child('notices') });
+  const broker = await startBroker({
+    host: config.host,
+    port: config.mqttPort,
+    async authenticate(token) {
+      const principal = await auth.authenticate(token).catch(() => undefined);
+      if (principal?.type === 'device') notices.signedIn(principal.deviceId, token);
+      return principal;
+    },
+    onMessage(topic, payload, principal) {
+      // The broker's ACL let the device publish only on its own status topic.
+      if (principal.type !== 'device' || deviceIdFromStatusTopic(topic) !== principal.deviceId) return;
+      void reports.enqueue(principal.deviceId, payload).catch((error: unknown) => log.error('device report not stored', { device: principal.deviceId, error }));
+    },
+    onPresence: (id, online) => notices.presence(id, online),
+    log: log.child('mqtt'),
+    limits: defaultMqttLimits,
+  });
+  publish = (topic, payload, retain) => broker.publish(topic, payload, retain);
+  reports.start();
+
   const server = http.createServer(app.callback());
   server.headersTimeout = 30_000;
   await new Promise<void>((resolve, reject) => {
@@ -146,14 +181,20 @@ export async function startEdge(config: EdgeConfig, deps: EdgeDeps = {}): Promis
   const httpPort = (server.address() as AddressInfo).port;
   if (!deps.manualSync) mirror.start();
   const shownHost = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
-  log.info('edge serving', { http: httpPort, upstream: config.upstreamUrl, dataDir: config.dataDir });
+  log.info('edge serving', { http: httpPort, mqtt: broker.port, upstream: config.upstreamUrl, dataDir: config.dataDir });
   return {
     url: `http://${shownHost}:${httpPort}`,
     httpPort,
+    mqttPort: broker.port,
     mirror,
+    reports,
+    refreshNotices: () => notices.refresh(),
     routes,
     async close() {
       await mirror.stop();
+      notices.stop();
+      await reports.stop();
+      await broker.close();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();

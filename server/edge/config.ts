@@ -20,6 +20,8 @@ export interface EdgeConfig {
   /** The edge's own data dir (CONVOY_DATA_DIR): mirrored blobs, published metadata, its TUF state. */
   dataDir: string;
   httpPort: number;
+  /** The edge's MQTT broker for its devices (CONVOY_MQTT_PORT, 1883; 0 picks a free one): their reports are stored and forwarded. */
+  mqttPort: number;
   host: string;
   logLevel: LogLevel;
   /** How often the edge asks for tasks when idle (CONVOY_EDGE_POLL_MS, 5 s). */
@@ -28,6 +30,10 @@ export interface EdgeConfig {
   authFreshMs: number;
   /** How long it still stands while the origin cannot be reached (CONVOY_EDGE_AUTH_STALE_MS, 24 h). */
   authStaleMs: number;
+  /** How often the release of each device connected to the edge's broker is asked of the origin (CONVOY_EDGE_NOTICE_MS, 10 s). */
+  noticeMs: number;
+  /** How often stored device reports are offered to the origin again while it is unreachable (CONVOY_EDGE_REPORT_RETRY_MS, 5 s). */
+  reportRetryMs: number;
   /** Blobs fetched side by side (CONVOY_EDGE_PARALLEL, 3). */
   parallel: number;
   /** A call to the origin (not a blob transfer) gives up after this long; a transfer with no byte for this long is retried. */
@@ -36,7 +42,10 @@ export interface EdgeConfig {
 
 export const defaultEdgeConfig = {
   httpPort: 8080,
+  mqttPort: 1883,
   host: '0.0.0.0',
+  noticeMs: 10_000,
+  reportRetryMs: 5_000,
   pollMs: 5_000,
   authFreshMs: 60_000,
   authStaleMs: 24 * 60 * 60_000,
@@ -82,7 +91,10 @@ export function loadEdgeConfig(env: NodeJS.ProcessEnv, cwd = process.cwd()): Edg
     upstreamRootFile,
     dataDir: path.resolve(cwd, env.CONVOY_DATA_DIR || './data'),
     httpPort: whole(env, 'CONVOY_HTTP_PORT', defaultEdgeConfig.httpPort, 0),
+    mqttPort: whole(env, 'CONVOY_MQTT_PORT', defaultEdgeConfig.mqttPort, 0),
     host: env.CONVOY_HOST || defaultEdgeConfig.host,
+    noticeMs: whole(env, 'CONVOY_EDGE_NOTICE_MS', defaultEdgeConfig.noticeMs, 10),
+    reportRetryMs: whole(env, 'CONVOY_EDGE_REPORT_RETRY_MS', defaultEdgeConfig.reportRetryMs, 10),
     logLevel,
     pollMs: whole(env, 'CONVOY_EDGE_POLL_MS', defaultEdgeConfig.pollMs, 10),
     authFreshMs: whole(env, 'CONVOY_EDGE_AUTH_TTL_MS', defaultEdgeConfig.authFreshMs, 0),

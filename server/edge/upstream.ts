@@ -31,6 +31,8 @@ export interface Upstream {
   metadata(name: string): Promise<Buffer | undefined>;
   /** Where a blob is read (Range supported): the origin's own blob route. */
   blobUrl(digest: string): string;
+  /** Forwards a device report the edge's broker stored (UpstreamRefused: the origin will never take it). */
+  forwardReport(device: string, payload: string): Promise<void>;
   /** Forwards a device's GET with the device's own Authorization header, as it came. */
   forward(path: string, authorization: string): Promise<{ status: number; contentType: string | null; body: Buffer }>;
 }
@@ -73,6 +75,10 @@ export function createUpstream(options: { url: string; token: string; timeoutMs:
       }
       if (!response.ok) return refused(response, `metadata ${name}`);
       return Buffer.from(await response.arrayBuffer());
+    },
+    async forwardReport(device, payload) {
+      const response = await call('POST', '/api/v1/edge/reports', { json: { device, payload } });
+      if (!response.ok) await refused(response, `report of ${device}`);
     },
     blobUrl: (digest) => `${base}/api/v1/blobs/${digest}`,
     async forward(path, authorization) {

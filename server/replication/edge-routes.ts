@@ -1,4 +1,4 @@
-import { credentialCheck, credentialVerdict, edgeTaskList, edgeTaskPath, edgeTaskReport, type CredentialVerdict } from '../../protocol/edge.ts';
+import { credentialCheck, credentialVerdict, edgeReport, edgeTaskList, edgeTaskPath, edgeTaskReport, type CredentialVerdict } from '../../protocol/edge.ts';
 import { ApiError } from '../http/errors.ts';
 import { route, type Route } from '../http/routes.ts';
 import type { ReplicationService } from './service.ts';
@@ -14,6 +14,8 @@ export function edgeSyncRoutes(
   deps: {
     /** Whether a device token (sent to the edge by a device) holds, and may read the digest (or the metadata). */
     checkCredential(token: string, digest: string | undefined): Promise<CredentialVerdict>;
+    /** A device report the edge's broker stored and now forwards (not_found: no such active device). */
+    receiveReport(device: string, payload: Buffer): Promise<void>;
   },
 ): Route[] {
   const edgeOf = (edge: string | undefined): string => {
@@ -40,6 +42,14 @@ export function edgeSyncRoutes(
       async handler({ koa, edge, body }) {
         edgeOf(edge);
         koa.body = await deps.checkCredential(body.token, body.digest);
+      },
+    }),
+    route({
+      method: 'POST', path: '/api/v1/edge/reports', action: 'edge:sync', summary: "An edge forwards a device's status report its broker stored (a report seen before counts once)", body: edgeReport, responses: { 204: 'empty' },
+      async handler({ koa, edge, body }) {
+        edgeOf(edge);
+        await deps.receiveReport(body.device, Buffer.from(body.payload, 'utf8'));
+        koa.status = 204;
       },
     }),
   ];

@@ -188,6 +188,8 @@ const cases: Record<string, (fx: Fixture) => Promise<Request>> = {
     return { path: `/api/v1/edge/tasks/${pending.body.tasks[0].id}`, json: { status: 'succeeded', bytes: 0 }, ok: [204] };
   },
   'POST /api/v1/edge/credentials': async (fx) => ({ path: '/api/v1/edge/credentials', json: { token: fx.deviceToken }, ok: [200] }),
+  // A report the origin cannot parse is logged and dropped, as on its own broker: still accepted.
+  'POST /api/v1/edge/reports': async () => ({ path: '/api/v1/edge/reports', json: { device: 'matrix-device', payload: '{}' }, ok: [204] }),
   'GET /api/v1/edges/:edge': async (fx) => ({ path: `/api/v1/edges/${(await replicationFixture(fx)).edge}`, ok: [200] }),
   'DELETE /api/v1/edges/:edge': async (fx) => {
     const name = fx.unique('edge');

@@ -107,8 +107,11 @@ export async function startTestEdge(options: { upstreamUrl: string; token: strin
     dataDir,
     host: '127.0.0.1',
     httpPort: options.httpPort ?? 0,
+    mqttPort: 0,
     logLevel: 'debug',
     pollMs: 100,
+    noticeMs: 200,
+    reportRetryMs: 200,
     ...options.overrides,
   };
   const edge = await startEdge(config, { log: createLogger({ namespace: 'edge', level: 'debug', write: (line) => logs.push(line) }) });
@@ -141,7 +144,7 @@ import { convoyBin } from '../helpers/device.ts';
 export async function spawnEdge(options: { upstreamUrl: string; token: string; rootFile: string; dataDir: string; env?: Record<string, string> }): Promise<{ process: ChildProcess; url: string; logs: string[]; kill(): Promise<void>; stop(): Promise<void> }> {
   const child = spawn(process.execPath, [convoyBin, 'serve', '--mode', 'edge', '--upstream', options.upstreamUrl], {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, CONVOY_EDGE_TOKEN: options.token, CONVOY_UPSTREAM_ROOT: options.rootFile, CONVOY_DATA_DIR: options.dataDir, CONVOY_HTTP_PORT: '0', CONVOY_HOST: '127.0.0.1', CONVOY_EDGE_POLL_MS: '100', CONVOY_LOG_LEVEL: 'debug', ...options.env },
+    env: { ...process.env, CONVOY_EDGE_TOKEN: options.token, CONVOY_UPSTREAM_ROOT: options.rootFile, CONVOY_DATA_DIR: options.dataDir, CONVOY_HTTP_PORT: '0', CONVOY_MQTT_PORT: '0', CONVOY_HOST: '127.0.0.1', CONVOY_EDGE_POLL_MS: '100', CONVOY_LOG_LEVEL: 'debug', ...options.env },
   });
   const logs: string[] = [];
   child.stderr!.on('data', (chunk: Buffer) => logs.push(chunk.toString('utf8')));
