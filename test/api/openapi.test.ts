@@ -158,7 +158,8 @@ test('every route answers with the shape it declares (a walk through the whole A
     t.true(edgeTasks.body.tasks.length > 0, 'the run planned tasks for the edge');
     await ok('POST', `/api/v1/edge/tasks/${edgeTasks.body.tasks[0].id}`, { token: edgeToken, json: { status: 'succeeded', bytes: 0 } });
     await ok('POST', '/api/v1/edge/credentials', { token: edgeToken, json: { token: 'not-a-device-token' } });
-    await ok('POST', '/api/v1/edge/reports', { token: edgeToken, json: { device: 'till-1', payload: '{}' } });
+    await ok('POST', '/api/v1/devices', { json: { id: 'till-edge', group: 'shop' } });
+    await ok('POST', '/api/v1/edge/reports', { token: edgeToken, json: { device: 'till-edge', payload: '{}' } });
     await ok('DELETE', '/api/v1/bundles/pos/replication-policies/eu');
     await ok('DELETE', '/api/v1/registries/site');
     await ok('DELETE', '/api/v1/edges/shop-eu');
