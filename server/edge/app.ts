@@ -16,6 +16,7 @@ import type { EdgeConfig } from './config.ts';
 import { createCredentialCache, type CredentialCache } from './credentials.ts';
 import { createMetadataMirror } from './metadata.ts';
 import { createMirror, type Mirror } from './mirror.ts';
+import { createIntegrityCheck, type IntegrityCheck } from './integrity.ts';
 import { createUpstream, UpstreamUnavailable, type Upstream } from './upstream.ts';
 import { startBroker } from '../broker/broker.ts';
 import { defaultMqttLimits } from '../broker/limits.ts';
@@ -54,7 +55,7 @@ export interface EdgeDeps {
 }
 
 /** Device-facing routes, declared as the origin declares its own (same actions, same answers). */
-export function edgeRoutes(deps: { blobs: BlobStore; metadata: { read(name: string): Promise<Buffer | undefined> }; credentials: CredentialCache; upstream: Upstream; releases: Map<string, { status: number; body: Buffer }> }): Route[] {
+export function edgeRoutes(deps: { integrity: IntegrityCheck; blobs: BlobStore; metadata: { read(name: string): Promise<Buffer | undefined> }; credentials: CredentialCache; upstream: Upstream; releases: Map<string, { status: number; body: Buffer }> }): Route[] {
   const tokenOf = (koa: Koa.Context): string => /^Bearer (\S+)$/i.exec(koa.get('authorization'))?.[1] ?? '';
   async function allowed(koa: Koa.Context, digest?: string): Promise<boolean> {
     try {
@@ -80,7 +81,8 @@ export function edgeRoutes(deps: { blobs: BlobStore; metadata: { read(name: stri
         method, path: '/api/v1/blobs/:digest', action: 'blob:read', summary: 'Download a mirrored blob (Range supported)', params: digestPath, responses: { 200: 'binary', 206: 'binary', 304: 'empty' },
         async handler({ koa, params }) {
           // As on the origin: a blob the device may not read answers as one never stored.
-          const stat = (await allowed(koa, params.digest)) ? await deps.blobs.stat(params.digest) : undefined;
+          // Served only as verified: a file changed on disk is hashed again first (integrity.ts).
+          const stat = (await allowed(koa, params.digest)) && (await deps.integrity.ensure(params.digest)) ? await deps.blobs.stat(params.digest) : undefined;
           if (!stat) throw new ApiError('not_found', `blob ${params.digest} is not on this edge`);
           await sendBlob(koa, deps.blobs, params.digest, stat.size);
         },
@@ -117,10 +119,12 @@ export async function startEdge(config: EdgeConfig, deps: EdgeDeps = {}): Promis
   const blobs = await BlobStore.open(path.join(config.dataDir, 'blobs'));
   const upstream = createUpstream({ url: config.upstreamUrl, token: config.edgeToken, timeoutMs: config.timeoutMs });
   const metadata = createMetadataMirror({ dataDir: config.dataDir, pinnedRootFile: config.upstreamRootFile, upstream, timeoutMs: config.timeoutMs, log: log.child('metadata') });
-  const mirror = createMirror({ upstream, blobs, metadata, pollMs: config.pollMs, parallel: config.parallel, stallTimeoutMs: config.timeoutMs, log: log.child('mirror') });
+  let integrity: IntegrityCheck | undefined;
+  const mirror = createMirror({ upstream, blobs, metadata, pollMs: config.pollMs, parallel: config.parallel, stallTimeoutMs: config.timeoutMs, log: log.child('mirror'), onVerified: (digest) => integrity!.trust(digest) });
+  integrity = createIntegrityCheck({ blobs, quarantineDir: path.join(config.dataDir, 'quarantine'), refetch: (digest) => mirror.repair(digest), log: log.child('integrity') });
   const credentials = createCredentialCache({ ask: (token, digest) => upstream.checkCredential(token, digest), now: deps.clock ?? (() => Date.now()), freshMs: config.authFreshMs, staleMs: config.authStaleMs });
   const releases = new Map<string, { status: number; body: Buffer }>();
-  const routes = edgeRoutes({ blobs, metadata, credentials, upstream, releases });
+  const routes = edgeRoutes({ integrity, blobs, metadata, credentials, upstream, releases });
 
   // A device signs in with the token it would give the origin: the origin says whose it is.
   const auth = {

@@ -28,6 +28,8 @@ export interface MirrorOptions {
   /** A transfer with no byte for this long is cut and retried, in milliseconds. */
   stallTimeoutMs: number;
   log: Logger;
+  /** A blob was just fetched and verified (the serve-time check records it). */
+  onVerified?(digest: string): Promise<void>;
 }
 
 export interface Mirror {
@@ -40,6 +42,8 @@ export interface Mirror {
   stop(): Promise<void>;
   /** When the last pass ended without an outage (undefined: never). */
   lastSyncAt(): Date | undefined;
+  /** Fetches a blob again (one found damaged on disk); false when the origin will not give it. */
+  repair(digest: string): Promise<boolean>;
 }
 
 const transferTries = 3;
@@ -51,7 +55,7 @@ export function createMirror(options: MirrorOptions): Mirror {
   let wakeUp: (() => void) | undefined;
   let lastSync: Date | undefined;
 
-  async function fetchBlob(task: Extract<EdgeTask, { kind: 'blob' }>): Promise<number> {
+  async function fetchBlob(task: Pick<Extract<EdgeTask, { kind: 'blob' }>, 'digest' | 'size' | 'bandwidth'>): Promise<number> {
     if (await blobs.stat(task.digest)) return 0;
     const destination = blobs.pathOf(task.digest);
     await ensurePrivateDir(path.dirname(destination));
@@ -69,6 +73,7 @@ export function createMirror(options: MirrorOptions): Mirror {
           ...(task.bandwidth ? { bandwidthLimit: Math.max(1, Math.floor(task.bandwidth / Math.max(1, options.parallel))) } : {}),
           signal: controller.signal,
         });
+        await options.onVerified?.(task.digest);
         return result.received;
       } catch (error) {
         lastError = error;
@@ -180,5 +185,18 @@ export function createMirror(options: MirrorOptions): Mirror {
       await running?.catch(() => {});
     },
     lastSyncAt: () => lastSync,
+    async repair(digest) {
+      try {
+        // The origin lets an edge read what its tasks named; HEAD gives the length to verify against.
+        const head = await fetch(upstream.blobUrl(digest), { method: 'HEAD', headers: { authorization: `Bearer ${upstream.token}` }, signal: AbortSignal.timeout(options.stallTimeoutMs) });
+        const size = Number(head.headers.get('content-length'));
+        if (!head.ok || !Number.isSafeInteger(size)) return false;
+        await fetchBlob({ digest, size, bandwidth: null });
+        return true;
+      } catch (error) {
+        log.warn('blob repair failed', { digest, error: (error as Error).message });
+        return false;
+      }
+    },
   };
 }

@@ -113,7 +113,7 @@ test('an edge that was off while two versions were approved catches up when star
   });
 });
 
-test('a blob tampered with on the edge disk is refused by the device', async (t) => {
+test('a blob tampered with on the edge disk, even past the edge\'s own check, is refused by the device', async (t) => {
   const work = await makeTempDir('convoy-edge-tamper-');
   await withServer(t, async (origin) => {
     const tokens = await setUp(origin, ['shop-eu']);
@@ -129,8 +129,11 @@ test('a blob tampered with on the edge disk is refused by the device', async (t)
       const file = path.join(edge.dataDir, 'blobs', 'sha256', hexOf(digest).slice(0, 2), hexOf(digest));
       const tampered = Buffer.from(bytes);
       tampered[1000] = tampered[1000]! ^ 0xff;
+      const stat = await fs.stat(file);
       await fs.chmod(file, 0o600);
       await fs.writeFile(file, tampered);
+      // Its size and time put back: the edge's serve-time check sees the file it verified.
+      await fs.utimes(file, stat.atime, stat.mtime);
 
       await deploy(origin, 'pos', '1.0.0', 'shop-tills');
       await withDevice(origin, 'till-t', 'shop-tills', async (device) => {
@@ -145,6 +148,44 @@ test('a blob tampered with on the edge disk is refused by the device', async (t)
       }, { serverUrl: edge.url, update: { retryBaseMs: 100, retryMaxMs: 200 } });
     } finally {
       await edge.close();
+      await fs.rm(work, { recursive: true, force: true });
+    }
+  });
+});
+
+test("a blob changed on the edge disk is caught by the edge's serve-time check: quarantined, fetched again, and the device installs the genuine bytes", async (t) => {
+  const work = await makeTempDir('convoy-edge-heal-');
+  await withServer(t, async (origin) => {
+    const tokens = await setUp(origin, ['shop-eu']);
+    const rootFile = await copyRoot(origin, work);
+    const proxy = await startCountingProxy(origin.httpPort);
+    const edge = await startTestEdge({ upstreamUrl: proxy.url, token: tokens['shop-eu']!, rootFile });
+    try {
+      const bytes = randomBytes(128 * 1024);
+      const digest = sha256Digest(bytes);
+      await publishRelease(origin, 'pos', '1.0.0', [{ name: 'app.bin', type: 'file', bytes }]);
+      const [run] = await runsOf(origin, 'pos');
+      t.is((await finishedRun(origin, 'pos', run!.id)).run.status, 'succeeded');
+      const file = path.join(edge.dataDir, 'blobs', 'sha256', hexOf(digest).slice(0, 2), hexOf(digest));
+      const tampered = Buffer.from(bytes);
+      tampered[1000] = tampered[1000]! ^ 0xff;
+      await fs.chmod(file, 0o600);
+      await fs.writeFile(file, tampered);
+
+      await deploy(origin, 'pos', '1.0.0', 'shop-tills');
+      await withDevice(origin, 'till-h', 'shop-tills', async (device) => {
+        await waitFor('till-h on 1.0.0', async () => ((await deviceRecord(origin, 'till-h'))?.installed?.version === '1.0.0' ? true : undefined));
+        t.deepEqual((await readCurrent(device.dir)).get('app.bin'), bytes, 'the genuine bytes');
+      }, { serverUrl: edge.url });
+      t.deepEqual(await fs.readFile(file), bytes, 'the edge holds the genuine blob again');
+      const quarantined = await fs.readdir(path.join(edge.dataDir, 'quarantine'));
+      t.is(quarantined.length, 1);
+      t.deepEqual(await fs.readFile(path.join(edge.dataDir, 'quarantine', quarantined[0]!)), tampered, 'the damaged file is kept aside for a look');
+      t.is(proxy.reads.get(`/api/v1/blobs/${digest}`), 2, 'mirrored once, fetched once more to repair');
+      t.true(edge.logs.join('').includes('no longer matches its digest'));
+    } finally {
+      await edge.close();
+      await proxy.close();
       await fs.rm(work, { recursive: true, force: true });
     }
   });
