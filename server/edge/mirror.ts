@@ -130,7 +130,12 @@ export function createMirror(options: MirrorOptions): Mirror {
       for (const task of metadataTasks.filter((t) => failedRuns.has(t.run))) {
         await upstream.report(task.id, { status: 'failed', bytes: 0, error: 'blobs of this run failed at the edge; metadata not published' });
       }
-      if (ready.length > 0) {
+      // The origin's current timestamp may already name a version approved since this pass began,
+      // whose blobs a newer run planned for this edge: publish only once no blob is outstanding,
+      // so a device never reads metadata naming bytes the edge lacks (the next pass fetches them).
+      const outstanding = ready.length > 0 && (await upstream.tasks()).tasks.some((t) => t.kind === 'blob');
+      if (outstanding) log.debug('metadata waits for blobs of a newer run');
+      else if (ready.length > 0) {
         const started = Date.now();
         try {
           const result = await options.metadata.sync([...new Set(ready.map((t) => t.file))]);
