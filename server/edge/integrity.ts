@@ -8,7 +8,7 @@ import type { BlobStore } from '../blobs/store.ts';
 
 /*
  * The edge's serve-time check: a blob is served only while its file is the one the edge verified
- * (same size, modification time and inode as when its sha256 was last checked). A file changed on
+ * (same size, modification time to the second and inode as when its sha256 was last checked). A file changed on
  * disk since (a bad sector, a careless hand, an intruder) is hashed again before it is served; one
  * that no longer matches its digest is moved aside to `quarantine/` and fetched again from the
  * origin, verified as any mirrored blob. Devices verify every artifact themselves as well: this
@@ -27,8 +27,8 @@ export function createIntegrityCheck(deps: { blobs: BlobStore; quarantineDir: st
   const inFlight = new Map<string, Promise<boolean>>();
   const signature = async (digest: string): Promise<string | undefined> => {
     const stat = await fs.stat(deps.blobs.pathOf(digest)).catch(() => undefined);
-    // Whole milliseconds: what utimes(2) and copies keep, so a restored file compares the same.
-    return stat ? `${stat.size}:${Math.trunc(stat.mtimeMs)}:${stat.ino}` : undefined;
+    // Whole seconds: what every file system, utimes(2) and copies keep alike.
+    return stat ? `${stat.size}:${Math.floor(stat.mtimeMs / 1000)}:${stat.ino}` : undefined;
   };
   async function hashOf(file: string): Promise<string> {
     const hash = createHash('sha256');

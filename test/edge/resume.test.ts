@@ -169,8 +169,11 @@ test("a blob changed on the edge disk is caught by the edge's serve-time check: 
       const file = path.join(edge.dataDir, 'blobs', 'sha256', hexOf(digest).slice(0, 2), hexOf(digest));
       const tampered = Buffer.from(bytes);
       tampered[1000] = tampered[1000]! ^ 0xff;
+      const mirroredAt = (await fs.stat(file)).mtimeMs;
       await fs.chmod(file, 0o600);
       await fs.writeFile(file, tampered);
+      // Changed later than it was mirrored (the check compares times to the second).
+      await fs.utimes(file, new Date(), new Date(mirroredAt + 2000));
 
       await deploy(origin, 'pos', '1.0.0', 'shop-tills');
       await withDevice(origin, 'till-h', 'shop-tills', async (device) => {
