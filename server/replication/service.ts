@@ -101,6 +101,9 @@ function toTask(row: TaskRow): ReplicationTask {
   };
 }
 
+/** How stale an edge's recorded lastSeenAt may get before a call writes it again, in milliseconds. */
+const edgeSeenWriteMs = 5_000;
+
 /** The most tasks one `GET /api/v1/edge/tasks` hands out (the edge asks again when done). */
 const edgeTaskBatch = 500;
 
@@ -413,7 +416,10 @@ export function createReplicationService(deps: ReplicationServiceDeps) {
     async authenticateEdge(token: string): Promise<Edge | undefined> {
       const row = await store.findEdgeByTokenHash(hashToken(token));
       if (!row) return undefined;
-      await store.touchEdge(row.name, nowText());
+      // An edge mirroring calls many times a second: its last-seen time is written at most every
+      // few seconds (health needs minutes), not once per blob request.
+      const now = deps.now();
+      if (row.last_seen_at === null || now.getTime() - Date.parse(row.last_seen_at) >= edgeSeenWriteMs) await store.touchEdge(row.name, now.toISOString());
       return toEdge(row);
     },
 
