@@ -38,6 +38,9 @@ export type EdgeTask = z.infer<typeof edgeTask>;
 export const edgeTaskList = z.strictObject({ edge: z.string(), tasks: z.array(edgeTask) });
 export type EdgeTaskList = z.infer<typeof edgeTaskList>;
 
+/** `?wait=N`: hold the request up to N seconds (at most 30) while the edge has no task: a long poll. */
+export const edgeTaskQuery = z.strictObject({ wait: z.string().regex(/^([0-9]|[12][0-9]|30)$/, 'must be whole seconds from 0 to 30').transform(Number).optional() });
+
 export const edgeTaskPath = z.strictObject({ task: z.string().regex(/^[1-9]\d{0,15}$/, 'must be a task id').transform(Number) });
 
 /** `POST /api/v1/edge/tasks/:task`: how the task ended at the edge. `bytes`: what it fetched (0: it held them). */

@@ -120,7 +120,7 @@ export async function startEdge(config: EdgeConfig, deps: EdgeDeps = {}): Promis
   const upstream = createUpstream({ url: config.upstreamUrl, token: config.edgeToken, timeoutMs: config.timeoutMs });
   const metadata = createMetadataMirror({ dataDir: config.dataDir, pinnedRootFile: config.upstreamRootFile, upstream, timeoutMs: config.timeoutMs, log: log.child('metadata') });
   let integrity: IntegrityCheck | undefined;
-  const mirror = createMirror({ upstream, blobs, metadata, pollMs: config.pollMs, parallel: config.parallel, stallTimeoutMs: config.timeoutMs, log: log.child('mirror'), onVerified: (digest) => integrity!.trust(digest) });
+  const mirror = createMirror({ upstream, blobs, metadata, pollMs: config.pollMs, longPollSeconds: config.longPollSeconds, parallel: config.parallel, stallTimeoutMs: config.timeoutMs, log: log.child('mirror'), onVerified: (digest) => integrity!.trust(digest) });
   integrity = createIntegrityCheck({ blobs, quarantineDir: path.join(config.dataDir, 'quarantine'), refetch: (digest) => mirror.repair(digest), log: log.child('integrity') });
   const credentials = createCredentialCache({ ask: (token, digest) => upstream.checkCredential(token, digest), now: deps.clock ?? (() => Date.now()), freshMs: config.authFreshMs, staleMs: config.authStaleMs });
   const releases = new Map<string, { status: number; body: Buffer }>();

@@ -24,8 +24,10 @@ export interface EdgeConfig {
   mqttPort: number;
   host: string;
   logLevel: LogLevel;
-  /** How often the edge asks for tasks when idle (CONVOY_EDGE_POLL_MS, 5 s). */
+  /** How long an idle edge waits after a failed call to the origin before asking again (CONVOY_EDGE_POLL_MS, 5 s). */
   pollMs: number;
+  /** An idle edge's request for tasks is held by the origin up to this long, answered at once when a run gives the edge tasks (CONVOY_EDGE_LONG_POLL_S, 20 s; 0: plain polling every CONVOY_EDGE_POLL_MS). */
+  longPollSeconds: number;
   /** How long a device credential verdict is trusted without asking again (CONVOY_EDGE_AUTH_TTL_MS, 60 s). */
   authFreshMs: number;
   /** How long it still stands while the origin cannot be reached (CONVOY_EDGE_AUTH_STALE_MS, 24 h). */
@@ -47,6 +49,7 @@ export const defaultEdgeConfig = {
   noticeMs: 10_000,
   reportRetryMs: 5_000,
   pollMs: 5_000,
+  longPollSeconds: 20,
   authFreshMs: 60_000,
   authStaleMs: 24 * 60 * 60_000,
   parallel: 3,
@@ -97,6 +100,7 @@ export function loadEdgeConfig(env: NodeJS.ProcessEnv, cwd = process.cwd()): Edg
     reportRetryMs: whole(env, 'CONVOY_EDGE_REPORT_RETRY_MS', defaultEdgeConfig.reportRetryMs, 10),
     logLevel,
     pollMs: whole(env, 'CONVOY_EDGE_POLL_MS', defaultEdgeConfig.pollMs, 10),
+    longPollSeconds: Math.min(30, whole(env, 'CONVOY_EDGE_LONG_POLL_S', defaultEdgeConfig.longPollSeconds, 0)),
     authFreshMs: whole(env, 'CONVOY_EDGE_AUTH_TTL_MS', defaultEdgeConfig.authFreshMs, 0),
     authStaleMs: whole(env, 'CONVOY_EDGE_AUTH_STALE_MS', defaultEdgeConfig.authStaleMs, 0),
     parallel: whole(env, 'CONVOY_EDGE_PARALLEL', defaultEdgeConfig.parallel),

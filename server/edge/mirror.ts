@@ -21,8 +21,10 @@ export interface MirrorOptions {
   upstream: Upstream;
   blobs: BlobStore;
   metadata: MetadataMirror;
-  /** How often to ask for tasks when there were none, in milliseconds. */
+  /** How long to wait after a failed call before asking again, in milliseconds (and between asks without long polls). */
   pollMs: number;
+  /** An idle edge's request for tasks is held this long by the origin, in seconds (0: plain polling every pollMs). */
+  longPollSeconds: number;
   /** Blobs fetched side by side. */
   parallel: number;
   /** A transfer with no byte for this long is cut and retried, in milliseconds. */
@@ -165,8 +167,19 @@ export function createMirror(options: MirrorOptions): Mirror {
         if (controller.signal.aborted) return;
         log.warn('edge sync failed; retrying', { error: (error as Error).message });
       }
-      // Straight on while there is work; otherwise wait for the poll interval (or a wake-up).
+      // Straight on while there is work; otherwise a long poll: the origin answers as soon as a
+      // run gives this edge tasks (its hint, over the connection the edge opens), or after
+      // longPollSeconds. After a failure (the origin unreachable) the poll interval passes first.
       if (settled > 0) continue;
+      try {
+        if (options.longPollSeconds > 0) {
+          await upstream.tasks(options.longPollSeconds, controller.signal);
+          continue;
+        }
+      } catch (error) {
+        if (controller.signal.aborted) return;
+        log.debug('long poll failed', { error: (error as Error).message });
+      }
       await new Promise<void>((resolve) => {
         const timer = setTimeout(() => wakeUp?.(), options.pollMs);
         wakeUp = () => {

@@ -24,7 +24,8 @@ export class UpstreamRefused extends Error {
 export interface Upstream {
   readonly url: string;
   readonly token: string;
-  tasks(): Promise<EdgeTaskList>;
+  /** `waitSeconds`: a long poll, answered as soon as the origin has tasks for this edge. */
+  tasks(waitSeconds?: number, signal?: AbortSignal): Promise<EdgeTaskList>;
   report(task: number, report: EdgeTaskReport): Promise<void>;
   checkCredential(token: string, digest?: string): Promise<CredentialVerdict>;
   /** A TUF metadata file by name; undefined when the origin has none of that name (404). */
@@ -39,11 +40,12 @@ export interface Upstream {
 
 export function createUpstream(options: { url: string; token: string; timeoutMs: number }): Upstream {
   const base = options.url.replace(/\/+$/, '');
-  async function call(method: string, path: string, init: { json?: unknown; authorization?: string } = {}): Promise<Response> {
+  async function call(method: string, path: string, init: { json?: unknown; authorization?: string; extraMs?: number; signal?: AbortSignal } = {}): Promise<Response> {
     const headers: Record<string, string> = { authorization: init.authorization ?? `Bearer ${options.token}` };
     if (init.json !== undefined) headers['content-type'] = 'application/json';
+    const timeout = AbortSignal.timeout(options.timeoutMs + (init.extraMs ?? 0));
     try {
-      return await fetch(`${base}${path}`, { method, headers, body: init.json === undefined ? null : JSON.stringify(init.json), signal: AbortSignal.timeout(options.timeoutMs) });
+      return await fetch(`${base}${path}`, { method, headers, body: init.json === undefined ? null : JSON.stringify(init.json), signal: init.signal ? AbortSignal.any([timeout, init.signal]) : timeout });
     } catch (error) {
       throw new UpstreamUnavailable(`${method} ${base}${path}: ${(error as Error).message}`, { cause: error });
     }
@@ -61,7 +63,8 @@ export function createUpstream(options: { url: string; token: string; timeoutMs:
   return {
     url: base,
     token: options.token,
-    tasks: async () => json<EdgeTaskList>(await call('GET', '/api/v1/edge/tasks'), 'edge tasks', edgeTaskList),
+    tasks: async (waitSeconds, signal) =>
+      json<EdgeTaskList>(await call('GET', waitSeconds ? `/api/v1/edge/tasks?wait=${waitSeconds}` : '/api/v1/edge/tasks', { extraMs: (waitSeconds ?? 0) * 1000, ...(signal ? { signal } : {}) }), 'edge tasks', edgeTaskList),
     async report(task, report) {
       const response = await call('POST', `/api/v1/edge/tasks/${task}`, { json: report });
       if (!response.ok) await refused(response, `report of task ${task}`);

@@ -1,4 +1,4 @@
-import { credentialCheck, credentialVerdict, edgeReport, edgeTaskList, edgeTaskPath, edgeTaskReport, type CredentialVerdict } from '../../protocol/edge.ts';
+import { credentialCheck, credentialVerdict, edgeReport, edgeTaskList, edgeTaskQuery, edgeTaskPath, edgeTaskReport, type CredentialVerdict } from '../../protocol/edge.ts';
 import { ApiError } from '../http/errors.ts';
 import { route, type Route } from '../http/routes.ts';
 import type { ReplicationService } from './service.ts';
@@ -25,9 +25,9 @@ export function edgeSyncRoutes(
   };
   return [
     route({
-      method: 'GET', path: '/api/v1/edge/tasks', action: 'edge:sync', summary: "An edge's pending replication tasks, in order (asking is its heartbeat)", responses: { 200: edgeTaskList },
-      async handler({ koa, edge }) {
-        koa.body = await service.edgeTasks(edgeOf(edge));
+      method: 'GET', path: '/api/v1/edge/tasks', action: 'edge:sync', summary: "An edge's pending replication tasks, in order (asking is its heartbeat; ?wait=N holds the request up to N s until there are some)", query: edgeTaskQuery, responses: { 200: edgeTaskList },
+      async handler({ koa, edge, query }) {
+        koa.body = await service.edgeTasks(edgeOf(edge), (query.wait ?? 0) * 1000);
       },
     }),
     route({

@@ -126,6 +126,11 @@ export function createReplicationService(deps: ReplicationServiceDeps) {
   /** Runs being executed, so shutdown can wait for them (and tell them to stop between tasks). */
   const running = new Map<number, Promise<void>>();
   let closing = false;
+  /** Edges holding a long poll for tasks (GET /api/v1/edge/tasks?wait=N): woken when a run gives them some. */
+  const edgeWaiters = new Set<() => void>();
+  const wakeEdges = () => {
+    for (const wake of [...edgeWaiters]) wake();
+  };
   /** The minute each scheduled policy last fired, so a tick repeated within a minute starts nothing. */
   const firedAt = new Map<string, string>();
 
@@ -337,6 +342,7 @@ export function createReplicationService(deps: ReplicationServiceDeps) {
     const id = await store.insertRun(row, tasks);
     log.info('replication withdrawal started', { run: id, bundle: policy.bundle, policy: policy.name, version: version.version, tasks: tasks.length });
     launch(id, policy.bandwidth);
+    if (tasks.some((task) => task.destination_type === 'edge')) wakeEdges();
     return { id, ...row };
   }
 
@@ -357,6 +363,7 @@ export function createReplicationService(deps: ReplicationServiceDeps) {
     const id = await store.insertRun(row, tasks);
     log.info('replication run started', { run: id, bundle: policy.bundle, policy: policy.name, versions: names.join(','), tasks: tasks.length, trigger: options.trigger });
     launch(id, policy.bandwidth);
+    if (tasks.some((task) => task.destination_type === 'edge' && task.status === 'pending')) wakeEdges();
     return { id, ...row };
   }
 
@@ -388,8 +395,22 @@ export function createReplicationService(deps: ReplicationServiceDeps) {
       return toEdge(row);
     },
     /** An edge's pending tasks (it pulls them): asking is its heartbeat too (authenticateEdge notes it). */
-    async edgeTasks(edge: string): Promise<EdgeTaskList> {
-      const rows = await store.pendingEdgeTasks(edge, edgeTaskBatch);
+    async edgeTasks(edge: string, waitMs = 0): Promise<EdgeTaskList> {
+      let rows = await store.pendingEdgeTasks(edge, edgeTaskBatch);
+      if (rows.length === 0 && waitMs > 0 && !closing) {
+        // A long poll: the origin answers as soon as a run gives edges tasks (its hint, over the
+        // connection the edge opened), or empty after waitMs.
+        await new Promise<void>((resolve) => {
+          const done = () => {
+            clearTimeout(timer);
+            edgeWaiters.delete(done);
+            resolve();
+          };
+          const timer = setTimeout(done, waitMs);
+          edgeWaiters.add(done);
+        });
+        if (!closing) rows = await store.pendingEdgeTasks(edge, edgeTaskBatch);
+      }
       return { edge, tasks: rows.map(toEdgeTask).filter((task): task is EdgeTask => task !== undefined) };
     },
     /** An edge reports a task done or failed; the run settles once none is pending. */
@@ -559,6 +580,7 @@ export function createReplicationService(deps: ReplicationServiceDeps) {
       const policy = await store.findPolicy(bundle, row.policy);
       log.info('replication run retried', { run: id, bundle, tasks: reset });
       launch(id, policy?.bandwidth ?? null);
+      wakeEdges();
       return runDetail((await store.findRun(bundle, id))!);
     },
 
@@ -602,7 +624,10 @@ export function createReplicationService(deps: ReplicationServiceDeps) {
 
     /** Waits for runs in flight (tests, shutdown); `stop` makes them end after their current task. */
     async idle(stop = false): Promise<void> {
-      if (stop) closing = true;
+      if (stop) {
+        closing = true;
+        wakeEdges();
+      }
       while (running.size > 0) await Promise.all([...running.values()]);
     },
   };
