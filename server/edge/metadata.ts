@@ -10,7 +10,7 @@ import type { Upstream } from './upstream.ts';
 
 /*
  * The edge's copy of the origin's TUF repository. Files are fetched by name (every file a task
- * names, so delegated roles flow through like the top-level ones) into a staging directory, then
+ * names, so delegated roles flow through like the top-level ones) into memory (metadata is small), then
  * verified with the same TUF client devices use (tuf/client.ts, tuf-js) against the root the
  * operator pinned (CONVOY_UPSTREAM_ROOT): root rotations, timestamp, snapshot and targets (TUF
  * §5.3–5.6: signatures, thresholds, versions, expiry, rollback). Any other `<v>.<role>.json` must
@@ -27,10 +27,9 @@ export interface MetadataMirror {
   read(name: string): Promise<Buffer | undefined>;
 }
 
-/** tuf-js reads through this: staged files first, anything else from the origin (staged as fetched). */
+/** tuf-js reads through this: the files staged for this sync first, anything else from the origin (staged as fetched). */
 class StagedFetcher extends BaseFetcher {
   constructor(
-    private readonly staging: string,
     private readonly upstream: Upstream,
     private readonly fetched: Map<string, Buffer>,
   ) {
@@ -38,7 +37,7 @@ class StagedFetcher extends BaseFetcher {
   }
   override async fetch(url: string): Promise<ReadableStream<Uint8Array<ArrayBuffer>>> {
     const name = decodeURIComponent(new URL(url).pathname.split('/').pop() ?? '');
-    let bytes = this.fetched.get(name) ?? (await readFileIfExists(path.join(this.staging, name)));
+    let bytes = this.fetched.get(name);
     if (!bytes) {
       bytes = await this.upstream.metadata(name);
       // tuf-js reads a 404 on N.root.json as "no newer root": the status must be kept.
@@ -56,7 +55,6 @@ function versionedRole(name: string): { version: number; role: string } | undefi
 
 export function createMetadataMirror(deps: { dataDir: string; pinnedRootFile: string; upstream: Upstream; timeoutMs: number; log: Logger }): MetadataMirror {
   const published = path.join(deps.dataDir, 'tuf');
-  const staging = path.join(deps.dataDir, 'tuf-staging');
   const trustDir = path.join(deps.dataDir, 'trust');
   let queue: Promise<unknown> = Promise.resolve();
   const one = <T>(work: () => Promise<T>): Promise<T> => {
@@ -67,8 +65,6 @@ export function createMetadataMirror(deps: { dataDir: string; pinnedRootFile: st
   return {
     sync: (files) =>
       one(async () => {
-        await fs.rm(staging, { recursive: true, force: true });
-        await fs.mkdir(staging, { recursive: true });
         await fs.mkdir(published, { recursive: true });
         const fetched = new Map<string, Buffer>();
         for (const name of files) {
@@ -84,7 +80,7 @@ export function createMetadataMirror(deps: { dataDir: string; pinnedRootFile: st
           token: '',
           timeoutMs: deps.timeoutMs,
           log: deps.log,
-          fetcher: new StagedFetcher(staging, deps.upstream, fetched),
+          fetcher: new StagedFetcher(deps.upstream, fetched),
         });
         await client.refresh();
         // The verified snapshot says which version of every other role is current.

@@ -141,9 +141,10 @@ export function createMirror(options: MirrorOptions): Mirror {
         const started = Date.now();
         try {
           const result = await options.metadata.sync([...new Set(ready.map((t) => t.file))]);
-          const sizes = new Map(result.published.map((name) => [name, 0]));
+          // A planned file the origin has since replaced (a re-signed timestamp) counts as the newer one fetched.
+          const published = new Set(result.published);
           for (const task of ready) {
-            await upstream.report(task.id, { status: 'succeeded', bytes: sizes.has(task.file) ? task.size : 0, durationMs: Date.now() - started });
+            await upstream.report(task.id, { status: 'succeeded', bytes: published.has(task.file) ? task.size : 0, durationMs: Date.now() - started });
             settled++;
           }
         } catch (error) {
