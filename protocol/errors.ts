@@ -42,6 +42,9 @@ export const errorCodes = [
   'bad_signature',
   'rollback',
   'oversized',
+  // Edge nodes (server/edge/): a write sent to an edge belongs to the origin; the origin is unreachable.
+  'edge_read_only',
+  'upstream_unavailable',
   // Anything else: a bug or an outage, never the caller's fault.
   'internal',
 ] as const;

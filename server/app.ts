@@ -35,7 +35,7 @@ import { createDeviceStore } from './devices/store.ts';
 import { createReleaseNotices, type ReleaseNotices } from './releases/service.ts';
 import { openFleetPki, readMqttClientIdentity } from './enrollment/pki.ts';
 import { connectExternalBroker } from './broker/external.ts';
-import { deviceIdFromStatusTopic } from '../protocol/messages.ts';
+import { deviceIdFromStatusTopic, deviceStatusTopic } from '../protocol/messages.ts';
 import { enrollmentRoutes } from './enrollment/routes.ts';
 import { createEnrollmentService, type EnrollmentService } from './enrollment/service.ts';
 import { createEnrollmentStore } from './enrollment/store.ts';
@@ -57,6 +57,8 @@ import { createTrustStore } from './trust/store.ts';
 import { trustRoutes } from './trust/routes.ts';
 import { tufMetadataFiles } from './replication/metadata.ts';
 import { replicationRoutes } from './replication/routes.ts';
+import { edgeSyncRoutes } from './replication/edge-routes.ts';
+import { isAllowed } from './auth/policy.ts';
 import { createSealer } from './replication/secrets.ts';
 import { createReplicationService, type ReplicationService } from './replication/service.ts';
 import { createReplicationStore } from './replication/store.ts';
@@ -381,7 +383,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     const streams = new AbortController();
     cleanups.push(async () => streams.abort());
     const routes: Route[] = [
-        ...blobRoutes(blobs, config.maxBlobBytes, readers),
+        ...blobRoutes(blobs, config.maxBlobBytes, readers, (edge, digest) => startedReplication.edgeMayRead(edge, digest)),
         ...bundleRoutes(bundles, {
           created: (name, by) => auth.addCreator(name, by),
           mayName: (principal, digest, bundle) => readers.mayName(principal, digest, bundle),
@@ -406,6 +408,21 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
         ...auditRoutes(audit),
         ...enrollmentRoutes(enrollment),
         ...replicationRoutes(replication),
+        ...edgeSyncRoutes(startedReplication, {
+          // An edge asks on behalf of a device that sent it this token: the origin's own answer.
+          async checkCredential(token, digest) {
+            const principal = token.startsWith('cvye_') ? undefined : await auth.authenticate(token).catch(() => undefined);
+            if (principal?.type !== 'device') return { device: null, allowed: false };
+            const allowed = digest !== undefined ? await readers.mayRead(principal, 'blob:read', digest) : isAllowed(principal, 'tuf:read');
+            return { device: { id: principal.deviceId, group: principal.group }, allowed };
+          },
+          // Handled as the embedded broker handles a device's own message on its status topic.
+          async receiveReport(id, payload) {
+            const found = await devices.findActive(id);
+            if (!found) throw new ApiError('not_found', `no active device "${id}"`);
+            await devices.receiveStatus(deviceStatusTopic(found.id), payload, { type: 'device', deviceId: found.id, group: found.group });
+          },
+        }),
     ];
     routes.push(
       route({
@@ -416,7 +433,13 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
         },
       }),
     );
-    const router = buildRouter(routes, { auth, maxJsonBytes: config.maxJsonBytes, audit, certificatePrincipal, ...(deps.onResponse ? { onResponse: deps.onResponse } : {}) });
+    const router = buildRouter(routes, {
+      auth,
+      edgeToken: async (token) => {
+        const found = await startedReplication.authenticateEdge(token);
+        return found ? { type: 'edge', edge: found.name } : undefined;
+      },
+      maxJsonBytes: config.maxJsonBytes, audit, certificatePrincipal, ...(deps.onResponse ? { onResponse: deps.onResponse } : {}) });
     app.use(router.routes());
     app.use(router.allowedMethods());
     // The web UI: after the API so it never shadows a route; it answers only what none did.

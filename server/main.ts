@@ -24,8 +24,43 @@ function loadConfigOrExit(env: NodeJS.ProcessEnv): ServerConfig {
   }
 }
 
-/** `convoy serve` / `npm start`: runs the origin server until SIGINT or SIGTERM. */
+/** `convoy serve --mode edge` (CONVOY_MODE=edge): an edge node (server/edge/) until SIGINT or SIGTERM. */
+async function serveEdge(env: NodeJS.ProcessEnv): Promise<void> {
+  const { loadEdgeConfig } = await import('./edge/config.ts');
+  const { startEdge } = await import('./edge/app.ts');
+  let config;
+  try {
+    config = loadEdgeConfig(env);
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`convoy: configuration error: ${error.message}\n`);
+      process.exit(2);
+    }
+    throw error;
+  }
+  const edge = await startEdge(config);
+  process.stdout.write(`Convoy edge is serving devices at ${edge.url}, MQTT on port ${edge.mqttPort}, mirroring ${config.upstreamUrl}\n`);
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    process.stderr.write(`convoy: ${signal} received, shutting down\n`);
+    edge.close().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+/** `convoy serve` / `npm start`: runs the origin server (or, with CONVOY_MODE=edge, an edge node) until SIGINT or SIGTERM. */
 export async function serve(env: NodeJS.ProcessEnv = process.env): Promise<void> {
+  if (env.CONVOY_MODE === 'edge') return serveEdge(env);
+  if (env.CONVOY_MODE !== undefined && env.CONVOY_MODE !== '' && env.CONVOY_MODE !== 'origin') {
+    process.stderr.write(`convoy: configuration error: CONVOY_MODE must be origin or edge, got "${env.CONVOY_MODE}"\n`);
+    process.exit(2);
+  }
   const config = loadConfigOrExit(env);
   let server;
   try {

@@ -6,6 +6,18 @@ import { print, printErr, printJson, printJsonOr, printList } from '../output.ts
 
 /* `convoy edge …`: edge nodes (Convoy in edge mode) the origin replicates to. */
 
+/**
+ * How an edge is doing, from when it last asked for tasks (an idle edge asks every
+ * CONVOY_EDGE_POLL_MS, 5 s by default): `ok` within two minutes, else how long it has been silent.
+ */
+export function edgeHealth(lastSeenAt: string | null, now = Date.now()): string {
+  if (lastSeenAt === null) return 'never seen';
+  const silent = Math.max(0, now - Date.parse(lastSeenAt));
+  if (silent < 120_000) return 'ok';
+  const minutes = Math.round(silent / 60_000);
+  return minutes < 120 ? `silent ${minutes} min` : `silent ${Math.round(minutes / 60)} h`;
+}
+
 function nameArg(positionals: string[]): string {
   if (positionals[0] === undefined) throw new UsageError('edge NAME: missing');
   return need(destinationName, positionals[0], 'edge NAME');
@@ -31,6 +43,7 @@ export const commands: Record<string, Command> = {
       const rows = await api().request('GET', '/api/v1/edges', { schema: listOf(edge) });
       printList(rows, [
         { header: 'NAME', value: (e) => e.name },
+        { header: 'HEALTH', value: (e) => edgeHealth(e.lastSeenAt) },
         { header: 'LAST SEEN', value: (e) => e.lastSeenAt ?? 'never' },
         { header: 'CREATED', value: (e) => e.createdAt },
         { header: 'DESCRIPTION', value: (e) => e.description },
@@ -42,7 +55,7 @@ export const commands: Record<string, Command> = {
     options: json,
     async run({ positionals, flags, api }) {
       const found = await api().request('GET', `/api/v1/edges/${enc(nameArg(positionals))}`, { schema: edge });
-      printJsonOr(found, flags.json === true, `edge ${found.name}\n  last seen: ${found.lastSeenAt ?? 'never'}\n  created:   ${found.createdAt}${found.description ? `\n  ${found.description}` : ''}`);
+      printJsonOr(found, flags.json === true, `edge ${found.name}\n  health:    ${edgeHealth(found.lastSeenAt)}\n  last seen: ${found.lastSeenAt ?? 'never'}\n  created:   ${found.createdAt}${found.description ? `\n  ${found.description}` : ''}`);
     },
   }),
   'edge remove': command({

@@ -1,15 +1,19 @@
 /**
- * `npm run bench:replicate -- [--size 1G] [--artifacts 10]`: replication of one bundle version to
- * two destinations, against rsync of the same bytes in the same run; then the bytes a run sends
- * when one artifact of ten changed.
+ * `npm run bench:replicate -- [--to edges|registries] [--size 1G] [--artifacts 10]`: replication
+ * of one bundle version to two destinations, against rsync of the same bytes in the same run;
+ * then the bytes a run sends when one artifact of ten changed.
  *
- * Destinations are two CNCF distribution registries (Debian's `docker-registry`) as registry
- * endpoints: edge mode is not built yet, so edges cannot be measured (issue #12). Each artifact
- * is an image of one layer of random bytes (nothing compresses or deduplicates). The peer is
- * `rsync -a` of the image layouts' blob files to two fresh directories on the same disk. Convoy
- * sends over HTTP on loopback (HEAD, POST, PUT per blob) from its blob store.
+ * `--to edges` (the default, issue #12 item 7): two Convoy edges in edge mode, each its own
+ * process (`convoy serve --mode edge`) with its own data dir, pulling from the origin over HTTP on
+ * loopback (pull mode), every blob hashed and fsynced before it is visible, the TUF metadata
+ * verified. Each artifact is a file of random bytes (nothing compresses or deduplicates). The
+ * peer is `rsync -a` of the same files to two fresh directories on the same disk.
  *
- * Needs skopeo, rsync and docker-registry. Not run by CI.
+ * `--to registries`: two CNCF distribution registries (Debian's `docker-registry`) as registry
+ * endpoints; each artifact is an image of one layer; the peer rsyncs the image layouts' blobs.
+ * Convoy sends over HTTP on loopback (HEAD, POST, PUT per blob) from its blob store.
+ *
+ * Needs rsync (and skopeo and docker-registry for --to registries). Not run by CI.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -32,12 +36,13 @@ function parseSize(text: string): number {
   return Math.round(Number(match[1]) * { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 }[match[2]!.toUpperCase() as '' | 'K' | 'M' | 'G']);
 }
 
-function options(argv: string[]): { size: number; artifacts: number } {
-  const result = { size: 1024 ** 3, artifacts: 10 };
+function options(argv: string[]): { size: number; artifacts: number; to: 'edges' | 'registries' } {
+  const result = { size: 1024 ** 3, artifacts: 10, to: 'edges' as 'edges' | 'registries' };
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === '--size') result.size = parseSize(argv[++i] ?? '');
     else if (argv[i] === '--artifacts') result.artifacts = Number(argv[++i]);
-    else throw new Error(`unknown option ${argv[i]} (usage: --size 1G --artifacts 10)`);
+    else if (argv[i] === '--to' && (argv[i + 1] === 'edges' || argv[i + 1] === 'registries')) result.to = argv[++i] as 'edges' | 'registries';
+    else throw new Error(`unknown option ${argv[i]} (usage: --to edges|registries --size 1G --artifacts 10)`);
   }
   return result;
 }
@@ -85,7 +90,8 @@ async function startRegistry(dir: string): Promise<{ url: string; child: ChildPr
 }
 
 async function main(): Promise<void> {
-  const { size, artifacts } = options(process.argv.slice(2));
+  const { size, artifacts, to } = options(process.argv.slice(2));
+  if (to === 'edges') return toEdges(size, artifacts);
   const work = await fs.mkdtemp(path.join(os.tmpdir(), 'convoy-bench-replicate-'));
   const children: ChildProcess[] = [];
   const server = await startServer(
@@ -149,6 +155,115 @@ async function main(): Promise<void> {
     const manifests = second.tasks.filter((t: any) => t.kind === 'manifest').reduce((sum: number, t: any) => sum + t.bytes, 0);
     const blobBytes = second.run.bytes - manifests;
     say(`one of ${artifacts} changed: ${second.run.bytes} bytes sent to two destinations = ${blobBytes} blob bytes (changed artifact: 2 x ${changedBytes} + its config) + ${manifests} manifest bytes (${second.tasks.filter((t: any) => t.status === 'skipped').length} blob tasks skipped)`);
+  } finally {
+    for (const child of children) child.kill('SIGTERM');
+    await server.close();
+    await fs.rm(work, { recursive: true, force: true });
+  }
+}
+
+/** A random file of `size` bytes written in 64 MiB pieces; its digest. */
+async function writeRandomFile(file: string, size: number): Promise<string> {
+  await fs.mkdir(path.dirname(file), { recursive: true });
+  const hash = createHash('sha256');
+  const handle = await fs.open(file, 'w');
+  for (let left = size; left > 0; left -= 64 << 20) {
+    const piece = randomBytes(Math.min(left, 64 << 20));
+    hash.update(piece);
+    await handle.write(piece);
+  }
+  await handle.close();
+  return `sha256:${hash.digest('hex')}`;
+}
+
+/** An edge as an operator runs it: its own process and data dir, pulling from the origin. */
+async function spawnEdge(env: Record<string, string>): Promise<ChildProcess> {
+  const cli = path.resolve(import.meta.dirname, '../../cli/main.ts');
+  const child = spawn(process.execPath, ['--import', 'tsx', cli, 'serve', '--mode', 'edge'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CONVOY_HOST: '127.0.0.1', CONVOY_HTTP_PORT: '0', CONVOY_MQTT_PORT: '0', CONVOY_LOG_LEVEL: 'warn', CONVOY_EDGE_POLL_MS: '50', ...env } });
+  child.stderr!.on('data', (chunk: Buffer) => process.stderr.write(chunk));
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.on('data', (chunk: Buffer) => chunk.toString('utf8').includes('serving devices') && resolve());
+    child.once('exit', (code) => reject(new Error(`edge exited with ${code}`)));
+  });
+  return child;
+}
+
+async function toEdges(size: number, artifacts: number): Promise<void> {
+  const work = await fs.mkdtemp(path.join(os.tmpdir(), 'convoy-bench-edges-'));
+  const children: ChildProcess[] = [];
+  const server = await startServer(
+    { ...defaultServerConfig, dataDir: path.join(work, 'convoy'), host: '127.0.0.1', httpPort: 0, mqttPort: 0, adminToken: token },
+    { log: createLogger({ namespace: 'server', level: 'warn', write: (line) => process.stderr.write(line) }) },
+  );
+  const api = async (method: string, url: string, json?: unknown, body?: Buffer) => {
+    const headers: Record<string, string> = { authorization: `Bearer ${token}` };
+    if (json !== undefined) headers['content-type'] = 'application/json';
+    if (body) headers['content-type'] = 'application/octet-stream';
+    const response = await fetch(`${server.url}${url}`, { method, headers, body: json !== undefined ? JSON.stringify(json) : (body ?? null) });
+    const text = await response.text();
+    if (response.status >= 300) throw new Error(`${method} ${url}: ${response.status} ${text}`);
+    return text ? JSON.parse(text) : undefined;
+  };
+  const addFile = async (version: string, name: string, file: string, digest: string) => {
+    const bytes = await fs.readFile(file);
+    await api('PUT', `/api/v1/blobs/${digest}`, undefined, bytes);
+    await api('PUT', `/api/v1/bundles/shop/versions/${version}/artifacts/${name}`, { type: 'file', digest, size: bytes.length });
+  };
+  const waitRun = async (id: number) => {
+    for (;;) {
+      const detail = await api('GET', `/api/v1/bundles/shop/replication-runs/${id}`);
+      if (detail.run.status !== 'running') return detail;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  };
+  try {
+    const each = Math.floor(size / artifacts);
+    say(`bundle: ${artifacts} files of ${(each / 1024 ** 2).toFixed(1)} MiB (total ${(size / 1024 ** 2).toFixed(0)} MiB), two Convoy edges (pull mode)`);
+    await api('POST', '/api/v1/bundles', { name: 'shop' });
+    await api('POST', '/api/v1/bundles/shop/versions', { version: '1.0.0' });
+    const files: string[] = [];
+    for (let i = 0; i < artifacts; i++) {
+      const file = path.join(work, 'src', `part-${i}.bin`);
+      await addFile('1.0.0', `part-${i}.bin`, file, await writeRandomFile(file, each));
+      files.push(file);
+    }
+    await api('POST', '/api/v1/bundles/shop/versions/1.0.0/approve');
+    const rootFile = path.join(work, 'root.json');
+    await fs.writeFile(rootFile, Buffer.from(await (await fetch(`${server.url}/tuf/root.json`, { headers: { authorization: `Bearer ${token}` } })).arrayBuffer()));
+    for (const name of ['edge-1', 'edge-2']) {
+      const created = await api('POST', '/api/v1/edges', { name });
+      children.push(await spawnEdge({ CONVOY_UPSTREAM_URL: server.url, CONVOY_EDGE_TOKEN: created.token, CONVOY_UPSTREAM_ROOT: rootFile, CONVOY_DATA_DIR: path.join(work, name) }));
+    }
+    await api('POST', '/api/v1/bundles/shop/replication-policies', { name: 'both', destinations: ['edge-1', 'edge-2'], mode: 'pull' });
+
+    let started = performance.now();
+    const first = await waitRun((await api('POST', '/api/v1/bundles/shop/replication-policies/both/runs', { version: '1.0.0' })).run.id);
+    const convoyMs = performance.now() - started;
+    if (first.run.status !== 'succeeded') throw new Error(`run failed: ${JSON.stringify(first.tasks.filter((t: any) => t.error))}`);
+    if (process.env.BENCH_DEBUG) for (const t of first.tasks) say(`  ${t.destination.name} ${t.kind} ${t.ref.slice(0, 20)} ${t.bytes} ${t.durationMs} ms`);
+
+    started = performance.now();
+    for (const target of ['rsync-1', 'rsync-2']) {
+      await fs.mkdir(path.join(work, target), { recursive: true });
+      await run('rsync', ['-a', ...files, path.join(work, target)]);
+    }
+    const rsyncMs = performance.now() - started;
+    // The edges fsync every blob before it becomes visible (a power cut never leaves a torn blob
+    // under a digest name); rsync leaves its bytes in the page cache. The same copy made durable:
+    await run('sync');
+    const rsyncSyncedMs = performance.now() - started;
+    say(`first replication: convoy ${(convoyMs / 1000).toFixed(2)} s (${first.run.bytes} bytes, ${first.tasks.length} tasks), rsync ${(rsyncMs / 1000).toFixed(2)} s (${(rsyncSyncedMs / 1000).toFixed(2)} s with sync); ratio ${(convoyMs / rsyncMs).toFixed(2)} (target <= 1.3), ${(convoyMs / rsyncSyncedMs).toFixed(2)} against rsync + sync; load average ${os.loadavg()[0]!.toFixed(1)} on ${os.cpus().length} cores`);
+
+    // One artifact of ten changes: 1.1.0 is 1.0.0 with part-0 replaced.
+    await api('POST', '/api/v1/bundles/shop/versions', { version: '1.1.0', copyFrom: '1.0.0' });
+    const changed = path.join(work, 'src', 'part-0-new.bin');
+    await addFile('1.1.0', 'part-0.bin', changed, await writeRandomFile(changed, each));
+    await api('POST', '/api/v1/bundles/shop/versions/1.1.0/approve');
+    const second = await waitRun((await api('POST', '/api/v1/bundles/shop/replication-policies/both/runs', { version: '1.1.0' })).run.id);
+    if (second.run.status !== 'succeeded') throw new Error(`second run failed: ${JSON.stringify(second.tasks.filter((t: any) => t.error))}`);
+    const metadata = second.tasks.filter((t: any) => t.kind === 'metadata').reduce((sum: number, t: any) => sum + t.bytes, 0);
+    const blobBytes = second.run.bytes - metadata;
+    say(`one of ${artifacts} changed: ${second.run.bytes} bytes sent to two edges = ${blobBytes} blob bytes (2 x the changed ${each}-byte file + 2 x the new bundle manifest) + ${metadata} TUF metadata bytes (${second.tasks.filter((t: any) => t.status === 'skipped').length} blob tasks skipped)`);
   } finally {
     for (const child of children) child.kill('SIGTERM');
     await server.close();

@@ -1,7 +1,7 @@
 import { roles, scopes, type Role } from '../../protocol/access.ts';
 import { bundleReleasesTopic } from '../../protocol/messages.ts';
 import type { Route } from '../http/routes.ts';
-import { actions, isAllowed, ruleOf, type Principal } from './policy.ts';
+import { actions, isAllowed, ruleOf, type EdgePrincipal, type Principal } from './policy.ts';
 
 /**
  * Renders docs/permissions.md from the policy table and the route declarations, so the document
@@ -27,6 +27,7 @@ export function memberOf(role: Role | undefined, admin = false): Principal {
 }
 
 const device: Principal = { type: 'device', deviceId: 'd', group: 'g1' };
+const edge: EdgePrincipal = { type: 'edge', edge: 'e' };
 const on = { bundle: 'b', group: 'g1' };
 
 /** A route of another protocol (the OCI registry under /v2), listed with the action it needs. */
@@ -81,8 +82,8 @@ export function renderPermissionsDoc(routes: readonly Route[], registryRoutes: r
     'the request names, any bundle (for what bundles share), or the instance. "No role" is a signed-in',
     'user who is not a member of the bundle.',
     '',
-    `| action | what it allows | role on | no role | ${roles.map(title).join(' | ')} | Admin | Device | token scope |`,
-    `| --- | --- | --- | :-: | ${roles.map(() => ':-:').join(' | ')} | :-: | :-: | --- |`,
+    `| action | what it allows | role on | no role | ${roles.map(title).join(' | ')} | Admin | Device | Edge | token scope |`,
+    `| --- | --- | --- | :-: | ${roles.map(() => ':-:').join(' | ')} | :-: | :-: | :-: | --- |`,
   );
   for (const action of actions) {
     const rule = ruleOf(action);
@@ -90,7 +91,9 @@ export function renderPermissionsDoc(routes: readonly Route[], registryRoutes: r
     const cells = [undefined, ...roles].map((r) => (isAllowed(memberOf(r), action, on) ? '✓' : ''));
     const admin = isAllowed(memberOf(undefined, true), action, on) ? '✓' : '';
     const dev = isAllowed(device, action, on) ? '✓' : '';
-    out(`| \`${action}\` | ${rule.what} | ${where} | ${cells.join(' | ')} | ${admin} | ${dev} | \`${rule.scope}\` |`);
+    const edgeCell = isAllowed(edge, action, on) ? '✓' : '';
+    // An edge's own actions take no user token: its edge token is the credential.
+    out(`| \`${action}\` | ${rule.what} | ${where} | ${cells.join(' | ')} | ${admin} | ${dev} | ${edgeCell} | ${rule.edgesOnly ? 'edge token' : `\`${rule.scope}\``} |`);
   }
   out(
     '',
@@ -128,6 +131,11 @@ export function renderPermissionsDoc(routes: readonly Route[], registryRoutes: r
     '- Devices keep a principal of their own: they read blobs and `/tuf/` for the releases they',
     '  install, ask for their own release (`GET /api/v1/devices/ID/release`); over MQTT they subscribe',
     '  only to their own release topic and their group\'s, and publish only their own status.',
+    '- **Edge nodes** (`convoy serve --mode edge`, docs/replication.md) sign in with the edge token',
+    '  `convoy edge add` printed, and hold only what mirroring needs: `edge:sync` (their own tasks, a',
+    '  device credential check; nobody else holds it, admins included), blobs their replication tasks',
+    '  name (by digest, never by target path) and `/tuf/` metadata. An edge serves its devices the',
+    '  device routes only, asking the origin about each device credential, and refuses writes.',
     '',
     '## Reads per bundle',
     '',
@@ -135,7 +143,7 @@ export function renderPermissionsDoc(routes: readonly Route[], registryRoutes: r
     '',
     '| path | served to |',
     '| --- | --- |',
-    '| `GET`/`HEAD /api/v1/blobs/<digest>` | a user with `blob:read` (Reporter and up) on at least one bundle that holds the digest; a device whose group may run such a bundle; an admin |',
+    '| `GET`/`HEAD /api/v1/blobs/<digest>` | a user with `blob:read` (Reporter and up) on at least one bundle that holds the digest; a device whose group may run such a bundle; an edge whose replication tasks name the digest; an admin |',
     '| `GET /tuf/targets/<bundle>/<version>/…` | a user with `tuf:read` (Reporter and up) on `<bundle>`; a device whose group may run `<bundle>`; an admin; anyone when `CONVOY_ANONYMOUS_TUF_READ=true` |',
     '| `GET /tuf/<n>.bundle-<bundle>.json` (the bundle\'s TUF role) | the same as its target files |',
     '| `/v2/<bundle>/<image>/blobs/…`, `…/manifests/…` | `bundle:read` on `<bundle>`, and only what was pushed or mounted into that repository |',

@@ -54,6 +54,7 @@ export const actions = [
   'enrollment:create',
   'device:enroll',
   'device:revoke',
+  'edge:sync',
 ] as const;
 export type Action = (typeof actions)[number];
 
@@ -83,6 +84,18 @@ export type Principal =
   | { type: 'device'; deviceId: string; group: string };
 
 /**
+ * An edge node (edge mode), signed in with the token `convoy edge add` printed. Not a Principal:
+ * it holds no role and acts for no user or device, so routes see it apart (`RouteContext.edge`).
+ */
+export interface EdgePrincipal {
+  type: 'edge';
+  edge: string;
+}
+
+/** Whoever a request is from: the policy decides for all three kinds. */
+export type Caller = Principal | EdgePrincipal;
+
+/**
  * One row per action:
  * - `on: 'bundle'`: the caller needs at least `role` on the bundle the request names;
  * - `on: 'any-bundle'`: at least `role` on some bundle (for things shared across bundles, such as
@@ -101,6 +114,12 @@ export interface Rule {
   role: Role | 'user' | 'admin';
   scope: Scope;
   devices?: boolean;
+  /**
+   * Edge nodes hold only the actions marked `edges`. `edgesOnly`: the action is an edge's own
+   * (its tasks, its heartbeat), so nobody else holds it, admins included: an admin has no tasks.
+   */
+  edges?: boolean;
+  edgesOnly?: boolean;
   /** One line for docs/permissions.md. */
   what: string;
 }
@@ -116,9 +135,9 @@ export const policy: { readonly [A in Action]?: Rule } = {
   'version:approve': { on: 'bundle', role: 'maintainer', scope: 'approve', what: 'Approve a draft: freeze and sign it' },
   'member:read': { on: 'bundle', role: 'guest', scope: 'read', what: "List a bundle's members" },
   'member:write': { on: 'bundle', role: 'maintainer', scope: 'write', what: 'Add, change or remove members (only Owners grant or touch the Owner role)' },
-  'blob:read': { on: 'any-bundle', role: 'reporter', scope: 'read', devices: true, what: 'Download a blob by digest' },
+  'blob:read': { on: 'any-bundle', role: 'reporter', scope: 'read', devices: true, edges: true, what: 'Download a blob by digest' },
   'blob:write': { on: 'any-bundle', role: 'developer', scope: 'write', what: 'Upload a blob (inert until a draft one may edit names it)' },
-  'tuf:read': { on: 'any-bundle', role: 'reporter', scope: 'read', devices: true, what: 'Read TUF metadata and signed targets' },
+  'tuf:read': { on: 'any-bundle', role: 'reporter', scope: 'read', devices: true, edges: true, what: 'Read TUF metadata and signed targets' },
   'deployment:read': { on: 'any-bundle', role: 'reporter', anyGroup: 'reporter', scope: 'read', what: 'List deployments and see one with its progress (any bundle or group role)' },
   'deployment:create': { on: 'group', role: 'maintainer', bundleRole: 'guest', scope: 'deploy', what: 'Deploy an approved version to a device group: Maintainer on the group and read on the bundle (a rollback to a version approved before needs no approve scope)' },
   'deployment:control': { on: 'group', role: 'maintainer', scope: 'deploy', what: "Pause, resume, abort a deployment to the group, or retry its failed devices" },
@@ -158,6 +177,9 @@ export const policy: { readonly [A in Action]?: Rule } = {
   // Served without a token: the enrollment token or the current certificate in the body is the credential.
   'device:enroll': { on: 'instance', role: 'user', scope: 'read', devices: true, what: 'Enroll a device (an enrollment token and a CSR) or renew its certificate (also served without a token)' },
   'device:revoke': { on: 'instance', role: 'admin', scope: 'admin', what: 'Revoke a device: its certificates and tokens stop working, it is decommissioned, its MQTT sessions end' },
+  // An edge's own calls (edge mode, docs/replication.md): its heartbeat, its pending tasks and
+  // their outcome, and asking whether a device credential holds. Only edges: an admin has no tasks.
+  'edge:sync': { on: 'instance', role: 'admin', scope: 'admin', edges: true, edgesOnly: true, what: 'Edge nodes only: report in, list and settle their replication tasks, check a device credential' },
 };
 
 /** The rule of an action; an action nobody wrote a rule for is held by admins only. */
@@ -186,8 +208,10 @@ export function roleOn(principal: Principal, bundle: string): Role | undefined {
   return actsAsAdmin(principal) ? 'owner' : principal.roles.get(bundle);
 }
 
-export function isAllowed(principal: Principal, action: Action, resource?: Resource): boolean {
+export function isAllowed(principal: Caller, action: Action, resource?: Resource): boolean {
   const rule = ruleOf(action);
+  if (principal.type === 'edge') return rule.edges === true;
+  if (rule.edgesOnly) return false;
   if (principal.type === 'device') return rule.devices === true;
   if (!principal.scopes.has(rule.scope)) return false;
   if (actsAsAdmin(principal)) return true;
@@ -218,8 +242,10 @@ export function isAllowed(principal: Principal, action: Action, resource?: Resou
  * versions hold the bytes. Users need the action's role on that bundle (admins acting as admins:
  * any); devices read only the bundles their group may run (`runs`, from the deployments).
  */
-export function isAllowedOnBundle(principal: Principal, action: Action, bundle: string, runs: ReadonlySet<string> = new Set()): boolean {
+export function isAllowedOnBundle(principal: Caller, action: Action, bundle: string, runs: ReadonlySet<string> = new Set()): boolean {
   const rule = ruleOf(action);
+  // An edge reads blobs its tasks name (server/blobs/readers.ts asks replication), not bundles.
+  if (principal.type === 'edge') return false;
   if (principal.type === 'device') return rule.devices === true && runs.has(bundle);
   if (rule.on !== 'any-bundle') return isAllowed(principal, action, { bundle });
   if (!principal.scopes.has(rule.scope)) return false;

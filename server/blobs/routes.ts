@@ -62,7 +62,8 @@ export function parseRange(header: string, size: number): { start: number; end: 
   return { start, end };
 }
 
-export function blobRoutes(blobs: BlobStore, maxBlobBytes: number, readers?: BlobReaders): Route[] {
+/** `edgeMayRead`: whether an edge node may read a digest from this origin (one of its replication tasks names it). */
+export function blobRoutes(blobs: BlobStore, maxBlobBytes: number, readers?: BlobReaders, edgeMayRead?: (edge: string, digest: string) => Promise<boolean>): Route[] {
   return [
     route({
       method: 'PUT', path: '/api/v1/blobs/:digest', action: 'blob:write', summary: 'Upload a blob (streamed, digest verified)', params: digestPath, rawBody: 'application/octet-stream', responses: { 200: blobReceipt, 201: blobReceipt },
@@ -80,12 +81,15 @@ export function blobRoutes(blobs: BlobStore, maxBlobBytes: number, readers?: Blo
     ...(['GET', 'HEAD'] as const).map((method) =>
       route({
         method, path: '/api/v1/blobs/:digest', action: 'blob:read', summary: 'Download a blob (Range supported)', params: digestPath, responses: { 200: 'binary', 206: 'binary', 304: 'empty' },
-        async handler({ koa, params, principal }) {
+        async handler({ koa, params, principal, edge }) {
           const { digest } = params;
           // The read model per bundle (server/blobs/readers.ts): a blob only of bundles the
           // caller may not read answers exactly as a blob never stored (404, not 403), so its
           // existence is not confirmed either.
-          const readable = readers === undefined || (principal !== undefined && (await readers.mayRead(principal, 'blob:read', digest)));
+          const readable =
+            edge !== undefined
+              ? edgeMayRead !== undefined && (await edgeMayRead(edge, digest))
+              : readers === undefined || (principal !== undefined && (await readers.mayRead(principal, 'blob:read', digest)));
           const stat = readable ? await blobs.stat(digest) : undefined;
           if (!stat) throw new ApiError('not_found', `blob ${digest} is not stored`);
           await sendBlob(koa, blobs, digest, stat.size);

@@ -48,6 +48,8 @@ const statusOf: Record<ErrorCode, number> = {
   bad_signature: 500,
   rollback: 500,
   oversized: 500,
+  edge_read_only: 403,
+  upstream_unavailable: 503,
   internal: 500,
 };
 

@@ -7,7 +7,7 @@ import { requestIdPattern } from '../../protocol/access.ts';
 import { pathParamCodes } from '../../protocol/api.ts';
 import type { ErrorCode } from '../../protocol/errors.ts';
 import { parseJson, parseWith } from '../../protocol/parse.ts';
-import { isAllowed, ruleOf, type Action, type Principal, type Resource } from '../auth/policy.ts';
+import { isAllowed, ruleOf, type Action, type Caller, type EdgePrincipal, type Principal, type Resource } from '../auth/policy.ts';
 import type { AuthService } from '../auth/service.ts';
 import type { AuditLog } from '../audit/log.ts';
 import { ApiError, httpStatusOf } from './errors.ts';
@@ -23,6 +23,8 @@ export interface RouteContext<Body, Query = undefined, Params = Record<string, s
   /** The path parameters, parsed by the route's `params` schema. */
   params: Params;
   principal: Principal | undefined;
+  /** The edge node calling (edge mode, with its edge token); then `principal` is undefined. */
+  edge: string | undefined;
   body: Body;
   /** The query string, parsed by the route's `query` schema (undefined for routes without one). */
   query: Query;
@@ -89,7 +91,10 @@ export function route<S extends z.ZodType | undefined = undefined, Q extends z.Z
 }
 
 export interface RouterDeps {
-  auth: AuthService;
+  /** Only `authenticate` is used: an edge (server/edge/) signs devices in by asking its origin. */
+  auth: Pick<AuthService, 'authenticate'>;
+  /** Who an edge token (`cvye_…`, from `convoy edge add`) stands for; unset: edge tokens are refused. */
+  edgeToken?: (token: string) => Promise<EdgePrincipal | undefined>;
   maxJsonBytes: number;
   audit?: AuditLog;
   /** Called after each handler with what it answered (tests use it to check response shapes). */
@@ -115,26 +120,29 @@ export function buildRouter(routes: readonly Route[], deps: RouterDeps): Router 
       const requestId = requestIdPattern.test(supplied) ? supplied : randomUUID();
       ctx.set('X-Request-Id', requestId);
       let principal: Principal | undefined;
+      let caller: Caller | undefined;
       let resource: Resource | undefined;
       let failure: unknown;
       let audited: { version?: string; group?: string } = {};
       try {
-        principal = await authenticate(ctx, deps.auth, deps.certificatePrincipal);
-        if (!principal && !spec.anonymous) throw new ApiError('unauthenticated', 'a valid access token is required (Authorization: Bearer <token>)');
+        caller = await authenticate(ctx, deps.auth, deps.certificatePrincipal, deps.edgeToken);
+        principal = caller?.type === 'edge' ? undefined : caller;
+        if (!caller && !spec.anonymous) throw new ApiError('unauthenticated', 'a valid access token is required (Authorization: Bearer <token>)');
         // Instance-level actions are decided before the body is read; bundle-level ones may
         // name their bundle in the body, so those are decided right after it is validated.
         const needsResource = spec.resource !== undefined;
-        if (principal && !needsResource) deny(principal, spec.action, undefined);
+        if (caller && !needsResource) deny(caller, spec.action, undefined);
         const params = parseParams(spec, ctx);
         const query = parseQuery(spec, ctx);
         const body = spec.body ? parseWith(spec.body, await readJson(ctx, deps.maxJsonBytes), 'request body') : undefined;
         // May look something up (the group a device or deployment belongs to).
         resource = await spec.resource?.({ params, body } as never);
         audited = releaseOf(params, body);
-        if (principal && needsResource) deny(principal, spec.action, resource);
-        const who = principal;
+        if (caller && needsResource) deny(caller, spec.action, resource);
+        const who = caller;
         const can = (action: Action, on?: Resource) => who !== undefined && isAllowed(who, action, on);
-        await spec.handler({ koa: ctx, params, principal, body, query, can, requestId } as RouteContext<never, never>);
+        const edge = caller?.type === 'edge' ? caller.edge : undefined;
+        await spec.handler({ koa: ctx, params, principal, edge, body, query, can, requestId } as RouteContext<never, never>);
         deps.onResponse?.(spec, ctx);
       } catch (error) {
         failure = error;
@@ -201,9 +209,11 @@ function releaseOf(params: unknown, body: unknown): { version?: string; group?: 
   return { ...(version !== undefined ? { version } : {}), ...(group !== undefined ? { group } : {}) };
 }
 
-function deny(principal: Principal, action: Action, resource: Resource | undefined): void {
+function deny(principal: Caller, action: Action, resource: Resource | undefined): void {
   if (isAllowed(principal, action, resource)) return;
   const rule = ruleOf(action);
+  if (rule.edgesOnly) throw new ApiError('forbidden', `not allowed to ${action}: only edge nodes hold it (their token from convoy edge add)`);
+  if (principal.type === 'edge') throw new ApiError('forbidden', `not allowed to ${action}: an edge token only mirrors releases`);
   const needs =
     rule.on === 'instance'
       ? rule.role === 'admin' ? 'an instance admin' : 'a signed-in user'
@@ -221,7 +231,7 @@ function outcomeOf(ctx: Koa.Context, failure: unknown): { status: number; error:
   return { status: typeof status === 'number' ? status : 500, error: 'internal' };
 }
 
-async function authenticate(ctx: Koa.Context, auth: AuthService, byCertificate?: CertificatePrincipal): Promise<Principal | undefined> {
+async function authenticate(ctx: Koa.Context, auth: Pick<AuthService, 'authenticate'>, byCertificate?: CertificatePrincipal, byEdgeToken?: RouterDeps['edgeToken']): Promise<Caller | undefined> {
   const header = ctx.get('authorization');
   if (!header) {
     // The devices' mTLS listener: the TLS layer verified the chain; the certificate must also be
@@ -234,7 +244,8 @@ async function authenticate(ctx: Koa.Context, auth: AuthService, byCertificate?:
     return principal;
   }
   const match = /^Bearer ([^\s]+)$/i.exec(header);
-  const principal = match ? await auth.authenticate(match[1]!) : undefined;
+  // Edge tokens carry their own prefix (server/replication/service.ts addEdge): looked up there.
+  const principal = !match ? undefined : match[1]!.startsWith('cvye_') ? await byEdgeToken?.(match[1]!) : await auth.authenticate(match[1]!);
   // A token that is present but wrong is an error even on anonymous routes: the caller meant to
   // be someone, and silently treating them as anonymous hides expired or revoked tokens.
   if (!principal) throw new ApiError('unauthenticated', 'the access token is invalid, expired or revoked');

@@ -138,11 +138,26 @@ function planRegistry(input: PlanInput, destination: DestinationRef, artifacts: 
  * approved version still tags, so a registry that deletes only by digest is not asked to
  * remove an image that is still released under another tag.
  */
-export function planWithdrawal(input: { filter: ReplicationFilter; destinations: readonly DestinationRef[]; manifest: BundleManifest; namespaces?: ReadonlyMap<string, string | null>; inUse: ReadonlySet<string> }): PlannedTask[] {
+export function planWithdrawal(input: {
+  filter: ReplicationFilter;
+  destinations: readonly DestinationRef[];
+  manifest: BundleManifest;
+  namespaces?: ReadonlyMap<string, string | null>;
+  inUse: ReadonlySet<string>;
+  /** Edges: the revoked version's signed manifest (they forget it) and the metadata to refresh, timestamp last. */
+  manifestDigest?: string;
+  metadata?: readonly { name: string; size: number }[];
+}): PlannedTask[] {
   if (!matchesVersions(input.filter, input.manifest.version)) return [];
   const tasks: PlannedTask[] = [];
   for (const destination of input.destinations) {
-    if (destination.type !== 'registry') continue;
+    if (destination.type === 'edge') {
+      // An edge keeps the blobs (content-addressed, perhaps shared with other versions) but drops
+      // the version's manifest and takes the re-signed metadata, which no longer names it.
+      if (input.manifestDigest) tasks.push({ destination, kind: 'delete', ref: input.manifestDigest, size: 0, status: 'pending', digest: input.manifestDigest });
+      for (const file of input.metadata ?? []) tasks.push({ destination, kind: 'metadata', ref: file.name, size: file.size, status: 'pending' });
+      continue;
+    }
     const namespace = input.namespaces?.get(destination.name) ?? null;
     for (const artifact of selectArtifacts(input.filter, input.manifest)) {
       if (artifact.type !== 'image') continue;

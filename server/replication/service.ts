@@ -16,6 +16,7 @@ import type {
   updatePolicyRequest,
 } from '../../protocol/replication.ts';
 import type { z } from 'zod';
+import type { EdgeTask, EdgeTaskList, EdgeTaskReport } from '../../protocol/edge.ts';
 import { cronMatches, parseCron } from '../../protocol/cron.ts';
 import { ApiError } from '../http/errors.ts';
 import { planVersion, planWithdrawal, registryRepository, type ImageGraph, type PlannedTask } from './planner.ts';
@@ -100,6 +101,21 @@ function toTask(row: TaskRow): ReplicationTask {
   };
 }
 
+/** How stale an edge's recorded lastSeenAt may get before a call writes it again, in milliseconds. */
+const edgeSeenWriteMs = 5_000;
+
+/** The most tasks one `GET /api/v1/edge/tasks` hands out (the edge asks again when done). */
+const edgeTaskBatch = 500;
+
+/** A task row as the edge sees it (protocol/edge.ts); undefined for a kind an edge never gets. */
+function toEdgeTask(row: TaskRow & { bundle: string; bandwidth: number | string | null }): EdgeTask | undefined {
+  const common = { id: Number(row.id), run: Number(row.run_id), bundle: row.bundle, version: row.version, size: Number(row.size), bandwidth: row.bandwidth === null ? null : Number(row.bandwidth) };
+  if (row.kind === 'blob' && row.digest) return { ...common, kind: 'blob', digest: row.digest };
+  if (row.kind === 'metadata') return { ...common, kind: 'metadata', file: row.ref };
+  if (row.kind === 'delete' && row.digest) return { ...common, kind: 'withdraw', digest: row.digest };
+  return undefined;
+}
+
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export function createReplicationService(deps: ReplicationServiceDeps) {
@@ -110,6 +126,11 @@ export function createReplicationService(deps: ReplicationServiceDeps) {
   /** Runs being executed, so shutdown can wait for them (and tell them to stop between tasks). */
   const running = new Map<number, Promise<void>>();
   let closing = false;
+  /** Edges holding a long poll for tasks (GET /api/v1/edge/tasks?wait=N): woken when a run gives them some. */
+  const edgeWaiters = new Set<() => void>();
+  const wakeEdges = () => {
+    for (const wake of [...edgeWaiters]) wake();
+  };
   /** The minute each scheduled policy last fired, so a tick repeated within a minute starts nothing. */
   const firedAt = new Map<string, string>();
 
@@ -313,13 +334,15 @@ export function createReplicationService(deps: ReplicationServiceDeps) {
         for (const namespace of namespaces.values()) inUse.add(`${registryRepository(namespace, policy.bundle, artifact.name)}@${artifact.digest}`);
       }
     }
-    const planned = planWithdrawal({ filter: policy.filter, destinations: policy.destinations, manifest, namespaces, inUse });
+    const toEdges = policy.destinations.some((d) => d.type === 'edge');
+    const planned = planWithdrawal({ filter: policy.filter, destinations: policy.destinations, manifest, namespaces, inUse, manifestDigest: version.manifestDigest, metadata: toEdges ? await deps.metadataFiles() : [] });
     if (planned.length === 0) return undefined;
     const tasks: NewTask[] = planned.map((task) => ({ destination_type: task.destination.type, destination: task.destination.name, kind: task.kind, ref: task.ref, version: version.version, digest: task.digest ?? null, media_type: task.mediaType ?? null, size: 0, status: task.status }));
     const row = { bundle: policy.bundle, policy: policy.name, trigger: 'revocation', versions: JSON.stringify([version.version]), status: 'running', by: 'revocation', started_at: nowText(), finished_at: null };
     const id = await store.insertRun(row, tasks);
     log.info('replication withdrawal started', { run: id, bundle: policy.bundle, policy: policy.name, version: version.version, tasks: tasks.length });
     launch(id, policy.bandwidth);
+    if (tasks.some((task) => task.destination_type === 'edge')) wakeEdges();
     return { id, ...row };
   }
 
@@ -340,6 +363,7 @@ export function createReplicationService(deps: ReplicationServiceDeps) {
     const id = await store.insertRun(row, tasks);
     log.info('replication run started', { run: id, bundle: policy.bundle, policy: policy.name, versions: names.join(','), tasks: tasks.length, trigger: options.trigger });
     launch(id, policy.bandwidth);
+    if (tasks.some((task) => task.destination_type === 'edge' && task.status === 'pending')) wakeEdges();
     return { id, ...row };
   }
 
@@ -370,11 +394,53 @@ export function createReplicationService(deps: ReplicationServiceDeps) {
       log.info('edge removed', { edge: name });
       return toEdge(row);
     },
+    /** An edge's pending tasks (it pulls them): asking is its heartbeat too (authenticateEdge notes it). */
+    async edgeTasks(edge: string, waitMs = 0): Promise<EdgeTaskList> {
+      let rows = await store.pendingEdgeTasks(edge, edgeTaskBatch);
+      if (rows.length === 0 && waitMs > 0 && !closing) {
+        // A long poll: the origin answers as soon as a run gives edges tasks (its hint, over the
+        // connection the edge opened), or empty after waitMs.
+        await new Promise<void>((resolve) => {
+          const done = () => {
+            clearTimeout(timer);
+            edgeWaiters.delete(done);
+            resolve();
+          };
+          const timer = setTimeout(done, waitMs);
+          edgeWaiters.add(done);
+        });
+        if (!closing) rows = await store.pendingEdgeTasks(edge, edgeTaskBatch);
+      }
+      return { edge, tasks: rows.map(toEdgeTask).filter((task): task is EdgeTask => task !== undefined) };
+    },
+    /** An edge reports a task done or failed; the run settles once none is pending. */
+    async finishEdgeTask(edge: string, id: number, report: EdgeTaskReport): Promise<void> {
+      const task = await store.findTask(id);
+      // Another edge's task answers as one that does not exist: an edge sees only its own.
+      if (!task || task.destination_type !== 'edge' || task.destination !== edge) throw new ApiError('not_found', `edge "${edge}" has no task ${id}`);
+      if (task.status !== 'pending' && task.status !== 'running') throw new ApiError('invalid_state', `task ${id} is ${task.status} already`);
+      await store.updateTask(id, {
+        status: report.status,
+        bytes: report.bytes,
+        attempts: Number(task.attempts) + 1,
+        duration_ms: report.durationMs ?? null,
+        error: report.status === 'failed' ? (report.error ?? 'failed at the edge').slice(0, 1000) : null,
+      });
+      // A blob the edge holds is never planned for it again (the next run marks it skipped).
+      if (report.status === 'succeeded' && task.kind === 'blob' && task.digest) await store.recordHeld({ type: 'edge', name: edge }, '', task.digest, nowText());
+      if (report.status === 'failed') log.warn('edge task failed', { edge, task: id, ref: task.ref, error: report.error });
+      await settle(Number(task.run_id));
+    },
+    /** Whether an edge may read a blob from the origin: one of its tasks names it. */
+    edgeMayRead: (edge: string, digest: string): Promise<boolean> => store.edgeTaskNames(edge, digest),
     /** The edge a token belongs to (edge mode authenticates with it), noting when it was seen. */
     async authenticateEdge(token: string): Promise<Edge | undefined> {
       const row = await store.findEdgeByTokenHash(hashToken(token));
       if (!row) return undefined;
-      await store.touchEdge(row.name, nowText());
+      // An edge mirroring calls many times a second: its last-seen time is written at most every
+      // few seconds (health needs minutes), not once per blob request.
+      const now = deps.now();
+      if (row.last_seen_at === null || now.getTime() - Date.parse(row.last_seen_at) >= edgeSeenWriteMs) await store.touchEdge(row.name, now.toISOString());
       return toEdge(row);
     },
 
@@ -514,6 +580,7 @@ export function createReplicationService(deps: ReplicationServiceDeps) {
       const policy = await store.findPolicy(bundle, row.policy);
       log.info('replication run retried', { run: id, bundle, tasks: reset });
       launch(id, policy?.bandwidth ?? null);
+      wakeEdges();
       return runDetail((await store.findRun(bundle, id))!);
     },
 
@@ -557,7 +624,10 @@ export function createReplicationService(deps: ReplicationServiceDeps) {
 
     /** Waits for runs in flight (tests, shutdown); `stop` makes them end after their current task. */
     async idle(stop = false): Promise<void> {
-      if (stop) closing = true;
+      if (stop) {
+        closing = true;
+        wakeEdges();
+      }
       while (running.size > 0) await Promise.all([...running.values()]);
     },
   };

@@ -267,6 +267,25 @@ export function createReplicationStore(db: Db) {
       const rows = await db('replication_held').where({ destination_type: destination.type, destination: destination.name }).select('repository', 'digest');
       return new Set(rows.map((r: { repository: string; digest: string }) => (r.repository ? `${r.repository}@${r.digest}` : r.digest)));
     },
+    /** An edge's tasks still to do, in planned order (blobs before metadata), of runs not cancelled. */
+    async pendingEdgeTasks(edge: string, limit: number): Promise<(TaskRow & { bundle: string; bandwidth: number | string | null })[]> {
+      return db('replication_tasks')
+        .join('replication_runs', 'replication_runs.id', 'replication_tasks.run_id')
+        // The policy's bandwidth limit travels with the task (a deleted policy: none).
+        .leftJoin('replication_policies', function () {
+          this.on('replication_policies.bundle', '=', 'replication_runs.bundle').andOn('replication_policies.name', '=', 'replication_runs.policy');
+        })
+        .where({ 'replication_tasks.destination_type': 'edge', 'replication_tasks.destination': edge, 'replication_runs.status': 'running' })
+        .whereIn('replication_tasks.status', ['pending', 'running'])
+        .orderBy('replication_tasks.id')
+        .limit(limit)
+        .select('replication_tasks.*', 'replication_runs.bundle', 'replication_policies.bandwidth');
+    },
+    findTask: async (id: number): Promise<TaskRow | undefined> => db<TaskRow>('replication_tasks').where({ id }).first(),
+    /** Whether any task of the edge names the digest (what an edge may read from the origin). */
+    async edgeTaskNames(edge: string, digest: string): Promise<boolean> {
+      return (await db('replication_tasks').where({ destination_type: 'edge', destination: edge, digest }).first('id')) !== undefined;
+    },
     async forgetHeld(destination: DestinationRef): Promise<void> {
       await db('replication_held').where({ destination_type: destination.type, destination: destination.name }).delete();
     },

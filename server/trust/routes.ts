@@ -29,11 +29,12 @@ export function trustRoutes(deps: {
   return [
     route({
       method: 'GET', path: '/tuf/targets/*path', action: 'tuf:read', anonymous: deps.anonymous, summary: 'Download a signed target', params: tufTargetPath, responses: { 200: 'binary', 206: 'binary', 304: 'empty' },
-      async handler({ koa, params, principal }) {
+      async handler({ koa, params, principal, edge }) {
         const found = await deps.resolveTarget(params.path);
         // Anonymous reads (CONVOY_ANONYMOUS_TUF_READ) see every bundle by the operator's choice;
         // a caller with a token sees the targets of the bundles it may read, others are 404.
-        const hidden = found !== undefined && principal !== undefined && deps.readers !== undefined && !(await deps.readers.mayReadBundle(principal, 'tuf:read', found.bundle));
+        // An edge fetches target bytes by digest (what its tasks name), never by path.
+        const hidden = edge !== undefined || (found !== undefined && principal !== undefined && deps.readers !== undefined && !(await deps.readers.mayReadBundle(principal, 'tuf:read', found.bundle)));
         if (!found || hidden) throw new ApiError('not_found', 'no such target');
         await sendBlob(koa, deps.blobs, found.digest, found.size);
       },

@@ -139,7 +139,7 @@ test('every route answers with the shape it declares (a walk through the whole A
     const spare = await ok('POST', '/api/v1/enrollment-tokens', { json: { group: 'shop', ttlSeconds: 600, uses: 5 } });
     await ok('GET', '/api/v1/enrollment-tokens?group=shop');
     await ok('DELETE', `/api/v1/enrollment-tokens/${spare.body.id}`);
-    await ok('POST', '/api/v1/edges', { json: { name: 'shop-eu' } });
+    const edgeAdded = await ok('POST', '/api/v1/edges', { json: { name: 'shop-eu' } });
     await ok('GET', '/api/v1/edges');
     await ok('GET', '/api/v1/edges/shop-eu');
     await ok('POST', '/api/v1/registries', { json: { name: 'site', url: 'http://127.0.0.1:9' } });
@@ -156,6 +156,14 @@ test('every route answers with the shape it declares (a walk through the whole A
     await ok('GET', `/api/v1/bundles/pos/replication-runs/${run.body.run.id}`);
     await ok('POST', `/api/v1/bundles/pos/replication-runs/${run.body.run.id}/cancel`);
     await ok('POST', `/api/v1/bundles/pos/replication-runs/${run.body.run.id}/retry`);
+    // The edge's own calls (edge mode), with its edge token.
+    const edgeToken = edgeAdded.body.token as string;
+    const edgeTasks = await ok('GET', '/api/v1/edge/tasks', { token: edgeToken });
+    t.true(edgeTasks.body.tasks.length > 0, 'the run planned tasks for the edge');
+    await ok('POST', `/api/v1/edge/tasks/${edgeTasks.body.tasks[0].id}`, { token: edgeToken, json: { status: 'succeeded', bytes: 0 } });
+    await ok('POST', '/api/v1/edge/credentials', { token: edgeToken, json: { token: 'not-a-device-token' } });
+    await ok('POST', '/api/v1/devices', { json: { id: 'till-edge', group: 'shop' } });
+    await ok('POST', '/api/v1/edge/reports', { token: edgeToken, json: { device: 'till-edge', payload: '{}' } });
     await ok('DELETE', '/api/v1/bundles/pos/replication-policies/eu');
     await ok('DELETE', '/api/v1/registries/site');
     await ok('DELETE', '/api/v1/edges/shop-eu');

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import test from 'ava';
 import { roles, scopes, type Role, type Scope } from '../../protocol/access.ts';
 import { memberOf } from '../../server/auth/permissions-doc.ts';
-import { isAllowed, ruleOf, type Principal } from '../../server/auth/policy.ts';
+import { isAllowed, ruleOf, type Caller } from '../../server/auth/policy.ts';
 import type { Route } from '../../server/http/routes.ts';
 import { pushArtifact, sha256Digest, waitFor, withServer, type TestServer } from '../helpers/server.ts';
 
@@ -14,8 +14,8 @@ import { pushArtifact, sha256Digest, waitFor, withServer, type TestServer } from
  * What "allowed" means comes from the policy table; what the server does comes from HTTP.
  */
 
-type Who = 'outsider' | Role | 'admin' | 'device';
-const everyone: Who[] = ['outsider', ...roles, 'admin', 'device'];
+type Who = 'outsider' | Role | 'admin' | 'device' | 'edge';
+const everyone: Who[] = ['outsider', ...roles, 'admin', 'device', 'edge'];
 
 interface Request {
   method?: string;
@@ -45,6 +45,9 @@ interface Fixture {
   /** A fresh device group where every role user holds their role, as on g1. */
   group(): Promise<string>;
   unique(prefix: string): string;
+  /** The token of the edge `matrix-edge`, whose replication tasks name the shared bundle's content. */
+  edgeToken: string;
+  deviceToken: string;
 }
 
 const cases: Record<string, (fx: Fixture) => Promise<Request>> = {
@@ -90,7 +93,8 @@ const cases: Record<string, (fx: Fixture) => Promise<Request>> = {
   'GET /api/v1/deployments': async () => ({ path: '/api/v1/deployments', ok: [200] }),
   'POST /api/v1/devices': async (fx) => ({ path: '/api/v1/devices', json: { id: fx.unique('dev'), group: 'g1' }, ok: [201] }),
   'GET /api/v1/devices': async () => ({ path: '/api/v1/devices', ok: [200] }),
-  'GET /tuf/targets/*path': async (fx) => ({ path: `/tuf/targets/${fx.shared}/1.0.0/manifest.json`, ok: [200] }),
+  // An edge reads content by digest only (what its tasks name), never by target path: 404 as for any path it may not read.
+  'GET /tuf/targets/*path': async (fx) => ({ path: `/tuf/targets/${fx.shared}/1.0.0/manifest.json`, ok: fx.actor === 'edge' ? [404] : [200] }),
   'GET /tuf/:file': async () => ({ path: '/tuf/timestamp.json', ok: [200] }),
   'GET /api/v1/groups/:group/release': async () => ({ path: '/api/v1/groups/g1/release', ok: [200, 204] }),
   'POST /api/v1/users': async (fx) => ({ path: '/api/v1/users', json: { name: fx.unique('user') }, ok: [201] }),
@@ -106,7 +110,7 @@ const cases: Record<string, (fx: Fixture) => Promise<Request>> = {
   'POST /api/v1/tokens': async () => ({ path: '/api/v1/tokens', json: { name: 'made in the matrix', scopes: ['read'] }, ok: [201] }),
   'GET /api/v1/tokens': async () => ({ path: '/api/v1/tokens', ok: [200] }),
   'DELETE /api/v1/tokens/:id': async (fx) => {
-    const created = await expectOk(fx.server, 'POST', '/api/v1/tokens', { name: 'to revoke', scopes: ['read'], user: fx.actor === 'device' ? 'outsider' : fx.actor });
+    const created = await expectOk(fx.server, 'POST', '/api/v1/tokens', { name: 'to revoke', scopes: ['read'], user: fx.actor === 'device' || fx.actor === 'edge' ? 'outsider' : fx.actor });
     return { path: `/api/v1/tokens/${created.info.id}`, ok: [200] };
   },
   'GET /api/v1/audit': async () => ({ path: '/api/v1/audit', ok: [200] }),
@@ -183,6 +187,15 @@ const cases: Record<string, (fx: Fixture) => Promise<Request>> = {
   // Replication: one shared edge and policy on the shared bundle, made once by the admin.
   'POST /api/v1/edges': async (fx) => ({ path: '/api/v1/edges', json: { name: fx.unique('edge') }, ok: [201] }),
   'GET /api/v1/edges': async () => ({ path: '/api/v1/edges', ok: [200] }),
+  // An edge's own calls (edge mode).
+  'GET /api/v1/edge/tasks': async () => ({ path: '/api/v1/edge/tasks', ok: [200] }),
+  'POST /api/v1/edge/tasks/:task': async (fx) => {
+    const pending = await fx.server.api('GET', '/api/v1/edge/tasks', { token: fx.edgeToken });
+    return { path: `/api/v1/edge/tasks/${pending.body.tasks[0].id}`, json: { status: 'succeeded', bytes: 0 }, ok: [204] };
+  },
+  'POST /api/v1/edge/credentials': async (fx) => ({ path: '/api/v1/edge/credentials', json: { token: fx.deviceToken }, ok: [200] }),
+  // A report the origin cannot parse is logged and dropped, as on its own broker: still accepted.
+  'POST /api/v1/edge/reports': async () => ({ path: '/api/v1/edge/reports', json: { device: 'matrix-device', payload: '{}' }, ok: [204] }),
   'GET /api/v1/edges/:edge': async (fx) => ({ path: `/api/v1/edges/${(await replicationFixture(fx)).edge}`, ok: [200] }),
   'DELETE /api/v1/edges/:edge': async (fx) => {
     const name = fx.unique('edge');
@@ -257,8 +270,9 @@ async function expectOk(server: TestServer, method: string, path: string, json?:
 const keyOf = (route: Route) => `${route.method} ${route.path}`;
 
 /** The caller as the policy sees them: each role user holds that role on every fixture bundle. */
-function modelOf(who: Who): Principal {
+function modelOf(who: Who): Caller {
   if (who === 'device') return { type: 'device', deviceId: 'd', group: 'g1' };
+  if (who === 'edge') return { type: 'edge', edge: 'matrix-edge' };
   if (who === 'admin') return memberOf(undefined, true);
   return memberOf(who === 'outsider' ? undefined : who);
 }
@@ -291,6 +305,11 @@ async function setUp(server: TestServer) {
     return name;
   }
   const shared = await fresh('approved');
+  // An edge whose (pending) tasks name the shared bundle's content, as a replication run plans them.
+  const edge = await expectOk(server, 'POST', '/api/v1/edges', { name: 'matrix-edge' });
+  tokens.set('edge', edge.token);
+  await expectOk(server, 'POST', `/api/v1/bundles/${shared}/replication-policies`, { name: 'matrix-edge', destinations: ['matrix-edge'], mode: 'pull' });
+  await expectOk(server, 'POST', `/api/v1/bundles/${shared}/replication-policies/matrix-edge/runs`, { version: '1.0.0' });
   // Devices read only the bundles deployed to their group (the read model per bundle).
   await expectOk(server, 'POST', '/api/v1/deployments', { bundle: shared, version: '1.0.0', group: 'g1' });
   const deployment = async () => (await expectOk(server, 'POST', '/api/v1/deployments', { bundle: await fresh('approved'), version: '1.0.0', group: 'g1' })).id as number;
@@ -301,14 +320,14 @@ async function setUp(server: TestServer) {
     for (const role of roles) await expectOk(server, 'POST', `/api/v1/groups/${name}/members`, { user: role, role });
     return name;
   };
-  return { tokens, unique, fresh, shared, sharedBlob: sha256Digest(Buffer.from('hello\n')), deployment, device, group };
+  return { tokens, edgeToken: edge.token as string, deviceToken: registered.token as string, unique, fresh, shared, sharedBlob: sha256Digest(Buffer.from('hello\n')), deployment, device, group };
 }
 
 test('every route, every role: allowed → success, denied → 403, missing scope → 403, bad token → 401', async (t) => {
   await withServer(t, async (server) => {
     const setup = await setUp(server);
     const { tokens } = setup;
-    const fixtureFor = (actor: string): Fixture => ({ server, shared: setup.shared, sharedBlob: setup.sharedBlob, fresh: setup.fresh, unique: setup.unique, actor, deployment: setup.deployment, device: setup.device, group: setup.group });
+    const fixtureFor = (actor: string): Fixture => ({ server, edgeToken: setup.edgeToken, deviceToken: setup.deviceToken, shared: setup.shared, sharedBlob: setup.sharedBlob, fresh: setup.fresh, unique: setup.unique, actor, deployment: setup.deployment, device: setup.device, group: setup.group });
 
     const uncovered = server.routes.filter((r) => !cases[keyOf(r)]).map(keyOf);
     t.deepEqual(uncovered, [], 'every declared route has a case in this matrix');

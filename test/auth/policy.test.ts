@@ -1,6 +1,6 @@
 import test from 'ava';
 import { scopes, type Role, type Scope } from '../../protocol/access.ts';
-import { actsAsAdmin, isAllowed, roleOn, type Action, type Principal } from '../../server/auth/policy.ts';
+import { actsAsAdmin, isAllowed, roleOn, type Action, type Caller, type Principal } from '../../server/auth/policy.ts';
 
 /** Table-driven checks of the pure policy: the decisions the server's checks rest on. */
 
@@ -9,7 +9,9 @@ function user(roles: Record<string, Role>, tokenScopes: readonly Scope[] = scope
 }
 const device: Principal = { type: 'device', deviceId: 'till-1', group: 'shop' };
 
-const cases: [string, Principal, Action, string | undefined, boolean][] = [
+const edge: Caller = { type: 'edge', edge: 'shop-eu' };
+
+const cases: [string, Caller, Action, string | undefined, boolean][] = [
   ['a maintainer approves on their bundle', user({ app: 'maintainer' }), 'version:approve', 'app', true],
   ['…but not on another bundle', user({ app: 'maintainer' }), 'version:approve', 'other', false],
   ['…nor without a bundle named (fail closed)', user({ app: 'maintainer' }), 'version:approve', undefined, false],
@@ -33,6 +35,14 @@ const cases: [string, Principal, Action, string | undefined, boolean][] = [
   ['devices read TUF', device, 'tuf:read', undefined, true],
   ['devices read no bundle', device, 'bundle:read', 'app', false],
   ['devices create nothing', device, 'device:create', undefined, false],
+  ['edges sync their tasks', edge, 'edge:sync', undefined, true],
+  ['edges read blobs (those their tasks name: server/blobs/routes.ts)', edge, 'blob:read', undefined, true],
+  ['edges read TUF', edge, 'tuf:read', undefined, true],
+  ['edges read no bundle', edge, 'bundle:read', 'app', false],
+  ['edges manage no edges', edge, 'edge:write', undefined, false],
+  ['edges approve nothing', edge, 'version:approve', 'app', false],
+  ['an admin holds no edge:sync: an admin has no tasks', user({}, scopes, true), 'edge:sync', undefined, false],
+  ['devices hold no edge:sync', device, 'edge:sync', undefined, false],
 ];
 
 for (const [title, principal, action, bundle, expected] of cases) {

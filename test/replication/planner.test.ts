@@ -1,7 +1,7 @@
 import test from 'ava';
 import type { BundleManifest } from '../../protocol/manifest.ts';
 import type { DestinationRef, ReplicationFilter } from '../../protocol/replication.ts';
-import { matchesVersions, planVersion, registryRepository, type ImageGraph } from '../../server/replication/planner.ts';
+import { matchesVersions, planVersion, planWithdrawal, registryRepository, type ImageGraph } from '../../server/replication/planner.ts';
 
 /* The pure planner, by table: what goes where, in which order, and what is skipped. */
 
@@ -69,4 +69,17 @@ test('a registry gets images only: blobs, child manifests by digest, then the ta
   t.is(plan.at(-1)!.mediaType, 'application/vnd.oci.image.index.v1+json');
   t.is(plan.at(-1)!.digest, d(1));
   t.is(registryRepository(null, 'pos', 'App'), 'pos/app');
+});
+
+test('withdrawing a revoked version: an edge drops its signed manifest, then takes the re-signed metadata, timestamp last; a registry loses its tags', (t) => {
+  const tasks = planWithdrawal({ filter: {}, destinations: [edge, site], manifest, inUse: new Set(), manifestDigest: d(99), metadata: base.metadata });
+  t.deepEqual(refs(tasks), [
+    `shop-eu delete ${d(99)} pending`,
+    'shop-eu metadata 1.root.json pending',
+    'shop-eu metadata 4.targets.json pending',
+    'shop-eu metadata timestamp.json pending',
+    'site delete pos/app:2.1.0 pending',
+  ]);
+  // A version the filter never sent is not withdrawn anywhere.
+  t.deepEqual(planWithdrawal({ filter: { versions: '<2.0.0' }, destinations: [edge], manifest, inUse: new Set(), manifestDigest: d(99), metadata: base.metadata }), []);
 });

@@ -1,0 +1,75 @@
+import * as z from 'zod';
+import { digest, groupName, deviceId, bundleName, version } from './names.ts';
+
+/*
+ * The contract between an edge node (`convoy serve --mode edge`) and its origin (issue #12 item
+ * 1): the edge, signed in with its edge token, lists the replication tasks planned for it, fetches
+ * their bytes through the origin's own read routes (blobs by digest, /tuf/ metadata by name),
+ * reports each task's outcome, and asks whether a device credential holds. Parsed on both sides.
+ */
+
+/**
+ * A TUF metadata file name as the origin serves it under /tuf/: `root.json`, `timestamp.json`,
+ * `<version>.<role>.json` (consistent snapshots, delegated roles too). No path separators: the
+ * edge writes the file under this name.
+ */
+export const metadataFileName = z.string().regex(/^(?:\d+\.)?[A-Za-z0-9][A-Za-z0-9._-]{0,200}\.json$/, 'must be a TUF metadata file name such as 3.snapshot.json').refine((name) => !name.includes('..'), 'must not contain ".."');
+
+const base = {
+  id: z.number().int().positive(),
+  run: z.number().int().positive(),
+  bundle: bundleName,
+  version,
+  size: z.number().int().nonnegative(),
+  /** The policy's bandwidth limit in bytes per second, shared by the edge's transfers of the run (null: none). */
+  bandwidth: z.number().int().positive().nullable(),
+};
+
+/** One task an edge must do: fetch a blob by digest, or a metadata file by name; or drop a version. */
+export const edgeTask = z.discriminatedUnion('kind', [
+  z.strictObject({ ...base, kind: z.literal('blob'), digest }),
+  z.strictObject({ ...base, kind: z.literal('metadata'), file: metadataFileName }),
+  /** A revoked version: the edge forgets its signed manifest (`digest`) and refreshes metadata. */
+  z.strictObject({ ...base, kind: z.literal('withdraw'), digest }),
+]);
+export type EdgeTask = z.infer<typeof edgeTask>;
+
+/** `GET /api/v1/edge/tasks`: the edge's pending tasks in planned order (metadata after blobs). */
+export const edgeTaskList = z.strictObject({ edge: z.string(), tasks: z.array(edgeTask) });
+export type EdgeTaskList = z.infer<typeof edgeTaskList>;
+
+/** `?wait=N`: hold the request up to N seconds (at most 30) while the edge has no task: a long poll. */
+export const edgeTaskQuery = z.strictObject({ wait: z.string().regex(/^([0-9]|[12][0-9]|30)$/, 'must be whole seconds from 0 to 30').transform(Number).optional() });
+
+export const edgeTaskPath = z.strictObject({ task: z.string().regex(/^[1-9]\d{0,15}$/, 'must be a task id').transform(Number) });
+
+/** `POST /api/v1/edge/tasks/:task`: how the task ended at the edge. `bytes`: what it fetched (0: it held them). */
+export const edgeTaskReport = z.strictObject({
+  status: z.enum(['succeeded', 'failed']),
+  bytes: z.number().int().nonnegative(),
+  durationMs: z.number().int().nonnegative().optional(),
+  error: z.string().max(1000).optional(),
+});
+export type EdgeTaskReport = z.infer<typeof edgeTaskReport>;
+
+/**
+ * `POST /api/v1/edge/credentials`: may this device credential (the bearer token a device sent
+ * the edge) read `digest` (a blob) or, without one, the TUF metadata? The edge caches the answer
+ * (docs/replication.md, "Devices behind an edge").
+ */
+export const credentialCheck = z.strictObject({ token: z.string().min(1).max(4096), digest: digest.optional() });
+export const credentialVerdict = z.strictObject({
+  /** The device the token signs in (null: no valid device token; users sign in at the origin). */
+  device: z.strictObject({ id: deviceId, group: groupName }).nullable(),
+  /** Whether that device may read what was asked. */
+  allowed: z.boolean(),
+});
+export type CredentialVerdict = z.infer<typeof credentialVerdict>;
+
+/**
+ * `POST /api/v1/edge/reports`: one device status (or inventory) report an edge's broker received,
+ * forwarded as the device published it (the origin parses it as it parses its own MQTT reports
+ * and ignores a sequence number it has seen, so a report forwarded twice counts once).
+ */
+export const edgeReport = z.strictObject({ device: deviceId, payload: z.string().min(1).max(64 * 1024) });
+export type EdgeReport = z.infer<typeof edgeReport>;

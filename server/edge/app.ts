@@ -1,0 +1,208 @@
+import path from 'node:path';
+import type { AddressInfo } from 'node:net';
+import http from 'node:http';
+import Koa from 'koa';
+import { digestPath, tufFilePath } from '../../protocol/api.ts';
+import { createLogger, type Logger } from '../../protocol/log.ts';
+import { deviceNotice } from '../../protocol/messages.ts';
+import { devicePath } from '../../protocol/rollout.ts';
+import { ensurePrivateDir } from '../../lib/files.ts';
+import type { Principal } from '../auth/policy.ts';
+import { BlobStore } from '../blobs/store.ts';
+import { sendBlob } from '../blobs/routes.ts';
+import { ApiError, errorMiddleware } from '../http/errors.ts';
+import { buildRouter, route, type Route } from '../http/routes.ts';
+import type { EdgeConfig } from './config.ts';
+import { createCredentialCache, type CredentialCache } from './credentials.ts';
+import { createMetadataMirror } from './metadata.ts';
+import { createMirror, type Mirror } from './mirror.ts';
+import { createIntegrityCheck, type IntegrityCheck } from './integrity.ts';
+import { createUpstream, UpstreamUnavailable, type Upstream } from './upstream.ts';
+import { startBroker } from '../broker/broker.ts';
+import { defaultMqttLimits } from '../broker/limits.ts';
+import { deviceIdFromStatusTopic } from '../../protocol/messages.ts';
+import { createNoticeRelay } from './notices.ts';
+import { createReportQueue, type ReportQueue } from './reports.ts';
+
+/*
+ * Edge mode (`convoy serve --mode edge --upstream URL`): the composition root of an edge node.
+ * It mirrors what its origin's replication policies send it (mirror.ts, pull mode: the edge
+ * opens every connection) and serves its devices the device API the origin serves: TUF metadata
+ * under /tuf/, blobs by digest with Range, and the release poll. Device credentials are checked
+ * by the origin and cached (credentials.ts). Writes belong to the origin: refused with
+ * `edge_read_only`.
+ */
+
+export interface RunningEdge {
+  url: string;
+  httpPort: number;
+  /** The edge's MQTT broker for its devices. */
+  mqttPort: number;
+  mirror: Mirror;
+  reports: ReportQueue;
+  /** Asks the origin for the release of every device connected to the broker now. */
+  refreshNotices(): Promise<void>;
+  routes: readonly Route[];
+  close(): Promise<void>;
+}
+
+export interface EdgeDeps {
+  log?: Logger;
+  /** Milliseconds for the credential cache (tests move time). */
+  clock?: () => number;
+  /** Leave the mirror stopped (tests drive syncOnce themselves). */
+  manualSync?: boolean;
+}
+
+/** Device-facing routes, declared as the origin declares its own (same actions, same answers). */
+export function edgeRoutes(deps: { integrity: IntegrityCheck; blobs: BlobStore; metadata: { read(name: string): Promise<Buffer | undefined> }; credentials: CredentialCache; upstream: Upstream; releases: Map<string, { status: number; body: Buffer }> }): Route[] {
+  const tokenOf = (koa: Koa.Context): string => /^Bearer (\S+)$/i.exec(koa.get('authorization'))?.[1] ?? '';
+  async function allowed(koa: Koa.Context, digest?: string): Promise<boolean> {
+    try {
+      return (await deps.credentials.check(tokenOf(koa), digest)).allowed;
+    } catch (error) {
+      if (error instanceof UpstreamUnavailable) throw new ApiError('upstream_unavailable', 'this edge cannot reach its origin to check the credential, and holds no recent answer for it');
+      throw error;
+    }
+  }
+  return [
+    route({
+      method: 'GET', path: '/tuf/:file', action: 'tuf:read', summary: 'Download TUF metadata (mirrored, verified against the pinned root)', params: tufFilePath, responses: { 200: 'binary' },
+      async handler({ koa, params }) {
+        const bytes = (await allowed(koa)) ? await deps.metadata.read(params.file) : undefined;
+        if (!bytes) throw new ApiError('not_found', `no metadata named "${params.file}"`);
+        koa.type = 'application/json';
+        koa.set('Cache-Control', /^\d+\./.test(params.file) ? 'private, max-age=31536000, immutable' : 'no-store');
+        koa.body = bytes;
+      },
+    }),
+    ...(['GET', 'HEAD'] as const).map((method) =>
+      route({
+        method, path: '/api/v1/blobs/:digest', action: 'blob:read', summary: 'Download a mirrored blob (Range supported)', params: digestPath, responses: { 200: 'binary', 206: 'binary', 304: 'empty' },
+        async handler({ koa, params }) {
+          // As on the origin: a blob the device may not read answers as one never stored.
+          // Served only as verified: a file changed on disk is hashed again first (integrity.ts).
+          const stat = (await allowed(koa, params.digest)) && (await deps.integrity.ensure(params.digest)) ? await deps.blobs.stat(params.digest) : undefined;
+          if (!stat) throw new ApiError('not_found', `blob ${params.digest} is not on this edge`);
+          await sendBlob(koa, deps.blobs, params.digest, stat.size);
+        },
+      }),
+    ),
+    route({
+      method: 'GET', path: '/api/v1/devices/:id/release', action: 'tuf:read', params: devicePath, summary: "What this device should run: the origin's answer, or the last one while the origin is unreachable", responses: { 200: deviceNotice, 204: 'empty' },
+      async handler({ koa, params }) {
+        const key = `${tokenOf(koa)}|${params.id}`;
+        let answer: { status: number; body: Buffer };
+        try {
+          answer = await deps.upstream.forward(`/api/v1/devices/${encodeURIComponent(params.id)}/release`, koa.get('authorization'));
+          if (answer.status === 200 || answer.status === 204) deps.releases.set(key, answer);
+          else deps.releases.delete(key);
+        } catch (error) {
+          if (!(error instanceof UpstreamUnavailable)) throw error;
+          const cached = deps.releases.get(key);
+          if (!cached) throw new ApiError('upstream_unavailable', 'this edge cannot reach its origin and has no release answer for this device yet');
+          answer = cached;
+        }
+        koa.status = answer.status;
+        if (answer.status !== 204) {
+          koa.type = 'application/json';
+          koa.body = answer.body;
+        }
+      },
+    }),
+  ];
+}
+
+export async function startEdge(config: EdgeConfig, deps: EdgeDeps = {}): Promise<RunningEdge> {
+  const log = deps.log ?? createLogger({ namespace: 'edge', level: config.logLevel, write: (line) => process.stderr.write(line) });
+  await ensurePrivateDir(config.dataDir);
+  const blobs = await BlobStore.open(path.join(config.dataDir, 'blobs'));
+  const upstream = createUpstream({ url: config.upstreamUrl, token: config.edgeToken, timeoutMs: config.timeoutMs });
+  const metadata = createMetadataMirror({ dataDir: config.dataDir, pinnedRootFile: config.upstreamRootFile, upstream, timeoutMs: config.timeoutMs, log: log.child('metadata') });
+  let integrity: IntegrityCheck | undefined;
+  const mirror = createMirror({ upstream, blobs, metadata, pollMs: config.pollMs, longPollSeconds: config.longPollSeconds, parallel: config.parallel, stallTimeoutMs: config.timeoutMs, log: log.child('mirror'), onVerified: (digest) => integrity!.trust(digest) });
+  integrity = createIntegrityCheck({ blobs, quarantineDir: path.join(config.dataDir, 'quarantine'), refetch: (digest) => mirror.repair(digest), log: log.child('integrity') });
+  const credentials = createCredentialCache({ ask: (token, digest) => upstream.checkCredential(token, digest), now: deps.clock ?? (() => Date.now()), freshMs: config.authFreshMs, staleMs: config.authStaleMs });
+  const releases = new Map<string, { status: number; body: Buffer }>();
+  const routes = edgeRoutes({ integrity, blobs, metadata, credentials, upstream, releases });
+
+  // A device signs in with the token it would give the origin: the origin says whose it is.
+  const auth = {
+    async authenticate(token: string): Promise<Principal | undefined> {
+      let verdict;
+      try {
+        verdict = await credentials.check(token);
+      } catch (error) {
+        if (error instanceof UpstreamUnavailable) throw new ApiError('upstream_unavailable', 'this edge cannot reach its origin to check the credential, and holds no recent answer for it');
+        throw error;
+      }
+      return verdict.device ? { type: 'device', deviceId: verdict.device.id, group: verdict.device.group } : undefined;
+    },
+  };
+  const app = new Koa();
+  app.proxy = false;
+  app.silent = true;
+  app.use(errorMiddleware(log.child('http')));
+  const router = buildRouter(routes, { auth, maxJsonBytes: 64 * 1024 });
+  app.use(router.routes());
+  // Whatever the edge does not serve: a write is the origin's to take; a read is not here.
+  app.use(async (ctx) => {
+    if (ctx.method !== 'GET' && ctx.method !== 'HEAD') throw new ApiError('edge_read_only', `this is an edge; use the origin (${config.upstreamUrl}) for ${ctx.method} ${ctx.path}`);
+    throw new ApiError('not_found', `this edge serves devices only (/tuf/, /api/v1/blobs/, /api/v1/devices/ID/release); use the origin (${config.upstreamUrl}) for ${ctx.path}`);
+  });
+
+  // Devices' MQTT: their reports are stored on disk, then forwarded (reports.ts); their release
+  // notices are asked of the origin and published here (notices.ts).
+  const reports = createReportQueue({ dir: path.join(config.dataDir, 'reports'), upstream, retryMs: config.reportRetryMs, log: log.child('reports') });
+  let publish: (topic: string, payload: string, retain: boolean) => Promise<void> = async () => {};
+  const notices = createNoticeRelay({ upstream, publish: (topic, payload, retain) => publish(topic, payload, retain), intervalMs: config.noticeMs, log: log.child('notices') });
+  const broker = await startBroker({
+    host: config.host,
+    port: config.mqttPort,
+    async authenticate(token) {
+      const principal = await auth.authenticate(token).catch(() => undefined);
+      if (principal?.type === 'device') notices.signedIn(principal.deviceId, token);
+      return principal;
+    },
+    onMessage(topic, payload, principal) {
+      // The broker's ACL let the device publish only on its own status topic.
+      if (principal.type !== 'device' || deviceIdFromStatusTopic(topic) !== principal.deviceId) return;
+      void reports.enqueue(principal.deviceId, payload).catch((error: unknown) => log.error('device report not stored', { device: principal.deviceId, error }));
+    },
+    onPresence: (id, online) => notices.presence(id, online),
+    log: log.child('mqtt'),
+    limits: defaultMqttLimits,
+  });
+  publish = (topic, payload, retain) => broker.publish(topic, payload, retain);
+  reports.start();
+
+  const server = http.createServer(app.callback());
+  server.headersTimeout = 30_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.httpPort, config.host, () => resolve());
+  });
+  const httpPort = (server.address() as AddressInfo).port;
+  if (!deps.manualSync) mirror.start();
+  const shownHost = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
+  log.info('edge serving', { http: httpPort, mqtt: broker.port, upstream: config.upstreamUrl, dataDir: config.dataDir });
+  return {
+    url: `http://${shownHost}:${httpPort}`,
+    httpPort,
+    mqttPort: broker.port,
+    mirror,
+    reports,
+    refreshNotices: () => notices.refresh(),
+    routes,
+    async close() {
+      await mirror.stop();
+      notices.stop();
+      await reports.stop();
+      await broker.close();
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+    },
+  };
+}

@@ -1,0 +1,49 @@
+import { createHash } from 'node:crypto';
+import type { CredentialVerdict } from '../../protocol/edge.ts';
+import { UpstreamUnavailable } from './upstream.ts';
+
+/*
+ * Device credentials at the edge. The edge holds no device table: it asks the origin whether a
+ * token holds and may read what it asks for (POST /api/v1/edge/credentials), and keeps the answer
+ * for `freshMs` (a revoked device is refused within that time while the link is up). While the
+ * origin cannot be reached, an answer up to `staleMs` old still stands, so a link drop does not
+ * lock the shop's devices out. Tokens are kept only as SHA-256 hashes; the cache is bounded.
+ */
+
+export interface CredentialCacheOptions {
+  ask(token: string, digest: string | undefined): Promise<CredentialVerdict>;
+  /** Milliseconds since some epoch (injected: tests move time). */
+  now(): number;
+  freshMs: number;
+  staleMs: number;
+  /** Most answers kept; the oldest go first. */
+  maxEntries?: number;
+}
+
+export interface CredentialCache {
+  /** The verdict, or throws UpstreamUnavailable when the origin is down and no usable answer is cached. */
+  check(token: string, digest?: string): Promise<CredentialVerdict>;
+}
+
+export function createCredentialCache(options: CredentialCacheOptions): CredentialCache {
+  const entries = new Map<string, { verdict: CredentialVerdict; at: number }>();
+  const max = options.maxEntries ?? 100_000;
+  return {
+    async check(token, digest) {
+      const key = `${createHash('sha256').update(token).digest('hex')}|${digest ?? ''}`;
+      const cached = entries.get(key);
+      const now = options.now();
+      if (cached && now - cached.at < options.freshMs) return cached.verdict;
+      try {
+        const verdict = await options.ask(token, digest);
+        entries.delete(key);
+        entries.set(key, { verdict, at: now });
+        if (entries.size > max) entries.delete(entries.keys().next().value!);
+        return verdict;
+      } catch (error) {
+        if (error instanceof UpstreamUnavailable && cached && now - cached.at < options.staleMs) return cached.verdict;
+        throw error;
+      }
+    },
+  };
+}
