@@ -1,18 +1,3 @@
-import type { ErrorCode } from '../protocol/errors.ts';
-
-/**
- * An update step that failed, with the code the device reports. `transient` failures (network,
- * server outage) are worth retrying as they are; the others (bad signature, wrong hash) will fail
- * the same way until the server side changes.
- */
-export class UpdateError extends Error {
-  override readonly name = 'UpdateError';
-  constructor(
-    readonly code: ErrorCode,
-    message: string,
-    readonly transient: boolean,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-  }
-}
+// The daemon's failures are the shared UpdateError (lib/update-error.ts): the verified downloader
+// in lib/ throws it too, for convoyd and for an edge's mirror alike.
+export { UpdateError } from '../lib/update-error.ts';

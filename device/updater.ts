@@ -10,7 +10,7 @@ import { parseJson, parseWith } from '../protocol/parse.ts';
 import { manifestTargetPath } from '../protocol/targets.ts';
 import { describeResult, runCommand } from './command.ts';
 import { UpdateError } from './errors.ts';
-import { downloadVerified } from './fetch.ts';
+import { downloadVerified } from '../lib/download.ts';
 import { checkDowngrade } from './guard.ts';
 import type { HookPhase, HookRunner } from './hooks.ts';
 import { pruneSlots, slotExists, stageSlot, switchCurrent } from './install.ts';

@@ -1,6 +1,6 @@
 /**
  * convoyd's download against its peers, on loopback, in one run:
- *   - convoyd: download + SHA-256 while streaming + fsync + rename (device/fetch.ts, the code the
+ *   - convoyd: download + SHA-256 while streaming + fsync + rename (lib/download.ts, the code the
  *     daemon runs), of a blob from a real Convoy server;
  *   - curl -o of the same blob from the same server, then `openssl dgst -sha256` of the file
  *     (the usual shell pair; note that it does not fsync, convoyd does);

@@ -1,9 +1,9 @@
 /**
- * Child process of scripts/bench/download: one convoyd download (device/fetch.ts) in its own
+ * Child process of scripts/bench/download: one convoyd download (lib/download.ts) in its own
  * process, as on a device, so it does not share an event loop with the server it reads from.
  * Prints {"seconds","received","resumedFrom"} as JSON; with --abort-at-half, stops at 50 %.
  */
-import { downloadVerified } from '../../device/fetch.ts';
+import { downloadVerified } from '../../lib/download.ts';
 
 const [url, token, destination, length, sha256, mode] = process.argv.slice(2);
 const size = Number(length);

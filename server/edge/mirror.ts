@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { downloadVerified } from '../../device/fetch.ts';
+import { downloadVerified } from '../../lib/download.ts';
 import { ensurePrivateDir } from '../../lib/files.ts';
 import type { EdgeTask } from '../../protocol/edge.ts';
 import type { Logger } from '../../protocol/log.ts';
@@ -11,7 +11,7 @@ import { UpstreamUnavailable, type Upstream } from './upstream.ts';
 /*
  * Pull-mode mirroring: the edge asks its origin for its pending tasks (the origin never opens a
  * connection to the edge), fetches each blob with the resumable downloader devices use
- * (device/fetch.ts: Range + If-Range into `<blob>.part`, sha256 checked before the rename, so a
+ * (lib/download.ts: Range + If-Range into `<blob>.part`, sha256 checked before the rename, so a
  * blob becomes visible only once verified), and the metadata last, verified by TUF
  * (metadata.ts). A blob already in the store (fetched before a crash) is reported without being
  * fetched again; a `.part` left by `kill -9` resumes where it stopped.

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import test from 'ava';
-import { downloadVerified } from '../../device/fetch.ts';
+import { downloadVerified } from '../../lib/download.ts';
 import { UpdateError } from '../../device/errors.ts';
 import { adminToken, makeTempDir, sha256Digest, withServer, type TestServer } from '../helpers/server.ts';
 

@@ -4,8 +4,8 @@ import http, { type IncomingHttpHeaders, type IncomingMessage } from 'node:http'
 import https from 'node:https';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { syncDirectory } from '../lib/files.ts';
-import { UpdateError } from './errors.ts';
+import { syncDirectory } from './files.ts';
+import { UpdateError } from './update-error.ts';
 
 /**
  * Downloads one blob to `destination`, verified against the signed length and SHA-256 before it
