@@ -35,6 +35,7 @@ import { createDeviceStore } from './devices/store.ts';
 import { createReleaseNotices, type ReleaseNotices } from './releases/service.ts';
 import { openFleetPki, readMqttClientIdentity } from './enrollment/pki.ts';
 import { connectExternalBroker } from './broker/external.ts';
+import { createCrlWriter } from './broker/crl.ts';
 import { deviceIdFromStatusTopic } from '../protocol/messages.ts';
 import { enrollmentRoutes } from './enrollment/routes.ts';
 import { createEnrollmentService, type EnrollmentService } from './enrollment/service.ts';
@@ -257,7 +258,8 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
           const id = deviceIdFromStatusTopic(topic);
           if (!id) return;
           // A decommissioned device is refused here as on the embedded broker.
-          void devices.findActive(id).then((found) => found && devices.receiveStatus(topic, payload, { type: 'device', deviceId: found.id, group: found.group }));
+          // A revoked device still talking got back in before the broker reread the CRL: out again.
+          void devices.findActive(id).then((found) => (found ? devices.receiveStatus(topic, payload, { type: 'device', deviceId: found.id, group: found.group }) : broker?.disconnectDevice(id)));
         },
         log: log.child('mqtt'),
       });
@@ -277,14 +279,31 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     // Device identity (issue 11): enrollment adds devices (devices capability) and mints their
     // tokens (auth capability) in one transaction, through the functions passed here.
     const deviceStore = createDeviceStore(db);
+    const enrollmentStore = createEnrollmentStore(db);
+    // The revocation list a standard broker reads (`crlfile` in `convoy broker config mosquitto`),
+    // next to the CA files; a PKI folder the server may not write is logged, not fatal.
+    const crl = config.pkiDir
+      ? createCrlWriter({
+          dir: config.pkiDir,
+          issuer: () => pki.issuer(),
+          revoked: async (at) => (await enrollmentStore.revokedCertificates(at.toISOString())).map((r) => ({ serial: r.serial, revokedAt: new Date(r.revoked_at) })),
+          now,
+          log: log.child('pki'),
+        })
+      : undefined;
+    const writeCrl = () => crl?.write().catch((error: unknown) => log.warn('the certificate revocation list was not written', { file: crl.file, error }));
+    await writeCrl();
     enrollment = createEnrollmentService({
-      store: createEnrollmentStore(db),
+      store: enrollmentStore,
       pki,
       // `convoy device revoke` decommissions the device (the devices capability's one path: marked
       // decommissioned, MQTT sessions closed, out of its deployments) once its certificates are
       // revoked; its live tokens are counted here first, for the answer.
       async onRevoked(id, at) {
         const tokens = await authStore.revokeDeviceTokens(id, at);
+        // The list first: a broker reloaded on its change refuses the certificate before the
+        // live session is closed (decommissioning closes it), so the device cannot slip back in.
+        await writeCrl();
         await devices.decommission(id, 'convoy device revoke');
         return { tokens };
       },

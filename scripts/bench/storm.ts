@@ -31,13 +31,15 @@ const convoyJs = path.join(root, 'test/helpers/bin/convoy.js');
 const adminToken = `bench-${randomBytes(16).toString('hex')}`;
 const say = (line: string) => process.stdout.write(`${line}\n`);
 
-function parseArgs(argv: string[]): { devices: number; groupSize: number } {
-  const options = { devices: 2000, groupSize: 100 };
+function parseArgs(argv: string[]): { devices: number; groupSize: number; profile?: string } {
+  const options: { devices: number; groupSize: number; profile?: string } = { devices: 2000, groupSize: 100 };
   for (let i = 0; i < argv.length; i += 2) {
     const value = Number(argv[i + 1]);
     if (argv[i] === '--devices' && Number.isInteger(value) && value > 0) options.devices = value;
     else if (argv[i] === '--group-size' && Number.isInteger(value) && value > 0) options.groupSize = value;
-    else throw new Error(`usage: storm [--devices N] [--group-size N] (got ${argv[i]} ${argv[i + 1] ?? ''})`);
+    // The server's CPU profile (node --cpu-prof), written into DIR when it stops.
+    else if (argv[i] === '--profile' && argv[i + 1]) options.profile = path.resolve(argv[i + 1]!);
+    else throw new Error(`usage: storm [--devices N] [--group-size N] [--profile DIR] (got ${argv[i]} ${argv[i + 1] ?? ''})`);
   }
   return options;
 }
@@ -162,7 +164,8 @@ async function main(): Promise<void> {
     const pki = path.join(work, 'ca', 'server');
     const ca = await fs.readFile(path.join(pki, 'ca.pem'), 'utf8');
     const [httpPort, mqttPort, mqttsPort, mosquittoPort] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
-    const server = spawn(process.execPath, [convoyJs, 'serve'], {
+    const profile = options.profile ? ['--cpu-prof', '--cpu-prof-dir', options.profile] : [];
+    const server = spawn(process.execPath, [...profile, convoyJs, 'serve'], {
       env: { ...process.env, CONVOY_DATA_DIR: path.join(work, 'data'), CONVOY_HOST: '127.0.0.1', CONVOY_HTTP_PORT: String(httpPort), CONVOY_MQTT_PORT: String(mqttPort), CONVOY_MQTTS_PORT: String(mqttsPort), CONVOY_PKI_DIR: pki, CONVOY_ADMIN_TOKEN: adminToken, CONVOY_LOG_LEVEL: 'error' },
       stdio: ['ignore', 'ignore', 'inherit'],
     });
@@ -237,7 +240,8 @@ async function main(): Promise<void> {
     say(`| notice p99 (ms) | ${p(convoyDelays, 99)} | ${p(peerDelays, 99)} | ${(percentile(convoyDelays, 99) / percentile(peerDelays, 99)).toFixed(2)} | ≤ 1.5 |`);
     say(`| broker peak RSS (MB) | ${convoyRss.toFixed(0)} | ${peerRss.toFixed(1)} | | convoy ≤ 300 |`);
   } finally {
-    for (const child of children) child.kill('SIGTERM');
+    // Each child is waited for: the server writes its CPU profile as it exits.
+    await Promise.all(children.map((child) => (child.exitCode === null ? new Promise((resolve) => child.once('exit', resolve).kill('SIGTERM')) : undefined)));
     await fs.rm(work, { recursive: true, force: true });
   }
 }

@@ -1,5 +1,6 @@
 import mqtt, { type MqttClient } from 'mqtt';
 import type { Logger } from '../../protocol/log.ts';
+import { deviceClientId } from '../../protocol/client-ids.ts';
 import { deviceStatusWildcard, maxMessageBytes, topicPrefix } from '../../protocol/messages.ts';
 import type { Broker } from './broker.ts';
 
@@ -10,9 +11,13 @@ import type { Broker } from './broker.ts';
  * and reads every device's status and inventory. A message on `devices/<id>/status` is from <id>:
  * the broker's ACL lets only that device write there.
  *
- * What an external broker cannot do for us: close a revoked device's live session. Mosquitto
- * refuses the revoked certificate at its next connection when its `crlfile` lists it; until then
- * the session lasts (docs/device-install.md says so).
+ * A revoked device on an external broker: the server writes the CA's revocation list (crl.ts),
+ * which Mosquitto checks at each TLS handshake once it has reread the file (SIGHUP); and the live
+ * session is ended by taking its client id over (MQTT 3.1.1 §3.1.4-2: the broker closes the
+ * older connection of an id that connects again), which needs no broker plugin. convoyd always
+ * connects as `convoyd-<id>` (protocol/client-ids.ts); a client that picked another id is not
+ * reached this way, and it is refused at its next connection once the broker has reread the list
+ * (docs/device-install.md says so).
  */
 export async function connectExternalBroker(options: {
   url: string;
@@ -21,13 +26,29 @@ export async function connectExternalBroker(options: {
   onMessage: (topic: string, payload: Buffer) => void;
   log: Logger;
 }): Promise<Broker> {
+  const tls = options.tls ? { ...options.tls, rejectUnauthorized: true } : {};
+  /**
+   * Connects once as the device's own client id, which makes the broker close the device's
+   * session, and leaves at once; clean, so the device's stored subscriptions go too.
+   */
+  function takeOver(deviceId: string): void {
+    const kicker = mqtt.connect(options.url, { clientId: deviceClientId(deviceId), clean: true, reconnectPeriod: 0, connectTimeout: 10_000, ...tls });
+    kicker.once('connect', () => {
+      options.log.info('closed the device’s session on the external broker', { device: deviceId });
+      kicker.end();
+    });
+    kicker.once('error', (error) => {
+      options.log.warn('could not close the device’s session on the external broker', { device: deviceId, error });
+      kicker.end(true);
+    });
+  }
   const client: MqttClient = await mqtt.connectAsync(options.url, {
     clientId: options.clientId,
     // A persistent session: status reports sent while the server restarts wait for it (QoS 1).
     clean: false,
     reconnectPeriod: 2_000,
     connectTimeout: 10_000,
-    ...(options.tls ? { ...options.tls, rejectUnauthorized: true } : {}),
+    ...tls,
   });
   client.on('message', (topic, payload) => {
     if (payload.length > maxMessageBytes) return options.log.warn('dropped an oversized MQTT message', { topic, bytes: payload.length });
@@ -44,9 +65,7 @@ export async function connectExternalBroker(options: {
       await client.publishAsync(topic, payload, { qos: 1, retain });
     },
     disconnectToken() {},
-    disconnectDevice(deviceId) {
-      options.log.warn('the external broker keeps a revoked device’s live session until it reconnects (list its certificate in the broker’s crlfile)', { device: deviceId });
-    },
+    disconnectDevice: takeOver,
     async close() {
       await client.endAsync();
     },

@@ -43,6 +43,11 @@ export function createEnrollmentStore(db: Db) {
       return db('device_certificates').where({ device_id: deviceId }).whereNull('revoked_at').update({ revoked_at: now });
     },
 
+    /** Revoked certificates not yet expired: what the CRL lists (an expired one is refused anyway, RFC 5280 §3.3). */
+    async revokedCertificates(now: string): Promise<{ serial: string; revoked_at: string }[]> {
+      return db('device_certificates').whereNotNull('revoked_at').andWhere('not_after', '>', now).orderBy('serial').select('serial', 'revoked_at');
+    },
+
     async findCertificate(serial: string): Promise<{ serial: string; device_id: string; revoked_at: string | null } | undefined> {
       return db('device_certificates').where({ serial }).first();
     },
