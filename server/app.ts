@@ -207,7 +207,9 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
           broker?.disconnectDevice(id);
           await deployments!.deviceRemoved(id);
         },
-        moved: (id) => broker?.disconnectDevice(id),
+        // aedes holds the group from the connection: the device signs in again under its new one.
+        // An external broker's ACL names no group (protocol/acl.ts): nothing to redo there.
+        moved: (id) => (config.mqttUrl ? undefined : broker?.disconnectDevice(id)),
       },
       now,
       log: log.child('devices'),

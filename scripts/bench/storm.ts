@@ -5,10 +5,11 @@
  * Enrolls --devices simulated devices through the real API (one CSR each; the bench shares one
  * RSA key among them, because making 2,000 keys would take minutes and measures nothing here),
  * then for each broker: connects them all (waves of 100, no pause) with their certificates (as after a server
- * restart) and times until every one is connected and subscribed to its group's notices; then
- * sends one notice per group and times each device's receipt (p50, p99); then reads the broker
- * process's peak RSS (VmHWM). Convoy's notices go out through the API (a deployment per group,
- * database included); Mosquitto's are published by the server's client certificate directly.
+ * restart) and times until every one is connected and subscribed to its own release notice (as
+ * convoyd does); then sends one notice per group and times each device's receipt (p50, p99); then
+ * reads the broker process's peak RSS (VmHWM). Convoy's notices go out through the API (a
+ * deployment per group, database included); Mosquitto's are published by the server's client
+ * certificate directly, one per device of the group, as the server does on an external broker.
  * Targets (issue 11): reconnect ≤ 1.3× Mosquitto, notice p99 ≤ 1.5× Mosquitto, RSS ≤ 300 MB.
  *
  * Needs mosquitto (`apt-get install -y mosquitto`). Not run by CI.
@@ -23,7 +24,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import mqtt, { type MqttClient } from 'mqtt';
 import { createDeviceCsr, generateKeyPem } from '../../certs/pki.ts';
-import { groupReleaseTopic } from '../../protocol/messages.ts';
+import { deviceReleaseTopic } from '../../protocol/messages.ts';
 
 const exec = promisify(execFile);
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -114,7 +115,8 @@ async function storm(port: number, devices: Device[], key: string, ca: string): 
             protocolVersion: 4,
           });
           client.on('error', () => {}); // a reset mid-run reconnects; never crash the bench
-          await client.subscribeAsync(groupReleaseTopic(device.group), { qos: 1 });
+          // What convoyd subscribes to: its own notice (the only one Mosquitto's ACL lets it read).
+          await client.subscribeAsync(deviceReleaseTopic(device.id), { qos: 1 });
           return client;
         }),
       )),
@@ -133,9 +135,9 @@ async function notices(clients: MqttClient[], devices: Device[], groups: string[
     clients.forEach((client, i) => {
       let got = false;
       client.on('message', (topic) => {
-        const group = devices[i]!.group;
-        // Fresh brokers hold no notice before the send: the first one on the group topic is it.
-        if (got || topic !== groupReleaseTopic(group) || !sentAt.has(group)) return;
+        const { id, group } = devices[i]!;
+        // Fresh brokers hold no notice before the send: the first one on the device's topic is it.
+        if (got || topic !== deviceReleaseTopic(id) || !sentAt.has(group)) return;
         got = true;
         delays.push(performance.now() - sentAt.get(group)!);
         if (--pending === 0) {
@@ -224,8 +226,9 @@ async function main(): Promise<void> {
     });
     const peer = await storm(mosquittoPort, devices, key, ca);
     say(`mosquitto (mTLS): all ${devices.length} connected and subscribed in ${(peer.ms / 1000).toFixed(2)} s`);
+    // As the Convoy server does on an external broker: one retained notice per device of the group.
     const peerDelays = await notices(peer.clients, devices, groups, async (group) => {
-      await publisher.publishAsync(groupReleaseTopic(group), JSON.stringify({ type: 'release', group }), { qos: 1, retain: true });
+      await Promise.all(devices.filter((d) => d.group === group).map((d) => publisher.publishAsync(deviceReleaseTopic(d.id), JSON.stringify({ type: 'release', group }), { qos: 1, retain: true })));
     });
     const peerRss = await peakRssMb(mosquitto.pid!);
     await Promise.all(peer.clients.map((c) => c.endAsync(true)));
