@@ -36,6 +36,7 @@ import { createReleaseNotices, type ReleaseNotices } from './releases/service.ts
 import { openFleetPki, readMqttClientIdentity } from './enrollment/pki.ts';
 import { connectExternalBroker } from './broker/external.ts';
 import { createCrlWriter } from './broker/crl.ts';
+import { createBatchLoader } from './broker/batch.ts';
 import { deviceIdFromStatusTopic } from '../protocol/messages.ts';
 import { enrollmentRoutes } from './enrollment/routes.ts';
 import { createEnrollmentService, type EnrollmentService } from './enrollment/service.ts';
@@ -232,7 +233,13 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     // the server's certificate. Enrollment is made after the broker (it reports the MQTT port).
     const pki = await openFleetPki({ pkiDir: config.pkiDir, dataDir: config.dataDir, now, log: log.child('pki') });
     let enrollment: EnrollmentService | undefined;
-    const certificatePrincipal = async (peer: { commonName: string; serial: string }) => enrollment?.principalOfCertificate(peer);
+    // Certificates of connections arriving together are looked up together (server/broker/batch.ts):
+    // a reconnect storm's sign-ins share a few queries; nothing is cached, so revocation stays immediate.
+    const certificates = createBatchLoader(
+      (peers: readonly { commonName: string; serial: string }[]) => enrollment?.principalsOfCertificates(peers) ?? Promise.resolve(new Map()),
+      { maxBatch: 500 },
+    );
+    const certificatePrincipal = (peer: { commonName: string; serial: string }) => certificates.load(peer);
     const mtls = async () => {
       const material = await pki.tls();
       // requestCert + rejectUnauthorized: only clients with a certificate chaining to the fleet root get through.
@@ -271,7 +278,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       port: config.mqttPort,
       authenticate: (token) => auth.authenticate(token),
       onMessage: (topic, payload, principal) => void devices.receiveStatus(topic, payload, principal),
-      onPresence: (id, online) => void devices.presence(id, online).catch((error: unknown) => log.warn('presence not recorded', { error })),
+      onPresenceMany: (online, offline) => devices.presenceMany(online, offline),
       log: log.child('mqtt'),
       listener: { server: ports.mqtt, serve: (handler) => ports.serveMqtt(handler) },
       limits: config.mqttLimits,
@@ -312,6 +319,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       devices: {
         // Certificates of a decommissioned device are refused: only active devices are found.
         find: (id) => devices.findActive(id),
+        findMany: (ids) => devices.findActiveMany(ids),
         ensureGroup: (group) => groups!.ensureStatic(group, undefined, 'enrollment'),
         add: (id, group, at, trx) => deviceStore.insert(id, group, at, trx),
         added: () => void deployments?.syncMembers(),

@@ -27,6 +27,8 @@ export function createEnrollmentService(deps: {
    */
   devices: {
     find(id: string): Promise<Device | undefined>;
+    /** Many active devices at once, by id (a reconnect storm's certificates, in one query). */
+    findMany?(ids: readonly string[]): Promise<Map<string, Device>>;
     ensureGroup?(group: string): Promise<void>;
     add(id: string, group: string, now: string, trx: Db): Promise<void>;
     added?(id: string): void;
@@ -138,6 +140,26 @@ export function createEnrollmentService(deps: {
       if (!record || record.revoked_at !== null || record.device_id !== peer.commonName) return undefined;
       const found = await deps.devices.find(record.device_id);
       return found ? { type: 'device', deviceId: found.id, group: found.group } : undefined;
+    },
+
+    /**
+     * The same decision for many certificates in two queries (server/broker/batch.ts gathers
+     * the connections of a storm); answers are keyed by the very peer objects given.
+     */
+    async principalsOfCertificates<P extends { commonName: string; serial: string }>(peers: readonly P[]): Promise<Map<P, Principal>> {
+      const records = await store.findCertificates([...new Set(peers.map((peer) => normalSerial(peer.serial)))]);
+      const valid = peers.filter((peer) => {
+        const record = records.get(normalSerial(peer.serial));
+        return record !== undefined && record.revoked_at === null && record.device_id === peer.commonName;
+      });
+      const ids = [...new Set(valid.map((peer) => peer.commonName))];
+      const devices = deps.devices.findMany ? await deps.devices.findMany(ids) : new Map((await Promise.all(ids.map((id) => deps.devices.find(id)))).flatMap((d) => (d ? [[d.id, d] as const] : [])));
+      const answers = new Map<P, Principal>();
+      for (const peer of valid) {
+        const found = devices.get(peer.commonName);
+        if (found) answers.set(peer, { type: 'device', deviceId: found.id, group: found.group });
+      }
+      return answers;
     },
 
     /** `convoy device revoke`: every certificate and token of the device stops working now. */

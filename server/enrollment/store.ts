@@ -48,6 +48,16 @@ export function createEnrollmentStore(db: Db) {
       return db('device_certificates').whereNotNull('revoked_at').andWhere('not_after', '>', now).orderBy('serial').select('serial', 'revoked_at');
     },
 
+    /** Many certificates in few statements (chunks of 400: SQLite's bound-parameter limit is far above). */
+    async findCertificates(serials: readonly string[]): Promise<Map<string, { serial: string; device_id: string; revoked_at: string | null }>> {
+      const found = new Map<string, { serial: string; device_id: string; revoked_at: string | null }>();
+      for (let i = 0; i < serials.length; i += 400) {
+        const rows = await db('device_certificates').whereIn('serial', serials.slice(i, i + 400)).select<{ serial: string; device_id: string; revoked_at: string | null }[]>('serial', 'device_id', 'revoked_at');
+        for (const row of rows) found.set(row.serial, row);
+      }
+      return found;
+    },
+
     async findCertificate(serial: string): Promise<{ serial: string; device_id: string; revoked_at: string | null } | undefined> {
       return db('device_certificates').where({ serial }).first();
     },
