@@ -56,8 +56,10 @@ export function mosquittoAcl(options: { serverUser: string }): string {
     `pattern write ${topicPrefix}/devices/%u/status`,
     `pattern write ${topicPrefix}/devices/%u/inventory`,
     '',
-    '# The Convoy server publishes notices and reads every status:',
+    '# The Convoy server publishes notices and reads every status, and asks the dynamic-security',
+    '# plugin to disable a revoked device (which closes its sessions):',
     `user ${options.serverUser}`,
     `topic readwrite ${topicPrefix}/#`,
+    'topic readwrite $CONTROL/dynamic-security/#',
   ].join('\n') + '\n';
 }

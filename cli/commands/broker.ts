@@ -18,11 +18,14 @@ import { print } from '../output.ts';
  * because Mosquitto refuses to start on a missing crlfile.
  */
 
+/** Where Debian and Ubuntu install Mosquitto 2's dynamic-security plugin (package mosquitto). */
+const defaultDynsecPlugin = `/usr/lib/${process.arch === 'arm64' ? 'aarch64' : 'x86_64'}-linux-gnu/mosquitto_dynamic_security.so`;
+
 export const commands: Record<string, Command> = {
   'broker config': command({
-    usage: 'convoy broker config mosquitto --pki DIR --acl-file FILE [--port 8883] [--host 0.0.0.0] [--server-user convoy-server]',
+    usage: 'convoy broker config mosquitto --pki DIR --acl-file FILE [--port 8883] [--host 0.0.0.0] [--server-user convoy-server] [--dynsec-plugin PATH|none] [--dynsec-file FILE]',
     // --offline is accepted for older scripts: the configuration no longer asks the server anything.
-    options: { pki: { type: 'string' }, 'acl-file': { type: 'string' }, port: { type: 'string' }, host: { type: 'string' }, 'server-user': { type: 'string' }, offline: { type: 'boolean' } },
+    options: { pki: { type: 'string' }, 'acl-file': { type: 'string' }, port: { type: 'string' }, host: { type: 'string' }, 'server-user': { type: 'string' }, offline: { type: 'boolean' }, 'dynsec-plugin': { type: 'string' }, 'dynsec-file': { type: 'string' } },
     async run({ positionals, flags }) {
       if (positionals[0] !== 'mosquitto') throw new CliError(`only "mosquitto" is supported, got "${positionals[0] ?? ''}"`);
       const pki = path.resolve(needText(flags.pki, '--pki DIR', 'the server/ folder of convoy ca init (ca.pem, tls.pem, tls.key)'));
@@ -40,6 +43,15 @@ export const commands: Record<string, Command> = {
         const certPem = splitPem(await fs.readFile(path.join(pki, 'issuer.pem'), 'utf8'))[0];
         if (!certPem) throw new CliError(`${path.join(pki, 'issuer.pem')} holds no certificate`);
         await writeFileAtomic(crlFile, createCrl({ issuer: { certPem, keyPem: await fs.readFile(path.join(pki, 'issuer.key'), 'utf8') }, revoked: [], now: new Date() }));
+      }
+      // The dynamic-security plugin lets the server close every session of a revoked device
+      // (server/broker/external.ts); its own access rules stay unused (the ACL file decides, and
+      // its defaults deny everything to the users it holds, which are only revoked devices).
+      const plugin = flags['dynsec-plugin'] ?? defaultDynsecPlugin;
+      const dynsecFile = path.resolve(flags['dynsec-file'] ?? path.join(path.dirname(aclFile), 'convoy-dynsec.json'));
+      if (plugin !== 'none' && !(await fs.stat(dynsecFile).catch(() => undefined))) {
+        // Written once: from then on the plugin keeps its own state in it.
+        await writeFileAtomic(dynsecFile, `${JSON.stringify({ defaultACLAccess: { publishClientSend: false, publishClientReceive: false, subscribe: false, unsubscribe: true }, clients: [], groups: [], roles: [] }, null, 2)}\n`, 0o600);
       }
       print(
         [
@@ -59,6 +71,9 @@ export const commands: Record<string, Command> = {
           `acl_file ${aclFile}`,
           '# A fleet reconnecting at once after a restart queues many messages per client.',
           'max_queued_messages 1000',
+          ...(plugin === 'none'
+            ? []
+            : ['# Lets the server close a revoked device\'s sessions (the file must be the mosquitto user\'s).', `plugin ${plugin}`, `plugin_opt_config_file ${dynsecFile}`]),
         ].join('\n'),
       );
     },

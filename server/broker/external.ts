@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import mqtt, { type MqttClient } from 'mqtt';
 import type { Logger } from '../../protocol/log.ts';
 import { deviceClientId } from '../../protocol/client-ids.ts';
@@ -12,13 +13,19 @@ import type { Broker } from './broker.ts';
  * the broker's ACL lets only that device write there.
  *
  * A revoked device on an external broker: the server writes the CA's revocation list (crl.ts),
- * which Mosquitto checks at each TLS handshake once it has reread the file (SIGHUP); and the live
- * session is ended by taking its client id over (MQTT 3.1.1 §3.1.4-2: the broker closes the
- * older connection of an id that connects again), which needs no broker plugin. convoyd always
- * connects as `convoyd-<id>` (protocol/client-ids.ts); a client that picked another id is not
- * reached this way, and it is refused at its next connection once the broker has reread the list
- * (docs/device-install.md says so).
+ * which Mosquitto checks at each TLS handshake once it has reread the file (SIGHUP), and ends the
+ * live sessions two ways:
+ * - it takes the device's client id over (MQTT 3.1.1 §3.1.4-2: the broker closes the older
+ *   connection of an id that connects again): any broker, but only the id convoyd uses,
+ *   `convoyd-<id>` (protocol/client-ids.ts);
+ * - it asks Mosquitto's dynamic-security plugin to disable the user name (the certificate CN),
+ *   which closes every session of that user whatever its client id ("disconnected by
+ *   administrative action"); without the plugin the message lands on a topic nobody reads.
+ * Neither stops a reconnection before the broker has reread the CRL (docs/device-install.md).
  */
+/** Mosquitto 2's dynamic-security control topic (its plugin's documentation, "Control topic"). */
+export const dynamicSecurityTopic = '$CONTROL/dynamic-security/v1';
+
 export async function connectExternalBroker(options: {
   url: string;
   tls?: { cert: string; key: string; ca: string } | undefined;
@@ -65,7 +72,18 @@ export async function connectExternalBroker(options: {
       await client.publishAsync(topic, payload, { qos: 1, retain });
     },
     disconnectToken() {},
-    disconnectDevice: takeOver,
+    disconnectDevice(deviceId) {
+      takeOver(deviceId);
+      // The plugin knows only the users it was told of: made first (an error if it exists, which
+      // is fine), then disabled. The password is never used: certificate sign-ins skip it.
+      const commands = [
+        { command: 'createClient', username: deviceId, password: randomBytes(24).toString('base64url') },
+        { command: 'disableClient', username: deviceId },
+      ];
+      client.publish(dynamicSecurityTopic, JSON.stringify({ commands }), { qos: 1 }, (error) => {
+        if (error) options.log.warn('could not ask the broker’s dynamic-security plugin to disable the device', { device: deviceId, error });
+      });
+    },
     async close() {
       await client.endAsync();
     },

@@ -16,7 +16,7 @@ import { makeTempDir, waitFor, withServer, type TestServer } from '../helpers/se
  * A fleet on a real Mosquitto configured by `convoy broker config mosquitto`, the server its client
  * (CONVOY_MQTT_URL): a device moved to another group while connected follows the new group's
  * releases and never sees the old one's, with the ACL file untouched; a revoked device's live
- * session is closed at once, and once Mosquitto has reread the server's CRL (SIGHUP) its
+ * sessions are closed at once (whatever their client id), and once Mosquitto has reread the server's CRL (SIGHUP) its
  * certificate is refused while the others still connect.
  */
 
@@ -47,8 +47,8 @@ async function enroll(server: TestServer, work: string, id: string, group: strin
 }
 
 /** The device on Mosquitto as convoyd signs in (its client id, its certificate), subscribed to its notice; no reconnects. */
-async function connect(device: Device, port: number): Promise<{ client: mqtt.MqttClient; notices: { deploymentId?: number; group?: string }[] }> {
-  const client = await mqtt.connectAsync(`mqtts://127.0.0.1:${port}`, { clientId: deviceClientId(device.id), cert: device.cert, key: device.key, ca: device.ca, rejectUnauthorized: true, reconnectPeriod: 0, connectTimeout: 5_000, protocolVersion: 4 });
+async function connect(device: Device, port: number, clientId = deviceClientId(device.id)): Promise<{ client: mqtt.MqttClient; notices: { deploymentId?: number; group?: string }[] }> {
+  const client = await mqtt.connectAsync(`mqtts://127.0.0.1:${port}`, { clientId, cert: device.cert, key: device.key, ca: device.ca, rejectUnauthorized: true, reconnectPeriod: 0, connectTimeout: 5_000, protocolVersion: 4 });
   const notices: { deploymentId?: number; group?: string }[] = [];
   client.on('message', (topic, payload) => topic === deviceReleaseTopic(device.id) && notices.push(JSON.parse(payload.toString('utf8'))));
   await client.subscribeAsync(deviceReleaseTopic(device.id), { qos: 1 });
@@ -59,6 +59,7 @@ async function startMosquitto(t: import('ava').ExecutionContext, work: string, p
   const config = await convoy('http://127.0.0.1:9', ['broker', 'config', 'mosquitto', '--pki', pki, '--acl-file', path.join(work, 'convoy.acl'), '--port', String(port), '--host', '127.0.0.1'], { token: null });
   t.is(config.code, 0, config.stderr);
   t.regex(config.stdout, new RegExp(`^crlfile ${path.join(pki, 'crl.pem')}$`, 'm'));
+  t.regex(config.stdout, /^plugin \/usr\/lib\/.*mosquitto_dynamic_security\.so$/m);
   // As root, Mosquitto would drop to the `mosquitto` user, who cannot read these 0600 keys.
   await fs.writeFile(path.join(work, 'mosquitto.conf'), `${config.stdout}\nuser root\n`);
   const broker = spawn('mosquitto', ['-c', path.join(work, 'mosquitto.conf')], { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -103,8 +104,10 @@ test('on Mosquitto a moved device follows its new group with the ACL untouched; 
       await new Promise((resolve) => setTimeout(resolve, 1000));
       t.deepEqual(onGroup, [], 'the group topic is not a device\'s to read');
 
-      // Revoked: the live session is closed by the server at once.
-      const closed = new Promise<void>((resolve) => m.client.once('close', () => resolve()));
+      // Revoked: the live sessions are closed by the server at once, convoyd's (its client id is
+      // taken over) and one under another client id (the dynamic-security plugin disables the user).
+      const rogue = await connect(mover, port, 'not-convoyd');
+      const closed = Promise.all([m.client, rogue.client].map((c) => new Promise<void>((resolve) => c.once('close', () => resolve()))));
       const revoked = await convoy(server.url, ['device', 'revoke', 'dev-move']);
       t.is(revoked.code, 0, revoked.stderr);
       await closed;

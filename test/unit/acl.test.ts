@@ -37,7 +37,7 @@ test('the Mosquitto ACL says the same for any fleet: per-device patterns, no dev
   t.true(acl.includes('pattern read convoy/v1/devices/%u/release\n'));
   t.true(acl.includes('pattern write convoy/v1/devices/%u/status\n'));
   t.true(acl.includes('pattern write convoy/v1/devices/%u/inventory\n'));
-  t.true(acl.includes('user convoy-server\ntopic readwrite convoy/v1/#\n'));
+  t.true(acl.includes('user convoy-server\ntopic readwrite convoy/v1/#\ntopic readwrite $CONTROL/dynamic-security/#\n'));
   // Static: nothing goes stale when a device moves or a group is made (no per-device user blocks).
   const rules = acl.split('\n').filter((line) => line && !line.startsWith('#'));
   t.deepEqual(rules.filter((line) => line.startsWith('user ')), ['user convoy-server']);
