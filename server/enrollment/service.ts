@@ -131,20 +131,10 @@ export function createEnrollmentService(deps: {
     },
 
     /**
-     * Who a TLS client certificate stands for. The TLS layer already verified the chain and the
-     * dates; this refuses certificates the server did not record (another CA's key reused) or
-     * revoked, and devices no longer registered.
-     */
-    async principalOfCertificate(peer: { commonName: string; serial: string }): Promise<Principal | undefined> {
-      const record = await store.findCertificate(normalSerial(peer.serial));
-      if (!record || record.revoked_at !== null || record.device_id !== peer.commonName) return undefined;
-      const found = await deps.devices.find(record.device_id);
-      return found ? { type: 'device', deviceId: found.id, group: found.group } : undefined;
-    },
-
-    /**
-     * The same decision for many certificates in two queries (server/broker/batch.ts gathers
-     * the connections of a storm); answers are keyed by the very peer objects given.
+     * Who TLS client certificates stand for, many at once in two queries (server/broker/batch.ts
+     * gathers the connections of a storm); answers are keyed by the very peer objects given. The
+     * TLS layer already verified the chain and the dates; this refuses certificates the server did
+     * not record (another CA's key reused) or revoked, and devices no longer registered.
      */
     async principalsOfCertificates<P extends { commonName: string; serial: string }>(peers: readonly P[]): Promise<Map<P, Principal>> {
       const records = await store.findCertificates([...new Set(peers.map((peer) => normalSerial(peer.serial)))]);
