@@ -7,9 +7,9 @@
  * then for each broker: connects them all (waves of 100, no pause) with their certificates (as after a server
  * restart) and times until every one is connected and subscribed to its own release notice (as
  * convoyd does); then sends one notice per group and times each device's receipt (p50, p99); then
- * reads the broker process's peak RSS (VmHWM). Convoy's notices go out through the API (a
- * deployment per group, database included); Mosquitto's are published by the server's client
- * certificate directly, one per device of the group, as the server does on an external broker.
+ * reads the broker process's peak RSS (VmHWM). The notices go out through the API on both sides
+ * (a deployment per group, database included): for Mosquitto the same server, on the same
+ * database, is restarted as its client (CONVOY_MQTT_URL) and publishes each device's notice there.
  * Targets (issue 11): reconnect ≤ 1.3× Mosquitto, notice p99 ≤ 1.5× Mosquitto, RSS ≤ 300 MB.
  *
  * Needs mosquitto (`apt-get install -y mosquitto`). Not run by CI.
@@ -167,10 +167,8 @@ async function main(): Promise<void> {
     const ca = await fs.readFile(path.join(pki, 'ca.pem'), 'utf8');
     const [httpPort, mqttPort, mqttsPort, mosquittoPort] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
     const profile = options.profile ? ['--cpu-prof', '--cpu-prof-dir', options.profile] : [];
-    const server = spawn(process.execPath, [...profile, convoyJs, 'serve'], {
-      env: { ...process.env, CONVOY_DATA_DIR: path.join(work, 'data'), CONVOY_HOST: '127.0.0.1', CONVOY_HTTP_PORT: String(httpPort), CONVOY_MQTT_PORT: String(mqttPort), CONVOY_MQTTS_PORT: String(mqttsPort), CONVOY_PKI_DIR: pki, CONVOY_ADMIN_TOKEN: adminToken, CONVOY_LOG_LEVEL: 'error' },
-      stdio: ['ignore', 'ignore', 'inherit'],
-    });
+    const serverEnv = { ...process.env, CONVOY_DATA_DIR: path.join(work, 'data'), CONVOY_HOST: '127.0.0.1', CONVOY_HTTP_PORT: String(httpPort), CONVOY_MQTT_PORT: String(mqttPort), CONVOY_MQTTS_PORT: String(mqttsPort), CONVOY_PKI_DIR: pki, CONVOY_ADMIN_TOKEN: adminToken, CONVOY_LOG_LEVEL: 'error' };
+    const server = spawn(process.execPath, [...profile, convoyJs, 'serve'], { env: serverEnv, stdio: ['ignore', 'ignore', 'inherit'] });
     children.push(server);
     await waitForPort(httpPort);
     const base = `http://127.0.0.1:${httpPort}`;
@@ -202,6 +200,10 @@ async function main(): Promise<void> {
     await api(base, 'POST', '/api/v1/bundles/storm/versions', { version: '1.0.0' });
     await api(base, 'PUT', '/api/v1/bundles/storm/versions/1.0.0/artifacts/a.txt', { type: 'file', digest, size: bytes.length });
     await api(base, 'POST', '/api/v1/bundles/storm/versions/1.0.0/approve');
+    // The version the Mosquitto phase deploys (a newer one supersedes the first deployments).
+    await api(base, 'POST', '/api/v1/bundles/storm/versions', { version: '1.0.1' });
+    await api(base, 'PUT', '/api/v1/bundles/storm/versions/1.0.1/artifacts/a.txt', { type: 'file', digest, size: bytes.length });
+    await api(base, 'POST', '/api/v1/bundles/storm/versions/1.0.1/approve');
 
     const convoy = await storm(mqttsPort, devices, key, ca);
     say(`convoy (aedes, mTLS): all ${devices.length} connected and subscribed in ${(convoy.ms / 1000).toFixed(2)} s`);
@@ -211,28 +213,24 @@ async function main(): Promise<void> {
     const convoyRss = await peakRssMb(server.pid!);
     await Promise.all(convoy.clients.map((c) => c.endAsync(true)));
 
-    // Mosquitto from `convoy broker config mosquitto`.
-    const config = await exec(process.execPath, [convoyJs, 'broker', 'config', 'mosquitto', '--pki', pki, '--acl-file', path.join(work, 'convoy.acl'), '--port', String(mosquittoPort), '--host', '127.0.0.1'], { env: { ...process.env, CONVOY_URL: base, CONVOY_TOKEN: adminToken } });
+    // Mosquitto from `convoy broker config mosquitto`, and the same server (same database) now
+    // its client (CONVOY_MQTT_URL): notices go out through the API on both sides, as in production.
+    await new Promise((resolve) => server.once('exit', resolve).kill('SIGTERM'));
+    const config = await exec(process.execPath, [convoyJs, 'broker', 'config', 'mosquitto', '--pki', pki, '--acl-file', path.join(work, 'convoy.acl'), '--port', String(mosquittoPort), '--host', '127.0.0.1']);
     await fs.writeFile(path.join(work, 'mosquitto.conf'), `${config.stdout}\nuser root\nmax_connections -1\n`);
     const mosquitto = spawn('mosquitto', ['-c', path.join(work, 'mosquitto.conf')], { stdio: ['ignore', 'ignore', 'ignore'] });
     children.push(mosquitto);
     await waitForPort(mosquittoPort);
-    const publisher = await mqtt.connectAsync(`mqtts://127.0.0.1:${mosquittoPort}`, {
-      clientId: 'convoy-server',
-      cert: await fs.readFile(path.join(pki, 'mqtt-client.pem'), 'utf8'),
-      key: await fs.readFile(path.join(pki, 'mqtt-client.key'), 'utf8'),
-      ca,
-      protocolVersion: 4,
-    });
+    const client = spawn(process.execPath, [convoyJs, 'serve'], { env: { ...serverEnv, CONVOY_MQTT_URL: `mqtts://127.0.0.1:${mosquittoPort}` }, stdio: ['ignore', 'ignore', 'inherit'] });
+    children.push(client);
+    await waitForPort(httpPort);
     const peer = await storm(mosquittoPort, devices, key, ca);
     say(`mosquitto (mTLS): all ${devices.length} connected and subscribed in ${(peer.ms / 1000).toFixed(2)} s`);
-    // As the Convoy server does on an external broker: one retained notice per device of the group.
     const peerDelays = await notices(peer.clients, devices, groups, async (group) => {
-      await Promise.all(devices.filter((d) => d.group === group).map((d) => publisher.publishAsync(deviceReleaseTopic(d.id), JSON.stringify({ type: 'release', group }), { qos: 1, retain: true })));
+      await api(base, 'POST', '/api/v1/deployments', { bundle: 'storm', version: '1.0.1', group });
     });
     const peerRss = await peakRssMb(mosquitto.pid!);
     await Promise.all(peer.clients.map((c) => c.endAsync(true)));
-    await publisher.endAsync();
 
     const p = (list: number[], q: number) => percentile(list, q).toFixed(0);
     say('');
