@@ -9,6 +9,9 @@ import { normalSerial, PkiError, type KeyPair } from './pki.ts';
  * helpers and signed with node's native RSA. Pure: the clock and the list are parameters.
  */
 
+/** Its file name in the PKI folder (CONVOY_PKI_DIR): the server writes it, `convoy broker config mosquitto` names it as `crlfile`. */
+export const crlFileName = 'crl.pem';
+
 export interface RevokedCertificate {
   /** Hex, as the enrollment store keeps it (any case, leading zero octets or not). */
   serial: string;

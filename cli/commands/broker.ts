@@ -1,10 +1,9 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { createCrl } from '../../certs/crl.ts';
+import { createCrl, crlFileName } from '../../certs/crl.ts';
 import { splitPem } from '../../certs/pki.ts';
 import { mosquittoAcl } from '../../protocol/acl.ts';
 import { writeFileAtomic } from '../../lib/files.ts';
-import { crlFileName } from '../../server/broker/crl.ts';
 import { CliError } from '../client.ts';
 import { command, needText, type Command } from '../command.ts';
 import { print } from '../output.ts';

@@ -1,11 +1,8 @@
 import path from 'node:path';
-import { createCrl, type RevokedCertificate } from '../../certs/crl.ts';
+import { createCrl, crlFileName, type RevokedCertificate } from '../../certs/crl.ts';
 import type { KeyPair } from '../../certs/pki.ts';
 import { writeFileAtomic } from '../../lib/files.ts';
 import type { Logger } from '../../protocol/log.ts';
-
-/** The file name in the PKI folder (CONVOY_PKI_DIR) that `convoy broker config mosquitto` names as `crlfile`. */
-export const crlFileName = 'crl.pem';
 
 /**
  * Keeps the fleet CA's revocation list on disk for a standard broker (Mosquitto's `crlfile`):
