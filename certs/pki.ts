@@ -14,7 +14,7 @@ import forge from 'node-forge';
  * itself can read X.509 but not write it. RFC 5280 is the reference for every extension below.
  */
 
-export type PkiErrorCode = 'bad_csr' | 'bad_name' | 'bad_key' | 'not_a_ca';
+export type PkiErrorCode = 'bad_csr' | 'bad_name' | 'bad_key' | 'not_a_ca' | 'bad_serial';
 
 /** A PKI input that cannot be used, with a stable code callers branch on. */
 export class PkiError extends Error {

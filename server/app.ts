@@ -35,6 +35,8 @@ import { createDeviceStore } from './devices/store.ts';
 import { createReleaseNotices, type ReleaseNotices } from './releases/service.ts';
 import { openFleetPki, readMqttClientIdentity } from './enrollment/pki.ts';
 import { connectExternalBroker } from './broker/external.ts';
+import { createCrlWriter } from './broker/crl.ts';
+import { createBatchLoader } from './broker/batch.ts';
 import { deviceIdFromStatusTopic, deviceStatusTopic } from '../protocol/messages.ts';
 import { enrollmentRoutes } from './enrollment/routes.ts';
 import { createEnrollmentService, type EnrollmentService } from './enrollment/service.ts';
@@ -208,7 +210,9 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
           broker?.disconnectDevice(id);
           await deployments!.deviceRemoved(id);
         },
-        moved: (id) => broker?.disconnectDevice(id),
+        // aedes holds the group from the connection: the device signs in again under its new one.
+        // An external broker's ACL names no group (protocol/acl.ts): nothing to redo there.
+        moved: (id) => (config.mqttUrl ? undefined : broker?.disconnectDevice(id)),
       },
       now,
       log: log.child('devices'),
@@ -231,7 +235,13 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     // the server's certificate. Enrollment is made after the broker (it reports the MQTT port).
     const pki = await openFleetPki({ pkiDir: config.pkiDir, dataDir: config.dataDir, now, log: log.child('pki') });
     let enrollment: EnrollmentService | undefined;
-    const certificatePrincipal = async (peer: { commonName: string; serial: string }) => enrollment?.principalOfCertificate(peer);
+    // Certificates of connections arriving together are looked up together (server/broker/batch.ts):
+    // a reconnect storm's sign-ins share a few queries; nothing is cached, so revocation stays immediate.
+    const certificates = createBatchLoader(
+      (peers: readonly { commonName: string; serial: string }[]) => enrollment?.principalsOfCertificates(peers) ?? Promise.resolve(new Map()),
+      { maxBatch: 500 },
+    );
+    const certificatePrincipal = (peer: { commonName: string; serial: string }) => certificates.load(peer);
     const mtls = async () => {
       const material = await pki.tls();
       // requestCert + rejectUnauthorized: only clients with a certificate chaining to the fleet root get through.
@@ -259,7 +269,8 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
           const id = deviceIdFromStatusTopic(topic);
           if (!id) return;
           // A decommissioned device is refused here as on the embedded broker.
-          void devices.findActive(id).then((found) => found && devices.receiveStatus(topic, payload, { type: 'device', deviceId: found.id, group: found.group }));
+          // A revoked device still talking got back in before the broker reread the CRL: out again.
+          void devices.findActive(id).then((found) => (found ? devices.receiveStatus(topic, payload, { type: 'device', deviceId: found.id, group: found.group }) : broker?.disconnectDevice(id)));
         },
         log: log.child('mqtt'),
       });
@@ -269,7 +280,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       port: config.mqttPort,
       authenticate: (token) => auth.authenticate(token),
       onMessage: (topic, payload, principal) => void devices.receiveStatus(topic, payload, principal),
-      onPresence: (id, online) => void devices.presence(id, online).catch((error: unknown) => log.warn('presence not recorded', { error })),
+      onPresenceMany: (online, offline) => devices.presenceMany(online, offline),
       log: log.child('mqtt'),
       listener: { server: ports.mqtt, serve: (handler) => ports.serveMqtt(handler) },
       limits: config.mqttLimits,
@@ -279,14 +290,31 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     // Device identity (issue 11): enrollment adds devices (devices capability) and mints their
     // tokens (auth capability) in one transaction, through the functions passed here.
     const deviceStore = createDeviceStore(db);
+    const enrollmentStore = createEnrollmentStore(db);
+    // The revocation list a standard broker reads (`crlfile` in `convoy broker config mosquitto`),
+    // next to the CA files; a PKI folder the server may not write is logged, not fatal.
+    const crl = config.pkiDir
+      ? createCrlWriter({
+          dir: config.pkiDir,
+          issuer: () => pki.issuer(),
+          revoked: async (at) => (await enrollmentStore.revokedCertificates(at.toISOString())).map((r) => ({ serial: r.serial, revokedAt: new Date(r.revoked_at) })),
+          now,
+          log: log.child('pki'),
+        })
+      : undefined;
+    const writeCrl = () => crl?.write().catch((error: unknown) => log.warn('the certificate revocation list was not written', { file: crl.file, error }));
+    await writeCrl();
     enrollment = createEnrollmentService({
-      store: createEnrollmentStore(db),
+      store: enrollmentStore,
       pki,
       // `convoy device revoke` decommissions the device (the devices capability's one path: marked
       // decommissioned, MQTT sessions closed, out of its deployments) once its certificates are
       // revoked; its live tokens are counted here first, for the answer.
       async onRevoked(id, at) {
         const tokens = await authStore.revokeDeviceTokens(id, at);
+        // The list first: a broker reloaded on its change refuses the certificate before the
+        // live session is closed (decommissioning closes it), so the device cannot slip back in.
+        await writeCrl();
         await devices.decommission(id, 'convoy device revoke');
         return { tokens };
       },
@@ -295,6 +323,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
         find: (id) => devices.findActive(id),
         // Any registered device, decommissioned too: its certificates are still worth showing.
         exists: async (id) => (await deviceStore.find(id)) !== undefined,
+        findMany: (ids) => devices.findActiveMany(ids),
         ensureGroup: (group) => groups!.ensureStatic(group, undefined, 'enrollment'),
         add: (id, group, at, trx) => deviceStore.insert(id, group, at, trx),
         added: () => void deployments?.syncMembers(),

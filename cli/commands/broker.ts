@@ -1,6 +1,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { device, listOf } from '../../protocol/api.ts';
+import { createCrl, crlFileName } from '../../certs/crl.ts';
+import { splitPem } from '../../certs/pki.ts';
 import { mosquittoAcl } from '../../protocol/acl.ts';
 import { writeFileAtomic } from '../../lib/files.ts';
 import { CliError } from '../client.ts';
@@ -10,15 +11,21 @@ import { print } from '../output.ts';
 /*
  * `convoy broker config mosquitto`: when one process is outgrown, a standard broker enforces the
  * same device rules as the embedded one (protocol/acl.ts). Prints mosquitto.conf and writes the
- * ACL file it names; the device list (for group notices) comes from the API, so run it again (and
- * reload Mosquitto with SIGHUP) after devices join.
+ * ACL file it names. The ACL names no device and no group, so it is written once: devices that
+ * join or move need no new configuration. The revocation list (`crlfile`, crl.pem in the PKI
+ * folder) is the server's to keep current; an empty one is written here if there is none yet,
+ * because Mosquitto refuses to start on a missing crlfile.
  */
+
+/** Where Debian and Ubuntu install Mosquitto 2's dynamic-security plugin (package mosquitto). */
+const defaultDynsecPlugin = `/usr/lib/${process.arch === 'arm64' ? 'aarch64' : 'x86_64'}-linux-gnu/mosquitto_dynamic_security.so`;
 
 export const commands: Record<string, Command> = {
   'broker config': command({
-    usage: 'convoy broker config mosquitto --pki DIR --acl-file FILE [--port 8883] [--host 0.0.0.0] [--server-user convoy-server] [--offline]',
-    options: { pki: { type: 'string' }, 'acl-file': { type: 'string' }, port: { type: 'string' }, host: { type: 'string' }, 'server-user': { type: 'string' }, offline: { type: 'boolean' } },
-    async run({ positionals, flags, api }) {
+    usage: 'convoy broker config mosquitto --pki DIR --acl-file FILE [--port 8883] [--host 0.0.0.0] [--server-user convoy-server] [--dynsec-plugin PATH|none] [--dynsec-file FILE]',
+    // --offline is accepted for older scripts: the configuration no longer asks the server anything.
+    options: { pki: { type: 'string' }, 'acl-file': { type: 'string' }, port: { type: 'string' }, host: { type: 'string' }, 'server-user': { type: 'string' }, offline: { type: 'boolean' }, 'dynsec-plugin': { type: 'string' }, 'dynsec-file': { type: 'string' } },
+    async run({ positionals, flags }) {
       if (positionals[0] !== 'mosquitto') throw new CliError(`only "mosquitto" is supported, got "${positionals[0] ?? ''}"`);
       const pki = path.resolve(needText(flags.pki, '--pki DIR', 'the server/ folder of convoy ca init (ca.pem, tls.pem, tls.key)'));
       const aclFile = path.resolve(needText(flags['acl-file'], '--acl-file FILE', 'where to write the ACL file Mosquitto reads'));
@@ -26,12 +33,25 @@ export const commands: Record<string, Command> = {
       if (!/^\d{1,5}$/.test(port) || Number(port) > 65535) throw new CliError(`--port must be a port number, got "${port}"`);
       const host = flags.host ?? '0.0.0.0';
       const serverUser = flags['server-user'] ?? 'convoy-server';
-      for (const file of ['ca.pem', 'tls.pem', 'tls.key']) {
+      for (const file of ['ca.pem', 'tls.pem', 'tls.key', 'issuer.pem', 'issuer.key']) {
         if (!(await fs.stat(path.join(pki, file)).catch(() => undefined))) throw new CliError(`${path.join(pki, file)} does not exist: --pki is the server/ folder of convoy ca init`);
       }
-      // --offline: the first configuration, before the server (its client) runs: no group lines yet.
-      const devices = flags.offline ? [] : await api().request('GET', '/api/v1/devices', { schema: listOf(device) });
-      await writeFileAtomic(aclFile, mosquittoAcl({ serverUser, devices: devices.map((d) => ({ deviceId: d.id, groups: [d.group] })) }));
+      await writeFileAtomic(aclFile, mosquittoAcl({ serverUser }));
+      const crlFile = path.join(pki, crlFileName);
+      if (!(await fs.stat(crlFile).catch(() => undefined))) {
+        const certPem = splitPem(await fs.readFile(path.join(pki, 'issuer.pem'), 'utf8'))[0];
+        if (!certPem) throw new CliError(`${path.join(pki, 'issuer.pem')} holds no certificate`);
+        await writeFileAtomic(crlFile, createCrl({ issuer: { certPem, keyPem: await fs.readFile(path.join(pki, 'issuer.key'), 'utf8') }, revoked: [], now: new Date() }));
+      }
+      // The dynamic-security plugin lets the server close every session of a revoked device
+      // (server/broker/external.ts); its own access rules stay unused (the ACL file decides, and
+      // its defaults deny everything to the users it holds, which are only revoked devices).
+      const plugin = flags['dynsec-plugin'] ?? defaultDynsecPlugin;
+      const dynsecFile = path.resolve(flags['dynsec-file'] ?? path.join(path.dirname(aclFile), 'convoy-dynsec.json'));
+      if (plugin !== 'none' && !(await fs.stat(dynsecFile).catch(() => undefined))) {
+        // Written once: from then on the plugin keeps its own state in it.
+        await writeFileAtomic(dynsecFile, `${JSON.stringify({ defaultACLAccess: { publishClientSend: false, publishClientReceive: false, subscribe: false, unsubscribe: true }, clients: [], groups: [], roles: [] }, null, 2)}\n`, 0o600);
+      }
       print(
         [
           '# Generated by `convoy broker config mosquitto`: mutual TLS, the certificate CN is the user name.',
@@ -44,9 +64,15 @@ export const commands: Record<string, Command> = {
           'require_certificate true',
           'use_identity_as_username true',
           'tls_version tlsv1.2',
+          '# Revoked device certificates: the Convoy server rewrites this file at each revocation;',
+          '# Mosquitto rereads it on SIGHUP (docs/device-install.md: a path unit can send it).',
+          `crlfile ${crlFile}`,
           `acl_file ${aclFile}`,
           '# A fleet reconnecting at once after a restart queues many messages per client.',
           'max_queued_messages 1000',
+          ...(plugin === 'none'
+            ? []
+            : ['# Lets the server close a revoked device\'s sessions (the file must be the mosquitto user\'s).', `plugin ${plugin}`, `plugin_opt_config_file ${dynsecFile}`]),
         ].join('\n'),
       );
     },

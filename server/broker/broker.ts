@@ -7,6 +7,7 @@ import { clientIdAllowed } from '../../protocol/client-ids.ts';
 import type { Logger } from '../../protocol/log.ts';
 import { bundleFromReleasesTopic, bundleReleasesTopic, maxMessageBytes } from '../../protocol/messages.ts';
 import { actsAsAdmin, isAllowed, type Principal } from '../auth/policy.ts';
+import { createPresenceBatcher } from './batch.ts';
 import { createConnectionGuard, defaultMqttLimits, type MqttLimits } from './limits.ts';
 import { createStatusRate } from './status-rate.ts';
 
@@ -39,6 +40,12 @@ export interface BrokerDeps {
   onMessage: (topic: string, payload: Buffer, principal: Principal) => void;
   /** A device's session opened or closed (online state; rollouts). */
   onPresence?: (deviceId: string, online: boolean) => void;
+  /**
+   * Presence written in batches instead (batch.ts): the latest state of each device since the
+   * last write, so a reconnect storm's sign-ins do not queue one UPDATE each on the database
+   * that the next sign-ins' lookups wait for. Preferred over `onPresence` when both are given.
+   */
+  onPresenceMany?: (online: readonly string[], offline: readonly string[]) => Promise<void>;
   log: Logger;
   /** A listener bound already (server/listeners.ts: ports are bound before any state is made); without one the broker binds `port` itself. */
   listener?: { server: net.Server; serve(handler: (socket: net.Socket) => void): void };
@@ -81,6 +88,8 @@ export async function startBroker(deps: BrokerDeps): Promise<Broker> {
   const peers = new WeakMap<object, { commonName: string; serial: string }>();
   const limits = deps.limits ?? defaultMqttLimits;
   const statusRate = createStatusRate({ perSecond: limits.statusPerSecond, burst: limits.statusBurst, log: deps.log });
+  const presenceBatch = deps.onPresenceMany ? createPresenceBatcher(deps.onPresenceMany, (error) => deps.log.warn('presence not recorded', { error })) : undefined;
+  const presence = (deviceId: string, online: boolean) => (presenceBatch ? presenceBatch.offer(deviceId, online) : deps.onPresence?.(deviceId, online));
   const guard = createConnectionGuard(limits, (reason, remote) => deps.log.debug('MQTT connection closed by the guard', { reason, remote }));
 
   /** A connection lives no longer than its token: it is closed when the token expires. */
@@ -175,13 +184,13 @@ export async function startBroker(deps: BrokerDeps): Promise<Broker> {
   });
   aedes.on('clientReady', (client) => {
     const principal = principals.get(client);
-    if (principal?.type === 'device') deps.onPresence?.(principal.deviceId, true);
+    if (principal?.type === 'device') presence(principal.deviceId, true);
   });
   aedes.on('clientDisconnect', (client) => {
     const principal = principals.get(client);
     // Offline only when no other session of the device remains (a reconnect may overlap).
     if (principal?.type === 'device' && ![...clients].some((c) => c !== client && (principals.get(c) as { deviceId?: string } | undefined)?.deviceId === principal.deviceId)) {
-      deps.onPresence?.(principal.deviceId, false);
+      presence(principal.deviceId, false);
     }
     clients.delete(client);
     clearTimeout(expiryTimers.get(client));
@@ -250,6 +259,8 @@ export async function startBroker(deps: BrokerDeps): Promise<Broker> {
       guard.close();
       statusRate.close();
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
+      // The last sessions' "offline" reach the database before the server closes it.
+      await presenceBatch?.flush();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       if (tlsServer) await new Promise<void>((resolve) => tlsServer.close(() => resolve()));
     },

@@ -104,6 +104,11 @@ export function createDeviceService(deps: {
       return device && !device.decommissionedAt ? device : undefined;
     },
 
+    /** `findActive` for many ids in one query, keyed by id (absent: unknown or decommissioned). */
+    async findActiveMany(ids: readonly string[]): Promise<Map<string, Device>> {
+      return new Map((await deps.store.findMany(ids)).filter((d) => !d.decommissionedAt).map((d) => [d.id, d]));
+    },
+
     async show(id: string): Promise<DeviceDetail> {
       const device = await requireDevice(id);
       const history = await deps.store.history(id);
@@ -151,6 +156,15 @@ export function createDeviceService(deps: {
     /** The device's MQTT session opened or closed (embedded broker events, or its last will). */
     presence(deviceId: string, online: boolean): Promise<void> {
       return track(deps.store.setOnline(deviceId, online, now()));
+    },
+
+    /** Many presence changes at once (the broker's batch during a reconnect storm). */
+    presenceMany(online: readonly string[], offline: readonly string[]): Promise<void> {
+      const at = now();
+      return track((async () => {
+        if (online.length > 0) await deps.store.setOnlineMany(online, true, at);
+        if (offline.length > 0) await deps.store.setOnlineMany(offline, false, at);
+      })());
     },
 
     async drain(): Promise<void> {

@@ -69,6 +69,11 @@ export function createDeviceStore(db: Db) {
       const row = await db<DeviceRow>('devices').where({ id }).first();
       return row ? toDevice(row) : undefined;
     },
+    async findMany(ids: readonly string[]): Promise<Device[]> {
+      const found: Device[] = [];
+      for (let i = 0; i < ids.length; i += 400) found.push(...(await db<DeviceRow>('devices').whereIn('id', ids.slice(i, i + 400))).map(toDevice));
+      return found;
+    },
     /** Every device that is not decommissioned, for group evaluation; ordered by id. */
     async listActive(): Promise<Device[]> {
       return (await db<DeviceRow>('devices').whereNull('decommissioned_at').orderBy('id')).map(toDevice);
@@ -112,6 +117,10 @@ export function createDeviceStore(db: Db) {
     },
     async setOnline(deviceId: string, online: boolean, now: string): Promise<void> {
       await db('devices').where({ id: deviceId }).update({ online, ...(online ? { last_seen_at: now } : {}) });
+    },
+    /** Presence of many devices in one statement per chunk (the broker batches a storm's sign-ins). */
+    async setOnlineMany(ids: readonly string[], online: boolean, now: string): Promise<void> {
+      for (let i = 0; i < ids.length; i += 400) await db('devices').whereIn('id', ids.slice(i, i + 400)).update({ online, ...(online ? { last_seen_at: now } : {}) });
     },
     async setGroup(deviceId: string, group: string): Promise<void> {
       await db('devices').where({ id: deviceId }).update({ group_name: group });

@@ -29,6 +29,8 @@ export function createEnrollmentService(deps: {
     find(id: string): Promise<Device | undefined>;
     /** Whether the device was ever registered (decommissioned ones too). */
     exists(id: string): Promise<boolean>;
+    /** Many active devices at once, by id (a reconnect storm's certificates, in one query). */
+    findMany?(ids: readonly string[]): Promise<Map<string, Device>>;
     ensureGroup?(group: string): Promise<void>;
     add(id: string, group: string, now: string, trx: Db): Promise<void>;
     added?(id: string): void;
@@ -184,15 +186,25 @@ export function createEnrollmentService(deps: {
     },
 
     /**
-     * Who a TLS client certificate stands for. The TLS layer already verified the chain and the
-     * dates; this refuses certificates the server did not record (another CA's key reused) or
-     * revoked, and devices no longer registered.
+     * Who TLS client certificates stand for, many at once in two queries (server/broker/batch.ts
+     * gathers the connections of a storm); answers are keyed by the very peer objects given. The
+     * TLS layer already verified the chain and the dates; this refuses certificates the server did
+     * not record (another CA's key reused) or revoked, and devices no longer registered.
      */
-    async principalOfCertificate(peer: { commonName: string; serial: string }): Promise<Principal | undefined> {
-      const record = await store.findCertificate(normalSerial(peer.serial));
-      if (!record || record.revoked_at !== null || record.device_id !== peer.commonName) return undefined;
-      const found = await deps.devices.find(record.device_id);
-      return found ? { type: 'device', deviceId: found.id, group: found.group } : undefined;
+    async principalsOfCertificates<P extends { commonName: string; serial: string }>(peers: readonly P[]): Promise<Map<P, Principal>> {
+      const records = await store.findCertificates([...new Set(peers.map((peer) => normalSerial(peer.serial)))]);
+      const valid = peers.filter((peer) => {
+        const record = records.get(normalSerial(peer.serial));
+        return record !== undefined && record.revoked_at === null && record.device_id === peer.commonName;
+      });
+      const ids = [...new Set(valid.map((peer) => peer.commonName))];
+      const devices = deps.devices.findMany ? await deps.devices.findMany(ids) : new Map((await Promise.all(ids.map((id) => deps.devices.find(id)))).flatMap((d) => (d ? [[d.id, d] as const] : [])));
+      const answers = new Map<P, Principal>();
+      for (const peer of valid) {
+        const found = devices.get(peer.commonName);
+        if (found) answers.set(peer, { type: 'device', deviceId: found.id, group: found.group });
+      }
+      return answers;
     },
 
     /** `convoy device revoke`: every certificate and token of the device stops working now. */

@@ -76,6 +76,21 @@ export function createEnrollmentStore(db: Db) {
       return db('device_certificates').where({ device_id: deviceId }).orderBy([{ column: 'issued_at', order: 'desc' }, { column: 'serial', order: 'desc' }]).select<DeviceCertificateRow[]>('serial', 'device_id', 'fingerprint', 'not_after', 'issued_at', 'revoked_at');
     },
 
+    /** Revoked certificates not yet expired: what the CRL lists (an expired one is refused anyway, RFC 5280 §3.3). */
+    async revokedCertificates(now: string): Promise<{ serial: string; revoked_at: string }[]> {
+      return db('device_certificates').whereNotNull('revoked_at').andWhere('not_after', '>', now).orderBy('serial').select('serial', 'revoked_at');
+    },
+
+    /** Many certificates in few statements (chunks of 400: SQLite's bound-parameter limit is far above). */
+    async findCertificates(serials: readonly string[]): Promise<Map<string, { serial: string; device_id: string; revoked_at: string | null }>> {
+      const found = new Map<string, { serial: string; device_id: string; revoked_at: string | null }>();
+      for (let i = 0; i < serials.length; i += 400) {
+        const rows = await db('device_certificates').whereIn('serial', serials.slice(i, i + 400)).select<{ serial: string; device_id: string; revoked_at: string | null }[]>('serial', 'device_id', 'revoked_at');
+        for (const row of rows) found.set(row.serial, row);
+      }
+      return found;
+    },
+
     async findCertificate(serial: string): Promise<{ serial: string; device_id: string; revoked_at: string | null } | undefined> {
       return db('device_certificates').where({ serial }).first();
     },
