@@ -63,7 +63,7 @@ const writeBatchBytes = 1024 * 1024;
  * --expose-gc (the systemd unit does), a minor collection every this many received bytes frees
  * them; it costs well under a millisecond, since nothing the transfer holds is young. Their
  * memory goes back a collection later (V8 sweeps array buffers in the background), so about two
- * of these intervals of dead reads are resident at any time: peak RSS installing 1 GiB was 89-93
+ * of these intervals of dead reads are resident at any time: peak RSS installing 1 GiB was 89-94
  * MiB collecting every 8 MiB, 72-77 every 2 MiB, 70-73 every 1 MiB (scripts/bench/footprint).
  * After a large transfer one full collection also frees the batch buffers and what reached the
  * old generation (idle RSS after a 512 MiB update: 65 MiB without it, 61 with it).
