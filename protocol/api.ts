@@ -3,6 +3,7 @@ import { artifactName, artifactType, bundleName, deviceId, digest, groupName, ve
 import { deviceState } from './messages.ts';
 import type { ErrorCode } from './errors.ts';
 import { approvalSummary, revocation } from './trust.ts';
+import { architecture, packageFormat, packageInfo, packageName, packageVersion } from './package.ts';
 
 /*
  * The REST API's bodies, requests and responses alike. The server validates requests with these;
@@ -20,23 +21,7 @@ export const createBundleRequest = z.strictObject({
 /** With `copyFrom`, the new draft starts with every artifact of that version of the same bundle. */
 export const createVersionRequest = z.strictObject({ version, copyFrom: version.optional() });
 
-/*
- * Packages are artifacts of type `package` with a format. Where the format defines where its
- * metadata lives (a .deb's control file, an npm tarball's package.json, an RPM header) the server
- * reads it from the bytes; fields given by the user must agree with it. Otherwise (generic) the
- * user gives them.
- */
-export const packageFormats = ['deb', 'rpm', 'npm', 'generic'] as const;
-export const packageFormat = z.enum(packageFormats);
-export type PackageFormat = z.infer<typeof packageFormat>;
-/** Debian, RPM and npm package names (npm scopes included); no spaces or control characters. */
-export const packageName = z.string().regex(/^[A-Za-z0-9@_][A-Za-z0-9@/._+~-]{0,213}$/, 'must be 1-214 letters, digits or one of @ / . _ + ~ -');
-/** Debian (epoch:upstream-revision), RPM and semver versions. */
-export const packageVersion = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9.+~:_-]{0,127}$/, 'must be 1-128 letters, digits or one of . + ~ : _ -, starting with a letter or digit');
-export const architecture = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$/, 'must be 1-32 letters, digits, ".", "_" or "-" (amd64, x86_64, noarch, all…)');
-
-export const packageInfo = z.strictObject({ format: packageFormat, name: packageName, version: packageVersion, architecture });
-export type PackageInfo = z.infer<typeof packageInfo>;
+export { architecture, packageFormat, packageFormats, packageInfo, packageName, packageVersion, type PackageFormat, type PackageInfo } from './package.ts';
 /** What a user may say about a package: the format, and the fields the file does not hold. */
 export const packageInput = z.strictObject({
   format: packageFormat,

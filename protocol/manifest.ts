@@ -1,5 +1,5 @@
 import * as z from 'zod';
-import { packageInfo } from './api.ts';
+import { packageInfo } from './package.ts';
 import { artifactName, artifactType, bundleName, digest, version } from './names.ts';
 
 /**

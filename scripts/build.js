@@ -12,13 +12,14 @@
 // the dist/ shipped with the program is used as it is (docs/device-install.md).
 //
 //   node scripts/build.js [--outdir DIR]     # default dist/
-import { existsSync, rmSync } from 'node:fs';
+//   node scripts/build.js --metafile FILE    # also writes esbuild's metafile (what each chunk holds)
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const { values } = parseArgs({ options: { outdir: { type: 'string', default: path.join(root, 'dist') } }, strict: true });
+const { values } = parseArgs({ options: { outdir: { type: 'string', default: path.join(root, 'dist') }, metafile: { type: 'string' } }, strict: true });
 const outdir = path.resolve(values.outdir);
 
 let esbuild;
@@ -35,8 +36,9 @@ try {
 
 // A clean build: a file removed from the sources must not live on in dist/.
 rmSync(outdir, { recursive: true, force: true });
-await esbuild.build({
+const result = await esbuild.build({
   absWorkingDir: root,
+  metafile: Boolean(values.metafile),
   entryPoints: { convoy: 'cli/main.ts', convoyd: 'device/main.ts' },
   outdir,
   bundle: true,
@@ -57,3 +59,4 @@ await esbuild.build({
   banner: { js: "import { createRequire as __convoyRequire } from 'node:module'; const require = __convoyRequire(import.meta.url);" },
   logLevel: 'warning',
 });
+if (values.metafile) writeFileSync(values.metafile, JSON.stringify(result.metafile));

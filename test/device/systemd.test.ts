@@ -34,6 +34,17 @@ interface Datagram {
   message: Buffer;
 }
 
+// The unit tunes V8 with flags of its own (docs/device-install.md). node refuses to start on a
+// flag it does not know (exit 9, "bad option"), so a Node upgrade that dropped one would leave
+// the device without its daemon: the node that runs the tests must accept every one of them.
+test("the node in use accepts the unit's ExecStart flags", async (t) => {
+  const unit = await fs.readFile(unitFile, 'utf8');
+  const flags = /^ExecStart=\S*node((?: --\S+)*) \S*bin\/convoyd\.js/m.exec(unit)?.[1]?.trim().split(/\s+/) ?? [];
+  t.true(flags.includes('--expose-gc'), `flags read from ExecStart: ${flags.join(' ')}`);
+  const { stdout } = await promisify(execFile)(process.execPath, [...flags, '-e', 'process.stdout.write(String(typeof gc))'], { env: { ...process.env, NODE_OPTIONS: '' } });
+  t.is(stdout, 'function');
+});
+
 test('convoyd speaks sd_notify: READY, STATUS on each step, WATCHDOG pings, STOPPING', async (t) => {
   const unix = createRequire(import.meta.url)('unix-dgram') as {
     createSocket(type: 'unix_dgram', listener: (message: Buffer) => void): { bind(path: string): void; close(): void; on(e: 'error', l: (e: Error) => void): void };
