@@ -41,16 +41,16 @@ export function deploymentRoutes(service: DeploymentService): Route[] {
     route({
       method: 'GET', path: '/api/v1/deployments', action: 'deployment:read', summary: 'List deployments with their state and counts, newest first (paginated; ?group= ?state= ?bundle=)',
       query: deploymentListQuery, responses: { 200: z.array(rolloutSummary) },
-      async handler({ koa, query }) {
+      async handler({ koa, query, principal }) {
         const page = pageOf(query);
-        sendPage(koa, page, await service.list({ group: query.group, state: query.state, bundle: query.bundle }, { offset: page.offset, limit: page.perPage }));
+        sendPage(koa, page, await service.list({ group: query.group, state: query.state, bundle: query.bundle }, { offset: page.offset, limit: page.perPage }, principal!));
       },
     }),
     route({
       method: 'GET', path: '/api/v1/deployments/:id', action: 'deployment:read', params: deploymentPath, summary: "One deployment: counts per device state and per phase, each device's transitions",
       responses: { 200: rolloutDetail },
-      async handler({ koa, params }) {
-        koa.body = await service.show(idParam(params));
+      async handler({ koa, params, principal }) {
+        koa.body = await service.showFor(principal!, idParam(params));
       },
     }),
     control('pause', 'Pause a deployment: no new phase starts (devices already told go on)'),

@@ -158,6 +158,15 @@ export function createGroupService(deps: {
       return (await deps.listDevices()).filter((d) => inGroup(row, d));
     },
 
+    /**
+     * Every group a device is in, as a function over devices: the dynamic groups are read (and
+     * their filters parsed) once, so a listing of thousands of devices costs one query.
+     */
+    async membership(): Promise<(device: Device) => string[]> {
+      const dynamic = await deps.store.listDynamic();
+      return (device) => [device.group, ...dynamic.filter((row) => inGroup(row, device)).map((row) => row.name)];
+    },
+
     /** Every group one device is in: its static group first, then the dynamic ones it matches. */
     async groupsOf(device: Device): Promise<string[]> {
       const dynamic = (await deps.store.listDynamic()).filter((row) => inGroup(row, device)).map((row) => row.name);
