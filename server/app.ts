@@ -397,7 +397,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
           },
           noticeFor: (id) => startedDeployments.noticeFor(id),
         }),
-        ...groupRoutes(startedGroups, { changed: () => void startedDeployments.syncMembers() }),
+        ...groupRoutes(startedGroups, { changed: () => void startedDeployments.syncMembers(), visible: (viewer, rows) => devices.visibleTo(viewer, rows) }),
         ...trustRoutes({
           trust,
           approvals,

@@ -133,6 +133,9 @@ export function createDeviceService(deps: {
       return device && !device.decommissionedAt ? device : undefined;
     },
 
+    /** The devices of `rows` that `viewer` may see (server/auth/reads.ts). */
+    visibleTo: (viewer: Principal, rows: Device[]): Promise<Device[]> => visible(deviceReadScope(viewer), rows),
+
     /**
      * A device the caller may not see answers 404 like a missing one (its existence is not
      * revealed); used by every route that reads one device before acting on it.

@@ -173,9 +173,11 @@ export function createGroupService(deps: {
       return [device.group, ...dynamic];
     },
 
-    async preview(filter: string): Promise<{ filter: string; total: number; devices: string[] }> {
+    /** The devices a filter matches now, among those `keep` leaves (the caller's read model). */
+    async preview(filter: string, keep?: (devices: Device[]) => Promise<Device[]>): Promise<{ filter: string; total: number; devices: string[] }> {
       const parsedFilter = filterOf(filter);
-      const devices = (await deps.listDevices()).filter((d) => matchesFilter(parsedFilter, deviceAttributes(d))).map((d) => d.id);
+      const matched = (await deps.listDevices()).filter((d) => matchesFilter(parsedFilter, deviceAttributes(d)));
+      const devices = (keep ? await keep(matched) : matched).map((d) => d.id);
       return { filter, total: devices.length, devices: devices.slice(0, 1000) };
     },
 
