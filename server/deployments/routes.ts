@@ -3,6 +3,7 @@ import { releaseNotice } from '../../protocol/messages.ts';
 import { groupPath } from '../../protocol/api.ts';
 import { createRolloutRequest, deploymentPath, deploymentListQuery, retryRequest, rolloutActionResult, rolloutDetail, rolloutSummary } from '../../protocol/rollout.ts';
 import { principalName } from '../auth/policy.ts';
+import { mayReadDeployment } from '../auth/reads.ts';
 import { ApiError } from '../http/errors.ts';
 import { pageOf, sendPage } from '../http/pagination.ts';
 import { route, type Route } from '../http/routes.ts';
@@ -72,7 +73,9 @@ export function deploymentRoutes(service: DeploymentService): Route[] {
         const group = params.group;
         if (principal?.type === 'device' && principal.group !== group) throw new ApiError('forbidden', 'a device may only ask for its own group\'s release');
         const notice = await service.latestFor(group);
-        if (notice) koa.body = notice;
+        // A user sees what a group runs as they would see its deployment: Reporter of the group
+        // or of the bundle (the read model); to anyone else the group runs nothing they can see.
+        if (notice && (principal?.type !== 'user' || mayReadDeployment(principal, { bundle: notice.bundle, group }))) koa.body = notice;
         else koa.status = 204;
       },
     }),

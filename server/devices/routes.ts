@@ -62,6 +62,8 @@ export function deviceRoutes(service: DeviceService, deps: { inGroup: (group: st
       async handler({ koa, params, principal }) {
         const id = idParam(params);
         if (principal?.type === 'device' && principal.deviceId !== id) throw new ApiError('forbidden', 'a device may only ask for its own release');
+        // A user sees a device's notice only if they may see the device (the read model): 404 otherwise.
+        if (principal?.type === 'user') await service.requireVisible(principal, id);
         const notice = await deps.noticeFor(id);
         if (notice) koa.body = notice;
         else koa.status = 204;

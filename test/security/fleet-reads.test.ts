@@ -70,6 +70,10 @@ test("a reporter of bundle alpha sees alpha's deployment, not beta's to group g2
       t.is(answer.body.error.code, missing.body.error.code, `${path}: the same error as a deployment never made`);
       t.notRegex(answer.raw.toString(), /g2-a|beta/, `${path} leaks nothing of the deployment`);
     }
+    // What a group runs (the group notice's pull twin) follows the same rule.
+    t.is((await server.api('GET', '/api/v1/groups/g1/release', as)).body.bundle, 'alpha');
+    t.is((await server.api('GET', '/api/v1/groups/g2/release', as)).status, 204, "beta's group runs nothing alpha's reporter may see");
+    t.is((await server.api('GET', '/api/v1/groups/g2/release')).body.bundle, 'beta');
     // The admin still sees both.
     t.deepEqual(ids((await server.api('GET', '/api/v1/deployments')).body), [fx.deployments.alpha, fx.deployments.beta].sort());
   });
@@ -122,7 +126,11 @@ test("a maintainer of bundle alpha sees the devices alpha's deployment targets, 
     t.deepEqual(ids(devices.body), ['g1-a', 'g1-b']);
     t.is(devices.headers.get('x-total'), '2');
     t.is((await server.api('GET', '/api/v1/devices/g1-b', as)).status, 200);
-    for (const id of ['g2-a', 'g3-a']) t.is((await server.api('GET', `/api/v1/devices/${id}`, as)).status, 404, id);
+    for (const id of ['g2-a', 'g3-a']) {
+      t.is((await server.api('GET', `/api/v1/devices/${id}`, as)).status, 404, id);
+      t.is((await server.api('GET', `/api/v1/devices/${id}/release`, as)).status, 404, `${id}'s notice`);
+    }
+    t.not((await server.api('GET', '/api/v1/devices/g1-a/release', as)).status, 404, "a targeted device's notice");
     // A reporter of alpha follows the deployment, but the fleet's inventory is for Maintainers.
     t.is((await server.api('GET', '/api/v1/devices', { token: fx.tokens.alphaReporter })).status, 403);
     // Aborted, the deployment no longer sends anything to g1: its devices leave alpha's view.
