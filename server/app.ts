@@ -195,6 +195,8 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       mqttPort: () => broker!.port,
       ensureGroup: (group, actor) => groups!.ensureStatic(group, actor, actor ? principalName(actor) : 'registration'),
       groupsOf: (device) => groups!.groupsOf(device),
+      membership: () => groups!.membership(),
+      activeBundles: (bundles, ids) => deployments!.activeBundlesByDevice(bundles, ids),
       requireStaticGroup: async (group) => {
         const found = await groups!.requireGroup(group);
         if (found.kind !== 'static') throw new ApiError('invalid_request', `"${group}" is a dynamic group: devices join it by matching its filter`);
@@ -428,7 +430,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
           },
           noticeFor: (id) => startedDeployments.noticeFor(id),
         }),
-        ...groupRoutes(startedGroups, { changed: () => void startedDeployments.syncMembers() }),
+        ...groupRoutes(startedGroups, { changed: () => void startedDeployments.syncMembers(), visible: (viewer, rows) => devices.visibleTo(viewer, rows) }),
         ...trustRoutes({
           trust,
           approvals,

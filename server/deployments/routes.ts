@@ -3,6 +3,7 @@ import { releaseNotice } from '../../protocol/messages.ts';
 import { groupPath } from '../../protocol/api.ts';
 import { createRolloutRequest, deploymentPath, deploymentListQuery, retryRequest, rolloutActionResult, rolloutDetail, rolloutSummary } from '../../protocol/rollout.ts';
 import { principalName } from '../auth/policy.ts';
+import { mayReadDeployment } from '../auth/reads.ts';
 import { ApiError } from '../http/errors.ts';
 import { pageOf, sendPage } from '../http/pagination.ts';
 import { route, type Route } from '../http/routes.ts';
@@ -41,16 +42,16 @@ export function deploymentRoutes(service: DeploymentService): Route[] {
     route({
       method: 'GET', path: '/api/v1/deployments', action: 'deployment:read', summary: 'List deployments with their state and counts, newest first (paginated; ?group= ?state= ?bundle=)',
       query: deploymentListQuery, responses: { 200: z.array(rolloutSummary) },
-      async handler({ koa, query }) {
+      async handler({ koa, query, principal }) {
         const page = pageOf(query);
-        sendPage(koa, page, await service.list({ group: query.group, state: query.state, bundle: query.bundle }, { offset: page.offset, limit: page.perPage }));
+        sendPage(koa, page, await service.list({ group: query.group, state: query.state, bundle: query.bundle }, { offset: page.offset, limit: page.perPage }, principal!));
       },
     }),
     route({
       method: 'GET', path: '/api/v1/deployments/:id', action: 'deployment:read', params: deploymentPath, summary: "One deployment: counts per device state and per phase, each device's transitions",
       responses: { 200: rolloutDetail },
-      async handler({ koa, params }) {
-        koa.body = await service.show(idParam(params));
+      async handler({ koa, params, principal }) {
+        koa.body = await service.showFor(principal!, idParam(params));
       },
     }),
     control('pause', 'Pause a deployment: no new phase starts (devices already told go on)'),
@@ -72,7 +73,9 @@ export function deploymentRoutes(service: DeploymentService): Route[] {
         const group = params.group;
         if (principal?.type === 'device' && principal.group !== group) throw new ApiError('forbidden', 'a device may only ask for its own group\'s release');
         const notice = await service.latestFor(group);
-        if (notice) koa.body = notice;
+        // A user sees what a group runs as they would see its deployment: Reporter of the group
+        // or of the bundle (the read model); to anyone else the group runs nothing they can see.
+        if (notice && (principal?.type !== 'user' || mayReadDeployment(principal, { bundle: notice.bundle, group }))) koa.body = notice;
         else koa.status = 204;
       },
     }),

@@ -12,6 +12,8 @@ import {
   type RolloutSummary,
   type TargetState,
 } from '../../protocol/rollout.ts';
+import type { Principal } from '../auth/policy.ts';
+import { deploymentReadScope, mayReadDeployment } from '../auth/reads.ts';
 import type { Broker } from '../broker/broker.ts';
 import type { Db } from '../db/knex.ts';
 import { ApiError } from '../http/errors.ts';
@@ -418,10 +420,30 @@ export function createDeploymentService(deps: DeploymentDeps) {
       return summaryOf(d!);
     },
 
-    async list(filter: { group?: string | undefined; state?: string | undefined; bundle?: string | undefined }, page: { offset: number; limit: number }): Promise<{ items: RolloutSummary[]; total: number }> {
-      const { items, total } = await store.list(filter, page);
+    /** One page of the deployments `viewer` may see (server/auth/reads.ts); `total` counts only those. */
+    async list(filter: { group?: string | undefined; state?: string | undefined; bundle?: string | undefined }, page: { offset: number; limit: number }, viewer?: Principal): Promise<{ items: RolloutSummary[]; total: number }> {
+      const { items, total } = await store.list(filter, page, viewer ? deploymentReadScope(viewer) : { all: true });
       return { items: await Promise.all(items.map(summaryOf)), total };
     },
+
+    /**
+     * One deployment as `viewer` may see it: one they may not read answers 404 like a missing
+     * one, so its existence is not revealed (the list, the detail and the live stream agree).
+     */
+    async showFor(viewer: Principal, id: number): Promise<RolloutDetail> {
+      const d = await store.find(id);
+      if (!d || !mayReadDeployment(viewer, d)) throw new ApiError('not_found', `no deployment ${id}`);
+      return this.show(id);
+    },
+
+    /** Whether `viewer` may read deployment `id` (false for one that does not exist). */
+    async visibleTo(viewer: Principal, id: number): Promise<boolean> {
+      const d = await store.find(id);
+      return d !== undefined && mayReadDeployment(viewer, d);
+    },
+
+    /** Device id → bundles of unfinished deployments targeting it, among `bundles` (the device read model). */
+    activeBundlesByDevice: (bundles: readonly string[], devices?: readonly string[]) => store.activeBundlesByDevice(bundles, devices),
 
     async show(id: number): Promise<RolloutDetail> {
       const d = await requireDeployment(id);

@@ -1,6 +1,7 @@
 import type { Deployment } from '../../protocol/api.ts';
 import type { DeploymentState, FailureThreshold, PhaseSpec, RetryPolicy, TargetState } from '../../protocol/rollout.ts';
 import { defaultRetryPolicy } from '../../protocol/rollout.ts';
+import type { ReadScope } from '../auth/reads.ts';
 import type { Db } from '../db/knex.ts';
 
 /** knex queries for `deployments`, `deployment_devices` and `deployment_events` (owned here). */
@@ -119,9 +120,11 @@ export function createDeploymentStore(db: Db) {
       const row = await trx<DeploymentRow>('deployments').where({ id }).first();
       return row ? toRecord(row) : undefined;
     },
-    async list(filter: { group?: string | undefined; state?: string | undefined; bundle?: string | undefined }, page: { offset: number; limit: number }): Promise<{ items: DeploymentRecord[]; total: number }> {
+    /** One page of the deployments in `scope` (the caller's read model: filtered here, so `total` counts only those). */
+    async list(filter: { group?: string | undefined; state?: string | undefined; bundle?: string | undefined }, page: { offset: number; limit: number }, scope: ReadScope = { all: true }): Promise<{ items: DeploymentRecord[]; total: number }> {
       const base = () => {
         const q = db<DeploymentRow>('deployments');
+        if (!scope.all) q.where((w) => w.whereIn('bundle', scope.bundles).orWhereIn('group_name', scope.groups));
         if (filter.group) q.where({ group_name: filter.group });
         if (filter.state) q.where({ state: filter.state as DeploymentState });
         if (filter.bundle) q.where({ bundle: filter.bundle });
@@ -185,6 +188,26 @@ export function createDeploymentStore(db: Db) {
         .orWhereIn('id', db('deployment_devices').select('deployment_id').where({ device_id: device }))
         .distinct('bundle');
       return rows.map((r: { bundle: string }) => r.bundle);
+    },
+    /**
+     * For each device, the bundles of the unfinished deployments (scheduled, running, paused)
+     * that target it, among `bundles`: what a bundle's Maintainer sees devices by.
+     */
+    async activeBundlesByDevice(bundles: readonly string[], devices?: readonly string[]): Promise<Map<string, Set<string>>> {
+      const found = new Map<string, Set<string>>();
+      if (bundles.length === 0) return found;
+      const q = db('deployment_devices as t')
+        .join('deployments as d', 'd.id', 't.deployment_id')
+        .whereIn('d.state', ['scheduled', 'running', 'paused'])
+        .whereIn('d.bundle', [...bundles])
+        .distinct('t.device_id as device', 'd.bundle as bundle');
+      if (devices) q.whereIn('t.device_id', [...devices]);
+      for (const row of (await q) as { device: string; bundle: string }[]) {
+        const set = found.get(row.device) ?? new Set<string>();
+        set.add(row.bundle);
+        found.set(row.device, set);
+      }
+      return found;
     },
     /** Every deployment this device is a target of, newest first. */
     async targetsOfDevice(device: string, trx: Db = db): Promise<TargetRow[]> {

@@ -24,17 +24,17 @@ export function deviceRoutes(service: DeviceService, deps: { inGroup: (group: st
       method: 'GET', path: '/api/v1/devices', action: 'device:read',
       summary: 'List devices with inventory, state and online state (paginated; ?group= ?state= ?online= ?filter= in the dynamic-group language)',
       query: deviceListQuery, responses: { 200: listOf(device) },
-      async handler({ koa, query }) {
+      async handler({ koa, query, principal }) {
         const page = pageOf(query);
         const inGroup = query.group ? await deps.inGroup(query.group) : undefined;
-        sendPage(koa, page, await service.list({ state: query.state, online: query.online === undefined ? undefined : query.online === 'true', filter: query.filter, inGroup }, { offset: page.offset, limit: page.perPage }));
+        sendPage(koa, page, await service.list({ state: query.state, online: query.online === undefined ? undefined : query.online === 'true', filter: query.filter, inGroup }, { offset: page.offset, limit: page.perPage }, principal!));
       },
     }),
     route({
       method: 'GET', path: '/api/v1/devices/:id', action: 'device:read', params: devicePath, summary: 'One device: inventory, groups, what it should run, its state history',
       responses: { 200: deviceDetail },
-      async handler({ koa, params }) {
-        koa.body = await service.show(idParam(params));
+      async handler({ koa, params, principal }) {
+        koa.body = await service.showFor(principal!, idParam(params));
       },
     }),
     route({
@@ -62,6 +62,8 @@ export function deviceRoutes(service: DeviceService, deps: { inGroup: (group: st
       async handler({ koa, params, principal }) {
         const id = idParam(params);
         if (principal?.type === 'device' && principal.deviceId !== id) throw new ApiError('forbidden', 'a device may only ask for its own release');
+        // A user sees a device's notice only if they may see the device (the read model): 404 otherwise.
+        if (principal?.type === 'user') await service.requireVisible(principal, id);
         const notice = await deps.noticeFor(id);
         if (notice) koa.body = notice;
         else koa.status = 204;

@@ -5,6 +5,7 @@ import { deviceIdFromStatusTopic, deviceStatus, maxMessageBytes, type DeviceStat
 import { parseJson, parseWith } from '../../protocol/parse.ts';
 import { inventoryReport, type DeviceDetail } from '../../protocol/rollout.ts';
 import type { Principal } from '../auth/policy.ts';
+import { deviceReadScope, inScope, type ReadScope } from '../auth/reads.ts';
 import type { AuthStore } from '../auth/store.ts';
 import { generateToken, hashToken } from '../auth/tokens.ts';
 import { isUniqueViolation } from '../db/errors.ts';
@@ -40,6 +41,13 @@ export function createDeviceService(deps: {
   /** Whether a group exists and is static (moves go to static groups only). */
   requireStaticGroup: (group: string) => Promise<void>;
   assignment: (deviceId: string) => Promise<DeviceDetail['assigned']>;
+  /**
+   * The read model's facts (server/auth/reads.ts): every group a device is in, as a function
+   * built once per listing (dynamic filters parsed once), and the bundles of unfinished
+   * deployments targeting each device among the given bundles.
+   */
+  membership: () => Promise<(device: Device) => string[]>;
+  activeBundles: (bundles: readonly string[], devices?: readonly string[]) => Promise<Map<string, Set<string>>>;
   events: DeviceEvents;
   now: () => Date;
   log: Logger;
@@ -53,6 +61,23 @@ export function createDeviceService(deps: {
     void work.finally(() => inFlight.delete(work)).catch(() => undefined);
     return work;
   };
+
+  /**
+   * The devices of `rows` in the read scope: by their groups (static, or dynamic ones matched
+   * now), or by the bundles they run, are being moved to, or an unfinished deployment targets.
+   */
+  async function visible(scope: ReadScope, rows: Device[]): Promise<Device[]> {
+    if (scope.all) return rows;
+    if (scope.groups.length === 0 && scope.bundles.length === 0) return [];
+    const groupsOf = await deps.membership();
+    const deployed = await deps.activeBundles(scope.bundles, rows.length === 1 ? [rows[0]!.id] : undefined);
+    return rows.filter((d) =>
+      inScope(scope, {
+        groups: d.decommissionedAt ? [d.group] : groupsOf(d),
+        bundles: [d.installed?.bundle, d.target?.bundle, ...(deployed.get(d.id) ?? [])],
+      }),
+    );
+  }
 
   async function requireDevice(id: string): Promise<Device> {
     const found = await deps.store.find(id);
@@ -81,9 +106,13 @@ export function createDeviceService(deps: {
       return { device: (await deps.store.find(id))!, token, root: deps.rootMetadata(), mqtt: { port: deps.mqttPort() } };
     },
 
-    /** Devices matching the filters, one page; `group` includes dynamic groups' members. */
-    async list(filter: { group?: string | undefined; state?: string | undefined; online?: boolean | undefined; filter?: string | undefined; inGroup?: ((d: Device) => Promise<boolean>) | undefined }, page: { offset: number; limit: number }): Promise<{ items: Device[]; total: number }> {
+    /**
+     * Devices matching the filters that `viewer` may see (server/auth/reads.ts), one page;
+     * `group` includes dynamic groups' members. Filtered before paging: `total` counts only those.
+     */
+    async list(filter: { group?: string | undefined; state?: string | undefined; online?: boolean | undefined; filter?: string | undefined; inGroup?: ((d: Device) => Promise<boolean>) | undefined }, page: { offset: number; limit: number }, viewer?: Principal): Promise<{ items: Device[]; total: number }> {
       let rows = await deps.store.listAll({ ...(filter.state ? { state: filter.state } : {}), ...(filter.online !== undefined ? { online: filter.online } : {}) });
+      if (viewer) rows = await visible(deviceReadScope(viewer), rows);
       if (filter.filter) {
         const parsed = parseFilter(filter.filter);
         rows = rows.filter((d) => matchesFilter(parsed, deviceAttributes(d)));
@@ -107,6 +136,25 @@ export function createDeviceService(deps: {
     /** `findActive` for many ids in one query, keyed by id (absent: unknown or decommissioned). */
     async findActiveMany(ids: readonly string[]): Promise<Map<string, Device>> {
       return new Map((await deps.store.findMany(ids)).filter((d) => !d.decommissionedAt).map((d) => [d.id, d]));
+    },
+
+    /** The devices of `rows` that `viewer` may see (server/auth/reads.ts). */
+    visibleTo: (viewer: Principal, rows: Device[]): Promise<Device[]> => visible(deviceReadScope(viewer), rows),
+
+    /**
+     * A device the caller may not see answers 404 like a missing one (its existence is not
+     * revealed); used by every route that reads one device before acting on it.
+     */
+    async requireVisible(viewer: Principal, id: string): Promise<Device> {
+      const device = await deps.store.find(id);
+      if (!device || (await visible(deviceReadScope(viewer), [device])).length === 0) throw new ApiError('not_found', `device "${id}" does not exist`);
+      return device;
+    },
+
+    /** One device with its history, as `viewer` may see it (404 otherwise). */
+    async showFor(viewer: Principal, id: string): Promise<DeviceDetail> {
+      await this.requireVisible(viewer, id);
+      return this.show(id);
     },
 
     async show(id: string): Promise<DeviceDetail> {

@@ -1,7 +1,8 @@
 import * as z from 'zod';
 import { groupPath, pageQuery } from '../../protocol/api.ts';
 import { createGroupRequest, groupMemberPath, deviceGroup, groupMember, groupPreview, groupPreviewRequest, putGroupMemberRequest } from '../../protocol/rollout.ts';
-import { actsAsAdmin, principalName } from '../auth/policy.ts';
+import type { Device } from '../../protocol/api.ts';
+import { actsAsAdmin, principalName, type Principal } from '../auth/policy.ts';
 import { pageOf, sendPage } from '../http/pagination.ts';
 import { route, type Route } from '../http/routes.ts';
 import type { GroupService } from './service.ts';
@@ -10,7 +11,14 @@ import type { GroupService } from './service.ts';
 const groupParam = (params: unknown): string => (params as { group: string }).group;
 const groupInPath = ({ params }: { params: unknown }) => ({ group: groupParam(params) });
 
-export function groupRoutes(service: GroupService, hooks: { changed?: () => void } = {}): Route[] {
+export function groupRoutes(
+  service: GroupService,
+  hooks: {
+    changed?: () => void;
+    /** The devices of a list the caller may see (the devices' read model, server/auth/reads.ts). */
+    visible?: (viewer: Principal, devices: Device[]) => Promise<Device[]>;
+  } = {},
+): Route[] {
   return [
     route({
       method: 'GET', path: '/api/v1/groups', action: 'group:list', summary: 'List the device groups one may read, with their sizes (paginated)',
@@ -32,8 +40,9 @@ export function groupRoutes(service: GroupService, hooks: { changed?: () => void
     route({
       // Declared before /:group so that "preview" is not read as a group name.
       method: 'POST', path: '/api/v1/groups/preview', action: 'device:read', summary: 'Which devices a filter matches now (the preview of a dynamic group)', body: groupPreviewRequest, responses: { 200: groupPreview },
-      async handler({ koa, body }) {
-        koa.body = await service.preview(body.filter);
+      async handler({ koa, body, principal }) {
+        // A preview names devices: only those the caller may see, as GET /api/v1/devices would.
+        koa.body = await service.preview(body.filter, hooks.visible ? (devices) => hooks.visible!(principal!, devices) : undefined);
       },
     }),
     route({

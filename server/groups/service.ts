@@ -158,15 +158,26 @@ export function createGroupService(deps: {
       return (await deps.listDevices()).filter((d) => inGroup(row, d));
     },
 
+    /**
+     * Every group a device is in, as a function over devices: the dynamic groups are read (and
+     * their filters parsed) once, so a listing of thousands of devices costs one query.
+     */
+    async membership(): Promise<(device: Device) => string[]> {
+      const dynamic = await deps.store.listDynamic();
+      return (device) => [device.group, ...dynamic.filter((row) => inGroup(row, device)).map((row) => row.name)];
+    },
+
     /** Every group one device is in: its static group first, then the dynamic ones it matches. */
     async groupsOf(device: Device): Promise<string[]> {
       const dynamic = (await deps.store.listDynamic()).filter((row) => inGroup(row, device)).map((row) => row.name);
       return [device.group, ...dynamic];
     },
 
-    async preview(filter: string): Promise<{ filter: string; total: number; devices: string[] }> {
+    /** The devices a filter matches now, among those `keep` leaves (the caller's read model). */
+    async preview(filter: string, keep?: (devices: Device[]) => Promise<Device[]>): Promise<{ filter: string; total: number; devices: string[] }> {
       const parsedFilter = filterOf(filter);
-      const devices = (await deps.listDevices()).filter((d) => matchesFilter(parsedFilter, deviceAttributes(d))).map((d) => d.id);
+      const matched = (await deps.listDevices()).filter((d) => matchesFilter(parsedFilter, deviceAttributes(d)));
+      const devices = (keep ? await keep(matched) : matched).map((d) => d.id);
       return { filter, total: devices.length, devices: devices.slice(0, 1000) };
     },
 
