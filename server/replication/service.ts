@@ -335,7 +335,7 @@ export function createReplicationService(deps: ReplicationServiceDeps) {
       }
     }
     const toEdges = policy.destinations.some((d) => d.type === 'edge');
-    const planned = planWithdrawal({ filter: policy.filter, destinations: policy.destinations, manifest, namespaces, inUse, manifestDigest: version.manifestDigest, metadata: toEdges ? await deps.metadataFiles() : [] });
+    const planned = planWithdrawal({ filter: policy.filter, destinations: policy.destinations, manifest, namespaces, inUse, manifestDigest: version.manifestDigest, metadata: toEdges ? await deps.metadataFiles(policy.bundle) : [] });
     if (planned.length === 0) return undefined;
     const tasks: NewTask[] = planned.map((task) => ({ destination_type: task.destination.type, destination: task.destination.name, kind: task.kind, ref: task.ref, version: version.version, digest: task.digest ?? null, media_type: task.mediaType ?? null, size: 0, status: task.status }));
     const row = { bundle: policy.bundle, policy: policy.name, trigger: 'revocation', versions: JSON.stringify([version.version]), status: 'running', by: 'revocation', started_at: nowText(), finished_at: null };

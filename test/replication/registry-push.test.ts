@@ -115,8 +115,10 @@ test('a run to an edge waits for it; cancelling skips what was not started', asy
     t.is((await server.api('POST', '/api/v1/bundles/shop/replication-policies', { json: { name: 'eu', destinations: ['shop-eu'] } })).status, 201);
     const started = parseWith(replicationRunDetail, (await server.api('POST', '/api/v1/bundles/shop/replication-policies/eu/runs', { json: {} })).body, 'run');
     t.is(started.run.status, 'running');
-    // The blob, the signed manifest, then the TUF metadata (root, snapshot, targets, timestamp last).
-    t.deepEqual(started.tasks.map((task) => task.kind), ['blob', 'blob', 'metadata', 'metadata', 'metadata', 'metadata']);
+    // The blob, the signed manifest, then the TUF metadata (root, snapshot, targets, the bundle's
+    // own role, timestamp last): never another bundle's role.
+    t.deepEqual(started.tasks.map((task) => task.kind), ['blob', 'blob', 'metadata', 'metadata', 'metadata', 'metadata', 'metadata']);
+    t.deepEqual(started.tasks.filter((task) => task.kind === 'metadata').map((task) => task.ref.replace(/^\d+\./, '')), ['root.json', 'snapshot.json', 'targets.json', 'bundle-shop.json', 'timestamp.json']);
     t.is(started.tasks.at(-1)!.ref, 'timestamp.json');
     t.true(started.tasks.every((task) => task.status === 'pending'));
     const cancelled = await server.api('POST', `/api/v1/bundles/shop/replication-runs/${started.run.id}/cancel`);
