@@ -26,6 +26,7 @@ import { createNoticeRelay } from './notices.ts';
 import { createReportQueue, type ReportQueue } from './reports.ts';
 import type { DeviceCredential } from '../../protocol/edge.ts';
 import { certificateOf, loadEdgeTls } from './tls.ts';
+import { renewal, renewRequest } from '../../protocol/enrollment.ts';
 
 /*
  * Edge mode (`convoy serve --mode edge --upstream URL`): the composition root of an edge node.
@@ -98,6 +99,24 @@ export function edgeRoutes(deps: { integrity: IntegrityCheck; blobs: BlobStore; 
         },
       }),
     ),
+    route({
+      // An enrolled device renews its certificate with whichever server it uses: the edge passes
+      // the request to the origin as it came (the current certificate and a CSR of its key are
+      // the proof, judged by the origin's fleet CA), so a device behind an edge keeps its identity.
+      method: 'POST', path: '/api/v1/enroll/renew', action: 'device:enroll', anonymous: true, summary: "Renew a device's certificate (passed to the origin)", body: renewRequest, responses: { 200: renewal },
+      async handler({ koa, body }) {
+        let answer;
+        try {
+          answer = await deps.upstream.forwardPost('/api/v1/enroll/renew', body);
+        } catch (error) {
+          if (error instanceof UpstreamUnavailable) throw new ApiError('upstream_unavailable', 'this edge cannot reach its origin to renew the certificate');
+          throw error;
+        }
+        koa.status = answer.status;
+        koa.type = answer.contentType ?? 'application/json';
+        koa.body = answer.body;
+      },
+    }),
     route({
       method: 'GET', path: '/api/v1/devices/:id/release', action: 'tuf:read', params: devicePath, summary: "What this device should run: the origin's answer, or the last one while the origin is unreachable", responses: { 200: deviceNotice, 204: 'empty' },
       async handler({ koa, params, principal }) {

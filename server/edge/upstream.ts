@@ -30,6 +30,8 @@ export interface Upstream {
   checkCredential(credential: DeviceCredential, digest?: string): Promise<CredentialVerdict>;
   /** Has the fleet CA sign the edge's HTTPS certificate (server/edge/tls.ts). */
   signCertificate(request: { csr: string; dns: string[]; ip: string[] }): Promise<EdgeCertificate>;
+  /** Forwards a device's self-authenticating POST (certificate renewal: the body is the proof) as it came, without the edge token. */
+  forwardPost(path: string, json: unknown): Promise<{ status: number; contentType: string | null; body: Buffer }>;
   /** The release of a device signed in by certificate (it has no token to forward): 200 with the notice, or 204. */
   deviceRelease(device: string): Promise<{ status: number; contentType: string | null; body: Buffer }>;
   /** A TUF metadata file by name; undefined when the origin has none of that name (404). */
@@ -75,6 +77,18 @@ export function createUpstream(options: { url: string; token: string; timeoutMs:
     },
     checkCredential: async (credential, digest) => json<CredentialVerdict>(await call('POST', '/api/v1/edge/credentials', { json: { ...credential, ...(digest ? { digest } : {}) } }), 'credential check', credentialVerdict),
     signCertificate: async (request) => json<EdgeCertificate>(await call('POST', '/api/v1/edge/certificate', { json: request }), 'edge certificate', edgeCertificate),
+    async forwardPost(path, body) {
+      // Sent anonymously: the origin must judge the device's proof, never the edge's standing.
+      const timeout = AbortSignal.timeout(options.timeoutMs);
+      let response: Response;
+      try {
+        response = await fetch(`${base}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body), signal: timeout });
+      } catch (error) {
+        throw new UpstreamUnavailable(`POST ${base}${path}: ${(error as Error).message}`, { cause: error });
+      }
+      if (response.status >= 500) await refused(response, `POST ${path}`);
+      return { status: response.status, contentType: response.headers.get('content-type'), body: Buffer.from(await response.arrayBuffer()) };
+    },
     async deviceRelease(device) {
       const response = await call('GET', `/api/v1/edge/devices/${encodeURIComponent(device)}/release`);
       if (response.status >= 500) await refused(response, `release of ${device}`);

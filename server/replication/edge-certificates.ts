@@ -1,4 +1,4 @@
-import { describeCertificate, PkiError, signServerCsr } from '../../certs/pki.ts';
+import { defaultValidityDays, describeCertificate, PkiError, signServerCsr } from '../../certs/pki.ts';
 import type { EdgeCertificate, EdgeCertificateRequest } from '../../protocol/edge.ts';
 import type { Logger } from '../../protocol/log.ts';
 import type { FleetPki } from '../enrollment/pki.ts';
@@ -16,7 +16,7 @@ export async function signEdgeCertificate(deps: { pki: Pick<FleetPki, 'issuer'>;
   const { issuer, chain, ca } = await deps.pki.issuer();
   let certificate: string;
   try {
-    certificate = signServerCsr({ issuer, csrPem: request.csr, dns: request.dns, ip: request.ip, now: deps.now() });
+    certificate = signServerCsr({ issuer, csrPem: request.csr, dns: request.dns, ip: request.ip, now: deps.now(), days: defaultValidityDays.edge });
   } catch (error) {
     if (error instanceof PkiError) throw new ApiError('invalid_request', `csr: ${error.message}`, { cause: error });
     throw error;

@@ -102,6 +102,7 @@ test('an enrolled device (no token) behind an edge: the edge holds a fleet certi
       t.true(shown.authorized);
       t.truthy(shown.cert.checkIP('127.0.0.1'));
       t.deepEqual(shown.cert.keyUsage, [serverAuth]);
+      t.true(Date.parse(shown.cert.validTo) - Date.now() <= 31 * 86_400_000, 'short-lived, renewed by the edge');
       t.false(shown.cert.keyUsage?.includes(clientAuth));
       // The key stayed on the edge; the certificate is kept for the next start.
       t.is((await fs.stat(path.join(edge.dataDir, 'tls', 'edge.key'))).mode & 0o777, 0o600);
@@ -162,11 +163,21 @@ test('an enrolled device (no token) behind an edge: the edge holds a fleet certi
       const stranger = await httpsGet(edge.httpsUrl!, blob, { ca: device.ca, cert: forged, key: forgedKey });
       t.true('error' in stranger || stranger.status === 401, JSON.stringify(stranger));
 
+      // Renewal through the edge alone (its only server for this call): passed to the origin's CA.
+      const servers = JSON.parse(await fs.readFile(file, 'utf8'));
+      await fs.writeFile(file, JSON.stringify({ ...servers, servers: [{ url: edge.httpsUrl, mqttUrl: `mqtts://127.0.0.1:${origin.mqttsPort}` }] }));
+      const renewed = await exec(process.execPath, [convoydBin, 'renew', '--config', file, '--force']).then(() => 0, (error: { code?: number; stderr?: string }) => (t.log(error.stderr), error.code ?? 1));
+      t.is(renewed, 0, 'convoyd renew through the edge');
+      await fs.writeFile(file, JSON.stringify(servers));
+      const fresh = { ...device, cert: await fs.readFile(path.join(device.dir, 'device.pem'), 'utf8') };
+      t.not(new X509Certificate(fresh.cert).serialNumber, new X509Certificate(device.cert).serialNumber, 'a new certificate');
+      t.is(statusOf(await httpsGet(edge.httpsUrl!, blob, fresh)), 200, 'the renewed certificate is good at the edge');
+
       // Revoked at the origin: the edge refuses the certificate once its cached answer is older than 1 s.
       t.is(statusOf(await httpsGet(edge.httpsUrl!, blob, device)), 200);
       t.is((await convoy(origin.url, ['device', 'revoke', 'till-1'])).code, 0);
       const refused = await waitFor('the edge to refuse the revoked certificate', async () => {
-        const answer = await httpsGet(edge.httpsUrl!, blob, device);
+        const answer = await httpsGet(edge.httpsUrl!, blob, fresh);
         return statusOf(answer) === 401 ? answer : undefined;
       }, 10_000);
       t.is(JSON.parse((refused as { body: string }).body).error.code, 'unauthenticated');
