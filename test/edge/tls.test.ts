@@ -189,3 +189,49 @@ test('an enrolled device (no token) behind an edge: the edge holds a fleet certi
     }
   }, { mqttsPort: 0, httpsPort: 0 });
 });
+
+test('the edge renews its certificate at two thirds of its life, keeps it across a restart, and starts on it while the origin is out of reach', async (t) => {
+  const work = await makeTempDir('convoy-edge-tls-renew-');
+  await withServer(t, async (origin) => {
+    const proxy = await startCountingProxy(origin.httpPort);
+    const rootFile = await copyRoot(origin, work);
+    const token = await addEdge(origin, 'shop-eu');
+    const dataDir = await makeTempDir('convoy-edge-');
+    const ca = await fs.readFile(path.join(origin.dataDir, 'pki', 'ca.pem'), 'utf8');
+    const clock = { offsetMs: 0 };
+    const options = { upstreamUrl: proxy.url, token, rootFile, dataDir, overrides: { httpsPort: 0, tlsNames: { dns: ['localhost'], ip: ['127.0.0.1'] } }, deps: { clock: () => Date.now() + clock.offsetMs, tlsRenewCheckMs: 100 } };
+    let edge = await startTestEdge(options);
+    try {
+      const first = (await presented(edge.httpsUrl!, ca)).cert.serialNumber;
+      clock.offsetMs = 19 * 86_400_000;
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      t.is((await presented(edge.httpsUrl!, ca)).cert.serialNumber, first, 'not due before two thirds of 30 days');
+      clock.offsetMs = 21 * 86_400_000;
+      const renewed = await waitFor('a renewed edge certificate', async () => {
+        const shown = await presented(edge.httpsUrl!, ca);
+        return shown.cert.serialNumber !== first && shown.authorized ? shown.cert.serialNumber : undefined;
+      }, 20_000);
+      clock.offsetMs = 0;
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const kept = (await presented(edge.httpsUrl!, ca)).cert.serialNumber;
+      t.not(kept, first);
+      t.truthy(renewed);
+      await edge.close();
+
+      // Restarted with the link down: the certificate on disk, still valid, is served.
+      proxy.down = true;
+      edge = await startTestEdge(options);
+      t.is((await presented(edge.httpsUrl!, ca)).cert.serialNumber, kept);
+      await edge.close();
+      // With no usable certificate and no origin, the edge does not start, and says why.
+      await fs.rm(path.join(dataDir, 'tls'), { recursive: true });
+      await t.throwsAsync(startTestEdge(options), { message: /edge TLS: no usable certificate/ });
+      edge = undefined as never;
+    } finally {
+      await edge?.close();
+      await proxy.close();
+      await fs.rm(work, { recursive: true, force: true });
+      await fs.rm(dataDir, { recursive: true, force: true });
+    }
+  }, { httpsPort: 0 });
+});
