@@ -5,6 +5,7 @@ import { ConfigError } from '../../server/config.ts';
 import { loadEdgeConfig, parseTlsNames } from '../../server/edge/config.ts';
 import { needsCertificate } from '../../server/edge/tls.ts';
 import { createRootCa, createServerCertificate } from '../../certs/pki.ts';
+import { convoy } from '../helpers/cli.ts';
 import { makeTempDir } from '../helpers/server.ts';
 
 /* The edge's HTTPS settings (CONVOY_HTTPS_PORT, CONVOY_EDGE_TLS_NAMES) and when it asks for a certificate. */
@@ -38,4 +39,17 @@ test('the edge asks for a certificate when it has none, when its names changed, 
   t.false(needsCertificate({ certPem, names: JSON.stringify(names) }, names, at(19)));
   t.true(needsCertificate({ certPem, names: JSON.stringify(names) }, names, at(21)), 'due at two thirds of 30 days');
   t.true(needsCertificate({ certPem, names: JSON.stringify(names) }, { dns: ['edge.shop.example'], ip: ['10.0.0.5'] }, at(1)), 'a new name asks again');
+});
+
+test('convoy serve --mode edge --https-port without --tls-names refuses to start, naming the variable; --tls-names is for edges', async (t) => {
+  const dir = await makeTempDir('convoy-edge-config-');
+  const root = path.join(dir, 'root.json');
+  await fs.writeFile(root, JSON.stringify({ signed: { _type: 'root' } }));
+  const noNames = await convoy('http://127.0.0.1:9', ['serve', '--mode', 'edge', '--upstream', 'http://127.0.0.1:9', '--https-port', '8443'], { env: { CONVOY_EDGE_TOKEN: 'cvye_x', CONVOY_UPSTREAM_ROOT: root } });
+  t.is(noNames.code, 2);
+  t.regex(noNames.stderr, /CONVOY_EDGE_TLS_NAMES/);
+  const origin = await convoy('http://127.0.0.1:9', ['serve', '--tls-names', 'localhost']);
+  t.not(origin.code, 0);
+  t.regex(origin.stderr, /--tls-names is for --mode edge/);
+  await fs.rm(dir, { recursive: true, force: true });
 });
