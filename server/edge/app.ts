@@ -34,7 +34,9 @@ import { renewal, renewRequest } from '../../protocol/enrollment.ts';
  * opens every connection) and serves its devices the device API the origin serves: TUF metadata
  * under /tuf/, blobs by digest with Range, and the release poll. Device credentials are checked
  * by the origin and cached (credentials.ts). Writes belong to the origin: refused with
- * `edge_read_only`.
+ * `edge_read_only` (a device's certificate renewal excepted: passed to the origin as it came).
+ * With CONVOY_HTTPS_PORT, enrolled devices sign in with their fleet certificates on an HTTPS
+ * listener whose own certificate the origin's fleet CA signed (tls.ts).
  */
 
 export interface RunningEdge {
