@@ -42,6 +42,8 @@ export const defaultValidityDays = {
   server: 397,
   /** Short: a stolen key is useful for weeks at most; the device renews at two thirds of it. */
   device: 30,
+  /** An edge's TLS certificate (issue 12): short like a device's, so a removed edge's one dies soon; renewed at two thirds. */
+  edge: 30,
 } as const;
 
 /** Backdated by this much, so a device whose clock runs a little behind accepts a fresh certificate. */
@@ -175,21 +177,31 @@ export function createIntermediateCa(options: { issuer: KeyPair; name: string; n
  * subjectAltName, not the CN). At least one DNS name or IP address is required.
  */
 export function createServerCertificate(options: { issuer: KeyPair; dns: readonly string[]; ip: readonly string[]; now: Date; days?: number; keyPem?: string }): KeyPair {
-  if (options.dns.length + options.ip.length === 0) throw new PkiError('bad_name', 'the server certificate needs at least one DNS name or IP address');
-  for (const name of options.dns) {
+  checkServerNames(options.dns, options.ip);
+  const issuer = readCa(options.issuer);
+  const keyPem = options.keyPem ?? generateKeyPem();
+  const certPem = serverCertificate({ issuer, publicKey: publicKeyOf(privateKeyOf(keyPem)), dns: options.dns, ip: options.ip, now: options.now, days: options.days ?? defaultValidityDays.server });
+  return { certPem, keyPem };
+}
+
+function checkServerNames(dns: readonly string[], ip: readonly string[]): void {
+  if (dns.length + ip.length === 0) throw new PkiError('bad_name', 'the server certificate needs at least one DNS name or IP address');
+  for (const name of dns) {
     if (!/^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/.test(name) || name.length > 253) {
       throw new PkiError('bad_name', `"${name}" is not a DNS name`);
     }
   }
-  for (const ip of options.ip) if (isIP(ip) === 0) throw new PkiError('bad_name', `"${ip}" is not an IP address`);
-  const issuer = readCa(options.issuer);
-  const keyPem = options.keyPem ?? generateKeyPem();
-  const certPem = certificate({
+  for (const address of ip) if (isIP(address) === 0) throw new PkiError('bad_name', `"${address}" is not an IP address`);
+}
+
+/** A TLS server's certificate: serverAuth only (never a client's), its names in the subjectAltName. */
+function serverCertificate(options: { issuer: { cert: forge.pki.Certificate; keyPem: string }; publicKey: forge.pki.PublicKey; dns: readonly string[]; ip: readonly string[]; now: Date; days: number }): string {
+  return certificate({
     subject: commonName(options.dns[0] ?? options.ip[0]!, 'the server name'),
-    publicKey: publicKeyOf(privateKeyOf(keyPem)),
-    issuer,
+    publicKey: options.publicKey,
+    issuer: options.issuer,
     now: options.now,
-    days: options.days ?? defaultValidityDays.server,
+    days: options.days,
     extensions: [
       { name: 'basicConstraints', cA: false, critical: true },
       { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
@@ -197,7 +209,31 @@ export function createServerCertificate(options: { issuer: KeyPair; dns: readonl
       { name: 'subjectAltName', altNames: [...options.dns.map((value) => ({ type: 2, value })), ...options.ip.map((ip) => ({ type: 7, ip }))] },
     ],
   });
-  return { certPem, keyPem };
+}
+
+/** A PKCS#10 request for a server certificate (an edge's): CN = its first name; the names themselves travel beside it. */
+export function createServerCsr(options: { name: string; keyPem: string }): string {
+  const key = privateKeyOf(options.keyPem);
+  const csr = forge.pki.createCertificationRequest();
+  csr.publicKey = publicKeyOf(key);
+  csr.setSubject(commonName(options.name, 'the server name'));
+  csr.sign(nativeSigner(options.keyPem) as never, forge.md.sha256.create());
+  return forge.pki.certificationRequestToPem(csr);
+}
+
+/**
+ * A server certificate from a CSR (an edge's, issue 12): the names are checked as for
+ * createServerCertificate, the CSR's CN must be the first of them, its signature must verify
+ * (the sender holds the key), and the certificate is serverAuth only: it can never sign a
+ * device in. A server's lifetime, renewed by the edge as devices renew theirs.
+ */
+export function signServerCsr(options: { issuer: KeyPair; csrPem: string; dns: readonly string[]; ip: readonly string[]; now: Date; days?: number }): string {
+  checkServerNames(options.dns, options.ip);
+  const requested = readCsr(options.csrPem);
+  const first = options.dns[0] ?? options.ip[0]!;
+  if (requested.commonName !== first) throw new PkiError('bad_csr', `the CSR names "${requested.commonName}", not the first name asked for ("${first}")`);
+  const issuer = readCa(options.issuer);
+  return serverCertificate({ issuer, publicKey: forge.pki.publicKeyFromPem(requested.publicKeyPem), dns: options.dns, ip: options.ip, now: options.now, days: options.days ?? defaultValidityDays.server });
 }
 
 /** A PKCS#10 request for `deviceId`, signed by the device's own key (which never leaves it). */

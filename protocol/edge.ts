@@ -57,7 +57,33 @@ export type EdgeTaskReport = z.infer<typeof edgeTaskReport>;
  * the edge) read `digest` (a blob) or, without one, the TUF metadata? The edge caches the answer
  * (docs/replication.md, "Devices behind an edge").
  */
-export const credentialCheck = z.strictObject({ token: z.string().min(1).max(4096), digest: digest.optional() });
+export const credentialCheck = z.union([
+  z.strictObject({ token: z.string().min(1).max(4096), digest: digest.optional() }),
+  /**
+   * A device that signed in at the edge's HTTPS listener with a certificate chaining to the fleet
+   * root (the TLS layer checked the chain): is it one the origin issued, not revoked, of an
+   * active device? Named as node prints it (CN, hex serial; the origin compares normalized).
+   */
+  z.strictObject({ certificate: z.strictObject({ commonName: z.string().min(1).max(64), serial: z.string().regex(/^[0-9A-Fa-f]{1,64}$/, 'must be a hex serial number') }), digest: digest.optional() }),
+]);
+export type CredentialCheck = z.infer<typeof credentialCheck>;
+/** What a device signed in with at the edge: its bearer token, or its verified certificate. */
+export type DeviceCredential = { token: string } | { certificate: { commonName: string; serial: string } };
+
+/**
+ * `POST /api/v1/edge/certificate` (issue 12): an edge asks the origin's fleet CA for its HTTPS
+ * server certificate. The key stays on the edge; the CSR's CN is the first name; the names are
+ * what devices dial (subjectAltName).
+ */
+export const edgeCertificateRequest = z.strictObject({
+  csr: z.string().min(1).max(16 * 1024),
+  dns: z.array(z.string().min(1).max(253)).max(20).default([]),
+  ip: z.array(z.ipv4().or(z.ipv6())).max(20).default([]),
+}).refine((body) => body.dns.length + body.ip.length > 0, 'name at least one DNS name or IP address');
+export type EdgeCertificateRequest = z.infer<typeof edgeCertificateRequest>;
+/** The signed certificate, the chain up to (not including) the root, and the fleet root devices pin. */
+export const edgeCertificate = z.strictObject({ certificate: z.string().min(1), chain: z.string(), ca: z.string().min(1), notAfter: z.string() });
+export type EdgeCertificate = z.infer<typeof edgeCertificate>;
 export const credentialVerdict = z.strictObject({
   /** The device the token signs in (null: no valid device token; users sign in at the origin). */
   device: z.strictObject({ id: deviceId, group: groupName }).nullable(),

@@ -59,6 +59,7 @@ import { createTrustStore } from './trust/store.ts';
 import { trustRoutes } from './trust/routes.ts';
 import { tufMetadataFiles } from './replication/metadata.ts';
 import { replicationRoutes } from './replication/routes.ts';
+import { signEdgeCertificate } from './replication/edge-certificates.ts';
 import { edgeSyncRoutes } from './replication/edge-routes.ts';
 import { isAllowed } from './auth/policy.ts';
 import { createSealer } from './replication/secrets.ts';
@@ -441,11 +442,19 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
         ...replicationRoutes(replication),
         ...edgeSyncRoutes(startedReplication, {
           // An edge asks on behalf of a device that sent it this token: the origin's own answer.
-          async checkCredential(token, digest) {
-            const principal = token.startsWith('cvye_') ? undefined : await auth.authenticate(token).catch(() => undefined);
+          async checkCredential(credential, digest) {
+            // A certificate is looked up as the origin's own mTLS listener looks it up (issued here, not revoked, active device).
+            const principal = 'certificate' in credential
+              ? await certificatePrincipal(credential.certificate).catch(() => undefined)
+              : credential.token.startsWith('cvye_') ? undefined : await auth.authenticate(credential.token).catch(() => undefined);
             if (principal?.type !== 'device') return { device: null, allowed: false };
             const allowed = digest !== undefined ? await readers.mayRead(principal, 'blob:read', digest) : isAllowed(principal, 'tuf:read');
             return { device: { id: principal.deviceId, group: principal.group }, allowed };
+          },
+          signCertificate: (edge, request) => signEdgeCertificate({ pki, now, log: log.child('pki') }, edge, request),
+          async releaseOf(id) {
+            if (!(await devices.findActive(id))) throw new ApiError('not_found', `no active device "${id}"`);
+            return startedDeployments.noticeFor(id);
           },
           // Handled as the embedded broker handles a device's own message on its status topic.
           async receiveReport(id, payload) {

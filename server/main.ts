@@ -40,6 +40,7 @@ async function serveEdge(env: NodeJS.ProcessEnv): Promise<void> {
   }
   const edge = await startEdge(config);
   process.stdout.write(`Convoy edge is serving devices at ${edge.url}, MQTT on port ${edge.mqttPort}, mirroring ${config.upstreamUrl}\n`);
+  if (edge.httpsUrl) process.stdout.write(`Convoy edge is serving enrolled devices (their certificates) at ${edge.httpsUrl}\n`);
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;

@@ -1,6 +1,7 @@
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import http from 'node:http';
+import https from 'node:https';
 import Koa from 'koa';
 import { digestPath, tufFilePath } from '../../protocol/api.ts';
 import { createLogger, type Logger } from '../../protocol/log.ts';
@@ -23,6 +24,9 @@ import { defaultMqttLimits } from '../broker/limits.ts';
 import { deviceIdFromStatusTopic } from '../../protocol/messages.ts';
 import { createNoticeRelay } from './notices.ts';
 import { createReportQueue, type ReportQueue } from './reports.ts';
+import type { DeviceCredential } from '../../protocol/edge.ts';
+import { certificateOf, loadEdgeTls } from './tls.ts';
+import { renewal, renewRequest } from '../../protocol/enrollment.ts';
 
 /*
  * Edge mode (`convoy serve --mode edge --upstream URL`): the composition root of an edge node.
@@ -30,7 +34,9 @@ import { createReportQueue, type ReportQueue } from './reports.ts';
  * opens every connection) and serves its devices the device API the origin serves: TUF metadata
  * under /tuf/, blobs by digest with Range, and the release poll. Device credentials are checked
  * by the origin and cached (credentials.ts). Writes belong to the origin: refused with
- * `edge_read_only`.
+ * `edge_read_only` (a device's certificate renewal excepted: passed to the origin as it came).
+ * With CONVOY_HTTPS_PORT, enrolled devices sign in with their fleet certificates on an HTTPS
+ * listener whose own certificate the origin's fleet CA signed (tls.ts).
  */
 
 export interface RunningEdge {
@@ -38,6 +44,9 @@ export interface RunningEdge {
   httpPort: number;
   /** The edge's MQTT broker for its devices. */
   mqttPort: number;
+  /** HTTPS for enrolled devices (config.httpsPort), with the certificate the origin's fleet CA signed. */
+  httpsPort?: number | undefined;
+  httpsUrl?: string | undefined;
   mirror: Mirror;
   reports: ReportQueue;
   /** Asks the origin for the release of every device connected to the broker now. */
@@ -52,14 +61,18 @@ export interface EdgeDeps {
   clock?: () => number;
   /** Leave the mirror stopped (tests drive syncOnce themselves). */
   manualSync?: boolean;
+  /** How often the edge's TLS certificate is checked for renewal (ms; 1 h). */
+  tlsRenewCheckMs?: number;
 }
 
 /** Device-facing routes, declared as the origin declares its own (same actions, same answers). */
 export function edgeRoutes(deps: { integrity: IntegrityCheck; blobs: BlobStore; metadata: { read(name: string): Promise<Buffer | undefined> }; credentials: CredentialCache; upstream: Upstream; releases: Map<string, { status: number; body: Buffer }> }): Route[] {
   const tokenOf = (koa: Koa.Context): string => /^Bearer (\S+)$/i.exec(koa.get('authorization'))?.[1] ?? '';
+  // On the HTTPS listener a device without a token is the certificate the TLS layer verified.
+  const credentialOf = (koa: Koa.Context): DeviceCredential => (!koa.get('authorization') && certificateOf(koa)) || { token: tokenOf(koa) };
   async function allowed(koa: Koa.Context, digest?: string): Promise<boolean> {
     try {
-      return (await deps.credentials.check(tokenOf(koa), digest)).allowed;
+      return (await deps.credentials.check(credentialOf(koa), digest)).allowed;
     } catch (error) {
       if (error instanceof UpstreamUnavailable) throw new ApiError('upstream_unavailable', 'this edge cannot reach its origin to check the credential, and holds no recent answer for it');
       throw error;
@@ -89,12 +102,36 @@ export function edgeRoutes(deps: { integrity: IntegrityCheck; blobs: BlobStore; 
       }),
     ),
     route({
+      // An enrolled device renews its certificate with whichever server it uses: the edge passes
+      // the request to the origin as it came (the current certificate and a CSR of its key are
+      // the proof, judged by the origin's fleet CA), so a device behind an edge keeps its identity.
+      method: 'POST', path: '/api/v1/enroll/renew', action: 'device:enroll', anonymous: true, summary: "Renew a device's certificate (passed to the origin)", body: renewRequest, responses: { 200: renewal },
+      async handler({ koa, body }) {
+        let answer;
+        try {
+          answer = await deps.upstream.forwardPost('/api/v1/enroll/renew', body);
+        } catch (error) {
+          if (error instanceof UpstreamUnavailable) throw new ApiError('upstream_unavailable', 'this edge cannot reach its origin to renew the certificate');
+          throw error;
+        }
+        koa.status = answer.status;
+        koa.type = answer.contentType ?? 'application/json';
+        koa.body = answer.body;
+      },
+    }),
+    route({
       method: 'GET', path: '/api/v1/devices/:id/release', action: 'tuf:read', params: devicePath, summary: "What this device should run: the origin's answer, or the last one while the origin is unreachable", responses: { 200: deviceNotice, 204: 'empty' },
-      async handler({ koa, params }) {
-        const key = `${tokenOf(koa)}|${params.id}`;
+      async handler({ koa, params, principal }) {
+        const credential = credentialOf(koa);
+        const key = `${'token' in credential ? credential.token : `${credential.certificate.commonName}|${credential.certificate.serial}`}|${params.id}`;
         let answer: { status: number; body: Buffer };
         try {
-          answer = await deps.upstream.forward(`/api/v1/devices/${encodeURIComponent(params.id)}/release`, koa.get('authorization'));
+          if ('certificate' in credential) {
+            // No token to forward: the router signed the certificate in (asked of the origin); the
+            // origin's rule that a device asks only for its own release is kept here.
+            if (principal?.type !== 'device' || principal.deviceId !== params.id) throw new ApiError('forbidden', 'a device may only ask for its own release');
+            answer = await deps.upstream.deviceRelease(params.id);
+          } else answer = await deps.upstream.forward(`/api/v1/devices/${encodeURIComponent(params.id)}/release`, koa.get('authorization'));
           if (answer.status === 200 || answer.status === 204) deps.releases.set(key, answer);
           else deps.releases.delete(key);
         } catch (error) {
@@ -122,8 +159,13 @@ export async function startEdge(config: EdgeConfig, deps: EdgeDeps = {}): Promis
   let integrity: IntegrityCheck | undefined;
   const mirror = createMirror({ upstream, blobs, metadata, pollMs: config.pollMs, longPollSeconds: config.longPollSeconds, parallel: config.parallel, stallTimeoutMs: config.timeoutMs, log: log.child('mirror'), onVerified: (digest) => integrity!.trust(digest) });
   integrity = createIntegrityCheck({ blobs, quarantineDir: path.join(config.dataDir, 'quarantine'), refetch: (digest) => mirror.repair(digest), log: log.child('integrity') });
-  const credentials = createCredentialCache({ ask: (token, digest) => upstream.checkCredential(token, digest), now: deps.clock ?? (() => Date.now()), freshMs: config.authFreshMs, staleMs: config.authStaleMs });
+  const credentials = createCredentialCache({ ask: (credential, digest) => upstream.checkCredential(credential, digest), now: deps.clock ?? (() => Date.now()), freshMs: config.authFreshMs, staleMs: config.authStaleMs });
   const releases = new Map<string, { status: number; body: Buffer }>();
+  // The edge certificate before anything listens: an edge that cannot have one fails its start cleanly.
+  const tlsNames = config.httpsPort !== undefined ? config.tlsNames : undefined;
+  const tlsLog = log.child('tls');
+  const loadTls = (names: { dns: string[]; ip: string[] }) => loadEdgeTls({ dataDir: config.dataDir, names, upstream, now: () => new Date((deps.clock ?? Date.now)()), log: tlsLog });
+  const firstTls = tlsNames ? await loadTls(tlsNames) : undefined;
   const routes = edgeRoutes({ integrity, blobs, metadata, credentials, upstream, releases });
 
   // A device signs in with the token it would give the origin: the origin says whose it is.
@@ -131,7 +173,7 @@ export async function startEdge(config: EdgeConfig, deps: EdgeDeps = {}): Promis
     async authenticate(token: string): Promise<Principal | undefined> {
       let verdict;
       try {
-        verdict = await credentials.check(token);
+        verdict = await credentials.check({ token });
       } catch (error) {
         if (error instanceof UpstreamUnavailable) throw new ApiError('upstream_unavailable', 'this edge cannot reach its origin to check the credential, and holds no recent answer for it');
         throw error;
@@ -143,7 +185,17 @@ export async function startEdge(config: EdgeConfig, deps: EdgeDeps = {}): Promis
   app.proxy = false;
   app.silent = true;
   app.use(errorMiddleware(log.child('http')));
-  const router = buildRouter(routes, { auth, maxJsonBytes: 64 * 1024 });
+  // A verified certificate on the HTTPS listener: whose it is and whether it still holds, asked of the origin (cached).
+  const certificatePrincipal = async (peer: { commonName: string; serial: string }): Promise<Principal | undefined> => {
+    try {
+      const verdict = await credentials.check({ certificate: peer });
+      return verdict.device ? { type: 'device', deviceId: verdict.device.id, group: verdict.device.group } : undefined;
+    } catch (error) {
+      if (error instanceof UpstreamUnavailable) throw new ApiError('upstream_unavailable', 'this edge cannot reach its origin to check the certificate, and holds no recent answer for it');
+      throw error;
+    }
+  };
+  const router = buildRouter(routes, { auth, certificatePrincipal, maxJsonBytes: 64 * 1024 });
   app.use(router.routes());
   // Whatever the edge does not serve: a write is the origin's to take; a read is not here.
   app.use(async (ctx) => {
@@ -183,13 +235,51 @@ export async function startEdge(config: EdgeConfig, deps: EdgeDeps = {}): Promis
     server.listen(config.httpPort, config.host, () => resolve());
   });
   const httpPort = (server.address() as AddressInfo).port;
+  const secure = config.httpsPort !== undefined && tlsNames ? await startHttps(config.httpsPort, tlsNames) : undefined;
   if (!deps.manualSync) mirror.start();
+
+  // HTTPS for enrolled devices (server/edge/tls.ts): the certificate is asked for, not demanded,
+  // as on the origin: a request without one falls to the token check and gets a typed 401.
+  async function startHttps(port: number, names: { dns: string[]; ip: string[] }) {
+    const material = firstTls!;
+    const context = (m: typeof material) => ({ cert: m.cert, key: m.key, ca: m.ca });
+    const httpsServer = https.createServer({ ...context(material), requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' }, app.callback());
+    httpsServer.headersTimeout = 30_000;
+    await new Promise<void>((resolve, reject) => {
+      httpsServer.once('error', reject);
+      httpsServer.listen(port, config.host, () => resolve());
+    });
+    // Renewal, checked now and then: a renewed certificate serves new connections at once.
+    let current = material;
+    const timer = setInterval(() => {
+      void loadTls(names).then(
+        (next) => {
+          if (next.cert === current.cert) return;
+          current = next;
+          httpsServer.setSecureContext({ ...context(next), minVersion: 'TLSv1.2' });
+        },
+        (error: unknown) => tlsLog.warn('edge certificate check failed', { error: (error as Error).message }),
+      );
+    }, deps.tlsRenewCheckMs ?? 60 * 60_000);
+    timer.unref();
+    return {
+      port: (httpsServer.address() as AddressInfo).port,
+      close: () =>
+        new Promise<void>((resolve) => {
+          clearInterval(timer);
+          httpsServer.close(() => resolve());
+          httpsServer.closeAllConnections();
+        }),
+    };
+  }
   const shownHost = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
-  log.info('edge serving', { http: httpPort, mqtt: broker.port, upstream: config.upstreamUrl, dataDir: config.dataDir });
+  log.info('edge serving', { http: httpPort, mqtt: broker.port, ...(secure ? { https: secure.port } : {}), upstream: config.upstreamUrl, dataDir: config.dataDir });
   return {
     url: `http://${shownHost}:${httpPort}`,
     httpPort,
     mqttPort: broker.port,
+    httpsPort: secure?.port,
+    httpsUrl: secure ? `https://${shownHost}:${secure.port}` : undefined,
     mirror,
     reports,
     refreshNotices: () => notices.refresh(),
@@ -199,6 +289,7 @@ export async function startEdge(config: EdgeConfig, deps: EdgeDeps = {}): Promis
       notices.stop();
       await reports.stop();
       await broker.close();
+      await secure?.close();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();

@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import { isIP } from 'node:net';
 import path from 'node:path';
 import { parseLogLevel, type LogLevel } from '../../protocol/log.ts';
 import { ConfigError } from '../config.ts';
@@ -40,6 +41,28 @@ export interface EdgeConfig {
   parallel: number;
   /** A call to the origin (not a blob transfer) gives up after this long; a transfer with no byte for this long is retried. */
   timeoutMs: number;
+  /**
+   * HTTPS for enrolled devices (CONVOY_HTTPS_PORT, or `--https-port`; unset: none): they sign in
+   * with their fleet certificate; the edge's own certificate is signed by the origin's fleet CA
+   * for `tlsNames` (server/edge/tls.ts).
+   */
+  httpsPort?: number | undefined;
+  /** What devices dial to reach this edge (CONVOY_EDGE_TLS_NAMES=dns:edge.shop.example,ip:10.0.0.5, or `--tls-names`); needed with httpsPort. */
+  tlsNames?: { dns: string[]; ip: string[] } | undefined;
+}
+
+/** `dns:edge.shop.example,ip:10.0.0.5` into names; a bare name is a DNS name, a bare address an IP. */
+export function parseTlsNames(raw: string, variable = 'CONVOY_EDGE_TLS_NAMES'): { dns: string[]; ip: string[] } {
+  const names = { dns: [] as string[], ip: [] as string[] };
+  for (const item of raw.split(',').map((part) => part.trim()).filter(Boolean)) {
+    const [, kind, value] = /^(?:(dns|ip):)?(.+)$/i.exec(item)!;
+    const asIp = kind ? kind.toLowerCase() === 'ip' : isIP(value!) !== 0;
+    if (asIp && isIP(value!) === 0) throw new ConfigError(`${variable}: "${value}" is not an IP address`);
+    if (!asIp && !/^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/.test(value!)) throw new ConfigError(`${variable}: "${value}" is not a DNS name`);
+    (asIp ? names.ip : names.dns).push(value!);
+  }
+  if (names.dns.length + names.ip.length === 0) throw new ConfigError(`${variable} must name what devices dial, e.g. dns:edge.shop.example,ip:10.0.0.5`);
+  return names;
 }
 
 export const defaultEdgeConfig = {
@@ -105,5 +128,15 @@ export function loadEdgeConfig(env: NodeJS.ProcessEnv, cwd = process.cwd()): Edg
     authStaleMs: whole(env, 'CONVOY_EDGE_AUTH_STALE_MS', defaultEdgeConfig.authStaleMs, 0),
     parallel: whole(env, 'CONVOY_EDGE_PARALLEL', defaultEdgeConfig.parallel),
     timeoutMs: defaultEdgeConfig.timeoutMs,
+    ...edgeTls(env),
   };
+}
+
+function edgeTls(env: NodeJS.ProcessEnv): Pick<EdgeConfig, 'httpsPort' | 'tlsNames'> {
+  if (env.CONVOY_HTTPS_PORT === undefined || env.CONVOY_HTTPS_PORT === '') {
+    if (env.CONVOY_EDGE_TLS_NAMES) throw new ConfigError('CONVOY_EDGE_TLS_NAMES is set but CONVOY_HTTPS_PORT is not: the names are for the HTTPS listener');
+    return {};
+  }
+  if (!env.CONVOY_EDGE_TLS_NAMES) throw new ConfigError('CONVOY_HTTPS_PORT on an edge needs CONVOY_EDGE_TLS_NAMES (what devices dial, e.g. dns:edge.shop.example,ip:10.0.0.5): the origin signs the edge certificate for those names');
+  return { httpsPort: whole(env, 'CONVOY_HTTPS_PORT', 0, 0), tlsNames: parseTlsNames(env.CONVOY_EDGE_TLS_NAMES) };
 }

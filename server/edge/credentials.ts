@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import type { CredentialVerdict } from '../../protocol/edge.ts';
+import type { CredentialVerdict, DeviceCredential } from '../../protocol/edge.ts';
+import { normalSerial } from '../../certs/pki.ts';
 import { UpstreamUnavailable } from './upstream.ts';
 
 /*
@@ -8,10 +9,19 @@ import { UpstreamUnavailable } from './upstream.ts';
  * for `freshMs` (a revoked device is refused within that time while the link is up). While the
  * origin cannot be reached, an answer up to `staleMs` old still stands, so a link drop does not
  * lock the shop's devices out. Tokens are kept only as SHA-256 hashes; the cache is bounded.
+ * A device on the edge's HTTPS listener is its certificate (issue 12): the TLS layer checked the
+ * chain, and the origin says whether that certificate (by serial) is still good, under the same
+ * rule, so a revoked certificate is refused within `freshMs` once the link is up.
  */
 
+/** One cache key per credential; a certificate by CN and serial (one spelling: normalSerial). */
+function keyOf(credential: DeviceCredential): string {
+  if ('token' in credential) return `t:${createHash('sha256').update(credential.token).digest('hex')}`;
+  return `c:${credential.certificate.commonName}|${normalSerial(credential.certificate.serial)}`;
+}
+
 export interface CredentialCacheOptions {
-  ask(token: string, digest: string | undefined): Promise<CredentialVerdict>;
+  ask(credential: DeviceCredential, digest: string | undefined): Promise<CredentialVerdict>;
   /** Milliseconds since some epoch (injected: tests move time). */
   now(): number;
   freshMs: number;
@@ -22,20 +32,20 @@ export interface CredentialCacheOptions {
 
 export interface CredentialCache {
   /** The verdict, or throws UpstreamUnavailable when the origin is down and no usable answer is cached. */
-  check(token: string, digest?: string): Promise<CredentialVerdict>;
+  check(credential: DeviceCredential, digest?: string): Promise<CredentialVerdict>;
 }
 
 export function createCredentialCache(options: CredentialCacheOptions): CredentialCache {
   const entries = new Map<string, { verdict: CredentialVerdict; at: number }>();
   const max = options.maxEntries ?? 100_000;
   return {
-    async check(token, digest) {
-      const key = `${createHash('sha256').update(token).digest('hex')}|${digest ?? ''}`;
+    async check(credential, digest) {
+      const key = `${keyOf(credential)}|${digest ?? ''}`;
       const cached = entries.get(key);
       const now = options.now();
       if (cached && now - cached.at < options.freshMs) return cached.verdict;
       try {
-        const verdict = await options.ask(token, digest);
+        const verdict = await options.ask(credential, digest);
         entries.delete(key);
         entries.set(key, { verdict, at: now });
         if (entries.size > max) entries.delete(entries.keys().next().value!);

@@ -1,4 +1,4 @@
-import { credentialVerdict, edgeTaskList, type CredentialVerdict, type EdgeTaskList, type EdgeTaskReport } from '../../protocol/edge.ts';
+import { credentialVerdict, edgeCertificate, edgeTaskList, type CredentialVerdict, type DeviceCredential, type EdgeCertificate, type EdgeTaskList, type EdgeTaskReport } from '../../protocol/edge.ts';
 import { parseJson, parseWith } from '../../protocol/parse.ts';
 
 /*
@@ -27,7 +27,13 @@ export interface Upstream {
   /** `waitSeconds`: a long poll, answered as soon as the origin has tasks for this edge. */
   tasks(waitSeconds?: number, signal?: AbortSignal): Promise<EdgeTaskList>;
   report(task: number, report: EdgeTaskReport): Promise<void>;
-  checkCredential(token: string, digest?: string): Promise<CredentialVerdict>;
+  checkCredential(credential: DeviceCredential, digest?: string): Promise<CredentialVerdict>;
+  /** Has the fleet CA sign the edge's HTTPS certificate (server/edge/tls.ts). */
+  signCertificate(request: { csr: string; dns: string[]; ip: string[] }): Promise<EdgeCertificate>;
+  /** Forwards a device's self-authenticating POST (certificate renewal: the body is the proof) as it came, without the edge token. */
+  forwardPost(path: string, json: unknown): Promise<{ status: number; contentType: string | null; body: Buffer }>;
+  /** The release of a device signed in by certificate (it has no token to forward): 200 with the notice, or 204. */
+  deviceRelease(device: string): Promise<{ status: number; contentType: string | null; body: Buffer }>;
   /** A TUF metadata file by name; undefined when the origin has none of that name (404). */
   metadata(name: string): Promise<Buffer | undefined>;
   /** Where a blob is read (Range supported): the origin's own blob route. */
@@ -69,7 +75,25 @@ export function createUpstream(options: { url: string; token: string; timeoutMs:
       const response = await call('POST', `/api/v1/edge/tasks/${task}`, { json: report });
       if (!response.ok) await refused(response, `report of task ${task}`);
     },
-    checkCredential: async (token, digest) => json<CredentialVerdict>(await call('POST', '/api/v1/edge/credentials', { json: { token, ...(digest ? { digest } : {}) } }), 'credential check', credentialVerdict),
+    checkCredential: async (credential, digest) => json<CredentialVerdict>(await call('POST', '/api/v1/edge/credentials', { json: { ...credential, ...(digest ? { digest } : {}) } }), 'credential check', credentialVerdict),
+    signCertificate: async (request) => json<EdgeCertificate>(await call('POST', '/api/v1/edge/certificate', { json: request }), 'edge certificate', edgeCertificate),
+    async forwardPost(path, body) {
+      // Sent anonymously: the origin must judge the device's proof, never the edge's standing.
+      const timeout = AbortSignal.timeout(options.timeoutMs);
+      let response: Response;
+      try {
+        response = await fetch(`${base}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body), signal: timeout });
+      } catch (error) {
+        throw new UpstreamUnavailable(`POST ${base}${path}: ${(error as Error).message}`, { cause: error });
+      }
+      if (response.status >= 500) await refused(response, `POST ${path}`);
+      return { status: response.status, contentType: response.headers.get('content-type'), body: Buffer.from(await response.arrayBuffer()) };
+    },
+    async deviceRelease(device) {
+      const response = await call('GET', `/api/v1/edge/devices/${encodeURIComponent(device)}/release`);
+      if (response.status >= 500) await refused(response, `release of ${device}`);
+      return { status: response.status, contentType: response.headers.get('content-type'), body: Buffer.from(await response.arrayBuffer()) };
+    },
     async metadata(name) {
       const response = await call('GET', `/tuf/${encodeURIComponent(name)}`);
       if (response.status === 404) {

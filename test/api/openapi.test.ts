@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import test from 'ava';
-import { createDeviceCsr, generateKeyPem } from '../../certs/pki.ts';
+import { createDeviceCsr, createServerCsr, generateKeyPem } from '../../certs/pki.ts';
 import * as z from 'zod';
 import { artifact } from '../../protocol/api.ts';
 import { checkResponse, isDocumented, openApiPath } from '../../server/http/openapi.ts';
@@ -164,6 +164,9 @@ test('every route answers with the shape it declares (a walk through the whole A
     await ok('POST', '/api/v1/edge/credentials', { token: edgeToken, json: { token: 'not-a-device-token' } });
     await ok('POST', '/api/v1/devices', { json: { id: 'till-edge', group: 'shop' } });
     await ok('POST', '/api/v1/edge/reports', { token: edgeToken, json: { device: 'till-edge', payload: '{}' } });
+    await ok('GET', '/api/v1/edge/devices/till-edge/release', { token: edgeToken });
+    await ok('POST', '/api/v1/edge/credentials', { token: edgeToken, json: { certificate: { commonName: 'till-edge', serial: '0A1B' } } });
+    await ok('POST', '/api/v1/edge/certificate', { token: edgeToken, json: { csr: createServerCsr({ name: 'edge.shop.example', keyPem: generateKeyPem() }), dns: ['edge.shop.example'], ip: ['10.0.0.5'] } });
     await ok('DELETE', '/api/v1/bundles/pos/replication-policies/eu');
     await ok('DELETE', '/api/v1/registries/site');
     await ok('DELETE', '/api/v1/edges/shop-eu');

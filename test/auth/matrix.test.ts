@@ -1,3 +1,4 @@
+import { createServerCsr, generateKeyPem } from '../../certs/pki.ts';
 import { randomBytes } from 'node:crypto';
 import test from 'ava';
 import { roles, scopes, type Role, type Scope } from '../../protocol/access.ts';
@@ -195,6 +196,8 @@ const cases: Record<string, (fx: Fixture) => Promise<Request>> = {
   },
   'POST /api/v1/edge/credentials': async (fx) => ({ path: '/api/v1/edge/credentials', json: { token: fx.deviceToken }, ok: [200] }),
   // A report the origin cannot parse is logged and dropped, as on its own broker: still accepted.
+  'POST /api/v1/edge/certificate': async () => ({ path: '/api/v1/edge/certificate', json: { csr: createServerCsr({ name: 'edge.matrix.example', keyPem: generateKeyPem() }), dns: ['edge.matrix.example'] }, ok: [200] }),
+  'GET /api/v1/edge/devices/:id/release': async () => ({ path: '/api/v1/edge/devices/matrix-device/release', ok: [200, 204] }),
   'POST /api/v1/edge/reports': async () => ({ path: '/api/v1/edge/reports', json: { device: 'matrix-device', payload: '{}' }, ok: [204] }),
   'GET /api/v1/edges/:edge': async (fx) => ({ path: `/api/v1/edges/${(await replicationFixture(fx)).edge}`, ok: [200] }),
   'DELETE /api/v1/edges/:edge': async (fx) => {

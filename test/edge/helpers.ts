@@ -6,7 +6,7 @@ import { createLogger } from '../../protocol/log.ts';
 import { parseWith } from '../../protocol/parse.ts';
 import { replicationRunDetail } from '../../protocol/replication.ts';
 import { defaultEdgeConfig, type EdgeConfig } from '../../server/edge/config.ts';
-import { startEdge, type RunningEdge } from '../../server/edge/app.ts';
+import { startEdge, type EdgeDeps, type RunningEdge } from '../../server/edge/app.ts';
 import { adminToken, makeTempDir, waitFor, type TestServer } from '../helpers/server.ts';
 
 /*
@@ -96,7 +96,7 @@ export interface TestEdge extends RunningEdge {
   config: EdgeConfig;
 }
 
-export async function startTestEdge(options: { upstreamUrl: string; token: string; rootFile: string; dataDir?: string; httpPort?: number; overrides?: Partial<EdgeConfig> }): Promise<TestEdge> {
+export async function startTestEdge(options: { upstreamUrl: string; token: string; rootFile: string; dataDir?: string; httpPort?: number; overrides?: Partial<EdgeConfig>; deps?: Omit<EdgeDeps, 'log'> }): Promise<TestEdge> {
   const dataDir = options.dataDir ?? (await makeTempDir('convoy-edge-'));
   const logs: string[] = [];
   const config: EdgeConfig = {
@@ -114,7 +114,7 @@ export async function startTestEdge(options: { upstreamUrl: string; token: strin
     reportRetryMs: 200,
     ...options.overrides,
   };
-  const edge = await startEdge(config, { log: createLogger({ namespace: 'edge', level: 'debug', write: (line) => logs.push(line) }) });
+  const edge = await startEdge(config, { ...options.deps, log: createLogger({ namespace: 'edge', level: 'debug', write: (line) => logs.push(line) }) });
   return { ...edge, dataDir, logs, config };
 }
 
