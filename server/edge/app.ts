@@ -23,6 +23,8 @@ import { defaultMqttLimits } from '../broker/limits.ts';
 import { deviceIdFromStatusTopic } from '../../protocol/messages.ts';
 import { createNoticeRelay } from './notices.ts';
 import { createReportQueue, type ReportQueue } from './reports.ts';
+import { inboundRoutes, maxPushJsonBytes, originByToken } from './inbound.ts';
+import { defaultServerConfig } from '../config.ts';
 
 /*
  * Edge mode (`convoy serve --mode edge --upstream URL`): the composition root of an edge node.
@@ -43,6 +45,8 @@ export interface RunningEdge {
   /** Asks the origin for the release of every device connected to the broker now. */
   refreshNotices(): Promise<void>;
   routes: readonly Route[];
+  /** Push mode: what the origin calls here with this edge's token (inbound.ts). */
+  inbound: readonly Route[];
   close(): Promise<void>;
 }
 
@@ -145,6 +149,10 @@ export async function startEdge(config: EdgeConfig, deps: EdgeDeps = {}): Promis
   app.use(errorMiddleware(log.child('http')));
   const router = buildRouter(routes, { auth, maxJsonBytes: 64 * 1024 });
   app.use(router.routes());
+  // Push mode: the origin opens the connection and signs in with this edge's own token; no
+  // other credential is asked about (a device token here is refused, not sent to the origin).
+  const inbound = inboundRoutes({ edgeToken: config.edgeToken, blobs, metadata, maxBlobBytes: defaultServerConfig.maxBlobBytes, onVerified: (digest) => integrity!.trust(digest), log: log.child('inbound') });
+  app.use(buildRouter(inbound, { auth: { authenticate: async () => undefined }, edgeToken: originByToken(config.edgeToken), maxJsonBytes: maxPushJsonBytes }).routes());
   // Whatever the edge does not serve: a write is the origin's to take; a read is not here.
   app.use(async (ctx) => {
     if (ctx.method !== 'GET' && ctx.method !== 'HEAD') throw new ApiError('edge_read_only', `this is an edge; use the origin (${config.upstreamUrl}) for ${ctx.method} ${ctx.path}`);
@@ -194,6 +202,7 @@ export async function startEdge(config: EdgeConfig, deps: EdgeDeps = {}): Promis
     reports,
     refreshNotices: () => notices.refresh(),
     routes,
+    inbound,
     async close() {
       await mirror.stop();
       notices.stop();
