@@ -1,5 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { createReadStream, createWriteStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -127,12 +127,12 @@ export function inboundRoutes(deps: InboundDeps): Route[] {
               else callback(null, chunk);
             },
           });
-          const out = await fs.open(partPath, 'a', 0o600);
           try {
-            await pipeline(koa.req, bound, out.createWriteStream({ autoClose: false }));
-            await out.sync();
+            await pipeline(koa.req, bound, createWriteStream(partPath, { flags: 'a', mode: 0o600 }));
           } finally {
-            await out.close();
+            // What arrived is durable before the offset is reported (a power cut loses no acknowledged byte).
+            const written = await fs.open(partPath, 'r+');
+            await written.sync().finally(() => written.close());
           }
           if (received !== expected) throw new ApiError('size_mismatch', `the piece ended after ${received} of ${expected} bytes`);
           const now = offset + received;
