@@ -47,7 +47,7 @@ export const edge = z.strictObject({
   /** Where the origin pushes to (push mode); null: the edge pulls everything. */
   url: z.string().nullable(),
   createdAt: timestamp,
-  /** When the edge last spoke to the origin with its token (null: never registered). */
+  /** When the edge last spoke to the origin with its token, or took a push from it (null: never). */
   lastSeenAt: timestamp.nullable(),
 });
 export type Edge = z.infer<typeof edge>;

@@ -305,6 +305,8 @@ export function createReplicationService(deps: ReplicationServiceDeps) {
       try {
         const bytes = await work();
         for (const [index, task] of tasks.entries()) await store.updateTask(Number(task.id), { status: 'succeeded', bytes: bytes[index] ?? 0, duration_ms: Date.now() - started, error: null });
+        // The edge answered with its token's consent: it counts as seen (it may never call the origin itself).
+        await store.touchEdge(tasks[0]!.destination, nowText());
         return true;
       } catch (error) {
         const transient = !(error instanceof EdgePushError) || error.transient;
