@@ -162,7 +162,7 @@ export function inboundRoutes(deps: InboundDeps): Route[] {
         } catch (error) {
           if (error instanceof ApiError) throw error;
           deps.log.error('pushed metadata refused', { error: (error as Error).message });
-          throw new ApiError('untrusted_metadata', `metadata refused: ${(error as Error).message}`.slice(0, 1000));
+          throw new ApiError('signature_invalid', `metadata refused: ${(error as Error).message}`.slice(0, 1000));
         }
       },
     }),
