@@ -114,7 +114,13 @@ export function inboundRoutes(deps: InboundDeps): Route[] {
           const destination = deps.blobs.pathOf(digest);
           const partPath = `${destination}.part`;
           await ensurePrivateDir(path.dirname(destination));
-          const offset = await sizeOf(partPath);
+          let offset = await sizeOf(partPath);
+          if (offset > 0 && offset >= range.total) {
+            // A part as long as the blob was never verified (a crash before the rename, or
+            // bytes of something else): it cannot be resumed, so the upload starts again.
+            await fs.rm(partPath, { force: true });
+            offset = 0;
+          }
           if (range.start !== offset) throw new ApiError('invalid_state', `the upload of ${digest} is at byte ${offset}, not ${range.start}: send from there (GET this URL for the offset)`);
           const expected = range.end - range.start + 1;
           let received = 0;
