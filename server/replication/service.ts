@@ -343,7 +343,7 @@ export function createReplicationService(deps: ReplicationServiceDeps) {
    * publishes the timestamp last), and only if every blob arrived: metadata naming a blob the
    * edge lacks would send its devices to a 404.
    */
-  async function pushToEdge(runId: number, pusher: EdgePusher, edge: string, list: readonly TaskRow[]): Promise<void> {
+  async function pushToEdge(runId: number, pusher: EdgePusher, edge: string, list: readonly TaskRow[], bundle: string): Promise<void> {
     const stop = async () => closing || (await store.runStatus(runId)) === 'cancelled';
     let blobsFailed = false;
     for (const task of list.filter((t) => t.kind === 'blob' && t.digest)) {
@@ -365,8 +365,11 @@ export function createReplicationService(deps: ReplicationServiceDeps) {
       return;
     }
     await executeEdgeTasks(metadata, async () => {
-      // The files as they are now (a timestamp re-signed since planning is the newer one).
-      const names = [...new Set(metadata.map((task) => task.ref))];
+      // The bundle's metadata as it is now, not the names planned: a version approved since
+      // planning re-signed the snapshot and the bundle's role, and the edge verifies the set
+      // against the current timestamp (older versioned files would not be the ones it names).
+      // A planned file superseded since counts as sent with 0 bytes, the newer one in its place.
+      const names = [...new Set([...(await deps.metadataFiles(bundle)).map((file) => file.name), 'timestamp.json'])];
       const files: { name: string; content: Buffer }[] = [];
       for (const name of names) {
         const content = await deps.readMetadata?.(name);
@@ -381,7 +384,8 @@ export function createReplicationService(deps: ReplicationServiceDeps) {
   }
 
   /** Works through a run's registry tasks (and a push policy's edge tasks), destination by destination, in planned order. */
-  async function execute(runId: number, bandwidth: number | null, push = false): Promise<void> {
+  async function execute(runId: number, bandwidth: number | null, pushBundle?: string): Promise<void> {
+    const push = pushBundle !== undefined;
     const tasks = await store.tasksOf(runId);
     const byEdge = new Map<string, TaskRow[]>();
     if (push) {
@@ -408,7 +412,7 @@ export function createReplicationService(deps: ReplicationServiceDeps) {
           return;
         }
         // An edge without a URL cannot be reached: its tasks wait for it to pull them.
-        if (target) await pushToEdge(runId, makePusher(target), edge, list);
+        if (target) await pushToEdge(runId, makePusher(target), edge, list, pushBundle!);
       }),
       ...[...byDestination].map(async ([destination, list]) => {
         let client: RegistryClient;
@@ -436,8 +440,8 @@ export function createReplicationService(deps: ReplicationServiceDeps) {
     await store.finishRun(runId, counts.failed > 0 ? 'failed' : 'succeeded', nowText());
   }
 
-  function launch(runId: number, policy: Pick<PolicyRecord, 'bandwidth' | 'mode'> | undefined): void {
-    const work = execute(runId, policy?.bandwidth ?? null, policy?.mode === 'push')
+  function launch(runId: number, policy: Pick<PolicyRecord, 'bandwidth' | 'mode' | 'bundle'> | undefined): void {
+    const work = execute(runId, policy?.bandwidth ?? null, policy?.mode === 'push' ? policy.bundle : undefined)
       .catch((error: unknown) => log.error('replication run failed', { run: runId, error }))
       .finally(() => running.delete(runId));
     running.set(runId, work);
