@@ -295,3 +295,43 @@ test('push: an edge URL needs CONVOY_SECRET_KEY, and a first URL on an existing 
     { secretKey },
   );
 });
+
+test('push: two approvals in a row both reach the edge with current metadata, and a revocation drops the version there', async (t) => {
+  const work = await makeTempDir('convoy-push-revoke-');
+  await withServer(
+    t,
+    async (origin) => {
+      let edge: TestEdge | undefined;
+      const link = await startEdgeLink(() => edge!.url);
+      try {
+        const token = await addPushEdge(origin, 'shop-rev', link.url);
+        edge = await startTestEdge({ upstreamUrl: await closedPort(), token, rootFile: await copyRoot(origin, work) });
+        t.is((await origin.api('POST', '/api/v1/bundles', { json: { name: 'pos' } })).status, 201);
+        t.is((await origin.api('POST', '/api/v1/bundles/pos/replication-policies', { json: { name: 'rev', destinations: ['shop-rev'], mode: 'push', trigger: { type: 'approval' } } })).status, 201);
+        await publishRelease(origin, 'pos', '1.0.0', [{ name: 'app.bin', type: 'file', bytes: randomBytes(32 * 1024) }]);
+        await publishRelease(origin, 'pos', '1.1.0', [{ name: 'app.bin', type: 'file', bytes: randomBytes(32 * 1024) }]);
+        for (const run of await runsOf(origin, 'pos', 2)) t.is((await finishedRun(origin, 'pos', run.id)).run.status, 'succeeded');
+        const targetsAtEdge = async () => {
+          const read = async (name: string) => JSON.parse(await fs.readFile(path.join(edge!.dataDir, 'tuf', name), 'utf8'));
+          const snapshot = await read(`${(await read('timestamp.json')).signed.meta['snapshot.json'].version}.snapshot.json`);
+          const role = Object.keys(snapshot.signed.meta).find((name) => name.startsWith('bundle-pos'))!;
+          return Object.keys((await read(`${snapshot.signed.meta[role].version}.${role}`)).signed.targets).sort();
+        };
+        t.deepEqual(await targetsAtEdge(), ['pos/1.0.0/artifacts/app.bin', 'pos/1.0.0/manifest.json', 'pos/1.1.0/artifacts/app.bin', 'pos/1.1.0/manifest.json']);
+
+        const manifest = (await origin.api('GET', '/api/v1/bundles/pos/versions/1.1.0')).body.manifestDigest as string;
+        t.truthy(await fs.stat(blobFile(edge, manifest)));
+        t.is((await origin.api('POST', '/api/v1/bundles/pos/versions/1.1.0/revoke', { json: { reason: 'till crash' } })).status, 200);
+        const [revocation] = (await runsOf(origin, 'pos', 3)).filter((run) => run.trigger === 'revocation');
+        t.is((await finishedRun(origin, 'pos', revocation!.id)).run.status, 'succeeded');
+        await t.throwsAsync(fs.stat(blobFile(edge, manifest)), undefined, "the revoked version's manifest is gone from the edge");
+        t.deepEqual(await targetsAtEdge(), ['pos/1.0.0/artifacts/app.bin', 'pos/1.0.0/manifest.json']);
+      } finally {
+        await edge?.close();
+        await link.close();
+        await fs.rm(work, { recursive: true, force: true });
+      }
+    },
+    { secretKey, replicationRetry: retry },
+  );
+});
