@@ -96,6 +96,12 @@ export function createMetadataMirror(deps: { dataDir: string; pinnedRootFile: st
           const parsed = versionedRole(name);
           if (!parsed || topLevel.has(parsed.role)) continue;
           const named = snapshot.signed.meta[`${parsed.role}.json`]?.version;
+          // An older version a task of an earlier run named (two approvals before the edge
+          // synced): superseded, not published, and no reason to refuse the current set.
+          if (named !== undefined && parsed.version < named) {
+            fetched.delete(name);
+            continue;
+          }
           if (named !== parsed.version) throw new Error(`${name} is not the version of role "${parsed.role}" the verified snapshot names (${named ?? 'none'}); not published`);
         }
         // Versioned files first (immutable), then root.json, then timestamp.json last.
