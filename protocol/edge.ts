@@ -99,3 +99,46 @@ export type CredentialVerdict = z.infer<typeof credentialVerdict>;
  */
 export const edgeReport = z.strictObject({ device: deviceId, payload: z.string().min(1).max(64 * 1024) });
 export type EdgeReport = z.infer<typeof edgeReport>;
+
+/*
+ * Push mode (the origin opens the connections, docs/replication.md "Push to an edge"): the origin
+ * signs in at the edge with the edge's own token and sends what the tasks name. Blobs go up in
+ * pieces that resume where the edge's `.part` file ends; metadata goes in one batch, verified by
+ * the edge against its pinned root before any of it is published; a withdrawal drops a manifest.
+ */
+
+/** `GET /api/v1/edge/push/blobs/:digest`: whether the edge holds the blob, and how much of an interrupted upload it kept. */
+export const pushBlobState = z.strictObject({
+  digest,
+  /** The stored, verified blob's size (null: not held). */
+  size: z.number().int().nonnegative().nullable(),
+  /** Bytes of an interrupted upload kept in `.part`: the next piece starts here. */
+  offset: z.number().int().nonnegative(),
+});
+export type PushBlobState = z.infer<typeof pushBlobState>;
+
+/**
+ * `Content-Range: bytes START-END/TOTAL` of a piece (RFC 9110 §14.4, as OCI distribution's
+ * chunked uploads use it): START must be the edge's offset, TOTAL the blob's signed size.
+ */
+export function parseContentRange(header: string): { start: number; end: number; total: number } | undefined {
+  // An empty blob has no byte range to name: `bytes */0` (RFC 9110's unsatisfied-range form) sends it.
+  if (header.trim() === 'bytes */0') return { start: 0, end: -1, total: 0 };
+  const match = /^bytes (\d{1,15})-(\d{1,15})\/(\d{1,15})$/.exec(header.trim());
+  if (!match) return undefined;
+  const [start, end, total] = [Number(match[1]), Number(match[2]), Number(match[3])];
+  return start <= end && end < total ? { start, end, total } : undefined;
+}
+
+/** `PATCH /api/v1/edge/push/blobs/:digest`: where the upload stands after the piece (`complete`: verified and visible). */
+export const pushBlobReceipt = z.strictObject({ digest, offset: z.number().int().nonnegative(), complete: z.boolean() });
+export type PushBlobReceipt = z.infer<typeof pushBlobReceipt>;
+
+/** `POST /api/v1/edge/push/metadata`: the TUF files of a run, base64, verified together, the timestamp published last. */
+export const pushMetadataRequest = z.strictObject({
+  files: z.array(z.strictObject({ name: metadataFileName, content: z.base64().max(8 * 1024 * 1024) })).min(1).max(1000),
+});
+export const pushMetadataReceipt = z.strictObject({ published: z.array(metadataFileName), bytes: z.number().int().nonnegative() });
+
+/** `POST /api/v1/edge/push/withdrawals`: a revoked version's manifest leaves the edge. */
+export const pushWithdrawal = z.strictObject({ digest });

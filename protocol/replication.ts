@@ -17,12 +17,37 @@ const timestamp = z.iso.datetime();
 export const destinationName = z.string().regex(idPattern, 'must be 1-64 letters, digits, ".", "_" or "-", starting with a letter or digit');
 export const policyName = destinationName;
 
-export const createEdgeRequest = z.strictObject({ name: destinationName, description: z.string().max(1000).optional() });
+/**
+ * Where an edge listens, for push mode (the origin opens the connections): http(s), a host, an
+ * optional port and path prefix; no credentials, query or fragment (the origin signs in with the
+ * edge's token as a bearer token).
+ */
+export const edgeUrl = z
+  .string()
+  .max(2048)
+  .refine((text) => {
+    try {
+      const url = new URL(text);
+      return (url.protocol === 'http:' || url.protocol === 'https:') && url.username === '' && url.password === '' && url.search === '' && url.hash === '';
+    } catch {
+      return false;
+    }
+  }, 'must be an http:// or https:// URL of the edge (e.g. https://shop-eu.example.com:8443), without credentials, query or fragment');
+
+export const createEdgeRequest = z.strictObject({ name: destinationName, description: z.string().max(1000).optional(), url: edgeUrl.optional() });
+/**
+ * `PATCH /api/v1/edges/:edge`: a new advertised URL (null: none, the edge pulls). The origin keeps
+ * only the hash of a token made before the edge had a URL, so giving one for the first time needs
+ * the edge's token again (`token`, checked against that hash, then sealed).
+ */
+export const updateEdgeRequest = z.strictObject({ url: edgeUrl.nullable().optional(), description: z.string().max(1000).optional(), token: z.string().min(1).max(4096).optional() });
 export const edge = z.strictObject({
   name: destinationName,
   description: z.string(),
+  /** Where the origin pushes to (push mode); null: the edge pulls everything. */
+  url: z.string().nullable(),
   createdAt: timestamp,
-  /** When the edge last spoke to the origin with its token (null: never registered). */
+  /** When the edge last spoke to the origin with its token, or took a push from it (null: never). */
   lastSeenAt: timestamp.nullable(),
 });
 export type Edge = z.infer<typeof edge>;

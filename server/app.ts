@@ -401,6 +401,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       blobs,
       imageGraph: (digest) => ociStore.imageGraph(digest),
       metadataFiles: (bundle) => tufMetadataFiles(trust, bundle),
+      readMetadata: (name) => trust.readMetadata(name),
       ...(config.replicationRetry ? { retry: config.replicationRetry } : {}),
       now,
       log: log.child('replication'),

@@ -1,5 +1,5 @@
 import { listOf } from '../../protocol/api.ts';
-import { createdEdge, destinationName, edge } from '../../protocol/replication.ts';
+import { createdEdge, destinationName, edge, edgeUrl } from '../../protocol/replication.ts';
 import { UsageError } from '../client.ts';
 import { command, enc, json, need, type Command } from '../command.ts';
 import { print, printErr, printJson, printJsonOr, printList } from '../output.ts';
@@ -25,11 +25,12 @@ function nameArg(positionals: string[]): string {
 
 export const commands: Record<string, Command> = {
   'edge add': command({
-    usage: 'convoy edge add NAME [--description TEXT] [--json]   (admin; prints the edge token once: give it to the edge as CONVOY_EDGE_TOKEN)',
-    options: { description: { type: 'string' }, ...json },
+    usage: 'convoy edge add NAME [--url URL] [--description TEXT] [--json]   (admin; prints the edge token once: give it to the edge as CONVOY_EDGE_TOKEN; --url: where the origin pushes to, needs CONVOY_SECRET_KEY on the origin)',
+    options: { description: { type: 'string' }, url: { type: 'string' }, ...json },
     async run({ positionals, flags, api }) {
       const name = nameArg(positionals);
-      const created = await api().request('POST', '/api/v1/edges', { json: { name, ...(typeof flags.description === 'string' ? { description: flags.description } : {}) }, schema: createdEdge });
+      const url = typeof flags.url === 'string' ? need(edgeUrl, flags.url, '--url') : undefined;
+      const created = await api().request('POST', '/api/v1/edges', { json: { name, ...(typeof flags.description === 'string' ? { description: flags.description } : {}), ...(url ? { url } : {}) }, schema: createdEdge });
       if (flags.json === true) return printJson(created);
       // The secret alone on stdout (TOKEN=$(convoy edge add …)); the note on stderr.
       printErr(`edge ${created.edge.name} added; its token is shown only now (set it as CONVOY_EDGE_TOKEN on the edge):`);
@@ -44,6 +45,7 @@ export const commands: Record<string, Command> = {
       printList(rows, [
         { header: 'NAME', value: (e) => e.name },
         { header: 'HEALTH', value: (e) => edgeHealth(e.lastSeenAt) },
+        { header: 'URL', value: (e) => e.url ?? '-' },
         { header: 'LAST SEEN', value: (e) => e.lastSeenAt ?? 'never' },
         { header: 'CREATED', value: (e) => e.createdAt },
         { header: 'DESCRIPTION', value: (e) => e.description },
@@ -55,7 +57,24 @@ export const commands: Record<string, Command> = {
     options: json,
     async run({ positionals, flags, api }) {
       const found = await api().request('GET', `/api/v1/edges/${enc(nameArg(positionals))}`, { schema: edge });
-      printJsonOr(found, flags.json === true, `edge ${found.name}\n  health:    ${edgeHealth(found.lastSeenAt)}\n  last seen: ${found.lastSeenAt ?? 'never'}\n  created:   ${found.createdAt}${found.description ? `\n  ${found.description}` : ''}`);
+      printJsonOr(found, flags.json === true, `edge ${found.name}\n  health:    ${edgeHealth(found.lastSeenAt)}\n  last seen: ${found.lastSeenAt ?? 'never'}\n  url:       ${found.url ?? 'none (it pulls)'}\n  created:   ${found.createdAt}${found.description ? `\n  ${found.description}` : ''}`);
+    },
+  }),
+  'edge update': command({
+    usage: "convoy edge update NAME [--url URL | --no-url] [--token TOKEN] [--description TEXT] [--json]   (admin; a first --url needs the edge's token again: the origin kept only its hash)",
+    options: { url: { type: 'string' }, 'no-url': { type: 'boolean' }, token: { type: 'string' }, description: { type: 'string' }, ...json },
+    async run({ positionals, flags, api }) {
+      const name = nameArg(positionals);
+      if (typeof flags.url === 'string' && flags['no-url'] === true) throw new UsageError('give --url URL or --no-url, not both');
+      const body = {
+        ...(typeof flags.url === 'string' ? { url: need(edgeUrl, flags.url, '--url') } : {}),
+        ...(flags['no-url'] === true ? { url: null } : {}),
+        ...(typeof flags.token === 'string' ? { token: flags.token } : {}),
+        ...(typeof flags.description === 'string' ? { description: flags.description } : {}),
+      };
+      if (Object.keys(body).length === 0) throw new UsageError('nothing to change: give --url, --no-url or --description');
+      const updated = await api().request('PATCH', `/api/v1/edges/${enc(name)}`, { json: body, schema: edge });
+      printJsonOr(updated, flags.json === true, `edge ${updated.name}: ${updated.url ? `the origin pushes to ${updated.url}` : 'no URL (it pulls)'}`);
     },
   }),
   'edge remove': command({

@@ -623,7 +623,28 @@ const enrollmentRevocation: Migration = {
   },
 };
 
-export const migrations: readonly Migration[] = [initial, access, trust, oci, bundles, auditReleases, oneApprovalsTable, rollouts, replication, enrollment, bundleRoles, enrollmentRevocation];
+/**
+ * Push mode to edges (issue #12): an edge may advertise a URL the origin opens connections to;
+ * then the origin keeps the edge's token sealed (AES-256-GCM under CONVOY_SECRET_KEY, as registry
+ * credentials) to sign in at the edge. Edges without a URL keep a null pair and pull.
+ */
+const edgePush: Migration = {
+  name: '0013_edge_push',
+  async up(db) {
+    await db.schema.alterTable('replication_edges', (t) => {
+      t.string('url', 2048);
+      t.text('sealed_token');
+    });
+  },
+  async down(db) {
+    await db.schema.alterTable('replication_edges', (t) => {
+      t.dropColumn('sealed_token');
+      t.dropColumn('url');
+    });
+  },
+};
+
+export const migrations: readonly Migration[] = [initial, access, trust, oci, bundles, auditReleases, oneApprovalsTable, rollouts, replication, enrollment, bundleRoles, enrollmentRevocation, edgePush];
 
 export const migrationSource: Knex.MigrationSource<Migration> = {
   getMigrations: async () => [...migrations],

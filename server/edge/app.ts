@@ -27,6 +27,8 @@ import { createReportQueue, type ReportQueue } from './reports.ts';
 import type { DeviceCredential } from '../../protocol/edge.ts';
 import { certificateOf, loadEdgeTls } from './tls.ts';
 import { renewal, renewRequest } from '../../protocol/enrollment.ts';
+import { inboundRoutes, maxPushJsonBytes, originByToken } from './inbound.ts';
+import { defaultServerConfig } from '../config.ts';
 
 /*
  * Edge mode (`convoy serve --mode edge --upstream URL`): the composition root of an edge node.
@@ -52,6 +54,8 @@ export interface RunningEdge {
   /** Asks the origin for the release of every device connected to the broker now. */
   refreshNotices(): Promise<void>;
   routes: readonly Route[];
+  /** Push mode: what the origin calls here with this edge's token (inbound.ts). */
+  inbound: readonly Route[];
   close(): Promise<void>;
 }
 
@@ -197,6 +201,10 @@ export async function startEdge(config: EdgeConfig, deps: EdgeDeps = {}): Promis
   };
   const router = buildRouter(routes, { auth, certificatePrincipal, maxJsonBytes: 64 * 1024 });
   app.use(router.routes());
+  // Push mode: the origin opens the connection and signs in with this edge's own token; no
+  // other credential is asked about (a device token here is refused, not sent to the origin).
+  const inbound = inboundRoutes({ edgeToken: config.edgeToken, blobs, metadata, maxBlobBytes: defaultServerConfig.maxBlobBytes, onVerified: (digest) => integrity!.trust(digest), log: log.child('inbound') });
+  app.use(buildRouter(inbound, { auth: { authenticate: async () => undefined }, edgeToken: originByToken(config.edgeToken), maxJsonBytes: maxPushJsonBytes }).routes());
   // Whatever the edge does not serve: a write is the origin's to take; a read is not here.
   app.use(async (ctx) => {
     if (ctx.method !== 'GET' && ctx.method !== 'HEAD') throw new ApiError('edge_read_only', `this is an edge; use the origin (${config.upstreamUrl}) for ${ctx.method} ${ctx.path}`);
@@ -284,6 +292,7 @@ export async function startEdge(config: EdgeConfig, deps: EdgeDeps = {}): Promis
     reports,
     refreshNotices: () => notices.refresh(),
     routes,
+    inbound,
     async close() {
       await mirror.stop();
       notices.stop();

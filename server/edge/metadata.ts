@@ -21,16 +21,23 @@ import type { Upstream } from './upstream.ts';
 const topLevel = new Set(['root', 'timestamp', 'snapshot', 'targets']);
 
 export interface MetadataMirror {
-  /** Fetches, verifies and publishes; throws (nothing published) when verification fails. */
-  sync(files: readonly string[]): Promise<{ published: string[]; bytes: number }>;
+  /**
+   * Fetches, verifies and publishes; throws (nothing published) when verification fails.
+   * `source` gives a file's bytes (default: ask the origin); push mode passes the files the
+   * origin sent, so pulled and pushed metadata pass the same checks and the same publication.
+   */
+  sync(files: readonly string[], source?: MetadataSource): Promise<{ published: string[]; bytes: number }>;
   /** A published file (what devices read under /tuf/). */
   read(name: string): Promise<Buffer | undefined>;
 }
 
+/** A metadata file's bytes by name; undefined: there is no such file (a 404 to tuf-js). */
+export type MetadataSource = (name: string) => Promise<Buffer | undefined>;
+
 /** tuf-js reads through this: the files staged for this sync first, anything else from the origin (staged as fetched). */
 class StagedFetcher extends BaseFetcher {
   constructor(
-    private readonly upstream: Upstream,
+    private readonly source: MetadataSource,
     private readonly fetched: Map<string, Buffer>,
   ) {
     super();
@@ -39,7 +46,7 @@ class StagedFetcher extends BaseFetcher {
     const name = decodeURIComponent(new URL(url).pathname.split('/').pop() ?? '');
     let bytes = this.fetched.get(name);
     if (!bytes) {
-      bytes = await this.upstream.metadata(name);
+      bytes = await this.source(name);
       // tuf-js reads a 404 on N.root.json as "no newer root": the status must be kept.
       if (!bytes) throw new DownloadHTTPError(`the origin has no ${name}`, 404);
     }
@@ -63,12 +70,12 @@ export function createMetadataMirror(deps: { dataDir: string; pinnedRootFile: st
     return run;
   };
   return {
-    sync: (files) =>
+    sync: (files, source = (name) => deps.upstream.metadata(name)) =>
       one(async () => {
         await fs.mkdir(published, { recursive: true });
         const fetched = new Map<string, Buffer>();
         for (const name of files) {
-          const bytes = await deps.upstream.metadata(name);
+          const bytes = await source(name);
           if (bytes) fetched.set(name, bytes);
         }
         // The edge's own trusted state (rollback protection across runs lives in trustDir).
@@ -80,7 +87,7 @@ export function createMetadataMirror(deps: { dataDir: string; pinnedRootFile: st
           token: '',
           timeoutMs: deps.timeoutMs,
           log: deps.log,
-          fetcher: new StagedFetcher(deps.upstream, fetched),
+          fetcher: new StagedFetcher(source, fetched),
         });
         await client.refresh();
         // The verified snapshot says which version of every other role is current.
@@ -89,6 +96,12 @@ export function createMetadataMirror(deps: { dataDir: string; pinnedRootFile: st
           const parsed = versionedRole(name);
           if (!parsed || topLevel.has(parsed.role)) continue;
           const named = snapshot.signed.meta[`${parsed.role}.json`]?.version;
+          // An older version a task of an earlier run named (two approvals before the edge
+          // synced): superseded, not published, and no reason to refuse the current set.
+          if (named !== undefined && parsed.version < named) {
+            fetched.delete(name);
+            continue;
+          }
           if (named !== parsed.version) throw new Error(`${name} is not the version of role "${parsed.role}" the verified snapshot names (${named ?? 'none'}); not published`);
         }
         // Versioned files first (immutable), then root.json, then timestamp.json last.

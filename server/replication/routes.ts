@@ -16,6 +16,7 @@ import {
   runListQuery,
   runPath,
   startRunRequest,
+  updateEdgeRequest,
   updatePolicyRequest,
 } from '../../protocol/replication.ts';
 import { principalName } from '../auth/policy.ts';
@@ -40,7 +41,7 @@ export function replicationRoutes(service: ReplicationService): Route[] {
       method: 'POST', path: '/api/v1/edges', action: 'edge:write', summary: 'Add an edge node; its token is in this answer only', body: createEdgeRequest, responses: { 201: createdEdge },
       async handler({ koa, body }) {
         koa.status = 201;
-        koa.body = await service.addEdge(body.name, body.description);
+        koa.body = await service.addEdge(body.name, body.description, body.url);
       },
     }),
     route({
@@ -53,6 +54,12 @@ export function replicationRoutes(service: ReplicationService): Route[] {
       method: 'GET', path: '/api/v1/edges/:edge', action: 'edge:read', summary: 'One edge node', params: edgePath, responses: { 200: edge },
       async handler({ koa, params }) {
         koa.body = await service.getEdge(params.edge);
+      },
+    }),
+    route({
+      method: 'PATCH', path: '/api/v1/edges/:edge', action: 'edge:write', summary: "Change an edge's URL (push mode: the origin sends to it; null: it pulls) or description; a first URL needs the edge's token again", params: edgePath, body: updateEdgeRequest, responses: { 200: edge },
+      async handler({ koa, params, body }) {
+        koa.body = await service.updateEdge(params.edge, body);
       },
     }),
     route({

@@ -22,6 +22,7 @@ import { ApiError } from '../http/errors.ts';
 import { planVersion, planWithdrawal, registryRepository, type ImageGraph, type PlannedTask } from './planner.ts';
 import { createRegistryClient, RegistryError, type RegistryClient, type RegistryTarget } from './registry-client.ts';
 import { SecretKeyMissing, type Sealer } from './secrets.ts';
+import { createEdgePusher, EdgePushError, type EdgePusher, type EdgeTarget } from './edge-pusher.ts';
 import type { EdgeRow, NewTask, PolicyRecord, RegistryRow, ReplicationStore, RunRow, TaskCounts, TaskRow } from './store.ts';
 
 /*
@@ -39,12 +40,17 @@ export interface ReplicationServiceDeps {
     listVersions(bundle: string, filter: { status?: 'approved' }, window?: { offset: number; limit: number }): Promise<{ items: BundleVersion[]; total: number }>;
     getVersion(bundle: string, version: string): Promise<BundleVersion>;
   };
-  blobs: { stat(digest: string): Promise<{ size: number } | undefined>; readBytes(digest: string): Promise<Buffer>; openRead(digest: string): Readable };
+  blobs: { stat(digest: string): Promise<{ size: number } | undefined>; readBytes(digest: string): Promise<Buffer>; openRead(digest: string, range?: { start: number; end: number }): Readable };
   /** The image graph of an image artifact (the OCI capability's data), by manifest digest. */
   imageGraph(digest: string): Promise<{ mediaType: string; children: { digest: string; mediaType: string; size: number }[]; blobs: string[] } | undefined>;
   /** The TUF metadata files an edge needs for a bundle (top-level ones and the bundle's role), with their sizes. */
   metadataFiles(bundle?: string): Promise<{ name: string; size: number }[]>;
   registryClient?: (target: RegistryTarget) => RegistryClient;
+  /** A TUF metadata file's current bytes by name (push mode sends them to edges). */
+  readMetadata?(name: string): Promise<Buffer | undefined>;
+  edgePusher?: (target: EdgeTarget) => EdgePusher;
+  /** How long a push to an edge waits for an answer (not for a whole blob), in milliseconds. */
+  edgeTimeoutMs?: number;
   /** Tries per task and the first backoff (doubled each try), for transient failures. */
   retry?: { attempts: number; baseDelayMs: number };
   now: () => Date;
@@ -58,7 +64,7 @@ function hashToken(token: string): string {
 }
 
 function toEdge(row: EdgeRow): Edge {
-  return { name: row.name, description: row.description, createdAt: row.created_at, lastSeenAt: row.last_seen_at };
+  return { name: row.name, description: row.description, url: row.url ?? null, createdAt: row.created_at, lastSeenAt: row.last_seen_at };
 }
 
 function toRegistry(row: RegistryRow): RegistryEndpoint {
@@ -123,6 +129,7 @@ export function createReplicationService(deps: ReplicationServiceDeps) {
   const nowText = () => deps.now().toISOString();
   const retry = deps.retry ?? defaultRetry;
   const makeClient = deps.registryClient ?? ((target: RegistryTarget) => createRegistryClient(target));
+  const makePusher = deps.edgePusher ?? ((target: EdgeTarget) => createEdgePusher(target));
   /** Runs being executed, so shutdown can wait for them (and tell them to stop between tasks). */
   const running = new Map<number, Promise<void>>();
   let closing = false;
@@ -171,6 +178,16 @@ export function createReplicationService(deps: ReplicationServiceDeps) {
       return deps.sealer.seal(value, context);
     } catch (error) {
       if (error instanceof SecretKeyMissing) throw new ApiError('invalid_request', `${error.message}; the endpoint was not stored`);
+      throw error;
+    }
+  }
+
+  /** The edge's token sealed with the edge's name as associated data (a copied value fails to open elsewhere). */
+  function sealEdgeToken(name: string, token: string): string {
+    try {
+      return deps.sealer.seal(token, `edge:${name}:token`);
+    } catch (error) {
+      if (error instanceof SecretKeyMissing) throw new ApiError('invalid_request', `${error.message.replace('registry credentials are', "an edge's token for push mode is")}; the edge was not changed`);
       throw error;
     }
   }
@@ -271,9 +288,112 @@ export function createReplicationService(deps: ReplicationServiceDeps) {
     }
   }
 
-  /** Works through a run's registry tasks, destination by destination, in planned order. */
-  async function execute(runId: number, bandwidth: number | null): Promise<void> {
+  /**
+   * Push to an edge: one or more task rows (a metadata batch goes as one request) done by `work`,
+   * retried with backoff while the failure is transient, as registry tasks are. Each try asks the
+   * edge first (pushBlob), so a retry after a cut upload sends only what the edge lacks.
+   */
+  async function executeEdgeTasks(tasks: readonly TaskRow[], work: () => Promise<number[]>): Promise<boolean> {
+    const started = Date.now();
+    let attempts = Math.max(...tasks.map((task) => Number(task.attempts)));
+    const updateAll = async (patch: Parameters<ReplicationStore['updateTask']>[1]) => {
+      for (const task of tasks) await store.updateTask(Number(task.id), patch);
+    };
+    for (;;) {
+      attempts += 1;
+      await updateAll({ status: 'running', attempts });
+      try {
+        const bytes = await work();
+        for (const [index, task] of tasks.entries()) await store.updateTask(Number(task.id), { status: 'succeeded', bytes: bytes[index] ?? 0, duration_ms: Date.now() - started, error: null });
+        // The edge answered with its token's consent: it counts as seen (it may never call the origin itself).
+        await store.touchEdge(tasks[0]!.destination, nowText());
+        return true;
+      } catch (error) {
+        const transient = !(error instanceof EdgePushError) || error.transient;
+        const message = (error as Error).message.slice(0, 1000);
+        if (closing && transient) {
+          await updateAll({ status: 'pending', error: message });
+          return false;
+        }
+        if (!transient || attempts >= retry.attempts) {
+          await updateAll({ status: 'failed', duration_ms: Date.now() - started, error: message });
+          log.warn('edge push failed', { tasks: tasks.map((task) => Number(task.id)), ref: tasks[0]?.ref, edge: tasks[0]?.destination, attempts, error: message });
+          return false;
+        }
+        await sleep(retry.baseDelayMs * 2 ** (attempts - 1));
+        if (closing) {
+          await updateAll({ status: 'pending', error: message });
+          return false;
+        }
+      }
+    }
+  }
+
+  /** The edge's URL and its token, opened from the seal (the token is never logged). */
+  async function edgeTarget(name: string, bandwidth: number | null): Promise<EdgeTarget | undefined> {
+    const row = await store.findEdge(name);
+    if (!row) throw new EdgePushError(`edge "${name}" was removed`, false);
+    if (!row.url || !row.sealed_token) return undefined;
+    return { url: row.url, token: deps.sealer.open(row.sealed_token, `edge:${name}:token`), bandwidth, timeoutMs: deps.edgeTimeoutMs ?? 30_000 };
+  }
+
+  /**
+   * A push policy's tasks for one edge with a URL, in the pull mirror's order: blobs, then
+   * withdrawals, then the metadata in one batch (the edge verifies the files together and
+   * publishes the timestamp last), and only if every blob arrived: metadata naming a blob the
+   * edge lacks would send its devices to a 404.
+   */
+  async function pushToEdge(runId: number, pusher: EdgePusher, edge: string, list: readonly TaskRow[], bundle: string): Promise<void> {
+    const stop = async () => closing || (await store.runStatus(runId)) === 'cancelled';
+    let blobsFailed = false;
+    for (const task of list.filter((t) => t.kind === 'blob' && t.digest)) {
+      if (await stop()) return;
+      const digest = task.digest!;
+      const size = Number(task.size);
+      const ok = await executeEdgeTasks([task], async () => [await pusher.pushBlob(digest, size, (start) => deps.blobs.openRead(digest, size > 0 ? { start, end: size - 1 } : undefined))]);
+      if (ok) await store.recordHeld({ type: 'edge', name: edge }, '', digest, nowText());
+      else blobsFailed = true;
+    }
+    for (const task of list.filter((t) => t.kind === 'delete' && t.digest)) {
+      if (await stop()) return;
+      await executeEdgeTasks([task], async () => (await pusher.withdraw(task.digest!), [0]));
+    }
+    const metadata = list.filter((t) => t.kind === 'metadata');
+    if (metadata.length === 0 || (await stop())) return;
+    if (blobsFailed) {
+      for (const task of metadata) await store.updateTask(Number(task.id), { status: 'failed', error: 'blobs of this run failed to reach the edge; metadata not sent' });
+      return;
+    }
+    await executeEdgeTasks(metadata, async () => {
+      // The bundle's metadata as it is now, not the names planned: a version approved since
+      // planning re-signed the snapshot and the bundle's role, and the edge verifies the set
+      // against the current timestamp (older versioned files would not be the ones it names).
+      // A planned file superseded since counts as sent with 0 bytes, the newer one in its place.
+      const names = [...new Set([...(await deps.metadataFiles(bundle)).map((file) => file.name), 'timestamp.json'])];
+      const files: { name: string; content: Buffer }[] = [];
+      for (const name of names) {
+        const content = await deps.readMetadata?.(name);
+        if (!content) throw new EdgePushError(`the origin has no metadata file ${name}`, false);
+        files.push({ name, content });
+      }
+      const result = await pusher.pushMetadata(files);
+      const sizes = new Map(files.map((file) => [file.name, file.content.length]));
+      const published = new Set(result.published);
+      return metadata.map((task) => (published.has(task.ref) ? (sizes.get(task.ref) ?? 0) : 0));
+    });
+  }
+
+  /** Works through a run's registry tasks (and a push policy's edge tasks), destination by destination, in planned order. */
+  async function execute(runId: number, bandwidth: number | null, pushBundle?: string): Promise<void> {
+    const push = pushBundle !== undefined;
     const tasks = await store.tasksOf(runId);
+    const byEdge = new Map<string, TaskRow[]>();
+    if (push) {
+      for (const task of tasks) {
+        if (task.destination_type !== 'edge' || (task.status !== 'pending' && task.status !== 'running' && task.status !== 'failed')) continue;
+        byEdge.set(task.destination, [...(byEdge.get(task.destination) ?? []), task]);
+      }
+    }
     const byDestination = new Map<string, TaskRow[]>();
     for (const task of tasks) {
       if (task.destination_type !== 'registry' || (task.status !== 'pending' && task.status !== 'running' && task.status !== 'failed')) continue;
@@ -282,8 +402,19 @@ export function createReplicationService(deps: ReplicationServiceDeps) {
       byDestination.set(task.destination, list);
     }
     // Destinations side by side (each its own link); within one, tasks in planned order.
-    await Promise.all(
-      [...byDestination].map(async ([destination, list]) => {
+    await Promise.all([
+      ...[...byEdge].map(async ([edge, list]) => {
+        let target: EdgeTarget | undefined;
+        try {
+          target = await edgeTarget(edge, bandwidth);
+        } catch (error) {
+          for (const task of list) await store.updateTask(Number(task.id), { status: 'failed', error: (error as Error).message.slice(0, 1000) });
+          return;
+        }
+        // An edge without a URL cannot be reached: its tasks wait for it to pull them.
+        if (target) await pushToEdge(runId, makePusher(target), edge, list, pushBundle!);
+      }),
+      ...[...byDestination].map(async ([destination, list]) => {
         let client: RegistryClient;
         try {
           client = makeClient((await registryTarget(destination, bandwidth)).target);
@@ -297,7 +428,7 @@ export function createReplicationService(deps: ReplicationServiceDeps) {
           await executeTask(task, client);
         }
       }),
-    );
+    ]);
     if (closing) return;
     await settle(runId);
   }
@@ -309,8 +440,8 @@ export function createReplicationService(deps: ReplicationServiceDeps) {
     await store.finishRun(runId, counts.failed > 0 ? 'failed' : 'succeeded', nowText());
   }
 
-  function launch(runId: number, bandwidth: number | null): void {
-    const work = execute(runId, bandwidth)
+  function launch(runId: number, policy: Pick<PolicyRecord, 'bandwidth' | 'mode' | 'bundle'> | undefined): void {
+    const work = execute(runId, policy?.bandwidth ?? null, policy?.mode === 'push' ? policy.bundle : undefined)
       .catch((error: unknown) => log.error('replication run failed', { run: runId, error }))
       .finally(() => running.delete(runId));
     running.set(runId, work);
@@ -341,7 +472,7 @@ export function createReplicationService(deps: ReplicationServiceDeps) {
     const row = { bundle: policy.bundle, policy: policy.name, trigger: 'revocation', versions: JSON.stringify([version.version]), status: 'running', by: 'revocation', started_at: nowText(), finished_at: null };
     const id = await store.insertRun(row, tasks);
     log.info('replication withdrawal started', { run: id, bundle: policy.bundle, policy: policy.name, version: version.version, tasks: tasks.length });
-    launch(id, policy.bandwidth);
+    launch(id, policy);
     if (tasks.some((task) => task.destination_type === 'edge')) wakeEdges();
     return { id, ...row };
   }
@@ -362,23 +493,41 @@ export function createReplicationService(deps: ReplicationServiceDeps) {
     const row = { bundle: policy.bundle, policy: policy.name, trigger: options.trigger, versions: JSON.stringify(names), status: 'running', by: options.by, started_at: nowText(), finished_at: null };
     const id = await store.insertRun(row, tasks);
     log.info('replication run started', { run: id, bundle: policy.bundle, policy: policy.name, versions: names.join(','), tasks: tasks.length, trigger: options.trigger });
-    launch(id, policy.bandwidth);
+    launch(id, policy);
     if (tasks.some((task) => task.destination_type === 'edge' && task.status === 'pending')) wakeEdges();
     return { id, ...row };
   }
 
   return {
     // Edges.
-    async addEdge(name: string, description = ''): Promise<{ edge: Edge; token: string }> {
+    async addEdge(name: string, description = '', url?: string): Promise<{ edge: Edge; token: string }> {
       if (await nameTaken(name)) throw new ApiError('already_exists', `an edge or registry endpoint named "${name}" already exists`);
-      // 256 bits, shown once; only its SHA-256 is stored (as for access tokens).
+      // 256 bits, shown once; only its SHA-256 is stored (as for access tokens), and, for an edge
+      // the origin pushes to (it has a URL), the token sealed: the origin signs in there with it.
       const token = `cvye_${randomBytes(32).toString('base64url')}`;
-      const row: EdgeRow = { name, description, token_hash: hashToken(token), created_at: nowText(), last_seen_at: null };
+      const row: EdgeRow = { name, description, token_hash: hashToken(token), created_at: nowText(), last_seen_at: null, url: url ?? null, sealed_token: url ? sealEdgeToken(name, token) : null };
       if (!(await store.insertEdge(row))) throw new ApiError('already_exists', `an edge named "${name}" already exists`);
       log.info('edge added', { edge: name });
       return { edge: toEdge(row), token };
     },
     listEdges: async (): Promise<Edge[]> => (await store.listEdges()).map(toEdge),
+    /** A new URL (push mode) or description. A first URL needs the edge's token again: the origin kept only its hash. */
+    async updateEdge(name: string, patch: { url?: string | null | undefined; description?: string | undefined; token?: string | undefined }): Promise<Edge> {
+      const row = await store.findEdge(name);
+      if (!row) throw new ApiError('not_found', `edge "${name}" does not exist`);
+      if (patch.token !== undefined && hashToken(patch.token) !== row.token_hash) throw new ApiError('invalid_request', `that is not the token of edge "${name}"`);
+      const next: Partial<EdgeRow> = {};
+      if (patch.description !== undefined) next.description = patch.description;
+      if (patch.url === null) Object.assign(next, { url: null, sealed_token: null });
+      else if (patch.url !== undefined) {
+        const sealed = patch.token !== undefined ? sealEdgeToken(name, patch.token) : row.sealed_token;
+        if (!sealed) throw new ApiError('invalid_request', `the origin keeps only a hash of edge "${name}"'s token, and needs the token itself to push there: give it again (convoy edge update ${name} --url URL --token TOKEN)`);
+        Object.assign(next, { url: patch.url, sealed_token: sealed });
+      }
+      if (Object.keys(next).length > 0) await store.updateEdge(name, next);
+      log.info('edge updated', { edge: name, url: next.url === undefined ? undefined : next.url });
+      return toEdge((await store.findEdge(name))!);
+    },
     async getEdge(name: string): Promise<Edge> {
       const row = await store.findEdge(name);
       if (!row) throw new ApiError('not_found', `edge "${name}" does not exist`);
@@ -553,7 +702,7 @@ export function createReplicationService(deps: ReplicationServiceDeps) {
       for (const run of runs) {
         const policy = await store.findPolicy(run.bundle, run.policy);
         log.info('replication run resumed', { run: Number(run.id), bundle: run.bundle, policy: run.policy });
-        launch(Number(run.id), policy?.bandwidth ?? null);
+        launch(Number(run.id), policy);
       }
       return runs.length;
     },
@@ -579,7 +728,7 @@ export function createReplicationService(deps: ReplicationServiceDeps) {
       await store.setRunStatus(id, 'running', null);
       const policy = await store.findPolicy(bundle, row.policy);
       log.info('replication run retried', { run: id, bundle, tasks: reset });
-      launch(id, policy?.bandwidth ?? null);
+      launch(id, policy);
       wakeEdges();
       return runDetail((await store.findRun(bundle, id))!);
     },

@@ -10,6 +10,10 @@ export interface EdgeRow {
   token_hash: string;
   created_at: string;
   last_seen_at: string | null;
+  /** Where the origin pushes to (null: the edge pulls). */
+  url?: string | null;
+  /** The edge's token sealed under CONVOY_SECRET_KEY (secrets.ts), kept only while it has a URL. */
+  sealed_token?: string | null;
 }
 
 export interface RegistryRow {
@@ -133,6 +137,9 @@ export function createReplicationStore(db: Db) {
     listEdges: async (): Promise<EdgeRow[]> => db<EdgeRow>('replication_edges').orderBy('name'),
     findEdge: async (name: string): Promise<EdgeRow | undefined> => db<EdgeRow>('replication_edges').where({ name }).first(),
     findEdgeByTokenHash: async (hash: string): Promise<EdgeRow | undefined> => db<EdgeRow>('replication_edges').where({ token_hash: hash }).first(),
+    async updateEdge(name: string, patch: Partial<Pick<EdgeRow, 'url' | 'sealed_token' | 'description'>>): Promise<void> {
+      await db('replication_edges').where({ name }).update(patch);
+    },
     async touchEdge(name: string, now: string): Promise<void> {
       await db('replication_edges').where({ name }).update({ last_seen_at: now });
     },
@@ -275,8 +282,11 @@ export function createReplicationStore(db: Db) {
         .leftJoin('replication_policies', function () {
           this.on('replication_policies.bundle', '=', 'replication_runs.bundle').andOn('replication_policies.name', '=', 'replication_runs.policy');
         })
+        .join('replication_edges', 'replication_edges.name', 'replication_tasks.destination')
         .where({ 'replication_tasks.destination_type': 'edge', 'replication_tasks.destination': edge, 'replication_runs.status': 'running' })
         .whereIn('replication_tasks.status', ['pending', 'running'])
+        // A push policy's tasks to an edge with a URL are the origin's to send (service.ts), not the edge's to fetch.
+        .where((q) => q.whereNull('replication_edges.url').orWhereNull('replication_policies.mode').orWhereNot('replication_policies.mode', 'push'))
         .orderBy('replication_tasks.id')
         .limit(limit)
         .select('replication_tasks.*', 'replication_runs.bundle', 'replication_policies.bandwidth');

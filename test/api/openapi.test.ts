@@ -142,6 +142,7 @@ test('every route answers with the shape it declares (a walk through the whole A
     const edgeAdded = await ok('POST', '/api/v1/edges', { json: { name: 'shop-eu' } });
     await ok('GET', '/api/v1/edges');
     await ok('GET', '/api/v1/edges/shop-eu');
+    await ok('PATCH', '/api/v1/edges/shop-eu', { json: { description: 'the EU shops' } });
     await ok('POST', '/api/v1/registries', { json: { name: 'site', url: 'http://127.0.0.1:9' } });
     await ok('GET', '/api/v1/registries');
     await ok('GET', '/api/v1/registries/site');

@@ -200,6 +200,7 @@ const cases: Record<string, (fx: Fixture) => Promise<Request>> = {
   'GET /api/v1/edge/devices/:id/release': async () => ({ path: '/api/v1/edge/devices/matrix-device/release', ok: [200, 204] }),
   'POST /api/v1/edge/reports': async () => ({ path: '/api/v1/edge/reports', json: { device: 'matrix-device', payload: '{}' }, ok: [204] }),
   'GET /api/v1/edges/:edge': async (fx) => ({ path: `/api/v1/edges/${(await replicationFixture(fx)).edge}`, ok: [200] }),
+  'PATCH /api/v1/edges/:edge': async (fx) => ({ path: `/api/v1/edges/${(await replicationFixture(fx)).edge}`, method: 'PATCH', json: { description: 'matrix' }, ok: [200] }),
   'DELETE /api/v1/edges/:edge': async (fx) => {
     const name = fx.unique('edge');
     await expectOk(fx.server, 'POST', '/api/v1/edges', { name });

@@ -55,3 +55,27 @@ test('an idle edge long-polls: the origin answers the held request as soon as a 
     t.is((await origin.api('GET', '/api/v1/edge/tasks?wait=31', { token })).status, 400);
   });
 });
+
+test('convoy edge add --url and edge update: the origin records where to push, and says when it needs the token again', async (t) => {
+  await withServer(
+    t,
+    async (origin) => {
+      const added = await convoy(origin.url, ['edge', 'add', 'shop-dmz', '--url', 'https://shop-dmz.example.com:8443']);
+      t.is(added.code, 0, added.stderr);
+      t.regex(added.stdout, /^cvye_/);
+      const listed = await convoy(origin.url, ['edge', 'list']);
+      t.regex(listed.stdout, /shop-dmz\s+never seen\s+https:\/\/shop-dmz\.example\.com:8443/);
+      const token = (await convoy(origin.url, ['edge', 'add', 'shop-eu'])).stdout.trim();
+      const refused = await convoy(origin.url, ['edge', 'update', 'shop-eu', '--url', 'http://10.0.0.7:8080']);
+      t.not(refused.code, 0);
+      t.regex(refused.stderr, /--token/);
+      const updated = await convoy(origin.url, ['edge', 'update', 'shop-eu', '--url', 'http://10.0.0.7:8080', '--token', token]);
+      t.is(updated.code, 0, updated.stderr);
+      t.regex(updated.stdout, /pushes to http:\/\/10\.0\.0\.7:8080/);
+      const bad = await convoy(origin.url, ['edge', 'update', 'shop-eu', '--url', 'ftp://x']);
+      t.not(bad.code, 0);
+      t.regex(bad.stderr, /--url/);
+    },
+    { secretKey: Buffer.alloc(32, 3) },
+  );
+});

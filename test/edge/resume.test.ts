@@ -24,13 +24,16 @@ async function setUp(origin: TestServer, edges: string[], trigger: 'approval' | 
   return tokens;
 }
 
-/** The targets the edge's published metadata names (timestamp → snapshot → targets, as a device walks them). */
+/** The targets the edge's published metadata names (timestamp → snapshot → targets and the bundles' roles, as a device walks them). */
 async function publishedTargets(dataDir: string): Promise<string[]> {
   const read = async (name: string) => JSON.parse(await fs.readFile(path.join(dataDir, 'tuf', name), 'utf8'));
   const timestamp = await read('timestamp.json');
   const snapshot = await read(`${timestamp.signed.meta['snapshot.json'].version}.snapshot.json`);
   const targets = await read(`${snapshot.signed.meta['targets.json'].version}.targets.json`);
-  return Object.keys(targets.signed.targets).sort();
+  // A bundle's targets live in its delegated role (bundle-<name>) once delegations are on.
+  const roles = Object.keys(snapshot.signed.meta).filter((name) => name.startsWith('bundle-'));
+  const delegated = await Promise.all(roles.map(async (role) => Object.keys((await read(`${snapshot.signed.meta[role].version}.${role}`)).signed.targets)));
+  return [...Object.keys(targets.signed.targets), ...delegated.flat()].sort();
 }
 
 test('an edge killed with kill -9 mid-run resumes; blobs it completed are not fetched again', async (t) => {

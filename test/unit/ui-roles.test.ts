@@ -31,7 +31,7 @@ for (const [what, user, expected] of cases) {
 
 test('edge health: never connected, healthy within 15 minutes, quiet after', (t) => {
   const now = Date.parse('2026-12-01T12:00:00Z');
-  const edge = { name: 'shop-eu', description: '', createdAt: '2026-12-01T00:00:00Z', lastSeenAt: null as string | null };
+  const edge = { name: 'shop-eu', description: '', url: null, createdAt: '2026-12-01T00:00:00Z', lastSeenAt: null as string | null };
   t.is(edgeHealth(edge, now).label, 'never connected');
   t.is(edgeHealth({ ...edge, lastSeenAt: '2026-12-01T11:50:00Z' }, now).label, 'healthy');
   t.is(edgeHealth({ ...edge, lastSeenAt: '2026-12-01T11:40:00Z' }, now).label, 'quiet');
