@@ -73,6 +73,22 @@ test('replication: edges, registry endpoints, a policy run with its tasks, a ref
         await admin.getByRole('cell', { name: 'shop-eu', exact: true }).waitFor();
         t.is(await admin.getByLabel('Edge token').count(), 0, 'the edge token is shown only once');
 
+        // Push mode needs the edge's URL; an edge added without one gives its token once more, which
+        // the server keeps sealed (the token is never shown back), then the URL is taken away again.
+        await admin.getByRole('button', { name: 'Change the URL of edge shop-eu' }).click();
+        const urlDialog = admin.getByRole('dialog', { name: /URL of edge/ });
+        await urlDialog.getByLabel('URL', { exact: true }).fill('http://127.0.0.1:9');
+        await urlDialog.getByLabel("The edge's token").fill(edgeToken);
+        await noViolations(t, fx, admin, 'edge URL dialog');
+        await urlDialog.getByRole('button', { name: 'Save URL' }).click();
+        await admin.getByText('Edge shop-eu can now be pushed to at http://127.0.0.1:9.').waitFor();
+        await admin.getByRole('row', { name: /shop-eu/ }).getByText('http://127.0.0.1:9').waitFor();
+        t.false((await admin.content()).includes(edgeToken), 'the sealed token never comes back');
+        await admin.getByRole('button', { name: 'Change the URL of edge shop-eu' }).click();
+        await admin.getByRole('dialog', { name: /URL of edge/ }).getByLabel('URL', { exact: true }).fill('');
+        await admin.getByRole('dialog', { name: /URL of edge/ }).getByRole('button', { name: 'Remove URL' }).click();
+        await admin.getByRole('row', { name: /shop-eu/ }).getByText('— (pulls)').waitFor();
+
         // Registry endpoints: the real one, and one with a wrong password (its pushes are refused).
         await admin.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Registries' }).click();
         await admin.getByText('No registry endpoints yet').waitFor();

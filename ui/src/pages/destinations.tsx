@@ -4,7 +4,7 @@ import { createdEdge, edge, registryEndpoint, type Edge, type RegistryEndpoint }
 import { call, getJson } from '../api.ts';
 import { TextField } from '../components/fields.tsx';
 import { edgeHealth } from '../health.ts';
-import { LoadedList, RowActionCell, Table } from '../components/table.tsx';
+import { LoadedList, RowAction, RowActionCell, Table } from '../components/table.tsx';
 import { SecretNotice } from '../components/secret.tsx';
 import { useSession } from '../session.tsx';
 import { Badge, ConfirmDialog, Empty, Flash, PageHeader, Time, useLoad } from '../ui.tsx';
@@ -20,9 +20,12 @@ export function EdgesPage() {
   const session = useSession();
   const load = useLoad(() => getJson(session.client, '/api/v1/edges', z.array(edge)), []);
   const [adding, setAdding] = useState(false);
-  const [form, setForm] = useState({ name: '', description: '' });
+  const [form, setForm] = useState({ name: '', description: '', url: '' });
   const [secret, setSecret] = useState<{ name: string; token: string } | undefined>(undefined);
   const [removing, setRemoving] = useState<Edge | undefined>(undefined);
+  // Push mode: the origin opens the connection to the edge's URL, holding its token sealed.
+  const [editing, setEditing] = useState<Edge | undefined>(undefined);
+  const [edit, setEdit] = useState({ url: '', token: '' });
   const [flash, setFlash] = useState<string | undefined>(undefined);
   const canWrite = session.can('edge:write');
   return (
@@ -37,7 +40,10 @@ export function EdgesPage() {
           )
         }
       >
-        <p className="lede">Edge nodes mirror approved versions from this server and serve the devices near them. Health is when each last reached this server.</p>
+        <p className="lede">
+          Edge nodes mirror approved versions from this server and serve the devices near them. Health is when each last reached this server. An edge with a URL can also
+          be pushed to (policies in push mode); without one it fetches by itself.
+        </p>
       </PageHeader>
       <Flash message={flash} />
       {secret && (
@@ -56,13 +62,14 @@ export function EdgesPage() {
       )}
       <LoadedList load={load} what="the edges" empty={<Empty title="No edges yet">{canWrite ? 'Add one to mirror releases close to a site.' : null}</Empty>}>
         {(list) => (
-          <Table caption="Edge nodes" columns={['Name', 'Description', 'Health', 'Last seen', 'Added']} actions>
+          <Table caption="Edge nodes" columns={['Name', 'Description', 'URL (push)', 'Health', 'Last seen', 'Added']} actions>
             {list.map((e) => {
               const health = edgeHealth(e);
               return (
                 <tr key={e.name}>
                   <td className="mono">{e.name}</td>
                   <td>{e.description || <span className="muted">—</span>}</td>
+                  <td className="mono">{e.url ?? <span className="muted">— (pulls)</span>}</td>
                   <td>
                     <Badge tone={health.tone}>{health.label}</Badge>
                   </td>
@@ -72,9 +79,24 @@ export function EdgesPage() {
                   <td>
                     <Time at={e.createdAt} />
                   </td>
-                  <RowActionCell show={canWrite} label={`Remove edge ${e.name}`} onClick={() => setRemoving(e)}>
-                    Remove
-                  </RowActionCell>
+                  <td className="row-actions">
+                    {canWrite && (
+                      <>
+                        <RowAction
+                          label={`Change the URL of edge ${e.name}`}
+                          onClick={() => {
+                            setEdit({ url: e.url ?? '', token: '' });
+                            setEditing(e);
+                          }}
+                        >
+                          URL…
+                        </RowAction>
+                        <RowAction label={`Remove edge ${e.name}`} onClick={() => setRemoving(e)}>
+                          Remove
+                        </RowAction>
+                      </>
+                    )}
+                  </td>
                 </tr>
               );
             })}
@@ -88,14 +110,52 @@ export function EdgesPage() {
         confirmDisabled={!form.name.trim()}
         onClose={() => setAdding(false)}
         onConfirm={async () => {
-          const made = await call(session.client, 'POST', '/api/v1/edges', createdEdge, { name: form.name.trim(), ...(form.description.trim() ? { description: form.description.trim() } : {}) });
+          const made = await call(session.client, 'POST', '/api/v1/edges', createdEdge, {
+            name: form.name.trim(),
+            ...(form.description.trim() ? { description: form.description.trim() } : {}),
+            ...(form.url.trim() ? { url: form.url.trim() } : {}),
+          });
           setSecret({ name: made!.edge.name, token: made!.token });
-          setForm({ name: '', description: '' });
+          setForm({ name: '', description: '', url: '' });
           load.reload();
         }}
       >
         <TextField id="edge-name" label="Name" value={form.name} onChange={(value) => setForm({ ...form, name: value })} placeholder="shop-eu" hint="Letters, digits, “.”, “_” or “-”. Policies name their destinations by it." />
         <TextField id="edge-description" label="Description (optional)" value={form.description} onChange={(value) => setForm({ ...form, description: value })} />
+        <TextField
+          id="edge-url"
+          label="URL (optional, for push)"
+          value={form.url}
+          onChange={(value) => setForm({ ...form, url: value })}
+          placeholder="https://edge.shop.example:8080"
+          hint="Where this server can reach the edge to push to it. Needs CONVOY_SECRET_KEY on this server (it keeps the edge's token sealed). Leave empty for an edge that fetches by itself."
+        />
+      </ConfirmDialog>
+      <ConfirmDialog
+        open={editing !== undefined}
+        title={`URL of edge “${editing?.name ?? ''}”`}
+        confirmLabel={edit.url.trim() ? 'Save URL' : 'Remove URL'}
+        onClose={() => setEditing(undefined)}
+        onConfirm={async () => {
+          const url = edit.url.trim();
+          await call(session.client, 'PATCH', `/api/v1/edges/${encodeURIComponent(editing!.name)}`, edge, url ? { url, ...(edit.token ? { token: edit.token } : {}) } : { url: null });
+          setFlash(url ? `Edge ${editing!.name} can now be pushed to at ${url}.` : `Edge ${editing!.name} has no URL: it fetches by itself.`);
+          setEdit({ url: '', token: '' });
+          load.reload();
+        }}
+      >
+        <TextField id="edge-edit-url" label="URL" value={edit.url} onChange={(value) => setEdit({ ...edit, url: value })} placeholder="https://edge.shop.example:8080" hint="Empty: no URL, the edge fetches by itself." />
+        {editing?.url === null && edit.url.trim() !== '' && (
+          <TextField
+            id="edge-edit-token"
+            type="password"
+            autoComplete="off"
+            label="The edge's token"
+            value={edit.token}
+            onChange={(value) => setEdit({ ...edit, token: value })}
+            hint="This server keeps only a hash of the token it showed once; to push, it must hold the token itself (sealed under CONVOY_SECRET_KEY)."
+          />
+        )}
       </ConfirmDialog>
       <ConfirmDialog
         open={removing !== undefined}
