@@ -80,8 +80,20 @@ async function main() {
       duplex: 'half',
     } as RequestInit);
     if (put.status !== 201) throw new Error(`upload answered ${put.status}`);
-    // A device token: the benchmark reads as a device does.
-    const device = await (await fetch(`${server.url}/api/v1/devices`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ id: 'bench-1', group: 'bench' }) })).json() as { token: string };
+    // A device token: the benchmark reads as a device does, so the blob is released to its group
+    // (devices read only the bundles deployed to them: docs/permissions.md, Read model).
+    const api = async (method: string, route: string, body: unknown) => {
+      const response = await fetch(`${server.url}${route}`, { method, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      const text = await response.text();
+      if (!response.ok) throw new Error(`${method} ${route} answered ${response.status}: ${text}`);
+      return JSON.parse(text) as unknown;
+    };
+    const device = (await api('POST', '/api/v1/devices', { id: 'bench-1', group: 'bench' })) as { token: string };
+    await api('POST', '/api/v1/bundles', { name: 'bench' });
+    await api('POST', '/api/v1/bundles/bench/versions', { version: '1.0.0' });
+    await api('PUT', '/api/v1/bundles/bench/versions/1.0.0/artifacts/blob.bin', { type: 'file', digest: `sha256:${sha256}`, size });
+    await api('POST', '/api/v1/bundles/bench/versions/1.0.0/approve', {});
+    await api('POST', '/api/v1/deployments', { bundle: 'bench', version: '1.0.0', group: 'bench' });
     await fs.rm(source);
 
     const best = { convoyd: Infinity, curl: Infinity, curlOnly: Infinity, dd: Infinity };
