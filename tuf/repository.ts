@@ -261,43 +261,6 @@ export function publishDelegatedSnapshot(input: {
 }
 
 /**
- * Signs snapshot and timestamp over already signed targets bytes, each version one above the
- * previous (§5.5.5: clients refuse a version that goes backwards).
- */
-export function publishSnapshot(input: {
-  targets: Buffer;
-  targetsVersion: number;
-  previous: { snapshot: number; timestamp: number };
-  snapshotKeys: readonly SigningKey[];
-  timestampKeys: readonly SigningKey[];
-  now: Date;
-  expiry?: Expiry;
-}): PublishedSet {
-  const expiry = input.expiry ?? defaultExpiry;
-  const versions = { targets: input.targetsVersion, snapshot: input.previous.snapshot + 1, timestamp: input.previous.timestamp + 1 };
-  const snapshot = new Metadata(
-    new Snapshot({
-      version: versions.snapshot,
-      specVersion,
-      expires: expires(input.now, expiry.snapshot),
-      meta: { 'targets.json': new MetaFile({ version: versions.targets, length: input.targets.length, hashes: { sha256: sha256Hex(input.targets) } }) },
-    }),
-  );
-  for (const key of input.snapshotKeys) snapshot.sign(signerFor(key));
-  const snapshotBytes = toBytes(snapshot);
-  const timestamp = new Metadata(
-    new Timestamp({
-      version: versions.timestamp,
-      specVersion,
-      expires: expires(input.now, expiry.timestamp),
-      snapshotMeta: new MetaFile({ version: versions.snapshot, length: snapshotBytes.length, hashes: { sha256: sha256Hex(snapshotBytes) } }),
-    }),
-  );
-  for (const key of input.timestampKeys) timestamp.sign(signerFor(key));
-  return { targets: input.targets, snapshot: snapshotBytes, timestamp: toBytes(timestamp), versions };
-}
-
-/**
  * Signs a new targets/snapshot/timestamp triple in the flat layout (one targets.json listing every
  * target), as Convoy did before bundle roles: kept for tests of clients and of the migration.
  */
@@ -310,9 +273,10 @@ export function publishTargets(input: {
 }): PublishedSet {
   const targets = buildTargets(input.targets, input.previous.targets + 1, input.now, input.expiry);
   for (const key of input.keys.targets) targets.sign(signerFor(key));
-  return publishSnapshot({
-    targets: toBytes(targets),
-    targetsVersion: input.previous.targets + 1,
+  // The flat layout is the delegated one with no bundle roles: snapshot names targets.json only.
+  return publishDelegatedSnapshot({
+    targets: { bytes: toBytes(targets), version: input.previous.targets + 1 },
+    roles: {},
     previous: input.previous,
     snapshotKeys: input.keys.snapshot,
     timestampKeys: input.keys.timestamp,
