@@ -23,6 +23,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import mqtt, { type MqttClient } from 'mqtt';
 import { startFleet } from '../fleet-sim.ts';
+import { freePort } from '../../test/helpers/ports.ts';
 
 const { values } = parseArgs({
   options: {
@@ -51,15 +52,6 @@ function stats(samples: number[]): { p50: number; p99: number; max: number; n: n
   return { p50: at(0.5), p99: at(0.99), max: sorted.at(-1) ?? NaN, n: sorted.length };
 }
 const fmt = (s: { p50: number; p99: number; max: number; n: number }) => `p50 ${s.p50.toFixed(0)} ms, p99 ${s.p99.toFixed(0)} ms, max ${s.max.toFixed(0)} ms (n=${s.n})`;
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = net.createServer().listen(0, '127.0.0.1', () => {
-      const port = (server.address() as net.AddressInfo).port;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** CPU seconds (user + system) and peak RSS (VmHWM) of a process, from /proc. */
 async function usage(pid: number): Promise<{ cpuS: number; peakRssMiB: number; rssMiB: number }> {

@@ -25,6 +25,7 @@ import { promisify } from 'node:util';
 import mqtt, { type MqttClient } from 'mqtt';
 import { createDeviceCsr, generateKeyPem } from '../../certs/pki.ts';
 import { deviceReleaseTopic } from '../../protocol/messages.ts';
+import { freePort } from '../../test/helpers/ports.ts';
 
 const exec = promisify(execFile);
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -46,14 +47,6 @@ function parseArgs(argv: string[]): { devices: number; groupSize: number; rounds
     else throw new Error(`usage: storm [--devices N] [--group-size N] [--rounds N] [--profile DIR] (got ${argv[i]} ${argv[i + 1] ?? ''})`);
   }
   return options;
-}
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 async function peakRssMb(pid: number): Promise<number> {

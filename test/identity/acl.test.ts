@@ -1,6 +1,5 @@
 import { execFile, spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
-import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import test, { type ExecutionContext } from 'ava';
@@ -11,6 +10,7 @@ import { convoy } from '../helpers/cli.ts';
 import { convoydBin } from '../helpers/device.ts';
 import { deploy, publishRelease } from '../helpers/release.ts';
 import { adminToken, makeTempDir, withServer, type TestServer } from '../helpers/server.ts';
+import { freePort } from '../helpers/ports.ts';
 
 /*
  * The device ACL seen from a third-party client: Debian's mosquitto_sub and mosquitto_pub holding
@@ -85,14 +85,6 @@ async function checkAcl(t: ExecutionContext, port: number, observer: mqtt.MqttCl
   t.deepEqual(seen.get(deviceStatusTopic(a.id)), ['a-status'], `${label}: a's own status went through`);
   t.false(JSON.stringify([...seen]).includes('FAKE'), `${label}: no fake message reached anyone: ${JSON.stringify([...seen])}`);
   t.regex(await read(b, port, groupNotices ? groupReleaseTopic('south') : deviceReleaseTopic(b.id)), /"group":"south"/, `${label}: the real notice is still the retained one`);
-}
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 test('a device certificate in mosquitto_sub/pub is refused everything outside its ACL, on aedes and on Mosquitto from convoy broker config', async (t) => {

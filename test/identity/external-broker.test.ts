@@ -1,6 +1,5 @@
 import { execFile, spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
-import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import test from 'ava';
@@ -8,6 +7,7 @@ import { convoy } from '../helpers/cli.ts';
 import { convoydBin, deviceRecord, runDaemon } from '../helpers/device.ts';
 import { deploy, publishRelease } from '../helpers/release.ts';
 import { makeTempDir, waitFor, withServer } from '../helpers/server.ts';
+import { freePort } from '../helpers/ports.ts';
 
 /*
  * CONVOY_MQTT_URL=mqtts://…: the server as a client of a real Mosquitto configured by `convoy
@@ -16,14 +16,6 @@ import { makeTempDir, waitFor, withServer } from '../helpers/server.ts';
  */
 
 const exec = promisify(execFile);
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 test('with CONVOY_MQTT_URL the server uses Mosquitto: an enrolled device gets its notice and reports through it', async (t) => {
   const work = await makeTempDir('convoy-external-');

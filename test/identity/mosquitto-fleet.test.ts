@@ -1,6 +1,5 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs/promises';
-import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import test from 'ava';
@@ -11,6 +10,7 @@ import { convoy } from '../helpers/cli.ts';
 import { convoydBin } from '../helpers/device.ts';
 import { deploy, publishRelease } from '../helpers/release.ts';
 import { makeTempDir, waitFor, withServer, type TestServer } from '../helpers/server.ts';
+import { freePort } from '../helpers/ports.ts';
 
 /*
  * A fleet on a real Mosquitto configured by `convoy broker config mosquitto`, the server its client
@@ -21,14 +21,6 @@ import { makeTempDir, waitFor, withServer, type TestServer } from '../helpers/se
  */
 
 const exec = promisify(execFile);
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 interface Device {
   id: string;
