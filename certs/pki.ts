@@ -213,12 +213,7 @@ function serverCertificate(options: { issuer: { cert: forge.pki.Certificate; key
 
 /** A PKCS#10 request for a server certificate (an edge's): CN = its first name; the names themselves travel beside it. */
 export function createServerCsr(options: { name: string; keyPem: string }): string {
-  const key = privateKeyOf(options.keyPem);
-  const csr = forge.pki.createCertificationRequest();
-  csr.publicKey = publicKeyOf(key);
-  csr.setSubject(commonName(options.name, 'the server name'));
-  csr.sign(nativeSigner(options.keyPem) as never, forge.md.sha256.create());
-  return forge.pki.certificationRequestToPem(csr);
+  return createCsr(options.keyPem, commonName(options.name, 'the server name'));
 }
 
 /**
@@ -238,11 +233,15 @@ export function signServerCsr(options: { issuer: KeyPair; csrPem: string; dns: r
 
 /** A PKCS#10 request for `deviceId`, signed by the device's own key (which never leaves it). */
 export function createDeviceCsr(options: { deviceId: string; keyPem: string }): string {
-  const key = privateKeyOf(options.keyPem);
+  return createCsr(options.keyPem, commonName(options.deviceId, 'the device id'));
+}
+
+/** A certification request for `subject`, self-signed by the key it asks a certificate for. */
+function createCsr(keyPem: string, subject: ReturnType<typeof commonName>): string {
   const csr = forge.pki.createCertificationRequest();
-  csr.publicKey = publicKeyOf(key);
-  csr.setSubject(commonName(options.deviceId, 'the device id'));
-  csr.sign(nativeSigner(options.keyPem) as never, forge.md.sha256.create());
+  csr.publicKey = publicKeyOf(privateKeyOf(keyPem));
+  csr.setSubject(subject);
+  csr.sign(nativeSigner(keyPem) as never, forge.md.sha256.create());
   return forge.pki.certificationRequestToPem(csr);
 }
 
