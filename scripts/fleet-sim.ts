@@ -5,10 +5,15 @@
  * when told to — but skipping the download and install. Devices can fail on purpose.
  *
  *   node --import tsx scripts/fleet-sim.ts --url http://127.0.0.1:8080 --token ADMIN --devices 100 \
- *        --group shop [--fail-rate 0.1] [--install-ms 500] [--attributes model=pos-x2,region=eu-west]
+ *        --group shop [--fail-rate 0.1] [--fail-while FILE] [--install-ms 500] [--attributes model=pos-x2,region=eu-west]
+ *
+ * `--fail-rate R` fails each attempt with probability R; `--fail-while FILE` fails every attempt
+ * while FILE exists (a shop whose mirror serves corrupted files: `touch` it to break the mirror,
+ * `rm` it to fix it, then `convoy deployment retry`).
  *
  * Tests and the fan-out benchmark use `startFleet` directly.
  */
+import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import mqtt, { type MqttClient } from 'mqtt';
 import { deviceClientId } from '../protocol/client-ids.ts';
@@ -240,6 +245,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
       group: { type: 'string', default: 'sim' },
       prefix: { type: 'string', default: 'sim' },
       'fail-rate': { type: 'string', default: '0' },
+      'fail-while': { type: 'string' },
       'install-ms': { type: 'string', default: '500' },
       attributes: { type: 'string' },
       'mqtt-url': { type: 'string' },
@@ -247,13 +253,15 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   });
   if (!values.token) throw new Error('--token (or CONVOY_TOKEN): an admin token to register the devices');
   const failRate = Number(values['fail-rate']);
+  if (!(failRate >= 0 && failRate <= 1)) throw new Error(`--fail-rate: "${values['fail-rate']}" is not a probability between 0 and 1`);
+  const failWhile = values['fail-while'];
   const fleet = await startFleet({
     url: values.url!,
     adminToken: values.token,
     ...(values['mqtt-url'] ? { mqttUrl: values['mqtt-url'] } : {}),
     devices: Array.from({ length: Number(values.devices) }, (_, i) => ({ id: `${values.prefix}-${String(i + 1).padStart(5, '0')}`, group: values.group!, attributes: parseAttributes(values.attributes) })),
     installMs: Number(values['install-ms']),
-    fails: () => Math.random() < failRate,
+    fails: () => (failWhile !== undefined && existsSync(failWhile)) || Math.random() < failRate,
     onInstalled: (id, r) => process.stdout.write(`${id} installed ${r.bundle}@${r.version}\n`),
     onNotice: (id, n) => process.stdout.write(`${id} notice ${n.type} ${n.bundle}@${n.version} (deployment ${n.deploymentId})\n`),
   });

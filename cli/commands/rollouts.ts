@@ -79,7 +79,7 @@ async function act(api: ApiClient, id: string, verb: 'pause' | 'resume' | 'abort
 const rolloutCommands: Record<string, RolloutCommand> = {
   deploy: {
     usage:
-      'convoy deploy NAME@VERSION --group GROUP [--phases 1,10,50,100|5dev,100%] [--soak 30m] [--max-failures 5%|N] [--retries N] [--start-at ISO] [--rollback] [--force] [--json]   (--rollback: an emergency downgrade to a version approved before; --force: an empty group or a downgrade anyway)',
+      'convoy deploy NAME@VERSION --group GROUP [--phases 1,10,50,100|5dev,100%] [--soak 30m] [--max-failures 5%|N] [--retries N] [--start-at ISO] [--rollback] [--force] [--json]   (--retries: automatic retries after a failed attempt, default 2; --rollback: an emergency downgrade to a version approved before; --force: an empty group or a downgrade anyway)',
     options: { group: { type: 'string' }, phases: { type: 'string' }, soak: { type: 'string' }, 'max-failures': { type: 'string' }, retries: { type: 'string' }, 'start-at': { type: 'string' }, rollback: { type: 'boolean' }, force: { type: 'boolean' }, ...json },
     async run({ positionals, flags, api }) {
       const r = parseReleaseArg(positionals[0]);
@@ -89,8 +89,9 @@ const rolloutCommands: Record<string, RolloutCommand> = {
       if (typeof flags.soak === 'string') body.soakMs = parsed(() => parseDuration(flags.soak as string, '--soak'));
       if (typeof flags['max-failures'] === 'string') body.maxFailures = parsed(() => parseFailureThreshold(flags['max-failures'] as string));
       if (typeof flags.retries === 'string') {
-        const attempts = need(z.coerce.number().int().min(1).max(100), flags.retries, '--retries');
-        body.retry = { attempts, baseMs: 30_000, maxMs: 15 * 60_000 };
+        // Retries after the first attempt, as the word says: `--retries 0` is one attempt, no retry.
+        const retries = need(z.coerce.number().int().min(0).max(99), flags.retries, '--retries (0 to 99 retries after a failed attempt)');
+        body.retry = { attempts: retries + 1, baseMs: 30_000, maxMs: 15 * 60_000 };
       }
       if (typeof flags['start-at'] === 'string') body.startAt = need(z.iso.datetime(), flags['start-at'], '--start-at (ISO time, e.g. 2027-01-31T02:00:00Z)');
       if (flags.rollback === true) body.rollback = true;
@@ -127,7 +128,7 @@ const rolloutCommands: Record<string, RolloutCommand> = {
       const out = (line: string) => process.stdout.write(`${line}\n`);
       out(`deployment ${d.id}: ${d.bundle}@${d.version} to group ${d.group}${d.rollback ? ' (rollback)' : ''}`);
       out(`state:   ${d.state}${d.reason ? ` (${d.reason})` : ''}`);
-      out(`phase:   ${d.phase + 1} of ${d.phases.length}; soak ${Math.round(d.soakMs / 1000)} s; max failures ${d.maxFailures ? ('count' in d.maxFailures ? d.maxFailures.count : `${d.maxFailures.percent}%`) : 'none'}; retries ${d.retry.attempts}`);
+      out(`phase:   ${d.phase + 1} of ${d.phases.length}; soak ${Math.round(d.soakMs / 1000)} s; max failures ${d.maxFailures ? ('count' in d.maxFailures ? d.maxFailures.count : `${d.maxFailures.percent}%`) : 'none'}; attempts ${d.retry.attempts} (${d.retry.attempts - 1} automatic retries)`);
       out(`devices: ${progress(d)}`);
       for (const p of d.perPhase) out(`  phase ${p.phase + 1}: ${p.size} devices${p.startedAt ? `, started ${p.startedAt}` : ', not started'}: ${Object.entries(p.counts).map(([s, n]) => `${n} ${s}`).join(', ') || '-'}`);
       out('');
