@@ -29,6 +29,8 @@ import { certificateOf, loadEdgeTls } from './tls.ts';
 import { renewal, renewRequest } from '../../protocol/enrollment.ts';
 import { inboundRoutes, maxPushJsonBytes, originByToken } from './inbound.ts';
 import { defaultServerConfig } from '../config.ts';
+import { createEdgeContent } from './content.ts';
+import { edgeRegistryMiddleware, edgeTargetRoute } from './registry.ts';
 
 /*
  * Edge mode (`convoy serve --mode edge --upstream URL`): the composition root of an edge node.
@@ -163,14 +165,16 @@ export async function startEdge(config: EdgeConfig, deps: EdgeDeps = {}): Promis
   let integrity: IntegrityCheck | undefined;
   const mirror = createMirror({ upstream, blobs, metadata, pollMs: config.pollMs, longPollSeconds: config.longPollSeconds, parallel: config.parallel, stallTimeoutMs: config.timeoutMs, log: log.child('mirror'), onVerified: (digest) => integrity!.trust(digest) });
   integrity = createIntegrityCheck({ blobs, quarantineDir: path.join(config.dataDir, 'quarantine'), refetch: (digest) => mirror.repair(digest), log: log.child('integrity') });
-  const credentials = createCredentialCache({ ask: (credential, digest) => upstream.checkCredential(credential, digest), now: deps.clock ?? (() => Date.now()), freshMs: config.authFreshMs, staleMs: config.authStaleMs });
+  const credentials = createCredentialCache({ ask: (credential, digest, bundle) => upstream.checkCredential(credential, digest, bundle), now: deps.clock ?? (() => Date.now()), freshMs: config.authFreshMs, staleMs: config.authStaleMs });
   const releases = new Map<string, { status: number; body: Buffer }>();
   // The edge certificate before anything listens: an edge that cannot have one fails its start cleanly.
   const tlsNames = config.httpsPort !== undefined ? config.tlsNames : undefined;
   const tlsLog = log.child('tls');
   const loadTls = (names: { dns: string[]; ip: string[] }) => loadEdgeTls({ dataDir: config.dataDir, names, upstream, now: () => new Date((deps.clock ?? Date.now)()), log: tlsLog });
   const firstTls = tlsNames ? await loadTls(tlsNames) : undefined;
-  const routes = edgeRoutes({ integrity, blobs, metadata, credentials, upstream, releases });
+  // What stock clients read (issue 12): /v2 pulls and /tuf/targets/, from the verified metadata (registry.ts).
+  const content = createEdgeContent({ dataDir: config.dataDir, readMetadata: (name) => metadata.read(name), readBlob: async (digest) => ((await integrity!.ensure(digest)) ? blobs.readBytes(digest).catch(() => undefined) : undefined), log: log.child('content') });
+  const routes = [...edgeRoutes({ integrity, blobs, metadata, credentials, upstream, releases }), edgeTargetRoute({ content, blobs, integrity, credentials })];
 
   // A device signs in with the token it would give the origin: the origin says whose it is.
   const auth = {
@@ -199,6 +203,7 @@ export async function startEdge(config: EdgeConfig, deps: EdgeDeps = {}): Promis
       throw error;
     }
   };
+  app.use(edgeRegistryMiddleware({ content, blobs, integrity, credentials, upstreamUrl: config.upstreamUrl, log: log.child('registry') }));
   const router = buildRouter(routes, { auth, certificatePrincipal, maxJsonBytes: 64 * 1024 });
   app.use(router.routes());
   // Push mode: the origin opens the connection and signs in with this edge's own token; no
@@ -208,7 +213,7 @@ export async function startEdge(config: EdgeConfig, deps: EdgeDeps = {}): Promis
   // Whatever the edge does not serve: a write is the origin's to take; a read is not here.
   app.use(async (ctx) => {
     if (ctx.method !== 'GET' && ctx.method !== 'HEAD') throw new ApiError('edge_read_only', `this is an edge; use the origin (${config.upstreamUrl}) for ${ctx.method} ${ctx.path}`);
-    throw new ApiError('not_found', `this edge serves devices only (/tuf/, /api/v1/blobs/, /api/v1/devices/ID/release); use the origin (${config.upstreamUrl}) for ${ctx.path}`);
+    throw new ApiError('not_found', `this edge serves devices only (/tuf/, /api/v1/blobs/, /api/v1/devices/ID/release, /v2 pulls); use the origin (${config.upstreamUrl}) for ${ctx.path}`);
   });
 
   // Devices' MQTT: their reports are stored on disk, then forwarded (reports.ts); their release
