@@ -7,6 +7,7 @@ import { digestPath, tufFilePath } from '../../protocol/api.ts';
 import { createLogger, type Logger } from '../../protocol/log.ts';
 import { deviceNotice } from '../../protocol/messages.ts';
 import { devicePath } from '../../protocol/rollout.ts';
+import { bundleOfRole } from '../../protocol/targets.ts';
 import { ensurePrivateDir } from '../../lib/files.ts';
 import type { Principal } from '../auth/policy.ts';
 import { BlobStore } from '../blobs/store.ts';
@@ -76,9 +77,9 @@ export function edgeRoutes(deps: { integrity: IntegrityCheck; blobs: BlobStore; 
   const tokenOf = (koa: Koa.Context): string => /^Bearer (\S+)$/i.exec(koa.get('authorization'))?.[1] ?? '';
   // On the HTTPS listener a device without a token is the certificate the TLS layer verified.
   const credentialOf = (koa: Koa.Context): DeviceCredential => (!koa.get('authorization') && certificateOf(koa)) || { token: tokenOf(koa) };
-  async function allowed(koa: Koa.Context, digest?: string): Promise<boolean> {
+  async function allowed(koa: Koa.Context, digest?: string, bundle?: string): Promise<boolean> {
     try {
-      return (await deps.credentials.check(credentialOf(koa), digest)).allowed;
+      return (await deps.credentials.check(credentialOf(koa), digest, bundle)).allowed;
     } catch (error) {
       if (error instanceof UpstreamUnavailable) throw new ApiError('upstream_unavailable', 'this edge cannot reach its origin to check the credential, and holds no recent answer for it');
       throw error;
@@ -88,7 +89,9 @@ export function edgeRoutes(deps: { integrity: IntegrityCheck; blobs: BlobStore; 
     route({
       method: 'GET', path: '/tuf/:file', action: 'tuf:read', summary: 'Download TUF metadata (mirrored, verified against the pinned root)', params: tufFilePath, responses: { 200: 'binary' },
       async handler({ koa, params }) {
-        const bytes = (await allowed(koa)) ? await deps.metadata.read(params.file) : undefined;
+        // As on the origin: a bundle's role (`<n>.bundle-<name>.json`) only to who may read the bundle, 404 to others.
+        const role = /^[1-9]\d{0,9}\.(.+)\.json$/.exec(params.file)?.[1];
+        const bytes = (await allowed(koa, undefined, role ? bundleOfRole(role) : undefined)) ? await deps.metadata.read(params.file) : undefined;
         if (!bytes) throw new ApiError('not_found', `no metadata named "${params.file}"`);
         koa.type = 'application/json';
         koa.set('Cache-Control', /^\d+\./.test(params.file) ? 'private, max-age=31536000, immutable' : 'no-store');

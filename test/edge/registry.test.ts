@@ -176,6 +176,21 @@ test('a device reads signed targets by path at an edge, for the bundles deployed
       t.is((await fetch(`${edge.url}/tuf/targets/kiosk/1.0.0/manifest.json`, { headers: auth })).status, 404);
       t.is((await fetch(`${origin.url}/tuf/targets/kiosk/1.0.0/manifest.json`, { headers: auth })).status, 404);
       t.is((await fetch(`${edge.url}/tuf/targets/pos/1.0.0/manifest.json`)).status, 401);
+      // The bundles' roles, as on the origin: the device's own bundle's, not another's (404).
+      const published = await fs.readdir(path.join(edge.dataDir, 'tuf'));
+      const roleOf = (bundle: string) => published.find((name) => name.endsWith(`.bundle-${bundle}.json`))!;
+      t.is((await fetch(`${edge.url}/tuf/${roleOf('pos')}`, { headers: auth })).status, 200);
+      t.is((await fetch(`${edge.url}/tuf/${roleOf('kiosk')}`, { headers: auth })).status, 404);
+      t.is((await fetch(`${origin.url}/tuf/${roleOf('kiosk')}`, { headers: auth })).status, 404);
+
+      // Published metadata altered on the edge's disk no longer verifies: nothing is served by path or on /v2.
+      const timestampFile = path.join(edge.dataDir, 'tuf', 'timestamp.json');
+      const timestamp = JSON.parse(await fs.readFile(timestampFile, 'utf8'));
+      timestamp.signed.expires = '2099-01-01T00:00:00Z';
+      await fs.writeFile(timestampFile, JSON.stringify(timestamp));
+      t.is((await fetch(`${edge.url}/tuf/targets/pos/1.0.0/manifest.json`, { headers: auth })).status, 404);
+      t.is((await fetch(`${edge.url}/v2/pos/till/manifests/1.0.0`, { headers: { authorization: basic('till-1', registered.body.token as string) } })).status, 404);
+      t.true(edge.logs.some((line) => line.includes('does not verify against the trusted root')));
 
       // At the origin a device reads only what is signed: a draft's tag is unknown to it.
       await pushImage(origin, image.dir, 'pos/till', '1.1.0-rc.1');
