@@ -135,7 +135,13 @@ export async function imagesOf(targets: ReadonlyMap<string, SignedTarget>, read:
       incomplete = true;
       continue;
     }
-    const parsed = bundleManifest.safeParse(JSON.parse(bytes.toString('utf8')));
+    let value: unknown;
+    try {
+      value = JSON.parse(bytes.toString('utf8'));
+    } catch {
+      continue; // signed bytes that are not a manifest: nothing to serve from them
+    }
+    const parsed = bundleManifest.safeParse(value);
     if (!parsed.success || parsed.data.bundle !== bundle || parsed.data.version !== version) continue;
     for (const artifact of parsed.data.artifacts) {
       if (artifact.type !== 'image') continue;

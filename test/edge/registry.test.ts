@@ -126,6 +126,13 @@ test('a device pulls its release image from an edge with skopeo: the origin\'s m
       t.is(served.status, 200);
       t.is(sha256(Buffer.from(await served.arrayBuffer())), layer, 'what the edge serves hashes to the digest');
       t.is((await fs.readdir(path.join(edge.dataDir, 'quarantine'))).length, 1, 'the altered file was moved aside');
+
+      // A revoked version leaves the edge's registry with the re-signed metadata, as it leaves the origin's for devices.
+      t.is((await origin.api('POST', '/api/v1/bundles/pos/versions/1.0.0/revoke', { json: { reason: 'till crash' } })).status, 200);
+      const [revocation] = (await runsOf(origin, 'pos', 2)).filter((run) => run.trigger === 'revocation');
+      t.is((await finishedRun(origin, 'pos', revocation!.id)).run.status, 'succeeded');
+      t.is((await fetch(`${edge.url}/v2/pos/till/manifests/1.0.0`, { headers })).status, 404);
+      t.is((await fetch(`${origin.url}/v2/pos/till/manifests/1.0.0`, { headers })).status, 404);
     } finally {
       await edge.close();
       await proxy.close();
