@@ -55,27 +55,28 @@ const parseJson = (bytes: Buffer): Json => JSON.parse(bytes.toString('utf8')) as
 const sha256 = (bytes: Buffer) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 
 /**
- * The pure core: verifies the published chain against the trusted root and returns every signed
- * target of the bundles whose role the edge holds. Throws when the top of the chain does not
- * verify (nothing may be served); a bundle role that does not verify is left out and reported.
+ * Verifies the published chain against the trusted root and returns every signed target of the
+ * bundles whose role the edge holds. Throws when the top of the chain does not verify (nothing
+ * may be served); a bundle role that does not verify is left out and reported. Files are read
+ * through `file` as the chain names them (the published directory keeps every version).
  */
-export function verifiedTargets(input: {
+export async function verifiedTargets(input: {
   root: Buffer;
   /** A published metadata file by name (undefined: the edge does not hold it). */
-  file(name: string): Buffer | undefined;
-}): { targets: Map<string, SignedTarget>; refused: string[] } {
+  file(name: string): Promise<Buffer | undefined>;
+}): Promise<{ targets: Map<string, SignedTarget>; refused: string[] }> {
   const root = Metadata.fromJSON(MetadataKind.Root, parseJson(input.root)) as Metadata<Root>;
-  const need = (name: string) => {
-    const bytes = input.file(name);
+  const need = async (name: string) => {
+    const bytes = await input.file(name);
     if (!bytes) throw new Error(`${name} is not published`);
     return bytes;
   };
   // §5.4: the timestamp, signed by the root's timestamp keys.
-  const timestamp = Metadata.fromJSON(MetadataKind.Timestamp, parseJson(need('timestamp.json'))) as Metadata<Timestamp>;
+  const timestamp = Metadata.fromJSON(MetadataKind.Timestamp, parseJson(await need('timestamp.json'))) as Metadata<Timestamp>;
   root.verifyDelegate('timestamp', timestamp);
   // §5.5: the snapshot the timestamp names (version, and hashes when present).
   const snapshotName = `${timestamp.signed.snapshotMeta.version}.snapshot.json`;
-  const snapshotBytes = need(snapshotName);
+  const snapshotBytes = await need(snapshotName);
   timestamp.signed.snapshotMeta.verify(snapshotBytes);
   const snapshot = Metadata.fromJSON(MetadataKind.Snapshot, parseJson(snapshotBytes)) as Metadata<Snapshot>;
   root.verifyDelegate('snapshot', snapshot);
@@ -83,7 +84,7 @@ export function verifiedTargets(input: {
   // §5.6: top-level targets, the version the snapshot names.
   const targetsMeta = snapshot.signed.meta['targets.json'];
   if (!targetsMeta) throw new Error('the snapshot names no targets.json');
-  const targetsBytes = need(`${targetsMeta.version}.targets.json`);
+  const targetsBytes = await need(`${targetsMeta.version}.targets.json`);
   targetsMeta.verify(targetsBytes);
   const top = Metadata.fromJSON(MetadataKind.Targets, parseJson(targetsBytes)) as Metadata<Targets>;
   root.verifyDelegate('targets', top);
@@ -97,7 +98,7 @@ export function verifiedTargets(input: {
     const role = name.replace(/\.json$/, '');
     const bundle = bundleOfRole(role);
     if (!bundle || role !== bundleRoleName(bundle)) continue;
-    const bytes = input.file(`${meta.version}.${name}`);
+    const bytes = await input.file(`${meta.version}.${name}`);
     if (!bytes) continue; // a bundle no policy mirrors to this edge
     try {
       meta.verify(bytes);
@@ -224,16 +225,9 @@ export function createEdgeContent(deps: {
   async function build(): Promise<EdgeContent> {
     const root = await fs.readFile(path.join(deps.dataDir, 'trust', 'current', 'root.json')).catch(() => undefined);
     if (!root) return emptyContent;
-    // Every file the chain may name, read up front so the verification itself is pure.
-    const files = new Map<string, Buffer>();
-    for (const name of await fs.readdir(path.join(deps.dataDir, 'tuf')).catch(() => [] as string[])) {
-      if (!name.endsWith('.json') || name === 'root.json' || /^\d+\.root\.json$/.test(name)) continue;
-      const bytes = await deps.readMetadata(name);
-      if (bytes) files.set(name, bytes);
-    }
     let targets: Map<string, SignedTarget>;
     try {
-      const verified = verifiedTargets({ root, file: (name) => files.get(name) });
+      const verified = await verifiedTargets({ root, file: (name) => deps.readMetadata(name) });
       targets = verified.targets;
       for (const refusal of verified.refused) deps.log.error('published metadata does not verify: its targets are not served', { refusal });
     } catch (error) {
