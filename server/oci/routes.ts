@@ -307,13 +307,13 @@ export function ociRoutes(service: OciService, blobs: BlobStore): OciRoute[] {
  * A device reads (pulls, lists tags of) only the bundles deployed to it (`runs`), as its blob and
  * TUF reads do (the read model per bundle); it never writes.
  */
-export function authorize(principal: Principal, action: Action, repo: Pick<Repository, 'bundle'>, runs: ReadonlySet<string>): boolean {
+function authorize(principal: Principal, action: Action, repo: Pick<Repository, 'bundle'>, runs: ReadonlySet<string>): boolean {
   if (principal.type === 'device') return action !== 'bundle:write' && isAllowedOnBundle(principal, 'bundle:pull', repo.bundle, runs);
   return isAllowed(principal, action, { bundle: repo.bundle });
 }
 
 /** The user name a token is given with over HTTP Basic: a user's name, a device's id (a colon cannot be in a Basic user name). */
-export function basicUserMatches(principal: Principal, user: string): boolean {
+function basicUserMatches(principal: Principal, user: string): boolean {
   return principalName(principal) === user || (principal.type === 'device' && principal.deviceId === user);
 }
 
