@@ -155,7 +155,9 @@ export async function imagesOf(targets: ReadonlyMap<string, SignedTarget>, read:
         continue; // an artifact name the registry cannot spell: the origin does not serve it on /v2 either
       }
       const reached = new Map<string, { size: number; mediaType?: string }>();
-      const top = await walkImage(artifact.digest, artifact.size, read, reached);
+      const missing = { child: false };
+      const top = await walkImage(artifact.digest, artifact.size, read, reached, missing);
+      if (missing.child) incomplete = true;
       if (!top) {
         incomplete = true;
         continue;
@@ -170,7 +172,7 @@ export async function imagesOf(targets: ReadonlyMap<string, SignedTarget>, read:
 }
 
 /** Reads one manifest (verified by its digest) and what it names, recursively for an index. */
-async function walkImage(digest: string, size: number, read: (digest: string) => Promise<Buffer | undefined>, reached: Map<string, { size: number; mediaType?: string }>, depth = 0): Promise<{ mediaType: string } | undefined> {
+async function walkImage(digest: string, size: number, read: (digest: string) => Promise<Buffer | undefined>, reached: Map<string, { size: number; mediaType?: string }>, missing: { child: boolean }, depth = 0): Promise<{ mediaType: string } | undefined> {
   const bytes = await read(digest);
   if (!bytes || bytes.length !== size || depth > 2) return undefined;
   let parsed;
@@ -183,7 +185,7 @@ async function walkImage(digest: string, size: number, read: (digest: string) =>
   for (const blob of parsed.blobs) reached.set(blob.digest, { size: blob.size });
   for (const child of parsed.manifests) {
     // A child the edge does not hold (a platform the policy did not send) stays unknown here.
-    await walkImage(child.digest, child.size, read, reached, depth + 1);
+    if (!(await walkImage(child.digest, child.size, read, reached, missing, depth + 1))) missing.child = true;
   }
   return { mediaType: parsed.mediaType };
 }

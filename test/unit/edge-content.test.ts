@@ -47,6 +47,23 @@ test('images of the signed releases: tag = version, the manifest digest the targ
   t.deepEqual([...view.reachable.get('pos/till')!.keys()].sort(), [till.digest, digestOf(till.config), digestOf(till.layer)].sort());
 });
 
+test('an index reaches its children and their blobs; a child the edge does not hold stays unknown', async (t) => {
+  const arm = image('arm');
+  const amd = image('amd');
+  const index = json({
+    schemaVersion: 2,
+    mediaType: 'application/vnd.oci.image.index.v1+json',
+    manifests: [arm, amd].map((child, i) => ({ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: child.digest, size: child.manifest.length, platform: { os: 'linux', architecture: i === 0 ? 'arm64' : 'amd64' } })),
+  });
+  const pos = release('pos', '2.0.0', [{ name: 'till', type: 'image', bytes: index }]);
+  const view = await imagesOf(new Map(pos.targets.map((target) => [target.path, target])), store(pos.manifest, index, arm.manifest, arm.config, arm.layer));
+  t.like(view.tags.get('pos/till')!.get('2.0.0'), { digest: digestOf(index), mediaType: 'application/vnd.oci.image.index.v1+json' });
+  const reached = view.reachable.get('pos/till')!;
+  t.deepEqual([...reached.keys()].sort(), [digestOf(index), arm.digest, digestOf(arm.config), digestOf(arm.layer)].sort());
+  t.is(reached.get(arm.digest)!.mediaType, 'application/vnd.oci.image.manifest.v1+json', 'a child is served as a manifest');
+  t.true(view.incomplete, 'looked at again soon: the missing child may still arrive');
+});
+
 test('what the signed targets do not vouch for is not an image', async (t) => {
   const till = image('a');
   const other = image('b');
