@@ -54,17 +54,19 @@ export type EdgeTaskReport = z.infer<typeof edgeTaskReport>;
 
 /**
  * `POST /api/v1/edge/credentials`: may this device credential (the bearer token a device sent
- * the edge) read `digest` (a blob) or, without one, the TUF metadata? The edge caches the answer
+ * the edge) read `digest` (a blob), the content of `bundle` (its images through `/v2`, its targets
+ * under `/tuf/targets/`: the bundles deployed to the device), or, without either, the TUF metadata?
+ * The edge caches the answer
  * (docs/replication.md, "Devices behind an edge").
  */
 export const credentialCheck = z.union([
-  z.strictObject({ token: z.string().min(1).max(4096), digest: digest.optional() }),
+  z.strictObject({ token: z.string().min(1).max(4096), digest: digest.optional(), bundle: bundleName.optional() }),
   /**
    * A device that signed in at the edge's HTTPS listener with a certificate chaining to the fleet
    * root (the TLS layer checked the chain): is it one the origin issued, not revoked, of an
    * active device? Named as node prints it (CN, hex serial; the origin compares normalized).
    */
-  z.strictObject({ certificate: z.strictObject({ commonName: z.string().min(1).max(64), serial: z.string().regex(/^[0-9A-Fa-f]{1,64}$/, 'must be a hex serial number') }), digest: digest.optional() }),
+  z.strictObject({ certificate: z.strictObject({ commonName: z.string().min(1).max(64), serial: z.string().regex(/^[0-9A-Fa-f]{1,64}$/, 'must be a hex serial number') }), digest: digest.optional(), bundle: bundleName.optional() }),
 ]);
 export type CredentialCheck = z.infer<typeof credentialCheck>;
 /** What a device signed in with at the edge: its bearer token, or its verified certificate. */

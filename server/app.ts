@@ -393,7 +393,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       now,
       log: log.child('oci'),
     });
-    app.use(ociMiddleware({ service: oci, blobs, auth, log: log.child('oci'), audit }));
+    app.use(ociMiddleware({ service: oci, blobs, auth, log: log.child('oci'), audit, deviceBundles: (device) => startedDeployments.bundlesForDevice(device.deviceId, device.group), certificatePrincipal }));
     replication = createReplicationService({
       store: createReplicationStore(db),
       sealer: createSealer(config.secretKey),
@@ -443,13 +443,14 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
         ...replicationRoutes(replication),
         ...edgeSyncRoutes(startedReplication, {
           // An edge asks on behalf of a device that sent it this token: the origin's own answer.
-          async checkCredential(credential, digest) {
+          async checkCredential(credential, digest, bundle) {
             // A certificate is looked up as the origin's own mTLS listener looks it up (issued here, not revoked, active device).
             const principal = 'certificate' in credential
               ? await certificatePrincipal(credential.certificate).catch(() => undefined)
               : credential.token.startsWith('cvye_') ? undefined : await auth.authenticate(credential.token).catch(() => undefined);
             if (principal?.type !== 'device') return { device: null, allowed: false };
-            const allowed = digest !== undefined ? await readers.mayRead(principal, 'blob:read', digest) : isAllowed(principal, 'tuf:read');
+            // A bundle's content (its images on /v2, its targets by path): the origin's /v2 rule for devices.
+            const allowed = bundle !== undefined ? await readers.mayReadBundle(principal, 'bundle:pull', bundle) : digest !== undefined ? await readers.mayRead(principal, 'blob:read', digest) : isAllowed(principal, 'tuf:read');
             return { device: { id: principal.deviceId, group: principal.group }, allowed };
           },
           signCertificate: (edge, request) => signEdgeCertificate({ pki, now, log: log.child('pki') }, edge, request),

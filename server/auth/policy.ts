@@ -161,7 +161,8 @@ export const policy: { readonly [A in Action]?: Rule } = {
   'keys:admin': { on: 'instance', role: 'admin', scope: 'admin', what: 'Set approval thresholds, create online keys, upload root metadata signed offline' },
   'openapi:read': { on: 'instance', role: 'user', scope: 'read', devices: true, what: 'Read the OpenAPI document of this API (also served without a token)' },
   // The same role as blob:read: downloading content needs Reporter whichever path it takes.
-  'bundle:pull': { on: 'bundle', role: 'reporter', scope: 'read', what: 'Download a bundle’s content through /v2: blobs and manifests (pulling an image; mounting from it)' },
+  // Devices pull the images of the bundles deployed to them (a container runtime with the device's token, issue 12).
+  'bundle:pull': { on: 'bundle', role: 'reporter', scope: 'read', devices: true, what: 'Download a bundle’s content through /v2: blobs and manifests (pulling an image; mounting from it); devices: the bundles deployed to them' },
   // Destinations are shared by every bundle's policies: anyone may see their names (never a
   // credential) to write a policy; only admins add or remove them (an edge token is a fleet key).
   'edge:read': { on: 'instance', role: 'user', scope: 'read', what: 'List edge nodes and when each last reached the origin' },

@@ -7,6 +7,7 @@ import { digestPath, tufFilePath } from '../../protocol/api.ts';
 import { createLogger, type Logger } from '../../protocol/log.ts';
 import { deviceNotice } from '../../protocol/messages.ts';
 import { devicePath } from '../../protocol/rollout.ts';
+import { bundleOfRole } from '../../protocol/targets.ts';
 import { ensurePrivateDir } from '../../lib/files.ts';
 import type { Principal } from '../auth/policy.ts';
 import { BlobStore } from '../blobs/store.ts';
@@ -29,6 +30,8 @@ import { certificateOf, loadEdgeTls } from './tls.ts';
 import { renewal, renewRequest } from '../../protocol/enrollment.ts';
 import { inboundRoutes, maxPushJsonBytes, originByToken } from './inbound.ts';
 import { defaultServerConfig } from '../config.ts';
+import { createEdgeContent } from './content.ts';
+import { edgeRegistryMiddleware, edgeTargetRoute } from './registry.ts';
 
 /*
  * Edge mode (`convoy serve --mode edge --upstream URL`): the composition root of an edge node.
@@ -74,9 +77,9 @@ export function edgeRoutes(deps: { integrity: IntegrityCheck; blobs: BlobStore; 
   const tokenOf = (koa: Koa.Context): string => /^Bearer (\S+)$/i.exec(koa.get('authorization'))?.[1] ?? '';
   // On the HTTPS listener a device without a token is the certificate the TLS layer verified.
   const credentialOf = (koa: Koa.Context): DeviceCredential => (!koa.get('authorization') && certificateOf(koa)) || { token: tokenOf(koa) };
-  async function allowed(koa: Koa.Context, digest?: string): Promise<boolean> {
+  async function allowed(koa: Koa.Context, digest?: string, bundle?: string): Promise<boolean> {
     try {
-      return (await deps.credentials.check(credentialOf(koa), digest)).allowed;
+      return (await deps.credentials.check(credentialOf(koa), digest, bundle)).allowed;
     } catch (error) {
       if (error instanceof UpstreamUnavailable) throw new ApiError('upstream_unavailable', 'this edge cannot reach its origin to check the credential, and holds no recent answer for it');
       throw error;
@@ -86,7 +89,9 @@ export function edgeRoutes(deps: { integrity: IntegrityCheck; blobs: BlobStore; 
     route({
       method: 'GET', path: '/tuf/:file', action: 'tuf:read', summary: 'Download TUF metadata (mirrored, verified against the pinned root)', params: tufFilePath, responses: { 200: 'binary' },
       async handler({ koa, params }) {
-        const bytes = (await allowed(koa)) ? await deps.metadata.read(params.file) : undefined;
+        // As on the origin: a bundle's role (`<n>.bundle-<name>.json`) only to who may read the bundle, 404 to others.
+        const role = /^[1-9]\d{0,9}\.(.+)\.json$/.exec(params.file)?.[1];
+        const bytes = (await allowed(koa, undefined, role ? bundleOfRole(role) : undefined)) ? await deps.metadata.read(params.file) : undefined;
         if (!bytes) throw new ApiError('not_found', `no metadata named "${params.file}"`);
         koa.type = 'application/json';
         koa.set('Cache-Control', /^\d+\./.test(params.file) ? 'private, max-age=31536000, immutable' : 'no-store');
@@ -163,14 +168,16 @@ export async function startEdge(config: EdgeConfig, deps: EdgeDeps = {}): Promis
   let integrity: IntegrityCheck | undefined;
   const mirror = createMirror({ upstream, blobs, metadata, pollMs: config.pollMs, longPollSeconds: config.longPollSeconds, parallel: config.parallel, stallTimeoutMs: config.timeoutMs, log: log.child('mirror'), onVerified: (digest) => integrity!.trust(digest) });
   integrity = createIntegrityCheck({ blobs, quarantineDir: path.join(config.dataDir, 'quarantine'), refetch: (digest) => mirror.repair(digest), log: log.child('integrity') });
-  const credentials = createCredentialCache({ ask: (credential, digest) => upstream.checkCredential(credential, digest), now: deps.clock ?? (() => Date.now()), freshMs: config.authFreshMs, staleMs: config.authStaleMs });
+  const credentials = createCredentialCache({ ask: (credential, digest, bundle) => upstream.checkCredential(credential, digest, bundle), now: deps.clock ?? (() => Date.now()), freshMs: config.authFreshMs, staleMs: config.authStaleMs });
   const releases = new Map<string, { status: number; body: Buffer }>();
   // The edge certificate before anything listens: an edge that cannot have one fails its start cleanly.
   const tlsNames = config.httpsPort !== undefined ? config.tlsNames : undefined;
   const tlsLog = log.child('tls');
   const loadTls = (names: { dns: string[]; ip: string[] }) => loadEdgeTls({ dataDir: config.dataDir, names, upstream, now: () => new Date((deps.clock ?? Date.now)()), log: tlsLog });
   const firstTls = tlsNames ? await loadTls(tlsNames) : undefined;
-  const routes = edgeRoutes({ integrity, blobs, metadata, credentials, upstream, releases });
+  // What stock clients read (issue 12): /v2 pulls and /tuf/targets/, from the verified metadata (registry.ts).
+  const content = createEdgeContent({ dataDir: config.dataDir, readMetadata: (name) => metadata.read(name), readBlob: async (digest) => ((await integrity!.ensure(digest)) ? blobs.readBytes(digest).catch(() => undefined) : undefined), log: log.child('content') });
+  const routes = [...edgeRoutes({ integrity, blobs, metadata, credentials, upstream, releases }), edgeTargetRoute({ content, blobs, integrity, credentials })];
 
   // A device signs in with the token it would give the origin: the origin says whose it is.
   const auth = {
@@ -199,6 +206,7 @@ export async function startEdge(config: EdgeConfig, deps: EdgeDeps = {}): Promis
       throw error;
     }
   };
+  app.use(edgeRegistryMiddleware({ content, blobs, integrity, credentials, upstreamUrl: config.upstreamUrl, log: log.child('registry') }));
   const router = buildRouter(routes, { auth, certificatePrincipal, maxJsonBytes: 64 * 1024 });
   app.use(router.routes());
   // Push mode: the origin opens the connection and signs in with this edge's own token; no
@@ -208,7 +216,7 @@ export async function startEdge(config: EdgeConfig, deps: EdgeDeps = {}): Promis
   // Whatever the edge does not serve: a write is the origin's to take; a read is not here.
   app.use(async (ctx) => {
     if (ctx.method !== 'GET' && ctx.method !== 'HEAD') throw new ApiError('edge_read_only', `this is an edge; use the origin (${config.upstreamUrl}) for ${ctx.method} ${ctx.path}`);
-    throw new ApiError('not_found', `this edge serves devices only (/tuf/, /api/v1/blobs/, /api/v1/devices/ID/release); use the origin (${config.upstreamUrl}) for ${ctx.path}`);
+    throw new ApiError('not_found', `this edge serves devices only (/tuf/, /api/v1/blobs/, /api/v1/devices/ID/release, /v2 pulls); use the origin (${config.upstreamUrl}) for ${ctx.path}`);
   });
 
   // Devices' MQTT: their reports are stored on disk, then forwarded (reports.ts); their release

@@ -21,7 +21,7 @@ function keyOf(credential: DeviceCredential): string {
 }
 
 export interface CredentialCacheOptions {
-  ask(credential: DeviceCredential, digest: string | undefined): Promise<CredentialVerdict>;
+  ask(credential: DeviceCredential, digest: string | undefined, bundle?: string): Promise<CredentialVerdict>;
   /** Milliseconds since some epoch (injected: tests move time). */
   now(): number;
   freshMs: number;
@@ -31,21 +31,24 @@ export interface CredentialCacheOptions {
 }
 
 export interface CredentialCache {
-  /** The verdict, or throws UpstreamUnavailable when the origin is down and no usable answer is cached. */
-  check(credential: DeviceCredential, digest?: string): Promise<CredentialVerdict>;
+  /**
+   * The verdict, or throws UpstreamUnavailable when the origin is down and no usable answer is
+   * cached. `bundle`: may the device read that bundle's content (`/v2` pulls, `/tuf/targets/`).
+   */
+  check(credential: DeviceCredential, digest?: string, bundle?: string): Promise<CredentialVerdict>;
 }
 
 export function createCredentialCache(options: CredentialCacheOptions): CredentialCache {
   const entries = new Map<string, { verdict: CredentialVerdict; at: number }>();
   const max = options.maxEntries ?? 100_000;
   return {
-    async check(credential, digest) {
-      const key = `${keyOf(credential)}|${digest ?? ''}`;
+    async check(credential, digest, bundle) {
+      const key = `${keyOf(credential)}|${digest ?? ''}${bundle ? `|b:${bundle}` : ''}`;
       const cached = entries.get(key);
       const now = options.now();
       if (cached && now - cached.at < options.freshMs) return cached.verdict;
       try {
-        const verdict = await options.ask(credential, digest);
+        const verdict = await options.ask(credential, digest, bundle);
         entries.delete(key);
         entries.set(key, { verdict, at: now });
         if (entries.size > max) entries.delete(entries.keys().next().value!);

@@ -27,7 +27,7 @@ export interface Upstream {
   /** `waitSeconds`: a long poll, answered as soon as the origin has tasks for this edge. */
   tasks(waitSeconds?: number, signal?: AbortSignal): Promise<EdgeTaskList>;
   report(task: number, report: EdgeTaskReport): Promise<void>;
-  checkCredential(credential: DeviceCredential, digest?: string): Promise<CredentialVerdict>;
+  checkCredential(credential: DeviceCredential, digest?: string, bundle?: string): Promise<CredentialVerdict>;
   /** Has the fleet CA sign the edge's HTTPS certificate (server/edge/tls.ts). */
   signCertificate(request: { csr: string; dns: string[]; ip: string[] }): Promise<EdgeCertificate>;
   /** Forwards a device's self-authenticating POST (certificate renewal: the body is the proof) as it came, without the edge token. */
@@ -75,7 +75,7 @@ export function createUpstream(options: { url: string; token: string; timeoutMs:
       const response = await call('POST', `/api/v1/edge/tasks/${task}`, { json: report });
       if (!response.ok) await refused(response, `report of task ${task}`);
     },
-    checkCredential: async (credential, digest) => json<CredentialVerdict>(await call('POST', '/api/v1/edge/credentials', { json: { ...credential, ...(digest ? { digest } : {}) } }), 'credential check', credentialVerdict),
+    checkCredential: async (credential, digest, bundle) => json<CredentialVerdict>(await call('POST', '/api/v1/edge/credentials', { json: { ...credential, ...(digest ? { digest } : {}), ...(bundle ? { bundle } : {}) } }), 'credential check', credentialVerdict),
     signCertificate: async (request) => json<EdgeCertificate>(await call('POST', '/api/v1/edge/certificate', { json: request }), 'edge certificate', edgeCertificate),
     async forwardPost(path, body) {
       // Sent anonymously: the origin must judge the device's proof, never the edge's standing.

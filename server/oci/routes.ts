@@ -3,14 +3,16 @@ import type Koa from 'koa';
 import { requestIdPattern } from '../../protocol/access.ts';
 import type { AuditLog } from '../audit/log.ts';
 import type { Logger } from '../../protocol/log.ts';
-import { isAllowed, principalName, type Action, type Principal } from '../auth/policy.ts';
+import type { TLSSocket } from 'node:tls';
+import { isAllowed, isAllowedOnBundle, principalName, type Action, type Principal } from '../auth/policy.ts';
 import type { AuthService } from '../auth/service.ts';
 import { parseRange } from '../blobs/routes.ts';
 import type { BlobStore } from '../blobs/store.ts';
 import { OciError, ociErrorMiddleware } from './errors.ts';
-import { maxManifestBytes, mediaTypes, parseContentRange, parseDigest, parseReference, parseRepository, type Repository } from './media.ts';
+import { maxManifestBytes, mediaTypes, parseContentRange, parseDigest, parseReference, parseRepository, type Reference, type Repository } from './media.ts';
 import { sendFileRange } from './send.ts';
 import type { OciService } from './service.ts';
+import type { StoredManifest } from './store.ts';
 
 /**
  * The OCI distribution API (spec v1.1, "Endpoints" table end-1 … end-13) under /v2. One
@@ -18,7 +20,7 @@ import type { OciService } from './service.ts';
  * handler. The dispatcher authenticates (HTTP Basic, the access token as password), checks the
  * action, and turns every failure into an OCI error body.
  */
-interface OciContext {
+export interface OciContext {
   koa: Koa.Context;
   principal: Principal;
   repo: Repository;
@@ -26,7 +28,7 @@ interface OciContext {
   param: string;
 }
 
-interface OciRoute {
+export interface OciRoute {
   method: 'GET' | 'HEAD' | 'POST' | 'PATCH' | 'PUT' | 'DELETE';
   /** Path after `/v2/<name>/`; `*` is the one parameter. */
   path: string;
@@ -67,6 +69,23 @@ function queryString(koa: Koa.Context, name: string): string | undefined {
 }
 
 /**
+ * Where the registry's reads come from: the origin's database and blob store (OciService), or an
+ * edge's mirror, which knows only what its verified TUF metadata names (server/edge/registry.ts).
+ * The read handlers below are written once against this; each side keeps its own rules on which
+ * repositories, tags and digests exist. `signedOnly`: only approved (signed) versions count, for
+ * a caller that may read nothing else (a device).
+ */
+export interface RegistryReadSource {
+  /** The manifest a tag or digest names in the repository; OciError MANIFEST_UNKNOWN (or NAME_UNKNOWN) when none. */
+  resolveManifest(repo: Repository, reference: Reference, options?: { signedOnly?: boolean }): Promise<Pick<StoredManifest, 'digest' | 'mediaType' | 'size'>>;
+  /** A blob the repository may serve; OciError BLOB_UNKNOWN when none. */
+  statBlob(repo: Repository, digest: string): Promise<{ size: number }>;
+  listTags(repo: Repository, n: number | undefined, last: string | undefined, options?: { signedOnly?: boolean }): Promise<{ tags: string[]; more: boolean }>;
+  /** Repository names the caller may read, at most `n` after `last` (the catalog). */
+  listRepositories(mayRead: (repository: string) => boolean, n: number, last: string | undefined): Promise<{ repositories: string[]; more: boolean }>;
+}
+
+/**
  * Answers a HEAD with the length of what a GET would send. Koa turns a null body into 204 and
  * drops Content-Length, and a file stream as the body would be opened for nothing.
  */
@@ -97,12 +116,13 @@ async function readManifestBody(koa: Koa.Context): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
-export function ociRoutes(service: OciService, blobs: BlobStore): OciRoute[] {
+/** The read side of the registry (blobs, manifests, tags), shared by the origin and its edges. */
+export function ociReadRoutes(source: RegistryReadSource, blobs: BlobStore): { blobRead(method: 'GET' | 'HEAD'): OciRoute; manifestRead(method: 'GET' | 'HEAD'): OciRoute; tagsList: OciRoute } {
   const blobRead = (method: 'GET' | 'HEAD'): OciRoute => ({
     method, path: 'blobs/*', action: 'bundle:pull', summary: 'Fetch a blob (Range supported)',
     async handler({ koa, repo, param }) {
       const digest = parseDigest(param);
-      const { size } = await service.statBlob(repo, digest);
+      const { size } = await source.statBlob(repo, digest);
       // RFC 9110 §14: one range answers 206; If-Range with a stale validator gets the whole blob.
       const etag = `"${digest}"`;
       koa.set('Docker-Content-Digest', digest);
@@ -130,8 +150,9 @@ export function ociRoutes(service: OciService, blobs: BlobStore): OciRoute[] {
   });
   const manifestRead = (method: 'GET' | 'HEAD'): OciRoute => ({
     method, path: 'manifests/*', action: 'bundle:pull', summary: 'Fetch a manifest by tag (version) or digest',
-    async handler({ koa, repo, param }) {
-      const manifest = await service.resolveManifest(repo, parseReference(param));
+    async handler({ koa, repo, param, principal }) {
+      // A device reads only what is signed: a draft's tag is not there for it.
+      const manifest = await source.resolveManifest(repo, parseReference(param), { signedOnly: principal.type === 'device' });
       koa.set('Docker-Content-Digest', manifest.digest);
       koa.set('ETag', `"${manifest.digest}"`);
       koa.type = manifest.mediaType;
@@ -144,6 +165,25 @@ export function ociRoutes(service: OciService, blobs: BlobStore): OciRoute[] {
       koa.body = blobs.openRead(manifest.digest);
     },
   });
+  const tagsList: OciRoute = {
+    method: 'GET', path: 'tags/list', action: 'bundle:read', summary: 'List tags (the versions holding this image), with n/last and Link',
+    async handler({ koa, repo, principal }) {
+      const nRaw = queryString(koa, 'n');
+      if (nRaw !== undefined && (!/^\d{1,6}$/.test(nRaw))) throw new OciError('UNSUPPORTED', 'n must be a whole number', {}, { status: 400 });
+      const n = nRaw === undefined ? undefined : Number(nRaw);
+      const last = queryString(koa, 'last');
+      const page = await source.listTags(repo, n, last, { signedOnly: principal.type === 'device' });
+      if (page.more && n !== undefined && page.tags.length > 0) {
+        koa.set('Link', `</v2/${repo.name}/tags/list?n=${n}&last=${encodeURIComponent(page.tags.at(-1)!)}>; rel="next"`);
+      }
+      koa.body = { name: repo.name, tags: page.tags };
+    },
+  };
+  return { blobRead, manifestRead, tagsList };
+}
+
+export function ociRoutes(service: OciService, blobs: BlobStore): OciRoute[] {
+  const { blobRead, manifestRead, tagsList } = ociReadRoutes(service, blobs);
   return [
     blobRead('GET'),
     blobRead('HEAD'),
@@ -157,7 +197,7 @@ export function ociRoutes(service: OciService, blobs: BlobStore): OciRoute[] {
           if (from !== undefined) {
             const source = parseRepository(from);
             // Mounting reads the source repository: the caller must be allowed to pull from it.
-            if (authorize(principal, 'bundle:pull', source) && (await service.mountBlob(repo, source, digest))) {
+            if (authorize(principal, 'bundle:pull', source, new Set()) && (await service.mountBlob(repo, source, digest))) {
               setCreatedBlob(koa, repo, digest);
               return;
             }
@@ -237,20 +277,7 @@ export function ociRoutes(service: OciService, blobs: BlobStore): OciRoute[] {
         throw new OciError('UNSUPPORTED', 'blobs are not deleted through the registry; unreferenced blobs are garbage-collected');
       },
     },
-    {
-      method: 'GET', path: 'tags/list', action: 'bundle:read', summary: 'List tags (the versions holding this image), with n/last and Link',
-      async handler({ koa, repo }) {
-        const nRaw = queryString(koa, 'n');
-        if (nRaw !== undefined && (!/^\d{1,6}$/.test(nRaw))) throw new OciError('UNSUPPORTED', 'n must be a whole number', {}, { status: 400 });
-        const n = nRaw === undefined ? undefined : Number(nRaw);
-        const last = queryString(koa, 'last');
-        const page = await service.listTags(repo, n, last);
-        if (page.more && n !== undefined && page.tags.length > 0) {
-          koa.set('Link', `</v2/${repo.name}/tags/list?n=${n}&last=${encodeURIComponent(page.tags.at(-1)!)}>; rel="next"`);
-        }
-        koa.body = { name: repo.name, tags: page.tags };
-      },
-    },
+    tagsList,
     {
       method: 'GET', path: 'referrers/*', action: 'bundle:read', summary: 'List manifests whose subject is the digest (an empty index when none)',
       async handler({ koa, repo, param }) {
@@ -276,20 +303,34 @@ export function ociRoutes(service: OciService, blobs: BlobStore): OciRoute[] {
 }
 
 /**
- * Per-bundle checks come with the permissions work; the repository's bundle is passed here so
- * that is a change in one place.
+ * Images belong to the bundle named by the repository's first path segment: its roles decide.
+ * A device reads (pulls, lists tags of) only the bundles deployed to it (`runs`), as its blob and
+ * TUF reads do (the read model per bundle); it never writes.
  */
-/** Images belong to the bundle named by the repository's first path segment: its roles decide. */
-function authorize(principal: Principal, action: Action, repo: Repository): boolean {
+function authorize(principal: Principal, action: Action, repo: Pick<Repository, 'bundle'>, runs: ReadonlySet<string>): boolean {
+  if (principal.type === 'device') return action !== 'bundle:write' && isAllowedOnBundle(principal, 'bundle:pull', repo.bundle, runs);
   return isAllowed(principal, action, { bundle: repo.bundle });
+}
+
+/** The user name a token is given with over HTTP Basic: a user's name, a device's id (a colon cannot be in a Basic user name). */
+function basicUserMatches(principal: Principal, user: string): boolean {
+  return principalName(principal) === user || (principal.type === 'device' && principal.deviceId === user);
 }
 
 /**
  * HTTP Basic with the access token as the password (`skopeo copy --dest-creds admin:TOKEN`); the
  * user name must be the token's user. A Bearer token is accepted as well, for curl.
  */
-async function authenticate(koa: Koa.Context, auth: AuthService): Promise<Principal> {
+async function authenticate(koa: Koa.Context, auth: AuthService, byCertificate?: (peer: { commonName: string; serial: string }) => Promise<Principal | undefined>): Promise<Principal> {
   const header = koa.get('authorization');
+  // The devices' mTLS listener: a certificate the TLS layer verified, and the server still honours.
+  const socket = koa.req.socket as Partial<TLSSocket>;
+  if (!header && byCertificate && socket.authorized && socket.getPeerCertificate) {
+    const cert = socket.getPeerCertificate();
+    const principal = await byCertificate({ commonName: String(cert.subject?.CN ?? ''), serial: cert.serialNumber ?? '' });
+    if (!principal) throw new OciError('UNAUTHORIZED', 'this device certificate is revoked or unknown to the server');
+    return principal;
+  }
   if (!header) throw new OciError('UNAUTHORIZED', 'authentication required: HTTP Basic with your user name and an access token as the password');
   const basic = /^Basic ([A-Za-z0-9+/=]{1,1024})$/i.exec(header);
   const bearer = /^Bearer ([^\s]{1,512})$/i.exec(header);
@@ -299,7 +340,7 @@ async function authenticate(koa: Koa.Context, auth: AuthService): Promise<Princi
     const colon = decoded.indexOf(':');
     if (colon > 0) {
       const found = await auth.authenticate(decoded.slice(colon + 1));
-      if (found && principalName(found) === decoded.slice(0, colon)) principal = found;
+      if (found && basicUserMatches(found, decoded.slice(0, colon))) principal = found;
     }
   } else if (bearer) {
     principal = await auth.authenticate(bearer[1]!);
@@ -309,7 +350,7 @@ async function authenticate(koa: Koa.Context, auth: AuthService): Promise<Princi
 }
 
 /** Splits `/v2/<name>/<rest>`: the first suffix that matches wins, the name is the longest prefix before it. */
-const suffixes: readonly { suffix: RegExp; path: string }[] = [
+export const suffixes: readonly { suffix: RegExp; path: string }[] = [
   { suffix: /^(.+)\/blobs\/uploads\/?$/, path: 'blobs/uploads/' },
   { suffix: /^(.+)\/blobs\/uploads\/([^/]+)$/, path: 'blobs/uploads/*' },
   { suffix: /^(.+)\/blobs\/([^/]+)$/, path: 'blobs/*' },
@@ -354,7 +395,7 @@ const catalogRoute: RegistryRoute = {
 const catalogDefaultPage = 100;
 const catalogMaxPage = 1000;
 
-async function listCatalog(koa: Koa.Context, service: OciService, principal: Principal): Promise<void> {
+export async function listCatalog(koa: Koa.Context, service: Pick<RegistryReadSource, 'listRepositories'>, mayRead: (bundle: string) => boolean): Promise<void> {
   for (const name of Object.keys(koa.query)) {
     if (name !== 'n' && name !== 'last') throw new OciError('UNSUPPORTED', `unknown query parameter "${name.slice(0, 40)}" on /v2/_catalog (n and last are known)`, {}, { status: 400 });
     if (Array.isArray(koa.query[name])) throw new OciError('UNSUPPORTED', `query parameter "${name}" is given more than once`, {}, { status: 400 });
@@ -364,7 +405,7 @@ async function listCatalog(koa: Koa.Context, service: OciService, principal: Pri
   const n = Math.min(nRaw === undefined ? catalogDefaultPage : Number(nRaw), catalogMaxPage);
   const last = queryString(koa, 'last');
   if (last !== undefined && last.length > 256) throw new OciError('UNSUPPORTED', 'last is at most 256 characters', {}, { status: 400 });
-  const page = n === 0 ? { repositories: [], more: false } : await service.listRepositories((name) => authorize(principal, 'bundle:pull', { name, bundle: name.split('/')[0]!, image: name.split('/')[1] ?? '' }), n, last);
+  const page = n === 0 ? { repositories: [], more: false } : await service.listRepositories((name) => mayRead(name.split('/')[0]!), n, last);
   // Distribution spec, "Listing repositories": the next page is linked with RFC 5988 Link, its
   // URL relative to this host (the client resolves it against the request's).
   if (page.more) koa.set('Link', `</v2/_catalog?n=${n}&last=${encodeURIComponent(page.repositories.at(-1)!)}>; rel="next"`);
@@ -391,7 +432,17 @@ function isAudited(ctx: Koa.Context): boolean {
   return !((ctx.path === '/v2/' || ctx.path === '/v2') && ctx.get('authorization') === '');
 }
 
-export function ociMiddleware(deps: { service: OciService; blobs: BlobStore; auth: AuthService; log: Logger; audit?: AuditLog }): Koa.Middleware {
+export function ociMiddleware(deps: {
+  service: OciService;
+  blobs: BlobStore;
+  auth: AuthService;
+  log: Logger;
+  audit?: AuditLog;
+  /** The bundles a device may pull: those deployed to it or to its group (absent: devices pull nothing). */
+  deviceBundles?: (device: { deviceId: string; group: string }) => Promise<readonly string[]>;
+  /** Who a verified client certificate is, on the devices' HTTPS listener. */
+  certificatePrincipal?: (peer: { commonName: string; serial: string }) => Promise<Principal | undefined>;
+}): Koa.Middleware {
   const routes = ociRoutes(deps.service, deps.blobs);
   const onError = ociErrorMiddleware(deps.log);
   return async (ctx, next) => {
@@ -438,8 +489,9 @@ export function ociMiddleware(deps: { service: OciService; blobs: BlobStore; aut
       // A manifest pushed by tag joins that version's draft: the tag is the version.
       if (matched.path === 'manifests/*' && !matched.param.includes(':')) note.version = matched.param;
     }
-    const principal = await authenticate(ctx, deps.auth);
+    const principal = await authenticate(ctx, deps.auth, deps.certificatePrincipal);
     note.principal = principal;
+    const runs = new Set(principal.type === 'device' && deps.deviceBundles ? await deps.deviceBundles(principal) : []);
     if (ctx.path === '/v2/' || ctx.path === '/v2') {
       if (ctx.method !== 'GET' && ctx.method !== 'HEAD') throw new OciError('UNSUPPORTED', `${ctx.method} is not supported on /v2/`);
       ctx.type = 'application/json';
@@ -449,8 +501,9 @@ export function ociMiddleware(deps: { service: OciService; blobs: BlobStore; aut
     if (ctx.path === '/v2/_catalog') {
       note.action = catalogRoute.action;
       if (ctx.method !== 'GET') throw new OciError('UNSUPPORTED', `${ctx.method} is not supported on /v2/_catalog`);
-      if (!isAllowed(principal, catalogRoute.action)) throw new OciError('DENIED', `${principalName(principal)} may not list repositories`, { action: catalogRoute.action });
-      await listCatalog(ctx, deps.service, principal);
+      // A device lists the repositories of the bundles deployed to it (filtered below).
+      if (principal.type !== 'device' && !isAllowed(principal, catalogRoute.action)) throw new OciError('DENIED', `${principalName(principal)} may not list repositories`, { action: catalogRoute.action });
+      await listCatalog(ctx, deps.service, (bundle) => authorize(principal, 'bundle:pull', { bundle }, runs));
       return;
     }
     if (!matched) throw new OciError('NAME_INVALID', `no registry endpoint at ${ctx.path.slice(0, 200)}`, {}, { status: 404 });
@@ -459,7 +512,7 @@ export function ociMiddleware(deps: { service: OciService; blobs: BlobStore; aut
       throw new OciError('UNSUPPORTED', `${ctx.method} is not supported on ${matched.path.replace('*', '<ref>')}`);
     }
     const repo = parseRepository(matched.name);
-    if (!authorize(principal, route.action, repo)) {
+    if (!authorize(principal, route.action, repo, runs)) {
       throw new OciError('DENIED', `${principalName(principal)} may not ${route.action === 'bundle:write' ? 'push to' : 'pull from'} ${repo.name}`, { action: route.action });
     }
     let param: string;

@@ -73,16 +73,20 @@ export function createOciService(deps: OciServiceDeps) {
     await store.deleteUpload(id);
   }
 
-  async function resolveManifest(repo: Repository, reference: Reference): Promise<StoredManifest> {
+  async function resolveManifest(repo: Repository, reference: Reference, options: { signedOnly?: boolean } = {}): Promise<StoredManifest> {
     await requireBundle(repo);
     let digest: string;
     if (reference.type === 'digest') {
       digest = reference.digest;
     } else {
-      const artifact = await deps.bundles.getArtifact(repo.bundle, versionOfTag(reference.tag), repo.image).catch((error: unknown) => {
+      const notFound = (error: unknown) => {
         if (error instanceof ApiError && error.code === 'not_found') return undefined;
         throw error;
-      });
+      };
+      const version = versionOfTag(reference.tag);
+      // signedOnly (a device): a draft's or a revoked version's tag is not there.
+      const signed = !options.signedOnly || (await deps.bundles.getVersion(repo.bundle, version).catch(notFound))?.status === 'approved';
+      const artifact = signed ? await deps.bundles.getArtifact(repo.bundle, version, repo.image).catch(notFound) : undefined;
       if (!artifact || artifact.type !== 'image') throw new OciError('MANIFEST_UNKNOWN', `${repo.name}:${reference.tag} is not an image in ${repo.bundle}@${reference.tag}`, { tag: reference.tag });
       digest = artifact.digest;
     }
@@ -249,9 +253,9 @@ export function createOciService(deps: OciServiceDeps) {
       });
     },
 
-    async listTags(repo: Repository, n: number | undefined, last: string | undefined): Promise<{ tags: string[]; more: boolean }> {
+    async listTags(repo: Repository, n: number | undefined, last: string | undefined, options: { signedOnly?: boolean } = {}): Promise<{ tags: string[]; more: boolean }> {
       await requireBundle(repo);
-      return pageTags(await store.listTags(repo.name, repo.bundle, repo.image), n, last);
+      return pageTags(await store.listTags(repo.name, repo.bundle, repo.image, options.signedOnly ? 'approved' : undefined), n, last);
     },
 
     /**

@@ -90,16 +90,19 @@ export function createOciStore(db: Db) {
     },
     /**
      * Tags of `<bundle>/<image>`: the versions of the bundle whose image artifact of that name is
-     * a manifest pushed to this repository. Reads the bundle tables, never writes them.
+     * a manifest pushed to this repository (`status`: only versions in it). Reads the bundle
+     * tables, never writes them.
      */
-    async listTags(repository: string, bundle: string, image: string): Promise<string[]> {
-      const rows = await db('versions')
+    async listTags(repository: string, bundle: string, image: string, status?: 'approved'): Promise<string[]> {
+      const query = db('versions')
         .join('artifacts', 'artifacts.version_id', 'versions.id')
         .join('oci_manifests', function () {
           this.on('oci_manifests.digest', '=', 'artifacts.digest').andOn('oci_manifests.repository', '=', db.raw('?', [repository]));
         })
         .where({ 'versions.bundle': bundle, 'artifacts.name': image, 'artifacts.type': 'image' })
         .select('versions.version');
+      if (status) query.where('versions.status', status);
+      const rows = await query;
       return rows.map((r: { version: string }) => r.version);
     },
     /**

@@ -15,7 +15,7 @@ export function edgeSyncRoutes(
   service: Pick<ReplicationService, 'edgeTasks' | 'finishEdgeTask'>,
   deps: {
     /** Whether a device token (sent to the edge by a device) holds, and may read the digest (or the metadata). */
-    checkCredential(credential: DeviceCredential, digest: string | undefined): Promise<CredentialVerdict>;
+    checkCredential(credential: DeviceCredential, digest: string | undefined, bundle?: string): Promise<CredentialVerdict>;
     /** Signs the edge's HTTPS server certificate with the fleet issuer (issue 12). */
     signCertificate(edge: string, request: EdgeCertificateRequest): Promise<EdgeCertificate>;
     /** What an active device should run (the answer its own release poll gets); not_found: no such active device. */
@@ -47,7 +47,7 @@ export function edgeSyncRoutes(
       method: 'POST', path: '/api/v1/edge/credentials', action: 'edge:sync', summary: 'An edge asks whether a device token holds and may read a blob (or the TUF metadata)', body: credentialCheck, responses: { 200: credentialVerdict },
       async handler({ koa, edge, body }) {
         edgeOf(edge);
-        koa.body = await deps.checkCredential('token' in body ? { token: body.token } : { certificate: body.certificate }, body.digest);
+        koa.body = await deps.checkCredential('token' in body ? { token: body.token } : { certificate: body.certificate }, body.digest, body.bundle);
       },
     }),
     route({

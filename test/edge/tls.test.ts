@@ -151,6 +151,11 @@ test('an enrolled device (no token) behind an edge: the edge holds a fleet certi
       t.is(statusOf(own), 200, JSON.stringify(own));
       t.like(JSON.parse((own as { body: string }).body), { type: 'release', bundle: 'pos', version: '1.0.0' });
       t.is(statusOf(await httpsGet(edge.httpsUrl!, '/api/v1/devices/till-2/release', device)), 403);
+      // Stock clients by certificate (issue 12): a signed target by path, and the registry's sign-in, at the edge as at the origin.
+      t.is((await httpsGet(edge.httpsUrl!, '/tuf/targets/pos/1.0.0/artifacts/app.bin', device) as { body: string }).body, bytes.toString());
+      t.is(statusOf(await httpsGet(edge.httpsUrl!, '/v2/', device)), 200);
+      t.is(statusOf(await httpsGet(originHttps, '/v2/', device)), 200);
+      t.is(statusOf(await httpsGet(edge.httpsUrl!, '/v2/', { ca: device.ca })), 401);
       // No certificate: a typed 401, no data.
       const anonymous = await httpsGet(edge.httpsUrl!, blob, { ca: device.ca });
       t.is(statusOf(anonymous), 401);
