@@ -41,6 +41,7 @@ async function serveEdge(env: NodeJS.ProcessEnv): Promise<void> {
   const edge = await startEdge(config);
   process.stdout.write(`Convoy edge is serving devices at ${edge.url}, MQTT on port ${edge.mqttPort}, mirroring ${config.upstreamUrl}\n`);
   if (edge.httpsUrl) process.stdout.write(`Convoy edge is serving enrolled devices (their certificates) at ${edge.httpsUrl}\n`);
+  if (edge.mqttsPort !== undefined) process.stdout.write(`Convoy edge is serving enrolled devices MQTT over TLS on port ${edge.mqttsPort}\n`);
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;

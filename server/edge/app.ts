@@ -2,6 +2,7 @@ import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import http from 'node:http';
 import https from 'node:https';
+import tls from 'node:tls';
 import Koa from 'koa';
 import { digestPath, tufFilePath } from '../../protocol/api.ts';
 import { createLogger, type Logger } from '../../protocol/log.ts';
@@ -24,6 +25,7 @@ import { startBroker } from '../broker/broker.ts';
 import { defaultMqttLimits } from '../broker/limits.ts';
 import { deviceIdFromStatusTopic } from '../../protocol/messages.ts';
 import { createNoticeRelay } from './notices.ts';
+import { createSessionWatch } from './sessions.ts';
 import { createReportQueue, type ReportQueue } from './reports.ts';
 import type { DeviceCredential } from '../../protocol/edge.ts';
 import { certificateOf, loadEdgeTls } from './tls.ts';
@@ -41,7 +43,10 @@ import { edgeRegistryMiddleware, edgeTargetRoute } from './registry.ts';
  * by the origin and cached (credentials.ts). Writes belong to the origin: refused with
  * `edge_read_only` (a device's certificate renewal excepted: passed to the origin as it came).
  * With CONVOY_HTTPS_PORT, enrolled devices sign in with their fleet certificates on an HTTPS
- * listener whose own certificate the origin's fleet CA signed (tls.ts).
+ * listener whose own certificate the origin's fleet CA signed (tls.ts); with CONVOY_MQTTS_PORT,
+ * on an MQTT-over-TLS listener with the same certificate, demanding theirs. Every device
+ * connected to the broker is checked again now and then (sessions.ts): one revoked at the origin
+ * is disconnected.
  */
 
 export interface RunningEdge {
@@ -52,10 +57,14 @@ export interface RunningEdge {
   /** HTTPS for enrolled devices (config.httpsPort), with the certificate the origin's fleet CA signed. */
   httpsPort?: number | undefined;
   httpsUrl?: string | undefined;
+  /** MQTT over TLS for enrolled devices (config.mqttsPort), with the same certificate. */
+  mqttsPort?: number | undefined;
   mirror: Mirror;
   reports: ReportQueue;
   /** Asks the origin for the release of every device connected to the broker now. */
   refreshNotices(): Promise<void>;
+  /** Checks the credential of every device connected to the broker now; resolves with those disconnected. */
+  checkSessions(): Promise<string[]>;
   routes: readonly Route[];
   /** Push mode: what the origin calls here with this edge's token (inbound.ts). */
   inbound: readonly Route[];
@@ -159,6 +168,11 @@ export function edgeRoutes(deps: { integrity: IntegrityCheck; blobs: BlobStore; 
   ];
 }
 
+/** The edge certificate as a TLS server context (client certificates must chain to the fleet root). */
+function tlsContext(material: { cert: string; key: string; ca: string }) {
+  return { cert: material.cert, key: material.key, ca: material.ca, minVersion: 'TLSv1.2' as const };
+}
+
 export async function startEdge(config: EdgeConfig, deps: EdgeDeps = {}): Promise<RunningEdge> {
   const log = deps.log ?? createLogger({ namespace: 'edge', level: config.logLevel, write: (line) => process.stderr.write(line) });
   await ensurePrivateDir(config.dataDir);
@@ -171,7 +185,7 @@ export async function startEdge(config: EdgeConfig, deps: EdgeDeps = {}): Promis
   const credentials = createCredentialCache({ ask: (credential, digest, bundle) => upstream.checkCredential(credential, digest, bundle), now: deps.clock ?? (() => Date.now()), freshMs: config.authFreshMs, staleMs: config.authStaleMs });
   const releases = new Map<string, { status: number; body: Buffer }>();
   // The edge certificate before anything listens: an edge that cannot have one fails its start cleanly.
-  const tlsNames = config.httpsPort !== undefined ? config.tlsNames : undefined;
+  const tlsNames = config.httpsPort !== undefined || config.mqttsPort !== undefined ? config.tlsNames : undefined;
   const tlsLog = log.child('tls');
   const loadTls = (names: { dns: string[]; ip: string[] }) => loadEdgeTls({ dataDir: config.dataDir, names, upstream, now: () => new Date((deps.clock ?? Date.now)()), log: tlsLog });
   const firstTls = tlsNames ? await loadTls(tlsNames) : undefined;
@@ -224,25 +238,78 @@ export async function startEdge(config: EdgeConfig, deps: EdgeDeps = {}): Promis
   const reports = createReportQueue({ dir: path.join(config.dataDir, 'reports'), upstream, retryMs: config.reportRetryMs, log: log.child('reports') });
   let publish: (topic: string, payload: string, retain: boolean) => Promise<void> = async () => {};
   const notices = createNoticeRelay({ upstream, publish: (topic, payload, retain) => publish(topic, payload, retain), intervalMs: config.noticeMs, log: log.child('notices') });
+  let disconnect: (deviceId: string) => void = () => {};
+  const sessions = createSessionWatch({ check: (credential) => credentials.check(credential), disconnect: (id) => disconnect(id), intervalMs: config.sessionCheckMs, log: log.child('sessions') });
+  // MQTT over TLS (the origin's CONVOY_MQTTS_PORT): the certificate is demanded, not asked for
+  // (rejectUnauthorized: a client without one chaining to the fleet root never reaches aedes,
+  // as on the origin), and the device it names is asked of the origin like on HTTPS (cached).
+  const mqttsServer = config.mqttsPort !== undefined && firstTls ? tls.createServer({ ...tlsContext(firstTls), requestCert: true, rejectUnauthorized: true }) : undefined;
+  if (mqttsServer) {
+    await new Promise<void>((resolve, reject) => {
+      mqttsServer.once('error', reject);
+      mqttsServer.listen(config.mqttsPort, config.host, () => resolve());
+    });
+  }
   const broker = await startBroker({
     host: config.host,
     port: config.mqttPort,
     async authenticate(token) {
       const principal = await auth.authenticate(token).catch(() => undefined);
-      if (principal?.type === 'device') notices.signedIn(principal.deviceId, token);
+      if (principal?.type === 'device') {
+        notices.signedIn(principal.deviceId, token);
+        sessions.signedIn(principal.deviceId, principal.group, { token });
+      }
       return principal;
     },
+    ...(mqttsServer
+      ? {
+          tls: {
+            server: mqttsServer,
+            async authenticate(peer: { commonName: string; serial: string }) {
+              const principal = await certificatePrincipal(peer).catch(() => undefined);
+              if (principal?.type === 'device') {
+                notices.signedIn(principal.deviceId, undefined);
+                sessions.signedIn(principal.deviceId, principal.group, { certificate: peer });
+              }
+              return principal;
+            },
+          },
+        }
+      : {}),
     onMessage(topic, payload, principal) {
       // The broker's ACL let the device publish only on its own status topic.
       if (principal.type !== 'device' || deviceIdFromStatusTopic(topic) !== principal.deviceId) return;
       void reports.enqueue(principal.deviceId, payload).catch((error: unknown) => log.error('device report not stored', { device: principal.deviceId, error }));
     },
-    onPresence: (id, online) => notices.presence(id, online),
+    onPresence(id, online) {
+      notices.presence(id, online);
+      if (!online) sessions.signedOut(id);
+    },
     log: log.child('mqtt'),
     limits: defaultMqttLimits,
   });
   publish = (topic, payload, retain) => broker.publish(topic, payload, retain);
+  disconnect = (id) => broker.disconnectDevice(id);
   reports.start();
+
+  // Renewal, checked now and then: a renewed certificate serves new connections at once, on
+  // every TLS listener (HTTPS and MQTT over TLS share the edge certificate).
+  const tlsServers: tls.Server[] = mqttsServer ? [mqttsServer] : [];
+  let renewTimer: NodeJS.Timeout | undefined;
+  if (firstTls && tlsNames) {
+    let current = firstTls;
+    renewTimer = setInterval(() => {
+      void loadTls(tlsNames).then(
+        (next) => {
+          if (next.cert === current.cert) return;
+          current = next;
+          for (const server of tlsServers) server.setSecureContext(tlsContext(next));
+        },
+        (error: unknown) => tlsLog.warn('edge certificate check failed', { error: (error as Error).message }),
+      );
+    }, deps.tlsRenewCheckMs ?? 60 * 60_000);
+    renewTimer.unref();
+  }
 
   const server = http.createServer(app.callback());
   server.headersTimeout = 30_000;
@@ -251,59 +318,48 @@ export async function startEdge(config: EdgeConfig, deps: EdgeDeps = {}): Promis
     server.listen(config.httpPort, config.host, () => resolve());
   });
   const httpPort = (server.address() as AddressInfo).port;
-  const secure = config.httpsPort !== undefined && tlsNames ? await startHttps(config.httpsPort, tlsNames) : undefined;
+  const secure = config.httpsPort !== undefined && tlsNames ? await startHttps(config.httpsPort) : undefined;
   if (!deps.manualSync) mirror.start();
 
   // HTTPS for enrolled devices (server/edge/tls.ts): the certificate is asked for, not demanded,
   // as on the origin: a request without one falls to the token check and gets a typed 401.
-  async function startHttps(port: number, names: { dns: string[]; ip: string[] }) {
-    const material = firstTls!;
-    const context = (m: typeof material) => ({ cert: m.cert, key: m.key, ca: m.ca });
-    const httpsServer = https.createServer({ ...context(material), requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' }, app.callback());
+  async function startHttps(port: number) {
+    const httpsServer = https.createServer({ ...tlsContext(firstTls!), requestCert: true, rejectUnauthorized: false }, app.callback());
     httpsServer.headersTimeout = 30_000;
     await new Promise<void>((resolve, reject) => {
       httpsServer.once('error', reject);
       httpsServer.listen(port, config.host, () => resolve());
     });
-    // Renewal, checked now and then: a renewed certificate serves new connections at once.
-    let current = material;
-    const timer = setInterval(() => {
-      void loadTls(names).then(
-        (next) => {
-          if (next.cert === current.cert) return;
-          current = next;
-          httpsServer.setSecureContext({ ...context(next), minVersion: 'TLSv1.2' });
-        },
-        (error: unknown) => tlsLog.warn('edge certificate check failed', { error: (error as Error).message }),
-      );
-    }, deps.tlsRenewCheckMs ?? 60 * 60_000);
-    timer.unref();
+    tlsServers.push(httpsServer);
     return {
       port: (httpsServer.address() as AddressInfo).port,
       close: () =>
         new Promise<void>((resolve) => {
-          clearInterval(timer);
           httpsServer.close(() => resolve());
           httpsServer.closeAllConnections();
         }),
     };
   }
   const shownHost = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
-  log.info('edge serving', { http: httpPort, mqtt: broker.port, ...(secure ? { https: secure.port } : {}), upstream: config.upstreamUrl, dataDir: config.dataDir });
+  log.info('edge serving', { http: httpPort, mqtt: broker.port, ...(secure ? { https: secure.port } : {}), ...(broker.mqttsPort !== undefined ? { mqtts: broker.mqttsPort } : {}), upstream: config.upstreamUrl, dataDir: config.dataDir });
   return {
     url: `http://${shownHost}:${httpPort}`,
     httpPort,
     mqttPort: broker.port,
     httpsPort: secure?.port,
     httpsUrl: secure ? `https://${shownHost}:${secure.port}` : undefined,
+    mqttsPort: broker.mqttsPort,
     mirror,
     reports,
     refreshNotices: () => notices.refresh(),
+    checkSessions: () => sessions.sweep(),
     routes,
     inbound,
     async close() {
       await mirror.stop();
       notices.stop();
+      sessions.stop();
+      clearInterval(renewTimer);
       await reports.stop();
       await broker.close();
       await secure?.close();

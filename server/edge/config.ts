@@ -47,8 +47,20 @@ export interface EdgeConfig {
    * for `tlsNames` (server/edge/tls.ts).
    */
   httpsPort?: number | undefined;
-  /** What devices dial to reach this edge (CONVOY_EDGE_TLS_NAMES=dns:edge.shop.example,ip:10.0.0.5, or `--tls-names`); needed with httpsPort. */
+  /** What devices dial to reach this edge (CONVOY_EDGE_TLS_NAMES=dns:edge.shop.example,ip:10.0.0.5, or `--tls-names`); needed with httpsPort or mqttsPort. */
   tlsNames?: { dns: string[]; ip: string[] } | undefined;
+  /**
+   * MQTT over TLS for enrolled devices (CONVOY_MQTTS_PORT, as on the origin; 8883 by convention;
+   * unset: none): a client certificate of the fleet CA is demanded, and the device it names is
+   * checked with the origin as on the HTTPS listener. Served with the same edge certificate.
+   */
+  mqttsPort?: number | undefined;
+  /**
+   * How often the devices connected to the edge's broker have their credential checked again
+   * (CONVOY_EDGE_SESSION_CHECK_MS, 5 s): a device revoked at the origin is disconnected within
+   * this plus CONVOY_EDGE_AUTH_TTL_MS while the link is up (server/edge/sessions.ts).
+   */
+  sessionCheckMs: number;
 }
 
 /** `dns:edge.shop.example,ip:10.0.0.5` into names; a bare name is a DNS name, a bare address an IP. */
@@ -77,6 +89,7 @@ export const defaultEdgeConfig = {
   authStaleMs: 24 * 60 * 60_000,
   parallel: 3,
   timeoutMs: 30_000,
+  sessionCheckMs: 5_000,
 } as const;
 
 function whole(env: NodeJS.ProcessEnv, name: string, fallback: number, min = 1): number {
@@ -128,15 +141,22 @@ export function loadEdgeConfig(env: NodeJS.ProcessEnv, cwd = process.cwd()): Edg
     authStaleMs: whole(env, 'CONVOY_EDGE_AUTH_STALE_MS', defaultEdgeConfig.authStaleMs, 0),
     parallel: whole(env, 'CONVOY_EDGE_PARALLEL', defaultEdgeConfig.parallel),
     timeoutMs: defaultEdgeConfig.timeoutMs,
+    sessionCheckMs: whole(env, 'CONVOY_EDGE_SESSION_CHECK_MS', defaultEdgeConfig.sessionCheckMs, 10),
     ...edgeTls(env),
   };
 }
 
-function edgeTls(env: NodeJS.ProcessEnv): Pick<EdgeConfig, 'httpsPort' | 'tlsNames'> {
-  if (env.CONVOY_HTTPS_PORT === undefined || env.CONVOY_HTTPS_PORT === '') {
-    if (env.CONVOY_EDGE_TLS_NAMES) throw new ConfigError('CONVOY_EDGE_TLS_NAMES is set but CONVOY_HTTPS_PORT is not: the names are for the HTTPS listener');
+function edgeTls(env: NodeJS.ProcessEnv): Pick<EdgeConfig, 'httpsPort' | 'tlsNames' | 'mqttsPort'> {
+  const set = (name: string) => env[name] !== undefined && env[name] !== '';
+  if (!set('CONVOY_HTTPS_PORT') && !set('CONVOY_MQTTS_PORT')) {
+    if (env.CONVOY_EDGE_TLS_NAMES) throw new ConfigError('CONVOY_EDGE_TLS_NAMES is set but neither CONVOY_HTTPS_PORT nor CONVOY_MQTTS_PORT is: the names are for the TLS listeners');
     return {};
   }
-  if (!env.CONVOY_EDGE_TLS_NAMES) throw new ConfigError('CONVOY_HTTPS_PORT on an edge needs CONVOY_EDGE_TLS_NAMES (what devices dial, e.g. dns:edge.shop.example,ip:10.0.0.5): the origin signs the edge certificate for those names');
-  return { httpsPort: whole(env, 'CONVOY_HTTPS_PORT', 0, 0), tlsNames: parseTlsNames(env.CONVOY_EDGE_TLS_NAMES) };
+  const which = set('CONVOY_HTTPS_PORT') ? 'CONVOY_HTTPS_PORT' : 'CONVOY_MQTTS_PORT';
+  if (!env.CONVOY_EDGE_TLS_NAMES) throw new ConfigError(`${which} on an edge needs CONVOY_EDGE_TLS_NAMES (what devices dial, e.g. dns:edge.shop.example,ip:10.0.0.5): the origin signs the edge certificate for those names`);
+  return {
+    ...(set('CONVOY_HTTPS_PORT') ? { httpsPort: whole(env, 'CONVOY_HTTPS_PORT', 0, 0) } : {}),
+    ...(set('CONVOY_MQTTS_PORT') ? { mqttsPort: whole(env, 'CONVOY_MQTTS_PORT', 8883, 0) } : {}),
+    tlsNames: parseTlsNames(env.CONVOY_EDGE_TLS_NAMES),
+  };
 }

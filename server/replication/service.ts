@@ -123,6 +123,8 @@ function toEdgeTask(row: TaskRow & { bundle: string; bandwidth: number | string 
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+/** How often a push of metadata held back for another run's blobs asks whether they arrived, in milliseconds. */
+const edgeHoldPollMs = 200;
 
 export function createReplicationService(deps: ReplicationServiceDeps) {
   const { store, log } = deps;
@@ -364,6 +366,25 @@ export function createReplicationService(deps: ReplicationServiceDeps) {
       for (const task of metadata) await store.updateTask(Number(task.id), { status: 'failed', error: 'blobs of this run failed to reach the edge; metadata not sent' });
       return;
     }
+    // Another run's blobs still on their way to this edge (two approvals in a row): the current
+    // metadata already names its version, so it is sent only once they are there (pull mode's
+    // rule, server/edge/mirror.ts). The origin holds it back rather than the edge refusing it:
+    // only the origin knows which blobs a policy's filter plans for the edge (a filtered-out
+    // artifact is named by the metadata yet never sent, so "holds every target" cannot be the test).
+    const waitedFor = new Set<number>();
+    for (let others = await store.edgeBlobPushesInFlight(edge, runId); others.length > 0; others = await store.edgeBlobPushesInFlight(edge, runId)) {
+      for (const other of others) waitedFor.add(other);
+      if (await stop()) return;
+      await sleep(edgeHoldPollMs);
+    }
+    // One of them failed a blob the edge still lacks: its version is named by the same metadata.
+    const held = await store.heldBy({ type: 'edge', name: edge });
+    for (const other of waitedFor) {
+      const lacking = (await store.tasksOf(other)).filter((t) => t.destination_type === 'edge' && t.destination === edge && t.kind === 'blob' && t.status === 'failed' && t.digest && !held.has(t.digest));
+      if (lacking.length === 0) continue;
+      for (const task of metadata) await store.updateTask(Number(task.id), { status: 'failed', error: `blobs of run ${other} failed to reach the edge, and the current metadata names them; metadata not sent (retry run ${other}, then this one)` });
+      return;
+    }
     await executeEdgeTasks(metadata, async () => {
       // The bundle's metadata as it is now, not the names planned: a version approved since
       // planning re-signed the snapshot and the bundle's role, and the edge verifies the set
@@ -376,6 +397,10 @@ export function createReplicationService(deps: ReplicationServiceDeps) {
         if (!content) throw new EdgePushError(`the origin has no metadata file ${name}`, false);
         files.push({ name, content });
       }
+      // Asked again after reading: a run created since the wait above (a version approved just
+      // now, which these files may name) is waited for by a retry, not pushed past.
+      const late = await store.edgeBlobPushesInFlight(edge, runId);
+      if (late.length > 0) throw new EdgePushError(`blobs of run ${late.join(', ')} are still on their way to the edge; metadata held back`, true);
       const result = await pusher.pushMetadata(files);
       const sizes = new Map(files.map((file) => [file.name, file.content.length]));
       const published = new Set(result.published);

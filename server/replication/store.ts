@@ -291,6 +291,23 @@ export function createReplicationStore(db: Db) {
         .limit(limit)
         .select('replication_tasks.*', 'replication_runs.bundle', 'replication_policies.bandwidth');
     },
+    /**
+     * Runs other than `run` whose blobs the origin is still to push to this edge (a push policy's
+     * pending or running blob tasks, of runs still running): their versions may already be named
+     * by the current metadata, so a push of it waits for them (service.ts, pushToEdge).
+     */
+    async edgeBlobPushesInFlight(edge: string, run: number): Promise<number[]> {
+      const rows: { run_id: number | string }[] = await db('replication_tasks')
+        .join('replication_runs', 'replication_runs.id', 'replication_tasks.run_id')
+        .join('replication_policies', function () {
+          this.on('replication_policies.bundle', '=', 'replication_runs.bundle').andOn('replication_policies.name', '=', 'replication_runs.policy');
+        })
+        .where({ 'replication_tasks.destination_type': 'edge', 'replication_tasks.destination': edge, 'replication_tasks.kind': 'blob', 'replication_runs.status': 'running', 'replication_policies.mode': 'push' })
+        .whereIn('replication_tasks.status', ['pending', 'running'])
+        .whereNot('replication_tasks.run_id', run)
+        .distinct('replication_tasks.run_id');
+      return rows.map((row) => Number(row.run_id));
+    },
     findTask: async (id: number): Promise<TaskRow | undefined> => db<TaskRow>('replication_tasks').where({ id }).first(),
     /** Whether any task of the edge names the digest (what an edge may read from the origin). */
     async edgeTaskNames(edge: string, digest: string): Promise<boolean> {

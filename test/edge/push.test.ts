@@ -337,3 +337,79 @@ test('push: two approvals in a row both reach the edge with current metadata, an
     { secretKey, replicationRetry: retry },
   );
 });
+
+/**
+ * What the edge's published metadata names that the edge does not hold (the bundle's targets,
+ * by sha256): read as a device would, from the timestamp down. Empty before any metadata.
+ */
+async function namedButMissing(edge: TestEdge, bundle: string): Promise<string[]> {
+  const read = async (name: string) => JSON.parse(await fs.readFile(path.join(edge.dataDir, 'tuf', name), 'utf8'));
+  let targets: Record<string, { hashes: { sha256: string } }>;
+  try {
+    const snapshot = await read(`${(await read('timestamp.json')).signed.meta['snapshot.json'].version}.snapshot.json`);
+    const role = Object.keys(snapshot.signed.meta).find((name) => name.startsWith(`bundle-${bundle}`));
+    if (!role) return [];
+    targets = (await read(`${snapshot.signed.meta[role].version}.${role}`)).signed.targets;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw error;
+  }
+  const missing: string[] = [];
+  for (const [name, info] of Object.entries(targets)) {
+    const held = await fs.stat(blobFile(edge, `sha256:${info.hashes.sha256}`)).then(() => true, () => false);
+    if (!held) missing.push(name);
+  }
+  return missing;
+}
+
+test('push: two overlapping runs to one edge never publish metadata naming a blob the edge does not hold yet', async (t) => {
+  const work = await makeTempDir('convoy-push-overlap-');
+  await withServer(
+    t,
+    async (origin) => {
+      let edge: TestEdge | undefined;
+      const link = await startEdgeLink(() => edge!.url);
+      const seen = new Set<string>();
+      let watching = true;
+      let watcher: Promise<void> | undefined;
+      try {
+        const token = await addPushEdge(origin, 'shop-ovl', link.url);
+        edge = await startTestEdge({ upstreamUrl: await closedPort(), token, rootFile: await copyRoot(origin, work) });
+        const watched = edge;
+        // What a device reading the edge at any instant would be sent to fetch.
+        watcher = (async () => {
+          while (watching) {
+            for (const name of await namedButMissing(watched, 'pos').catch(() => [])) seen.add(name);
+            await new Promise((resolve) => setTimeout(resolve, 20));
+          }
+        })();
+        t.is((await origin.api('POST', '/api/v1/bundles', { json: { name: 'pos' } })).status, 201);
+        // 256 KiB/s: the first version's 1 MiB blob is still on its way when the second run has sent all of its own.
+        t.is((await origin.api('POST', '/api/v1/bundles/pos/replication-policies', { json: { name: 'ovl', destinations: ['shop-ovl'], mode: 'push', trigger: { type: 'approval' }, bandwidth: 256 * 1024 } })).status, 201);
+        const big = randomBytes(1024 * 1024);
+        await publishRelease(origin, 'pos', '1.0.0', [{ name: 'app.bin', type: 'file', bytes: big }]);
+        await publishRelease(origin, 'pos', '1.1.0', [{ name: 'patch.bin', type: 'file', bytes: randomBytes(8 * 1024) }]);
+        const runs = await runsOf(origin, 'pos', 2);
+        for (const run of runs) {
+          const detail = await finishedRun(origin, 'pos', run.id);
+          t.is(detail.run.status, 'succeeded', JSON.stringify(detail.tasks.filter((task) => task.status !== 'succeeded')));
+        }
+        watching = false;
+        await watcher;
+        t.deepEqual([...seen], [], 'metadata named blobs the edge did not hold yet');
+        // Both versions arrived, with metadata naming both.
+        t.deepEqual(await namedButMissing(edge, 'pos'), []);
+        const timestamp = JSON.parse(await fs.readFile(path.join(edge.dataDir, 'tuf', 'timestamp.json'), 'utf8'));
+        t.deepEqual(timestamp, (await origin.api('GET', '/tuf/timestamp.json')).body, 'the edge holds the current timestamp');
+        t.deepEqual(await fs.readFile(blobFile(edge, sha256Digest(big))), big);
+      } finally {
+        watching = false;
+        await watcher;
+        await edge?.close();
+        await link.close();
+        await fs.rm(work, { recursive: true, force: true });
+      }
+    },
+    { secretKey, replicationRetry: retry },
+  );
+});

@@ -26,6 +26,12 @@ test('an edge with CONVOY_HTTPS_PORT needs CONVOY_EDGE_TLS_NAMES, and the names 
   t.throws(() => loadEdgeConfig({ ...base, CONVOY_HTTPS_PORT: '8443' }, dir), { instanceOf: ConfigError, message: /CONVOY_EDGE_TLS_NAMES/ });
   t.throws(() => loadEdgeConfig({ ...base, CONVOY_EDGE_TLS_NAMES: 'localhost' }, dir), { instanceOf: ConfigError, message: /CONVOY_HTTPS_PORT/ });
   t.throws(() => loadEdgeConfig({ ...base, CONVOY_HTTPS_PORT: 'x', CONVOY_EDGE_TLS_NAMES: 'localhost' }, dir), { instanceOf: ConfigError, message: /CONVOY_HTTPS_PORT/ });
+  // MQTT over TLS uses the same certificate, so the same names; alone or with HTTPS.
+  t.like(loadEdgeConfig({ ...base, CONVOY_MQTTS_PORT: '8883', CONVOY_EDGE_TLS_NAMES: 'localhost' }, dir), { mqttsPort: 8883, httpsPort: undefined, tlsNames: { dns: ['localhost'], ip: [] } });
+  t.like(loadEdgeConfig({ ...base, CONVOY_MQTTS_PORT: '8883', CONVOY_HTTPS_PORT: '8443', CONVOY_EDGE_TLS_NAMES: 'localhost' }, dir), { mqttsPort: 8883, httpsPort: 8443 });
+  t.throws(() => loadEdgeConfig({ ...base, CONVOY_MQTTS_PORT: '8883' }, dir), { instanceOf: ConfigError, message: /CONVOY_MQTTS_PORT on an edge needs CONVOY_EDGE_TLS_NAMES/ });
+  t.throws(() => loadEdgeConfig({ ...base, CONVOY_MQTTS_PORT: 'x', CONVOY_EDGE_TLS_NAMES: 'localhost' }, dir), { instanceOf: ConfigError, message: /CONVOY_MQTTS_PORT/ });
+  t.like(loadEdgeConfig({ ...base, CONVOY_EDGE_SESSION_CHECK_MS: '250' }, dir), { sessionCheckMs: 250 });
   await fs.rm(dir, { recursive: true, force: true });
 });
 

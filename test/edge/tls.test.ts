@@ -204,7 +204,7 @@ test('the edge renews its certificate at two thirds of its life, keeps it across
     const dataDir = await makeTempDir('convoy-edge-');
     const ca = await fs.readFile(path.join(origin.dataDir, 'pki', 'ca.pem'), 'utf8');
     const clock = { offsetMs: 0 };
-    const options = { upstreamUrl: proxy.url, token, rootFile, dataDir, overrides: { httpsPort: 0, tlsNames: { dns: ['localhost'], ip: ['127.0.0.1'] } }, deps: { clock: () => Date.now() + clock.offsetMs, tlsRenewCheckMs: 100 } };
+    const options = { upstreamUrl: proxy.url, token, rootFile, dataDir, overrides: { httpsPort: 0, mqttsPort: 0, tlsNames: { dns: ['localhost'], ip: ['127.0.0.1'] } }, deps: { clock: () => Date.now() + clock.offsetMs, tlsRenewCheckMs: 100 } };
     let edge = await startTestEdge(options);
     try {
       const first = (await presented(edge.httpsUrl!, ca)).cert.serialNumber;
@@ -220,6 +220,8 @@ test('the edge renews its certificate at two thirds of its life, keeps it across
       await new Promise((resolve) => setTimeout(resolve, 300));
       const kept = (await presented(edge.httpsUrl!, ca)).cert.serialNumber;
       t.not(kept, first);
+      // MQTT over TLS serves the renewed certificate too (one certificate for both listeners).
+      t.is((await presented(`mqtts://127.0.0.1:${edge.mqttsPort}`, ca)).cert.serialNumber, kept);
       t.truthy(renewed);
       await edge.close();
 
