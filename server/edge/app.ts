@@ -298,15 +298,24 @@ export async function startEdge(config: EdgeConfig, deps: EdgeDeps = {}): Promis
   let renewTimer: NodeJS.Timeout | undefined;
   if (firstTls && tlsNames) {
     let current = firstTls;
+    // One check at a time: a renewal slower than the interval must not start a second one,
+    // whose answer could land after a newer certificate and put the older one back.
+    let checking = false;
     renewTimer = setInterval(() => {
-      void loadTls(tlsNames).then(
-        (next) => {
-          if (next.cert === current.cert) return;
-          current = next;
-          for (const server of tlsServers) server.setSecureContext(tlsContext(next));
-        },
-        (error: unknown) => tlsLog.warn('edge certificate check failed', { error: (error as Error).message }),
-      );
+      if (checking) return;
+      checking = true;
+      void loadTls(tlsNames)
+        .then(
+          (next) => {
+            if (next.cert === current.cert) return;
+            current = next;
+            for (const server of tlsServers) server.setSecureContext(tlsContext(next));
+          },
+          (error: unknown) => tlsLog.warn('edge certificate check failed', { error: (error as Error).message }),
+        )
+        .finally(() => {
+          checking = false;
+        });
     }, deps.tlsRenewCheckMs ?? 60 * 60_000);
     renewTimer.unref();
   }
