@@ -23,6 +23,12 @@ export interface MqttLimits {
   statusPerSecond: number;
   /** Status messages a device may send at once before the rate applies. */
   statusBurst: number;
+  /**
+   * Messages aedes delivers at once (its `concurrency`, mqemitter's in-flight bound); more wait
+   * in its queue. aedes' default, 100, let a phase of 1,000 devices go out 100 at a time, each
+   * hundred a turn of the event loop later, behind the reports the first ones brought back.
+   */
+  deliveryConcurrency: number;
 }
 
 export const defaultMqttLimits: MqttLimits = {
@@ -32,6 +38,8 @@ export const defaultMqttLimits: MqttLimits = {
   connectTimeoutMs: 10_000,
   statusPerSecond: 2, // convoyd reports each state change and download progress once a second
   statusBurst: 20, // an update's state changes arrive within milliseconds of each other
+  // A phase of thousands of devices goes out in one turn; each message in flight holds about a KiB.
+  deliveryConcurrency: 5_000,
 };
 
 const CONNECT = 1;
