@@ -152,6 +152,7 @@ export function loadServerConfig(env: NodeJS.ProcessEnv, cwd = process.cwd()): S
       connectTimeoutMs: positive(env, 'CONVOY_MQTT_CONNECT_TIMEOUT_MS', defaultMqttLimits.connectTimeoutMs),
       statusPerSecond: positive(env, 'CONVOY_MQTT_STATUS_PER_SECOND', defaultMqttLimits.statusPerSecond),
       statusBurst: positive(env, 'CONVOY_MQTT_STATUS_BURST', defaultMqttLimits.statusBurst),
+      deliveryConcurrency: positive(env, 'CONVOY_MQTT_DELIVERY_CONCURRENCY', defaultMqttLimits.deliveryConcurrency),
     },
     anonymousTufRead: bool(env, 'CONVOY_ANONYMOUS_TUF_READ', defaultServerConfig.anonymousTufRead),
     logLevel,

@@ -237,6 +237,18 @@ export function isAllowed(principal: Caller, action: Action, resource?: Resource
 }
 
 /**
+ * Whether the caller could hold `action` on some resource: false when the refusal does not depend
+ * on which row a request names (the caller's kind, the token's scopes, an instance action). The
+ * router asks this before a route looks its row up: such a 403 reveals nothing about the row,
+ * while a refusal that depends on the row comes after the read model (404 for a row not seen).
+ */
+export function mayHoldSomewhere(caller: Caller, action: Action): boolean {
+  const rule = ruleOf(action);
+  if (caller.type !== 'user' || rule.edgesOnly || !caller.scopes.has(rule.scope) || rule.on === 'instance' || rule.on === 'any-bundle') return isAllowed(caller, action);
+  return true;
+}
+
+/**
  * The read model per bundle: whether a principal may use an `any-bundle` action (blob and TUF
  * target reads) on the content of one bundle. Content-addressed paths name no bundle, so the
  * route's own check only says "a reporter somewhere"; this narrows it to the bundles whose

@@ -103,6 +103,7 @@ export async function startBroker(deps: BrokerDeps): Promise<Broker> {
   }
   const aedes = await Aedes.createBroker({
     connectTimeout: limits.connectTimeoutMs,
+    concurrency: limits.deliveryConcurrency,
     authenticate(client, username, password, done) {
       const refuse = (returnCode: 2 | 4 = 4) => {
         const error = new Error(returnCode === 2 ? 'client id not allowed for this sign-in' : 'bad user name or password') as AuthenticateError;

@@ -2,7 +2,7 @@ import * as z from 'zod';
 import { releaseNotice } from '../../protocol/messages.ts';
 import { groupPath } from '../../protocol/api.ts';
 import { createRolloutRequest, deploymentPath, deploymentListQuery, retryRequest, rolloutActionResult, rolloutDetail, rolloutSummary } from '../../protocol/rollout.ts';
-import { principalName } from '../auth/policy.ts';
+import { principalName, type Caller } from '../auth/policy.ts';
 import { mayReadDeployment } from '../auth/reads.ts';
 import { ApiError } from '../http/errors.ts';
 import { pageOf, sendPage } from '../http/pagination.ts';
@@ -13,12 +13,11 @@ import type { DeploymentService } from './service.ts';
 const idParam = (params: unknown): number => (params as { id: number }).id;
 
 export function deploymentRoutes(service: DeploymentService): Route[] {
-  /** Control routes act on the deployment's group: the permission is looked up from it. */
-  const groupOfDeployment = async ({ params }: { params: unknown }) => {
-    const group = await service.groupOf(idParam(params));
-    if (!group) throw new ApiError('not_found', `no deployment ${idParam(params)}`);
-    return { group };
-  };
+  /**
+   * Control routes act on the deployment's group: the permission is looked up from it, once the
+   * caller is known to see the deployment (404 otherwise, as for a read of it).
+   */
+  const groupOfDeployment = async ({ params, caller }: { params: unknown; caller: Caller | undefined }) => ({ group: await service.groupFor(caller, idParam(params)) });
   const control = (verb: 'pause' | 'resume' | 'abort', summary: string) =>
     route({
       method: 'POST', path: `/api/v1/deployments/:id/${verb}`, action: 'deployment:control', summary, params: deploymentPath, resource: groupOfDeployment, responses: { 200: rolloutActionResult },

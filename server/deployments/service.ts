@@ -12,7 +12,7 @@ import {
   type RolloutSummary,
   type TargetState,
 } from '../../protocol/rollout.ts';
-import type { Principal } from '../auth/policy.ts';
+import type { Caller, Principal } from '../auth/policy.ts';
 import { deploymentReadScope, mayReadDeployment } from '../auth/reads.ts';
 import type { Broker } from '../broker/broker.ts';
 import type { Db } from '../db/knex.ts';
@@ -480,9 +480,15 @@ export function createDeploymentService(deps: DeploymentDeps) {
     /** Changes whenever `show(id)` may answer something new (live progress reads only then). */
     changeToken: (id: number) => store.changeToken(id),
 
-    /** The group a deployment targets (for the permission check of control routes). */
-    async groupOf(id: number): Promise<string | undefined> {
-      return (await store.find(id))?.group;
+    /**
+     * The group a control route acts on (its permission is decided there), as `caller` may see
+     * it: a deployment they may not read answers 404 like a missing one, so pause, resume, abort
+     * and retry never reveal that it exists; 403 is left to one who sees it but may not act.
+     */
+    async groupFor(caller: Caller | undefined, id: number): Promise<string> {
+      const d = await store.find(id);
+      if (!d || !caller || caller.type === 'edge' || !mayReadDeployment(caller, d)) throw new ApiError('not_found', `no deployment ${id}`);
+      return d.group;
     },
 
     pause: (id: number, by: string) =>

@@ -1,7 +1,7 @@
 import { createDeviceRequest, device, deviceRegistration, listOf } from '../../protocol/api.ts';
 import { deviceNotice } from '../../protocol/messages.ts';
 import { deviceDetail, deviceListQuery, devicePath, moveDeviceRequest } from '../../protocol/rollout.ts';
-import { principalName, type Principal } from '../auth/policy.ts';
+import { principalName, type Caller, type Principal } from '../auth/policy.ts';
 import { ApiError } from '../http/errors.ts';
 import { pageOf, sendPage } from '../http/pagination.ts';
 import { route, type Route } from '../http/routes.ts';
@@ -11,7 +11,15 @@ import type { DeviceService } from './service.ts';
 const idParam = (params: unknown): string => (params as { id: string }).id;
 
 export function deviceRoutes(service: DeviceService, deps: { inGroup: (group: string) => Promise<(d: import('../../protocol/api.ts').Device) => Promise<boolean>>; noticeFor: (id: string) => Promise<unknown> }): Route[] {
-  const groupOfDevice = async ({ params }: { params: unknown }) => ({ group: (await service.requireDevice(idParam(params))).group });
+  /**
+   * Write routes act on the device's group, once the caller is known to see the device: one they
+   * may not see answers 404 as a read of it would (its existence is not revealed), 403 only after.
+   */
+  const visibleDevice = (caller: Caller | undefined, id: string) => {
+    if (!caller || caller.type === 'edge') throw new ApiError('not_found', `device "${id}" does not exist`);
+    return service.requireVisible(caller, id);
+  };
+  const groupOfDevice = async ({ params, caller }: { params: unknown; caller: Caller | undefined }) => ({ group: (await visibleDevice(caller, idParam(params))).group });
   return [
     route({
       method: 'POST', path: '/api/v1/devices', action: 'device:create', summary: 'Register a device and mint its token (a new group name creates a static group)', body: createDeviceRequest, responses: { 201: deviceRegistration },
@@ -40,7 +48,10 @@ export function deviceRoutes(service: DeviceService, deps: { inGroup: (group: st
     route({
       method: 'POST', path: '/api/v1/devices/:id/move', action: 'device:write', params: devicePath, summary: 'Move a device to another static group (Maintainer on both groups)',
       body: moveDeviceRequest, responses: { 200: device },
-      resource: ({ body }) => ({ group: body.group }),
+      resource: async ({ params, body, caller }) => {
+        await visibleDevice(caller, idParam(params));
+        return { group: body.group };
+      },
       async handler({ koa, params, body, can }) {
         const id = idParam(params);
         const from = (await service.requireDevice(id)).group;

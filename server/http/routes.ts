@@ -7,7 +7,7 @@ import { requestIdPattern } from '../../protocol/access.ts';
 import { pathParamCodes } from '../../protocol/api.ts';
 import type { ErrorCode } from '../../protocol/errors.ts';
 import { parseJson, parseWith } from '../../protocol/parse.ts';
-import { isAllowed, ruleOf, type Action, type Caller, type EdgePrincipal, type Principal, type Resource } from '../auth/policy.ts';
+import { isAllowed, mayHoldSomewhere, ruleOf, type Action, type Caller, type EdgePrincipal, type Principal, type Resource } from '../auth/policy.ts';
 import type { AuthService } from '../auth/service.ts';
 import type { AuditLog } from '../audit/log.ts';
 import { ApiError, httpStatusOf } from './errors.ts';
@@ -78,8 +78,11 @@ export interface Route<
   /**
    * What the action applies to, read from the validated path or body (e.g. the bundle name in
    * the path). Bundle-level actions need it: without one the policy refuses all but admins.
+   * It gets the caller too, so a route acting on a row the caller may not see (a deployment, a
+   * device: server/auth/reads.ts) throws `not_found` here, as a read of it would, instead of
+   * letting the permission check answer 403 and reveal that the row exists.
    */
-  resource?(request: { params: Out<P, Record<string, string>>; body: Out<S, undefined> }): Resource | undefined | Promise<Resource | undefined>;
+  resource?(request: { params: Out<P, Record<string, string>>; body: Out<S, undefined>; caller: Caller | undefined }): Resource | undefined | Promise<Resource | undefined>;
   handler(ctx: RouteContext<Out<S, undefined>, Out<Q, undefined>, Out<P, Record<string, string>>>): Promise<void>;
 }
 
@@ -132,11 +135,15 @@ export function buildRouter(routes: readonly Route[], deps: RouterDeps): Router 
         // name their bundle in the body, so those are decided right after it is validated.
         const needsResource = spec.resource !== undefined;
         if (caller && !needsResource) deny(caller, spec.action, undefined);
+        // A refusal that no row could change (a device, a token without the scope) comes first:
+        // it reveals nothing, and the route's lookup below may then answer 404 for a hidden row.
+        if (caller && needsResource && !mayHoldSomewhere(caller, spec.action)) deny(caller, spec.action, undefined);
         const params = parseParams(spec, ctx);
         const query = parseQuery(spec, ctx);
         const body = spec.body ? parseWith(spec.body, await readJson(ctx, deps.maxJsonBytes), 'request body') : undefined;
-        // May look something up (the group a device or deployment belongs to).
-        resource = await spec.resource?.({ params, body } as never);
+        // May look something up (the group a device or deployment belongs to), and answers 404
+        // for a row the caller may not see before the permission check could answer 403.
+        resource = await spec.resource?.({ params, body, caller } as never);
         audited = releaseOf(params, body);
         if (caller && needsResource) deny(caller, spec.action, resource);
         const who = caller;
@@ -209,6 +216,9 @@ function releaseOf(params: unknown, body: unknown): { version?: string; group?: 
   return { ...(version !== undefined ? { version } : {}), ...(group !== undefined ? { group } : {}) };
 }
 
+/** `group "g1"`, or `the group` when refused before the row was looked up. */
+const named = (kind: string, name: string | undefined) => (name === undefined ? `the ${kind}` : `${kind} "${name}"`);
+
 function deny(principal: Caller, action: Action, resource: Resource | undefined): void {
   if (isAllowed(principal, action, resource)) return;
   const rule = ruleOf(action);
@@ -218,8 +228,8 @@ function deny(principal: Caller, action: Action, resource: Resource | undefined)
     rule.on === 'instance'
       ? rule.role === 'admin' ? 'an instance admin' : 'a signed-in user'
       : rule.on === 'group'
-        ? `${rule.role} or higher on group "${resource?.group ?? '?'}"${rule.bundleRole ? ` and ${rule.bundleRole} or higher on bundle "${resource?.bundle ?? '?'}"` : ''}`
-        : `${rule.role} or higher${rule.on === 'bundle' ? ` on "${resource?.bundle ?? '?'}"` : ' on some bundle'}`;
+        ? `${rule.role} or higher on ${named('group', resource?.group)}${rule.bundleRole ? ` and ${rule.bundleRole} or higher on ${named('bundle', resource?.bundle)}` : ''}`
+        : `${rule.role} or higher${rule.on === 'bundle' ? ` on ${resource?.bundle === undefined ? 'the bundle' : `"${resource.bundle}"`}` : ' on some bundle'}`;
   throw new ApiError('forbidden', `not allowed to ${action}: needs ${needs} and a token with the "${rule.scope}" scope`);
 }
 

@@ -3,14 +3,16 @@ import { randomBytes } from 'node:crypto';
 import test from 'ava';
 import { roles, scopes, type Role, type Scope } from '../../protocol/access.ts';
 import { memberOf } from '../../server/auth/permissions-doc.ts';
-import { isAllowed, ruleOf, type Caller } from '../../server/auth/policy.ts';
+import { isAllowed, mayHoldSomewhere, ruleOf, type Caller } from '../../server/auth/policy.ts';
+import { deviceReadScope, inScope, mayReadDeployment } from '../../server/auth/reads.ts';
 import type { Route } from '../../server/http/routes.ts';
 import { pushArtifact, sha256Digest, waitFor, withServer, type TestServer } from '../helpers/server.ts';
 
 /*
  * Walks the whole permission matrix against a live server: for every route (so every action) and
  * every kind of caller (no role, each role of the ladder, the instance admin, a device), an allowed
- * request succeeds and a denied one answers 403; a token without the action's scope answers 403
+ * request succeeds and a denied one answers 403 (404 when the caller may not even see the row acted
+ * on: the read model); a token without the action's scope answers 403
  * even for the bundle's owner and the admin; no token, an expired one and a revoked one answer 401.
  * What "allowed" means comes from the policy table; what the server does comes from HTTP.
  */
@@ -27,6 +29,11 @@ interface Request {
   ok: number[];
   /** Undoes what the request did to the caller's own roles. */
   after?: () => Promise<void>;
+  /**
+   * The row the request acts on (in group g1): a user who may not see it (server/auth/reads.ts)
+   * is denied with 404, as a read of it would be, never 403, which would reveal that it exists.
+   */
+  row?: 'deployment' | 'device';
 }
 
 /** What each case may ask of the fixture: fresh state for requests that change it. */
@@ -140,17 +147,17 @@ const cases: Record<string, (fx: Fixture) => Promise<Request>> = {
     await expectOk(fx.server, 'POST', `/api/v1/deployments/${id}/abort`);
     return { path: `/api/v1/deployments/${id}/events`, ok: [200] };
   },
-  'POST /api/v1/deployments/:id/pause': async (fx) => ({ path: `/api/v1/deployments/${await fx.deployment()}/pause`, ok: [200] }),
+  'POST /api/v1/deployments/:id/pause': async (fx) => ({ path: `/api/v1/deployments/${await fx.deployment()}/pause`, ok: [200], row: 'deployment' }),
   'POST /api/v1/deployments/:id/resume': async (fx) => {
     const id = await fx.deployment();
     await expectOk(fx.server, 'POST', `/api/v1/deployments/${id}/pause`);
-    return { path: `/api/v1/deployments/${id}/resume`, ok: [200] };
+    return { path: `/api/v1/deployments/${id}/resume`, ok: [200], row: 'deployment' };
   },
-  'POST /api/v1/deployments/:id/abort': async (fx) => ({ path: `/api/v1/deployments/${await fx.deployment()}/abort`, ok: [200] }),
-  'POST /api/v1/deployments/:id/retry': async (fx) => ({ path: `/api/v1/deployments/${await fx.deployment()}/retry`, json: {}, ok: [200] }),
+  'POST /api/v1/deployments/:id/abort': async (fx) => ({ path: `/api/v1/deployments/${await fx.deployment()}/abort`, ok: [200], row: 'deployment' }),
+  'POST /api/v1/deployments/:id/retry': async (fx) => ({ path: `/api/v1/deployments/${await fx.deployment()}/retry`, json: {}, ok: [200], row: 'deployment' }),
   'GET /api/v1/devices/:id': async () => ({ path: '/api/v1/devices/matrix-device', ok: [200] }),
-  'POST /api/v1/devices/:id/move': async (fx) => ({ path: `/api/v1/devices/${await fx.device()}/move`, json: { group: 'g1' }, ok: [200] }),
-  'DELETE /api/v1/devices/:id': async (fx) => ({ method: 'DELETE', path: `/api/v1/devices/${await fx.device()}`, ok: [200] }),
+  'POST /api/v1/devices/:id/move': async (fx) => ({ path: `/api/v1/devices/${await fx.device()}/move`, json: { group: 'g1' }, ok: [200], row: 'device' }),
+  'DELETE /api/v1/devices/:id': async (fx) => ({ method: 'DELETE', path: `/api/v1/devices/${await fx.device()}`, ok: [200], row: 'device' }),
   'GET /api/v1/devices/:id/release': async () => ({ path: '/api/v1/devices/matrix-device/release', ok: [200, 204] }),
   'GET /api/v1/groups': async () => ({ path: '/api/v1/groups', ok: [200] }),
   'POST /api/v1/groups': async (fx) => ({ path: '/api/v1/groups', json: { name: fx.unique('grp') }, ok: [201] }),
@@ -285,6 +292,18 @@ function expectedAllowed(who: Who, route: Route): boolean {
   return isAllowed(modelOf(who), route.action, route.resource ? { bundle: 'b', group: 'g1' } : undefined);
 }
 
+/**
+ * The status of a denial: 404 for a user who may not see the request's row (a deployment of
+ * bundle b, a device, both in g1) by the read model; 403 otherwise, and to devices and edges,
+ * whose refusal does not depend on the row (mayHoldSomewhere).
+ */
+function denialOf(who: Who, route: Route, row: Request['row']): number {
+  const model = modelOf(who);
+  if (row === undefined || model.type !== 'user' || !mayHoldSomewhere(model, route.action)) return 403;
+  const sees = row === 'deployment' ? mayReadDeployment(model, { bundle: 'b', group: 'g1' }) : inScope(deviceReadScope(model), { bundles: [], groups: ['g1'] });
+  return sees ? 403 : 404;
+}
+
 async function setUp(server: TestServer) {
   const tokens = new Map<string, string>();
   for (const name of ['outsider', ...roles, 'extra']) {
@@ -372,9 +391,10 @@ test('every route, every role: allowed → success, denied → 403, missing scop
         const res = await send(req, tokens.get(who)!);
         await req.after?.();
         const allowed = expectedAllowed(who, route);
+        const denial = denialOf(who, route, req.row);
         checked++;
-        if (allowed ? !req.ok.includes(res.status) : res.status !== 403) {
-          wrong.push(`${keyOf(route)} (${route.action}) as ${who}: expected ${allowed ? req.ok.join('/') : 403}, got ${res.status} ${res.raw.toString('utf8').slice(0, 160)}`);
+        if (allowed ? !req.ok.includes(res.status) : res.status !== denial) {
+          wrong.push(`${keyOf(route)} (${route.action}) as ${who}: expected ${allowed ? req.ok.join('/') : denial}, got ${res.status} ${res.raw.toString('utf8').slice(0, 160)}`);
         }
       }
       for (const who of ['owner', 'admin'] as const) {

@@ -122,3 +122,41 @@ test('the packet meter follows packet boundaries across chunks and refuses by th
   t.is(createPacketMeter({ preAuthBytes: 100, maxPacketBytes: 300 }).feed(Buffer.from([0x10, 0xff, 0xff, 0xff, 0xff, 0x01])), 'a malformed remaining length');
   t.regex(createPacketMeter({ preAuthBytes: 100, maxPacketBytes: 300 }).feed(Buffer.from([0x10, 0xff, 0x7f])) ?? '', /before sign-in/);
 });
+
+test('a packet the broker writes through the guard reaches the socket in one write, not one per piece', async (t) => {
+  const { GuardedConnection, createPacketMeter } = await import('../../server/broker/limits.ts');
+  const server = net.createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const client = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
+  const [socket] = (await once(server, 'connection')) as [net.Socket];
+  try {
+    // Counts the writes that reach the real socket (each may be a system call of its own).
+    let writes = 0;
+    const write = socket.write.bind(socket) as (...args: unknown[]) => boolean;
+    socket.write = ((...args: unknown[]) => {
+      writes++;
+      return write(...args);
+    }) as typeof socket.write;
+    const connection = new GuardedConnection(socket, createPacketMeter(defaultMqttLimits));
+    const received: Buffer[] = [];
+    client.on('data', (chunk: Buffer) => received.push(chunk));
+    // As aedes writes a QoS 1 notice through mqtt-packet's writeToStream: the fixed header, the
+    // length, the topic, the message id and the payload as separate writes, corked until the next tick.
+    const packets = 20;
+    const pieces = (i: number) => [Buffer.from([0x33]), Buffer.from([60]), Buffer.from(`\0\x1dconvoy/v1/devices/d${String(i).padStart(2, '0')}/release`), Buffer.from([0, i]), Buffer.from('{"type":"release"}')];
+    for (let i = 1; i <= packets; i++) {
+      connection.cork();
+      for (const piece of pieces(i)) connection.write(piece);
+      process.nextTick(() => connection.uncork());
+    }
+    const expected = Buffer.concat(Array.from({ length: packets }, (_, i) => Buffer.concat(pieces(i + 1))));
+    while (Buffer.concat(received).length < expected.length) await once(client, 'data');
+    t.deepEqual(Buffer.concat(received), expected, 'the same bytes, in order');
+    t.true(writes <= packets, `${writes} socket writes for ${packets} packets of 5 pieces`);
+  } finally {
+    client.destroy();
+    socket.destroy();
+    server.close();
+  }
+});

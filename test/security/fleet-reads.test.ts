@@ -138,3 +138,59 @@ test("a maintainer of bundle alpha sees the devices alpha's deployment targets, 
     t.deepEqual((await server.api('GET', '/api/v1/devices', as)).body, []);
   });
 });
+
+/**
+ * Acting on a row is reading it first: pause, resume, abort and retry on a deployment, move and
+ * decommission on a device, answer a caller who may not see the row 404 with the same error as
+ * for a row never made (so the answer does not reveal that it exists), and 403 only to a caller
+ * who sees it but may not act on it.
+ */
+test('control routes answer 404 to a caller who may not see the deployment or device, 403 to one who sees it but may not act', async (t) => {
+  await withServer(t, async (server) => {
+    const fx = await setUp(server);
+    const g1Maintainer = await user(server, 'g1-maintainer', { group: ['g1', 'maintainer'] });
+    const outsider = await user(server, 'outsider', {});
+    const control = async (token: string, id: number | string, verb: string) =>
+      server.api('POST', `/api/v1/deployments/${id}/${verb}`, { token, ...(verb === 'retry' ? { json: {} } : {}) });
+
+    for (const verb of ['pause', 'resume', 'abort', 'retry']) {
+      for (const [who, token] of [['a reporter of bundle alpha', fx.tokens.alphaReporter], ['a user with no role', outsider]] as const) {
+        const missing = await control(token, 999999, verb);
+        t.is(missing.status, 404, `${verb} a missing deployment as ${who}`);
+        const hidden = await control(token, fx.deployments.beta, verb);
+        t.is(hidden.status, 404, `${verb} beta's deployment as ${who}, who may not see it`);
+        t.deepEqual(hidden.body.error.code, missing.body.error.code, `${verb}: the same error as a deployment never made`);
+        t.notRegex(hidden.raw.toString(), /g2|beta/, `${verb} leaks nothing of the deployment`);
+      }
+      // Alpha's reporter sees alpha's deployment: may not act on it, and is told so.
+      const seen = await control(fx.tokens.alphaReporter, fx.deployments.alpha, verb);
+      t.is(seen.status, 403, `${verb} a deployment the caller sees but may not control`);
+      t.is(seen.body.error.code, 'forbidden');
+    }
+    // A device token never controls a deployment, whichever: refused before any lookup.
+    const deviceToken = (await ok(server, 'POST', '/api/v1/devices', { id: 'g1-c', group: 'g1' })).token as string;
+    t.is((await control(deviceToken, fx.deployments.alpha, 'pause')).status, 403);
+    t.is((await control(deviceToken, 999999, 'pause')).status, 403, 'the same answer for a missing deployment');
+
+    // Devices: g1's reporter sees g1-a (403: not a maintainer) but not g2-a (404, as a missing one).
+    for (const [label, request] of [
+      ['decommission', (id: string, token: string) => server.api('DELETE', `/api/v1/devices/${id}`, { token })],
+      ['move', (id: string, token: string) => server.api('POST', `/api/v1/devices/${id}/move`, { token, json: { group: 'g3' } })],
+    ] as const) {
+      const missing = await request('no-such-device', fx.tokens.g1Reporter);
+      t.is(missing.status, 404, `${label} a missing device`);
+      const hidden = await request('g2-a', fx.tokens.g1Reporter);
+      t.is(hidden.status, 404, `${label} a device of another group`);
+      t.is(hidden.body.error.code, missing.body.error.code);
+      t.notRegex(hidden.raw.toString(), /g2"|beta/, `${label} leaks nothing of the device`);
+      t.is((await request('g1-a', fx.tokens.g1Reporter)).status, 403, `${label} a device the caller sees but may not change`);
+    }
+    // A maintainer of g1 moving another group's device into g1: that device is not theirs to see.
+    const into = await server.api('POST', '/api/v1/devices/g2-a/move', { token: g1Maintainer, json: { group: 'g1' } });
+    t.is(into.status, 404);
+    t.is((await server.api('GET', '/api/v1/devices/g2-a')).body.group, 'g2', 'the device stayed where it was');
+    // Nothing was done by any refused request: beta's deployment still runs, its devices are there.
+    t.is((await server.api('GET', `/api/v1/deployments/${fx.deployments.beta}`)).body.state, 'running');
+    t.is((await server.api('GET', '/api/v1/devices/g1-a')).body.decommissionedAt ?? null, null);
+  });
+});
