@@ -179,10 +179,11 @@ export function createMirror(options: MirrorOptions): Mirror {
           log.debug('metadata published', { files: result.published.length, ms: Date.now() - started });
           // A planned file the origin has since replaced (a re-signed timestamp) counts as the newer one fetched.
           const published = new Set(result.published);
-          for (const task of ready) {
-            await upstream.report(task.id, { status: 'succeeded', bytes: published.has(task.file) ? task.size : 0, durationMs: Date.now() - started });
-            settled++;
-          }
+          // Side by side: each is a round trip and a database write at the origin, and the run
+          // ends with the last of them.
+          const durationMs = Date.now() - started;
+          await Promise.all(ready.map((task) => upstream.report(task.id, { status: 'succeeded', bytes: published.has(task.file) ? task.size : 0, durationMs })));
+          settled += ready.length;
         } catch (error) {
           if (error instanceof UpstreamUnavailable || controller.signal.aborted) throw error;
           const message = `metadata refused: ${(error as Error).message}`.slice(0, 1000);
