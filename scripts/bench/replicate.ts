@@ -213,19 +213,26 @@ async function spawnEdge(env: Record<string, string>, events: EdgeEvent[] = []):
   return child;
 }
 
-/** CPU seconds (user + system) so far of this process and of each child, from /proc (Linux). */
-async function cpuSeconds(children: readonly ChildProcess[]): Promise<number[]> {
+/** CPU seconds so far (user, system) of this process and of each child, from /proc (Linux). */
+async function cpuSeconds(children: readonly ChildProcess[]): Promise<[number, number][]> {
   const own = process.cpuUsage();
   const ticks = 100; // USER_HZ on Linux
   const others = await Promise.all(
-    children.map(async (child) => {
+    children.map(async (child): Promise<[number, number]> => {
       const stat = await fs.readFile(`/proc/${child.pid}/stat`, 'utf8').catch(() => '');
       // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      return (Number(fields[11]) + Number(fields[12])) / ticks;
+      return [Number(fields[11]) / ticks, Number(fields[12]) / ticks];
     }),
   );
-  return [(own.user + own.system) / 1e6, ...others];
+  return [[own.user / 1e6, own.system / 1e6], ...others];
+}
+
+/** `1.84 (user 1.10, system 0.74)`: CPU seconds between two readings of one process. */
+function cpuBetween(before: [number, number], after: [number, number]): string {
+  const user = after[0] - before[0];
+  const system = after[1] - before[1];
+  return `${(user + system).toFixed(2)} (user ${user.toFixed(2)}, system ${system.toFixed(2)})`;
 }
 
 /** One line on where an edge's time went during the run, from its debug log. */
@@ -314,7 +321,7 @@ async function toEdges(size: number, artifacts: number): Promise<void> {
     if (debug) {
       for (const t of first.tasks) say(`  ${t.destination.name} ${t.kind} ${t.ref.slice(0, 20)} ${t.bytes} ${t.durationMs} ms`);
       if (process.env.BENCH_PROFILE) say(`  profile window (µs, as in --cpu-prof): ${profileFrom} ${process.hrtime.bigint() / 1000n}`);
-      say(`  CPU seconds during the run: origin (and this script) ${(cpuAfter[0]! - cpuBefore[0]!).toFixed(2)}, ${[...events.keys()].map((name, i) => `${name} ${(cpuAfter[i + 1]! - cpuBefore[i + 1]!).toFixed(2)}`).join(', ')}; wall ${(convoyMs / 1000).toFixed(2)} s`);
+      say(`  CPU seconds during the run: origin (and this script) ${cpuBetween(cpuBefore[0]!, cpuAfter[0]!)}, ${[...events.keys()].map((name, i) => `${name} ${cpuBetween(cpuBefore[i + 1]!, cpuAfter[i + 1]!)}`).join(', ')}; wall ${(convoyMs / 1000).toFixed(2)} s`);
       for (const [name, list] of events) say(`  ${name}: ${summarizeEdge(list, startedAt)}`);
     }
 
