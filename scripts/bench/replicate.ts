@@ -251,7 +251,8 @@ function summarizeEdge(events: readonly EdgeEvent[], startedAt: number): string 
     `transfer ${blobs.map((event) => event.mbPerSecond).join('/')} MB/s each`,
     `hashing ${sum('hashMs')} ms, final fsync ${sum('syncMs')} ms, rename ${sum('renameMs')} ms in all`,
     `${reports.length} reports ${reports.reduce((total, event) => total + Number(event.reportMs), 0)} ms in all`,
-    `metadata ${metadata ? `${metadata.ms} ms` : '?'}`,
+    `last blob at ${blobs.length ? Math.max(...blobs.map(at)) : '?'} ms`,
+    `metadata ${metadata ? `${metadata.ms} ms, published at ${at(metadata)} ms` : '?'}`,
     `last event ${last ? at(last) : '?'} ms`,
   ].join('; ');
 }
