@@ -14,11 +14,15 @@ import type { BlobStore } from './store.ts';
  */
 export async function sendBlob(ctx: Koa.Context, blobs: BlobStore, digest: string, size: number, options: { readChunkBytes?: number } = {}): Promise<void> {
   const { readChunkBytes } = options;
-  // The body: a stream (koa pipes it), or with readChunkBytes the pump below, beside koa.
-  const body = (range?: { start: number; end: number }) => {
+  // The body: a stream (koa pipes it), or with readChunkBytes the pump below, beside koa. The
+  // file is opened first, so a blob gone since its stat (a collector sweep) still answers 404.
+  const body = async (range?: { start: number; end: number }) => {
     if (!readChunkBytes) return void (ctx.body = blobs.openRead(digest, range));
+    const handle = await fs.open(blobs.pathOf(digest), 'r').catch((error: NodeJS.ErrnoException) => {
+      throw error.code === 'ENOENT' ? new ApiError('not_found', `blob ${digest} is not stored`) : error;
+    });
     ctx.respond = false;
-    void pumpFile(ctx.res, blobs.pathOf(digest), range ?? { start: 0, end: size - 1 }, readChunkBytes);
+    void pumpFile(ctx.res, handle, range ?? { start: 0, end: size - 1 }, readChunkBytes);
   };
   const etag = `"${digest}"`;
   ctx.set('ETag', etag);
@@ -43,27 +47,25 @@ export async function sendBlob(ctx: Koa.Context, blobs: BlobStore, digest: strin
     ctx.set('Content-Range', `bytes ${range.start}-${range.end}/${size}`);
     ctx.length = range.end - range.start + 1;
     // HEAD: no body at all (a null body would turn the answer into 204 No Content).
-    if (ctx.method !== 'HEAD') body(range);
+    if (ctx.method !== 'HEAD') await body(range);
     return;
   }
   ctx.status = 200;
   ctx.length = size;
-  if (ctx.method !== 'HEAD') body();
+  if (ctx.method !== 'HEAD') await body();
 }
 
 /**
- * Sends bytes [start, end] of a file with two buffers of `chunk` bytes, reused: a buffer is read
+ * Sends bytes [start, end] of an open file (closed when done) with two buffers of `chunk` bytes, reused: a buffer is read
  * into again only once the socket has taken its last bytes (the write's callback), so one read
  * overlaps one write and nothing is allocated per read. A file stream allocates a Buffer per
  * read; at 1 MiB reads those kept V8's collector busy (external memory), at 64 KiB the reads
  * themselves cost 2-3x the CPU per byte (scripts/bench/replicate.ts). Headers are those the
  * context set; a read error or a client gone ends the response.
  */
-export async function pumpFile(res: ServerResponse, file: string, range: { start: number; end: number }, chunk: number): Promise<void> {
+export async function pumpFile(res: ServerResponse, handle: fs.FileHandle, range: { start: number; end: number }, chunk: number): Promise<void> {
   const gone = new Promise<void>((resolve) => res.once('close', resolve));
-  let handle: fs.FileHandle | undefined;
   try {
-    handle = await fs.open(file, 'r');
     const buffers = [Buffer.allocUnsafeSlow(chunk), Buffer.allocUnsafeSlow(chunk)] as const;
     // Settled when the socket has taken the buffer's bytes, or failed to (the client went away).
     const taken: Promise<void>[] = [Promise.resolve(), Promise.resolve()];
@@ -72,7 +74,7 @@ export async function pumpFile(res: ServerResponse, file: string, range: { start
       if (res.destroyed) return;
       const buffer = buffers[turn]!;
       const { bytesRead } = await handle.read(buffer, 0, Math.min(chunk, range.end + 1 - position), position);
-      if (bytesRead === 0) throw new Error(`${file} ended before its size`);
+      if (bytesRead === 0) throw new Error('the blob file ended before its size');
       position += bytesRead;
       taken[turn] = new Promise<void>((resolve) => res.write(buffer.subarray(0, bytesRead), () => resolve()));
     }
@@ -82,7 +84,7 @@ export async function pumpFile(res: ServerResponse, file: string, range: { start
   } catch (error) {
     res.destroy(error as Error);
   } finally {
-    await handle?.close().catch(() => {});
+    await handle.close().catch(() => {});
   }
 }
 

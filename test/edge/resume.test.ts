@@ -100,8 +100,9 @@ test('an edge pulling three blobs at once, killed with kill -9, resumes each par
     try {
       await publishRelease(origin, 'pos', '1.0.0', artifacts);
       const [run] = await runsOf(origin, 'pos');
-      // Kill once some blobs are whole and at least two others are partial (past their first
-      // written MiB): both kinds are then on disk at once.
+      // Kill once the first three blobs are whole and at least two of the next three are partial
+      // (past their first written MiB, a second or so before they end): both kinds are then on
+      // disk at once. (Asking for fewer whole blobs races: the first three end together.)
       await waitFor('whole and partial blobs side by side', async () => {
         let whole = 0;
         let partial = 0;
@@ -109,7 +110,7 @@ test('an edge pulling three blobs at once, killed with kill -9, resumes each par
           if ((await sizeOf(blobFile(digest))) !== undefined) whole++;
           else if (((await sizeOf(`${blobFile(digest)}.part`)) ?? 0) >= 1024 * 1024) partial++;
         }
-        return whole >= 1 && partial >= 2 ? true : undefined;
+        return whole >= 3 && partial >= 2 ? true : undefined;
       }, 60_000, 10);
       await edge.kill();
       const whole = new Set<string>();
