@@ -5,7 +5,6 @@ import https from 'node:https';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { syncDirectory } from './files.ts';
-import { rawGet } from './raw-get.ts';
 import { UpdateError } from './update-error.ts';
 
 /**
@@ -163,8 +162,9 @@ export async function downloadVerified(request: DownloadRequest): Promise<Downlo
         response = request.get
           ? await request.get(request.url, headers, controller.signal).then((res) => ({ status: res.statusCode ?? 0, headers: res.headers, body: res }))
           : request.readBufferBytes
-            ? // undefined: a body not framed by Content-Length, asked again through node:http.
-              ((await rawGet(request.url, headers, controller.signal, request.readBufferBytes)) ?? (await httpGet(request.url, headers, controller.signal)))
+            ? // Loaded only here, so the daemon never holds its code. undefined: a body not
+              // framed by Content-Length, asked again through node:http.
+              ((await (await import('./raw-get.ts')).rawGet(request.url, headers, controller.signal, request.readBufferBytes)) ?? (await httpGet(request.url, headers, controller.signal)))
             : await httpGet(request.url, headers, controller.signal);
         awaitingAnswer = false;
         lastByteAt = performance.now();
