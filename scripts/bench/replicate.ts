@@ -13,6 +13,11 @@
  * endpoints; each artifact is an image of one layer; the peer rsyncs the image layouts' blobs.
  * Convoy sends over HTTP on loopback (HEAD, POST, PUT per blob) from its blob store.
  *
+ * BENCH_DEBUG=1 (edges): each task's duration, the CPU seconds of the origin and of each edge
+ * during the run, and per edge where its time went (wake-up, first byte, speed per blob, sha256,
+ * fsync, rename, reports, metadata), from the edges' debug log. BENCH_PROFILE=DIR: each edge
+ * writes a V8 CPU profile there (run this script with node --cpu-prof for the origin's).
+ *
  * Needs rsync (and skopeo and docker-registry for --to registries). Not run by CI.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
