@@ -50,8 +50,9 @@ export interface DownloadRequest {
   /**
    * Reads the body straight from the socket into one buffer of this many bytes, reused for every
    * read (lib/raw-get.ts), instead of node:http's fresh Buffer per 64 KiB read: a fraction of the
-   * CPU per byte at LAN speed. Opt-in (edges mirroring their origin pass 1 MiB); ignored with
-   * `get`. Default: node:http, whose memory the daemon's figures were measured with.
+   * CPU per byte at LAN speed. Opt-in (edges mirroring their origin pass 1 MiB); plain http:
+   * only (https: goes through node:http), ignored with `get`. Default: node:http, whose memory
+   * the daemon's figures were measured with.
    */
   readBufferBytes?: number;
   /** Called with the number of bytes of this blob on disk, as they arrive. */
@@ -161,7 +162,7 @@ export async function downloadVerified(request: DownloadRequest): Promise<Downlo
       try {
         response = request.get
           ? await request.get(request.url, headers, controller.signal).then((res) => ({ status: res.statusCode ?? 0, headers: res.headers, body: res }))
-          : request.readBufferBytes
+          : request.readBufferBytes && request.url.startsWith('http:')
             ? // Loaded only here, so the daemon never holds its code. undefined: a body not
               // framed by Content-Length, asked again through node:http.
               ((await (await import('./raw-get.ts')).rawGet(request.url, headers, controller.signal, request.readBufferBytes)) ?? (await httpGet(request.url, headers, controller.signal)))

@@ -1,6 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import net from 'node:net';
-import tls from 'node:tls';
 
 /**
  * One HTTP/1.1 GET whose body is read straight from the socket into one reused buffer (net's
@@ -15,6 +14,10 @@ import tls from 'node:tls';
  * (what Convoy's blob routes send); any other framing answers `undefined` so the caller can ask
  * again with node:http (a proxy that re-chunks, say). The request asks for `Connection: close`: one
  * transfer per connection, nothing to pool.
+ *
+ * Plain http: only. Over TLS a paused socket was seen to close with decrypted bytes still
+ * unread (a body short by its last 64 KiB), and TLS costs more than the reads this saves: an
+ * https: origin is read through node:http (lib/download.ts decides).
  */
 export interface RawResponse {
   status: number;
@@ -32,7 +35,7 @@ const maxHeadBytes = 64 * 1024;
 
 export function rawGet(url: string, headers: Record<string, string>, signal: AbortSignal, bufferBytes: number): Promise<RawResponse | undefined> {
   const target = new URL(url);
-  if (target.protocol !== 'http:' && target.protocol !== 'https:') return Promise.reject(new Error(`rawGet: ${target.protocol} is not http(s)`));
+  if (target.protocol !== 'http:') return Promise.reject(new Error(`rawGet: ${target.protocol} is not http:`));
   const lines = [`GET ${target.pathname}${target.search} HTTP/1.1`, `Host: ${target.host}`, 'Connection: close', 'Accept-Encoding: identity'];
   for (const [name, value] of Object.entries(headers)) {
     // A header value never holds a line break: it would end the request head early.
@@ -120,15 +123,8 @@ export function rawGet(url: string, headers: Record<string, string>, signal: Abo
       notify();
     };
 
-    const port = Number(target.port) || (target.protocol === 'https:' ? 443 : 80);
-    const host = target.hostname.replace(/^\[|\]$/g, '');
-    const onread = { buffer, callback: onRead };
-    const socket: net.Socket =
-      target.protocol === 'https:'
-        ? // tls.connect takes net's onread too (node ≥ 14.18), though @types/node does not say so.
-          tls.connect({ host, port, onread, ...(net.isIP(host) ? {} : { servername: host }) } as tls.ConnectionOptions)
-        : net.connect({ host, port, onread });
-    socket.once(target.protocol === 'https:' ? 'secureConnect' : 'connect', () => socket.write(request));
+    const socket = net.connect({ host: target.hostname.replace(/^\[|\]$/g, ''), port: Number(target.port) || 80, onread: { buffer, callback: onRead } });
+    socket.once('connect', () => socket.write(request));
     socket.on('error', fail);
     socket.on('close', () => {
       // The server closed before the announced length: a short body (the caller sees it end early).

@@ -1,10 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
+import https from 'node:https';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import net from 'node:net';
 import test, { type ExecutionContext } from 'ava';
 import { downloadVerified } from '../../lib/download.ts';
+import { createRootCa, createServerCertificate } from '../../certs/pki.ts';
 import { UpdateError } from '../../device/errors.ts';
 import { adminToken, makeTempDir, sha256Digest, withServer, type TestServer } from '../helpers/server.ts';
 
@@ -156,4 +158,28 @@ test('raw socket: a body cut short keeps its bytes for a resume; one longer than
   });
   const refused = await t.throwsAsync(downloadVerified({ ...request, url: longer, destination: path.join(dir, 'longer.bin') }), { instanceOf: UpdateError });
   t.is(refused!.code, 'size_mismatch');
+});
+
+test('with the raw reader asked for, an https: origin is read through node:http, whole (the raw reader is plain http only)', async (t) => {
+  const root = createRootCa({ name: 'fetch test CA', now: new Date() });
+  const cert = createServerCertificate({ issuer: root, dns: ['localhost'], ip: ['127.0.0.1'], now: new Date() });
+  // A body of several reads, then the end of the connection: over TLS the raw reader once lost
+  // the last bytes here.
+  const bytes = randomBytes(5 * MiB + 3);
+  const server = https.createServer({ key: cert.keyPem, cert: cert.certPem }, (_req, res) => {
+    res.writeHead(200, { 'content-length': bytes.length, connection: 'close' });
+    res.end(bytes);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  // node:http's https requests go through the global agent: it trusts the test CA for this test.
+  const previous = https.globalAgent.options.ca;
+  https.globalAgent.options.ca = root.certPem;
+  t.teardown(() => void (https.globalAgent.options.ca = previous));
+  const dir = await makeTempDir('convoy-fetch-');
+  t.teardown(() => fs.rm(dir, { recursive: true, force: true }));
+  const destination = path.join(dir, 'blob.bin');
+  const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/blob`;
+  t.like(await downloadVerified({ url, destination, length: bytes.length, sha256: sha256Hex(bytes), stallTimeoutMs: 10_000, readBufferBytes: MiB }), { received: bytes.length });
+  t.true((await fs.readFile(destination)).equals(bytes));
 });
