@@ -13,6 +13,11 @@
  * endpoints; each artifact is an image of one layer; the peer rsyncs the image layouts' blobs.
  * Convoy sends over HTTP on loopback (HEAD, POST, PUT per blob) from its blob store.
  *
+ * BENCH_DEBUG=1 (edges): each task's duration, the CPU seconds of the origin and of each edge
+ * during the run, and per edge where its time went (wake-up, first byte, speed per blob, sha256,
+ * fsync, rename, reports, metadata), from the edges' debug log. BENCH_PROFILE=DIR: each edge
+ * writes a V8 CPU profile there (run this script with node --cpu-prof for the origin's).
+ *
  * Needs rsync (and skopeo and docker-registry for --to registries). Not run by CI.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
@@ -176,16 +181,85 @@ async function writeRandomFile(file: string, size: number): Promise<string> {
   return `sha256:${hash.digest('hex')}`;
 }
 
+const debug = Boolean(process.env.BENCH_DEBUG);
+
+/** An edge's debug log lines (BENCH_DEBUG=1), parsed, with the time each was written. */
+type EdgeEvent = { time: string; msg: string; [field: string]: unknown };
+
 /** An edge as an operator runs it: its own process and data dir, pulling from the origin. */
-async function spawnEdge(env: Record<string, string>): Promise<ChildProcess> {
+async function spawnEdge(env: Record<string, string>, events: EdgeEvent[] = []): Promise<ChildProcess> {
   const cli = path.resolve(import.meta.dirname, '../../cli/main.ts');
-  const child = spawn(process.execPath, ['--import', 'tsx', cli, 'serve', '--mode', 'edge'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CONVOY_HOST: '127.0.0.1', CONVOY_HTTP_PORT: '0', CONVOY_MQTT_PORT: '0', CONVOY_LOG_LEVEL: 'warn', CONVOY_EDGE_POLL_MS: '50', ...env } });
-  child.stderr!.on('data', (chunk: Buffer) => process.stderr.write(chunk));
+  // BENCH_PROFILE=DIR: each edge writes a V8 CPU profile there when it stops (the origin is this
+  // process: run the bench with node --cpu-prof for its own).
+  const profile = process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
+  const child = spawn(process.execPath, [...profile, '--import', 'tsx', cli, 'serve', '--mode', 'edge'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CONVOY_HOST: '127.0.0.1', CONVOY_HTTP_PORT: '0', CONVOY_MQTT_PORT: '0', CONVOY_LOG_LEVEL: debug ? 'debug' : 'warn', CONVOY_EDGE_POLL_MS: '50', ...env } });
+  let pending = '';
+  child.stderr!.on('data', (chunk: Buffer) => {
+    if (!debug) return void process.stderr.write(chunk);
+    pending += chunk.toString('utf8');
+    const lines = pending.split('\n');
+    pending = lines.pop()!;
+    for (const line of lines) {
+      const event = (() => {
+        try {
+          return JSON.parse(line) as EdgeEvent;
+        } catch {
+          return undefined;
+        }
+      })();
+      if (event?.level === 'debug') events.push(event);
+      else process.stderr.write(`${line}\n`);
+    }
+  });
   await new Promise<void>((resolve, reject) => {
     child.stdout!.on('data', (chunk: Buffer) => chunk.toString('utf8').includes('serving devices') && resolve());
     child.once('exit', (code) => reject(new Error(`edge exited with ${code}`)));
   });
   return child;
+}
+
+/** CPU seconds so far (user, system) of this process and of each child, from /proc (Linux). */
+async function cpuSeconds(children: readonly ChildProcess[]): Promise<[number, number][]> {
+  const own = process.cpuUsage();
+  const ticks = 100; // USER_HZ on Linux
+  const others = await Promise.all(
+    children.map(async (child): Promise<[number, number]> => {
+      const stat = await fs.readFile(`/proc/${child.pid}/stat`, 'utf8').catch(() => '');
+      // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      return [Number(fields[11]) / ticks, Number(fields[12]) / ticks];
+    }),
+  );
+  return [[own.user / 1e6, own.system / 1e6], ...others];
+}
+
+/** `1.84 (user 1.10, system 0.74)`: CPU seconds between two readings of one process. */
+function cpuBetween(before: [number, number], after: [number, number]): string {
+  const user = after[0] - before[0];
+  const system = after[1] - before[1];
+  return `${(user + system).toFixed(2)} (user ${user.toFixed(2)}, system ${system.toFixed(2)})`;
+}
+
+/** One line on where an edge's time went during the run, from its debug log. */
+function summarizeEdge(events: readonly EdgeEvent[], startedAt: number): string {
+  const at = (event: EdgeEvent) => Date.parse(event.time) - startedAt;
+  const after = events.filter((event) => at(event) >= -5);
+  const woke = after.find((event) => event.msg === 'long poll answered' || event.msg === 'tasks received');
+  const blobs = after.filter((event) => event.msg === 'blob fetched' && Number(event.bytes) > 1 << 20);
+  const sum = (key: string) => blobs.reduce((total, event) => total + Number(event[key] ?? 0), 0);
+  const reports = after.filter((event) => event.msg === 'task reported');
+  const metadata = after.find((event) => event.msg === 'metadata published');
+  const last = after.at(-1);
+  return [
+    `woke ${woke ? at(woke) : '?'} ms after the run started`,
+    `${blobs.length} large blobs: first byte avg ${(sum('firstByteMs') / Math.max(1, blobs.length)).toFixed(0)} ms`,
+    `transfer ${blobs.map((event) => event.mbPerSecond).join('/')} MB/s each`,
+    `hashing ${sum('hashMs')} ms, final fsync ${sum('syncMs')} ms, rename ${sum('renameMs')} ms in all`,
+    `${reports.length} reports ${reports.reduce((total, event) => total + Number(event.reportMs), 0)} ms in all`,
+    `last blob at ${blobs.length ? Math.max(...blobs.map(at)) : '?'} ms`,
+    `metadata ${metadata ? `${metadata.ms} ms, published at ${at(metadata)} ms` : '?'}`,
+    `last event ${last ? at(last) : '?'} ms`,
+  ].join('; ');
 }
 
 async function toEdges(size: number, artifacts: number): Promise<void> {
@@ -209,11 +283,13 @@ async function toEdges(size: number, artifacts: number): Promise<void> {
     await api('PUT', `/api/v1/blobs/${digest}`, undefined, bytes);
     await api('PUT', `/api/v1/bundles/shop/versions/${version}/artifacts/${name}`, { type: 'file', digest, size: bytes.length });
   };
+  // Asked every 100 ms: the run's own finishedAt gives the end (same clock), so asking more
+  // often would only add the bench's queries to the origin's load while it serves the edges.
   const waitRun = async (id: number) => {
     for (;;) {
       const detail = await api('GET', `/api/v1/bundles/shop/replication-runs/${id}`);
       if (detail.run.status !== 'running') return detail;
-      await new Promise((resolve) => setTimeout(resolve, 20));
+      await new Promise((resolve) => setTimeout(resolve, 100));
     }
   };
   try {
@@ -230,19 +306,32 @@ async function toEdges(size: number, artifacts: number): Promise<void> {
     await api('POST', '/api/v1/bundles/shop/versions/1.0.0/approve');
     const rootFile = path.join(work, 'root.json');
     await fs.writeFile(rootFile, Buffer.from(await (await fetch(`${server.url}/tuf/root.json`, { headers: { authorization: `Bearer ${token}` } })).arrayBuffer()));
+    const events = new Map<string, EdgeEvent[]>();
     for (const name of ['edge-1', 'edge-2']) {
       const created = await api('POST', '/api/v1/edges', { name });
-      children.push(await spawnEdge({ CONVOY_UPSTREAM_URL: server.url, CONVOY_EDGE_TOKEN: created.token, CONVOY_UPSTREAM_ROOT: rootFile, CONVOY_DATA_DIR: path.join(work, name) }));
+      events.set(name, []);
+      children.push(await spawnEdge({ CONVOY_UPSTREAM_URL: server.url, CONVOY_EDGE_TOKEN: created.token, CONVOY_UPSTREAM_ROOT: rootFile, CONVOY_DATA_DIR: path.join(work, name) }, events.get(name)));
     }
     await api('POST', '/api/v1/bundles/shop/replication-policies', { name: 'both', destinations: ['edge-1', 'edge-2'], mode: 'pull' });
 
-    let started = performance.now();
+    // The sources and the origin's store were just written: their writeback is the setup's, not
+    // the copy's, so neither Convoy nor rsync pays for it.
+    await run('sync');
+    const cpuBefore = await cpuSeconds(children);
+    const profileFrom = process.hrtime.bigint() / 1000n;
+    const startedAt = Date.now();
     const first = await waitRun((await api('POST', '/api/v1/bundles/shop/replication-policies/both/runs', { version: '1.0.0' })).run.id);
-    const convoyMs = performance.now() - started;
+    const convoyMs = Date.parse(first.run.finishedAt) - startedAt;
+    const cpuAfter = await cpuSeconds(children);
     if (first.run.status !== 'succeeded') throw new Error(`run failed: ${JSON.stringify(first.tasks.filter((t: any) => t.error))}`);
-    if (process.env.BENCH_DEBUG) for (const t of first.tasks) say(`  ${t.destination.name} ${t.kind} ${t.ref.slice(0, 20)} ${t.bytes} ${t.durationMs} ms`);
+    if (debug) {
+      for (const t of first.tasks) say(`  ${t.destination.name} ${t.kind} ${t.ref.slice(0, 20)} ${t.bytes} ${t.durationMs} ms`);
+      if (process.env.BENCH_PROFILE) say(`  profile window (µs, as in --cpu-prof): ${profileFrom} ${process.hrtime.bigint() / 1000n}`);
+      say(`  CPU seconds during the run: origin (and this script) ${cpuBetween(cpuBefore[0]!, cpuAfter[0]!)}, ${[...events.keys()].map((name, i) => `${name} ${cpuBetween(cpuBefore[i + 1]!, cpuAfter[i + 1]!)}`).join(', ')}; wall ${(convoyMs / 1000).toFixed(2)} s`);
+      for (const [name, list] of events) say(`  ${name}: ${summarizeEdge(list, startedAt)}`);
+    }
 
-    started = performance.now();
+    const started = performance.now();
     for (const target of ['rsync-1', 'rsync-2']) {
       await fs.mkdir(path.join(work, target), { recursive: true });
       await run('rsync', ['-a', ...files, path.join(work, target)]);

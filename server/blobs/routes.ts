@@ -1,3 +1,5 @@
+import fs from 'node:fs/promises';
+import type { ServerResponse } from 'node:http';
 import type Koa from 'koa';
 import { blobReceipt, digestPath } from '../../protocol/api.ts';
 import { ApiError } from '../http/errors.ts';
@@ -10,7 +12,18 @@ import type { BlobStore } from './store.ts';
  * 206 with Content-Range; If-Range with a stale validator answers the whole blob (200). The ETag
  * is the digest itself: the strongest validator there is, since the bytes can never change.
  */
-export async function sendBlob(ctx: Koa.Context, blobs: BlobStore, digest: string, size: number): Promise<void> {
+export async function sendBlob(ctx: Koa.Context, blobs: BlobStore, digest: string, size: number, options: { readChunkBytes?: number } = {}): Promise<void> {
+  const { readChunkBytes } = options;
+  // The body: a stream (koa pipes it), or with readChunkBytes the pump below, beside koa. The
+  // file is opened first, so a blob gone since its stat (a collector sweep) still answers 404.
+  const body = async (range?: { start: number; end: number }) => {
+    if (!readChunkBytes) return void (ctx.body = blobs.openRead(digest, range));
+    const handle = await fs.open(blobs.pathOf(digest), 'r').catch((error: NodeJS.ErrnoException) => {
+      throw error.code === 'ENOENT' ? new ApiError('not_found', `blob ${digest} is not stored`) : error;
+    });
+    ctx.respond = false;
+    void pumpFile(ctx.res, handle, range ?? { start: 0, end: size - 1 }, readChunkBytes);
+  };
   const etag = `"${digest}"`;
   ctx.set('ETag', etag);
   ctx.set('Accept-Ranges', 'bytes');
@@ -34,12 +47,45 @@ export async function sendBlob(ctx: Koa.Context, blobs: BlobStore, digest: strin
     ctx.set('Content-Range', `bytes ${range.start}-${range.end}/${size}`);
     ctx.length = range.end - range.start + 1;
     // HEAD: no body at all (a null body would turn the answer into 204 No Content).
-    if (ctx.method !== 'HEAD') ctx.body = blobs.openRead(digest, range);
+    if (ctx.method !== 'HEAD') await body(range);
     return;
   }
   ctx.status = 200;
   ctx.length = size;
-  if (ctx.method !== 'HEAD') ctx.body = blobs.openRead(digest);
+  if (ctx.method !== 'HEAD') await body();
+}
+
+/**
+ * Sends bytes [start, end] of an open file (closed when done) with two buffers of `chunk` bytes, reused: a buffer is read
+ * into again only once the socket has taken its last bytes (the write's callback), so one read
+ * overlaps one write and nothing is allocated per read. A file stream allocates a Buffer per
+ * read; at 1 MiB reads those kept V8's collector busy (external memory), at 64 KiB the reads
+ * themselves cost 2-3x the CPU per byte (scripts/bench/replicate.ts). Headers are those the
+ * context set; a read error or a client gone ends the response.
+ */
+export async function pumpFile(res: ServerResponse, handle: fs.FileHandle, range: { start: number; end: number }, chunk: number): Promise<void> {
+  const gone = new Promise<void>((resolve) => res.once('close', resolve));
+  try {
+    const buffers = [Buffer.allocUnsafeSlow(chunk), Buffer.allocUnsafeSlow(chunk)] as const;
+    // Settled when the socket has taken the buffer's bytes, or failed to (the client went away).
+    const taken: Promise<void>[] = [Promise.resolve(), Promise.resolve()];
+    for (let position = range.start, turn = 0; position <= range.end; turn ^= 1) {
+      await Promise.race([taken[turn], gone]);
+      if (res.destroyed) return;
+      const buffer = buffers[turn]!;
+      const { bytesRead } = await handle.read(buffer, 0, Math.min(chunk, range.end + 1 - position), position);
+      if (bytesRead === 0) throw new Error('the blob file ended before its size');
+      position += bytesRead;
+      taken[turn] = new Promise<void>((resolve) => res.write(buffer.subarray(0, bytesRead), () => resolve()));
+    }
+    res.end();
+    // The buffers stay referenced (and the file open) until the last bytes are in the socket.
+    await Promise.race([Promise.all(taken), gone]);
+  } catch (error) {
+    res.destroy(error as Error);
+  } finally {
+    await handle.close().catch(() => {});
+  }
 }
 
 /** One `bytes=start-end`, `bytes=start-` or `bytes=-suffix` range; anything else is ignored (200). */
@@ -61,6 +107,14 @@ export function parseRange(header: string, size: number): { start: number; end: 
   if (start >= size || !Number.isSafeInteger(start)) return 'unsatisfiable';
   return { start, end };
 }
+
+/**
+ * An edge mirrors whole blobs, a few at a time: they are sent in 1 MiB reads by pumpFile instead
+ * of a file stream's 64 KiB reads (each a syscall, a fresh Buffer and a stream turn: at loopback
+ * speed 2-3x the origin's CPU per byte). Devices keep the stream: thousands of them download at
+ * once, and pumpFile holds 2 MiB per transfer.
+ */
+export const edgeReadChunkBytes = 1024 * 1024;
 
 /** `edgeMayRead`: whether an edge node may read a digest from this origin (one of its replication tasks names it). */
 export function blobRoutes(blobs: BlobStore, maxBlobBytes: number, readers?: BlobReaders, edgeMayRead?: (edge: string, digest: string) => Promise<boolean>): Route[] {
@@ -92,7 +146,7 @@ export function blobRoutes(blobs: BlobStore, maxBlobBytes: number, readers?: Blo
               : readers === undefined || (principal !== undefined && (await readers.mayRead(principal, 'blob:read', digest)));
           const stat = readable ? await blobs.stat(digest) : undefined;
           if (!stat) throw new ApiError('not_found', `blob ${digest} is not stored`);
-          await sendBlob(koa, blobs, digest, stat.size);
+          await sendBlob(koa, blobs, digest, stat.size, edge !== undefined ? { readChunkBytes: edgeReadChunkBytes } : {});
         },
       }),
     ),

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { downloadVerified } from '../../lib/download.ts';
 import { ensurePrivateDir } from '../../lib/files.ts';
-import type { EdgeTask } from '../../protocol/edge.ts';
+import type { EdgeTask, EdgeTaskList } from '../../protocol/edge.ts';
 import type { Logger } from '../../protocol/log.ts';
 import { hexOf } from '../../protocol/names.ts';
 import type { BlobStore } from '../blobs/store.ts';
@@ -49,6 +49,14 @@ export interface Mirror {
 }
 
 const transferTries = 3;
+/**
+ * An edge reads its origin's blobs into one reused 1 MiB buffer per transfer (lib/raw-get.ts):
+ * node:http's fresh Buffer per 64 KiB read cost the edge more CPU than the sha256 of the bytes.
+ * An edge is a server, so 1 MiB per parallel transfer is nothing; devices keep node:http.
+ */
+const mirrorReadBufferBytes = 1024 * 1024;
+
+const roundAll = (timings: object): Record<string, number> => Object.fromEntries(Object.entries(timings).map(([key, value]) => [key, Math.round(value as number)]));
 
 export function createMirror(options: MirrorOptions): Mirror {
   const { upstream, blobs, log } = options;
@@ -71,11 +79,15 @@ export function createMirror(options: MirrorOptions): Mirror {
           length: task.size,
           sha256: hexOf(task.digest),
           stallTimeoutMs: options.stallTimeoutMs,
+          readBufferBytes: mirrorReadBufferBytes,
           // The policy's limit is for the edge as a whole: each of the parallel transfers takes its share.
           ...(task.bandwidth ? { bandwidthLimit: Math.max(1, Math.floor(task.bandwidth / Math.max(1, options.parallel))) } : {}),
           signal: controller.signal,
         });
         await options.onVerified?.(task.digest);
+        // Where the time went (scripts/bench/replicate.ts sums these with BENCH_DEBUG=1).
+        const { timings } = result;
+        log.debug('blob fetched', { digest: task.digest, bytes: result.received, resumedFrom: result.resumedFrom, attempt, ...roundAll(timings), mbPerSecond: timings.transferMs > 0 ? Math.round(result.received / 1e3 / timings.transferMs) : null });
         return result.received;
       } catch (error) {
         lastError = error;
@@ -86,24 +98,37 @@ export function createMirror(options: MirrorOptions): Mirror {
     throw lastError;
   }
 
-  async function settle(task: EdgeTask, work: () => Promise<number>): Promise<boolean> {
+  type Outcome = { status: 'succeeded'; bytes: number; durationMs: number } | { status: 'failed'; error: string; durationMs: number };
+
+  /** Does a task's work; an outage or a shutdown throws (the task stays pending at the origin: the next pass resumes it). */
+  async function perform(task: EdgeTask, work: () => Promise<number>): Promise<Outcome> {
     const started = Date.now();
     try {
       const bytes = await work();
-      await upstream.report(task.id, { status: 'succeeded', bytes, durationMs: Date.now() - started });
-      return true;
+      return { status: 'succeeded', bytes, durationMs: Date.now() - started };
     } catch (error) {
-      // An outage or a shutdown leaves the task pending at the origin: the next pass resumes it.
       if (error instanceof UpstreamUnavailable || controller.signal.aborted) throw error;
       const message = (error as Error).message.slice(0, 1000);
       log.warn('edge task failed', { task: task.id, kind: task.kind, error: message });
-      await upstream.report(task.id, { status: 'failed', bytes: 0, durationMs: Date.now() - started, error: message });
-      return false;
+      return { status: 'failed', error: message, durationMs: Date.now() - started };
     }
   }
 
-  async function syncOnce(): Promise<number> {
-    const { tasks } = await upstream.tasks();
+  /** Tells the origin how a task went; true when it succeeded. */
+  async function report(task: EdgeTask, outcome: Outcome): Promise<boolean> {
+    const reporting = performance.now();
+    await upstream.report(task.id, outcome.status === 'succeeded' ? outcome : { status: 'failed', bytes: 0, durationMs: outcome.durationMs, error: outcome.error });
+    log.debug('task reported', { task: task.id, kind: task.kind, reportMs: Math.round(performance.now() - reporting) });
+    return outcome.status === 'succeeded';
+  }
+
+  const settle = async (task: EdgeTask, work: () => Promise<number>): Promise<boolean> => report(task, await perform(task, work));
+
+  /** `given`: the tasks a long poll just answered (asking again would cost a round trip). */
+  async function syncOnce(given?: EdgeTaskList): Promise<number> {
+    const asked = performance.now();
+    const { tasks } = given ?? (await upstream.tasks());
+    if (tasks.length > 0) log.debug('tasks received', { tasks: tasks.length, answerMs: Math.round(performance.now() - asked) });
     let settled = 0;
     const blobTasks = tasks.filter((t): t is Extract<EdgeTask, { kind: 'blob' }> => t.kind === 'blob');
     const failedRuns = new Set<number>();
@@ -111,10 +136,20 @@ export function createMirror(options: MirrorOptions): Mirror {
     let next = 0;
     await Promise.all(
       Array.from({ length: Math.max(1, options.parallel) }, async () => {
-        while (next < blobTasks.length && !controller.signal.aborted) {
-          const task = blobTasks[next++]!;
-          if (await settle(task, () => fetchBlob(task))) settled++;
-          else failedRuns.add(task.run);
+        // A worker's report of its last blob goes out while it fetches the next, one report in
+        // flight per worker: a report is a database write at the origin, and waiting for it left
+        // the link idle between blobs. All are in before the metadata (below) asks what is left.
+        let reporting: Promise<unknown> = Promise.resolve();
+        try {
+          while (next < blobTasks.length && !controller.signal.aborted) {
+            const task = blobTasks[next++]!;
+            const outcome = await perform(task, () => fetchBlob(task));
+            if (outcome.status === 'failed') failedRuns.add(task.run);
+            await reporting;
+            reporting = report(task, outcome).then((succeeded) => succeeded && settled++);
+          }
+        } finally {
+          await reporting;
         }
       }),
     );
@@ -141,12 +176,14 @@ export function createMirror(options: MirrorOptions): Mirror {
         const started = Date.now();
         try {
           const result = await options.metadata.sync([...new Set(ready.map((t) => t.file))]);
+          log.debug('metadata published', { files: result.published.length, ms: Date.now() - started });
           // A planned file the origin has since replaced (a re-signed timestamp) counts as the newer one fetched.
           const published = new Set(result.published);
-          for (const task of ready) {
-            await upstream.report(task.id, { status: 'succeeded', bytes: published.has(task.file) ? task.size : 0, durationMs: Date.now() - started });
-            settled++;
-          }
+          // Side by side: each is a round trip and a database write at the origin, and the run
+          // ends with the last of them.
+          const durationMs = Date.now() - started;
+          await Promise.all(ready.map((task) => upstream.report(task.id, { status: 'succeeded', bytes: published.has(task.file) ? task.size : 0, durationMs })));
+          settled += ready.length;
         } catch (error) {
           if (error instanceof UpstreamUnavailable || controller.signal.aborted) throw error;
           const message = `metadata refused: ${(error as Error).message}`.slice(0, 1000);
@@ -160,10 +197,13 @@ export function createMirror(options: MirrorOptions): Mirror {
   }
 
   async function loop(): Promise<void> {
+    let polled: EdgeTaskList | undefined;
     while (!controller.signal.aborted) {
       let settled = 0;
       try {
-        settled = await syncOnce();
+        const given = polled;
+        polled = undefined;
+        settled = await syncOnce(given);
       } catch (error) {
         if (controller.signal.aborted) return;
         log.warn('edge sync failed; retrying', { error: (error as Error).message });
@@ -174,7 +214,12 @@ export function createMirror(options: MirrorOptions): Mirror {
       if (settled > 0) continue;
       try {
         if (options.longPollSeconds > 0) {
-          await upstream.tasks(options.longPollSeconds, controller.signal);
+          const answer = await upstream.tasks(options.longPollSeconds, controller.signal);
+          if (answer.tasks.length > 0) {
+            // The moment the origin's hint arrived (the benchmark measures the wake-up from it).
+            log.debug('long poll answered', { tasks: answer.tasks.length });
+            polled = answer;
+          }
           continue;
         }
       } catch (error) {
@@ -193,7 +238,7 @@ export function createMirror(options: MirrorOptions): Mirror {
   }
 
   return {
-    syncOnce,
+    syncOnce: () => syncOnce(),
     start() {
       running ??= loop();
     },

@@ -19,6 +19,8 @@ export interface CountingProxy {
   url: string;
   /** GET requests per path (e.g. `/api/v1/blobs/sha256:…`) that the origin answered 200 or 206. */
   reads: Map<string, number>;
+  /** The Range header of each GET per path, in order ('' for none): a resume asks `bytes=N-`. */
+  ranges: Map<string, string[]>;
   /** Body bytes the origin sent through the proxy. */
   readonly bytes: number;
   /** While down, every request is answered by closing the socket (the link is cut). */
@@ -28,10 +30,15 @@ export interface CountingProxy {
 
 export async function startCountingProxy(originPort: number, options: { bytesPerSecond?: number } = {}): Promise<CountingProxy> {
   const reads = new Map<string, number>();
+  const ranges = new Map<string, string[]>();
   let bytes = 0;
   const state = { down: false };
   const server = http.createServer((req, res) => {
     if (state.down) return req.socket.destroy();
+    if (req.method === 'GET') {
+      const key = req.url!.split('?')[0]!;
+      ranges.set(key, [...(ranges.get(key) ?? []), req.headers.range ?? '']);
+    }
     const upstream = http.request({ host: '127.0.0.1', port: originPort, method: req.method, path: req.url, headers: req.headers }, (answer) => {
       if (req.method === 'GET' && (answer.statusCode === 200 || answer.statusCode === 206)) {
         const key = req.url!.split('?')[0]!;
@@ -58,6 +65,7 @@ export async function startCountingProxy(originPort: number, options: { bytesPer
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     reads,
+    ranges,
     get bytes() {
       return bytes;
     },
