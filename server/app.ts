@@ -439,7 +439,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
           blobs, resolveTarget: (p) => resolveTargetUrl(bundleStore, p), anonymous: config.anonymousTufRead, readers }),
         ...accessRoutes(auth, { requireBundle: (name) => bundles.getBundle(name) }),
         ...auditRoutes(audit),
-        ...enrollmentRoutes(enrollment),
+        ...enrollmentRoutes(enrollment, { requireVisible: (viewer, id) => devices.requireVisible(viewer, id) }),
         ...replicationRoutes(replication),
         ...edgeSyncRoutes(startedReplication, {
           // An edge asks on behalf of a device that sent it this token: the origin's own answer.

@@ -13,10 +13,15 @@ import {
   renewal,
   renewRequest,
 } from '../../protocol/enrollment.ts';
+import type { Principal } from '../auth/policy.ts';
 import { route, type Route } from '../http/routes.ts';
 import type { EnrollmentService } from './service.ts';
 
-export function enrollmentRoutes(service: EnrollmentService): Route[] {
+/**
+ * `requireVisible` is the devices' read model (server/auth/reads.ts): a device's certificates are
+ * shown only to who may read the device, and one they may not see answers 404 like a read of it.
+ */
+export function enrollmentRoutes(service: EnrollmentService, deps: { requireVisible(viewer: Principal, id: string): Promise<unknown> }): Route[] {
   return [
     route({
       method: 'POST', path: '/api/v1/enrollment-tokens', action: 'enrollment:create', summary: 'Create an enrollment token for a group (or for one device to enroll again); shown once',
@@ -45,7 +50,8 @@ export function enrollmentRoutes(service: EnrollmentService): Route[] {
     route({
       method: 'GET', path: '/api/v1/devices/:id/certificates', action: 'device:read', summary: "A device's certificates, newest first: serial, SHA-256 fingerprint, issued, not after, revoked",
       params: devicePath, responses: { 200: deviceCertificateList },
-      async handler({ koa, params }) {
+      async handler({ koa, params, principal }) {
+        await deps.requireVisible(principal!, params.id);
         koa.body = { device: params.id, certificates: await service.certificatesOf(params.id) };
       },
     }),

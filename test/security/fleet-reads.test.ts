@@ -194,3 +194,19 @@ test('control routes answer 404 to a caller who may not see the deployment or de
     t.is((await server.api('GET', '/api/v1/devices/g1-a')).body.decommissionedAt ?? null, null);
   });
 });
+
+test("a device's certificates are shown only to who may read the device: 404 for another group's, as for a missing one", async (t) => {
+  await withServer(t, async (server) => {
+    const fx = await setUp(server);
+    const certificates = (id: string) => server.api('GET', `/api/v1/devices/${id}/certificates`, { token: fx.tokens.g1Reporter });
+    const own = await certificates('g1-a');
+    t.is(own.status, 200);
+    t.is(own.body.device, 'g1-a');
+    const missing = await certificates('no-such-device');
+    t.is(missing.status, 404);
+    const hidden = await certificates('g2-a');
+    t.is(hidden.status, 404, 'a device of a group the caller does not read');
+    t.is(hidden.body.error.code, missing.body.error.code, 'the same answer as a device never registered');
+    t.is((await server.api('GET', '/api/v1/devices/g2-a/certificates')).status, 200, 'an admin sees any');
+  });
+});
