@@ -73,7 +73,7 @@ function showFilters(flags: Flags): URLSearchParams {
 
 async function act(api: ApiClient, id: string, verb: 'pause' | 'resume' | 'abort', asJson: boolean, done: string): Promise<void> {
   const result = await api.request('POST', `/api/v1/deployments/${deploymentId(id)}/${verb}`, { schema: rolloutActionResult });
-  printJsonOr(result, asJson, `${done} deployment ${result.deployment.id}: ${result.deployment.state}${verb === 'abort' ? ` (${result.devices} devices told to stop and stay where they are)` : ''}`);
+  printJsonOr(result, asJson, `${done} deployment ${result.deployment.id}: ${result.deployment.state}${verb === 'abort' ? ` (${result.devices} devices had not finished: those already told stop, the rest are never told; each stays on what it runs)` : ''}`);
 }
 
 const rolloutCommands: Record<string, RolloutCommand> = {
