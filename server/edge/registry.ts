@@ -11,7 +11,7 @@ import { ApiError } from '../http/errors.ts';
 import { route, type Route } from '../http/routes.ts';
 import { OciError, ociErrorMiddleware } from '../oci/errors.ts';
 import { pageTags, parseRepository, type Repository } from '../oci/media.ts';
-import { listCatalog, ociReadRoutes, suffixes, type OciRoute, type RegistryReadSource } from '../oci/routes.ts';
+import { listCatalog, matchRegistryPath, ociReadRoutes, type OciRoute, type RegistryReadSource } from '../oci/routes.ts';
 import { targetOfUrl, type EdgeContent, type EdgeContentView } from './content.ts';
 import type { CredentialCache } from './credentials.ts';
 import type { IntegrityCheck } from './integrity.ts';
@@ -139,15 +139,7 @@ export function edgeRegistryMiddleware(deps: { content: EdgeContentView; blobs: 
       await listCatalog(ctx, source, (bundle) => allowed.has(bundle));
       return;
     }
-    const rest = ctx.path.slice('/v2/'.length);
-    let matched: { path: string; name: string; param: string } | undefined;
-    for (const { suffix, path } of suffixes) {
-      const match = suffix.exec(rest);
-      if (match) {
-        matched = { path, name: match[1]!, param: match[2] ?? '' };
-        break;
-      }
-    }
+    const matched = matchRegistryPath(ctx.path);
     if (!matched) throw new OciError('NAME_INVALID', `no registry endpoint at ${ctx.path.slice(0, 200)}`, {}, { status: 404 });
     // The referrers API is not mirrored (signatures and SBOMs are not signed targets): a 404 tells clients to fall back, as the spec allows.
     const found = routes.find((r) => r.path === matched.path && r.method === ctx.method);

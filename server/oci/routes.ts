@@ -350,7 +350,7 @@ async function authenticate(koa: Koa.Context, auth: AuthService, byCertificate?:
 }
 
 /** Splits `/v2/<name>/<rest>`: the first suffix that matches wins, the name is the longest prefix before it. */
-export const suffixes: readonly { suffix: RegExp; path: string }[] = [
+const suffixes: readonly { suffix: RegExp; path: string }[] = [
   { suffix: /^(.+)\/blobs\/uploads\/?$/, path: 'blobs/uploads/' },
   { suffix: /^(.+)\/blobs\/uploads\/([^/]+)$/, path: 'blobs/uploads/*' },
   { suffix: /^(.+)\/blobs\/([^/]+)$/, path: 'blobs/*' },
@@ -358,6 +358,16 @@ export const suffixes: readonly { suffix: RegExp; path: string }[] = [
   { suffix: /^(.+)\/tags\/list$/, path: 'tags/list' },
   { suffix: /^(.+)\/referrers\/([^/]+)$/, path: 'referrers/*' },
 ];
+
+/** The route pattern, repository name and parameter a path under `/v2/` names, if any. */
+export function matchRegistryPath(requestPath: string): { path: string; name: string; param: string } | undefined {
+  const rest = requestPath.slice('/v2/'.length);
+  for (const { suffix, path } of suffixes) {
+    const match = suffix.exec(rest);
+    if (match) return { path, name: match[1]!, param: match[2] ?? '' };
+  }
+  return undefined;
+}
 
 /** A registry route as docs/permissions.md lists it: method, path under /v2, action. */
 export interface RegistryRoute {
@@ -471,15 +481,7 @@ export function ociMiddleware(deps: {
 
   async function dispatch(ctx: Koa.Context, note: OciAuditNote): Promise<void> {
     ctx.set('Docker-Distribution-API-Version', 'registry/2.0');
-    const rest = ctx.path.slice('/v2/'.length);
-    let matched: { path: string; name: string; param: string } | undefined;
-    for (const { suffix, path } of suffixes) {
-      const match = suffix.exec(rest);
-      if (match) {
-        matched = { path, name: match[1]!, param: match[2] ?? '' };
-        break;
-      }
-    }
+    const matched = matchRegistryPath(ctx.path);
     // Known before authenticating, so a refused push is recorded as the push it was.
     const route = matched && routes.find((r) => r.path === matched.path && r.method === ctx.method);
     if (route) note.action = route.action;

@@ -1,16 +1,15 @@
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import test from 'ava';
 import { parseWith } from '../../protocol/parse.ts';
 import { replicationRunDetail } from '../../protocol/replication.ts';
-import { convoyBin, convoydBin, deviceRecord, provisionDevice, runDaemon, type TestDevice } from '../helpers/device.ts';
+import { deviceRecord, provisionDevice, runDaemon, type TestDevice } from '../helpers/device.ts';
 import { freePort } from '../helpers/ports.ts';
 import { startRegistry } from '../helpers/registry.ts';
 import { deploy } from '../helpers/release.ts';
 import { adminToken, makeTempDir, pushArtifact, waitFor, withServer } from '../helpers/server.ts';
+import { runShell, startShell, walkBin, walkBlock, type LongShell } from '../helpers/walk.ts';
 import { skopeo, writeLayout } from '../oci/layout.ts';
 
 /*
@@ -25,57 +24,20 @@ import { skopeo, writeLayout } from '../oci/layout.ts';
  * `till` and a file) is pushed before the walk, as the guide assumes a bundle exists.
  */
 
-const exec = promisify(execFile);
 const doc = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../docs/replication.md');
 const secretKey = Buffer.alloc(32, 11);
-
-async function block(name: string): Promise<string> {
-  const text = await fs.readFile(doc, 'utf8');
-  const match = new RegExp(`<!-- walk: ${name}( [^>]*)? -->\\n\`\`\`sh\\n([\\s\\S]*?)\`\`\``).exec(text);
-  if (!match) throw new Error(`docs/replication.md has no "walk: ${name}" block`);
-  return match[2]!;
-}
-
-async function shell(script: string, options: { cwd: string; env: Record<string, string> }): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await exec('bash', ['-euo', 'pipefail', '-c', script], { cwd: options.cwd, env: { ...process.env, ...options.env } });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
-
-/** Runs a block that ends in a long-running `convoy serve`; resolves once the edge serves. */
-async function startShell(script: string, options: { cwd: string; env: Record<string, string> }): Promise<{ process: ChildProcess; output: string[] }> {
-  const child = spawn('bash', ['-euo', 'pipefail', '-c', script], { cwd: options.cwd, env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  const output: string[] = [];
-  child.stderr!.on('data', (chunk: Buffer) => output.push(chunk.toString('utf8')));
-  await new Promise<void>((resolve, reject) => {
-    child.stdout!.on('data', (chunk: Buffer) => {
-      output.push(chunk.toString('utf8'));
-      if (output.join('').includes('serving devices')) resolve();
-    });
-    child.once('exit', (code) => reject(new Error(`the edge block exited with ${code}: ${output.join('')}`)));
-  });
-  return { process: child, output };
-}
+const block = (name: string) => walkBlock(doc, name);
 
 test('docs/replication.md, as written: a registry and two edges by policy, one approval, a site pull and a device behind each edge', async (t) => {
   const work = await makeTempDir('convoy-replication-walk-');
-  const bin = path.join(work, 'bin');
-  await fs.mkdir(bin);
-  for (const [name, target] of [['convoy', convoyBin], ['convoyd', convoydBin]] as const) {
-    await fs.writeFile(path.join(bin, name), `#!/bin/sh\nexec "${process.execPath}" "${target}" "$@"\n`, { mode: 0o755 });
-  }
+  const bin = await walkBin(work);
   const registry = await startRegistry({ username: 'convoy' });
-  const edges: ChildProcess[] = [];
+  const edges: LongShell[] = [];
   const devices: TestDevice[] = [];
   // Devices and edges stop before the origin does, so nothing calls a closed origin.
   const stopAll = async () => {
     await Promise.all(devices.map((device) => device.stop()));
-    const running = edges.filter((edge) => edge.exitCode === null);
-    await Promise.all(running.map((edge) => new Promise((resolve) => edge.once('exit', resolve).kill('SIGTERM'))));
+    await Promise.all(edges.map((edge) => edge.stop()));
   };
   t.teardown(async () => {
     await registry.stop();
@@ -102,7 +64,7 @@ test('docs/replication.md, as written: a registry and two edges by policy, one a
             .replaceAll('/etc/convoy/root.json', path.join(work, 'root.json'));
         const env = { PATH: `${bin}:${process.env.PATH}`, CONVOY_URL: origin.url, CONVOY_TOKEN: adminToken, SITE_PASSWORD: registry.password };
         const run = async (name: string) => {
-          const result = await shell(local(await block(name)), { cwd: work, env });
+          const result = await runShell(local(await block(name)), { cwd: work, env });
           t.is(result.code, 0, `walk: ${name}\n${result.stderr}`);
           return result;
         };
@@ -117,8 +79,7 @@ test('docs/replication.md, as written: a registry and two edges by policy, one a
             .replace('CONVOY_HTTP_PORT=8080', `CONVOY_HTTP_PORT=${edgePorts[name].http}`)
             .replace('CONVOY_MQTT_PORT=1883', `CONVOY_MQTT_PORT=${edgePorts[name].mqtt}`);
           // Test tuning only: loopback, and release notices relayed every half second instead of 10 s.
-          const started = await startShell(script, { cwd: work, env: { ...env, CONVOY_HOST: '127.0.0.1', CONVOY_EDGE_NOTICE_MS: '500', CONVOY_EDGE_POLL_MS: '200' } });
-          edges.push(started.process);
+          edges.push(await startShell(script, { cwd: work, env: { ...env, CONVOY_HOST: '127.0.0.1', CONVOY_EDGE_NOTICE_MS: '500', CONVOY_EDGE_POLL_MS: '200' }, ready: 'serving devices' }));
         };
         const edgeToken = (stdout: string) => {
           const token = /cvye_\S+/.exec(stdout)?.[0];
@@ -147,7 +108,7 @@ test('docs/replication.md, as written: a registry and two edges by policy, one a
         t.true(pushRun.tasks.some((task) => task.kind === 'blob' && task.bytes > 0), 'the origin pushed blobs to shop-dmz');
 
         // The site's registry serves the image, byte for byte the one released.
-        const site = await shell(local(await block('site-pull')).replace('show ID', `show ${registryRun.id}`), { cwd: work, env });
+        const site = await runShell(local(await block('site-pull')).replace('show ID', `show ${registryRun.id}`), { cwd: work, env });
         t.is(site.code, 0, site.stderr);
         t.regex(site.stdout, /succeeded/);
         const copied = JSON.parse(await fs.readFile(path.join(work, 'till-2.1.0', 'manifest.json'), 'utf8'));

@@ -1,14 +1,13 @@
-import { execFile } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import test from 'ava';
 import mqtt from 'mqtt';
-import { convoyBin, convoydBin, deviceRecord, runDaemon } from '../helpers/device.ts';
+import { deviceRecord, runDaemon } from '../helpers/device.ts';
 import { deploy, publishRelease } from '../helpers/release.ts';
 import { adminToken, makeTempDir, waitFor, withServer } from '../helpers/server.ts';
 import { startTlsFront } from '../helpers/tls-front.ts';
+import { runShell, walkBin, walkBlock } from '../helpers/walk.ts';
 
 /*
  * docs/device-install.md, "Enrolling a device with its own key", run as written: the shell blocks
@@ -17,33 +16,13 @@ import { startTlsFront } from '../helpers/tls-front.ts';
  * loopback and /etc/convoy by a temp dir.
  */
 
-const exec = promisify(execFile);
 const doc = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../docs/device-install.md');
-
-async function block(name: string): Promise<string> {
-  const text = await fs.readFile(doc, 'utf8');
-  const match = new RegExp(`<!-- walk: ${name} [^>]*-->\\n\`\`\`sh\\n([\\s\\S]*?)\`\`\``).exec(text);
-  if (!match) throw new Error(`docs/device-install.md has no "walk: ${name}" block`);
-  return match[1]!;
-}
-
-async function shell(script: string, options: { cwd: string; env: Record<string, string> }): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await exec('bash', ['-euo', 'pipefail', '-c', script], { cwd: options.cwd, env: { ...process.env, ...options.env } });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const block = (name: string) => walkBlock(doc, name);
+const shell = runShell;
 
 test('the enrollment walk of docs/device-install.md, as written: CA, token, enroll, run under mTLS, install, revoke', async (t) => {
   const work = await makeTempDir('convoy-walk-');
-  const bin = path.join(work, 'bin');
-  await fs.mkdir(bin);
-  for (const [name, target] of [['convoy', convoyBin], ['convoyd', convoydBin]] as const) {
-    await fs.writeFile(path.join(bin, name), `#!/bin/sh\nexec "${process.execPath}" "${target}" "$@"\n`, { mode: 0o755 });
-  }
+  const bin = await walkBin(work);
   const etc = path.join(work, 'etc-convoy');
   const env = { PATH: `${bin}:${process.env.PATH}` };
   const ca = await shell((await block('ca')).replaceAll('10.0.0.5', '127.0.0.1'), { cwd: work, env });

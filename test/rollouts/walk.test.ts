@@ -1,12 +1,10 @@
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import test from 'ava';
-import { convoyBin } from '../helpers/device.ts';
 import { publishRelease } from '../helpers/release.ts';
 import { adminToken, makeTempDir, waitFor, withServer, type TestServer } from '../helpers/server.ts';
+import { runShell, startShell, walkBin, walkBlock, type LongShell } from '../helpers/walk.ts';
 
 /*
  * docs/rollouts.md run as written (issue #10, "done when"): the shell blocks marked
@@ -16,16 +14,8 @@ import { adminToken, makeTempDir, waitFor, withServer, type TestServer } from '.
  * test waits for what the guide says the operator sees next, as a user would watch.
  */
 
-const exec = promisify(execFile);
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const doc = path.join(repo, 'docs/rollouts.md');
-
-async function block(name: string): Promise<string> {
-  const text = await fs.readFile(doc, 'utf8');
-  const match = new RegExp(`<!-- walk: ${name} -->\\n\`\`\`sh\\n([\\s\\S]*?)\`\`\``).exec(text);
-  if (!match) throw new Error(`docs/rollouts.md has no "walk: ${name}" block`);
-  return match[1]!;
-}
+const block = (name: string) => walkBlock(path.join(repo, 'docs/rollouts.md'), name);
 
 interface Deployment {
   state: string;
@@ -48,48 +38,22 @@ async function versions(server: TestServer, group: string): Promise<Map<string, 
 
 test('docs/rollouts.md, as written: inventory, a dynamic group, a phased deployment pausing itself, retry and resume, an abort that leaves every till intact', async (t) => {
   const work = await makeTempDir('convoy-rollouts-walk-');
-  const bin = path.join(work, 'bin');
-  await fs.mkdir(bin);
-  await fs.writeFile(path.join(bin, 'convoy'), `#!/bin/sh\nexec "${process.execPath}" "${convoyBin}" "$@"\n`, { mode: 0o755 });
-  const fleets: ChildProcess[] = [];
-  // Each fleet block runs in its own process group (bash, npm, node): Ctrl-C reaches all of it.
-  const stopFleets = () =>
-    Promise.all(
-      fleets
-        .filter((f) => f.exitCode === null && f.signalCode === null)
-        .map((f) => {
-          const exited = new Promise((resolve) => f.once('exit', resolve));
-          process.kill(-f.pid!, 'SIGINT');
-          const timer = setTimeout(() => process.kill(-f.pid!, 'SIGKILL'), 5_000);
-          return exited.then(() => clearTimeout(timer));
-        }),
-    );
+  const bin = await walkBin(work);
+  const fleets: LongShell[] = [];
+  const stopFleets = () => Promise.all(fleets.map((fleet) => fleet.stop()));
   t.teardown(() => fs.rm(work, { recursive: true, force: true }));
 
   await withServer(t, async (server) => {
-    const env = { ...process.env, PATH: `${bin}:${process.env.PATH}`, CONVOY_URL: server.url, CONVOY_TOKEN: adminToken };
+    const env = { PATH: `${bin}:${process.env.PATH}`, CONVOY_URL: server.url, CONVOY_TOKEN: adminToken };
     const local = (script: string) => script.replaceAll('porto-mirror-broken', path.join(work, 'porto-mirror-broken'));
     const run = async (name: string) => {
-      try {
-        return (await exec('bash', ['-euo', 'pipefail', '-c', local(await block(name))], { cwd: repo, env, timeout: 90_000 })).stdout;
-      } catch (error) {
-        const e = error as { stdout: string; stderr: string };
-        throw new Error(`walk: ${name} failed\n${e.stdout}\n${e.stderr}`);
-      }
+      const result = await runShell(local(await block(name)), { cwd: repo, env, timeoutMs: 90_000 });
+      if (result.code !== 0) throw new Error(`walk: ${name} failed\n${result.stdout}\n${result.stderr}`);
+      return result.stdout;
     };
-    /** A fleet block: its last line runs until stopped; resolves once its devices are connected. */
+    /** A fleet block: its last line runs until stopped (Ctrl-C); resolves once its devices are connected. */
     const startFleetBlock = async (name: string) => {
-      const child = spawn('bash', ['-euo', 'pipefail', '-c', local(await block(name))], { cwd: repo, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-      fleets.push(child);
-      const output: string[] = [];
-      child.stderr!.on('data', (chunk: Buffer) => output.push(chunk.toString('utf8')));
-      await new Promise<void>((resolve, reject) => {
-        child.stdout!.on('data', (chunk: Buffer) => {
-          output.push(chunk.toString('utf8'));
-          if (output.join('').includes('simulated devices connected')) resolve();
-        });
-        child.once('exit', (code) => reject(new Error(`walk: ${name} exited with ${code}: ${output.join('')}`)));
-      });
+      fleets.push(await startShell(local(await block(name)), { cwd: repo, env, ready: 'simulated devices connected' }));
     };
 
     try {
