@@ -27,6 +27,32 @@ async function approve(origin: TestServer, bundle: string, version: string): Pro
   if (res.status !== 200) throw new Error(`approve answered ${res.status}: ${res.raw}`);
 }
 
+/**
+ * Two bundles mirrored to the edge `shop-eu` by an on-approval pull policy, each with one image
+ * pushed by skopeo as CI does (pos/till and kiosk/screen, version 1.0.0); pos is deployed to the
+ * group of the device it registers, till-1, whose token it returns. Throws unless both runs succeed.
+ */
+async function mirrorTwoBundles(origin: TestServer, images: { till: string; screen: string }): Promise<string> {
+  for (const bundle of ['pos', 'kiosk']) {
+    const created = await origin.api('POST', '/api/v1/bundles', { json: { name: bundle } });
+    const policy = await origin.api('POST', `/api/v1/bundles/${bundle}/replication-policies`, { json: { name: 'shops', destinations: ['shop-eu'], mode: 'pull', trigger: { type: 'approval' } } });
+    if (created.status !== 201 || policy.status !== 201) throw new Error(`set-up of ${bundle}: ${created.status} ${policy.status}`);
+  }
+  await pushImage(origin, images.till, 'pos/till', '1.0.0');
+  await pushImage(origin, images.screen, 'kiosk/screen', '1.0.0');
+  for (const bundle of ['pos', 'kiosk']) {
+    await approve(origin, bundle, '1.0.0');
+    const [run] = await runsOf(origin, bundle);
+    const finished = await finishedRun(origin, bundle, run!.id);
+    if (finished.run.status !== 'succeeded') throw new Error(`${bundle}'s run to the edge: ${finished.run.status}`);
+  }
+  // The device's group runs pos, not kiosk.
+  await deploy(origin, 'pos', '1.0.0', 'shop-tills');
+  const registered = await origin.api('POST', '/api/v1/devices', { json: { id: 'till-1', group: 'shop-tills' } });
+  if (registered.status !== 201) throw new Error(`registering till-1: ${registered.status}`);
+  return registered.body.token as string;
+}
+
 /** The GET requests for blobs the origin answered through the proxy (edges' reads). */
 function blobReads(reads: Map<string, number>): number {
   return [...reads].filter(([key]) => key.startsWith('/api/v1/blobs/')).reduce((sum, [, n]) => sum + n, 0);
@@ -39,26 +65,9 @@ test('a device pulls its release image from an edge with skopeo: the origin\'s m
     const rootFile = await copyRoot(origin, work);
     const edge = await startTestEdge({ upstreamUrl: proxy.url, token: await addEdge(origin, 'shop-eu'), rootFile });
     try {
-      // Two bundles mirrored to the edge, each with an image pushed by skopeo as CI does.
-      for (const bundle of ['pos', 'kiosk']) {
-        t.is((await origin.api('POST', '/api/v1/bundles', { json: { name: bundle } })).status, 201);
-        t.is((await origin.api('POST', `/api/v1/bundles/${bundle}/replication-policies`, { json: { name: 'shops', destinations: ['shop-eu'], mode: 'pull', trigger: { type: 'approval' } } })).status, 201);
-      }
       const image = await writeLayout(path.join(work, 'till'), 'build', [256 * 1024, 64 * 1024]);
       const other = await writeLayout(path.join(work, 'kiosk'), 'build', [32 * 1024]);
-      await pushImage(origin, image.dir, 'pos/till', '1.0.0');
-      await pushImage(origin, other.dir, 'kiosk/screen', '1.0.0');
-      await approve(origin, 'pos', '1.0.0');
-      await approve(origin, 'kiosk', '1.0.0');
-      for (const bundle of ['pos', 'kiosk']) {
-        const [run] = await runsOf(origin, bundle);
-        t.is((await finishedRun(origin, bundle, run!.id)).run.status, 'succeeded');
-      }
-      // The device's group runs pos, not kiosk.
-      await deploy(origin, 'pos', '1.0.0', 'shop-tills');
-      const registered = await origin.api('POST', '/api/v1/devices', { json: { id: 'till-1', group: 'shop-tills' } });
-      t.is(registered.status, 201);
-      const token = registered.body.token as string;
+      const token = await mirrorTwoBundles(origin, { till: image.dir, screen: other.dir });
       const creds = `till-1:${token}`;
       const edgeHost = `127.0.0.1:${edge.httpPort}`;
       const originHost = `127.0.0.1:${origin.httpPort}`;
@@ -147,22 +156,9 @@ test('a device reads signed targets by path at an edge, for the bundles deployed
     const rootFile = await copyRoot(origin, work);
     const edge = await startTestEdge({ upstreamUrl: origin.url, token: await addEdge(origin, 'shop-eu'), rootFile });
     try {
-      for (const bundle of ['pos', 'kiosk']) {
-        t.is((await origin.api('POST', '/api/v1/bundles', { json: { name: bundle } })).status, 201);
-        t.is((await origin.api('POST', `/api/v1/bundles/${bundle}/replication-policies`, { json: { name: 'shops', destinations: ['shop-eu'], mode: 'pull', trigger: { type: 'approval' } } })).status, 201);
-      }
       const image = await writeLayout(path.join(work, 'till'), 'build', [16 * 1024]);
-      await pushImage(origin, image.dir, 'pos/till', '1.0.0');
-      await pushImage(origin, image.dir, 'kiosk/screen', '1.0.0');
-      await approve(origin, 'pos', '1.0.0');
-      await approve(origin, 'kiosk', '1.0.0');
-      for (const bundle of ['pos', 'kiosk']) {
-        const [run] = await runsOf(origin, bundle);
-        t.is((await finishedRun(origin, bundle, run!.id)).run.status, 'succeeded');
-      }
-      await deploy(origin, 'pos', '1.0.0', 'shop-tills');
-      const registered = await origin.api('POST', '/api/v1/devices', { json: { id: 'till-1', group: 'shop-tills' } });
-      const auth = { authorization: `Bearer ${registered.body.token as string}` };
+      const token = await mirrorTwoBundles(origin, { till: image.dir, screen: image.dir });
+      const auth = { authorization: `Bearer ${token}` };
 
       // The bundle manifest by path, plain and hash-prefixed (consistent snapshots), as the origin serves it.
       const fromOrigin = await fetch(`${origin.url}/tuf/targets/pos/1.0.0/manifest.json`, { headers: auth });
@@ -196,14 +192,14 @@ test('a device reads signed targets by path at an edge, for the bundles deployed
       timestamp.signed.expires = '2099-01-01T00:00:00Z';
       await fs.writeFile(timestampFile, JSON.stringify(timestamp));
       t.is((await fetch(`${edge.url}/tuf/targets/pos/1.0.0/manifest.json`, { headers: auth })).status, 404);
-      t.is((await fetch(`${edge.url}/v2/pos/till/manifests/1.0.0`, { headers: { authorization: basic('till-1', registered.body.token as string) } })).status, 404);
+      t.is((await fetch(`${edge.url}/v2/pos/till/manifests/1.0.0`, { headers: { authorization: basic('till-1', token) } })).status, 404);
       t.true(edge.logs.some((line) => line.includes('does not verify against the trusted root')));
 
       // At the origin a device reads only what is signed: a draft's tag is unknown to it.
       await pushImage(origin, image.dir, 'pos/till', '1.1.0-rc.1');
-      const draft = await fetch(`${origin.url}/v2/pos/till/manifests/1.1.0-rc.1`, { headers: { authorization: basic('till-1', registered.body.token as string) } });
+      const draft = await fetch(`${origin.url}/v2/pos/till/manifests/1.1.0-rc.1`, { headers: { authorization: basic('till-1', token) } });
       t.is(draft.status, 404);
-      const tags = await fetch(`${origin.url}/v2/pos/till/tags/list`, { headers: { authorization: basic('till-1', registered.body.token as string) } });
+      const tags = await fetch(`${origin.url}/v2/pos/till/tags/list`, { headers: { authorization: basic('till-1', token) } });
       t.deepEqual(((await tags.json()) as { tags: string[] }).tags, ['1.0.0']);
       t.deepEqual(((await (await fetch(`${origin.url}/v2/pos/till/tags/list`, { headers: { authorization: basic('admin', adminToken) } })).json()) as { tags: string[] }).tags, ['1.0.0', '1.1.0-rc.1'], 'a user still sees the draft');
     } finally {
