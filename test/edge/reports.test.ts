@@ -44,6 +44,15 @@ test('a device behind an edge installs and reports through it; reports sent whil
       await waitFor('till-r on 1.0.0, as the origin knows it', async () => ((await deviceRecord(origin, 'till-r'))?.installed?.version === '1.0.0' ? true : undefined));
       t.deepEqual((await readCurrent(dir)).get('app.bin'), bytes);
       await daemon.stop();
+      // Every report of that first run forwarded (the last ones may still be on their way when it
+      // stops), so the origin's log is complete before the link goes down.
+      let last = -1;
+      await waitFor('the first run’s reports forwarded and recorded', async () => {
+        const count = reportsSeen(origin, 'till-r').size;
+        const settled = count === last && (await edge.reports.pending()) === 0;
+        last = count;
+        return settled ? true : undefined;
+      }, 30_000, 500);
 
       // The uplink goes down; the device restarts and reports (its credential verdict is cached at the edge).
       proxy.down = true;
