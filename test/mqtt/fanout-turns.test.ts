@@ -12,8 +12,10 @@ import { startBroker } from '../../server/broker/broker.ts';
  * phase many turns late. Counted in turns of the event loop, not in milliseconds, so machine load
  * does not move it. Real broker with Convoy's hooks, real clients with persistent sessions.
  */
-test("a phase of 300 devices' retained notices reaches every device within the first turns of the event loop", async (t) => {
-  const count = 300;
+test("a phase of 600 devices' retained notices reaches every device within the first turns of the event loop", async (t) => {
+  // 600 devices: six waves at aedes' default concurrency (the last notice in turn 11 or so), so a
+  // loaded machine splitting the clients' socket reads over a few more turns does not blur the line.
+  const count = 600;
   let reports = 0;
   const broker = await startBroker({
     host: '127.0.0.1',
@@ -57,7 +59,8 @@ test("a phase of 300 devices' retained notices reaches every device within the f
     t.is(arrivedInTurn.size, count, 'every device got its notice');
     t.is(reports, count, "and every device's report reached the server");
     const last = Math.max(...arrivedInTurn.values());
-    t.true(last <= 2, `the last notice arrived in turn ${last} of the event loop (at aedes' default concurrency: turn 5 or later)`);
+    t.log(`last notice in turn ${last}`);
+    t.true(last <= 5, `the last notice arrived in turn ${last} of the event loop (at aedes' default concurrency: turn 11 or so)`);
   } finally {
     await Promise.all(clients.map((c) => c.endAsync(true)));
     await broker.close();
